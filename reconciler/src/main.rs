@@ -1,0 +1,95 @@
+//! `left4me`: the reconciler's command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use left4me_state::{Checked, DesiredState};
+
+/// Declarative Left 4 Dead 2 servers: the desired state in git, converged onto this host.
+#[derive(Parser)]
+#[command(name = "left4me", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a state repo and list every problem as path:line:col: message.
+    ///
+    /// Exits 0 when valid, 1 when invalid (problems on stdout, one per line), 2 when it cannot be read.
+    Validate {
+        /// The state repo [default: $LEFT4ME_ROOT/state, with LEFT4ME_ROOT defaulting to /var/lib/left4me]
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Check this committed revision (branch, tag or commit) instead of the files in DIR.
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
+    },
+    /// Print the JSON Schema of the state repo's documents, for editors.
+    Schema,
+}
+
+/// Exit code for "could not do what was asked", as for usage errors.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("left4me: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { state, rev } => validate(&state.unwrap_or_else(default_state_repo), rev.as_deref()),
+        Command::Schema => {
+            std::io::stdout().write_all(left4me_state::json_schema().as_bytes()).context("cannot write the schema")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn default_state_repo() -> PathBuf {
+    let root = std::env::var_os("LEFT4ME_ROOT").unwrap_or_else(|| "/var/lib/left4me".into());
+    PathBuf::from(root).join("state")
+}
+
+fn validate(repo: &Path, rev: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (what, checked): (String, Checked) = match rev {
+        Some(rev) => {
+            let (revision, checked) = left4me_state::load_revision(repo, rev)?;
+            (format!("{} at {}", repo.display(), revision.short()), checked)
+        }
+        None => (repo.display().to_string(), left4me_state::load_dir(repo)?),
+    };
+    match checked {
+        Ok(state) => {
+            println!("{what}: valid, {}", summary(&state));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diagnostics) => {
+            print!("{diagnostics}");
+            let count = diagnostics.len();
+            eprintln!("{what}: invalid, {count} problem{}", if count == 1 { "" } else { "s" });
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn summary(state: &DesiredState) -> String {
+    let count = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}, {}, {}",
+        count(state.servers.len(), "server"),
+        count(state.blueprints.len(), "blueprint"),
+        count(state.overlays.len(), "overlay")
+    )
+}

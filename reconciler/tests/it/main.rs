@@ -1,0 +1,3 @@
+//! The `left4me` command line, run as a built binary.
+
+mod validate;

@@ -1,0 +1,55 @@
+//! The desired state of a left4me host.
+//!
+//! A state repo holds YAML resources (see DESIGN.md §3). This crate reads one revision of it —
+//! from a folder or from a git commit, always within [`Limits`] — checks it as a whole, and turns
+//! it into a [`DesiredState`] whose servers render to [`InstanceSpec`]s.
+//!
+//! ```no_run
+//! # use std::path::Path;
+//! let (revision, checked) = left4me_state::load_revision(Path::new("/var/lib/left4me/state"), "main")?;
+//! match checked {
+//!     Ok(state) => println!("{revision}: {} servers", state.servers.len()),
+//!     Err(diagnostics) => print!("{diagnostics}"),
+//! }
+//! # Ok::<(), left4me_state::LoadError>(())
+//! ```
+
+mod desired;
+mod diagnostic;
+mod git;
+pub mod model;
+mod name;
+mod render;
+mod scalar;
+mod tree;
+mod validate;
+mod yaml;
+
+use std::path::Path;
+
+pub use desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
+pub use diagnostic::{Diagnostic, Diagnostics, Position};
+pub use git::{Revision, read_revision, resolve};
+pub use model::{
+    Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem, json_schema,
+};
+pub use name::{NAME_PATTERN, Name, NameError};
+pub use render::{Digest, InstanceSpec, OverlayLayer};
+pub use tree::{Limits, LoadError, Tree, read_dir};
+pub use validate::{DEFAULT_MAX_SERVERS, DEFAULT_PORTS, validate};
+
+/// A revision that was read: valid, or every problem it has.
+pub type Checked = Result<DesiredState, Diagnostics>;
+
+/// Reads and validates the state tree in a folder.
+pub fn load_dir(root: &Path) -> Result<Checked, LoadError> {
+    let tree = read_dir(root, Limits::DEFAULT)?;
+    Ok(validate(&tree))
+}
+
+/// Reads and validates a committed revision (`rev` is a branch, tag or commit) of the repo at `repo`.
+pub fn load_revision(repo: &Path, rev: &str) -> Result<(Revision, Checked), LoadError> {
+    let revision = resolve(repo, rev)?;
+    let tree = read_revision(repo, &revision, Limits::DEFAULT)?;
+    Ok((revision, validate(&tree)))
+}

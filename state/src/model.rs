@@ -1,0 +1,418 @@
+//! The resource documents of the state repo, exactly as they are written in YAML.
+//!
+//! Every field is checked while it is read: a value that deserializes is valid on its own.
+//! Rules that need more than one value (a server's blueprint exists, ports do not clash) are checked
+//! by [`crate::validate`], which turns these documents into the [`crate::DesiredState`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::Name;
+
+/// The only `apiVersion` this release reads.
+pub const API_VERSION: &str = "left4me/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "left4me/v1")]
+    V1,
+}
+
+macro_rules! kind {
+    ($name:ident, $variant:ident) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        pub enum $name {
+            $variant,
+        }
+    };
+}
+kind!(SettingsKind, Settings);
+kind!(BlueprintKind, Blueprint);
+kind!(ServerKind, Server);
+kind!(OverlayKind, Overlay);
+
+/// `left4me.yaml`: settings of the host. Optional; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Settings")]
+pub struct SettingsDocument {
+    pub api_version: ApiVersion,
+    pub kind: SettingsKind,
+    #[serde(default)]
+    pub spec: SettingsSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SettingsSpec {
+    /// The ports servers may use (default 27015 to 27115).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<PortRange>,
+    /// The most servers the state repo may declare (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_servers: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+}
+
+/// An inclusive range of ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub first: Port,
+    pub last: Port,
+}
+
+/// Values used where a resource leaves a field out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Defaults {
+    /// A server's `spec.state` when it has none (default running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<PowerState>,
+    /// A blueprint's `spec.rollout` when it has none (default when-empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// `blueprints/<name>.yaml`: how a server is built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Blueprint")]
+pub struct BlueprintDocument {
+    pub api_version: ApiVersion,
+    pub kind: BlueprintKind,
+    pub metadata: Metadata,
+    pub spec: BlueprintSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BlueprintSpec {
+    /// Overlays stacked over the base install; the first is uppermost.
+    #[serde(default)]
+    pub overlays: Vec<Name>,
+    /// Launch arguments for srcds, one argv word per item, passed verbatim.
+    #[serde(default)]
+    pub arguments: Vec<Argument>,
+    /// Lines of server.cfg.
+    #[serde(default)]
+    pub config: Vec<ConfigLine>,
+    /// When a change reaches a running server (default from left4me.yaml, else when-empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// `servers/<name>.yaml`: one game server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Server")]
+pub struct ServerDocument {
+    pub api_version: ApiVersion,
+    pub kind: ServerKind,
+    pub metadata: Metadata,
+    pub spec: ServerSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerSpec {
+    /// The owner's blueprint this server is built from.
+    pub blueprint: Name,
+    /// The game port (UDP), also the RCON port (TCP).
+    pub port: Port,
+    /// Desired power state (default from left4me.yaml, else running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<PowerState>,
+    /// The name players see in the server browser (default: the server's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<Hostname>,
+}
+
+/// `overlays/<name>/overlay.yaml`: a tree stacked over the base install.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Overlay")]
+pub struct OverlayDocument {
+    pub api_version: ApiVersion,
+    pub kind: OverlayKind,
+    pub metadata: OverlayMetadata,
+    pub spec: OverlaySpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OverlaySpec {
+    /// files: the tree under files/; script: built by build.sh; workshop: Steam Workshop items.
+    #[serde(rename = "type")]
+    pub source: OverlayType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Steam Workshop item ids (type workshop only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<WorkshopItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: Name,
+    /// The web user who owns this resource.
+    pub owner: Name,
+}
+
+/// Overlays are a shared catalogue kept by admins, so an owner is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayMetadata {
+    pub name: Name,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Name>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayType {
+    Files,
+    Script,
+    Workshop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerState {
+    Running,
+    Stopped,
+}
+
+/// When a changed blueprint reaches a server that is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rollout {
+    /// Restart at once.
+    Immediate,
+    /// Restart once the server reports no human players.
+    WhenEmpty,
+    /// Apply when the server next starts.
+    NextStart,
+}
+
+impl fmt::Display for OverlayType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OverlayType::Files => "files",
+            OverlayType::Script => "script",
+            OverlayType::Workshop => "workshop",
+        })
+    }
+}
+
+/// Defines a newtype over a scalar whose `Deserialize` runs a check, so that a bad value is reported
+/// by the YAML reader with its exact line and column.
+macro_rules! checked_newtype {
+    ($(#[$doc:meta])* $name:ident($inner:ty), $read:ident($convert:path), $expecting:literal, $check:path, $schema:tt) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name($inner);
+
+        impl $name {
+            pub fn new(value: $inner) -> Result<Self, String> {
+                $check(&value)?;
+                Ok($name(value))
+            }
+
+            pub fn get(&self) -> &$inner {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                crate::scalar::$read(deserializer, $expecting, |value| {
+                    let inner: Result<$inner, String> = $convert(value);
+                    $name::new(inner?)
+                })
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    };
+}
+
+checked_newtype!(
+    /// A TCP/UDP port a game server may bind without privileges: 1024 to 65535.
+    Port(u16),
+    integer(port_number),
+    "a port number",
+    check_port,
+    { "type": "integer", "minimum": 1024, "maximum": 65535 }
+);
+
+checked_newtype!(
+    /// One srcds argv word.
+    Argument(String),
+    string(Ok),
+    "an argument",
+    check_argument,
+    { "type": "string", "pattern": "^[^\\n\\r\\u0000]*$" }
+);
+
+checked_newtype!(
+    /// One line of server.cfg.
+    ConfigLine(String),
+    string(Ok),
+    "a server.cfg line",
+    check_config_line,
+    { "type": "string", "pattern": "^[^\\n\\r\\u0000]*$" }
+);
+
+checked_newtype!(
+    /// The name shown in the server browser.
+    Hostname(String),
+    string(Ok),
+    "a hostname",
+    check_hostname,
+    { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\"\\u0000-\\u001f\\u007f]+$" }
+);
+
+checked_newtype!(
+    /// A Steam Workshop item id.
+    WorkshopItem(u64),
+    integer(Ok),
+    "a workshop item id",
+    check_workshop_item,
+    { "type": "integer", "minimum": 1 }
+);
+
+impl Port {
+    pub fn number(&self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Hostname {
+    /// A server without a hostname shows its name, which is always a valid hostname.
+    pub fn from_name(name: &Name) -> Self {
+        Hostname(name.as_str().to_owned())
+    }
+}
+
+/// Arguments that left4me sets itself from the server's spec; a blueprint setting them would make
+/// the rendered spec lie about what runs.
+const RESERVED_ARGUMENTS: &[(&str, &str)] = &[
+    ("+hostport", "left4me sets it from the server's spec.port"),
+    ("-port", "left4me sets it from the server's spec.port"),
+    ("+ip", "left4me binds the server itself"),
+    ("-game", "left4me always runs left4dead2"),
+    ("+hostname", "set spec.hostname on the server instead"),
+    ("+rcon_password", "left4me generates one per server and keeps it out of git"),
+];
+
+/// server.cfg settings left4me owns.
+const RESERVED_CVARS: &[(&str, &str)] = &[
+    ("rcon_password", "left4me generates one per server and keeps it out of git"),
+    ("hostport", "left4me sets it from the server's spec.port"),
+    ("hostname", "set spec.hostname on the server instead"),
+];
+
+fn port_number(value: u64) -> Result<u16, String> {
+    u16::try_from(value).map_err(|_| format!("{value} is not a port number; use a port from 1024 to 65535"))
+}
+
+fn check_port(port: &u16) -> Result<(), String> {
+    if *port < 1024 {
+        return Err(format!("port {port} is privileged; use a port from 1024 to 65535"));
+    }
+    Ok(())
+}
+
+fn check_line(what: &str, value: &str) -> Result<(), String> {
+    let bad = |c: char| match c {
+        '\n' => Some("a line break"),
+        '\r' => Some("a carriage return"),
+        '\0' => Some("a NUL character"),
+        _ => None,
+    };
+    match value.chars().find_map(bad) {
+        Some(found) => Err(format!("{what} {value:?} holds {found}")),
+        None => Ok(()),
+    }
+}
+
+fn check_argument(value: &str) -> Result<(), String> {
+    check_line("argument", value)?;
+    let word = value.to_ascii_lowercase();
+    match RESERVED_ARGUMENTS.iter().find(|(reserved, _)| *reserved == word) {
+        Some((reserved, why)) => Err(format!("argument {reserved} is not allowed: {why}")),
+        None => Ok(()),
+    }
+}
+
+fn check_config_line(value: &str) -> Result<(), String> {
+    check_line("config line", value)?;
+    let cvar = value.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+    match RESERVED_CVARS.iter().find(|(reserved, _)| *reserved == cvar) {
+        Some((reserved, why)) => Err(format!("config line setting {reserved} is not allowed: {why}")),
+        None => Ok(()),
+    }
+}
+
+fn check_hostname(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("hostname cannot be empty".into());
+    }
+    let count = value.chars().count();
+    if count > 64 {
+        return Err(format!("hostname has {count} characters; at most 64 are shown"));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control() || *c == '"') {
+        return Err(format!("hostname {value:?} holds {c:?}, which server.cfg cannot carry"));
+    }
+    Ok(())
+}
+
+fn check_workshop_item(value: &u64) -> Result<(), String> {
+    if *value == 0 {
+        return Err("workshop item id 0 does not exist".into());
+    }
+    Ok(())
+}
+
+/// Any document of the state repo; the JSON Schema's root, so an editor checks every file with one
+/// schema.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "left4me resource", description = "A document of a left4me state repo")]
+#[allow(dead_code)] // Only its schema is used.
+enum AnyDocument {
+    Settings(SettingsDocument),
+    Blueprint(BlueprintDocument),
+    Server(ServerDocument),
+    Overlay(OverlayDocument),
+}
+
+/// The JSON Schema of every document, as `left4me schema` prints it.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(AnyDocument);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema always serializes");
+    text.push('\n');
+    text
+}

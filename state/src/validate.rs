@@ -1,0 +1,731 @@
+//! Validation of a whole revision: every file, every reference, every rule, every problem listed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
+use crate::model::{
+    BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port, PortRange, PowerState, Rollout, ServerDocument,
+    SettingsDocument,
+};
+use crate::render::overlay_digest;
+use crate::tree::{Entry, Tree};
+use crate::yaml::{Seg, locate, parse};
+use crate::{Diagnostic, Diagnostics, Name};
+
+/// The port range when left4me.yaml names none.
+pub const DEFAULT_PORTS: (u16, u16) = (27015, 27115);
+/// The server limit when left4me.yaml names none.
+pub const DEFAULT_MAX_SERVERS: u32 = 64;
+
+/// Diagnostics placed in one file beyond this many are summed up in one line, so a file full of
+/// mistakes cannot make validation slow or its output unreadable.
+const MAX_PLACED_PER_FILE: usize = 20;
+
+/// Symlinks followed while resolving one symlink before it counts as a loop (the kernel's limit).
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Checks a whole revision. Either every rule holds and the desired state is returned, or every
+/// problem found is.
+pub fn validate(tree: &Tree) -> Result<DesiredState, Diagnostics> {
+    let mut v = Validator { tree, diagnostics: Diagnostics::default(), placed: HashMap::new() };
+    let state = v.run();
+    v.summarise_crowded_files();
+    match state {
+        Some(state) if v.diagnostics.is_empty() => Ok(state),
+        _ => Err(v.diagnostics.sorted()),
+    }
+}
+
+struct Validator<'t> {
+    tree: &'t Tree,
+    diagnostics: Diagnostics,
+    /// Placed diagnostics per file: (shown, held back).
+    placed: HashMap<String, (usize, usize)>,
+}
+
+/// A parsed document with the file it came from.
+struct Parsed<D> {
+    file: String,
+    doc: D,
+}
+
+/// What the files of a revision are, by where they sit.
+#[derive(Default)]
+struct Layout<'t> {
+    settings: Vec<(&'t str, &'t Entry)>,
+    blueprints: Vec<(&'t str, &'t str, &'t Entry)>,
+    servers: Vec<(&'t str, &'t str, &'t Entry)>,
+    /// Overlay folder name → (path inside the folder, full path, entry).
+    overlays: BTreeMap<&'t str, Vec<(&'t str, &'t str, &'t Entry)>>,
+}
+
+impl<'t> Validator<'t> {
+    fn run(&mut self) -> Option<DesiredState> {
+        self.diagnostics.extend(self.tree.problems.iter().cloned());
+        if self.tree.truncated {
+            // Only part of the revision was read; rules checked on a part would mislead.
+            return None;
+        }
+        let layout = self.layout();
+        let (settings, settings_ok) = self.settings(&layout.settings);
+        let mut broken = Broken::default();
+        let overlays = self.overlays(&layout.overlays, &mut broken);
+        let blueprints = self.blueprints(&layout.blueprints, &settings, &overlays, &mut broken);
+        let servers = self.servers(&layout.servers, &settings, settings_ok, &blueprints, &broken);
+        Some(DesiredState { settings, blueprints, servers, overlays })
+    }
+
+    fn layout(&mut self) -> Layout<'t> {
+        let mut layout = Layout::default();
+        for (path, entry) in &self.tree.entries {
+            let parts: Vec<&str> = path.split('/').collect();
+            match parts.as_slice() {
+                ["left4me.yaml" | "left4me.yml"] => layout.settings.push((path, entry)),
+                [folder @ ("blueprints" | "servers" | "overlays")] => {
+                    self.file_error(path, format!("must be a folder holding the {folder}"));
+                }
+                [folder @ ("blueprints" | "servers"), file] => match yaml_stem(file) {
+                    Some(stem) if *folder == "blueprints" => layout.blueprints.push((stem, path, entry)),
+                    Some(stem) => layout.servers.push((stem, path, entry)),
+                    None => self.file_error(
+                        path,
+                        format!("{folder}/ holds one <name>.yaml file per resource; this is not a .yaml file"),
+                    ),
+                },
+                [folder @ ("blueprints" | "servers"), sub, ..] => {
+                    self.file_error(
+                        &format!("{folder}/{sub}/"),
+                        format!("{folder}/ holds .yaml files only, not folders"),
+                    );
+                }
+                ["overlays", _] => {
+                    self.file_error(path, "overlays/ holds one folder per overlay, not files");
+                }
+                ["overlays", name, ..] => {
+                    let inner = &path["overlays/".len() + name.len() + 1..];
+                    layout.overlays.entry(name).or_default().push((inner, path, entry));
+                }
+                // The rest of a repo (a README, CI files) is not desired state.
+                _ => {}
+            }
+        }
+        layout
+    }
+
+    fn settings(&mut self, files: &[(&'t str, &'t Entry)]) -> (Settings, bool) {
+        let mut settings = Settings {
+            ports: PortRange {
+                first: Port::new(DEFAULT_PORTS.0).expect("the default ports are valid"),
+                last: Port::new(DEFAULT_PORTS.1).expect("the default ports are valid"),
+            },
+            max_servers: DEFAULT_MAX_SERVERS,
+            default_state: PowerState::Running,
+            default_rollout: Rollout::WhenEmpty,
+        };
+        let mut ok = true;
+        let mut seen: Option<&str> = None;
+        for (path, entry) in files {
+            let Some(data) = self.regular_file(path, entry) else {
+                ok = false;
+                continue;
+            };
+            if let Some(first) = seen {
+                self.file_error(path, format!("the host's settings are already in {first}; keep one of the two"));
+                ok = false;
+                continue;
+            }
+            seen = Some(path);
+            let doc: SettingsDocument = match parse(path, data) {
+                Ok(doc) => doc,
+                Err(diagnostic) => {
+                    self.diagnostics.push(diagnostic);
+                    ok = false;
+                    continue;
+                }
+            };
+            let spec = doc.spec;
+            if let Some(ports) = spec.ports {
+                if ports.first.number() > ports.last.number() {
+                    self.at(
+                        path,
+                        &[Seg::Key("spec"), Seg::Key("ports")],
+                        format!("spec.ports: first port {} is above last port {}", ports.first, ports.last),
+                    );
+                    ok = false;
+                } else {
+                    settings.ports = ports;
+                }
+            }
+            if let Some(max) = spec.max_servers {
+                settings.max_servers = max;
+            }
+            if let Some(defaults) = spec.defaults {
+                settings.default_state = defaults.state.unwrap_or(settings.default_state);
+                settings.default_rollout = defaults.rollout.unwrap_or(settings.default_rollout);
+            }
+        }
+        (settings, ok)
+    }
+
+    fn overlays(
+        &mut self,
+        folders: &BTreeMap<&'t str, Vec<(&'t str, &'t str, &'t Entry)>>,
+        broken: &mut Broken,
+    ) -> BTreeMap<Name, Overlay> {
+        let mut overlays = BTreeMap::new();
+        for (folder, entries) in folders {
+            let folder_path = format!("overlays/{folder}/");
+            let name = match Name::new(*folder) {
+                Ok(name) => name,
+                Err(e) => {
+                    self.file_error(&folder_path, format!("{folder:?} is not a valid overlay name: {e}"));
+                    broken.overlays.insert(folder.to_string());
+                    continue;
+                }
+            };
+            match self.overlay(&name, &folder_path, entries) {
+                Some(overlay) => {
+                    overlays.insert(name, overlay);
+                }
+                None => {
+                    broken.overlays.insert(name.to_string());
+                }
+            }
+        }
+        overlays
+    }
+
+    fn overlay(&mut self, name: &Name, folder: &str, entries: &[(&str, &str, &'t Entry)]) -> Option<Overlay> {
+        let mut documents = Vec::new();
+        let mut build = None;
+        let mut files: BTreeMap<&str, (&str, &Entry)> = BTreeMap::new();
+        for (inner, path, entry) in entries {
+            match *inner {
+                "overlay.yaml" | "overlay.yml" => documents.push((*path, *entry)),
+                "build.sh" => build = Some((*path, *entry)),
+                "README.md" => {}
+                _ => match inner.strip_prefix("files/") {
+                    Some(file) => {
+                        files.insert(file, (path, entry));
+                    }
+                    None => self.file_error(
+                        path,
+                        "unexpected file: an overlay folder holds overlay.yaml, README.md, and files/ (type files) \
+                         or build.sh (type script)",
+                    ),
+                },
+            }
+        }
+
+        let mut parsed: Option<Parsed<OverlayDocument>> = None;
+        let mut ok = true;
+        for (path, entry) in documents {
+            let Some(data) = self.regular_file(path, entry) else {
+                ok = false;
+                continue;
+            };
+            if let Some(first) = &parsed {
+                let first = first.file.clone();
+                self.file_error(path, format!("overlay {name} is already defined in {first}; keep one of the two"));
+                ok = false;
+                continue;
+            }
+            match parse::<OverlayDocument>(path, data) {
+                Ok(doc) => parsed = Some(Parsed { file: path.to_owned(), doc }),
+                Err(diagnostic) => {
+                    self.diagnostics.push(diagnostic);
+                    ok = false;
+                }
+            }
+        }
+        let Some(Parsed { file, doc }) = parsed else {
+            if ok {
+                self.file_error(folder, "has no overlay.yaml, so it is not an overlay");
+            }
+            return None;
+        };
+        if doc.metadata.name != *name {
+            self.at(
+                &file,
+                &[Seg::Key("metadata"), Seg::Key("name")],
+                format!("metadata.name {:?} does not match the folder name {folder}", doc.metadata.name.as_str()),
+            );
+            ok = false;
+        }
+
+        let source = doc.spec.source;
+        let items = doc.spec.items;
+        let at_type = [Seg::Key("spec"), Seg::Key("type")];
+        if source != OverlayType::Workshop && !items.is_empty() {
+            self.at(
+                &file,
+                &[Seg::Key("spec"), Seg::Key("items")],
+                format!("spec.items: only workshop overlays list items; this overlay is of type {source}"),
+            );
+            ok = false;
+        }
+        if source != OverlayType::Script
+            && let Some((path, _)) = build
+        {
+            self.file_error(path, format!("only script overlays have a build.sh; {name} is of type {source}"));
+            ok = false;
+        }
+        if source != OverlayType::Files && !files.is_empty() {
+            self.file_error(
+                &format!("{folder}files/"),
+                format!("only files overlays have a files/ folder; {name} is of type {source}"),
+            );
+            ok = false;
+        }
+
+        let content = match source {
+            OverlayType::Files => {
+                if files.is_empty() {
+                    self.at(
+                        &file,
+                        &at_type,
+                        format!("a files overlay keeps its tree under {folder}files/, and there is nothing there"),
+                    );
+                    return None;
+                }
+                OverlayContent::Files(self.overlay_files(folder, &files)?)
+            }
+            OverlayType::Script => {
+                let Some((path, entry)) = build else {
+                    self.at(&file, &at_type, format!("a script overlay needs its recipe in {folder}build.sh"));
+                    return None;
+                };
+                let data = self.regular_file(path, entry)?;
+                if data.iter().all(u8::is_ascii_whitespace) {
+                    self.file_error(path, "build.sh is empty");
+                    return None;
+                }
+                OverlayContent::Script { build: data.to_vec() }
+            }
+            OverlayType::Workshop => {
+                if items.is_empty() {
+                    self.at(&file, &at_type, "a workshop overlay lists at least one item id in spec.items");
+                    return None;
+                }
+                let mut seen = BTreeMap::new();
+                for (index, item) in items.iter().enumerate() {
+                    if let Some(first) = seen.insert(item.get(), index) {
+                        self.at(
+                            &file,
+                            &[Seg::Key("spec"), Seg::Key("items"), Seg::Index(index)],
+                            format!(
+                                "spec.items[{index}]: item {} is already listed as spec.items[{first}]",
+                                item.get()
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                OverlayContent::Workshop(items)
+            }
+        };
+        if !ok {
+            return None;
+        }
+        let digest = overlay_digest(&content);
+        Some(Overlay {
+            name: name.clone(),
+            owner: doc.metadata.owner,
+            description: doc.spec.description,
+            content,
+            digest,
+            file,
+        })
+    }
+
+    /// The tree of a files overlay, with every symlink checked to stay inside it.
+    fn overlay_files(&mut self, folder: &str, files: &BTreeMap<&str, (&str, &Entry)>) -> Option<Vec<OverlayFile>> {
+        let mut ok = true;
+        let mut tree = Vec::with_capacity(files.len());
+        for (inner, (path, entry)) in files {
+            let kind = match entry {
+                Entry::File { data, executable } => FileKind::Regular { data: data.clone(), executable: *executable },
+                Entry::Symlink { target } => {
+                    if let Err(why) = resolve_symlink(files, inner, target) {
+                        self.file_error(
+                            path,
+                            format!("symlink to {target:?} {why}; it must stay inside {folder}files/"),
+                        );
+                        ok = false;
+                    }
+                    FileKind::Symlink { target: target.clone() }
+                }
+            };
+            tree.push(OverlayFile { path: inner.to_string(), kind });
+        }
+        ok.then_some(tree)
+    }
+
+    fn blueprints(
+        &mut self,
+        files: &[(&'t str, &'t str, &'t Entry)],
+        settings: &Settings,
+        overlays: &BTreeMap<Name, Overlay>,
+        broken: &mut Broken,
+    ) -> BTreeMap<Name, Blueprint> {
+        let mut blueprints = BTreeMap::new();
+        let docs =
+            self.resources::<BlueprintDocument>("blueprint", files, &mut broken.blueprints, |d| &d.metadata.name);
+        for Parsed { file, doc } in docs {
+            let mut ok = true;
+            let mut seen: BTreeMap<&Name, usize> = BTreeMap::new();
+            for (index, overlay) in doc.spec.overlays.iter().enumerate() {
+                let at = [Seg::Key("spec"), Seg::Key("overlays"), Seg::Index(index)];
+                if let Some(first) = seen.insert(overlay, index) {
+                    self.at(
+                        &file,
+                        &at,
+                        format!(
+                            "spec.overlays[{index}]: overlay {overlay} is already stacked as spec.overlays[{first}]; \
+                         a layer can be stacked once"
+                        ),
+                    );
+                    ok = false;
+                } else if !overlays.contains_key(overlay) && !broken.overlays.contains(overlay.as_str()) {
+                    self.at(
+                        &file,
+                        &at,
+                        format!(
+                            "spec.overlays[{index}]: overlay {overlay} does not exist{}",
+                            known("overlays", overlays.keys())
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            if !ok {
+                broken.blueprints.insert(doc.metadata.name.to_string());
+                continue;
+            }
+            let spec = doc.spec;
+            blueprints.insert(
+                doc.metadata.name.clone(),
+                Blueprint {
+                    name: doc.metadata.name,
+                    owner: doc.metadata.owner,
+                    overlays: spec.overlays,
+                    arguments: spec.arguments,
+                    config: spec.config,
+                    rollout: spec.rollout.unwrap_or(settings.default_rollout),
+                    file,
+                },
+            );
+        }
+        blueprints
+    }
+
+    fn servers(
+        &mut self,
+        files: &[(&'t str, &'t str, &'t Entry)],
+        settings: &Settings,
+        settings_ok: bool,
+        blueprints: &BTreeMap<Name, Blueprint>,
+        broken: &Broken,
+    ) -> BTreeMap<Name, Server> {
+        if settings_ok && files.len() > settings.max_servers as usize {
+            self.file_error(
+                "servers/",
+                format!(
+                    "{} servers are declared, more than this host's limit of {} (spec.maxServers in left4me.yaml)",
+                    files.len(),
+                    settings.max_servers
+                ),
+            );
+        }
+        let mut ignored = BTreeSet::new();
+        let docs = self.resources::<ServerDocument>("server", files, &mut ignored, |d| &d.metadata.name);
+        let at_port = [Seg::Key("spec"), Seg::Key("port")];
+        let at_blueprint = [Seg::Key("spec"), Seg::Key("blueprint")];
+        let (first, last) = (settings.ports.first.number(), settings.ports.last.number());
+
+        let mut by_port: BTreeMap<u16, Vec<&Parsed<ServerDocument>>> = BTreeMap::new();
+        for parsed in &docs {
+            by_port.entry(parsed.doc.spec.port.number()).or_default().push(parsed);
+        }
+        let mut clashing = BTreeSet::new();
+        for (port, users) in &by_port {
+            if users.len() < 2 {
+                continue;
+            }
+            let places: Vec<String> = users.iter().map(|p| self.place(&p.file, &at_port)).collect();
+            for (index, user) in users.iter().enumerate() {
+                let others: Vec<String> = users
+                    .iter()
+                    .zip(&places)
+                    .enumerate()
+                    .filter(|(other, _)| *other != index)
+                    .map(|(_, (other, place))| format!("server {} ({place})", other.doc.metadata.name))
+                    .collect();
+                self.at(
+                    &user.file,
+                    &at_port,
+                    format!(
+                        "spec.port: port {port} is also used by {}; each server needs a port of its own",
+                        others.join(", ")
+                    ),
+                );
+                clashing.insert(user.doc.metadata.name.clone());
+            }
+        }
+
+        let mut servers = BTreeMap::new();
+        for Parsed { file, doc } in &docs {
+            let mut ok = !clashing.contains(&doc.metadata.name);
+            let spec = &doc.spec;
+            let port = spec.port.number();
+            if settings_ok && !(first..=last).contains(&port) {
+                self.at(file, &at_port, format!(
+                    "spec.port: port {port} is outside this host's range {first}-{last} (spec.ports in left4me.yaml)"
+                ));
+                ok = false;
+            }
+            match blueprints.get(&spec.blueprint) {
+                Some(blueprint) if blueprint.owner != doc.metadata.owner => {
+                    self.at(
+                        file,
+                        &at_blueprint,
+                        format!(
+                            "spec.blueprint: blueprint {} belongs to {}; a server can only use blueprints of its own \
+                         owner ({})",
+                            spec.blueprint, blueprint.owner, doc.metadata.owner
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+                None if broken.blueprints.contains(spec.blueprint.as_str()) => ok = false,
+                None => {
+                    let own = blueprints.values().filter(|b| b.owner == doc.metadata.owner).map(|b| &b.name);
+                    self.at(
+                        file,
+                        &at_blueprint,
+                        format!(
+                            "spec.blueprint: blueprint {} does not exist{}",
+                            spec.blueprint,
+                            known(&format!("blueprints of {}", doc.metadata.owner), own)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            if !ok {
+                continue;
+            }
+            servers.insert(
+                doc.metadata.name.clone(),
+                Server {
+                    name: doc.metadata.name.clone(),
+                    owner: doc.metadata.owner.clone(),
+                    blueprint: spec.blueprint.clone(),
+                    port: spec.port.clone(),
+                    state: spec.state.unwrap_or(settings.default_state),
+                    hostname: spec.hostname.clone().unwrap_or_else(|| Hostname::from_name(&doc.metadata.name)),
+                    file: file.clone(),
+                },
+            );
+        }
+        servers
+    }
+
+    /// Parses the `<name>.yaml` files of one folder, checking each name against its file name and
+    /// for duplicates. Names of files that could not be read go to `broken`, so references to them
+    /// are not reported a second time as missing.
+    fn resources<D: serde::de::DeserializeOwned>(
+        &mut self,
+        kind: &str,
+        files: &[(&'t str, &'t str, &'t Entry)],
+        broken: &mut BTreeSet<String>,
+        name_of: impl Fn(&D) -> &Name,
+    ) -> Vec<Parsed<D>> {
+        let mut parsed: Vec<Parsed<D>> = Vec::new();
+        let mut defined: HashMap<Name, String> = HashMap::new();
+        let at_name = [Seg::Key("metadata"), Seg::Key("name")];
+        for (stem, path, entry) in files {
+            broken.insert(stem.to_string());
+            let stem_ok = match Name::new(*stem) {
+                Ok(_) => true,
+                Err(e) => {
+                    self.file_error(path, format!("file name {stem:?} is not a valid {kind} name: {e}"));
+                    false
+                }
+            };
+            let Some(data) = self.regular_file(path, entry) else { continue };
+            let doc: D = match parse(path, data) {
+                Ok(doc) => doc,
+                Err(diagnostic) => {
+                    self.diagnostics.push(diagnostic);
+                    continue;
+                }
+            };
+            let name = name_of(&doc).clone();
+            if stem_ok && name.as_str() != *stem {
+                self.at(
+                    path,
+                    &at_name,
+                    format!(
+                        "metadata.name {:?} does not match the file name {path}; rename one so they agree",
+                        name.as_str()
+                    ),
+                );
+                continue;
+            }
+            if let Some(first) = defined.get(&name) {
+                let place = self.place(first, &at_name);
+                self.at(path, &at_name, format!("{kind} {name} is already defined in {place}; keep one of the two"));
+                continue;
+            }
+            if !stem_ok {
+                continue;
+            }
+            defined.insert(name, path.to_string());
+            broken.remove(*stem);
+            parsed.push(Parsed { file: path.to_string(), doc });
+        }
+        parsed
+    }
+
+    /// The bytes of a file that must be a regular file (a resource, a build.sh).
+    fn regular_file(&mut self, path: &str, entry: &'t Entry) -> Option<&'t [u8]> {
+        match entry {
+            Entry::File { data, .. } => Some(data),
+            Entry::Symlink { target } => {
+                self.file_error(path, format!("is a symlink (to {target:?}); it must be a regular file"));
+                None
+            }
+        }
+    }
+
+    fn file_error(&mut self, path: &str, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::file(path, message));
+    }
+
+    /// Reports a problem at the value `at` in the YAML file `path`.
+    fn at(&mut self, path: &str, at: &[Seg<'_>], message: impl Into<String>) {
+        let counts = self.placed.entry(path.to_owned()).or_default();
+        if counts.0 >= MAX_PLACED_PER_FILE {
+            counts.1 += 1;
+            return;
+        }
+        counts.0 += 1;
+        let position = self.text(path).and_then(|text| locate(text, at));
+        self.diagnostics.push(Diagnostic { path: path.to_owned(), position, message: message.into() });
+    }
+
+    /// `path:line:col` of the value `at` in `path`, for messages that point at a second place.
+    fn place(&self, path: &str, at: &[Seg<'_>]) -> String {
+        match self.text(path).and_then(|text| locate(text, at)) {
+            Some(p) => format!("{path}:{}:{}", p.line, p.column),
+            None => path.to_owned(),
+        }
+    }
+
+    fn text(&self, path: &str) -> Option<&'t str> {
+        match self.tree.entries.get(path)? {
+            Entry::File { data, .. } => std::str::from_utf8(data).ok(),
+            Entry::Symlink { .. } => None,
+        }
+    }
+
+    fn summarise_crowded_files(&mut self) {
+        let mut crowded: Vec<_> = self.placed.iter().filter(|(_, (_, held))| *held > 0).collect();
+        crowded.sort();
+        let summaries: Vec<Diagnostic> = crowded
+            .into_iter()
+            .map(|(path, (_, held))| Diagnostic::file(path, format!("{held} more problems in this file are not shown")))
+            .collect();
+        self.diagnostics.extend(summaries);
+    }
+}
+
+/// Names of resources that exist in the revision but could not be read; references to them are
+/// not reported again.
+#[derive(Default)]
+struct Broken {
+    overlays: BTreeSet<String>,
+    blueprints: BTreeSet<String>,
+}
+
+fn yaml_stem(file: &str) -> Option<&str> {
+    file.strip_suffix(".yaml").or_else(|| file.strip_suffix(".yml"))
+}
+
+/// `"; overlays are: a, b, c"`, or a note that there are none, for "does not exist" messages.
+fn known<'a>(what: &str, names: impl Iterator<Item = &'a Name>) -> String {
+    const SHOWN: usize = 10;
+    let names: Vec<&str> = names.map(Name::as_str).collect();
+    match names.len() {
+        0 => format!("; there are no {what}"),
+        n if n <= SHOWN => format!("; {what}: {}", names.join(", ")),
+        n => format!("; {what}: {}, and {} more", names[..SHOWN].join(", "), n - SHOWN),
+    }
+}
+
+/// Resolves the symlink at `link` (a path under an overlay's `files/`) the way the kernel would,
+/// following the tree's own symlinks, and fails when the result leaves the tree.
+fn resolve_symlink(files: &BTreeMap<&str, (&str, &Entry)>, link: &str, target: &str) -> Result<(), &'static str> {
+    if target.starts_with('/') {
+        return Err("is absolute");
+    }
+    let mut resolved: Vec<&str> = link.split('/').collect();
+    resolved.pop();
+    let mut pending: Vec<&str> = target.split('/').rev().collect();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if resolved.pop().is_none() {
+                    return Err("leaves the overlay");
+                }
+            }
+            name => {
+                resolved.push(name);
+                if let Some((_, Entry::Symlink { target })) = files.get(resolved.join("/").as_str()) {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err("loops");
+                    }
+                    if target.starts_with('/') {
+                        return Err("leads to an absolute symlink");
+                    }
+                    resolved.pop();
+                    pending.extend(target.split('/').rev());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_resolve_like_the_kernel() {
+        let link = |target: &str| Entry::Symlink { target: target.into() };
+        let file = Entry::File { data: vec![], executable: false };
+        let entries = [
+            ("cfg/a.cfg", file.clone()),
+            ("root", link(".")),
+            ("up", link("root/..")),
+            ("loop", link("loop")),
+            ("deep/x", link("../cfg/a.cfg")),
+        ];
+        let files: BTreeMap<&str, (&str, &Entry)> = entries.iter().map(|(p, e)| (*p, (*p, e))).collect();
+        let check = |link: &str, target: &str| resolve_symlink(&files, link, target);
+        assert_eq!(check("deep/x", "../cfg/a.cfg"), Ok(()));
+        assert_eq!(check("cfg/b", "a.cfg"), Ok(()));
+        assert_eq!(check("cfg/b", "../../etc/passwd"), Err("leaves the overlay"));
+        assert_eq!(check("cfg/b", "/etc/passwd"), Err("is absolute"));
+        // Lexically "root/../x" is "x", but root is the tree itself, so its parent is outside.
+        assert_eq!(check("cfg/b", "../root/../x"), Err("leaves the overlay"));
+        assert_eq!(check("z", "up"), Err("leaves the overlay"));
+        assert_eq!(check("z", "loop"), Err("loops"));
+    }
+}

@@ -1,0 +1,78 @@
+//! The shipped examples are a valid state repo, read from a folder and from a commit alike, and
+//! only what is committed counts.
+
+use std::fs;
+
+use left4me_state::{LoadError, PowerState};
+
+use crate::support::{commit_tree, examples, git};
+
+#[test]
+fn the_examples_validate_as_a_folder() {
+    let state = left4me_state::load_dir(&examples()).unwrap().expect("examples/state is valid");
+    let names = |keys: Vec<&str>| keys.join(" ");
+    assert_eq!(names(state.servers.keys().map(|n| n.as_str()).collect()), "coop-1 coop-2 versus-1");
+    assert_eq!(names(state.blueprints.keys().map(|n| n.as_str()).collect()), "coop versus");
+    assert_eq!(names(state.overlays.keys().map(|n| n.as_str()).collect()), "campaigns competitive tickrate");
+    let owners: std::collections::BTreeSet<&str> = state.servers.values().map(|s| s.owner.as_str()).collect();
+    assert_eq!(owners.len(), 2, "the examples show two owners");
+    assert_eq!(state.servers["coop-2"].state, PowerState::Stopped);
+    // versus-1 names no state; it takes the default of left4me.yaml.
+    assert_eq!(state.servers["versus-1"].state, PowerState::Running);
+}
+
+#[test]
+fn the_examples_validate_as_a_commit_and_read_the_same() {
+    let from_dir = left4me_state::load_dir(&examples()).unwrap().unwrap();
+    let repo = commit_tree(&examples());
+    let (revision, from_git) = left4me_state::load_revision(repo.path(), "main").unwrap();
+    assert_eq!(revision.id(), git(repo.path(), &["rev-parse", "HEAD"]));
+    assert_eq!(from_git.expect("the committed examples are valid"), from_dir);
+}
+
+#[test]
+fn only_the_committed_revision_counts() {
+    let repo = commit_tree(&examples());
+    let committed = left4me_state::load_revision(repo.path(), "main").unwrap().1.unwrap();
+
+    // A half-saved edit, a new broken file, and a broken file staged but not committed.
+    fs::write(repo.path().join("servers/coop-1.yaml"), "apiVersion: left4me/v1\nkind: Ser").unwrap();
+    fs::write(repo.path().join("servers/new.yaml"), "spec: {port: 80}\n").unwrap();
+    fs::write(repo.path().join("blueprints/staged.yaml"), "kind: [\n").unwrap();
+    git(repo.path(), &["add", "blueprints/staged.yaml"]);
+
+    let work_tree = left4me_state::load_dir(repo.path()).unwrap();
+    assert!(work_tree.is_err(), "the work tree is broken, so this test shows something");
+    let (_, again) = left4me_state::load_revision(repo.path(), "main").unwrap();
+    assert_eq!(again.expect("the committed revision is still valid"), committed);
+}
+
+#[test]
+fn an_older_revision_can_be_read() {
+    let repo = commit_tree(&examples());
+    let first = git(repo.path(), &["rev-parse", "HEAD"]);
+    fs::remove_file(repo.path().join("servers/coop-2.yaml")).unwrap();
+    git(repo.path(), &["commit", "--quiet", "--all", "--message", "remove coop-2"]);
+
+    let now = left4me_state::load_revision(repo.path(), "main").unwrap().1.unwrap();
+    assert!(!now.servers.contains_key("coop-2"));
+    let (revision, before) = left4me_state::load_revision(repo.path(), &first[..10]).unwrap();
+    assert_eq!(revision.id(), first);
+    assert!(before.unwrap().servers.contains_key("coop-2"));
+}
+
+#[test]
+fn an_unknown_revision_or_folder_is_a_load_error() {
+    let repo = commit_tree(&examples());
+    let error = left4me_state::load_revision(repo.path(), "no-such-branch").unwrap_err();
+    assert!(matches!(error, LoadError::UnknownRevision { .. }), "{error}");
+    assert!(error.to_string().contains("has no revision \"no-such-branch\""), "{error}");
+
+    // An option-looking revision is a revision name, never an option to git.
+    let error = left4me_state::load_revision(repo.path(), "--output=/tmp/x").unwrap_err();
+    assert!(matches!(error, LoadError::UnknownRevision { .. }), "{error}");
+
+    let error = left4me_state::load_dir(&repo.path().join("missing")).unwrap_err();
+    assert!(error.to_string().starts_with("cannot read "), "{error}");
+    assert!(error.to_string().ends_with("No such file or directory (os error 2)"), "{error}");
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the state model: the invalid corpus, loading bounds, the examples,
+//! rendering and the schema.
+
+mod corpus;
+mod examples;
+mod limits;
+mod properties;
+mod render;
+mod schema;
+mod support;
