@@ -2,12 +2,14 @@
 //!
 //! Only committed objects are read (`ls-tree` and `cat-file` on a commit), never the work tree, so a
 //! half-saved file is never desired state. The whole revision costs three `git` processes, whatever
-//! its size.
+//! its size, and the listing is streamed: reading stops, and git is stopped, as soon as a limit is
+//! hit.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
 
 use crate::tree::{LoadError, READ_ROOTS, TreeBuilder};
 use crate::{Limits, Tree};
@@ -33,13 +35,16 @@ impl fmt::Display for Revision {
     }
 }
 
-/// A `git` command in `repo`, isolated from variables that would point it at another repository.
+/// A `git` command in `repo` and nowhere else: variables that would point it at another
+/// repository are removed, it does not search parent folders for a repository, and replace refs
+/// cannot make it read other objects than the commit holds.
 fn git(repo: &Path) -> Command {
     let mut command = Command::new("git");
     command
         .arg("-C")
         .arg(repo)
         .env("LC_ALL", "C")
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_INDEX_FILE")
@@ -47,23 +52,11 @@ fn git(repo: &Path) -> Command {
         .env_remove("GIT_OBJECT_DIRECTORY")
         .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
         .env_remove("GIT_NAMESPACE");
-    command
-}
-
-fn run(repo: &Path, command: &mut Command, what: &str) -> Result<Vec<u8>, LoadError> {
-    let output = command.stdin(Stdio::null()).output().map_err(LoadError::GitMissing)?;
-    if !output.status.success() {
-        return Err(LoadError::Git {
-            repo: repo.to_path_buf(),
-            command: what.to_owned(),
-            stderr: stderr_text(&output.stderr),
-        });
+    let absolute = std::path::absolute(repo).unwrap_or_else(|_| repo.to_path_buf());
+    if let Some(parent) = absolute.parent() {
+        command.env("GIT_CEILING_DIRECTORIES", parent);
     }
-    Ok(output.stdout)
-}
-
-fn stderr_text(stderr: &[u8]) -> String {
-    String::from_utf8_lossy(stderr).trim().replace('\n', "; ")
+    command
 }
 
 /// Resolves `rev` (a branch, tag or commit id) in `repo` to the commit it names.
@@ -87,31 +80,37 @@ pub fn resolve(repo: &Path, rev: &str) -> Result<Revision, LoadError> {
 
 /// Reads the desired-state files of a commit.
 pub fn read_revision(repo: &Path, revision: &Revision, limits: Limits) -> Result<Tree, LoadError> {
-    let listing = run(
+    let mut listing = GitChild::spawn(
         repo,
-        git(repo).args(["ls-tree", "-r", "-l", "-z", "--full-tree", revision.id(), "--"]).args(READ_ROOTS),
         "ls-tree",
+        git(repo).args(["ls-tree", "-r", "-l", "-z", "--full-tree", revision.id(), "--"]).args(READ_ROOTS),
+        None,
     )?;
-
     let mut builder = TreeBuilder::new(limits);
-    // (path, object id, executable) of the blobs to read, in listing order.
+    // (path, object id, executable — None for a symlink) of the blobs to read, in listing order.
     let mut wanted: Vec<(String, String, Option<bool>)> = Vec::new();
-    for record in listing.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let Some(entry) = ListEntry::parse(record) else {
-            return Err(LoadError::Git {
-                repo: repo.to_path_buf(),
-                command: "ls-tree".into(),
-                stderr: format!("unexpected output {:?}", String::from_utf8_lossy(record)),
-            });
+    let mut reader = BufReader::new(listing.stdout());
+    let mut record = Vec::new();
+    loop {
+        record.clear();
+        reader.read_until(0, &mut record).map_err(|e| listing.failed(e.to_string()))?;
+        if record.last() == Some(&0) {
+            record.pop();
+        }
+        if record.is_empty() {
+            break;
+        }
+        let Some(entry) = ListEntry::parse(&record) else {
+            return Err(listing.failed(format!("unexpected output {:?}", String::from_utf8_lossy(&record))));
         };
         let Ok(path) = std::str::from_utf8(entry.path) else {
             builder.bad_name(entry.path);
             continue;
         };
         match entry.mode {
-            "100644" | "100755" | "100664" => {
+            "100644" | "100755" => {
                 if builder.admit(path, entry.size) {
-                    wanted.push((path.to_owned(), entry.object.to_owned(), Some(entry.mode != "100644")));
+                    wanted.push((path.to_owned(), entry.object.to_owned(), Some(entry.mode == "100755")));
                 }
             }
             "120000" => {
@@ -123,8 +122,14 @@ pub fn read_revision(repo: &Path, revision: &Revision, limits: Limits) -> Result
             other => builder.refuse(path, &format!("a git object of mode {other}")),
         }
         if builder.is_full() {
+            // The rest of the listing is not wanted; a huge one is not even produced.
+            listing.stop();
             break;
         }
+    }
+    drop(reader);
+    if !builder.is_full() {
+        listing.finish()?;
     }
 
     if !wanted.is_empty() {
@@ -170,43 +175,109 @@ fn cat_blobs<'a>(repo: &Path, objects: impl Iterator<Item = &'a str>) -> Result<
         request.push('\n');
         count += 1;
     }
-    let mut child = git(repo)
-        .args(["cat-file", "--batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(LoadError::GitMissing)?;
-    let failed = |stderr: String| LoadError::Git { repo: repo.to_path_buf(), command: "cat-file".into(), stderr };
-
-    // Feed the request from another thread: git answers while it reads, and a full pipe in each
-    // direction would otherwise deadlock.
-    let mut stdin = child.stdin.take().expect("stdin was piped");
-    let writer = std::thread::spawn(move || stdin.write_all(request.as_bytes()));
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout was piped"));
-
+    let mut child = GitChild::spawn(repo, "cat-file", git(repo).args(["cat-file", "--batch"]), Some(request))?;
+    let mut stdout = BufReader::new(child.stdout());
     let mut blobs = Vec::with_capacity(count);
     let mut header = Vec::new();
     for _ in 0..count {
         header.clear();
-        stdout.read_until(b'\n', &mut header).map_err(|e| failed(e.to_string()))?;
+        stdout.read_until(b'\n', &mut header).map_err(|e| child.failed(e.to_string()))?;
         let text = String::from_utf8_lossy(&header);
         let mut fields = text.split_ascii_whitespace();
-        let (Some(_), Some("blob"), Some(size)) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(failed(format!("unexpected answer {:?}", text.trim())));
+        let size = match (fields.next(), fields.next(), fields.next()) {
+            (Some(_), Some("blob"), Some(size)) => size.parse::<usize>().ok(),
+            _ => None,
         };
-        let size: usize = size.parse().map_err(|_| failed(format!("unexpected answer {:?}", text.trim())))?;
+        let Some(size) = size else {
+            return Err(child.failed(format!("unexpected answer {:?}", text.trim())));
+        };
+        // The listing admitted every blob within the limits, so `size` is bounded by them.
         let mut data = vec![0; size + 1];
-        stdout.read_exact(&mut data).map_err(|e| failed(e.to_string()))?;
+        stdout.read_exact(&mut data).map_err(|e| child.failed(e.to_string()))?;
         data.pop(); // The newline after each blob.
         blobs.push(data);
     }
     drop(stdout);
-    let wrote = writer.join().expect("the writer thread does not panic");
-    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
-    if !output.status.success() {
-        return Err(failed(stderr_text(&output.stderr)));
-    }
-    wrote.map_err(|e| failed(e.to_string()))?;
+    child.finish()?;
     Ok(blobs)
+}
+
+/// A running `git` whose stdout is read by the caller; its stdin is fed and its stderr drained by
+/// threads, so no pipe can fill up and stall it. Dropped before `finish`, it is killed and reaped.
+struct GitChild {
+    repo: PathBuf,
+    what: &'static str,
+    child: Child,
+    stdout: Option<ChildStdout>,
+    stdin: Option<JoinHandle<std::io::Result<()>>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl GitChild {
+    fn spawn(repo: &Path, what: &'static str, command: &mut Command, input: Option<String>) -> Result<Self, LoadError> {
+        let mut child = command
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(LoadError::GitMissing)?;
+        let stdin = match (child.stdin.take(), input) {
+            (Some(mut pipe), Some(input)) => Some(std::thread::spawn(move || pipe.write_all(input.as_bytes()))),
+            _ => None,
+        };
+        let mut err_pipe = child.stderr.take().expect("stderr was piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = err_pipe.read_to_end(&mut text);
+            stderr_text(&text)
+        });
+        let stdout = child.stdout.take();
+        Ok(GitChild { repo: repo.to_path_buf(), what, child, stdout, stdin, stderr: Some(stderr) })
+    }
+
+    fn stdout(&mut self) -> ChildStdout {
+        self.stdout.take().expect("stdout is taken once")
+    }
+
+    fn failed(&self, message: String) -> LoadError {
+        LoadError::Git { repo: self.repo.clone(), command: self.what.into(), stderr: message }
+    }
+
+    /// Waits for git to end and fails with its stderr unless it succeeded.
+    fn finish(mut self) -> Result<(), LoadError> {
+        let status = self.child.wait().map_err(|e| self.failed(e.to_string()))?;
+        let stderr = self.stderr.take().and_then(|t| t.join().ok()).unwrap_or_default();
+        let wrote = self.stdin.take().map(|t| t.join().unwrap_or(Ok(())));
+        if !status.success() {
+            return Err(self.failed(stderr));
+        }
+        if let Some(Err(e)) = wrote {
+            return Err(self.failed(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Ends git early; what it had left to say is not wanted.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl Drop for GitChild {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some(thread) = self.stderr.take() {
+            let _ = thread.join();
+        }
+        if let Some(thread) = self.stdin.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn stderr_text(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr).trim().replace('\n', "; ")
 }

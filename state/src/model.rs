@@ -368,11 +368,32 @@ fn check_argument(value: &str) -> Result<(), String> {
 
 fn check_config_line(value: &str) -> Result<(), String> {
     check_line("config line", value)?;
-    let cvar = value.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
-    match RESERVED_CVARS.iter().find(|(reserved, _)| *reserved == cvar) {
-        Some((reserved, why)) => Err(format!("config line setting {reserved} is not allowed: {why}")),
-        None => Ok(()),
+    for command in console_commands(value) {
+        let cvar = command.to_ascii_lowercase();
+        if let Some((reserved, why)) = RESERVED_CVARS.iter().find(|(reserved, _)| *reserved == cvar) {
+            return Err(format!("config line setting {reserved} is not allowed: {why}"));
+        }
     }
+    Ok(())
+}
+
+/// The command names of a console line as the Source engine reads it: commands split at `;`
+/// outside quotes, `//` starting a comment, the first token of each command (quotes removed).
+fn console_commands(line: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    let mut in_quotes = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            ';' if !in_quotes => commands.push(std::mem::take(&mut current)),
+            '/' if !in_quotes && chars.peek() == Some(&'/') => break,
+            _ => current.push(c),
+        }
+    }
+    commands.push(current);
+    commands.iter().filter_map(|command| command.split_whitespace().next().map(str::to_owned)).collect()
 }
 
 fn check_hostname(value: &str) -> Result<(), String> {
@@ -415,4 +436,32 @@ pub fn json_schema() -> String {
     let mut text = serde_json::to_string_pretty(&schema).expect("a schema always serializes");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_cvars_are_found_wherever_the_engine_would_run_them() {
+        for line in [
+            "rcon_password hunter2",
+            "sv_consistency 0; rcon_password hunter2",
+            "\"rcon_password\" \"hunter2\"",
+            "\"hostname\" \"evil\"",
+            "echo hi;hostport 27099",
+            "  RCON_PASSWORD x",
+        ] {
+            assert!(check_config_line(line).is_err(), "{line:?} passed");
+        }
+        for line in [
+            "sv_consistency 0",
+            "say \"set rcon_password; hostname\"",
+            "sm_cvar l4d_ready_cfg_name \"rcon_password\"",
+            "exec server_tickrate.cfg // sets hostname too",
+            "",
+        ] {
+            assert_eq!(check_config_line(line), Ok(()), "{line:?}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,12 @@ use crate::Diagnostic;
 
 /// The top-level entries of a state repo that are read; everything else in it (a README, CI files)
 /// is not desired state and is ignored.
-pub(crate) const READ_ROOTS: &[&str] = &["left4me.yaml", "left4me.yml", "blueprints", "servers", "overlays"];
+/// In git's tree order, which the folder reader follows too, so both stop at the same place when a
+/// limit is hit.
+pub(crate) const READ_ROOTS: &[&str] = &["blueprints", "left4me.yaml", "left4me.yml", "overlays", "servers"];
+
+/// Longest symlink target a file system can hold (PATH_MAX less its NUL); only git can carry more.
+const MAX_SYMLINK_TARGET: usize = 4095;
 
 /// Bounds on what reading a revision may cost, whatever the repo holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +174,11 @@ impl TreeBuilder {
             ));
             return false;
         }
-        if path.chars().any(char::is_control) {
-            self.problem(Diagnostic::file(path.escape_debug().to_string(), "file name holds a control character"));
+        if let Some(bad) = path.split('/').position(|part| part.chars().any(char::is_control)) {
+            // The first component at fault names the place, as the folder reader meets it.
+            let prefix: Vec<&str> = path.split('/').take(bad + 1).collect();
+            let shown = prefix.join("/").escape_debug().to_string();
+            self.problem(Diagnostic::file(shown, "file name holds a control character"));
             return false;
         }
         true
@@ -181,6 +189,12 @@ impl TreeBuilder {
     }
 
     pub(crate) fn symlink(&mut self, path: String, target: Vec<u8>) {
+        if target.len() > MAX_SYMLINK_TARGET {
+            let message =
+                format!("symlink target is {} bytes long; at most {MAX_SYMLINK_TARGET} are allowed", target.len());
+            self.problem(Diagnostic::file(path, message));
+            return;
+        }
         match String::from_utf8(target) {
             Ok(target) => {
                 self.tree.entries.insert(path, Entry::Symlink { target });
@@ -197,8 +211,19 @@ impl TreeBuilder {
         ));
     }
 
+    /// A path that is not UTF-8; the first component at fault names the place.
     pub(crate) fn bad_name(&mut self, raw: &[u8]) {
-        self.problem(Diagnostic::file(String::from_utf8_lossy(raw).into_owned(), "file name is not valid UTF-8"));
+        let mut end = raw.len();
+        let mut start = 0;
+        for part in raw.split(|b| *b == b'/') {
+            if std::str::from_utf8(part).is_err() {
+                end = start + part.len();
+                break;
+            }
+            start += part.len() + 1;
+        }
+        let shown = String::from_utf8_lossy(&raw[..end]).into_owned();
+        self.problem(Diagnostic::file(shown, "file name is not valid UTF-8"));
     }
 
     fn problem(&mut self, diagnostic: Diagnostic) {
@@ -245,22 +270,42 @@ fn walk(builder: &mut TreeBuilder, path: &Path, rel: String) -> Result<(), LoadE
         }
         let mut children = Vec::new();
         for child in fs::read_dir(path).map_err(io_err)? {
-            children.push(child.map_err(io_err)?.file_name());
+            let child = child.map_err(io_err)?;
+            let is_dir = child.file_type().map_err(io_err)?.is_dir();
+            children.push((child.file_name(), is_dir));
         }
-        children.sort();
-        for child in children {
-            let Some(name) = child.to_str() else {
-                builder.bad_name(format!("{rel}/{}", child.to_string_lossy()).as_bytes());
+        if children.iter().any(|(name, _)| name == ".git") {
+            // A checked-out submodule or a repository inside the repo: git holds it as a gitlink.
+            builder.refuse(&rel, "a git submodule");
+            return Ok(());
+        }
+        // Git's tree order: a folder sorts as if its name ended in '/'.
+        let key = |(name, is_dir): &(std::ffi::OsString, bool)| {
+            let mut key = name.as_encoded_bytes().to_vec();
+            if *is_dir {
+                key.push(b'/');
+            }
+            key
+        };
+        children.sort_by_key(key);
+        for (child, _) in children {
+            let joined = format!("{rel}/{}", child.to_string_lossy());
+            if child.to_str().is_none() {
+                let mut raw = format!("{rel}/").into_bytes();
+                raw.extend_from_slice(child.as_encoded_bytes());
+                builder.bad_name(&raw);
                 continue;
-            };
-            walk(builder, &path.join(&child), format!("{rel}/{name}"))?;
+            }
+            walk(builder, &path.join(&child), joined)?;
             if builder.is_full() {
                 break;
             }
         }
     } else if kind.is_file() {
         if builder.admit(&rel, meta.len()) {
-            let data = fs::read(path).map_err(io_err)?;
+            // Read no more than was admitted, even if the file grows meanwhile.
+            let mut data = Vec::with_capacity(meta.len() as usize);
+            fs::File::open(path).and_then(|f| f.take(meta.len()).read_to_end(&mut data)).map_err(io_err)?;
             builder.file(rel, data, meta.mode() & 0o111 != 0);
         }
     } else if kind.is_symlink() {

@@ -81,6 +81,12 @@ impl<'t> Validator<'t> {
             let parts: Vec<&str> = path.split('/').collect();
             match parts.as_slice() {
                 ["left4me.yaml" | "left4me.yml"] => layout.settings.push((path, entry)),
+                [settings @ ("left4me.yaml" | "left4me.yml"), ..] => {
+                    self.file_error(
+                        &format!("{settings}/"),
+                        "must be a file holding the host's settings, not a folder",
+                    );
+                }
                 [folder @ ("blueprints" | "servers" | "overlays")] => {
                     self.file_error(path, format!("must be a folder holding the {folder}"));
                 }
@@ -671,21 +677,27 @@ fn resolve_symlink(files: &BTreeMap<&str, (&str, &Entry)>, link: &str, target: &
     if target.starts_with('/') {
         return Err("is absolute");
     }
-    let mut resolved: Vec<&str> = link.split('/').collect();
-    resolved.pop();
+    // The resolved path so far, kept as one string with the length before each component, so
+    // that each step costs one lookup rather than a join.
+    let mut resolved = String::new();
+    let mut lengths: Vec<usize> = Vec::new();
     let mut pending: Vec<&str> = target.split('/').rev().collect();
+    pending.extend(link.split('/').rev().skip(1));
     let mut hops = 0;
     while let Some(part) = pending.pop() {
         match part {
             "" | "." => {}
-            ".." => {
-                if resolved.pop().is_none() {
-                    return Err("leaves the overlay");
-                }
-            }
+            ".." => match lengths.pop() {
+                Some(length) => resolved.truncate(length),
+                None => return Err("leaves the overlay"),
+            },
             name => {
-                resolved.push(name);
-                if let Some((_, Entry::Symlink { target })) = files.get(resolved.join("/").as_str()) {
+                lengths.push(resolved.len());
+                if !resolved.is_empty() {
+                    resolved.push('/');
+                }
+                resolved.push_str(name);
+                if let Some((_, Entry::Symlink { target })) = files.get(resolved.as_str()) {
                     hops += 1;
                     if hops > MAX_SYMLINK_HOPS {
                         return Err("loops");
@@ -693,7 +705,7 @@ fn resolve_symlink(files: &BTreeMap<&str, (&str, &Entry)>, link: &str, target: &
                     if target.starts_with('/') {
                         return Err("leads to an absolute symlink");
                     }
-                    resolved.pop();
+                    resolved.truncate(lengths.pop().expect("a component was just pushed"));
                     pending.extend(target.split('/').rev());
                 }
             }

@@ -6,26 +6,33 @@
 //! so the two can never disagree about where a value is.
 
 use std::fmt;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use unsafe_libyaml_norway as unsafe_libyaml;
+
 use crate::{Diagnostic, Position};
 
-/// Flow collections (`[...]`, `{...}`) nested deeper than this are refused before parsing.
-const MAX_FLOW_DEPTH: usize = 32;
+/// Collections nested deeper than this are refused before parsing; a resource needs four.
+const MAX_DEPTH: usize = 32;
 
 /// Parses the one YAML document of `path` into `T`.
 pub(crate) fn parse<T: DeserializeOwned>(path: &str, data: &[u8]) -> Result<T, Diagnostic> {
     let text = std::str::from_utf8(data).map_err(|e| {
         let valid = &data[..e.valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-        let column = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        // The valid prefix is UTF-8, so its characters can be counted as the reader counts them.
+        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
         Diagnostic::at(path, Position { line, column }, "file is not valid UTF-8")
     })?;
-    if text.lines().all(|line| line.trim().is_empty() || line.trim_start().starts_with('#')) {
-        return Err(Diagnostic::file(path, "file is empty; it should hold one resource"));
+    match precheck(text) {
+        Ok(Shape::Empty) => return Err(Diagnostic::file(path, "file is empty; it should hold one resource")),
+        Ok(Shape::Documents) => {}
+        Err((position, message)) => return Err(Diagnostic::at(path, position, message)),
     }
-    precheck(text).map_err(|(position, message)| Diagnostic::at(path, position, message))?;
     serde_norway::from_str(text).map_err(|e| diagnostic(path, text, &e))
 }
 
@@ -63,91 +70,103 @@ fn is_content(line: &str) -> bool {
     !(line.is_empty() || line.starts_with('#') || line == "---")
 }
 
-/// Refuses, before the YAML reader sees them, the two shapes it cannot read within bounds:
+/// What [`precheck`] found in a text that has nothing the YAML reader cannot take.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// No document at all: empty, or only comments.
+    Empty,
+    Documents,
+}
+
+/// Refuses, before the YAML reader builds anything, the two shapes it cannot read within bounds:
 ///
-/// - anchors and aliases (`&name`, `*name`): a few kilobytes of aliases to one long string
-///   expand to gigabytes, and the reader has no limit on that;
-/// - flow collections nested deeply: the reader's time grows with the square of the depth
-///   (a 200 KB file of `[` took 39 s).
+/// - aliases (`*name`): the reader has no limit on what aliases to one long string expand to
+///   (130 KB of `*s` referring to a 100 KB string became a gigabyte);
+/// - collections nested deeper than [`MAX_DEPTH`]: the reader's time grows with the square of the
+///   depth (a 200 KB file of `[` took 39 s).
 ///
-/// A small scanner of YAML's token starts; it tracks quotes, comments and block scalars so that
-/// `&`, `*`, `[` and `{` inside text are left alone.
-pub(crate) fn precheck(text: &str) -> Result<(), (Position, String)> {
+/// It walks the reader's own event parser (libyaml, as `serde_norway` uses it) one event at a
+/// time and stops at the first offence, so it sees exactly what the reader will see and its cost
+/// stays linear. Syntax errors are left for the reader to report in its own words.
+pub(crate) fn precheck(text: &str) -> Result<Shape, (Position, String)> {
+    let mut parser = EventParser::new(text);
     let mut depth = 0usize;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    // Lines indented more than this belong to a block scalar (`|`, `>`) and are text.
-    let mut block_scalar: Option<usize> = None;
-    for (index, line) in text.split('\n').enumerate() {
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        if let Some(parent) = block_scalar {
-            if line.trim().is_empty() || indent > parent {
-                continue;
+    let mut shape = Shape::Empty;
+    while let Some((kind, mark)) = parser.next() {
+        let at = || Position { line: mark.line as usize + 1, column: mark.column as usize + 1 };
+        match kind {
+            unsafe_libyaml::YAML_DOCUMENT_START_EVENT => shape = Shape::Documents,
+            unsafe_libyaml::YAML_ALIAS_EVENT => {
+                return Err((
+                    at(),
+                    "YAML aliases (*name) are not supported in the state repo; write the value out".to_owned(),
+                ));
             }
-            block_scalar = None;
-        }
-        // At a line start outside quotes a new node may begin.
-        let mut expect_node = quote.is_none();
-        let mut previous = ' ';
-        let mut chars = line.char_indices().peekable();
-        while let Some((offset, c)) = chars.next() {
-            let at = || Position { line: index + 1, column: line[..offset].chars().count() + 1 };
-            let next = chars.peek().map(|(_, n)| *n);
-            let spaced = matches!(next, None | Some(' ' | '\t' | '\r'));
-            if let Some(open) = quote {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' if open == '"' => escaped = true,
-                    _ if c == open => quote = None,
-                    _ => {}
+            unsafe_libyaml::YAML_SEQUENCE_START_EVENT | unsafe_libyaml::YAML_MAPPING_START_EVENT => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err((at(), format!("nested more than {MAX_DEPTH} levels deep")));
                 }
-                previous = c;
-                continue;
             }
-            match c {
-                ' ' | '\t' | '\r' => {}
-                '#' if previous == ' ' || previous == '\t' => break,
-                '[' | '{' if expect_node || depth > 0 => {
-                    depth += 1;
-                    if depth > MAX_FLOW_DEPTH {
-                        return Err((at(), format!("nested more than {MAX_FLOW_DEPTH} levels deep")));
-                    }
-                    expect_node = true;
-                }
-                ']' | '}' if depth > 0 => {
-                    depth -= 1;
-                    expect_node = false;
-                }
-                ',' if depth > 0 => expect_node = true,
-                ':' if spaced || (depth > 0 && matches!(next, Some(',' | ']' | '}'))) => expect_node = true,
-                _ if !expect_node => {}
-                '\'' | '"' => {
-                    quote = Some(c);
-                    expect_node = false;
-                }
-                '&' | '*' => {
-                    return Err((
-                        at(),
-                        "YAML anchors and aliases (&name, *name) are not supported in the state repo; \
-                         write the value out, or quote it if it is text"
-                            .to_owned(),
-                    ));
-                }
-                '-' | '?' if spaced => {}
-                '|' | '>' if depth == 0 => {
-                    block_scalar = Some(indent);
-                    break;
-                }
-                '!' => {
-                    // A tag: skip to its end; the node follows.
-                    while chars.next_if(|(_, n)| !n.is_whitespace()).is_some() {}
-                }
-                _ => expect_node = false,
+            unsafe_libyaml::YAML_SEQUENCE_END_EVENT | unsafe_libyaml::YAML_MAPPING_END_EVENT => {
+                depth = depth.saturating_sub(1)
             }
-            previous = c;
+            unsafe_libyaml::YAML_STREAM_END_EVENT => break,
+            _ => {}
         }
     }
-    Ok(())
+    Ok(shape)
+}
+
+/// libyaml's pull parser over a text, yielding each event's type and start.
+struct EventParser<'t> {
+    parser: Box<MaybeUninit<unsafe_libyaml::yaml_parser_t>>,
+    done: bool,
+    _text: PhantomData<&'t str>,
+}
+
+impl<'t> EventParser<'t> {
+    fn new(text: &'t str) -> Self {
+        let mut parser = Box::new(MaybeUninit::<unsafe_libyaml::yaml_parser_t>::uninit());
+        let raw = parser.as_mut_ptr();
+        // SAFETY: `raw` points to memory the Box owns and never moves; initialisation only fails
+        // when memory is exhausted. The input outlives the parser, which borrows it for 't.
+        unsafe {
+            assert!(unsafe_libyaml::yaml_parser_initialize(raw).ok, "libyaml could not allocate a parser");
+            unsafe_libyaml::yaml_parser_set_encoding(raw, unsafe_libyaml::YAML_UTF8_ENCODING);
+            unsafe_libyaml::yaml_parser_set_input_string(raw, text.as_ptr(), text.len() as u64);
+        }
+        EventParser { parser, done: false, _text: PhantomData }
+    }
+
+    /// The next event, or None at a syntax error or after the end of the stream.
+    fn next(&mut self) -> Option<(unsafe_libyaml::yaml_event_type_t, unsafe_libyaml::yaml_mark_t)> {
+        if self.done {
+            return None;
+        }
+        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
+        // SAFETY: the parser was initialised in `new`; a successful parse initialises `event`,
+        // which is read for plain values and then freed exactly once.
+        unsafe {
+            if !unsafe_libyaml::yaml_parser_parse(self.parser.as_mut_ptr(), event.as_mut_ptr()).ok {
+                self.done = true;
+                return None;
+            }
+            let (kind, mark) = ((*event.as_ptr()).type_, (*event.as_ptr()).start_mark);
+            unsafe_libyaml::yaml_event_delete(event.as_mut_ptr());
+            if kind == unsafe_libyaml::YAML_STREAM_END_EVENT {
+                self.done = true;
+            }
+            Some((kind, mark))
+        }
+    }
+}
+
+impl Drop for EventParser<'_> {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`, deleted once.
+        unsafe { unsafe_libyaml::yaml_parser_delete(self.parser.as_mut_ptr()) }
+    }
 }
 
 /// One step of a path into a YAML document: a mapping key or a sequence index.
@@ -340,11 +359,21 @@ mod tests {
         assert!(err.position.is_some());
         let err = parse::<crate::model::ServerDocument>("s.yaml", b"a: 1\nb: \xff\n").unwrap_err();
         assert_eq!(err.to_string(), "s.yaml:2:4: file is not valid UTF-8");
+        // Columns count characters, as the reader does, not bytes.
+        let err = parse::<crate::model::ServerDocument>(
+            "s.yaml",
+            "a: 1\nb: \u{e9}\u{e9}".bytes().chain([0xff]).collect::<Vec<_>>().as_slice(),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "s.yaml:2:6: file is not valid UTF-8");
     }
 
     #[test]
-    fn precheck_finds_anchors_and_deep_flows_but_not_text() {
-        let check = |text: &str| precheck(text).map_err(|(p, m)| format!("{}:{} {}", p.line, p.column, &m[..12]));
+    fn precheck_refuses_aliases_and_depth_but_never_text() {
+        let check = |text: &str| match precheck(text) {
+            Ok(shape) => format!("{shape:?}"),
+            Err((p, m)) => format!("{}:{} {}", p.line, p.column, &m[..12]),
+        };
         let fine = [
             "hostname: alice's coop & friends *\n",
             "config:\n  - sm_cvar x [a] {b}\n  - 'it''s & *'\n  - \"say \\\"*\\\" & [\"\n",
@@ -352,15 +381,23 @@ mod tests {
             "a: b # &comment *too\n",
             "a: !!str 1\nb: [x, 'y', \"z\", {c: d}]\n",
             "a: x*y&z\n",
+            "hostname: 'Bob''s: *Expert* coop'\n",
+            "description: Adds admin menu,\n    * requires sourcemod\n    & friends\n",
+            "config: ['it''s, *great*']\n",
+            "a: &anchor 1\n",
         ];
         for text in fine {
-            assert_eq!(check(text), Ok(()), "{text:?}");
+            assert_eq!(check(text), "Documents", "{text:?}");
         }
-        assert_eq!(check("a: &x 1\nb: *x\n"), Err("1:4 YAML anchors".into()));
-        assert_eq!(check("a:\n  - *x\n"), Err("2:5 YAML anchors".into()));
-        assert_eq!(check("a: [1, *x]\n"), Err("1:8 YAML anchors".into()));
-        assert_eq!(check("a: !!str &x 1\n"), Err("1:10 YAML anchors".into()));
-        assert_eq!(check(&format!("a: {}", "[".repeat(33))), Err("1:36 nested more ".into()));
-        assert_eq!(check(&format!("a: {}{}\n", "[".repeat(32), "]".repeat(32))), Ok(()));
+        assert_eq!(check(""), "Empty");
+        assert_eq!(check("# only a comment\r# and another\r"), "Empty");
+        assert_eq!(check("a: &x 1\nb: *x\n"), "2:4 YAML aliases");
+        assert_eq!(check("a:\n  - *x\n"), "2:5 YAML aliases");
+        assert_eq!(check("- 'sm_say ''Rules: '\n- &s x\n- *s\n"), "3:3 YAML aliases");
+        assert_eq!(check("kind: Server # x\u{2028}metadata: {name: &n s1, owner: *n}\n"), "2:32 YAML aliases");
+        assert_eq!(check("metadata: {\"name\":&n s1, \"owner\":*n}\n"), "1:34 YAML aliases");
+        assert_eq!(check(&format!("a: {}", "[".repeat(40))), "1:35 nested more ");
+        assert_eq!(check(&format!("--- {{\"a\":{}", "[".repeat(40))), "1:41 nested more ");
+        assert_eq!(check(&format!("a: {}{}\n", "[".repeat(31), "]".repeat(31))), "Documents");
     }
 }

@@ -76,3 +76,28 @@ fn an_unknown_revision_or_folder_is_a_load_error() {
     assert!(error.to_string().starts_with("cannot read "), "{error}");
     assert!(error.to_string().ends_with("No such file or directory (os error 2)"), "{error}");
 }
+
+#[test]
+fn replace_refs_cannot_change_what_a_commit_holds() {
+    let repo = commit_tree(&examples());
+    let original = git(repo.path(), &["rev-parse", "main:servers/coop-1.yaml"]);
+    let forged = fs::read_to_string(repo.path().join("servers/coop-1.yaml")).unwrap().replace("27015", "27099");
+    fs::write(repo.path().join("forged.yaml"), forged).unwrap();
+    let forged = git(repo.path(), &["hash-object", "-w", "forged.yaml"]);
+    git(repo.path(), &["replace", &original, &forged]);
+    assert!(
+        git(repo.path(), &["show", "main:servers/coop-1.yaml"]).contains("27099"),
+        "git itself follows the replace ref"
+    );
+
+    let state = left4me_state::load_revision(repo.path(), "main").unwrap().1.unwrap();
+    assert_eq!(state.servers["coop-1"].port.number(), 27015);
+}
+
+#[test]
+fn a_folder_inside_a_repo_is_not_that_repo() {
+    let repo = commit_tree(&examples());
+    let error = left4me_state::load_revision(&repo.path().join("servers"), "main").unwrap_err();
+    assert!(matches!(error, LoadError::UnknownRevision { .. }), "{error}");
+    assert!(error.to_string().contains("not a git repository"), "{error}");
+}

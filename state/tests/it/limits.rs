@@ -73,6 +73,10 @@ fn ten_thousand_files_stop_at_the_limit() {
     for i in 0..10_000 {
         fs::write(files.join(format!("map{i:05}.txt")), "x").unwrap();
     }
+    // Past the point where reading stops (overlays/ comes before servers/), so neither reader
+    // gets to it, and they agree.
+    fs::create_dir_all(dir.path().join("servers")).unwrap();
+    fs::write(dir.path().join("servers/big.yaml"), vec![b'#'; 2 << 20]).unwrap();
     let expected = ".: more than 5000 files under left4me.yaml, blueprints/, servers/ and overlays/; reading stopped \
                     there (large trees belong in script or workshop overlays)\n";
     assert_eq!(from_dir(dir.path()), expected);
@@ -96,7 +100,17 @@ fn odd_file_names_are_refused() {
     let files = dir.path().join("overlays/maps/files");
     fs::write(files.join(std::ffi::OsStr::from_bytes(b"caf\xe9.cfg")), "x").unwrap();
     fs::write(files.join("two\nlines.cfg"), "x").unwrap();
+    // A folder with a bad name is reported once, however many files it holds.
+    for folder in [&b"maps\xff"[..], b"tab\tbed"] {
+        let folder = files.join(std::ffi::OsStr::from_bytes(folder));
+        fs::create_dir(&folder).unwrap();
+        for file in ["a.bsp", "b.bsp", "c.bsp"] {
+            fs::write(folder.join(file), "x").unwrap();
+        }
+    }
     let expected = "overlays/maps/files/caf\u{FFFD}.cfg: file name is not valid UTF-8\n\
+                    overlays/maps/files/maps\u{FFFD}: file name is not valid UTF-8\n\
+                    overlays/maps/files/tab\\tbed: file name holds a control character\n\
                     overlays/maps/files/two\\nlines.cfg: file name holds a control character\n";
     assert_eq!(from_dir(dir.path()), expected);
     assert_eq!(from_git(dir.path()), expected);
@@ -119,8 +133,48 @@ fn yaml_bombs_are_refused_before_they_go_off() {
         "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {{name: deep, owner: alice}}\nspec:\n  config: {nest}\n"
     );
     fs::write(dir.path().join("blueprints/deep.yaml"), deep).unwrap();
-    let expected = "blueprints/bomb.yaml:5:15: YAML anchors and aliases (&name, *name) are not supported in the state \
-                    repo; write the value out, or quote it if it is text\n\
-                    blueprints/deep.yaml:5:43: nested more than 32 levels deep\n";
+    let expected = "blueprints/bomb.yaml:5:100022: YAML aliases (*name) are not supported in the state repo; write the \
+                    value out\n\
+                    blueprints/deep.yaml:5:41: nested more than 32 levels deep\n";
     assert_eq!(from_dir(dir.path()), expected);
+}
+
+#[test]
+fn a_nested_repository_is_refused_like_a_submodule() {
+    let dir = overlay_tree();
+    let plugin = dir.path().join("overlays/maps/files/addons/plugin");
+    fs::create_dir_all(plugin.join(".git")).unwrap();
+    fs::write(plugin.join("plugin.smx"), "x").unwrap();
+    assert_eq!(
+        from_dir(dir.path()),
+        "overlays/maps/files/addons/plugin: is a git submodule; the state repo may hold only files, folders and \
+         symlinks\n"
+    );
+}
+
+#[test]
+fn an_overlong_symlink_target_from_git_is_refused() {
+    // Only git can carry a target longer than a file system allows; write one with plumbing.
+    let dir = overlay_tree();
+    let repo = commit_tree(dir.path());
+    let target = "a/".repeat(2500);
+    let blob = {
+        let mut child = Command::new("git")
+            .args(["-C", repo.path().to_str().unwrap(), "hash-object", "-w", "--stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(target.as_bytes()).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_owned()
+    };
+    let info = format!("120000,{blob},overlays/maps/files/long");
+    crate::support::git(repo.path(), &["update-index", "--add", "--cacheinfo", &info]);
+    crate::support::git(repo.path(), &["commit", "--quiet", "-m", "long symlink"]);
+    let (_, checked) = left4me_state::load_revision(repo.path(), "main").unwrap();
+    assert_eq!(
+        outcome(&checked),
+        "overlays/maps/files/long: symlink target is 5000 bytes long; at most 4095 are allowed\n"
+    );
 }
