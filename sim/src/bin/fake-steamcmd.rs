@@ -1,0 +1,597 @@
+//! fake-steamcmd: a stand-in for `steamcmd`, for what `l4d2ctl install` does with it.
+//!
+//! `fake-steamcmd +force_install_dir <dir> +login anonymous [+@sSteamCmdForcePlatformType windows|linux]
+//! +app_update 222860 [validate] +quit` installs a small base tree of the L4D2 dedicated server whose
+//! `srcds_run` starts `sim-srcds` (copied from next to this executable as `srcds_linux`). Like the real tool
+//! since late 2024, an anonymous linux install into a directory without an earlier windows pass fails with
+//! "Invalid platform" (exit 8); a windows pass first makes the linux pass succeed.
+//!
+//! An install records its platform and build id in `steamapps/appmanifest_222860.acf`. Running the same
+//! update again is a no-op ("already up to date"); `validate` compares every file and restores the missing or
+//! modified ones. Files are replaced by rename, so a running `srcds_linux` is never written to.
+//!
+//! Test knob: `FAKE_STEAMCMD_EXTRA_FILES=<n>` adds n files of 100 KiB with deterministic names and content
+//! under `left4dead2/sim_content/`, to make the base install large for performance tests.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const APP_ID: &str = "222860";
+const APP_NAME: &str = "Left 4 Dead 2 Dedicated Server";
+/// The exit code steamcmd ends with after a failed app_update.
+const EXIT_APP_UPDATE_FAILED: u8 = 8;
+/// The exit code after a failed login.
+const EXIT_LOGIN_FAILED: u8 = 5;
+const EXTRA_FILE_SIZE: usize = 100 * 1024;
+
+/// Official campaign maps (c1 … c14), shipped as placeholder .bsp files.
+const MAPS: &[&str] = &[
+    "c1m1_hotel",
+    "c1m2_streets",
+    "c1m3_mall",
+    "c1m4_atrium",
+    "c2m1_highway",
+    "c2m2_fairgrounds",
+    "c2m3_coaster",
+    "c2m4_barns",
+    "c2m5_concert",
+    "c3m1_plankcountry",
+    "c3m2_swamp",
+    "c3m3_shantytown",
+    "c3m4_plantation",
+    "c4m1_milltown_a",
+    "c4m2_sugarmill_a",
+    "c4m3_sugarmill_b",
+    "c4m4_milltown_b",
+    "c4m5_milltown_escape",
+    "c5m1_waterfront",
+    "c5m2_park",
+    "c5m3_cemetery",
+    "c5m4_quarter",
+    "c5m5_bridge",
+    "c6m1_riverbank",
+    "c6m2_bedlam",
+    "c6m3_port",
+    "c7m1_docks",
+    "c7m2_barge",
+    "c7m3_port",
+    "c8m1_apartment",
+    "c8m2_subway",
+    "c8m3_sewers",
+    "c8m4_interior",
+    "c8m5_rooftop",
+    "c9m1_alleys",
+    "c9m2_lots",
+    "c10m1_caves",
+    "c10m2_drainage",
+    "c10m3_ranchhouse",
+    "c10m4_mainstreet",
+    "c10m5_houseboat",
+    "c11m1_greenhouse",
+    "c11m2_offices",
+    "c11m3_garage",
+    "c11m4_terminal",
+    "c11m5_runway",
+    "c12m1_hilltop",
+    "c12m2_traintunnel",
+    "c12m3_bridge",
+    "c12m4_barn",
+    "c12m5_cornfield",
+    "c13m1_alpinecreek",
+    "c13m2_southpinestream",
+    "c13m3_memorialbridge",
+    "c13m4_cutthroatcreek",
+    "c14m1_junkyard",
+    "c14m2_lighthouse",
+];
+
+const SRCDS_RUN: &str = "#!/bin/sh\n\
+# srcds_run as installed by fake-steamcmd (left4me's simulation): like the real script it runs the server\n\
+# from its own directory with the same arguments; the real one's restart loop is left out (-norestart).\n\
+cd \"$(dirname \"$0\")\" || exit 1\n\
+exec ./srcds_linux \"$@\"\n";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("fake-steamcmd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<u8, String> {
+    let home = std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+        .ok_or("HOME is not set; steamcmd keeps its own files under $HOME")?;
+    let extra_files = extra_files()?;
+    say("[  0%] Checking for available updates...");
+    say("[----] Verifying installation...");
+    bootstrap(&home)?;
+    say("Steam Console Client (c) Valve Corporation - version 1738634470");
+    say("-- type 'quit' to exit --");
+    say("Loading Steam API...OK");
+
+    let mut session = Session { home, extra_files, install_dir: None, logged_in: false, platform: None, failure: None };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for (name, args) in commands(&argv) {
+        if name.eq_ignore_ascii_case("quit") {
+            break;
+        }
+        session.command(&name, &args)?;
+    }
+    Ok(session.failure.unwrap_or(0))
+}
+
+/// Writes one line of output; a closed stdout must not abort an install half-way, so errors are dropped.
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn extra_files() -> Result<u32, String> {
+    match std::env::var("FAKE_STEAMCMD_EXTRA_FILES") {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map_err(|err| format!("FAKE_STEAMCMD_EXTRA_FILES='{value}' is not a number of files: {err}")),
+        Err(std::env::VarError::NotPresent) => Ok(0),
+        Err(err) => Err(format!("FAKE_STEAMCMD_EXTRA_FILES: {err}")),
+    }
+}
+
+/// Debian's steamcmd bootstraps its client into `~/.local/share/Steam/steamcmd`; srcds later needs the
+/// `steamclient.so` files found there (l4d2ctl links them into `~/.steam/sdk32|sdk64`).
+fn bootstrap(home: &Path) -> Result<(), String> {
+    for arch in ["linux32", "linux64"] {
+        let dir = home.join(".local/share/Steam/steamcmd").join(arch);
+        let file = dir.join("steamclient.so");
+        if file.is_file() {
+            continue;
+        }
+        fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        let content = format!("fake-steamcmd placeholder for steamclient.so ({arch})\n");
+        fs::write(&file, content).map_err(|err| format!("cannot write {}: {err}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// Groups the command line into `+command args…`, in order; each argv word stays one argument.
+fn commands(argv: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut commands: Vec<(String, Vec<String>)> = Vec::new();
+    for word in argv {
+        match (word.strip_prefix('+'), commands.last_mut()) {
+            (Some(name), _) => commands.push((name.to_owned(), Vec::new())),
+            (None, Some((_, args))) => args.push(word.clone()),
+            (None, None) => say(&format!("Ignoring '{word}': commands start with '+'")),
+        }
+    }
+    commands
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Platform {
+    Windows,
+    Linux,
+}
+
+impl Platform {
+    fn name(self) -> &'static str {
+        match self {
+            Platform::Windows => "windows",
+            Platform::Linux => "linux",
+        }
+    }
+}
+
+struct Session {
+    home: PathBuf,
+    extra_files: u32,
+    install_dir: Option<PathBuf>,
+    logged_in: bool,
+    /// `@sSteamCmdForcePlatformType`; steamcmd on Linux installs for linux when it is not set.
+    platform: Option<String>,
+    /// The exit code steamcmd ends with; later commands still run after a failure.
+    failure: Option<u8>,
+}
+
+impl Session {
+    /// Runs one command. Errors are only those of the simulation itself (no sim-srcds to install).
+    fn command(&mut self, name: &str, args: &[String]) -> Result<(), String> {
+        match name.to_ascii_lowercase().as_str() {
+            "force_install_dir" => match args.first() {
+                Some(dir) => self.install_dir = Some(PathBuf::from(dir)),
+                None => say("ERROR! force_install_dir needs a directory"),
+            },
+            "login" => match args.first().map(String::as_str) {
+                Some("anonymous") => {
+                    say("Logging in user 'anonymous' to Steam Public...OK");
+                    say("Waiting for client config...OK");
+                    say("Waiting for user info...OK");
+                    self.logged_in = true;
+                }
+                Some(user) => {
+                    say(&format!("Logging in user '{user}' to Steam Public...FAILED (Invalid Password)"));
+                    self.failure = Some(EXIT_LOGIN_FAILED);
+                }
+                None => say("ERROR! login needs a user name (anonymous)"),
+            },
+            "@ssteamcmdforceplatformtype" => match args.first() {
+                Some(platform) => self.platform = Some(platform.to_ascii_lowercase()),
+                None => say("ERROR! @sSteamCmdForcePlatformType needs a platform"),
+            },
+            // Other steamcmd settings (@NoPromptForPassword 1, @ShutdownOnFailedCommand 1, …) change nothing here.
+            setting if setting.starts_with('@') => {}
+            "app_update" => self.app_update(args)?,
+            _ => say(&format!("Unknown command \"{name}\"")),
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, app: &str, reason: &str) {
+        say(&format!("ERROR! Failed to install app '{app}' ({reason})"));
+        self.failure = Some(EXIT_APP_UPDATE_FAILED);
+    }
+
+    fn app_update(&mut self, args: &[String]) -> Result<(), String> {
+        let Some(app) = args.first() else {
+            say("ERROR! app_update needs an app id");
+            self.failure = Some(EXIT_APP_UPDATE_FAILED);
+            return Ok(());
+        };
+        let validate = args[1..].iter().any(|arg| arg.eq_ignore_ascii_case("validate"));
+        if !self.logged_in {
+            say("ERROR! Not logged on.");
+            self.failure = Some(EXIT_APP_UPDATE_FAILED);
+            return Ok(());
+        }
+        if app != APP_ID {
+            self.fail(app, "No subscription");
+            return Ok(());
+        }
+        let platform = match self.platform.as_deref() {
+            None | Some("linux") => Platform::Linux,
+            Some("windows") => Platform::Windows,
+            Some(_) => {
+                self.fail(app, "Invalid platform");
+                return Ok(());
+            }
+        };
+        let dir = match &self.install_dir {
+            Some(dir) => dir.clone(),
+            None => self.home.join(".local/share/Steam/steamapps/common").join(APP_NAME),
+        };
+        let manifest_path = dir.join("steamapps").join(format!("appmanifest_{APP_ID}.acf"));
+        let manifest = read_manifest(&manifest_path);
+        // The anonymous linux depot is only served to a directory that already holds the app (the
+        // workaround of LinuxGSM issue #4754: a windows pass first).
+        if platform == Platform::Linux && manifest.is_none() {
+            self.fail(app, "Invalid platform");
+            return Ok(());
+        }
+        let depot = Depot::new(platform, self.extra_files)?;
+        let build_id = depot.build_id();
+        if !validate && manifest.as_ref().is_some_and(|m| m.platform == platform.name() && m.build_id == build_id) {
+            say(&format!("Success! App '{APP_ID}' already up to date."));
+            return Ok(());
+        }
+        say(" Update state (0x3) reconfiguring, progress: 0.00 (0 / 0)");
+        let installed = depot
+            .install(&dir, validate)
+            .and_then(|()| write_file(&manifest_path, depot.manifest(build_id).as_bytes(), 0o644));
+        match installed {
+            Ok(()) => say(&format!("Success! App '{APP_ID}' fully installed.")),
+            Err(err) => self.fail(app, &format!("Disk write failure: {err}")),
+        }
+        Ok(())
+    }
+}
+
+struct Manifest {
+    platform: String,
+    build_id: String,
+}
+
+/// The platform and build id an earlier install recorded, if there is a readable manifest.
+fn read_manifest(path: &Path) -> Option<Manifest> {
+    let text = fs::read_to_string(path).ok()?;
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let mut quoted = line.split('"').skip(1).step_by(2);
+            (quoted.next() == Some(key)).then(|| quoted.next().unwrap_or("").to_owned())
+        })
+    };
+    Some(Manifest { platform: value("platform_override_dest")?, build_id: value("buildid")? })
+}
+
+enum Content {
+    Bytes(Vec<u8>),
+    /// The n-th extra file of FAKE_STEAMCMD_EXTRA_FILES, generated when needed.
+    Extra(u32),
+}
+
+impl Content {
+    fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(bytes) => bytes.len() as u64,
+            Content::Extra(_) => EXTRA_FILE_SIZE as u64,
+        }
+    }
+
+    fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Content::Bytes(bytes) => bytes.into(),
+            Content::Extra(index) => extra_content(*index).into(),
+        }
+    }
+}
+
+struct DepotFile {
+    path: String,
+    content: Content,
+    mode: u32,
+}
+
+/// Everything one platform's install consists of.
+struct Depot {
+    platform: Platform,
+    files: Vec<DepotFile>,
+    dirs: Vec<&'static str>,
+    extra_files: u32,
+}
+
+impl Depot {
+    fn new(platform: Platform, extra_files: u32) -> Result<Self, String> {
+        let placeholder = |path: &str| DepotFile {
+            path: path.to_owned(),
+            content: Content::Bytes(format!("fake-steamcmd placeholder for {path}\n").into_bytes()),
+            mode: 0o644,
+        };
+        let mut files = vec![
+            placeholder("left4dead2/gameinfo.txt"),
+            DepotFile {
+                path: "left4dead2/steam.inf".to_owned(),
+                content: Content::Bytes(
+                    b"ClientVersion=2243\nServerVersion=2243\nPatchVersion=2.2.4.3\nProductName=left4dead2\nappID=550\n"
+                        .to_vec(),
+                ),
+                mode: 0o644,
+            },
+            // The real install ships no server.cfg: that is the operator's (left4me renders it).
+            placeholder("left4dead2/cfg/valve.rc"),
+            placeholder("left4dead2/cfg/config_default.cfg"),
+        ];
+        files.extend(MAPS.iter().map(|map| {
+            let mut bsp = b"VBSP".to_vec();
+            bsp.extend_from_slice(&21u32.to_le_bytes());
+            bsp.extend_from_slice(format!("fake-steamcmd placeholder map {map}\n").as_bytes());
+            DepotFile { path: format!("left4dead2/maps/{map}.bsp"), content: Content::Bytes(bsp), mode: 0o644 }
+        }));
+        files.extend((0..extra_files).map(|index| DepotFile {
+            path: extra_path(index),
+            content: Content::Extra(index),
+            mode: 0o644,
+        }));
+        match platform {
+            Platform::Windows => files.extend(
+                [
+                    "srcds.exe",
+                    "bin/engine.dll",
+                    "bin/dedicated.dll",
+                    "bin/tier0.dll",
+                    "bin/vstdlib.dll",
+                    "left4dead2/bin/server.dll",
+                ]
+                .map(placeholder),
+            ),
+            Platform::Linux => {
+                files.extend(
+                    [
+                        "bin/engine_srv.so",
+                        "bin/dedicated_srv.so",
+                        "bin/libtier0_srv.so",
+                        "bin/libvstdlib_srv.so",
+                        "left4dead2/bin/server_srv.so",
+                    ]
+                    .map(placeholder),
+                );
+                files.push(DepotFile {
+                    path: "srcds_run".to_owned(),
+                    content: Content::Bytes(SRCDS_RUN.as_bytes().to_vec()),
+                    mode: 0o755,
+                });
+                files.push(DepotFile { path: "srcds_linux".to_owned(), content: sim_srcds()?, mode: 0o755 });
+            }
+        }
+        Ok(Depot { platform, files, dirs: vec!["left4dead2/addons", "steamapps"], extra_files })
+    }
+
+    /// A build id that changes whenever the depot's content does (a rebuilt sim-srcds is a game update).
+    fn build_id(&self) -> String {
+        let mut hash = Fnv::new();
+        hash.write(self.platform.name().as_bytes());
+        for file in &self.files {
+            hash.write(file.path.as_bytes());
+            hash.write(&file.mode.to_le_bytes());
+            if let Content::Bytes(bytes) = &file.content {
+                hash.write(bytes);
+            }
+        }
+        // Extra files are a pure function of their index, so their count stands for their content.
+        hash.write(&self.extra_files.to_le_bytes());
+        (hash.0 % 90_000_000 + 10_000_000).to_string()
+    }
+
+    fn manifest(&self, build_id: String) -> String {
+        let size: u64 = self.files.iter().map(|file| file.content.len()).sum();
+        format!(
+            "\"AppState\"\n{{\n\t\"appid\"\t\t\"{APP_ID}\"\n\t\"Universe\"\t\t\"1\"\n\t\"name\"\t\t\"{APP_NAME}\"\n\
+             \t\"StateFlags\"\t\t\"4\"\n\t\"installdir\"\t\t\"{APP_NAME}\"\n\t\"SizeOnDisk\"\t\t\"{size}\"\n\
+             \t\"buildid\"\t\t\"{build_id}\"\n\t\"UserConfig\"\n\t{{\n\
+             \t\t\"platform_override_dest\"\t\t\"{}\"\n\t}}\n}}\n",
+            self.platform.name()
+        )
+    }
+
+    /// Writes the files that are missing or differ. Without `validate`, extra files are checked by size only,
+    /// as reading gigabytes on every update would be; with it, every byte is compared.
+    fn install(&self, dir: &Path, validate: bool) -> Result<(), String> {
+        let total: u64 = self.files.iter().map(|file| file.content.len()).sum();
+        let mut verifying = Progress::new("(0x5) verifying install", total, validate);
+        let mut stale = Vec::new();
+        for file in &self.files {
+            let path = dir.join(&file.path);
+            match is_current(&path, file, validate) {
+                Ok(Current::Yes) => {}
+                Ok(Current::WrongMode) => fs::set_permissions(&path, fs::Permissions::from_mode(file.mode))
+                    .map_err(|err| format!("{}: {err}", path.display()))?,
+                Ok(Current::No) => stale.push(file),
+                Err(err) => return Err(format!("{}: {err}", path.display())),
+            }
+            verifying.advance(file.content.len());
+        }
+        let total: u64 = stale.iter().map(|file| file.content.len()).sum();
+        let mut downloading = Progress::new("(0x61) downloading", total, !stale.is_empty());
+        for file in stale {
+            write_file(&dir.join(&file.path), &file.content.bytes(), file.mode)?;
+            downloading.advance(file.content.len());
+        }
+        for sub in &self.dirs {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path).map_err(|err| format!("{}: {err}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+enum Current {
+    Yes,
+    WrongMode,
+    No,
+}
+
+fn is_current(path: &Path, file: &DepotFile, validate: bool) -> io::Result<Current> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Current::No),
+        Err(err) => return Err(err),
+    };
+    if !meta.is_file() || meta.len() != file.content.len() {
+        return Ok(Current::No);
+    }
+    let same = match (&file.content, validate) {
+        (Content::Extra(_), false) => true,
+        (content, _) => fs::read(path)? == *content.bytes(),
+    };
+    Ok(match (same, meta.permissions().mode() & 0o7777 == file.mode) {
+        (false, _) => Current::No,
+        (true, true) => Current::Yes,
+        (true, false) => Current::WrongMode,
+    })
+}
+
+/// Replaces a file by rename, so a reader (or a running srcds_linux) never sees it half-written.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    let parent = path.parent().ok_or_else(|| format!("{}: no parent directory", path.display()))?;
+    fs::create_dir_all(parent).map_err(|err| format!("{}: {err}", parent.display()))?;
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(".fake-steamcmd-tmp");
+    let tmp = parent.join(tmp_name);
+    let written = fs::write(&tmp, bytes)
+        .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)))
+        .and_then(|()| fs::rename(&tmp, path));
+    written.map_err(|err| {
+        let _ = fs::remove_file(&tmp);
+        format!("{}: {err}", path.display())
+    })
+}
+
+/// The sim-srcds binary, which must sit next to this executable (cargo builds both into one directory).
+fn sim_srcds() -> Result<Content, String> {
+    let exe = std::env::current_exe().map_err(|err| format!("cannot find the fake-steamcmd executable: {err}"))?;
+    let path = exe.with_file_name("sim-srcds");
+    let bytes = fs::read(&path).map_err(|err| {
+        let path = path.display();
+        format!(
+            "cannot read {path} (sim-srcds must sit next to fake-steamcmd; cargo build -p left4me-sim --bins): {err}"
+        )
+    })?;
+    Ok(Content::Bytes(bytes))
+}
+
+fn extra_path(index: u32) -> String {
+    format!("left4dead2/sim_content/sim_content_{index:06}.bin")
+}
+
+/// The bytes of the n-th extra file: xorshift64* noise seeded by the index, so every file differs, no file
+/// compresses away, and every run writes the same bytes.
+fn extra_content(index: u32) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (u64::from(index) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut bytes = Vec::with_capacity(EXTRA_FILE_SIZE);
+    while bytes.len() < EXTRA_FILE_SIZE {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        bytes.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    bytes.truncate(EXTRA_FILE_SIZE);
+    bytes
+}
+
+/// FNV-1a, 64 bit: a stable hash (std's hashers may change between Rust releases).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// steamcmd's ` Update state (…) …, progress: 42.00 (n / m)` lines, one per tenth of the way.
+struct Progress {
+    label: &'static str,
+    total: u64,
+    done: u64,
+    printed_tenths: u64,
+    enabled: bool,
+}
+
+impl Progress {
+    fn new(label: &'static str, total: u64, enabled: bool) -> Self {
+        let progress = Progress { label, total, done: 0, printed_tenths: 0, enabled };
+        progress.print();
+        progress
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        let tenths = (self.done * 10).checked_div(self.total).unwrap_or(10);
+        if tenths > self.printed_tenths {
+            self.printed_tenths = tenths;
+            self.print();
+        }
+    }
+
+    fn print(&self) {
+        if !self.enabled {
+            return;
+        }
+        let percent = if self.total == 0 { 0.0 } else { self.done as f64 * 100.0 / self.total as f64 };
+        say(&format!(" Update state {}, progress: {percent:.2} ({} / {})", self.label, self.done, self.total));
+    }
+}

@@ -1,0 +1,9 @@
+//! Stand-ins for what cannot be downloaded here, and the sandbox host the product is tested in.
+//!
+//! The binaries `sim-srcds` and `fake-steamcmd` behave like srcds and steamcmd where left4me can
+//! see it. [`Sandbox`] boots a real systemd in private namespaces (the `left4me-sandbox` binary)
+//! and runs commands inside it.
+
+mod sandbox;
+
+pub use sandbox::{Sandbox, SandboxError, built_binary};

@@ -1,0 +1,196 @@
+//! The sandbox host (DESIGN.md §9): a real systemd as PID 1 of private namespaces, on a disk
+//! folder that survives power cuts, with commands run inside through `nsenter`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a boot may take before it counts as failed.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A booted sandbox host. Dropping it cuts the power.
+pub struct Sandbox {
+    helper: Child,
+    /// The host's PID of the sandbox's systemd.
+    init: i32,
+    disk: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0} is not built; build the workspace's binaries first (cargo build --workspace)")]
+    NotBuilt(PathBuf),
+    #[error("cannot start {what}: {cause}")]
+    Spawn { what: String, cause: std::io::Error },
+    #[error("the sandbox did not boot: {0}")]
+    Boot(String),
+}
+
+/// The path of a binary of this workspace, built next to the running test or program.
+pub fn built_binary(name: &str) -> Result<PathBuf, SandboxError> {
+    let exe = std::env::current_exe().map_err(|cause| SandboxError::Spawn { what: "current_exe".into(), cause })?;
+    // Tests run from target/<profile>/deps/, binaries sit in target/<profile>/.
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe.parent() {
+        candidates.push(dir.join(name));
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join(name));
+        }
+    }
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| SandboxError::NotBuilt(PathBuf::from(name)))
+}
+
+impl Sandbox {
+    /// Boots on `disk` (created when missing; booting again on the same disk is a reboot) and
+    /// waits until systemd reports the system running.
+    pub fn boot(disk: &Path) -> Result<Sandbox, SandboxError> {
+        let helper_path = built_binary("left4me-sandbox")?;
+        let mut helper = Command::new(&helper_path)
+            .arg("--disk")
+            .arg(disk)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|cause| SandboxError::Spawn { what: helper_path.display().to_string(), cause })?;
+        let stdout = helper.stdout.take().expect("stdout was piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(BOOT_TIMEOUT).unwrap_or_default();
+        let Some(init) = line.trim().strip_prefix("pid ").and_then(|p| p.parse().ok()) else {
+            let _ = helper.kill();
+            let status = helper.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(SandboxError::Boot(format!(
+                "left4me-sandbox gave no init PID ({status}); see its stderr above"
+            )));
+        };
+        let sandbox = Sandbox { helper, init, disk: disk.to_path_buf() };
+        sandbox.wait_running()?;
+        Ok(sandbox)
+    }
+
+    fn wait_running(&self) -> Result<(), SandboxError> {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        // Until systemd has opened its socket, systemctl cannot reach it and answers at once.
+        loop {
+            let state = text(&self.run("systemctl", &["is-system-running"]).stdout).trim().to_owned();
+            if !state.is_empty() && state != "offline" {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(SandboxError::Boot(format!("systemd never answered\n{}", self.report())));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut child = self
+            .command("systemctl")
+            .args(["is-system-running", "--wait"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|cause| SandboxError::Spawn { what: "nsenter".into(), cause })?;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(SandboxError::Boot(format!("not running after {BOOT_TIMEOUT:?}\n{}", self.report())));
+                }
+            }
+        }
+        let output = child.wait_with_output().map_err(|cause| SandboxError::Spawn { what: "nsenter".into(), cause })?;
+        let state = text(&output.stdout).trim().to_owned();
+        if state != "running" {
+            let stderr = text(&output.stderr);
+            return Err(SandboxError::Boot(format!("systemd reports {state:?} {stderr}\n{}", self.report())));
+        }
+        Ok(())
+    }
+
+    /// What went wrong, for a failed boot: failed units and the end of the journal.
+    fn report(&self) -> String {
+        let failed = self.run("systemctl", &["--failed", "--no-pager", "--no-legend"]);
+        let journal = self.run("journalctl", &["--boot", "--no-pager", "--lines=40"]);
+        format!("failed units:\n{}\njournal:\n{}", text(&failed.stdout), text(&journal.stdout))
+    }
+
+    /// A command that runs inside the sandbox, in all its namespaces, with a clean environment.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .args(["-t", &self.init.to_string(), "-m", "-u", "-n", "-p", "-C", "--wd=/", "--"])
+            .arg(program)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8");
+        command
+    }
+
+    /// Runs a command inside and returns its output, whatever its exit status.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program).args(args).output().unwrap_or_else(|e| panic!("nsenter cannot run {program}: {e}"))
+    }
+
+    /// Runs a command inside and panics, with its output, unless it succeeds. Returns its stdout.
+    pub fn run_ok(&self, program: &str, args: &[&str]) -> String {
+        let output = self.run(program, args);
+        assert!(
+            output.status.success(),
+            "in the sandbox, `{program} {}` failed ({}):\n{}{}",
+            args.join(" "),
+            output.status,
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    /// The host's PID of the sandbox's systemd.
+    pub fn init_pid(&self) -> i32 {
+        self.init
+    }
+
+    /// The name of the sandbox's cgroup in each of the host's hierarchies.
+    pub fn cgroup_name(&self) -> String {
+        format!("left4me-sandbox-{}", self.helper.id())
+    }
+
+    pub fn disk(&self) -> &Path {
+        &self.disk
+    }
+
+    /// Cuts the power: every process of the sandbox dies at once and its mounts go with its
+    /// namespace. The disk stays, so booting on it again is a reboot.
+    pub fn power_off(mut self) {
+        self.cut_power();
+    }
+
+    fn cut_power(&mut self) {
+        // SIGTERM to the helper kills the init with SIGKILL, then the helper removes the cgroups.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.helper.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.helper.wait();
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if matches!(self.helper.try_wait(), Ok(None)) {
+            self.cut_power();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
