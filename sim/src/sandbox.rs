@@ -44,12 +44,19 @@ pub fn built_binary(name: &str) -> Result<PathBuf, SandboxError> {
 
 impl Sandbox {
     /// Boots on `disk` (created when missing; booting again on the same disk is a reboot) and
-    /// waits until systemd reports the system running.
-    pub fn boot(disk: &Path) -> Result<Sandbox, SandboxError> {
+    /// waits until systemd reports the system running. The disk, `shares` and the folder of the
+    /// built binaries stay visible inside at their own paths, wherever they are.
+    pub fn boot(disk: &Path, shares: &[&Path]) -> Result<Sandbox, SandboxError> {
         let helper_path = built_binary("left4me-sandbox")?;
-        let mut helper = Command::new(&helper_path)
-            .arg("--disk")
-            .arg(disk)
+        let mut command = Command::new(&helper_path);
+        command.arg("--disk").arg(disk);
+        if let Some(binaries) = helper_path.parent() {
+            command.arg("--share").arg(binaries);
+        }
+        for share in shares {
+            command.arg("--share").arg(share);
+        }
+        let mut helper = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

@@ -1,4 +1,4 @@
-//! `left4me-sandbox --disk DIR`: boots a real systemd as PID 1 of private namespaces.
+//! `left4me-sandbox --disk DIR [--share DIR]…`: boots a real systemd as PID 1 of private namespaces.
 //!
 //! The sandbox host of DESIGN.md §9. Run as root. It moves itself into a cgroup subtree of its own,
 //! unshares mount, UTS, network, PID and cgroup namespaces, and forks the namespace's PID 1, which
@@ -9,8 +9,12 @@
 //!
 //! The disk (`DIR`) keeps what a machine keeps across reboots: the uppers of overlays over `/etc`,
 //! `/var` and `/usr/local`, and `$ROOT` (`/var/lib/left4me`). Booting again on the same disk is a
-//! reboot. The disk must not lie under a folder the sandbox replaces (`/etc`, `/var`, `/usr/local`,
-//! `/run`, `/tmp`): an overlay's upper cannot live on an overlay, and `/tmp` is a fresh tmpfs inside.
+//! reboot. The disk must not lie under a folder the sandbox lays an overlay over (`/etc`, `/var`,
+//! `/usr/local`): an overlay's upper cannot live inside its own lower.
+//!
+//! Inside, `/run` and `/tmp` are fresh tmpfs, so whatever of the host lies under them is hidden.
+//! Each `--share DIR` (and the disk) stays visible at its own path all the same: a checkout or a
+//! build under `/tmp` still works.
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -29,8 +33,8 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sig
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, execve, fork, getpid, sethostname};
 
-/// Folders the sandbox lays over or replaces; the disk may not be under any of them.
-const REPLACED: &[&str] = &["/etc", "/var", "/usr/local", "/run", "/tmp"];
+/// Folders the sandbox lays an overlay over; the disk may not be under any of them.
+const OVERLAID_ROOTS: &[&str] = &["/etc", "/var", "/usr/local"];
 
 /// Folders overlaid so that the host's files show through but nothing written reaches them.
 const OVERLAID: &[(&str, &str)] = &[("/etc", "etc"), ("/var", "var"), ("/usr/local", "usr-local")];
@@ -67,15 +71,26 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let disk = match args.as_slice() {
-        [flag, dir] if flag == "--disk" => PathBuf::from(dir),
-        _ => return Err("usage: left4me-sandbox --disk DIR".into()),
-    };
+    let usage = || "usage: left4me-sandbox --disk DIR [--share DIR]...".to_owned();
+    let mut disk = None;
+    let mut shares = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = PathBuf::from(args.next().ok_or_else(usage)?);
+        match flag.as_str() {
+            "--disk" => disk = Some(value),
+            "--share" => {
+                shares.push(value.canonicalize().map_err(|e| format!("cannot share {}: {e}", value.display()))?)
+            }
+            _ => return Err(usage()),
+        }
+    }
+    let disk = disk.ok_or_else(usage)?;
     if !nix::unistd::geteuid().is_root() {
         return Err("needs root: it mounts file systems and creates namespaces".into());
     }
     let disk = prepare_disk(&disk)?;
+    shares.push(disk.clone());
     let hierarchies = Hierarchy::all()?;
     let name = format!("left4me-sandbox-{}", getpid());
     let cgroups = Cgroups::create(&hierarchies, &name)?;
@@ -88,12 +103,12 @@ fn run() -> Result<ExitCode, String> {
         unsafe { sigaction(signal, &handler) }.map_err(|e| format!("cannot handle {signal}: {e}"))?;
     }
 
-    let result = boot(&disk, &hierarchies);
+    let result = boot(&disk, &shares, &hierarchies);
     cgroups.remove();
     result
 }
 
-fn boot(disk: &Path, hierarchies: &[Hierarchy]) -> Result<ExitCode, String> {
+fn boot(disk: &Path, shares: &[PathBuf], hierarchies: &[Hierarchy]) -> Result<ExitCode, String> {
     // Only the PID namespace is entered here: its first child becomes PID 1. The other namespaces
     // are the init's alone, so this process keeps the host's view of /sys/fs/cgroup and can
     // remove the sandbox's cgroups after it.
@@ -106,7 +121,7 @@ fn boot(disk: &Path, hierarchies: &[Hierarchy]) -> Result<ExitCode, String> {
     match unsafe { fork() }.map_err(|e| format!("cannot fork the sandbox's init: {e}"))? {
         ForkResult::Child => {
             drop(ready_read);
-            let Err(message) = init(disk, hierarchies);
+            let Err(message) = init(disk, shares, hierarchies);
             eprintln!("left4me-sandbox: init: {message}");
             std::process::exit(1);
         }
@@ -140,8 +155,11 @@ extern "C" fn power_cut(_: nix::libc::c_int) {
 fn prepare_disk(disk: &Path) -> Result<PathBuf, String> {
     fs::create_dir_all(disk).map_err(|e| format!("cannot create the disk {}: {e}", disk.display()))?;
     let disk = disk.canonicalize().map_err(|e| format!("cannot resolve the disk {}: {e}", disk.display()))?;
-    if let Some(replaced) = REPLACED.iter().find(|r| disk.starts_with(r)) {
-        return Err(format!("the disk {} lies under {replaced}, which the sandbox replaces", disk.display()));
+    if let Some(overlaid) = OVERLAID_ROOTS.iter().find(|r| disk.starts_with(r)) {
+        return Err(format!(
+            "the disk {} lies under {overlaid}, which the sandbox lays an overlay over",
+            disk.display()
+        ));
     }
     for (_, layer) in OVERLAID {
         for part in ["upper", "work"] {
@@ -155,11 +173,19 @@ fn prepare_disk(disk: &Path) -> Result<PathBuf, String> {
 }
 
 /// Runs as PID 1 of the new namespaces: lays out the file system, then becomes systemd.
-fn init(disk: &Path, hierarchies: &[Hierarchy]) -> Result<Infallible, String> {
+fn init(disk: &Path, shares: &[PathBuf], hierarchies: &[Hierarchy]) -> Result<Infallible, String> {
     unshare(
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWCGROUP,
     )
     .map_err(|e| format!("cannot create namespaces: {e}"))?;
+    // Held open from before anything hides them, and bound back in at the end.
+    let mut held = Vec::new();
+    for share in shares {
+        let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(share.as_path(), flags, nix::sys::stat::Mode::empty())
+            .map_err(|e| format!("cannot open the share {}: {e}", share.display()))?;
+        held.push((share, fd));
+    }
     let none: Option<&str> = None;
     let mounted = |what: &str, result: nix::Result<()>| result.map_err(|e| format!("cannot mount {what}: {e}"));
     // Private first, so nothing mounted here reaches the host; then shared, as on a systemd host,

@@ -41,7 +41,7 @@ fn cgroups_named(name: &str) -> Vec<String> {
 #[test]
 fn boots_runs_commands_inside_and_leaves_nothing_behind() {
     let disk = disk();
-    let sandbox = Sandbox::boot(disk.path()).expect("the sandbox boots");
+    let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
     let init = sandbox.init_pid();
     let cgroup = sandbox.cgroup_name();
     assert!(!cgroups_named(&cgroup).is_empty(), "the sandbox runs in cgroups of its own");
@@ -74,7 +74,7 @@ fn boots_runs_commands_inside_and_leaves_nothing_behind() {
 #[test]
 fn power_cut_and_boot_again_is_a_reboot() {
     let disk = disk();
-    let sandbox = Sandbox::boot(disk.path()).expect("the sandbox boots");
+    let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
     sandbox.run_ok(
         "sh",
         &[
@@ -86,7 +86,7 @@ fn power_cut_and_boot_again_is_a_reboot() {
     assert_eq!(sandbox.run_ok("systemctl", &["is-active", "left4me-probe.service"]).trim(), "active");
     sandbox.power_off();
 
-    let sandbox = Sandbox::boot(disk.path()).expect("the sandbox boots again");
+    let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots again");
     let cgroup = sandbox.cgroup_name();
     // Enabled units come back; the rest of the disk is kept too.
     assert_eq!(sandbox.run_ok("systemctl", &["is-active", "left4me-probe.service"]).trim(), "active");

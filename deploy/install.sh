@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs left4me on a Debian 13 host, or updates it. Safe to run again.
+#
+#   deploy/install.sh [--bin-dir DIR] [--steamcmd PATH] [--no-game]
+#
+#   --bin-dir DIR     where the built binaries are (default: target/release of this checkout)
+#   --steamcmd PATH   the steamcmd to install the game with (default: steamcmd on the PATH,
+#                     from Debian's non-free "steamcmd" package)
+#   --no-game         set up everything but do not download the game (run `l4d2ctl install` later)
+#
+# It creates the user left4me (home /var/lib/left4me, no login), the folders of $ROOT, the
+# settings in /etc/left4me, copies the binaries to /usr/local/bin, and runs `l4d2ctl install`,
+# which downloads the game and installs the units.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir="$here/target/release"
+steamcmd=""
+game=yes
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin-dir) bin_dir="$2"; shift 2 ;;
+    --steamcmd) steamcmd="$2"; shift 2 ;;
+    --no-game) game=no; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '==> %s\n' "$*"; }
+fail() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || fail "run it as root (sudo deploy/install.sh)"
+root=/var/lib/left4me
+user=left4me
+
+for binary in l4d2ctl left4me; do
+  [ -x "$bin_dir/$binary" ] || fail "$bin_dir/$binary is missing; build with: cargo build --release"
+done
+if [ -z "$steamcmd" ]; then
+  steamcmd=$(command -v steamcmd || true)
+  [ -n "$steamcmd" ] || [ "$game" = no ] \
+    || fail "steamcmd not found: install Debian's steamcmd package (non-free, i386) or pass --steamcmd PATH"
+fi
+
+step "user $user"
+if ! id "$user" >/dev/null 2>&1; then
+  useradd --system --home-dir "$root" --no-create-home --shell /usr/sbin/nologin --user-group "$user"
+fi
+
+step "folders under $root"
+install -d -m 0755 -o "$user" -g "$user" "$root"
+
+step "binaries into /usr/local/bin"
+for binary in l4d2ctl left4me; do
+  install -m 0755 "$bin_dir/$binary" "/usr/local/bin/$binary.new"
+  mv -f "/usr/local/bin/$binary.new" "/usr/local/bin/$binary"
+done
+
+step "settings in /etc/left4me"
+install -d -m 0755 /etc/left4me
+if [ ! -f /etc/left4me/host.env ]; then
+  cat > /etc/left4me/host.env.new <<ENV
+# left4me host settings, read by l4d2ctl, left4me and left4me-web (and their units).
+LEFT4ME_ROOT=$root
+LEFT4ME_USER=$user
+LEFT4ME_STEAMCMD=${steamcmd:-steamcmd}
+LEFT4ME_UNIT_DIR=/usr/local/lib/systemd/system
+ENV
+  chmod 0644 /etc/left4me/host.env.new
+  mv /etc/left4me/host.env.new /etc/left4me/host.env
+fi
+
+if [ "$game" = yes ]; then
+  step "the game, the Steam SDK links and the units (l4d2ctl install)"
+  LEFT4ME_STEAMCMD="$steamcmd" /usr/local/bin/l4d2ctl install
+fi
+step "done"

@@ -1,0 +1,86 @@
+//! File writes that are atomic and idempotent, and the owners they are written for.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::unistd::{Gid, Uid, User, chown};
+
+use crate::Error;
+
+/// Who a file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+impl Owner {
+    pub fn root() -> Owner {
+        Owner { uid: Uid::from_raw(0), gid: Gid::from_raw(0) }
+    }
+
+    /// A system user by name, with its primary group.
+    pub fn user(name: &str) -> Result<Owner, Error> {
+        match User::from_name(name) {
+            Ok(Some(user)) => Ok(Owner { uid: user.uid, gid: user.gid }),
+            Ok(None) => Err(Error::Invalid(format!(
+                "the user {name:?} does not exist; create it (deploy/install.sh does) or set LEFT4ME_USER"
+            ))),
+            Err(e) => Err(Error::Invalid(format!("cannot look up the user {name:?}: {e}"))),
+        }
+    }
+
+    /// Owned by root, in this owner's group: readable by the game, writable by nobody but root.
+    pub fn root_with_group_of(self) -> Owner {
+        Owner { uid: Uid::from_raw(0), gid: self.gid }
+    }
+}
+
+/// Writes `contents` to `path` so that readers see the old file or the new one, never a part:
+/// a temporary file in the same folder, fsynced, then renamed over. Returns false, touching
+/// nothing, when the file already holds exactly this, with this mode and owner.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Owner) -> Result<bool, Error> {
+    if let Ok(meta) = fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        let same_meta =
+            meta.mode() & 0o7777 == mode && meta.uid() == owner.uid.as_raw() && meta.gid() == owner.gid.as_raw();
+        if same_meta && meta.len() == contents.len() as u64 && fs::read(path).is_ok_and(|old| old == contents) {
+            return Ok(false);
+        }
+    }
+    let dir = path.parent().ok_or_else(|| Error::Invalid(format!("{} has no folder", path.display())))?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        // Permissions and owner before the contents, so a secret is never readable by others.
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&temp, e))?;
+        chown(&temp, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(&temp, e.into()))?;
+        file.write_all(contents).map_err(|e| Error::io(&temp, e))?;
+        file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map(|()| true)
+}
+
+/// Creates a folder (and its parents) and sets its mode and owner.
+pub fn ensure_dir(path: &Path, mode: u32, owner: Owner) -> Result<(), Error> {
+    fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))?;
+    chown(path, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(path, e.into()))
+}
+
+/// Removes a folder and everything in it; a missing folder is already removed.
+pub fn remove_tree(path: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}

@@ -1,0 +1,165 @@
+//! The host: where things live, from `/etc/left4me/host.env` and the environment.
+
+use std::path::{Path, PathBuf};
+
+use left4me_state::Name;
+
+use crate::Error;
+
+/// The settings file every left4me program reads; variables set in the environment win.
+pub const HOST_ENV: &str = "/etc/left4me/host.env";
+
+/// The paths and names of one left4me host (DESIGN.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// `$ROOT`: everything left4me keeps (`LEFT4ME_ROOT`, default `/var/lib/left4me`).
+    pub root: PathBuf,
+    /// Where unit files are installed (`LEFT4ME_UNIT_DIR`, default `/usr/local/lib/systemd/system`).
+    pub unit_dir: PathBuf,
+    /// The steamcmd to run (`LEFT4ME_STEAMCMD`, default `steamcmd` on the PATH).
+    pub steamcmd: PathBuf,
+    /// The user game servers run as (`LEFT4ME_USER`, default `left4me`).
+    pub user: String,
+    /// This program, as the units call it (`LEFT4ME_L4D2CTL`, default the running executable).
+    pub l4d2ctl: PathBuf,
+}
+
+impl Host {
+    /// The host as configured: `/etc/left4me/host.env`, then the environment.
+    pub fn from_env() -> Result<Host, Error> {
+        let file = match std::fs::read_to_string(HOST_ENV) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(HOST_ENV, e)),
+        };
+        let from_file = parse_env_file(&file);
+        let get = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| from_file.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+        };
+        let l4d2ctl = match get("LEFT4ME_L4D2CTL") {
+            Some(path) => PathBuf::from(path),
+            None => std::env::current_exe().map_err(|e| Error::io("the running l4d2ctl", e))?,
+        };
+        let root = PathBuf::from(get("LEFT4ME_ROOT").unwrap_or_else(|| "/var/lib/left4me".into()));
+        if !root.is_absolute() {
+            return Err(Error::Invalid(format!("LEFT4ME_ROOT must be an absolute path, not {}", root.display())));
+        }
+        Ok(Host {
+            root,
+            unit_dir: PathBuf::from(get("LEFT4ME_UNIT_DIR").unwrap_or_else(|| "/usr/local/lib/systemd/system".into())),
+            steamcmd: PathBuf::from(get("LEFT4ME_STEAMCMD").unwrap_or_else(|| "steamcmd".into())),
+            user: get("LEFT4ME_USER").unwrap_or_else(|| "left4me".into()),
+            l4d2ctl,
+        })
+    }
+
+    pub fn installation(&self) -> PathBuf {
+        self.root.join("installation")
+    }
+
+    pub fn overlays(&self) -> PathBuf {
+        self.root.join("overlays")
+    }
+
+    pub fn overlay(&self, name: &Name) -> PathBuf {
+        self.overlays().join(name.as_str())
+    }
+
+    pub fn instances(&self) -> PathBuf {
+        self.root.join("instances")
+    }
+
+    pub fn instance(&self, name: &Name) -> InstancePaths {
+        InstancePaths {
+            dir: self.instances().join(name.as_str()),
+            runtime: self.root.join("runtime").join(name.as_str()),
+        }
+    }
+
+    /// Override markers live apart from instances, so that deleting an instance by hand is
+    /// remembered too.
+    pub fn overrides(&self) -> PathBuf {
+        self.root.join("overrides")
+    }
+
+    pub fn override_marker(&self, name: &Name) -> PathBuf {
+        self.overrides().join(format!("{name}.json"))
+    }
+}
+
+/// The files and folders of one instance.
+#[derive(Debug, Clone)]
+pub struct InstancePaths {
+    /// `instances/<name>/`: the rendered spec, the secrets, the rendered config layer.
+    pub dir: PathBuf,
+    /// `runtime/<name>/`: upper, work and merged of the overlay.
+    pub runtime: PathBuf,
+}
+
+impl InstancePaths {
+    /// The rendered spec and its digest.
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("instance.json")
+    }
+
+    /// The generated RCON password (0600, never in git, logs or HTML).
+    pub fn rcon_password(&self) -> PathBuf {
+        self.dir.join("rcon_password")
+    }
+
+    /// The uppermost layer of the instance's tree: its rendered server.cfg and staged configs.
+    pub fn layer(&self) -> PathBuf {
+        self.dir.join("layer")
+    }
+
+    pub fn upper(&self) -> PathBuf {
+        self.runtime.join("upper")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.runtime.join("work")
+    }
+
+    pub fn merged(&self) -> PathBuf {
+        self.runtime.join("merged")
+    }
+}
+
+/// `KEY=VALUE` lines, `#` comments, optional double quotes — the subset of systemd's
+/// EnvironmentFile= syntax the files left4me writes use.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| {
+            let value = value.trim();
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+            (key.trim().to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// The unit instance of a server.
+pub fn unit_name(name: &Name) -> String {
+    format!("left4me-server@{name}.service")
+}
+
+/// True when `path` is `base` or lies below it.
+pub fn is_under(path: &Path, base: &Path) -> bool {
+    path.starts_with(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_read_like_systemd() {
+        let parsed = parse_env_file("# comment\nLEFT4ME_ROOT=/srv/l4d2\n\nLEFT4ME_USER = \"game\"\nbroken line\n");
+        assert_eq!(parsed, vec![("LEFT4ME_ROOT".into(), "/srv/l4d2".into()), ("LEFT4ME_USER".into(), "game".into())]);
+    }
+}

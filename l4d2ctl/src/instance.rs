@@ -1,0 +1,239 @@
+//! Instances: rendering a spec onto the host, reading it back, removing it.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use left4me_state::{Digest, InstanceSpec, Name};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{Owner, ensure_dir, remove_tree, write_atomic};
+use crate::host::{Host, is_under};
+use crate::{Error, mount};
+
+/// What `instances/<name>/instance.json` holds: the rendered spec and its digest, which the
+/// reconciler compares with the digest of the revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceRecord {
+    pub digest: Digest,
+    pub spec: InstanceSpec,
+}
+
+/// What `initialize` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initialized {
+    pub digest: Digest,
+    /// False when every file already held exactly what was rendered.
+    pub changed: bool,
+}
+
+/// Reads a spec file, JSON or YAML, with the place of any problem.
+pub fn read_spec_file(path: &Path) -> Result<InstanceSpec, Error> {
+    let mut text = String::new();
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // A spec is small; a huge file is a mistake, not a spec.
+    file.take(1024 * 1024 + 1).read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
+    if text.len() > 1024 * 1024 {
+        return Err(Error::Invalid(format!("{}: a spec is at most 1 MiB", path.display())));
+    }
+    let shown = path.display();
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text).map_err(|e| {
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let message = message.strip_suffix(&suffix).unwrap_or(&message);
+            Error::Invalid(format!("{shown}:{}:{}: {message}", e.line(), e.column()))
+        })
+    } else {
+        serde_norway::from_str(&text).map_err(|e| match e.location() {
+            Some(l) => {
+                let message = e.to_string();
+                let message =
+                    message.strip_suffix(&format!(" at line {} column {}", l.line(), l.column())).unwrap_or(&message);
+                Error::Invalid(format!("{shown}:{}:{}: {message}", l.line(), l.column()))
+            }
+            None => Error::Invalid(format!("{shown}: {e}")),
+        })
+    }
+}
+
+/// Renders `spec` as the instance `name`: its record, its config layer (server.cfg and each
+/// overlay's own server.cfg staged as `server_<overlay>.cfg`), its RCON password (generated once,
+/// kept), and its runtime folders. The same spec renders byte-identical files, and rendering it
+/// again touches nothing.
+pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initialized, Error> {
+    if spec.name != *name {
+        return Err(Error::Invalid(format!("the spec is for {}, not {name}", spec.name)));
+    }
+    let base = host.installation();
+    if !base.join("srcds_run").is_file() {
+        return Err(Error::Invalid(format!(
+            "the base install is missing ({} has no srcds_run); run `l4d2ctl install` first",
+            base.display()
+        )));
+    }
+    for layer in &spec.overlays {
+        let dir = host.overlay(&layer.name);
+        if !dir.is_dir() {
+            return Err(Error::Invalid(format!(
+                "overlay {} is not on this host ({} is missing)",
+                layer.name,
+                dir.display()
+            )));
+        }
+        mount::check_lowerdir(host, name, &dir)?;
+    }
+    let game = Owner::user(&host.user)?;
+    let root = Owner::root();
+    let paths = host.instance(name);
+
+    ensure_dir(&host.instances(), 0o755, root)?;
+    ensure_dir(&paths.dir, 0o755, root)?;
+    let password = rcon_password(&paths.rcon_password())?;
+    let digest = spec.digest();
+
+    let mut changed = false;
+    let cfg = paths.layer().join("left4dead2/cfg");
+    ensure_dir(&paths.layer(), 0o755, root)?;
+    ensure_dir(&paths.layer().join("left4dead2"), 0o755, root)?;
+    ensure_dir(&cfg, 0o755, root)?;
+    // server.cfg carries the RCON password, so only root and the game may read it.
+    let readable_by_game = game.root_with_group_of();
+    changed |= write_atomic(
+        &cfg.join("server.cfg"),
+        server_cfg(spec, &digest, &password).as_bytes(),
+        0o640,
+        readable_by_game,
+    )?;
+    let mut staged = Vec::new();
+    for layer in &spec.overlays {
+        let own = host.overlay(&layer.name).join("left4dead2/cfg/server.cfg");
+        let file = format!("server_{}.cfg", layer.name);
+        if let Ok(contents) = fs::read(&own) {
+            changed |= write_atomic(&cfg.join(&file), &contents, 0o644, root)?;
+            staged.push(file);
+        }
+    }
+    // Configs staged for overlays the spec no longer stacks must not linger.
+    for entry in fs::read_dir(&cfg).map_err(|e| Error::io(&cfg, e))?.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with("server_") && file.ends_with(".cfg") && !staged.contains(&file) {
+            fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            changed = true;
+        }
+    }
+
+    ensure_dir(&paths.runtime, 0o755, root)?;
+    // The game writes into its tree; overlayfs puts those writes in upper.
+    ensure_dir(&paths.upper(), 0o755, game)?;
+    ensure_dir(&paths.work(), 0o700, root)?;
+    ensure_dir(&paths.merged(), 0o755, root)?;
+
+    let record = InstanceRecord { digest: digest.clone(), spec: spec.clone() };
+    let mut json = serde_json::to_string_pretty(&record).expect("a record always serializes");
+    json.push('\n');
+    changed |= write_atomic(&paths.record(), json.as_bytes(), 0o644, root)?;
+    Ok(Initialized { digest, changed })
+}
+
+/// server.cfg of an instance: the blueprint's lines, then what left4me sets itself, last, so that
+/// nothing before it (an `exec`'d overlay config included) can override it.
+fn server_cfg(spec: &InstanceSpec, digest: &Digest, password: &str) -> String {
+    let mut cfg = format!("// Rendered by left4me for {} ({digest}). l4d2ctl initialize rewrites it.\n", spec.name);
+    for line in &spec.config {
+        cfg.push_str(line.get());
+        cfg.push('\n');
+    }
+    cfg.push_str(&format!("hostname \"{}\"\n", spec.hostname.get()));
+    cfg.push_str(&format!("rcon_password \"{password}\"\n"));
+    cfg
+}
+
+/// The instance's RCON password: read when it exists, else generated from the kernel's random
+/// source and kept, root-only.
+fn rcon_password(path: &Path) -> Result<String, Error> {
+    match fs::read_to_string(path) {
+        Ok(text) if is_password(text.trim()) => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut random = [0u8; 64];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    // 256 is not a multiple of the alphabet; drop the bytes that would bias it.
+    let limit = 256 - 256 % ALPHABET.len();
+    let password: String = random
+        .iter()
+        .filter(|b| (**b as usize) < limit)
+        .take(24)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    if password.len() < 24 {
+        return rcon_password(path);
+    }
+    write_atomic(path, format!("{password}\n").as_bytes(), 0o600, Owner::root())?;
+    Ok(password)
+}
+
+fn is_password(text: &str) -> bool {
+    text.len() >= 16 && text.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The RCON password of an instance, for `l4d2ctl rcon`.
+pub fn read_rcon_password(host: &Host, name: &Name) -> Result<String, Error> {
+    let path = host.instance(name).rcon_password();
+    let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(text.trim().to_owned())
+}
+
+/// The record of an instance, or None when it is not initialized.
+pub fn read_record(host: &Host, name: &Name) -> Result<Option<InstanceRecord>, Error> {
+    let path = host.instance(name).record();
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Every initialized instance, by name.
+pub fn list(host: &Host) -> Result<Vec<Name>, Error> {
+    let dir = host.instances();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut names: Vec<Name> = entries
+        .flatten()
+        .filter(|e| e.path().join("instance.json").is_file())
+        .filter_map(|e| Name::new(e.file_name().to_string_lossy().into_owned()).ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Removes an instance's files and runtime folders, unmounting its tree first. A missing instance
+/// is already deleted. Its unit must be stopped before.
+pub fn delete(host: &Host, name: &Name) -> Result<bool, Error> {
+    let paths = host.instance(name);
+    let existed = paths.dir.exists() || paths.runtime.exists();
+    mount::umount(host, name)?;
+    // The runtime folder holds the game's own data (upper); it goes only with the instance.
+    for dir in [&paths.runtime, &paths.dir] {
+        if !is_under(dir, &host.root) {
+            return Err(Error::Invalid(format!(
+                "refusing to remove {}: it is not under {}",
+                dir.display(),
+                host.root.display()
+            )));
+        }
+        remove_tree(dir)?;
+    }
+    Ok(existed)
+}

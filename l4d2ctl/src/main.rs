@@ -1,0 +1,234 @@
+//! `l4d2ctl`: the left4me host CLI. See `l4d2ctl --help`.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use l4d2ctl::host::unit_name;
+use l4d2ctl::rcon::Rcon;
+use l4d2ctl::{Error, Host, install, instance, mount, overrides, status, systemd};
+use left4me_state::Name;
+
+/// Runs Left 4 Dead 2 servers on this host: instances, units, overlay mounts, status.
+#[derive(Parser)]
+#[command(name = "l4d2ctl", version)]
+struct Cli {
+    /// Act for the reconciler: leave no override marker (a person's writes leave one).
+    #[arg(long, global = true)]
+    reconciler: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install or update the base game (steamcmd), the Steam SDK links and the units.
+    Install,
+    /// Render an instance from a spec file (JSON or YAML, as `left4me` renders it).
+    Initialize {
+        name: String,
+        /// The rendered InstanceSpec.
+        #[arg(short = 'f', long = "file", value_name = "SPEC")]
+        file: PathBuf,
+    },
+    /// Enable and start a server (it also starts after a reboot).
+    Start { name: String },
+    /// Stop and disable a server.
+    Stop { name: String },
+    /// Stop a server and remove its instance; a missing one is already deleted.
+    Delete { name: String },
+    /// Show every instance, or one.
+    Status {
+        name: Option<String>,
+        /// The machine-readable form the reconciler and web read.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a server's console log from the journal.
+    Logs {
+        name: String,
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u32,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Hand a server changed by hand back to the reconciler.
+    Release { name: String },
+    /// Run a console command on a server over RCON.
+    Rcon {
+        name: String,
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Mount a server's overlay (run by its unit, as root).
+    #[command(hide = true)]
+    Mount { name: String },
+    /// Unmount a server's overlay (run by its unit, as root).
+    #[command(hide = true)]
+    Umount { name: String },
+    /// Become the server's srcds_run with its rendered argv (run by its unit).
+    #[command(hide = true)]
+    Exec { name: String },
+}
+
+/// How long an RCON connection and each reply may take.
+const RCON_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("l4d2ctl: {error}");
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn parse_name(text: &str) -> Result<Name, Error> {
+    Name::new(text).map_err(|e| Error::Invalid(format!("invalid server name {text:?}: {e}")))
+}
+
+fn require_root(what: &str) -> Result<(), Error> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("{what} must run as root (try sudo)")))
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let host = Host::from_env()?;
+    let by_hand = !cli.reconciler;
+    match cli.command {
+        Cmd::Install => {
+            require_root("install")?;
+            install::install(&host)
+        }
+        Cmd::Initialize { name, file } => {
+            let name = parse_name(&name)?;
+            let spec = instance::read_spec_file(&file)?;
+            require_root("initialize")?;
+            let done = instance::initialize(&host, &name, &spec)?;
+            if by_hand {
+                overrides::mark(&host, &name, "initialize")?;
+            }
+            println!("{name}: {} ({})", if done.changed { "initialized" } else { "already up to date" }, done.digest);
+            Ok(())
+        }
+        Cmd::Start { name } => {
+            let name = parse_name(&name)?;
+            require_root("start")?;
+            if instance::read_record(&host, &name)?.is_none() {
+                return Err(Error::Invalid(format!(
+                    "{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>` first"
+                )));
+            }
+            systemd::enable_now(&unit_name(&name))?;
+            if by_hand {
+                overrides::mark(&host, &name, "start")?;
+            }
+            println!("{name}: started");
+            Ok(())
+        }
+        Cmd::Stop { name } => {
+            let name = parse_name(&name)?;
+            require_root("stop")?;
+            systemd::disable_now(&unit_name(&name))?;
+            if by_hand {
+                overrides::mark(&host, &name, "stop")?;
+            }
+            println!("{name}: stopped");
+            Ok(())
+        }
+        Cmd::Delete { name } => {
+            let name = parse_name(&name)?;
+            require_root("delete")?;
+            let unit = unit_name(&name);
+            // Stopping a unit that was never started is fine; a missing instance is deleted already.
+            systemd::disable_now(&unit)?;
+            let existed = instance::delete(&host, &name)?;
+            if by_hand {
+                overrides::mark(&host, &name, "delete")?;
+            }
+            println!("{name}: {}", if existed { "deleted" } else { "already deleted" });
+            Ok(())
+        }
+        Cmd::Status { name, json } => {
+            let name = name.as_deref().map(parse_name).transpose()?;
+            let statuses = status::status(&host, name.as_ref())?;
+            if json {
+                let text = serde_json::to_string_pretty(&statuses).expect("status always serializes");
+                println!("{text}");
+            } else {
+                print!("{}", status::table(&statuses));
+            }
+            Ok(())
+        }
+        Cmd::Logs { name, lines, follow } => {
+            let name = parse_name(&name)?;
+            let mut command = Command::new("journalctl");
+            command.args(["--unit", &unit_name(&name), "--lines", &lines.to_string(), "--output", "cat", "--no-pager"]);
+            if follow {
+                command.arg("--follow");
+            }
+            // journalctl's own output and exit code are the answer.
+            Err(Error::Invalid(format!("cannot run journalctl: {}", command.exec())))
+        }
+        Cmd::Release { name } => {
+            let name = parse_name(&name)?;
+            require_root("release")?;
+            let had = overrides::release(&host, &name)?;
+            println!("{name}: {}", if had { "released to the reconciler" } else { "was not overridden" });
+            Ok(())
+        }
+        Cmd::Rcon { name, command } => {
+            let name = parse_name(&name)?;
+            require_root("rcon")?;
+            let record = instance::read_record(&host, &name)?
+                .ok_or_else(|| Error::Invalid(format!("{name} is not initialized")))?;
+            let password = instance::read_rcon_password(&host, &name)?;
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, record.spec.port.number()));
+            let mut rcon =
+                Rcon::connect(addr, &password, RCON_TIMEOUT).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+            let output = rcon.exec(&command.join(" ")).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+            print!("{output}");
+            if !output.is_empty() && !output.ends_with('\n') {
+                println!();
+            }
+            Ok(())
+        }
+        Cmd::Mount { name } => {
+            let name = parse_name(&name)?;
+            require_root("mount")?;
+            mount::mount(&host, &name).map(drop)
+        }
+        Cmd::Umount { name } => {
+            let name = parse_name(&name)?;
+            require_root("umount")?;
+            mount::umount(&host, &name).map(drop)
+        }
+        Cmd::Exec { name } => {
+            let name = parse_name(&name)?;
+            exec(&host, &name)
+        }
+    }
+}
+
+/// Replaces this process with the server's `srcds_run`, started by its path inside the merged tree
+/// (it `cd`s to its own folder), with the rendered argv word for word.
+fn exec(host: &Host, name: &Name) -> Result<(), Error> {
+    let record =
+        instance::read_record(host, name)?.ok_or_else(|| Error::Invalid(format!("{name} is not initialized")))?;
+    let srcds_run = host.instance(name).merged().join("srcds_run");
+    let port = record.spec.port.to_string();
+    let mut command = Command::new(&srcds_run);
+    command.args(["-game", "left4dead2", "-norestart", "+ip", "0.0.0.0", "+hostport", &port]);
+    command.args(record.spec.arguments.iter().map(|a| a.get()));
+    let error = command.exec();
+    Err(Error::Invalid(format!("cannot run {}: {error}", srcds_run.display())))
+}

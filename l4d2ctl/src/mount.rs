@@ -1,0 +1,148 @@
+//! The overlay of an instance: `lowerdir` = its config layer, its overlays (first = uppermost),
+//! the base install; `upperdir` = the game's own writes.
+//!
+//! Mounting runs as root from the unit (`ExecStartPre=+l4d2ctl mount %i`). A hardened unit has a
+//! mount namespace of its own, made before ExecStartPre runs, so a mount made there would never be
+//! seen by the game: the mount is made in PID 1's mount namespace instead, from where it
+//! propagates into the unit's (see the sandbox reference note, point 12).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use left4me_state::Name;
+use nix::mount::{MntFlags, MsFlags, mount as mount_fs, umount2};
+use nix::sched::{CloneFlags, setns};
+
+use crate::host::{Host, is_under};
+use crate::{Error, instance};
+
+/// Most layers one instance may stack (its config layer and the base install included).
+pub const MAX_LAYERS: usize = 500;
+
+/// The kernel takes mount options up to one page.
+const MAX_OPTIONS: usize = 4095;
+
+/// Mounts the instance's tree on `runtime/<name>/merged`. Already mounted → nothing to do.
+pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
+    // Everything is read and checked from where the mount will live: a unit's own namespace may
+    // hide $ROOT (ExecStartPre=+ runs in it too).
+    enter_init_mount_namespace()?;
+    let record = instance::read_record(host, name)?.ok_or_else(|| {
+        Error::Invalid(format!("{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>`"))
+    })?;
+    let paths = host.instance(name);
+    let mut lower = vec![paths.layer()];
+    lower.extend(record.spec.overlays.iter().map(|layer| host.overlay(&layer.name)));
+    lower.push(host.installation());
+    if lower.len() > MAX_LAYERS {
+        return Err(Error::Invalid(format!("{name} stacks {} layers; at most {MAX_LAYERS} are allowed", lower.len())));
+    }
+    for dir in &lower {
+        check_lowerdir(host, name, dir)?;
+    }
+    let merged = paths.merged();
+    if is_mounted(&merged)? {
+        return Ok(false);
+    }
+    // Relative paths from $ROOT keep the option string short: a page holds more layers.
+    std::env::set_current_dir(&host.root).map_err(|e| Error::io(&host.root, e))?;
+    let relative = |path: &Path| path.strip_prefix(&host.root).unwrap_or(path).display().to_string();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.iter().map(|d| relative(d)).collect::<Vec<_>>().join(":"),
+        relative(&paths.upper()),
+        relative(&paths.work())
+    );
+    if options.len() > MAX_OPTIONS {
+        return Err(Error::Invalid(format!(
+            "{name} stacks too many overlays for one mount ({} bytes of options)",
+            options.len()
+        )));
+    }
+    mount_fs(Some("overlay"), &merged, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
+        .map_err(|e| Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}", merged.display())))?;
+    Ok(true)
+}
+
+/// Unmounts the instance's tree and clears overlayfs's leftover `work/work`. Not mounted →
+/// nothing to do.
+pub fn umount(host: &Host, name: &Name) -> Result<bool, Error> {
+    let paths = host.instance(name);
+    enter_init_mount_namespace()?;
+    let merged = paths.merged();
+    let was_mounted = is_mounted(&merged)?;
+    if was_mounted {
+        umount2(&merged, MntFlags::empty())
+            .or_else(|e| if e == nix::errno::Errno::EBUSY { umount2(&merged, MntFlags::MNT_DETACH) } else { Err(e) })
+            .map_err(|e| Error::Invalid(format!("cannot unmount {}: {e}", merged.display())))?;
+    }
+    // overlayfs leaves a root-owned, mode-000 work/work behind; the next mount recreates it.
+    let leftover = paths.work().join("work");
+    if leftover.exists() {
+        fs::remove_dir_all(&leftover).map_err(|e| Error::io(&leftover, e))?;
+    }
+    Ok(was_mounted)
+}
+
+/// A lower layer must be one of this instance's allowed folders once every symlink is resolved:
+/// its config layer, an overlay folder, or the base install — never anything else on the host.
+pub fn check_lowerdir(host: &Host, name: &Name, dir: &Path) -> Result<PathBuf, Error> {
+    let root = host.root.canonicalize().map_err(|e| Error::io(&host.root, e))?;
+    let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    let allowed = [root.join("instances").join(name.as_str()).join("layer"), root.join("installation")];
+    let in_overlays = real.parent() == Some(root.join("overlays").as_path()) && real.is_dir();
+    if !(allowed.contains(&real) || in_overlays) {
+        return Err(Error::Invalid(format!(
+            "{} resolves to {}, which is not a layer left4me may stack (its overlays, the base install)",
+            dir.display(),
+            real.display()
+        )));
+    }
+    if !is_under(&real, &root) {
+        return Err(Error::Invalid(format!("{} lies outside {}", real.display(), root.display())));
+    }
+    Ok(real)
+}
+
+/// Moves this process into PID 1's mount namespace, unless it is there already.
+fn enter_init_mount_namespace() -> Result<(), Error> {
+    let own = fs::metadata("/proc/self/ns/mnt").map_err(|e| Error::io("/proc/self/ns/mnt", e))?;
+    let init = fs::metadata("/proc/1/ns/mnt").map_err(|e| Error::io("/proc/1/ns/mnt", e))?;
+    if own.ino() == init.ino() && own.dev() == init.dev() {
+        return Ok(());
+    }
+    let file = fs::File::open("/proc/1/ns/mnt").map_err(|e| Error::io("/proc/1/ns/mnt", e))?;
+    setns(&file, CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::Invalid(format!("cannot enter PID 1's mount namespace: {e}")))
+}
+
+/// Whether something is mounted on `path`, from this namespace's mount table.
+pub fn is_mounted(path: &Path) -> Result<bool, Error> {
+    Ok(mount_points()?.iter().any(|p| p == path))
+}
+
+/// Every mount point of this mount namespace.
+pub fn mount_points() -> Result<Vec<PathBuf>, Error> {
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("/proc/self/mountinfo", e))?;
+    Ok(text.lines().filter_map(|line| line.split(' ').nth(4)).map(|p| PathBuf::from(unescape_mount_path(p))).collect())
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape_mount_path(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(Ok(value)) = text.get(i + 1..i + 4).map(|octal| u8::from_str_radix(octal, 8))
+        {
+            out.push(value);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

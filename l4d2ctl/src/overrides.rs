@@ -1,0 +1,100 @@
+//! Override markers: a write made by hand tells the reconciler to leave that server alone until
+//! `l4d2ctl release` (DESIGN.md §6).
+
+use std::fs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use left4me_state::Name;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::fsutil::{Owner, ensure_dir, write_atomic};
+use crate::host::Host;
+
+/// Who did what by hand, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    pub who: String,
+    /// UTC, RFC 3339.
+    pub when: String,
+    /// The command, e.g. `stop`.
+    pub what: String,
+}
+
+pub fn mark(host: &Host, name: &Name, what: &str) -> Result<(), Error> {
+    let marker = Override { who: operator(), when: rfc3339(SystemTime::now()), what: what.to_owned() };
+    ensure_dir(&host.overrides(), 0o755, Owner::root())?;
+    let mut json = serde_json::to_string_pretty(&marker).expect("a marker always serializes");
+    json.push('\n');
+    write_atomic(&host.override_marker(name), json.as_bytes(), 0o644, Owner::root()).map(drop)
+}
+
+pub fn read(host: &Host, name: &Name) -> Result<Option<Override>, Error> {
+    let path = host.override_marker(name);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).map(Some).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Hands the server back to the reconciler. True when there was a marker.
+pub fn release(host: &Host, name: &Name) -> Result<bool, Error> {
+    let path = host.override_marker(name);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// The person behind a command run through sudo, else the user running it.
+fn operator() -> String {
+    for variable in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Ok(name) = std::env::var(variable)
+            && !name.is_empty()
+        {
+            return name;
+        }
+    }
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// `2026-11-26T10:15:00Z`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_691_723)), "2026-11-26T11:15:23Z");
+    }
+}

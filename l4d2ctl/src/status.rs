@@ -1,0 +1,170 @@
+//! `l4d2ctl status`: what runs, in one `systemctl show` for all instances and one UDP socket for
+//! all A2S queries, however many there are.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, UNIX_EPOCH};
+
+use left4me_state::Name;
+use serde::{Deserialize, Serialize};
+
+use crate::host::{Host, unit_name};
+use crate::overrides::{self, Override};
+use crate::{Error, a2s, instance, mount, systemd};
+
+/// How long status waits for game servers to answer their A2S query.
+pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// The status of one instance: the contract the reconciler and the web read (`status --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: Name,
+    pub unit: String,
+    /// systemd's ActiveState: active, activating, deactivating, inactive, failed.
+    pub active_state: String,
+    /// systemd's SubState: running, start-pre, auto-restart, dead, …
+    pub sub_state: String,
+    /// When the unit entered its current state (RFC 3339), if it ever changed state.
+    pub since: Option<String>,
+    /// Enabled units start at boot.
+    pub enabled: bool,
+    pub main_pid: Option<u32>,
+    /// Restarts systemd made since the unit was started.
+    pub restarts: u32,
+    /// systemd's Result of the last run: success, exit-code, signal, start-limit-hit, …
+    pub result: String,
+    /// Whether the overlay is mounted on the instance's merged tree.
+    pub mounted: bool,
+    pub port: u16,
+    /// The digest of the rendered spec.
+    pub digest: String,
+    /// Set when someone changed this server by hand; the reconciler leaves it alone.
+    #[serde(rename = "override")]
+    pub override_marker: Option<Override>,
+    /// The game server's own A2S_INFO answer, when it gave one in time.
+    pub query: Option<QueryInfo>,
+}
+
+/// What the game server says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryInfo {
+    pub name: String,
+    pub map: String,
+    pub players: u8,
+    pub max_players: u8,
+    pub bots: u8,
+}
+
+const PROPERTIES: &[&str] =
+    &["Id", "ActiveState", "SubState", "StateChangeTimestamp", "UnitFileState", "MainPID", "NRestarts", "Result"];
+
+/// The status of the named instances, or of every instance.
+pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, Error> {
+    let names = match only {
+        Some(name) => {
+            if instance::read_record(host, name)?.is_none() {
+                return Err(Error::Invalid(format!("{name} is not initialized on this host")));
+            }
+            vec![name.clone()]
+        }
+        None => instance::list(host)?,
+    };
+    let units: Vec<String> = names.iter().map(unit_name).collect();
+    let shown = show_units(&units)?;
+    let mounts = mount::mount_points()?;
+
+    let mut statuses = Vec::with_capacity(names.len());
+    for ((name, unit), props) in names.iter().zip(units).zip(shown) {
+        let Some(record) = instance::read_record(host, name)? else { continue };
+        let get = |key: &str| props.get(key).cloned().unwrap_or_default();
+        statuses.push(InstanceStatus {
+            name: name.clone(),
+            unit,
+            active_state: get("ActiveState"),
+            sub_state: get("SubState"),
+            since: timestamp(&get("StateChangeTimestamp")),
+            enabled: get("UnitFileState") == "enabled",
+            main_pid: get("MainPID").parse().ok().filter(|pid| *pid != 0),
+            restarts: get("NRestarts").parse().unwrap_or(0),
+            result: get("Result"),
+            mounted: mounts.contains(&host.instance(name).merged()),
+            port: record.spec.port.number(),
+            digest: record.digest.to_string(),
+            override_marker: overrides::read(host, name)?,
+            query: None,
+        });
+    }
+
+    let targets: Vec<SocketAddr> = statuses
+        .iter()
+        .filter(|s| s.active_state == "active")
+        .map(|s| SocketAddr::from((Ipv4Addr::LOCALHOST, s.port)))
+        .collect();
+    let mut answers: HashMap<SocketAddr, a2s::Info> = a2s::query_info_many(&targets, QUERY_TIMEOUT);
+    for status in &mut statuses {
+        if let Some(info) = answers.remove(&SocketAddr::from((Ipv4Addr::LOCALHOST, status.port))) {
+            status.query = Some(QueryInfo {
+                name: info.name,
+                map: info.map,
+                players: info.players,
+                max_players: info.max_players,
+                bots: info.bots,
+            });
+        }
+    }
+    Ok(statuses)
+}
+
+/// `systemctl show` of every unit at once, timestamps as Unix seconds.
+fn show_units(units: &[String]) -> Result<Vec<BTreeMap<String, String>>, Error> {
+    systemd::show(units, PROPERTIES)
+}
+
+/// systemd's `@<seconds>` (from `--timestamp=unix`) or an empty value → RFC 3339.
+fn timestamp(value: &str) -> Option<String> {
+    let secs: u64 = value.strip_prefix('@')?.parse().ok()?;
+    Some(overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(secs)))
+}
+
+/// The human table of `l4d2ctl status`.
+pub fn table(statuses: &[InstanceStatus]) -> String {
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "STATE".into(),
+        "ENABLED".into(),
+        "PORT".into(),
+        "PLAYERS".into(),
+        "MAP".into(),
+        "RESTARTS".into(),
+        "NOTE".into(),
+    ]];
+    for s in statuses {
+        let (players, map) = match &s.query {
+            Some(q) => (format!("{}/{}", q.players, q.max_players), q.map.clone()),
+            None => ("-".into(), "-".into()),
+        };
+        let note = match &s.override_marker {
+            Some(o) => format!("overridden by {} ({} at {})", o.who, o.what, o.when),
+            None if s.active_state == "active" && s.query.is_none() => "not answering queries".into(),
+            None => String::new(),
+        };
+        rows.push([
+            s.name.to_string(),
+            format!("{}/{}", s.active_state, s.sub_state),
+            if s.enabled { "yes" } else { "no" }.into(),
+            s.port.to_string(),
+            players,
+            map,
+            s.restarts.to_string(),
+            note,
+        ]);
+    }
+    let widths: Vec<usize> = (0..8).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

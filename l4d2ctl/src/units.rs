@@ -1,0 +1,71 @@
+//! The unit files l4d2ctl owns, rendered from templates with this host's paths.
+
+use std::path::Path;
+
+use minijinja::{Environment, context};
+
+use crate::fsutil::{Owner, ensure_dir, write_atomic};
+use crate::host::Host;
+use crate::{Error, systemd};
+
+/// (file name, template) of every unit l4d2ctl installs.
+const UNITS: &[(&str, &str)] = &[
+    ("left4me-server@.service", include_str!("../templates/left4me-server@.service")),
+    ("left4me-game.slice", include_str!("../templates/left4me-game.slice")),
+];
+
+/// Every unit as this host needs it: (file name, contents).
+pub fn render(host: &Host) -> Result<Vec<(&'static str, String)>, Error> {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default delimiters are a valid syntax"),
+    );
+    let header = "Installed by `l4d2ctl install`, which rewrites it: change the template, not this file.";
+    let values = context! {
+        header,
+        root => host.root.display().to_string(),
+        user => host.user.clone(),
+        l4d2ctl => host.l4d2ctl.display().to_string(),
+    };
+    UNITS
+        .iter()
+        .map(|(name, template)| {
+            let rendered = env
+                .render_str(template, &values)
+                .map_err(|e| Error::Invalid(format!("cannot render the unit {name}: {e}")))?;
+            Ok((*name, rendered))
+        })
+        .collect()
+}
+
+/// Writes the units into the unit folder and reloads systemd when one changed. Returns whether
+/// one did.
+pub fn install(host: &Host) -> Result<bool, Error> {
+    check_path(&host.root)?;
+    check_path(&host.l4d2ctl)?;
+    ensure_dir(&host.unit_dir, 0o755, Owner::root())?;
+    let mut changed = false;
+    for (name, contents) in render(host)? {
+        changed |= write_atomic(&host.unit_dir.join(name), contents.as_bytes(), 0o644, Owner::root())?;
+    }
+    if changed {
+        systemd::daemon_reload()?;
+    }
+    Ok(changed)
+}
+
+/// A path written into a unit must not need quoting: systemd would split it or read specifiers.
+fn check_path(path: &Path) -> Result<(), Error> {
+    let text = path.display().to_string();
+    if !path.is_absolute()
+        || text.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '"' | '\'' | '\\'))
+    {
+        return Err(Error::Invalid(format!(
+            "{text} cannot go into a unit file: use an absolute path without spaces, quotes or %"
+        )));
+    }
+    Ok(())
+}

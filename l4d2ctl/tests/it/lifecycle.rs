@@ -1,0 +1,180 @@
+//! The whole life of a server on a real host: install, initialize, start, status, logs, RCON,
+//! stop, delete — and what a host does to it: reboots, crashes.
+
+use crate::support::{Host, ROOT, text};
+
+#[test]
+fn install_initialize_start_status_logs_rcon_stop_delete() {
+    let host = Host::installed();
+    host.put_example_overlays();
+    let spec = host.example_spec("coop-1");
+
+    let out = host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
+    assert!(out.starts_with("coop-1: initialized (sha256:"), "{out}");
+    host.l4d2ctl_ok(&["start", "coop-1"]);
+
+    let status = host.wait_for(15, |h| h.answered("coop-1")).unwrap_or_else(|| {
+        panic!(
+            "coop-1 never answered A2S: {}\n{}",
+            host.status_json("coop-1"),
+            host.l4d2ctl_ok(&["logs", "coop-1", "--lines", "50"])
+        )
+    });
+    assert_eq!(status["active_state"], "active");
+    assert_eq!(status["enabled"], true);
+    assert_eq!(status["mounted"], true);
+    assert_eq!(status["port"], 27015);
+    // The hostname came through the rendered server.cfg in the merged tree; the map from the argv.
+    assert_eq!(status["query"]["name"], "alice's coop");
+    assert_eq!(status["query"]["map"], "c1m1_hotel");
+    assert!(status["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(status["override"]["who"].is_string(), "a write by hand leaves an override marker");
+
+    let logs = host.l4d2ctl_ok(&["logs", "coop-1", "--lines", "200"]);
+    assert!(logs.contains("Executing dedicated server config file server.cfg"), "{logs}");
+
+    // The tickrate overlay's own server.cfg was staged as server_tickrate.cfg and exec'd.
+    let rate = host.l4d2ctl_ok(&["rcon", "coop-1", "sv_maxrate"]);
+    assert!(rate.contains("\"sv_maxrate\" = \"100000\""), "{rate}");
+    host.l4d2ctl_ok(&["rcon", "coop-1", "sim_players", "2"]);
+    let players = host.wait_for(5, |h| (h.answered("coop-1")?["query"]["players"] == 2).then_some(()));
+    assert!(players.is_some(), "RCON changed what A2S reports");
+
+    host.l4d2ctl_ok(&["stop", "coop-1"]);
+    let status = host.status_json("coop-1");
+    assert_eq!(status["active_state"], "inactive");
+    assert_eq!(status["enabled"], false);
+    assert_eq!(status["mounted"], false, "ExecStopPost unmounted the overlay");
+
+    host.l4d2ctl_ok(&["delete", "coop-1"]);
+    assert!(!host.root_path(&format!("{ROOT}/instances/coop-1")).exists());
+    assert!(!host.root_path(&format!("{ROOT}/runtime/coop-1")).exists());
+    let mounts = host.ok("cat", &["/proc/self/mountinfo"]);
+    assert!(!mounts.contains("coop-1"), "{mounts}");
+    let units = host.ok("systemctl", &["list-units", "--all", "--no-legend", "left4me-server@*"]);
+    assert!(!units.contains("coop-1"), "{units}");
+}
+
+#[test]
+fn the_first_overlay_wins_over_later_ones_and_the_base() {
+    let host = Host::installed();
+    // The same file in the base install, in two overlays: the first overlay's copy is what runs.
+    let base_cfg = host.root_path(&format!("{ROOT}/installation/left4dead2/cfg/precedence.cfg"));
+    std::fs::write(&base_cfg, "sv_tags from_base\n").unwrap();
+    host.put_overlay("upper", &[("left4dead2/cfg/precedence.cfg", "sv_tags from_upper\n")]);
+    host.put_overlay("lower", &[("left4dead2/cfg/precedence.cfg", "sv_tags from_lower\n")]);
+    let spec = host.write_spec(
+        "stack",
+        r#"{"name":"stack","port":27016,"hostname":"stack","overlays":[
+            {"name":"upper","type":"files","digest":"sha256:1"},
+            {"name":"lower","type":"files","digest":"sha256:2"}],
+           "arguments":["+map","c1m1_hotel"],"config":["exec precedence.cfg"]}"#,
+    );
+    host.l4d2ctl_ok(&["initialize", "stack", "-f", &spec]);
+    host.l4d2ctl_ok(&["start", "stack"]);
+    host.wait_for(15, |h| h.answered("stack")).expect("stack answers");
+    let tags = host.l4d2ctl_ok(&["rcon", "stack", "sv_tags"]);
+    assert!(tags.contains("\"sv_tags\" = \"from_upper\""), "{tags}");
+    let merged = host.ok("cat", &[&format!("{ROOT}/runtime/stack/merged/left4dead2/cfg/precedence.cfg")]);
+    assert_eq!(merged, "sv_tags from_upper\n");
+}
+
+#[test]
+fn every_write_twice_gives_the_same_result() {
+    let host = Host::installed();
+    host.put_example_overlays();
+    let spec = host.example_spec("coop-1");
+    host.l4d2ctl_ok(&["install"]);
+    let first = host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
+    let cfg = host.root_path(&format!("{ROOT}/instances/coop-1/layer/left4dead2/cfg/server.cfg"));
+    let rendered = std::fs::read(&cfg).unwrap();
+    let again = host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
+    assert!(again.contains("already up to date"), "{again}");
+    assert_eq!(first.split('(').nth(1), again.split('(').nth(1), "the same digest");
+    assert_eq!(std::fs::read(&cfg).unwrap(), rendered, "byte-identical");
+
+    for _ in 0..2 {
+        host.l4d2ctl_ok(&["start", "coop-1"]);
+        assert_eq!(host.status_json("coop-1")["active_state"], "active");
+    }
+    for _ in 0..2 {
+        host.l4d2ctl_ok(&["stop", "coop-1"]);
+        assert_eq!(host.status_json("coop-1")["active_state"], "inactive");
+    }
+    for expected in ["coop-1: deleted", "coop-1: already deleted"] {
+        assert_eq!(host.l4d2ctl_ok(&["delete", "coop-1"]).trim(), expected);
+    }
+    let out = host.l4d2ctl(&["delete", "never-existed"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for _ in 0..2 {
+        host.l4d2ctl_ok(&["release", "coop-1"]);
+    }
+}
+
+#[test]
+fn enabled_servers_come_back_after_a_power_cut() {
+    let host = Host::installed();
+    host.start_example("coop-1");
+
+    let Host { sandbox, disk } = host;
+    sandbox.power_off();
+    let host = Host::boot_on(disk);
+    let status = host.wait_for(20, |h| h.answered("coop-1")).expect("coop-1 answers after the reboot");
+    assert_eq!(status["mounted"], true, "ExecStartPre mounted the overlay again");
+    assert_eq!(status["query"]["name"], "alice's coop");
+}
+
+#[test]
+fn a_killed_game_is_restarted_and_a_crash_loop_stops_at_the_cap() {
+    let host = Host::installed();
+    let before = host.start_example("coop-1");
+    let pid = before["main_pid"].as_u64().expect("a main PID").to_string();
+    host.ok("kill", &["-9", &pid]);
+    let after = host
+        .wait_for(20, |h| {
+            let s = h.answered("coop-1")?;
+            (s["main_pid"].as_u64()?.to_string() != pid).then_some(s)
+        })
+        .expect("systemd restarted the killed game");
+    assert_eq!(after["restarts"], 1);
+
+    // A game that exits at once: restarted until the start limit, then left failed.
+    host.ok("mkdir", &["-p", "/etc/systemd/system/left4me-server@coop-1.service.d"]);
+    host.ok(
+        "sh",
+        &["-c", "printf '[Service]\\nEnvironment=SIM_SRCDS_EXIT_AT_ONCE=3\\n' > /etc/systemd/system/left4me-server@coop-1.service.d/crash.conf"],
+    );
+    host.ok("systemctl", &["daemon-reload"]);
+    host.ok("systemctl", &["restart", "left4me-server@coop-1.service"]);
+    host.assert_gives_up("coop-1");
+}
+
+#[test]
+fn the_game_unit_is_hardened_and_install_runs_again_cleanly() {
+    let host = Host::installed();
+    host.put_example_overlays();
+    let spec = host.example_spec("coop-1");
+    host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
+    let report = host.ok("systemd-analyze", &["security", "--no-pager", "left4me-server@coop-1.service"]);
+    let overall = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for left4me-server@coop-1.service: ").nth(1))
+        .expect("systemd-analyze gives an overall exposure level");
+    let score: f64 = overall.split_whitespace().next().unwrap().parse().unwrap();
+    println!("systemd-analyze security left4me-server@coop-1.service: {overall}");
+    assert!(score <= 1.5, "exposure {score} is above 1.5:\n{report}");
+
+    // deploy/install.sh again on an installed host: nothing to change, nothing broken.
+    let unit = "/usr/local/lib/systemd/system/left4me-server@.service";
+    let before = host.ok("cat", &[unit]);
+    let steamcmd = left4me_sim::built_binary("fake-steamcmd").unwrap();
+    let install = crate::support::workspace().join("deploy/install.sh");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_l4d2ctl")).parent().unwrap();
+    let out = host.ok(
+        install.to_str().unwrap(),
+        &["--bin-dir", bin_dir.to_str().unwrap(), "--steamcmd", steamcmd.to_str().unwrap()],
+    );
+    assert!(out.contains("units unchanged"), "{out}");
+    assert_eq!(host.ok("cat", &[unit]), before);
+    assert_eq!(host.ok("id", &["-u", "left4me"]).trim().parse::<u32>().map(|uid| uid > 0), Ok(true));
+}
