@@ -91,6 +91,12 @@ fn run() -> Result<ExitCode, String> {
     }
     let disk = prepare_disk(&disk)?;
     shares.push(disk.clone());
+    // A share inside another is already seen through it; binding it too would be hidden (or
+    // hide) depending on the order.
+    let all = shares.clone();
+    shares.retain(|share| !all.iter().any(|other| other != share && share.starts_with(other)));
+    shares.sort();
+    shares.dedup();
     let hierarchies = Hierarchy::all()?;
     let name = format!("left4me-sandbox-{}", getpid());
     let cgroups = Cgroups::create(&hierarchies, &name)?;
@@ -223,6 +229,16 @@ fn init(disk: &Path, shares: &[PathBuf], hierarchies: &[Hierarchy]) -> Result<In
         "/tmp",
         mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
     )?;
+    // The shares that /run's or /tmp's tmpfs hid come back at their own paths.
+    for (share, fd) in &held {
+        if !["/run", "/tmp"].iter().any(|hidden| share.starts_with(hidden)) {
+            continue;
+        }
+        fs::create_dir_all(share).map_err(|e| format!("cannot create {}: {e}", share.display()))?;
+        let source = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+        mounted(&share.display().to_string(), mount(Some(source.as_str()), share.as_path(), none, flags, none))?;
+    }
 
     let systemd = CString::new("/lib/systemd/systemd").expect("no NUL in a literal");
     let argv = ["/lib/systemd/systemd", "--system", "--unit=multi-user.target", "--log-target=journal-or-kmsg"]

@@ -41,8 +41,13 @@ fn cgroups_named(name: &str) -> Vec<String> {
 #[test]
 fn boots_runs_commands_inside_and_leaves_nothing_behind() {
     let disk = disk();
-    let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
+    // A folder under the host's /tmp, which the sandbox replaces with its own: shared, it stays seen.
+    let shared = tempfile::tempdir_in("/tmp").unwrap();
+    fs::write(shared.path().join("fixture.txt"), "shared\n").unwrap();
+    let sandbox = Sandbox::boot(disk.path(), &[shared.path()]).expect("the sandbox boots");
     let init = sandbox.init_pid();
+    let fixture = shared.path().join("fixture.txt");
+    assert_eq!(sandbox.run_ok("cat", &[fixture.to_str().unwrap()]), "shared\n");
     let cgroup = sandbox.cgroup_name();
     assert!(!cgroups_named(&cgroup).is_empty(), "the sandbox runs in cgroups of its own");
 
