@@ -126,6 +126,11 @@ impl InstancePaths {
     pub fn merged(&self) -> PathBuf {
         self.runtime.join("merged")
     }
+
+    /// The digest the running server was started with, written at each mount.
+    pub fn started(&self) -> PathBuf {
+        self.runtime.join("started-digest")
+    }
 }
 
 /// `KEY=VALUE` lines, `#` comments, optional double quotes — the subset of systemd's

@@ -14,6 +14,7 @@ use left4me_state::Name;
 use nix::mount::{MntFlags, MsFlags, mount as mount_fs, umount2};
 use nix::sched::{CloneFlags, setns};
 
+use crate::fsutil::{Owner, write_atomic};
 use crate::host::{Host, is_under};
 use crate::{Error, instance};
 
@@ -42,6 +43,9 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
         check_lowerdir(host, name, dir)?;
     }
     let merged = paths.merged();
+    // What this start runs, so that status can tell a running server rendered since from a
+    // current one.
+    write_atomic(&paths.started(), format!("{}\n", record.digest).as_bytes(), 0o644, Owner::root())?;
     if is_mounted(&merged)? {
         return Ok(false);
     }

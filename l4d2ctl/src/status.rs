@@ -38,6 +38,9 @@ pub struct InstanceStatus {
     pub port: u16,
     /// The digest of the rendered spec.
     pub digest: String,
+    /// The digest the server was started with, while its unit runs: a server rendered anew
+    /// since it started runs the old render until it restarts.
+    pub started_digest: Option<String>,
     /// Set when someone changed this server by hand; the reconciler leaves it alone.
     #[serde(rename = "override")]
     pub override_marker: Option<Override>,
@@ -90,6 +93,12 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
             mounted: mounts.contains(&host.instance(name).merged()),
             port: record.spec.port.number(),
             digest: record.digest.to_string(),
+            started_digest: match get("ActiveState").as_str() {
+                "active" | "activating" | "reloading" | "deactivating" => {
+                    std::fs::read_to_string(host.instance(name).started()).ok().map(|d| d.trim().to_owned())
+                }
+                _ => None,
+            },
             override_marker: overrides::read(host, name)?,
             query: None,
         });

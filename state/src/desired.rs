@@ -21,6 +21,8 @@ pub struct DesiredState {
 pub struct Settings {
     pub ports: PortRange,
     pub max_servers: u32,
+    /// Deleting more than this percentage of the servers (or all of them) waits for confirmation.
+    pub prune_limit_percent: u8,
     pub default_state: PowerState,
     pub default_rollout: Rollout,
 }

@@ -36,7 +36,7 @@ pub use model::{
 pub use name::{NAME_PATTERN, Name, NameError};
 pub use render::{Digest, InstanceSpec, OverlayLayer};
 pub use tree::{Limits, LoadError, Tree, read_dir};
-pub use validate::{DEFAULT_MAX_SERVERS, DEFAULT_PORTS, validate};
+pub use validate::{DEFAULT_MAX_SERVERS, DEFAULT_PORTS, DEFAULT_PRUNE_LIMIT_PERCENT, validate};
 
 /// A revision that was read: valid, or every problem it has.
 pub type Checked = Result<DesiredState, Diagnostics>;

@@ -54,6 +54,11 @@ pub struct SettingsSpec {
     /// The most servers the state repo may declare (default 64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_servers: Option<u32>,
+    /// A revision that would delete more than this share of the host's servers (in percent), or
+    /// every server, is held until confirmed (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub prune_limit_percent: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Defaults>,
 }

@@ -16,6 +16,8 @@ use crate::{Diagnostic, Diagnostics, Name};
 pub const DEFAULT_PORTS: (u16, u16) = (27015, 27115);
 /// The server limit when left4me.yaml names none.
 pub const DEFAULT_MAX_SERVERS: u32 = 64;
+/// The share of servers one revision may delete without confirmation, when left4me.yaml names none.
+pub const DEFAULT_PRUNE_LIMIT_PERCENT: u8 = 50;
 
 /// Diagnostics placed in one file beyond this many are summed up in one line, so a file full of
 /// mistakes cannot make validation slow or its output unreadable.
@@ -125,6 +127,7 @@ impl<'t> Validator<'t> {
                 last: Port::new(DEFAULT_PORTS.1).expect("the default ports are valid"),
             },
             max_servers: DEFAULT_MAX_SERVERS,
+            prune_limit_percent: DEFAULT_PRUNE_LIMIT_PERCENT,
             default_state: PowerState::Running,
             default_rollout: Rollout::WhenEmpty,
         };
@@ -164,6 +167,18 @@ impl<'t> Validator<'t> {
             }
             if let Some(max) = spec.max_servers {
                 settings.max_servers = max;
+            }
+            match spec.prune_limit_percent {
+                Some(percent) if percent > 100 => {
+                    self.at(
+                        path,
+                        &[Seg::Key("spec"), Seg::Key("pruneLimitPercent")],
+                        format!("spec.pruneLimitPercent: {percent} is not a percentage (0 to 100)"),
+                    );
+                    ok = false;
+                }
+                Some(percent) => settings.prune_limit_percent = percent,
+                None => {}
             }
             if let Some(defaults) = spec.defaults {
                 settings.default_state = defaults.state.unwrap_or(settings.default_state);

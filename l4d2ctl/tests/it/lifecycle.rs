@@ -28,6 +28,7 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     assert_eq!(status["query"]["name"], "alice's coop");
     assert_eq!(status["query"]["map"], "c1m1_hotel");
     assert!(status["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(status["started_digest"], status["digest"], "it runs what was rendered");
     assert!(status["override"]["who"].is_string(), "a write by hand leaves an override marker");
 
     let logs = host.l4d2ctl_ok(&["logs", "coop-1", "--lines", "200"]);

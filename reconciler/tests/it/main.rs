@@ -1,3 +1,4 @@
-//! The `left4me` command line, run as a built binary.
+//! The reconciler: the planner on plain values, and the `left4me` command line.
 
+mod plan;
 mod validate;

@@ -1,0 +1,308 @@
+//! The planner: a pure function from what a revision wants and what the host runs to the ordered
+//! steps that make the host run the revision (DESIGN.md §6). No I/O happens here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use l4d2ctl::status::InstanceStatus;
+use left4me_state::{DesiredState, Digest, InstanceSpec, Name, PowerState, Rollout};
+use serde::{Deserialize, Serialize};
+
+/// What the host runs: `l4d2ctl status --json`, by server.
+pub type Observed = BTreeMap<Name, InstanceStatus>;
+
+/// What a revision wants of one server, remembered from the last applied revision: a server
+/// changed by hand is left alone until a revision wants something else of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wish {
+    pub digest: Digest,
+    pub state: PowerState,
+}
+
+/// Everything the planner looks at.
+pub struct Inputs<'a> {
+    pub desired: &'a DesiredState,
+    pub observed: &'a Observed,
+    /// What the last applied revision wanted of each server.
+    pub previous: &'a BTreeMap<Name, Wish>,
+    /// An operator confirmed the deletions of this revision.
+    pub prune_confirmed: bool,
+}
+
+/// The steps of one pass, in the order they run, and where every server stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub servers: BTreeMap<Name, ServerSync>,
+    /// Servers whose rollout waits (for players to leave, for the next start).
+    pub waiting: BTreeMap<Name, String>,
+    /// Set when deletions are held until an operator confirms them.
+    pub held: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub server: Name,
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why, for the plan's reader and the job's log.
+    pub reason: String,
+}
+
+/// One `l4d2ctl` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Drop a manual override that the revision supersedes.
+    Release,
+    /// Render an instance that does not exist yet.
+    Create {
+        spec: InstanceSpec,
+    },
+    /// Render an instance anew (its digest differs).
+    Rerender {
+        spec: InstanceSpec,
+    },
+    Start,
+    Stop,
+    Restart,
+    /// Stop the server and remove its instance (its data archived first).
+    Delete,
+}
+
+impl Action {
+    /// The order of a pass: overrides released, then everything that frees ports, then renders,
+    /// then restarts, then starts — so a port moving between servers is released before it is
+    /// taken, and each server's own steps keep their order.
+    fn phase(&self) -> u8 {
+        match self {
+            Action::Release => 0,
+            Action::Stop | Action::Delete => 1,
+            Action::Create { .. } | Action::Rerender { .. } => 2,
+            Action::Restart => 3,
+            Action::Start => 4,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Release => "release",
+            Action::Create { .. } => "create",
+            Action::Rerender { .. } => "re-render",
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// Where a server stands against the revision (Argo CD's sync status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sync {
+    Synced,
+    OutOfSync,
+    /// Changed by hand; left alone until released or changed by a revision.
+    Overridden,
+    /// Held: its deletion waits for an operator's confirmation.
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSync {
+    pub sync: Sync,
+    pub message: String,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Plans one pass. Deterministic: the same inputs give the same plan.
+pub fn plan(inputs: &Inputs<'_>) -> Plan {
+    let mut steps = Vec::new();
+    let mut servers = BTreeMap::new();
+    let mut waiting = BTreeMap::new();
+    let names: BTreeSet<&Name> = inputs.desired.servers.keys().chain(inputs.observed.keys()).collect();
+    let mut deletions = Vec::new();
+
+    for name in names {
+        let desired = inputs.desired.servers.get(name);
+        let observed = inputs.observed.get(name);
+        let (sync, mut server_steps) = match (desired, observed) {
+            (Some(server), None) => {
+                let spec = inputs.desired.instance_spec(name).expect("a declared server renders");
+                let mut steps = vec![step(name, Action::Create { spec }, "declared, not on the host")];
+                if server.state == PowerState::Running {
+                    steps.push(step(name, Action::Start, "declared running"));
+                }
+                (ServerSync { sync: Sync::OutOfSync, message: "not on the host yet".into() }, steps)
+            }
+            (None, Some(_)) => {
+                deletions.push(name.clone());
+                let message = "removed from the revision".to_owned();
+                (
+                    ServerSync { sync: Sync::OutOfSync, message: message.clone() },
+                    vec![step(name, Action::Delete, &message)],
+                )
+            }
+            (Some(_), Some(observed)) => {
+                let (sync, steps, wait) = plan_server(inputs, name, observed);
+                if let Some(wait) = wait {
+                    waiting.insert(name.clone(), wait);
+                }
+                (sync, steps)
+            }
+            (None, None) => unreachable!("every name comes from one side"),
+        };
+        steps.append(&mut server_steps);
+        servers.insert(name.clone(), sync);
+    }
+
+    let held = hold_prune(inputs, &deletions);
+    if let Some(message) = &held {
+        steps.retain(|s| s.action != Action::Delete);
+        for name in &deletions {
+            servers.insert(name.clone(), ServerSync { sync: Sync::Suspended, message: message.clone() });
+        }
+    }
+    // A stable sort: within a phase, servers by name, each server's steps in the order made.
+    steps.sort_by(|a, b| (a.action.phase(), &a.server).cmp(&(b.action.phase(), &b.server)));
+    Plan { steps, servers, waiting, held }
+}
+
+fn step(server: &Name, action: Action, reason: &str) -> Step {
+    Step { server: server.clone(), action, reason: reason.to_owned() }
+}
+
+/// A server that is declared and on the host: its sync, its steps, and what its rollout waits for.
+fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (ServerSync, Vec<Step>, Option<String>) {
+    let server = &inputs.desired.servers[name];
+    let spec = inputs.desired.instance_spec(name).expect("a declared server renders");
+    let digest = spec.digest();
+    let wish = Wish { digest: digest.clone(), state: server.state };
+    let mut steps = Vec::new();
+
+    if let Some(marker) = &observed.override_marker {
+        let superseded = inputs.previous.get(name).is_some_and(|previous| *previous != wish);
+        if !superseded {
+            let message = format!(
+                "changed by hand ({} by {} at {}); `l4d2ctl release {name}` hands it back",
+                marker.what, marker.who, marker.when
+            );
+            return (ServerSync { sync: Sync::Overridden, message }, steps, None);
+        }
+        steps.push(step(name, Action::Release, "the revision changes it since it was changed by hand"));
+    }
+
+    let rendered = observed.digest == digest.as_str();
+    if !rendered {
+        steps.push(step(name, Action::Rerender { spec: spec.clone() }, "its rendered spec changed"));
+    }
+    let blueprint = &inputs.desired.blueprints[&server.blueprint];
+    let running = matches!(observed.active_state.as_str(), "active" | "activating" | "reloading");
+    let mut wait = None;
+    match server.state {
+        PowerState::Running if !running || !observed.enabled => {
+            steps.push(step(
+                name,
+                Action::Start,
+                if running { "declared running, not enabled" } else { "declared running" },
+            ));
+        }
+        PowerState::Running => {
+            let stale = observed.started_digest.as_deref().is_some_and(|started| started != digest.as_str());
+            if stale {
+                let moves = observed.port != spec.port.number();
+                match rollout_now(blueprint.rollout, observed) {
+                    Ok(why) if moves => {
+                        steps.push(step(name, Action::Stop, &format!("{why}; its port moves")));
+                        steps.push(step(name, Action::Start, "on its new port"));
+                    }
+                    Ok(why) => steps.push(step(name, Action::Restart, &why)),
+                    Err(why) => wait = Some(why),
+                }
+            }
+        }
+        PowerState::Stopped if running || observed.enabled => {
+            steps.push(step(name, Action::Stop, "declared stopped"));
+        }
+        PowerState::Stopped => {}
+    }
+    let sync = if steps.is_empty() && wait.is_none() {
+        ServerSync { sync: Sync::Synced, message: String::new() }
+    } else {
+        let mut reasons: Vec<&str> = steps.iter().map(|s| s.reason.as_str()).collect();
+        reasons.extend(wait.as_deref());
+        ServerSync { sync: Sync::OutOfSync, message: reasons.join("; ") }
+    };
+    (sync, steps, wait)
+}
+
+/// Whether a running server that runs an old render restarts now: Ok(why) or Err(what it waits for).
+fn rollout_now(rollout: Rollout, observed: &InstanceStatus) -> Result<String, String> {
+    match rollout {
+        Rollout::Immediate => Ok("rollout immediate".into()),
+        Rollout::NextStart => Err("the new render applies when the server next starts (rollout next-start)".into()),
+        Rollout::WhenEmpty => match &observed.query {
+            Some(query) if query.players.saturating_sub(query.bots) == 0 => {
+                Ok("rollout when-empty, and it is empty".into())
+            }
+            Some(query) => {
+                let humans = query.players.saturating_sub(query.bots);
+                Err(format!(
+                    "waiting for {humans} player{} to leave (rollout when-empty)",
+                    if humans == 1 { "" } else { "s" }
+                ))
+            }
+            None => Err("waiting for the server to answer queries, to know it is empty (rollout when-empty)".into()),
+        },
+    }
+}
+
+/// Deletions of every server, or of more than the configured share, wait for confirmation.
+fn hold_prune(inputs: &Inputs<'_>, deletions: &[Name]) -> Option<String> {
+    if deletions.is_empty() || inputs.prune_confirmed {
+        return None;
+    }
+    let on_host = inputs.observed.len();
+    let limit = u32::from(inputs.desired.settings.prune_limit_percent);
+    let every = deletions.len() == on_host;
+    let too_many = (deletions.len() as u32) * 100 > limit * on_host as u32;
+    if !every && !too_many {
+        return None;
+    }
+    let names: Vec<&str> = deletions.iter().map(Name::as_str).collect();
+    let why = if every { "every server".to_owned() } else { format!("more than {limit}% of the servers") };
+    Some(format!(
+        "the revision would delete {why} ({} of {on_host}: {}); held until confirmed with `left4me apply --confirm-prune <revision>`",
+        deletions.len(),
+        names.join(", ")
+    ))
+}
+
+impl fmt::Display for Plan {
+    /// The human form of `left4me plan`: one line per step, then servers that wait or are held.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() {
+            writeln!(f, "nothing to do")?;
+        }
+        for step in &self.steps {
+            writeln!(f, "{:<10} {:<20} {}", step.action.name(), step.server.as_str(), step.reason)?;
+        }
+        for (name, wait) in &self.waiting {
+            writeln!(f, "{:<10} {:<20} {wait}", "waiting", name.as_str())?;
+        }
+        for (name, server) in &self.servers {
+            if server.sync == Sync::Overridden {
+                writeln!(f, "{:<10} {:<20} {}", "overridden", name.as_str(), server.message)?;
+            }
+        }
+        if let Some(held) = &self.held {
+            writeln!(f, "held: {held}")?;
+        }
+        Ok(())
+    }
+}

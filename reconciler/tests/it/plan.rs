@@ -1,0 +1,223 @@
+//! The planner on plain values: a table of (desired, observed) cases, each plan pinned by a
+//! snapshot, covering every step kind and ordering rule.
+
+use std::collections::BTreeMap;
+
+use l4d2ctl::overrides::Override;
+use l4d2ctl::status::{InstanceStatus, QueryInfo};
+use left4me_state::{DesiredState, Name, PowerState, Tree, validate};
+use reconciler::plan::{Inputs, Observed, Plan, Wish, plan};
+
+const BLUEPRINTS: &str = "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec:\n  \
+                          arguments: [\"+map\", c1m1_hotel]\n  rollout: ROLLOUT\n";
+
+/// A revision with servers given as (name, port, state) and the blueprint's rollout.
+fn desired(rollout: &str, servers: &[(&str, u16, &str)]) -> DesiredState {
+    let mut tree = Tree::default();
+    tree.insert_file("blueprints/coop.yaml", BLUEPRINTS.replace("ROLLOUT", rollout).into_bytes());
+    for (name, port, state) in servers {
+        let text = format!(
+            "apiVersion: left4me/v1\nkind: Server\nmetadata: {{name: {name}, owner: alice}}\nspec: {{blueprint: coop, port: {port}, state: {state}}}\n"
+        );
+        tree.insert_file(format!("servers/{name}.yaml"), text.into_bytes());
+    }
+    validate(&tree).expect("the case's revision is valid")
+}
+
+/// What the host reports for a server: rendered as `desired` renders it unless `stale`.
+struct Host {
+    name: &'static str,
+    port: u16,
+    active: &'static str,
+    enabled: bool,
+    /// The instance on disk is an older render.
+    old_render: bool,
+    /// The running server started from an older render.
+    old_start: bool,
+    players: Option<u8>,
+    overridden: bool,
+}
+
+fn host(name: &'static str, port: u16) -> Host {
+    Host {
+        name,
+        port,
+        active: "active",
+        enabled: true,
+        old_render: false,
+        old_start: false,
+        players: Some(0),
+        overridden: false,
+    }
+}
+
+fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
+    hosts
+        .iter()
+        .map(|h| {
+            let name = Name::new(h.name).unwrap();
+            let current =
+                state.instance_spec(&name).map(|s| s.digest().to_string()).unwrap_or_else(|| "sha256:gone".into());
+            let digest = if h.old_render { "sha256:old".to_owned() } else { current.clone() };
+            let running = h.active == "active";
+            let started = if h.old_start || h.old_render { "sha256:old".to_owned() } else { current };
+            let status = InstanceStatus {
+                name: name.clone(),
+                unit: format!("left4me-server@{name}.service"),
+                active_state: h.active.into(),
+                sub_state: if running { "running".into() } else { "dead".into() },
+                since: None,
+                enabled: h.enabled,
+                main_pid: running.then_some(100),
+                restarts: 0,
+                result: "success".into(),
+                mounted: running,
+                port: h.port,
+                digest,
+                started_digest: running.then_some(started),
+                override_marker: h.overridden.then(|| Override {
+                    who: "bob".into(),
+                    when: "2026-11-26T10:00:00Z".into(),
+                    what: "stop".into(),
+                }),
+                query: match (running, h.players) {
+                    (true, Some(players)) => Some(QueryInfo {
+                        name: h.name.into(),
+                        map: "c1m1_hotel".into(),
+                        players,
+                        max_players: 8,
+                        bots: 0,
+                    }),
+                    _ => None,
+                },
+            };
+            (name, status)
+        })
+        .collect()
+}
+
+fn check(name: &str, desired: &DesiredState, hosts: &[Host], previous: &[(&str, &str)], confirmed: bool) -> Plan {
+    let observed = observed(desired, hosts);
+    let previous: BTreeMap<Name, Wish> = previous
+        .iter()
+        .map(|(server, state)| {
+            let name = Name::new(*server).unwrap();
+            let state = if *state == "running" { PowerState::Running } else { PowerState::Stopped };
+            let digest = desired.instance_spec(&name).unwrap().digest();
+            (name, Wish { digest, state })
+        })
+        .collect();
+    let plan = plan(&Inputs { desired, observed: &observed, previous: &previous, prune_confirmed: confirmed });
+    let again = reconciler::plan::plan(&Inputs {
+        desired,
+        observed: &observed,
+        previous: &previous,
+        prune_confirmed: confirmed,
+    });
+    assert_eq!(plan, again, "planning is deterministic");
+    insta::assert_snapshot!(name, plan.to_string());
+    plan
+}
+
+#[test]
+fn a_converged_host_needs_nothing() {
+    let d = desired("when-empty", &[("a", 27015, "running"), ("b", 27016, "stopped")]);
+    let plan = check(
+        "converged",
+        &d,
+        &[host("a", 27015), Host { active: "inactive", enabled: false, ..host("b", 27016) }],
+        &[],
+        false,
+    );
+    assert!(plan.is_empty());
+}
+
+#[test]
+fn new_servers_are_created_then_started_and_stopped_ones_only_created() {
+    let d = desired("when-empty", &[("a", 27015, "running"), ("b", 27016, "stopped")]);
+    check("create", &d, &[], &[], false);
+}
+
+#[test]
+fn drift_is_healed() {
+    let d = desired(
+        "when-empty",
+        &[("crashed", 27015, "running"), ("raw-start", 27016, "stopped"), ("disabled", 27017, "running")],
+    );
+    let hosts = [
+        Host { active: "failed", ..host("crashed", 27015) },
+        host("raw-start", 27016),
+        Host { enabled: false, ..host("disabled", 27017) },
+    ];
+    check("drift", &d, &hosts, &[], false);
+}
+
+#[test]
+fn a_changed_render_rolls_out_per_policy() {
+    for (rollout, players) in [
+        ("immediate", Some(3)),
+        ("when-empty", Some(0)),
+        ("when-empty", Some(2)),
+        ("when-empty", None),
+        ("next-start", Some(0)),
+    ] {
+        let d = desired(rollout, &[("a", 27015, "running")]);
+        let hosts = [Host { old_render: true, players, ..host("a", 27015) }];
+        let players = players.map_or("no-answer".to_owned(), |p| p.to_string());
+        check(&format!("rollout-{rollout}-{players}"), &d, &hosts, &[], false);
+    }
+    // Rendered already, but still running the old render: only the restart is left.
+    let d = desired("immediate", &[("a", 27015, "running")]);
+    check("rollout-started-old", &d, &[Host { old_start: true, ..host("a", 27015) }], &[], false);
+    // A stopped server is only re-rendered; its next start runs the new render.
+    let d = desired("immediate", &[("a", 27015, "stopped")]);
+    check(
+        "rerender-stopped",
+        &d,
+        &[Host { old_render: true, active: "inactive", enabled: false, ..host("a", 27015) }],
+        &[],
+        false,
+    );
+}
+
+#[test]
+fn a_port_moving_between_servers_is_released_before_it_is_taken() {
+    // a moves from 27015 to 27016, b is new on 27015, c is deleted and frees 27017 for d.
+    let d = desired(
+        "immediate",
+        &[("a", 27016, "running"), ("b", 27015, "running"), ("d", 27017, "running"), ("e", 27018, "running")],
+    );
+    let hosts = [Host { old_render: true, ..host("a", 27015) }, host("c", 27017), host("e", 27018)];
+    let plan = check("port-move", &d, &hosts, &[], false);
+    let position = |server: &str, action: &str| {
+        plan.steps.iter().position(|s| s.server.as_str() == server && s.action.name() == action).unwrap()
+    };
+    assert!(position("a", "stop") < position("b", "start"));
+    assert!(position("c", "delete") < position("d", "start"));
+}
+
+#[test]
+fn overrides_are_left_alone_until_a_revision_changes_the_server() {
+    let d = desired("immediate", &[("a", 27015, "running"), ("b", 27016, "running")]);
+    let hosts = [
+        Host { active: "inactive", enabled: false, overridden: true, ..host("a", 27015) },
+        Host { active: "inactive", enabled: false, overridden: true, ..host("b", 27016) },
+    ];
+    // a: the revision wants what it wanted before → left alone. b: the revision changed b
+    // (it was stopped before) → the override is released and b converges.
+    check("override", &d, &hosts, &[("a", "running"), ("b", "stopped")], false);
+}
+
+#[test]
+fn deleting_too_many_servers_is_held_until_confirmed() {
+    let d = desired("immediate", &[("a", 27015, "running")]);
+    let hosts = [host("a", 27015), host("b", 27016), host("c", 27017)];
+    check("prune-held", &d, &hosts, &[], false);
+    check("prune-confirmed", &d, &hosts, &[], true);
+    // One of three is within the default limit of half.
+    let d = desired("immediate", &[("a", 27015, "running"), ("b", 27016, "running")]);
+    check("prune-within-limit", &d, &hosts, &[], false);
+    // Every server, even of one.
+    let d = desired("immediate", &[]);
+    check("prune-everything", &d, &[host("a", 27015)], &[], false);
+}
