@@ -76,6 +76,18 @@ pub fn ensure_dir(path: &Path, mode: u32, owner: Owner) -> Result<(), Error> {
     chown(path, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(path, e.into()))
 }
 
+/// Sets the owner of `path` itself, not of what a symlink points to.
+pub fn lchown(path: &Path, owner: Owner) -> Result<(), Error> {
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(owner.uid),
+        Some(owner.gid),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::io(path, e.into()))
+}
+
 /// Removes a folder and everything in it; a missing folder is already removed.
 pub fn remove_tree(path: &Path) -> Result<(), Error> {
     match fs::remove_dir_all(path) {

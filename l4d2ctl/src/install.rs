@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::fsutil::{Owner, ensure_dir};
+use crate::fsutil::{Owner, ensure_dir, lchown};
 use crate::host::Host;
 use crate::{Error, units};
 
@@ -84,14 +84,7 @@ fn link_steam_sdk(host: &Host, game: Owner) -> Result<(), Error> {
         }
         let _ = std::fs::remove_file(&link);
         symlink(&source, &link).map_err(|e| Error::io(&link, e))?;
-        nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            &link,
-            Some(game.uid),
-            Some(game.gid),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| Error::io(&link, e.into()))?;
+        lchown(&link, game)?;
     }
     Ok(())
 }

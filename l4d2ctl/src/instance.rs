@@ -31,7 +31,12 @@ pub struct Initialized {
 /// Reads a spec file, JSON or YAML, with the place of any problem.
 pub fn read_spec_file(path: &Path) -> Result<InstanceSpec, Error> {
     let mut text = String::new();
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // `-` is stdin, which is how the reconciler hands a spec over.
+    let file: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(fs::File::open(path).map_err(|e| Error::io(path, e))?)
+    };
     // A spec is small; a huge file is a mistake, not a spec.
     file.take(1024 * 1024 + 1).read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
     if text.len() > 1024 * 1024 {

@@ -9,6 +9,7 @@ pub mod host;
 pub mod install;
 pub mod instance;
 pub mod mount;
+pub mod overlay;
 pub mod overrides;
 pub mod rcon;
 pub mod status;

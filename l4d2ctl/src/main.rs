@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
-use l4d2ctl::{Error, Host, install, instance, mount, overrides, status, systemd};
+use l4d2ctl::{Error, Host, install, instance, mount, overlay, overrides, status, systemd};
 use left4me_state::Name;
 
 /// Runs Left 4 Dead 2 servers on this host: instances, units, overlay mounts, status.
@@ -31,7 +31,7 @@ enum Cmd {
     /// Render an instance from a spec file (JSON or YAML, as `left4me` renders it).
     Initialize {
         name: String,
-        /// The rendered InstanceSpec.
+        /// The rendered InstanceSpec (`-` for stdin).
         #[arg(short = 'f', long = "file", value_name = "SPEC")]
         file: PathBuf,
     },
@@ -39,6 +39,8 @@ enum Cmd {
     Start { name: String },
     /// Stop and disable a server.
     Stop { name: String },
+    /// Restart a running server (it runs its current render afterwards).
+    Restart { name: String },
     /// Stop a server and remove its instance; a missing one is already deleted.
     Delete { name: String },
     /// Show every instance, or one.
@@ -64,6 +66,11 @@ enum Cmd {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Materialised overlays: `list`, or `put` one from a tar on stdin (as the reconciler does).
+    Overlay {
+        #[command(subcommand)]
+        command: OverlayCmd,
+    },
     /// Mount a server's overlay (run by its unit, as root).
     #[command(hide = true)]
     Mount { name: String },
@@ -77,6 +84,22 @@ enum Cmd {
 
 /// How long an RCON connection and each reply may take.
 const RCON_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Subcommand)]
+enum OverlayCmd {
+    /// Every materialised overlay and the digest of its tree.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace an overlay with the tree of the tar read from stdin.
+    Put {
+        name: String,
+        /// The digest of the tree, as the state model computes it.
+        #[arg(long)]
+        digest: String,
+    },
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -133,6 +156,16 @@ fn run(cli: Cli) -> Result<(), Error> {
                 overrides::mark(&host, &name, "start")?;
             }
             println!("{name}: started");
+            Ok(())
+        }
+        Cmd::Restart { name } => {
+            let name = parse_name(&name)?;
+            require_root("restart")?;
+            systemd::systemctl(&["restart", "--quiet", &unit_name(&name)])?;
+            if by_hand {
+                overrides::mark(&host, &name, "restart")?;
+            }
+            println!("{name}: restarted");
             Ok(())
         }
         Cmd::Stop { name } => {
@@ -200,6 +233,26 @@ fn run(cli: Cli) -> Result<(), Error> {
             if !output.is_empty() && !output.ends_with('\n') {
                 println!();
             }
+            Ok(())
+        }
+        Cmd::Overlay { command: OverlayCmd::List { json } } => {
+            let all = overlay::list(&host)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all).expect("overlays always serialize"));
+            } else {
+                for o in all {
+                    println!("{}  {}", o.name, o.digest);
+                }
+            }
+            Ok(())
+        }
+        Cmd::Overlay { command: OverlayCmd::Put { name, digest } } => {
+            let name = Name::new(&name).map_err(|e| Error::Invalid(format!("invalid overlay name {name:?}: {e}")))?;
+            require_root("overlay put")?;
+            let digest: left4me_state::Digest = serde_json::from_value(serde_json::Value::String(digest))
+                .map_err(|e| Error::Invalid(format!("invalid digest: {e}")))?;
+            overlay::put(&host, &name, &digest, std::io::stdin().lock())?;
+            println!("overlay {name}: {digest}");
             Ok(())
         }
         Cmd::Mount { name } => {

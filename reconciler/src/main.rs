@@ -31,6 +31,39 @@ enum Command {
     },
     /// Print the JSON Schema of the state repo's documents, for editors.
     Schema,
+    /// Show what the next pass would do. Exits 0 when nothing, 1 when there are changes, 2 on error.
+    Plan {
+        /// The state repo [default: $LEFT4ME_ROOT/state]
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one pass now: converge the host to the committed revision.
+    Apply {
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Let this revision delete more servers than the prune limit allows.
+        #[arg(long, value_name = "REV")]
+        confirm_prune: Option<String>,
+    },
+    /// Show the revisions applied and attempted, and every server's Sync and Health.
+    Status {
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recent jobs, or show one job's log.
+    Jobs {
+        /// A job to show with its whole log.
+        id: Option<i64>,
+        #[arg(long)]
+        json: bool,
+        /// With a job id: keep printing its log as it grows, until the job ends.
+        #[arg(long, requires = "id")]
+        follow: bool,
+    },
 }
 
 /// Exit code for "could not do what was asked", as for usage errors.
@@ -54,8 +87,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(left4me_state::json_schema().as_bytes()).context("cannot write the schema")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan { state, json } => commands::plan(state, json),
+        Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
+        Command::Status { state, json } => commands::status(state, json),
+        Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
     }
 }
+
+mod commands;
 
 fn default_state_repo() -> PathBuf {
     let root = std::env::var_os("LEFT4ME_ROOT").unwrap_or_else(|| "/var/lib/left4me".into());

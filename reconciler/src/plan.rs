@@ -23,6 +23,8 @@ pub struct Wish {
 pub struct Inputs<'a> {
     pub desired: &'a DesiredState,
     pub observed: &'a Observed,
+    /// Overlays materialised on the host, with the digest of their tree.
+    pub overlays: &'a BTreeMap<Name, String>,
     /// What the last applied revision wanted of each server.
     pub previous: &'a BTreeMap<Name, Wish>,
     /// An operator confirmed the deletions of this revision.
@@ -32,6 +34,8 @@ pub struct Inputs<'a> {
 /// The steps of one pass, in the order they run, and where every server stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Overlays to write before any server step, because a server about to be rendered stacks them.
+    pub overlays: Vec<Name>,
     pub steps: Vec<Step>,
     pub servers: BTreeMap<Name, ServerSync>,
     /// Servers whose rollout waits (for players to leave, for the next start).
@@ -116,7 +120,7 @@ pub struct ServerSync {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.is_empty() && self.overlays.is_empty()
     }
 }
 
@@ -127,10 +131,22 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let mut waiting = BTreeMap::new();
     let names: BTreeSet<&Name> = inputs.desired.servers.keys().chain(inputs.observed.keys()).collect();
     let mut deletions = Vec::new();
+    let (overlays, unavailable) = overlays_to_write(inputs);
 
     for name in names {
         let desired = inputs.desired.servers.get(name);
         let observed = inputs.observed.get(name);
+        if let Some(server) = desired
+            && let Some(blueprint) = inputs.desired.blueprints.get(&server.blueprint)
+            && let Some(missing) = blueprint.overlays.iter().find(|o| unavailable.contains(*o))
+        {
+            let message = format!(
+                "overlay {missing} is not on the host: left4me materialises files overlays; {} overlays are not built yet",
+                inputs.desired.overlays[missing].content.overlay_type()
+            );
+            servers.insert(name.clone(), ServerSync { sync: Sync::OutOfSync, message });
+            continue;
+        }
         let (sync, mut server_steps) = match (desired, observed) {
             (Some(server), None) => {
                 let spec = inputs.desired.instance_spec(name).expect("a declared server renders");
@@ -170,7 +186,33 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     }
     // A stable sort: within a phase, servers by name, each server's steps in the order made.
     steps.sort_by(|a, b| (a.action.phase(), &a.server).cmp(&(b.action.phase(), &b.server)));
-    Plan { steps, servers, waiting, held }
+    Plan { overlays, steps, servers, waiting, held }
+}
+
+/// The files overlays to write (stacked by a declared server, and absent or different on the
+/// host), and the overlays of other types that are not on the host.
+fn overlays_to_write(inputs: &Inputs<'_>) -> (Vec<Name>, BTreeSet<Name>) {
+    let used: BTreeSet<&Name> = inputs
+        .desired
+        .servers
+        .values()
+        .filter_map(|s| inputs.desired.blueprints.get(&s.blueprint))
+        .flat_map(|b| b.overlays.iter())
+        .collect();
+    let mut write = Vec::new();
+    let mut unavailable = BTreeSet::new();
+    for name in used {
+        let overlay = &inputs.desired.overlays[name];
+        let current = inputs.overlays.get(name).is_some_and(|digest| digest == overlay.digest.as_str());
+        match overlay.content {
+            _ if current => {}
+            left4me_state::OverlayContent::Files(_) => write.push(name.clone()),
+            _ => {
+                unavailable.insert(name.clone());
+            }
+        }
+    }
+    (write, unavailable)
 }
 
 fn step(server: &Name, action: Action, reason: &str) -> Step {
@@ -286,8 +328,11 @@ fn hold_prune(inputs: &Inputs<'_>, deletions: &[Name]) -> Option<String> {
 impl fmt::Display for Plan {
     /// The human form of `left4me plan`: one line per step, then servers that wait or are held.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.steps.is_empty() {
+        if self.steps.is_empty() && self.overlays.is_empty() {
             writeln!(f, "nothing to do")?;
+        }
+        for overlay in &self.overlays {
+            writeln!(f, "{:<10} {:<20} its files changed in the revision", "overlay", overlay.as_str())?;
         }
         for step in &self.steps {
             writeln!(f, "{:<10} {:<20} {}", step.action.name(), step.server.as_str(), step.reason)?;

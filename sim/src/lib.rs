@@ -6,4 +6,4 @@
 
 mod sandbox;
 
-pub use sandbox::{Sandbox, SandboxError, built_binary};
+pub use sandbox::{Sandbox, SandboxError, built_binary, workspace};

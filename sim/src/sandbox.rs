@@ -28,6 +28,12 @@ pub enum SandboxError {
     Boot(String),
 }
 
+/// The root of this workspace (its `deploy/`, `examples/`).
+pub fn workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
 /// The path of a binary of this workspace, built next to the running test or program.
 pub fn built_binary(name: &str) -> Result<PathBuf, SandboxError> {
     let exe = std::env::current_exe().map_err(|cause| SandboxError::Spawn { what: "current_exe".into(), cause })?;
@@ -53,6 +59,7 @@ impl Sandbox {
         if let Some(binaries) = helper_path.parent() {
             command.arg("--share").arg(binaries);
         }
+        command.arg("--share").arg(workspace());
         for share in shares {
             command.arg("--share").arg(share);
         }
@@ -158,6 +165,23 @@ impl Sandbox {
             text(&output.stderr)
         );
         text(&output.stdout)
+    }
+
+    /// Installs left4me as `deploy/install.sh` does on a real host, with the binaries of
+    /// `bin_dir` and fake-steamcmd for steamcmd (`--no-game` skips the game). Returns its output.
+    pub fn install_left4me(&self, bin_dir: &Path, game: bool) -> String {
+        let steamcmd = built_binary("fake-steamcmd").expect("fake-steamcmd is built");
+        let install = workspace().join("deploy/install.sh");
+        let mut args = vec![
+            "--bin-dir",
+            bin_dir.to_str().expect("a UTF-8 path"),
+            "--steamcmd",
+            steamcmd.to_str().expect("a UTF-8 path"),
+        ];
+        if !game {
+            args.push("--no-game");
+        }
+        self.run_ok(install.to_str().expect("a UTF-8 path"), &args)
     }
 
     /// The host's PID of the sandbox's systemd.

@@ -1,4 +1,5 @@
 //! The reconciler: the planner on plain values, and the `left4me` command line.
 
+mod converge;
 mod plan;
 mod validate;

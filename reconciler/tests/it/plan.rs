@@ -107,13 +107,11 @@ fn check(name: &str, desired: &DesiredState, hosts: &[Host], previous: &[(&str, 
             (name, Wish { digest, state })
         })
         .collect();
-    let plan = plan(&Inputs { desired, observed: &observed, previous: &previous, prune_confirmed: confirmed });
-    let again = reconciler::plan::plan(&Inputs {
-        desired,
-        observed: &observed,
-        previous: &previous,
-        prune_confirmed: confirmed,
-    });
+    let overlays = BTreeMap::new();
+    let inputs =
+        Inputs { desired, observed: &observed, overlays: &overlays, previous: &previous, prune_confirmed: confirmed };
+    let plan = plan(&inputs);
+    let again = reconciler::plan::plan(&inputs);
     assert_eq!(plan, again, "planning is deterministic");
     insta::assert_snapshot!(name, plan.to_string());
     plan
@@ -220,4 +218,55 @@ fn deleting_too_many_servers_is_held_until_confirmed() {
     // Every server, even of one.
     let d = desired("immediate", &[]);
     check("prune-everything", &d, &[host("a", 27015)], &[], false);
+}
+
+#[test]
+fn files_overlays_are_written_before_servers_and_unbuilt_ones_block_their_servers() {
+    let mut tree = Tree::default();
+    let blueprint = |name: &str, overlays: &str| {
+        format!(
+            "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {{name: {name}, owner: alice}}\nspec: {{overlays: [{overlays}]}}\n"
+        )
+    };
+    tree.insert_file("blueprints/cfg.yaml", blueprint("cfg", "rates").into_bytes());
+    tree.insert_file("blueprints/pack.yaml", blueprint("pack", "plugins").into_bytes());
+    tree.insert_file(
+        "overlays/rates/overlay.yaml",
+        b"apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: rates}\nspec: {type: files}\n".to_vec(),
+    );
+    tree.insert_file("overlays/rates/files/left4dead2/cfg/server.cfg", b"sv_maxrate 100000\n".to_vec());
+    tree.insert_file(
+        "overlays/plugins/overlay.yaml",
+        b"apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: plugins}\nspec: {type: script}\n".to_vec(),
+    );
+    tree.insert_file("overlays/plugins/build.sh", b"echo build\n".to_vec());
+    for (name, blueprint, port) in [("a", "cfg", 27015), ("b", "pack", 27016)] {
+        let text = format!(
+            "apiVersion: left4me/v1\nkind: Server\nmetadata: {{name: {name}, owner: alice}}\nspec: {{blueprint: {blueprint}, port: {port}}}\n"
+        );
+        tree.insert_file(format!("servers/{name}.yaml"), text.into_bytes());
+    }
+    let desired = validate(&tree).unwrap();
+    let previous = BTreeMap::new();
+    let observed = Observed::new();
+    let none = BTreeMap::new();
+    let missing = plan(&Inputs {
+        desired: &desired,
+        observed: &observed,
+        overlays: &none,
+        previous: &previous,
+        prune_confirmed: false,
+    });
+    insta::assert_snapshot!("overlays-missing", format!("{missing}{:#?}", missing.servers));
+    // Written already with the revision's digest: nothing to write.
+    let rates = desired.overlays[&Name::new("rates").unwrap()].digest.to_string();
+    let current: BTreeMap<Name, String> = [(Name::new("rates").unwrap(), rates)].into();
+    let written = plan(&Inputs {
+        desired: &desired,
+        observed: &observed,
+        overlays: &current,
+        previous: &previous,
+        prune_confirmed: false,
+    });
+    assert!(written.overlays.is_empty());
 }

@@ -1,0 +1,101 @@
+//! Materialised overlays: `$ROOT/overlays/<name>/`, written from a tar the reconciler makes from a
+//! validated revision, with the digest of what they hold kept beside them.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Component, Path};
+
+use left4me_state::{Digest, Name};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::fsutil::{Owner, ensure_dir, lchown, remove_tree, write_atomic};
+use crate::host::Host;
+
+/// An overlay on the host and the digest of its tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialisedOverlay {
+    pub name: Name,
+    pub digest: String,
+}
+
+fn digests(host: &Host) -> std::path::PathBuf {
+    host.overlays().join(".digests")
+}
+
+/// Every materialised overlay with a known digest.
+pub fn list(host: &Host) -> Result<Vec<MaterialisedOverlay>, Error> {
+    let dir = digests(host);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut all = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(name) = Name::new(entry.file_name().to_string_lossy().into_owned()) else { continue };
+        if !host.overlay(&name).is_dir() {
+            continue;
+        }
+        let digest = fs::read_to_string(entry.path()).map_err(|e| Error::io(entry.path(), e))?.trim().to_owned();
+        all.push(MaterialisedOverlay { name, digest });
+    }
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all)
+}
+
+/// Replaces the overlay `name` with the tree in the tar `input`: unpacked into a staging folder,
+/// checked, then swapped in by rename. The folder it replaces is kept aside (`.old-<name>-<n>`):
+/// servers that run on it keep their tree until they restart.
+pub fn put(host: &Host, name: &Name, digest: &Digest, input: impl Read) -> Result<(), Error> {
+    let game = Owner::user(&host.user)?;
+    let overlays = host.overlays();
+    ensure_dir(&overlays, 0o755, Owner::root())?;
+    let staging = overlays.join(format!(".staging-{name}-{}", std::process::id()));
+    remove_tree(&staging)?;
+    ensure_dir(&staging, 0o755, game)?;
+    let result = unpack(&staging, input, game);
+    if let Err(e) = result {
+        let _ = remove_tree(&staging);
+        return Err(e);
+    }
+    let target = host.overlay(name);
+    if target.exists() {
+        let aside = (0..)
+            .map(|n| overlays.join(format!(".old-{name}-{n}")))
+            .find(|p| !p.exists())
+            .expect("some numbered name is free");
+        fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
+    }
+    fs::rename(&staging, &target).map_err(|e| Error::io(&staging, e))?;
+    ensure_dir(&digests(host), 0o755, Owner::root())?;
+    write_atomic(&digests(host).join(name.as_str()), format!("{digest}\n").as_bytes(), 0o644, Owner::root())?;
+    Ok(())
+}
+
+/// Unpacks regular files, folders and symlinks whose paths stay inside `dir`; anything else in
+/// the tar is refused.
+fn unpack(dir: &Path, input: impl Read, owner: Owner) -> Result<(), Error> {
+    let mut archive = tar::Archive::new(input);
+    let entries = archive.entries().map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {e}")))?;
+        let path =
+            entry.path().map_err(|e| Error::Invalid(format!("the overlay tar has a bad path: {e}")))?.into_owned();
+        if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(Error::Invalid(format!("the overlay tar holds {}, which leaves the overlay", path.display())));
+        }
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
+            return Err(Error::Invalid(format!(
+                "the overlay tar holds {}, which is not a file, folder or symlink",
+                path.display()
+            )));
+        }
+        if !entry.unpack_in(dir).map_err(|e| Error::Invalid(format!("cannot unpack {}: {e}", path.display())))? {
+            return Err(Error::Invalid(format!("the overlay tar holds {}, which leaves the overlay", path.display())));
+        }
+        lchown(&dir.join(&path), owner)?;
+    }
+    Ok(())
+}

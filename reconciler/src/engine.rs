@@ -1,0 +1,316 @@
+//! One reconcile pass: read the revision, observe the host, plan, apply through `l4d2ctl`,
+//! recording every step as a job.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use l4d2ctl::overlay::MaterialisedOverlay;
+use l4d2ctl::status::InstanceStatus;
+use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
+
+use crate::db::{Db, DbError, Event, now};
+use crate::plan::{self, Action, Inputs, Observed, Plan, Wish};
+
+/// Where the reconciler finds things.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `$ROOT`.
+    pub root: PathBuf,
+    /// The state repo (a git work tree; only its committed branch counts).
+    pub state: PathBuf,
+    pub branch: String,
+    /// The l4d2ctl to run (`LEFT4ME_L4D2CTL`, else `l4d2ctl` on the PATH).
+    pub l4d2ctl: PathBuf,
+}
+
+impl Config {
+    /// From `/etc/left4me/host.env` and the environment, as every left4me program reads them.
+    pub fn from_env(state: Option<PathBuf>) -> Result<Config, Error> {
+        let host = l4d2ctl::Host::from_env().map_err(|e| Error::Host(e.to_string()))?;
+        let l4d2ctl = std::env::var_os("LEFT4ME_L4D2CTL").map(PathBuf::from).unwrap_or_else(|| "l4d2ctl".into());
+        let state = state.unwrap_or_else(|| host.root.join("state"));
+        Ok(Config { root: host.root, state, branch: "main".into(), l4d2ctl })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("left4me.db")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Host(String),
+    #[error(transparent)]
+    Load(#[from] left4me_state::LoadError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    L4d2ctl(String),
+}
+
+/// What the host runs and holds, observed in two `l4d2ctl` calls whatever the number of servers.
+pub struct HostView {
+    pub instances: Observed,
+    pub overlays: BTreeMap<Name, String>,
+}
+
+pub fn observe(config: &Config) -> Result<HostView, Error> {
+    let statuses: Vec<InstanceStatus> = l4d2ctl_json(config, &["status", "--json"])?;
+    let overlays: Vec<MaterialisedOverlay> = l4d2ctl_json(config, &["overlay", "list", "--json"])?;
+    Ok(HostView {
+        instances: statuses.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        overlays: overlays.into_iter().map(|o| (o.name, o.digest)).collect(),
+    })
+}
+
+fn l4d2ctl_json<T: serde::de::DeserializeOwned>(config: &Config, args: &[&str]) -> Result<T, Error> {
+    let output = Command::new(&config.l4d2ctl)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::L4d2ctl(format!("cannot run {}: {e}", config.l4d2ctl.display())))?;
+    if !output.status.success() {
+        return Err(Error::L4d2ctl(format!(
+            "l4d2ctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| Error::L4d2ctl(format!("l4d2ctl {} answered something unexpected: {e}", args.join(" "))))
+}
+
+/// The committed revision of the state repo's branch, checked.
+pub fn load(config: &Config) -> Result<(Revision, Checked), Error> {
+    Ok(left4me_state::load_revision(&config.state, &config.branch)?)
+}
+
+/// The plan for the current revision and host. None when the revision is invalid.
+pub struct Planned {
+    pub revision: Revision,
+    pub desired: DesiredState,
+    pub host: HostView,
+    pub plan: Plan,
+}
+
+pub fn plan_pass(
+    config: &Config,
+    db: &Db,
+    confirm_prune: Option<&str>,
+) -> Result<Result<Planned, (Revision, String)>, Error> {
+    let (revision, checked) = load(config)?;
+    let desired = match checked {
+        Ok(desired) => desired,
+        Err(diagnostics) => return Ok(Err((revision, diagnostics.to_string()))),
+    };
+    let host = observe(config)?;
+    let previous = db.wishes()?;
+    let confirmed = confirm_prune.is_some_and(|rev| !rev.is_empty() && revision.id().starts_with(rev));
+    let plan = plan::plan(&Inputs {
+        desired: &desired,
+        observed: &host.instances,
+        overlays: &host.overlays,
+        previous: &previous,
+        prune_confirmed: confirmed,
+    });
+    Ok(Ok(Planned { revision, desired, host, plan }))
+}
+
+/// What one pass did.
+#[derive(Debug)]
+pub struct PassOutcome {
+    pub revision: Revision,
+    pub steps: usize,
+    pub failed: Vec<String>,
+    /// The revision was invalid: nothing was applied.
+    pub invalid: Option<String>,
+}
+
+/// Runs one pass: nothing is applied from an invalid revision, one server's failure never stops
+/// the others, every step is a job with its full output.
+pub fn apply(config: &Config, db: &mut Db, trigger: &str, confirm_prune: Option<&str>) -> Result<PassOutcome, Error> {
+    let started = Instant::now();
+    let planned = match plan_pass(config, db, confirm_prune)? {
+        Ok(planned) => planned,
+        Err((revision, diagnostics)) => {
+            db.set_meta("last_attempted", Some(revision.id()))?;
+            db.set_meta("revision_error", Some(&diagnostics))?;
+            db.add_event(&Event {
+                at: now(),
+                kind: "invalid".into(),
+                revision: Some(revision.id().into()),
+                duration_ms: Some(started.elapsed().as_millis() as i64),
+                steps: Some(0),
+                message: format!(
+                    "revision {} is invalid; nothing applied, the last good revision keeps running",
+                    revision.short()
+                ),
+            })?;
+            return Ok(PassOutcome { revision, steps: 0, failed: Vec::new(), invalid: Some(diagnostics) });
+        }
+    };
+    let Planned { revision, desired, plan, .. } = planned;
+    db.set_meta("last_attempted", Some(revision.id()))?;
+    db.set_meta("revision_error", None)?;
+    let rev = Some(revision.id());
+    let mut failed = Vec::new();
+
+    for overlay in &plan.overlays {
+        let tar = overlay_tar(&desired, overlay);
+        let digest = desired.overlays[overlay].digest.to_string();
+        let job = db.create_job("overlay", overlay.as_str(), rev, trigger)?;
+        let code = run_job(config, db, job, &["overlay", "put", overlay.as_str(), "--digest", &digest], Some(tar))?;
+        if code != 0 {
+            failed.push(format!("overlay {overlay}"));
+        }
+    }
+    let mut broken: Vec<&Name> = Vec::new();
+    for step in &plan.steps {
+        if broken.contains(&&step.server) {
+            continue;
+        }
+        let name = step.server.as_str();
+        let (args, input): (Vec<&str>, Option<Vec<u8>>) = match &step.action {
+            Action::Release => (vec!["release", name], None),
+            Action::Create { spec } | Action::Rerender { spec } => {
+                (vec!["initialize", name, "-f", "-"], Some(spec.to_json().into_bytes()))
+            }
+            Action::Start => (vec!["start", name], None),
+            Action::Stop => (vec!["stop", name], None),
+            Action::Restart => (vec!["restart", name], None),
+            Action::Delete => (vec!["delete", name], None),
+        };
+        let job = db.create_job(step.action.name(), name, rev, trigger)?;
+        db.append_line(job, "plan", &step.reason)?;
+        if run_job(config, db, job, &args, input)? != 0 {
+            broken.push(&step.server);
+            failed.push(format!("{} {name}", step.action.name()));
+        }
+    }
+
+    let wishes: BTreeMap<Name, Wish> = desired
+        .servers
+        .iter()
+        .filter(|(name, _)| !broken.contains(name))
+        .map(|(name, server)| {
+            let digest = desired.instance_spec(name).expect("a declared server renders").digest();
+            (name.clone(), Wish { digest, state: server.state })
+        })
+        .collect();
+    db.set_wishes(&wishes)?;
+    let steps = plan.overlays.len() + plan.steps.len();
+    let elapsed = started.elapsed();
+    if failed.is_empty() {
+        db.set_meta("last_applied", Some(revision.id()))?;
+    }
+    let message = match (steps, failed.is_empty()) {
+        (0, _) => format!("Reconciliation finished in {} ms: nothing to do", elapsed.as_millis()),
+        (_, true) => format!("Reconciliation finished in {} ms: {steps} steps", elapsed.as_millis()),
+        (_, false) => format!(
+            "Reconciliation finished in {} ms: {steps} steps, failed: {}",
+            elapsed.as_millis(),
+            failed.join(", ")
+        ),
+    };
+    db.add_event(&Event {
+        at: now(),
+        kind: "reconcile".into(),
+        revision: Some(revision.id().into()),
+        duration_ms: Some(elapsed.as_millis() as i64),
+        steps: Some(steps as i64),
+        message,
+    })?;
+    Ok(PassOutcome { revision, steps, failed, invalid: None })
+}
+
+/// A tar of a files overlay's tree, made from the validated revision.
+fn overlay_tar(desired: &DesiredState, name: &Name) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    if let OverlayContent::Files(files) = &desired.overlays[name].content {
+        for file in files {
+            let mut header = tar::Header::new_gnu();
+            match &file.kind {
+                FileKind::Regular { data, executable } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_size(data.len() as u64);
+                    header.set_mode(if *executable { 0o755 } else { 0o644 });
+                    header.set_mtime(0);
+                    builder
+                        .append_data(&mut header, &file.path, data.as_slice())
+                        .expect("writing a tar to memory does not fail");
+                }
+                FileKind::Symlink { target } => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    header.set_mode(0o777);
+                    header.set_mtime(0);
+                    builder
+                        .append_link(&mut header, &file.path, target)
+                        .expect("writing a tar to memory does not fail");
+                }
+            }
+        }
+    }
+    builder.into_inner().expect("writing a tar to memory does not fail")
+}
+
+/// Runs `l4d2ctl --reconciler <args>` as job `job`, every output line into the job's log as it
+/// comes. Returns the exit code.
+fn run_job(config: &Config, db: &Db, job: i64, args: &[&str], input: Option<Vec<u8>>) -> Result<i32, Error> {
+    db.start_job(job)?;
+    db.append_line(job, "command", &format!("l4d2ctl {}", args.join(" ")))?;
+    let mut child = match Command::new(&config.l4d2ctl)
+        .arg("--reconciler")
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            db.append_line(job, "stderr", &format!("cannot run {}: {e}", config.l4d2ctl.display()))?;
+            db.finish_job(job, 127)?;
+            return Ok(127);
+        }
+    };
+    let writer = match (child.stdin.take(), input) {
+        (Some(mut stdin), Some(input)) => Some(std::thread::spawn(move || stdin.write_all(&input))),
+        _ => None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<_> = [
+        ("stdout", Box::new(child.stdout.take().expect("stdout was piped")) as Box<dyn std::io::Read + Send>),
+        ("stderr", Box::new(child.stderr.take().expect("stderr was piped"))),
+    ]
+    .into_iter()
+    .map(|(stream, pipe)| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send((stream, line)).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    for (stream, line) in rx {
+        db.append_line(job, stream, &line)?;
+    }
+    for reader in readers {
+        let _ = reader.join();
+    }
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    let code = child.wait().map(|s| s.code().unwrap_or(128)).unwrap_or(128);
+    db.finish_job(job, code)?;
+    Ok(code)
+}

@@ -1,0 +1,91 @@
+//! What `left4me status` and the web show: per server Sync and Health, side by side.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use l4d2ctl::status::InstanceStatus;
+use left4me_state::{PowerState, Server};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{ServerSync, Sync};
+
+/// How long a running server may go without answering queries (a map change, a workshop
+/// download) before it is Degraded rather than Starting.
+pub const QUERY_GRACE_SECONDS: u64 = 60;
+
+/// How a server is doing, apart from whether it matches the revision (Argo CD's health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Health {
+    Running,
+    Starting,
+    Degraded,
+    Stopped,
+    Failed,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerReport {
+    pub name: String,
+    pub sync: Sync,
+    pub sync_message: String,
+    pub health: Health,
+    pub health_message: String,
+    pub port: Option<u16>,
+    pub players: Option<u8>,
+    pub max_players: Option<u8>,
+    pub map: Option<String>,
+}
+
+/// The health of a server from what the host reports about it.
+pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (Health, String) {
+    let Some(observed) = observed else {
+        return (Health::Unknown, "not on the host".into());
+    };
+    let wanted_running = desired.is_some_and(|d| d.state == PowerState::Running);
+    match observed.active_state.as_str() {
+        "failed" => {
+            (Health::Failed, format!("the unit failed ({}) after {} restarts", observed.result, observed.restarts))
+        }
+        "activating" | "reloading" => (Health::Starting, format!("starting ({})", observed.sub_state)),
+        "deactivating" => (Health::Stopped, "stopping".into()),
+        "active" => match &observed.query {
+            Some(q) => (Health::Running, format!("{} on {}, {}/{} players", q.name, q.map, q.players, q.max_players)),
+            None => {
+                let since = observed.since.as_deref().and_then(l4d2ctl::overrides::parse_rfc3339);
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                match since {
+                    Some(since) if now.saturating_sub(since) < QUERY_GRACE_SECONDS => {
+                        (Health::Starting, "running, not answering queries yet".into())
+                    }
+                    _ => (
+                        Health::Degraded,
+                        format!("running, but not answering queries for over {QUERY_GRACE_SECONDS} s"),
+                    ),
+                }
+            }
+        },
+        _ if wanted_running => (Health::Failed, "declared running, but it is not".into()),
+        _ => (Health::Stopped, "stopped".into()),
+    }
+}
+
+pub fn report(
+    name: &str,
+    sync: &ServerSync,
+    desired: Option<&Server>,
+    observed: Option<&InstanceStatus>,
+) -> ServerReport {
+    let (health, health_message) = health(desired, observed);
+    let query = observed.and_then(|o| o.query.as_ref());
+    ServerReport {
+        name: name.to_owned(),
+        sync: sync.sync,
+        sync_message: sync.message.clone(),
+        health,
+        health_message,
+        port: desired.map(|d| d.port.number()).or(observed.map(|o| o.port)),
+        players: query.map(|q| q.players),
+        max_players: query.map(|q| q.max_players),
+        map: query.map(|q| q.map.clone()),
+    }
+}

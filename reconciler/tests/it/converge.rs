@@ -1,0 +1,160 @@
+//! The reconciler on a real host (the sandbox): a committed revision converges, a pass after a
+//! pass has nothing to do, an invalid revision applies nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use left4me_sim::{Sandbox, workspace};
+
+struct Host {
+    sandbox: Sandbox,
+    disk: tempfile::TempDir,
+}
+
+impl Host {
+    /// A sandbox with left4me installed and the examples committed as its state repo.
+    fn with_examples() -> Host {
+        let disk = tempfile::Builder::new().prefix("reconciler-disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
+        sandbox.install_left4me(bin_dir, true);
+        let host = Host { sandbox, disk };
+        let repo = host.repo();
+        std::fs::create_dir_all(&repo).unwrap();
+        let copied =
+            Command::new("cp").arg("-a").arg(workspace().join("examples/state/.")).arg(&repo).status().unwrap();
+        assert!(copied.success());
+        host.git(&["init", "--quiet", "--initial-branch=main"]);
+        host.git(&["add", "--all"]);
+        host.git(&["commit", "--quiet", "--message", "examples"]);
+        host
+    }
+
+    /// The state repo, from the host's side.
+    fn repo(&self) -> std::path::PathBuf {
+        self.disk.path().join("root/state")
+    }
+
+    fn git(&self, args: &[&str]) {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(self.repo())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Alice")
+            .env("GIT_AUTHOR_EMAIL", "alice@example.invalid")
+            .env("GIT_COMMITTER_NAME", "Alice")
+            .env("GIT_COMMITTER_EMAIL", "alice@example.invalid")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    fn commit(&self, file: &str, from: &str, to: &str, message: &str) {
+        let path = self.repo().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} in {file}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        self.git(&["commit", "--quiet", "--all", "--message", message]);
+    }
+
+    fn left4me(&self, args: &[&str]) -> Output {
+        self.sandbox.run("left4me", args)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.left4me(&["status", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn server(&self, name: &str) -> serde_json::Value {
+        self.status()["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap()
+    }
+
+    fn instance(&self, name: &str) -> serde_json::Value {
+        let text = self.sandbox.run_ok("l4d2ctl", &["status", name, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
+    }
+
+    fn wait_for(&self, seconds: u64, mut check: impl FnMut(&Host) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while std::time::Instant::now() < deadline {
+            if check(self) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        check(self)
+    }
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
+    let host = Host::with_examples();
+    let plan = host.left4me(&["plan"]);
+    assert_eq!(code(&plan), Some(1), "changes to make: {}", text(&plan));
+    assert!(text(&plan).contains("create     coop-1"), "{}", text(&plan));
+
+    let applied = host.left4me(&["apply"]);
+    assert_eq!(code(&applied), Some(0), "{}", text(&applied));
+    assert!(text(&applied).contains("Reconciliation finished in"), "{}", text(&applied));
+
+    // The law: after apply, plan is empty.
+    let again = host.left4me(&["plan"]);
+    assert_eq!(code(&again), Some(0), "{}", text(&again));
+
+    assert!(host.wait_for(15, |h| h.server("coop-1")["health"] == "Running"), "{}", host.server("coop-1"));
+    let coop = host.server("coop-1");
+    assert_eq!(coop["sync"], "Synced");
+    assert_eq!(coop["map"], "c1m1_hotel");
+    let stopped = host.server("coop-2");
+    assert_eq!((stopped["sync"].as_str(), stopped["health"].as_str()), (Some("Synced"), Some("Stopped")));
+    // versus-1 stacks script and workshop overlays, which this host cannot build yet: it says so.
+    let versus = host.server("versus-1");
+    assert_eq!(versus["sync"], "OutOfSync");
+    assert!(versus["sync_message"].as_str().unwrap().contains("not built yet"), "{versus}");
+    // Written by the reconciler: no override marker.
+    assert!(host.instance("coop-1")["override"].is_null());
+
+    // Every step is a job with its log.
+    let jobs = host.sandbox.run_ok("left4me", &["jobs", "--json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    let start = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "start" && j["target"] == "coop-1").unwrap();
+    assert_eq!(start["state"], "succeeded");
+    let log = host.sandbox.run_ok("left4me", &["jobs", &start["id"].to_string()]);
+    assert!(log.contains("l4d2ctl start coop-1") && log.contains("coop-1: started"), "{log}");
+}
+
+#[test]
+fn a_blueprint_change_rolls_out_and_an_invalid_revision_applies_nothing() {
+    let host = Host::with_examples();
+    assert_eq!(code(&host.left4me(&["apply"])), Some(0));
+    assert!(host.wait_for(15, |h| h.server("coop-1")["health"] == "Running"));
+    let before = host.instance("coop-1");
+
+    host.commit("blueprints/coop.yaml", "z_difficulty Hard", "z_difficulty Expert", "coop: expert");
+    let applied = host.left4me(&["apply"]);
+    assert_eq!(code(&applied), Some(0), "{}", text(&applied));
+    let after = host.instance("coop-1");
+    assert_ne!(after["digest"], before["digest"], "re-rendered");
+    assert_eq!(after["started_digest"], after["digest"], "restarted: it was empty (rollout when-empty)");
+    let difficulty = host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "z_difficulty"]);
+    assert!(difficulty.contains("Expert"), "{difficulty}");
+
+    host.commit("servers/coop-1.yaml", "port: 27015", "port: 80", "a privileged port");
+    let applied = host.left4me(&["apply"]);
+    assert_eq!(code(&applied), Some(2), "{}", text(&applied));
+    assert!(text(&applied).contains("servers/coop-1.yaml:"), "{}", text(&applied));
+    let status = host.status();
+    assert!(status["revision_error"].as_str().unwrap().contains("port 80 is privileged"), "{status}");
+    assert_ne!(status["last_applied"], status["last_attempted"]);
+    assert_eq!(host.instance("coop-1")["active_state"], "active", "the last good revision keeps running");
+}
