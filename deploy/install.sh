@@ -34,6 +34,7 @@ fail() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 root=/var/lib/left4me
 user=left4me
 
+command -v git >/dev/null || fail "git is missing: apt-get install git"
 for binary in l4d2ctl left4me; do
   [ -x "$bin_dir/$binary" ] || fail "$bin_dir/$binary is missing; build with: cargo build --release"
 done
@@ -71,8 +72,17 @@ ENV
   mv /etc/left4me/host.env.new /etc/left4me/host.env
 fi
 
+step "the state repo in $root/state"
+if [ ! -e "$root/state" ]; then
+  git init --quiet --initial-branch=main "$root/state"
+  # A push updates the checked-out branch when its work tree is clean, and is refused otherwise.
+  git -C "$root/state" config receive.denyCurrentBranch updateInstead
+fi
+
 if [ "$game" = yes ]; then
   step "the game, the Steam SDK links and the units (l4d2ctl install)"
   LEFT4ME_STEAMCMD="$steamcmd" /usr/local/bin/l4d2ctl install
+  step "the reconciler service"
+  systemctl enable --now --quiet left4me-reconciler.service
 fi
 step "done"

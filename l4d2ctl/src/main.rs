@@ -112,6 +112,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// A write by a person leaves an override marker — before it acts, so the reconciler never
+/// sees the change without the marker and undoes it.
+fn mark(host: &Host, name: &Name, what: &str, by_hand: bool) -> Result<(), Error> {
+    if by_hand { overrides::mark(host, name, what) } else { Ok(()) }
+}
+
 fn parse_name(text: &str) -> Result<Name, Error> {
     Name::new(text).map_err(|e| Error::Invalid(format!("invalid server name {text:?}: {e}")))
 }
@@ -136,10 +142,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             let name = parse_name(&name)?;
             let spec = instance::read_spec_file(&file)?;
             require_root("initialize")?;
+            mark(&host, &name, "initialize", by_hand)?;
             let done = instance::initialize(&host, &name, &spec)?;
-            if by_hand {
-                overrides::mark(&host, &name, "initialize")?;
-            }
             println!("{name}: {} ({})", if done.changed { "initialized" } else { "already up to date" }, done.digest);
             Ok(())
         }
@@ -151,30 +155,24 @@ fn run(cli: Cli) -> Result<(), Error> {
                     "{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>` first"
                 )));
             }
+            mark(&host, &name, "start", by_hand)?;
             systemd::enable_now(&unit_name(&name))?;
-            if by_hand {
-                overrides::mark(&host, &name, "start")?;
-            }
             println!("{name}: started");
             Ok(())
         }
         Cmd::Restart { name } => {
             let name = parse_name(&name)?;
             require_root("restart")?;
+            mark(&host, &name, "restart", by_hand)?;
             systemd::systemctl(&["restart", "--quiet", &unit_name(&name)])?;
-            if by_hand {
-                overrides::mark(&host, &name, "restart")?;
-            }
             println!("{name}: restarted");
             Ok(())
         }
         Cmd::Stop { name } => {
             let name = parse_name(&name)?;
             require_root("stop")?;
+            mark(&host, &name, "stop", by_hand)?;
             systemd::disable_now(&unit_name(&name))?;
-            if by_hand {
-                overrides::mark(&host, &name, "stop")?;
-            }
             println!("{name}: stopped");
             Ok(())
         }
@@ -182,12 +180,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             let name = parse_name(&name)?;
             require_root("delete")?;
             let unit = unit_name(&name);
+            mark(&host, &name, "delete", by_hand)?;
             // Stopping a unit that was never started is fine; a missing instance is deleted already.
             systemd::disable_now(&unit)?;
             let existed = instance::delete(&host, &name)?;
-            if by_hand {
-                overrides::mark(&host, &name, "delete")?;
-            }
             println!("{name}: {}", if existed { "deleted" } else { "already deleted" });
             Ok(())
         }

@@ -12,6 +12,7 @@ use crate::{Error, systemd};
 const UNITS: &[(&str, &str)] = &[
     ("left4me-server@.service", include_str!("../templates/left4me-server@.service")),
     ("left4me-game.slice", include_str!("../templates/left4me-game.slice")),
+    ("left4me-reconciler.service", include_str!("../templates/left4me-reconciler.service")),
 ];
 
 /// Every unit as this host needs it: (file name, contents).
@@ -29,6 +30,8 @@ pub fn render(host: &Host) -> Result<Vec<(&'static str, String)>, Error> {
         root => host.root.display().to_string(),
         user => host.user.clone(),
         l4d2ctl => host.l4d2ctl.display().to_string(),
+        // The binaries are installed side by side.
+        left4me => host.l4d2ctl.with_file_name("left4me").display().to_string(),
     };
     UNITS
         .iter()

@@ -134,6 +134,8 @@ pub struct PassOutcome {
 /// Runs one pass: nothing is applied from an invalid revision, one server's failure never stops
 /// the others, every step is a job with its full output.
 pub fn apply(config: &Config, db: &mut Db, trigger: &str, confirm_prune: Option<&str>) -> Result<PassOutcome, Error> {
+    // One pass at a time on a host, whoever starts it (the service, `left4me apply`).
+    let _lock = pass_lock(config)?;
     let started = Instant::now();
     let planned = match plan_pass(config, db, confirm_prune)? {
         Ok(planned) => planned,
@@ -226,6 +228,19 @@ pub fn apply(config: &Config, db: &mut Db, trigger: &str, confirm_prune: Option<
         message,
     })?;
     Ok(PassOutcome { revision, steps, failed, invalid: None })
+}
+
+/// Held for the length of a pass; released when dropped (or when the process dies).
+fn pass_lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let path = config.root.join("left4me.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Host(format!("cannot open {}: {e}", path.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::Host(format!("cannot lock {}: {e}", path.display())))
 }
 
 /// A tar of a files overlay's tree, made from the validated revision.

@@ -54,6 +54,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as the reconciler service: act on each new commit at once, resync periodically.
+    Run {
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Seconds between passes that catch drift when nothing was committed.
+        #[arg(long, env = "LEFT4ME_RESYNC_SECONDS", default_value_t = 60)]
+        resync: u64,
+    },
     /// List recent jobs, or show one job's log.
     Jobs {
         /// A job to show with its whole log.
@@ -91,6 +99,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
+        Command::Run { state, resync } => {
+            tracing_subscriber::fmt().with_target(false).with_ansi(false).init();
+            let config = reconciler::engine::Config::from_env(state)?;
+            reconciler::daemon::run(&config, std::time::Duration::from_secs(resync.max(1)))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -64,7 +64,8 @@ pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (H
                 }
             }
         },
-        _ if wanted_running => (Health::Failed, "declared running, but it is not".into()),
+        // Health is the live state; whether it should run is Sync's to say.
+        _ if wanted_running => (Health::Stopped, "stopped, though declared running".into()),
         _ => (Health::Stopped, "stopped".into()),
     }
 }

@@ -2,4 +2,5 @@
 
 mod converge;
 mod plan;
+mod service;
 mod validate;

@@ -1,0 +1,141 @@
+//! `left4me run`: the reconciler as a service. A new commit is acted on at once (a watch on the
+//! state repo's refs), drift is caught by a periodic resync, failures are retried with capped
+//! exponential backoff; triggers are coalesced and one pass runs at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::db::Db;
+use crate::engine::{self, Config, Error};
+
+/// What starts a pass, as recorded on its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Commit,
+    Drift,
+    Retry,
+}
+
+impl Trigger {
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Commit => "commit",
+            Trigger::Drift => "drift",
+            Trigger::Retry => "retry",
+        }
+    }
+}
+
+/// The longest wait between retries of a failing pass.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The first retry of a failing pass.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Runs until killed. Returns only when it cannot go on (the database or the repo is gone).
+pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
+    let mut db = Db::open(&config.db_path())?;
+    let (tx, rx) = mpsc::channel::<()>();
+    let git_dir = git_dir(&config.state);
+    // Ref updates (a commit, a push, a fast-forward) rename files under .git: watch the folder
+    // itself for packed-refs and HEAD, and refs/ below it.
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| Error::Host(format!("cannot watch the state repo: {e}")))?;
+    watcher
+        .watch(&git_dir, RecursiveMode::NonRecursive)
+        .and_then(|()| watcher.watch(&git_dir.join("refs"), RecursiveMode::Recursive))
+        .map_err(|e| Error::Host(format!("cannot watch {}: {e}", git_dir.display())))?;
+    tracing::info!(state = %config.state.display(), resync_seconds = resync.as_secs(), "watching the state repo");
+    notify_ready();
+
+    let mut last_revision: Option<String> = None;
+    let mut backoff = FIRST_BACKOFF;
+    let mut trigger = Trigger::Commit;
+    loop {
+        let started = Instant::now();
+        let retry_at = match engine::apply(config, &mut db, trigger.name(), None) {
+            Ok(outcome) => {
+                let changed = last_revision.as_deref() != Some(outcome.revision.id());
+                last_revision = Some(outcome.revision.id().to_owned());
+                if let Some(diagnostics) = &outcome.invalid {
+                    tracing::warn!(
+                        revision = outcome.revision.short(),
+                        "invalid revision, nothing applied:\n{diagnostics}"
+                    );
+                    None
+                } else if outcome.failed.is_empty() {
+                    if outcome.steps > 0 || changed {
+                        tracing::info!(
+                            revision = outcome.revision.short(),
+                            steps = outcome.steps,
+                            ms = started.elapsed().as_millis() as u64,
+                            "reconciled"
+                        );
+                    }
+                    backoff = FIRST_BACKOFF;
+                    None
+                } else {
+                    tracing::warn!(revision = outcome.revision.short(), failed = ?outcome.failed, retry_in = ?backoff, "steps failed");
+                    Some(retry(&mut backoff))
+                }
+            }
+            Err(error) => {
+                tracing::error!("pass failed: {error}");
+                Some(retry(&mut backoff))
+            }
+        };
+        let next_resync = Instant::now() + resync;
+
+        // Wait for the next reason to run, then take every other one that came meanwhile.
+        let deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
+        trigger = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(()) => {
+                // A commit touches several files; let the burst settle into one pass.
+                std::thread::sleep(Duration::from_millis(20));
+                while rx.try_recv().is_ok() {}
+                Trigger::Commit
+            }
+            Err(RecvTimeoutError::Timeout) if retry_at.is_some_and(|r| r <= Instant::now()) => Trigger::Retry,
+            Err(RecvTimeoutError::Timeout) => Trigger::Drift,
+            Err(RecvTimeoutError::Disconnected) => return Err(Error::Host("the watch on the state repo ended".into())),
+        };
+    }
+}
+
+/// When to retry a failed pass; each retry waits twice as long, up to [`MAX_BACKOFF`].
+fn retry(backoff: &mut Duration) -> Instant {
+    let at = Instant::now() + *backoff;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    at
+}
+
+/// `.git` of a work tree, or the repository itself when it is bare.
+fn git_dir(repo: &Path) -> PathBuf {
+    let dot_git = repo.join(".git");
+    if dot_git.is_dir() { dot_git } else { repo.to_path_buf() }
+}
+
+/// Tells systemd the service is ready (Type=notify), when started by it.
+fn notify_ready() {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sender) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let bytes = socket.as_encoded_bytes();
+    let sent = match bytes.strip_prefix(b"@") {
+        // An abstract socket address.
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| sender.send_to_addr(b"READY=1", &addr))
+        }
+        None => sender.send_to(b"READY=1", Path::new(&socket)),
+    };
+    if let Err(e) = sent {
+        tracing::warn!("cannot tell systemd the service is ready: {e}");
+    }
+}

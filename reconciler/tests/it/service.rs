@@ -1,0 +1,126 @@
+//! `left4me run` as the service it is on a host: commits converge on their own, hand changes are
+//! respected until released, drift is healed, a mass deletion is held, a killed pass recovers.
+
+use std::path::Path;
+use std::process::Command;
+
+use left4me_sim::{Sandbox, workspace};
+
+struct Host {
+    sandbox: Sandbox,
+    disk: tempfile::TempDir,
+}
+
+impl Host {
+    /// A sandbox with left4me installed and its reconciler service running with a short resync.
+    fn serving() -> Host {
+        let disk = tempfile::Builder::new().prefix("service-disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
+        sandbox.install_left4me(bin_dir, true);
+        sandbox.run_ok("sh", &["-c", "echo LEFT4ME_RESYNC_SECONDS=1 >> /etc/left4me/host.env"]);
+        sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
+        Host { sandbox, disk }
+    }
+
+    fn repo(&self) -> std::path::PathBuf {
+        self.disk.path().join("root/state")
+    }
+
+    fn git(&self, args: &[&str]) {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(self.repo())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Alice")
+            .env("GIT_AUTHOR_EMAIL", "alice@example.invalid")
+            .env("GIT_COMMITTER_NAME", "Alice")
+            .env("GIT_COMMITTER_EMAIL", "alice@example.invalid")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    fn commit_examples(&self) {
+        let copied =
+            Command::new("cp").arg("-a").arg(workspace().join("examples/state/.")).arg(self.repo()).status().unwrap();
+        assert!(copied.success());
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "--quiet", "--message", "examples"]);
+    }
+
+    fn server(&self, name: &str) -> serde_json::Value {
+        let text = self.sandbox.run_ok("left4me", &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        status["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or_default()
+    }
+
+    fn wait_for(&self, seconds: u64, what: &str, mut check: impl FnMut(&Host) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while !check(self) {
+            assert!(std::time::Instant::now() < deadline, "{what}; journal:\n{}", self.journal());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn journal(&self) -> String {
+        let out = self.sandbox.run("journalctl", &["-u", "left4me-reconciler", "--no-pager", "-n", "40"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn running(&self, name: &str) -> bool {
+        self.server(name)["health"] == "Running"
+    }
+}
+
+#[test]
+fn commits_converge_hand_changes_are_respected_and_drift_is_healed() {
+    let host = Host::serving();
+    host.commit_examples();
+    host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+
+    // Stopped by hand: Overridden, and the reconciler leaves it stopped.
+    host.sandbox.run_ok("l4d2ctl", &["stop", "coop-1"]);
+    host.wait_for(10, "coop-1 is overridden", |h| h.server("coop-1")["sync"] == "Overridden");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let coop = host.server("coop-1");
+    assert_eq!((coop["sync"].as_str(), coop["health"].as_str()), (Some("Overridden"), Some("Stopped")), "{coop}");
+
+    // Released: healed.
+    host.sandbox.run_ok("l4d2ctl", &["release", "coop-1"]);
+    host.wait_for(20, "coop-1 runs again after the release", |h| h.running("coop-1"));
+
+    // Stopped behind left4me's back (no marker): drift, healed.
+    host.sandbox.run_ok("systemctl", &["stop", "left4me-server@coop-1.service"]);
+    host.wait_for(20, "coop-1 runs again after the drift", |h| h.running("coop-1"));
+}
+
+#[test]
+fn deleting_every_server_is_held_and_a_killed_pass_recovers() {
+    let host = Host::serving();
+    host.commit_examples();
+    host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+
+    // Kill the service while it works on a commit; it comes back (Restart=always) and finishes.
+    std::fs::write(
+        host.repo().join("servers/coop-3.yaml"),
+        std::fs::read_to_string(host.repo().join("servers/coop-1.yaml"))
+            .unwrap()
+            .replace("coop-1", "coop-3")
+            .replace("27015", "27017"),
+    )
+    .unwrap();
+    host.git(&["add", "--all"]);
+    host.git(&["commit", "--quiet", "--message", "coop-3"]);
+    host.sandbox.run_ok("systemctl", &["kill", "--signal=KILL", "left4me-reconciler.service"]);
+    host.wait_for(40, "coop-3 runs after the service came back", |h| h.running("coop-3"));
+    let plan = host.sandbox.run("left4me", &["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
+
+    // A revision deleting every server is held; the servers keep running.
+    host.git(&["rm", "--quiet", "-r", "servers"]);
+    host.git(&["commit", "--quiet", "--message", "delete everything"]);
+    host.wait_for(20, "the deletion is held", |h| h.server("coop-1")["sync"] == "Suspended");
+    assert!(host.running("coop-1"));
+    assert!(host.server("coop-1")["sync_message"].as_str().unwrap().contains("confirm-prune"));
+}
