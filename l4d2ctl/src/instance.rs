@@ -223,12 +223,22 @@ pub fn list(host: &Host) -> Result<Vec<Name>, Error> {
     Ok(names)
 }
 
-/// Removes an instance's files and runtime folders, unmounting its tree first. A missing instance
-/// is already deleted. Its unit must be stopped before.
-pub fn delete(host: &Host, name: &Name) -> Result<bool, Error> {
+/// What `delete` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub existed: bool,
+    /// Where the server's own data (its upper layer) was archived, when it had any.
+    pub archive: Option<std::path::PathBuf>,
+}
+
+/// Removes an instance's files and runtime folders, unmounting its tree first and archiving the
+/// game's own data (its upper layer) under `$ROOT/archive/` — nothing a server made is lost
+/// silently. A missing instance is already deleted. Its unit must be stopped before.
+pub fn delete(host: &Host, name: &Name) -> Result<Deleted, Error> {
     let paths = host.instance(name);
     let existed = paths.dir.exists() || paths.runtime.exists();
     mount::umount(host, name)?;
+    let archive = archive_upper(host, name)?;
     // The runtime folder holds the game's own data (upper); it goes only with the instance.
     for dir in [&paths.runtime, &paths.dir] {
         if !is_under(dir, &host.root) {
@@ -240,5 +250,32 @@ pub fn delete(host: &Host, name: &Name) -> Result<bool, Error> {
         }
         remove_tree(dir)?;
     }
-    Ok(existed)
+    Ok(Deleted { existed, archive })
+}
+
+/// Archives the upper layer as `$ROOT/archive/<name>-<time>.tar`, unless it is empty.
+fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>, Error> {
+    let upper = host.instance(name).upper();
+    let has_data = fs::read_dir(&upper).map(|mut entries| entries.next().is_some()).unwrap_or(false);
+    if !has_data {
+        return Ok(None);
+    }
+    let dir = host.root.join("archive");
+    ensure_dir(&dir, 0o750, Owner::root())?;
+    let stamp = crate::overrides::rfc3339(std::time::SystemTime::now()).replace([':', '-'], "");
+    let path = dir.join(format!("{name}-{stamp}.tar"));
+    let temp = dir.join(format!(".{name}-{stamp}.tar.tmp"));
+    let result = (|| {
+        let file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let mut builder = tar::Builder::new(file);
+        builder.follow_symlinks(false);
+        builder.append_dir_all(".", &upper).map_err(|e| Error::io(&upper, e))?;
+        let file = builder.into_inner().map_err(|e| Error::io(&temp, e))?;
+        file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map(|()| Some(path))
 }

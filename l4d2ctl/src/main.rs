@@ -50,6 +50,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print an instance's rendered spec and digest (instance.json).
+    Show { name: String },
     /// Show a server's console log from the journal.
     Logs {
         name: String,
@@ -183,8 +185,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             mark(&host, &name, "delete", by_hand)?;
             // Stopping a unit that was never started is fine; a missing instance is deleted already.
             systemd::disable_now(&unit)?;
-            let existed = instance::delete(&host, &name)?;
-            println!("{name}: {}", if existed { "deleted" } else { "already deleted" });
+            let deleted = instance::delete(&host, &name)?;
+            match (deleted.existed, deleted.archive) {
+                (_, Some(archive)) => println!("{name}: deleted; its data is archived in {}", archive.display()),
+                (true, None) => println!("{name}: deleted"),
+                (false, None) => println!("{name}: already deleted"),
+            }
             Ok(())
         }
         Cmd::Status { name, json } => {
@@ -196,6 +202,13 @@ fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 print!("{}", status::table(&statuses));
             }
+            Ok(())
+        }
+        Cmd::Show { name } => {
+            let name = parse_name(&name)?;
+            let record = instance::read_record(&host, &name)?
+                .ok_or_else(|| Error::Invalid(format!("{name} is not initialized")))?;
+            println!("{}", serde_json::to_string_pretty(&record).expect("a record always serializes"));
             Ok(())
         }
         Cmd::Logs { name, lines, follow } => {

@@ -30,10 +30,25 @@ pub fn plan(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 println!("revision {}", planned.revision.short());
                 print!("{}", planned.plan);
+                for step in &planned.plan.steps {
+                    if let reconciler::plan::Action::Rerender { spec } = &step.action {
+                        let current = engine::rendered(&config, &step.server).unwrap_or_default();
+                        print!("{}", diff(&current, &spec.to_json(), step.server.as_str()));
+                    }
+                }
             }
             Ok(if planned.plan.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+/// A unified diff of an instance's rendered spec, as the host has it and as the revision renders it.
+fn diff(current: &str, next: &str, server: &str) -> String {
+    similar::TextDiff::from_lines(current, next)
+        .unified_diff()
+        .context_radius(2)
+        .header(&format!("{server} (on the host)"), &format!("{server} (the revision)"))
+        .to_string()
 }
 
 pub fn apply(state: Option<PathBuf>, confirm_prune: Option<&str>) -> anyhow::Result<ExitCode> {

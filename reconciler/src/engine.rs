@@ -85,6 +85,14 @@ fn l4d2ctl_json<T: serde::de::DeserializeOwned>(config: &Config, args: &[&str]) 
         .map_err(|e| Error::L4d2ctl(format!("l4d2ctl {} answered something unexpected: {e}", args.join(" "))))
 }
 
+/// An instance's rendered spec as the host has it (`l4d2ctl show`), for showing diffs.
+pub fn rendered(config: &Config, server: &Name) -> Result<String, Error> {
+    let record: serde_json::Value = l4d2ctl_json(config, &["show", server.as_str()])?;
+    let spec: left4me_state::InstanceSpec = serde_json::from_value(record["spec"].clone())
+        .map_err(|e| Error::L4d2ctl(format!("l4d2ctl show {server}: {e}")))?;
+    Ok(spec.to_json())
+}
+
 /// The committed revision of the state repo's branch, checked.
 pub fn load(config: &Config) -> Result<(Revision, Checked), Error> {
     Ok(left4me_state::load_revision(&config.state, &config.branch)?)

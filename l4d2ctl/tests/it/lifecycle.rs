@@ -41,13 +41,25 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     let players = host.wait_for(5, |h| (h.answered("coop-1")?["query"]["players"] == 2).then_some(()));
     assert!(players.is_some(), "RCON changed what A2S reports");
 
+    // The game's own writes land in the instance's upper layer.
+    host.ok(
+        "sh",
+        &["-c", &format!("echo 'banid 0 STEAM_1:0:1' > {ROOT}/runtime/coop-1/merged/left4dead2/cfg/banned_user.cfg")],
+    );
+    assert!(host.root_path(&format!("{ROOT}/runtime/coop-1/upper/left4dead2/cfg/banned_user.cfg")).exists());
+
     host.l4d2ctl_ok(&["stop", "coop-1"]);
     let status = host.status_json("coop-1");
     assert_eq!(status["active_state"], "inactive");
     assert_eq!(status["enabled"], false);
     assert_eq!(status["mounted"], false, "ExecStopPost unmounted the overlay");
 
-    host.l4d2ctl_ok(&["delete", "coop-1"]);
+    let deleted = host.l4d2ctl_ok(&["delete", "coop-1"]);
+    // Nothing the server made is lost: its data is archived before the instance goes.
+    let archive = deleted.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(archive.starts_with(&format!("{ROOT}/archive/coop-1-")) && archive.ends_with(".tar"), "{deleted}");
+    let listing = host.ok("tar", &["-tf", &archive]);
+    assert!(listing.contains("left4dead2/cfg/banned_user.cfg"), "{listing}");
     assert!(!host.root_path(&format!("{ROOT}/instances/coop-1")).exists());
     assert!(!host.root_path(&format!("{ROOT}/runtime/coop-1")).exists());
     let mounts = host.ok("cat", &["/proc/self/mountinfo"]);

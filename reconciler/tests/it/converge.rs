@@ -158,3 +158,52 @@ fn a_blueprint_change_rolls_out_and_an_invalid_revision_applies_nothing() {
     assert_ne!(status["last_applied"], status["last_attempted"]);
     assert_eq!(host.instance("coop-1")["active_state"], "active", "the last good revision keeps running");
 }
+
+#[test]
+fn when_empty_waits_for_players_and_a_deleted_server_is_archived_and_removed() {
+    let host = Host::with_examples();
+    assert_eq!(code(&host.left4me(&["apply"])), Some(0));
+    assert!(host.wait_for(15, |h| h.server("coop-1")["health"] == "Running"));
+    host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sim_players", "2"]);
+    assert!(host.wait_for(5, |h| h.server("coop-1")["players"] == 2));
+
+    host.commit("blueprints/coop.yaml", "z_difficulty Hard", "z_difficulty Impossible", "coop: impossible");
+    assert_eq!(code(&host.left4me(&["apply"])), Some(0));
+    let waiting = host.instance("coop-1");
+    assert_ne!(waiting["started_digest"], waiting["digest"], "rendered, but not restarted with players on");
+    let plan = host.left4me(&["plan"]);
+    assert!(text(&plan).contains("waiting for 2 players to leave (rollout when-empty)"), "{}", text(&plan));
+
+    // A further change shows as a diff of the rendered spec.
+    host.commit("blueprints/coop.yaml", "sv_consistency 0", "sv_consistency 1", "coop: consistency");
+    let plan = host.left4me(&["plan"]);
+    let shown = text(&plan);
+    assert!(shown.contains("--- coop-1 (on the host)") && shown.contains("+++ coop-1 (the revision)"), "{shown}");
+    assert!(shown.contains("-    \"sv_consistency 0\"") && shown.contains("+    \"sv_consistency 1\""), "{shown}");
+    assert_eq!(code(&host.left4me(&["apply"])), Some(0));
+    assert!(host.server("coop-1")["sync_message"].as_str().unwrap().contains("waiting for 2 players"));
+
+    host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sim_players", "0"]);
+    assert!(host.wait_for(5, |h| h.server("coop-1")["players"] == 0));
+    assert_eq!(code(&host.left4me(&["apply"])), Some(0));
+    let applied = host.instance("coop-1");
+    assert_eq!(applied["started_digest"], applied["digest"], "restarted once empty");
+
+    // The server's own data, then its deletion from the repo: stopped, archived, removed.
+    host.sandbox.run_ok(
+        "sh",
+        &["-c", "echo 'banid 0 STEAM_1:0:1' > /var/lib/left4me/runtime/coop-1/merged/left4dead2/cfg/banned_user.cfg"],
+    );
+    std::fs::remove_file(host.repo().join("servers/coop-1.yaml")).unwrap();
+    host.git(&["commit", "--quiet", "--all", "--message", "retire coop-1"]);
+    let applied = host.left4me(&["apply"]);
+    assert_eq!(code(&applied), Some(0), "{}", text(&applied));
+    assert!(!host.disk.path().join("root/instances/coop-1").exists());
+    assert!(!host.disk.path().join("root/runtime/coop-1").exists());
+    let archived: Vec<_> =
+        std::fs::read_dir(host.disk.path().join("root/archive")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(archived.len(), 1, "{archived:?}");
+    let units =
+        host.sandbox.run_ok("systemctl", &["list-units", "--all", "--no-legend", "left4me-server@coop-1.service"]);
+    assert!(!units.contains("active"), "{units}");
+}
