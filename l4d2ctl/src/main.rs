@@ -73,6 +73,10 @@ enum Cmd {
         #[command(subcommand)]
         command: OverlayCmd,
     },
+    /// Every instance's status and every materialised overlay, as one JSON object: what the
+    /// reconciler observes, in one call.
+    #[command(hide = true)]
+    Observe,
     /// Mount a server's overlay (run by its unit, as root).
     #[command(hide = true)]
     Mount { name: String },
@@ -262,6 +266,14 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .map_err(|e| Error::Invalid(format!("invalid digest: {e}")))?;
             overlay::put(&host, &name, &digest, std::io::stdin().lock())?;
             println!("overlay {name}: {digest}");
+            Ok(())
+        }
+        Cmd::Observe => {
+            let observed = serde_json::json!({
+                "instances": status::status(&host, None)?,
+                "overlays": overlay::list(&host)?,
+            });
+            println!("{observed}");
             Ok(())
         }
         Cmd::Mount { name } => {

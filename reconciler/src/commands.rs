@@ -18,7 +18,7 @@ fn open(state: Option<PathBuf>) -> anyhow::Result<(Config, Db)> {
 
 pub fn plan(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let (config, db) = open(state)?;
-    match engine::plan_pass(&config, &db, None)? {
+    match engine::plan_pass(&config, &db, &mut Default::default(), None)? {
         Err((revision, diagnostics)) => {
             print!("{diagnostics}");
             eprintln!("left4me: revision {} is invalid; a pass would apply nothing", revision.short());
@@ -32,8 +32,10 @@ pub fn plan(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
                 print!("{}", planned.plan);
                 for step in &planned.plan.steps {
                     if let reconciler::plan::Action::Rerender { spec } = &step.action {
-                        let current = engine::rendered(&config, &step.server).unwrap_or_default();
-                        print!("{}", diff(&current, &spec.to_json(), step.server.as_str()));
+                        match engine::rendered(&config, &step.server) {
+                            Ok(current) => print!("{}", diff(&current, &spec.to_json(), step.server.as_str())),
+                            Err(e) => println!("(no diff for {}: {e})", step.server),
+                        }
                     }
                 }
             }
@@ -53,7 +55,7 @@ fn diff(current: &str, next: &str, server: &str) -> String {
 
 pub fn apply(state: Option<PathBuf>, confirm_prune: Option<&str>) -> anyhow::Result<ExitCode> {
     let (config, mut db) = open(state)?;
-    let outcome = engine::apply(&config, &mut db, "manual", confirm_prune)?;
+    let outcome = engine::apply(&config, &mut db, &mut Default::default(), "manual", confirm_prune)?;
     if let Some(diagnostics) = &outcome.invalid {
         print!("{diagnostics}");
         eprintln!("left4me: revision {} is invalid; nothing applied", outcome.revision.short());
@@ -71,8 +73,9 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let applied = db.meta("last_applied")?;
     let attempted = db.meta("last_attempted")?;
     let error = db.meta("revision_error")?;
+    let last_pass = db.events(1)?.into_iter().next();
     let mut servers = Vec::new();
-    if let Ok(planned) = engine::plan_pass(&config, &db, None)? {
+    if let Ok(planned) = engine::plan_pass(&config, &db, &mut Default::default(), None)? {
         for (name, sync) in &planned.plan.servers {
             let desired = planned.desired.servers.get(name);
             let observed = planned.host.instances.get(name);
@@ -85,7 +88,8 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     }
     if json {
         let value = serde_json::json!({
-            "last_applied": applied, "last_attempted": attempted, "revision_error": error, "servers": servers,
+            "last_applied": applied, "last_attempted": attempted, "revision_error": error,
+            "last_pass": last_pass, "servers": servers,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -94,6 +98,9 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
         |r: &Option<String>| r.as_deref().map(|r| r[..r.len().min(12)].to_owned()).unwrap_or_else(|| "none".into());
     println!("last applied revision:   {}", short(&applied));
     println!("last attempted revision: {}", short(&attempted));
+    if let Some(pass) = &last_pass {
+        println!("last pass:               {} ({})", pass.message, pass.at);
+    }
     if let Some(error) = &error {
         println!("the attempted revision is invalid; the last applied one keeps running:");
         for line in error.lines() {

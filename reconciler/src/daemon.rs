@@ -57,9 +57,10 @@ pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
     let mut last_revision: Option<String> = None;
     let mut backoff = FIRST_BACKOFF;
     let mut trigger = Trigger::Commit;
+    let mut cache = engine::RevisionCache::default();
     loop {
         let started = Instant::now();
-        let retry_at = match engine::apply(config, &mut db, trigger.name(), None) {
+        let retry_at = match engine::apply(config, &mut db, &mut cache, trigger.name(), None) {
             Ok(outcome) => {
                 let changed = last_revision.as_deref() != Some(outcome.revision.id());
                 last_revision = Some(outcome.revision.id().to_owned());

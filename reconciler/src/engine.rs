@@ -53,18 +53,23 @@ pub enum Error {
     L4d2ctl(String),
 }
 
-/// What the host runs and holds, observed in two `l4d2ctl` calls whatever the number of servers.
+/// What the host runs and holds.
 pub struct HostView {
     pub instances: Observed,
     pub overlays: BTreeMap<Name, String>,
 }
 
+/// Observes the host in one `l4d2ctl observe`, whatever the number of servers.
 pub fn observe(config: &Config) -> Result<HostView, Error> {
-    let statuses: Vec<InstanceStatus> = l4d2ctl_json(config, &["status", "--json"])?;
-    let overlays: Vec<MaterialisedOverlay> = l4d2ctl_json(config, &["overlay", "list", "--json"])?;
+    #[derive(serde::Deserialize)]
+    struct Observation {
+        instances: Vec<InstanceStatus>,
+        overlays: Vec<MaterialisedOverlay>,
+    }
+    let observed: Observation = l4d2ctl_json(config, &["observe"])?;
     Ok(HostView {
-        instances: statuses.into_iter().map(|s| (s.name.clone(), s)).collect(),
-        overlays: overlays.into_iter().map(|o| (o.name, o.digest)).collect(),
+        instances: observed.instances.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        overlays: observed.overlays.into_iter().map(|o| (o.name, o.digest)).collect(),
     })
 }
 
@@ -93,9 +98,29 @@ pub fn rendered(config: &Config, server: &Name) -> Result<String, Error> {
     Ok(spec.to_json())
 }
 
+/// The last revision read, kept by the service so that a pass over an unchanged revision costs
+/// one `git rev-parse` rather than reading the tree again.
+#[derive(Default)]
+pub struct RevisionCache {
+    last: Option<(Revision, Checked)>,
+    /// Whether the last `load` had to read the tree (two more git processes).
+    read_tree: bool,
+}
+
 /// The committed revision of the state repo's branch, checked.
-pub fn load(config: &Config) -> Result<(Revision, Checked), Error> {
-    Ok(left4me_state::load_revision(&config.state, &config.branch)?)
+pub fn load(config: &Config, cache: &mut RevisionCache) -> Result<(Revision, Checked), Error> {
+    let revision = left4me_state::resolve(&config.state, &config.branch)?;
+    cache.read_tree = false;
+    if let Some((cached, checked)) = &cache.last
+        && *cached == revision
+    {
+        return Ok((revision, checked.clone()));
+    }
+    let tree = left4me_state::read_revision(&config.state, &revision, left4me_state::Limits::DEFAULT)?;
+    let checked = left4me_state::validate(&tree);
+    cache.last = Some((revision.clone(), checked.clone()));
+    cache.read_tree = true;
+    Ok((revision, checked))
 }
 
 /// The plan for the current revision and host. None when the revision is invalid.
@@ -109,9 +134,10 @@ pub struct Planned {
 pub fn plan_pass(
     config: &Config,
     db: &Db,
+    cache: &mut RevisionCache,
     confirm_prune: Option<&str>,
 ) -> Result<Result<Planned, (Revision, String)>, Error> {
-    let (revision, checked) = load(config)?;
+    let (revision, checked) = load(config, cache)?;
     let desired = match checked {
         Ok(desired) => desired,
         Err(diagnostics) => return Ok(Err((revision, diagnostics.to_string()))),
@@ -134,6 +160,8 @@ pub fn plan_pass(
 pub struct PassOutcome {
     pub revision: Revision,
     pub steps: usize,
+    /// Processes the pass started: git, the observation, one per step.
+    pub processes: usize,
     pub failed: Vec<String>,
     /// The revision was invalid: nothing was applied.
     pub invalid: Option<String>,
@@ -141,11 +169,17 @@ pub struct PassOutcome {
 
 /// Runs one pass: nothing is applied from an invalid revision, one server's failure never stops
 /// the others, every step is a job with its full output.
-pub fn apply(config: &Config, db: &mut Db, trigger: &str, confirm_prune: Option<&str>) -> Result<PassOutcome, Error> {
+pub fn apply(
+    config: &Config,
+    db: &mut Db,
+    cache: &mut RevisionCache,
+    trigger: &str,
+    confirm_prune: Option<&str>,
+) -> Result<PassOutcome, Error> {
     // One pass at a time on a host, whoever starts it (the service, `left4me apply`).
     let _lock = pass_lock(config)?;
     let started = Instant::now();
-    let planned = match plan_pass(config, db, confirm_prune)? {
+    let planned = match plan_pass(config, db, cache, confirm_prune)? {
         Ok(planned) => planned,
         Err((revision, diagnostics)) => {
             db.set_meta("last_attempted", Some(revision.id()))?;
@@ -161,7 +195,13 @@ pub fn apply(config: &Config, db: &mut Db, trigger: &str, confirm_prune: Option<
                     revision.short()
                 ),
             })?;
-            return Ok(PassOutcome { revision, steps: 0, failed: Vec::new(), invalid: Some(diagnostics) });
+            return Ok(PassOutcome {
+                revision,
+                steps: 0,
+                processes: 0,
+                failed: Vec::new(),
+                invalid: Some(diagnostics),
+            });
         }
     };
     let Planned { revision, desired, plan, .. } = planned;
@@ -214,13 +254,19 @@ pub fn apply(config: &Config, db: &mut Db, trigger: &str, confirm_prune: Option<
         .collect();
     db.set_wishes(&wishes)?;
     let steps = plan.overlays.len() + plan.steps.len();
+    // rev-parse, ls-tree and cat-file when the tree was read, the observation, one per step.
+    let processes = 1 + if cache.read_tree { 2 } else { 0 } + 1 + steps;
     let elapsed = started.elapsed();
     if failed.is_empty() {
         db.set_meta("last_applied", Some(revision.id()))?;
     }
     let message = match (steps, failed.is_empty()) {
-        (0, _) => format!("Reconciliation finished in {} ms: nothing to do", elapsed.as_millis()),
-        (_, true) => format!("Reconciliation finished in {} ms: {steps} steps", elapsed.as_millis()),
+        (0, _) => {
+            format!("Reconciliation finished in {} ms: nothing to do ({processes} processes)", elapsed.as_millis())
+        }
+        (_, true) => {
+            format!("Reconciliation finished in {} ms: {steps} steps ({processes} processes)", elapsed.as_millis())
+        }
         (_, false) => format!(
             "Reconciliation finished in {} ms: {steps} steps, failed: {}",
             elapsed.as_millis(),
@@ -235,7 +281,7 @@ pub fn apply(config: &Config, db: &mut Db, trigger: &str, confirm_prune: Option<
         steps: Some(steps as i64),
         message,
     })?;
-    Ok(PassOutcome { revision, steps, failed, invalid: None })
+    Ok(PassOutcome { revision, steps, processes, failed, invalid: None })
 }
 
 /// Held for the length of a pass; released when dropped (or when the process dies).

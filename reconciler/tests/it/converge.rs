@@ -18,13 +18,13 @@ impl Host {
         let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
         sandbox.install_left4me(bin_dir, true);
+        // These tests run passes themselves; the service would race them.
+        sandbox.run_ok("systemctl", &["disable", "--now", "--quiet", "left4me-reconciler.service"]);
         let host = Host { sandbox, disk };
         let repo = host.repo();
-        std::fs::create_dir_all(&repo).unwrap();
         let copied =
             Command::new("cp").arg("-a").arg(workspace().join("examples/state/.")).arg(&repo).status().unwrap();
         assert!(copied.success());
-        host.git(&["init", "--quiet", "--initial-branch=main"]);
         host.git(&["add", "--all"]);
         host.git(&["commit", "--quiet", "--message", "examples"]);
         host

@@ -78,6 +78,12 @@ fn commits_converge_hand_changes_are_respected_and_drift_is_healed() {
     let host = Host::serving();
     host.commit_examples();
     host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+    // A pass with nothing to do costs two processes: git rev-parse and l4d2ctl observe.
+    host.wait_for(10, "a no-op pass", |h| {
+        let text = h.sandbox.run_ok("left4me", &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        status["last_pass"]["message"].as_str().is_some_and(|m| m.ends_with("nothing to do (2 processes)"))
+    });
 
     // Stopped by hand: Overridden, and the reconciler leaves it stopped.
     host.sandbox.run_ok("l4d2ctl", &["stop", "coop-1"]);
