@@ -144,7 +144,10 @@ pub fn plan_pass(
     };
     let host = observe(config)?;
     let previous = db.wishes()?;
-    let confirmed = confirm_prune.is_some_and(|rev| !rev.is_empty() && revision.id().starts_with(rev));
+    let confirmed = match confirm_prune {
+        Some(rev) => left4me_state::resolve(&config.state, rev)? == revision,
+        None => false,
+    };
     let plan = plan::plan(&Inputs {
         desired: &desired,
         observed: &host.instances,

@@ -207,3 +207,56 @@ fn when_empty_waits_for_players_and_a_deleted_server_is_archived_and_removed() {
         host.sandbox.run_ok("systemctl", &["list-units", "--all", "--no-legend", "left4me-server@coop-1.service"]);
     assert!(!units.contains("active"), "{units}");
 }
+
+/// A small deterministic generator (an LCG), so that a failing state can be reproduced.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[test]
+fn after_apply_there_is_nothing_to_do_for_generated_states() {
+    let host = Host::with_examples();
+    let mut rng = Lcg(0x1ef4_0e5e);
+    let names = ["g-alpha", "g-bravo", "g-charlie", "g-delta", "g-echo"];
+    for round in 0..4 {
+        // Generated servers replace the examples' own; the blueprint's rollout and stack vary too.
+        let servers = host.repo().join("servers");
+        std::fs::remove_dir_all(&servers).unwrap();
+        std::fs::create_dir_all(&servers).unwrap();
+        let rollout = ["immediate", "when-empty", "next-start"][rng.next(3) as usize];
+        let overlays = if rng.next(2) == 0 { "[tickrate]" } else { "[]" };
+        std::fs::write(
+            host.repo().join("blueprints/coop.yaml"),
+            format!(
+                "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {{name: coop, owner: alice}}\nspec:\n  overlays: {overlays}\n  \
+                 arguments: [\"+map\", c{}m1_hotel]\n  rollout: {rollout}\n",
+                1 + rng.next(2)
+            ),
+        )
+        .unwrap();
+        let count = 2 + rng.next(4) as usize;
+        for (index, name) in names.iter().take(count).enumerate() {
+            let state = if rng.next(3) == 0 { "stopped" } else { "running" };
+            let port = 27015 + index as u64 * 2 + rng.next(2);
+            std::fs::write(
+                servers.join(format!("{name}.yaml")),
+                format!(
+                    "apiVersion: left4me/v1\nkind: Server\nmetadata: {{name: {name}, owner: alice}}\nspec: {{blueprint: coop, port: {port}, state: {state}}}\n"
+                ),
+            )
+            .unwrap();
+        }
+        host.git(&["add", "--all"]);
+        host.git(&["commit", "--quiet", "--message", &format!("generated state {round}")]);
+        // Replacing every example server at once is a mass deletion: confirmed for this revision.
+        let applied = host.left4me(&["apply", "--confirm-prune", "HEAD"]);
+        assert_eq!(code(&applied), Some(0), "round {round}: {}", text(&applied));
+        let plan = host.left4me(&["plan"]);
+        assert_eq!(code(&plan), Some(0), "round {round}: after apply, plan has nothing to do: {}", text(&plan));
+    }
+}

@@ -130,3 +130,63 @@ fn deleting_every_server_is_held_and_a_killed_pass_recovers() {
     assert!(host.running("coop-1"));
     assert!(host.server("coop-1")["sync_message"].as_str().unwrap().contains("confirm-prune"));
 }
+
+#[test]
+fn with_the_service_going_a_killed_game_heals_rollouts_wait_for_players_and_invalid_commits_wait() {
+    let host = Host::serving();
+    host.commit_examples();
+    host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+    let instance = |h: &Host| -> serde_json::Value {
+        let text = h.sandbox.run_ok("l4d2ctl", &["status", "coop-1", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
+    };
+
+    // A game process killed without a marker: back to Running.
+    let pid = instance(&host)["main_pid"].as_u64().unwrap().to_string();
+    host.sandbox.run_ok("kill", &["-9", &pid]);
+    host.wait_for(20, "coop-1 runs again after kill -9", |h| {
+        h.running("coop-1") && instance(h)["main_pid"].as_u64().map(|p| p.to_string()) != Some(pid.clone())
+    });
+
+    // when-empty: players on, the new render waits; empty, it is applied.
+    host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sim_players", "3"]);
+    host.wait_for(10, "A2S reports the players", |h| h.server("coop-1")["players"] == 3);
+    let text = std::fs::read_to_string(host.repo().join("blueprints/coop.yaml")).unwrap();
+    std::fs::write(host.repo().join("blueprints/coop.yaml"), text.replace("z_difficulty Hard", "z_difficulty Expert"))
+        .unwrap();
+    host.git(&["commit", "--quiet", "--all", "--message", "coop: expert"]);
+    // Rendered anew by the service, but not restarted while players are on.
+    host.wait_for(20, "the new render waits", |h| {
+        let i = instance(h);
+        i["started_digest"] != i["digest"]
+            && h.server("coop-1")["sync_message"].as_str().is_some_and(|m| m.contains("waiting for 3 players to leave"))
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let waiting = instance(&host);
+    assert_ne!(waiting["started_digest"], waiting["digest"], "still not restarted after further passes");
+    host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sim_players", "0"]);
+    host.wait_for(20, "the rollout applies once empty", |h| {
+        let i = instance(h);
+        i["started_digest"] == i["digest"] && h.running("coop-1")
+    });
+
+    // An invalid commit: nothing applied, the diagnostics in status, the servers keep running.
+    let text = std::fs::read_to_string(host.repo().join("servers/coop-1.yaml")).unwrap();
+    std::fs::write(host.repo().join("servers/coop-1.yaml"), text.replace("blueprint: coop", "blueprint: cop")).unwrap();
+    host.git(&["commit", "--quiet", "--all", "--message", "a typo"]);
+    host.wait_for(20, "the invalid revision is reported", |h| {
+        let text = h.sandbox.run_ok("left4me", &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        status["revision_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("servers/coop-1.yaml:") && e.contains("blueprint cop does not exist"))
+    });
+    assert_eq!(instance(&host)["active_state"], "active");
+
+    // Fixed by deleting the server instead: stopped and removed.
+    std::fs::remove_file(host.repo().join("servers/coop-1.yaml")).unwrap();
+    host.git(&["commit", "--quiet", "--all", "--message", "retire coop-1"]);
+    host.wait_for(20, "coop-1 is removed", |h| !h.disk.path().join("root/instances/coop-1").exists());
+    let state = host.sandbox.run("systemctl", &["is-active", "left4me-server@coop-1.service"]);
+    assert_ne!(String::from_utf8_lossy(&state.stdout).trim(), "active");
+}
