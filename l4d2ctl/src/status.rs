@@ -73,12 +73,24 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
         None => instance::list(host)?,
     };
     let units: Vec<String> = names.iter().map(unit_name).collect();
-    let shown = show_units(&units)?;
+    let loaded = systemd::loaded_units("left4me-server@*.service")?;
+    let shown_units: Vec<String> = units.iter().filter(|u| loaded.contains_key(*u)).cloned().collect();
+    let mut shown: BTreeMap<String, BTreeMap<String, String>> =
+        shown_units.iter().cloned().zip(show_units(&shown_units)?).collect();
     let mounts = mount::mount_points()?;
 
     let mut statuses = Vec::with_capacity(names.len());
-    for ((name, unit), props) in names.iter().zip(units).zip(shown) {
+    for (name, unit) in names.iter().zip(units) {
         let Some(record) = instance::read_record(host, name)? else { continue };
+        // A unit systemd has not loaded is stopped; whether it is enabled is its symlink.
+        let props = shown.remove(&unit).unwrap_or_else(|| {
+            let enabled = enabled_on_disk(&unit);
+            BTreeMap::from([
+                ("ActiveState".to_owned(), "inactive".to_owned()),
+                ("SubState".to_owned(), "dead".to_owned()),
+                ("UnitFileState".to_owned(), if enabled { "enabled" } else { "disabled" }.to_owned()),
+            ])
+        });
         let get = |key: &str| props.get(key).cloned().unwrap_or_default();
         statuses.push(InstanceStatus {
             name: name.clone(),
@@ -122,6 +134,14 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
         }
     }
     Ok(statuses)
+}
+
+/// Whether `systemctl enable` linked the unit into a target (what `start` does).
+fn enabled_on_disk(unit: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/etc/systemd/system") else { return false };
+    entries
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".wants") && e.path().join(unit).symlink_metadata().is_ok())
 }
 
 /// `systemctl show` of every unit at once, timestamps as Unix seconds.

@@ -59,3 +59,18 @@ pub fn show(units: &[String], properties: &[&str]) -> Result<Vec<BTreeMap<String
     }
     Ok(blocks)
 }
+
+/// The units matching `pattern` that systemd has loaded, with their active and sub state. A unit
+/// not loaded is inactive: systemd drops stopped units nothing refers to, and loading each again
+/// only to read its state costs more than the rest of a status together.
+pub fn loaded_units(pattern: &str) -> Result<BTreeMap<String, (String, String)>, Error> {
+    let text = systemctl(&["list-units", "--all", "--plain", "--no-legend", "--no-pager", "--", pattern])?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (unit, load, active, sub) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+            (load == "loaded").then(|| (unit.to_owned(), (active.to_owned(), sub.to_owned())))
+        })
+        .collect())
+}

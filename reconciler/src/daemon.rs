@@ -42,7 +42,7 @@ pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
     // Ref updates (a commit, a push, a fast-forward) rename files under .git: watch the folder
     // itself for packed-refs and HEAD, and refs/ below it.
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| e.paths.iter().any(|p| moves_a_ref(p))) {
             let _ = tx.send(());
         }
     })
@@ -97,8 +97,7 @@ pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
         let deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
         trigger = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(()) => {
-                // A commit touches several files; let the burst settle into one pass.
-                std::thread::sleep(Duration::from_millis(20));
+                // Take the rest of a burst (a push moves several refs) into this one pass.
                 while rx.try_recv().is_ok() {}
                 Trigger::Commit
             }
@@ -107,6 +106,18 @@ pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
             Err(RecvTimeoutError::Disconnected) => return Err(Error::Host("the watch on the state repo ended".into())),
         };
     }
+}
+
+/// Whether a changed path can move the branch: a ref, packed-refs or HEAD, once written — git
+/// writes `<ref>.lock` and renames it into place, so the lock file itself is not yet a change,
+/// and the index, objects and logs never are.
+fn moves_a_ref(path: &Path) -> bool {
+    let text = path.to_string_lossy();
+    if text.ends_with(".lock") {
+        return false;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name == "HEAD" || name == "packed-refs" || text.contains("/refs/")
 }
 
 /// When to retry a failed pass; each retry waits twice as long, up to [`MAX_BACKOFF`].
