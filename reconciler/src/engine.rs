@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 use l4d2ctl::overlay::MaterialisedOverlay;
@@ -211,40 +211,59 @@ pub fn apply(
     db.set_meta("last_attempted", Some(revision.id()))?;
     db.set_meta("revision_error", None)?;
     let rev = Some(revision.id());
-    let mut failed = Vec::new();
 
-    for overlay in &plan.overlays {
-        let tar = overlay_tar(&desired, overlay);
-        let digest = desired.overlays[overlay].digest.to_string();
-        let job = db.create_job("overlay", overlay.as_str(), rev, trigger)?;
-        let code = run_job(config, db, job, &["overlay", "put", overlay.as_str(), "--digest", &digest], Some(tar))?;
-        if code != 0 {
-            failed.push(format!("overlay {overlay}"));
-        }
-    }
-    let mut broken: Vec<&Name> = Vec::new();
-    for step in &plan.steps {
-        if broken.contains(&&step.server) {
-            continue;
-        }
-        let name = step.server.as_str();
-        let (args, input): (Vec<&str>, Option<Vec<u8>>) = match &step.action {
-            Action::Release => (vec!["release", name], None),
-            Action::Create { spec } | Action::Rerender { spec } => {
-                (vec!["initialize", name, "-f", "-"], Some(spec.to_json().into_bytes()))
+    let shared = Mutex::new(&mut *db);
+    let failures = Mutex::new(Vec::new());
+    // Overlays first, then each phase of the plan in order; within a phase, steps of different
+    // servers run side by side (a server has at most one step per phase), as systemd starts units.
+    let overlay_jobs: Vec<Job> = plan
+        .overlays
+        .iter()
+        .map(|overlay| {
+            let digest = desired.overlays[overlay].digest.to_string();
+            Job {
+                kind: "overlay",
+                target: overlay.clone(),
+                args: vec!["overlay".into(), "put".into(), overlay.to_string(), "--digest".into(), digest],
+                input: Some(overlay_tar(&desired, overlay)),
+                reason: "its files changed in the revision".into(),
             }
-            Action::Start => (vec!["start", name], None),
-            Action::Stop => (vec!["stop", name], None),
-            Action::Restart => (vec!["restart", name], None),
-            Action::Delete => (vec!["delete", name], None),
-        };
-        let job = db.create_job(step.action.name(), name, rev, trigger)?;
-        db.append_line(job, "plan", &step.reason)?;
-        if run_job(config, db, job, &args, input)? != 0 {
-            broken.push(&step.server);
-            failed.push(format!("{} {name}", step.action.name()));
+        })
+        .collect();
+    run_parallel(config, &shared, &failures, overlay_jobs, rev, trigger)?;
+    let mut phases: Vec<Vec<&plan::Step>> = Vec::new();
+    for step in &plan.steps {
+        match phases.last_mut() {
+            Some(phase) if phase[0].action.phase() == step.action.phase() => phase.push(step),
+            _ => phases.push(vec![step]),
         }
     }
+    for phase in phases {
+        let broken: Vec<Name> =
+            failures.lock().expect("no worker panics").iter().map(|(name, _): &(Name, String)| name.clone()).collect();
+        let jobs = phase
+            .into_iter()
+            .filter(|step| !broken.contains(&step.server))
+            .map(|step| {
+                let name = step.server.to_string();
+                let (args, input): (Vec<String>, Option<Vec<u8>>) = match &step.action {
+                    Action::Release => (vec!["release".into(), name], None),
+                    Action::Create { spec } | Action::Rerender { spec } => {
+                        (vec!["initialize".into(), name, "-f".into(), "-".into()], Some(spec.to_json().into_bytes()))
+                    }
+                    Action::Start => (vec!["start".into(), name], None),
+                    Action::Stop => (vec!["stop".into(), name], None),
+                    Action::Restart => (vec!["restart".into(), name], None),
+                    Action::Delete => (vec!["delete".into(), name], None),
+                };
+                Job { kind: step.action.name(), target: step.server.clone(), args, input, reason: step.reason.clone() }
+            })
+            .collect();
+        run_parallel(config, &shared, &failures, jobs, rev, trigger)?;
+    }
+    let failures = failures.into_inner().expect("no worker panics");
+    let broken: Vec<&Name> = failures.iter().map(|(name, _)| name).collect();
+    let failed: Vec<String> = failures.iter().map(|(_, what)| what.clone()).collect();
 
     let wishes: BTreeMap<Name, Wish> = desired
         .servers
@@ -331,11 +350,74 @@ fn overlay_tar(desired: &DesiredState, name: &Name) -> Vec<u8> {
     builder.into_inner().expect("writing a tar to memory does not fail")
 }
 
+/// One `l4d2ctl` command of a pass, to run as a job.
+struct Job {
+    kind: &'static str,
+    target: Name,
+    args: Vec<String>,
+    input: Option<Vec<u8>>,
+    reason: String,
+}
+
+/// At most this many `l4d2ctl` commands run at once.
+const WORKERS: usize = 8;
+
+/// Runs jobs side by side, recording each job's failure as (target, what failed).
+fn run_parallel(
+    config: &Config,
+    db: &Mutex<&mut Db>,
+    failures: &Mutex<Vec<(Name, String)>>,
+    jobs: Vec<Job>,
+    rev: Option<&str>,
+    trigger: &str,
+) -> Result<(), Error> {
+    let queue = Mutex::new(jobs.into_iter());
+    let errors = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| {
+                loop {
+                    let Some(job) = queue.lock().expect("no worker panics").next() else { break };
+                    let result = (|| {
+                        let id = {
+                            let db = db.lock().expect("no worker panics");
+                            let id = db.create_job(job.kind, job.target.as_str(), rev, trigger)?;
+                            db.append_line(id, "plan", &job.reason)?;
+                            id
+                        };
+                        let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
+                        run_job(config, db, id, &args, job.input)
+                    })();
+                    match result {
+                        Ok(0) => {}
+                        Ok(_) => failures
+                            .lock()
+                            .expect("no worker panics")
+                            .push((job.target.clone(), format!("{} {}", job.kind, job.target))),
+                        Err(e) => errors.lock().expect("no worker panics").push(e),
+                    }
+                }
+            });
+        }
+    });
+    match errors.into_inner().expect("no worker panics").into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
 /// Runs `l4d2ctl --reconciler <args>` as job `job`, every output line into the job's log as it
 /// comes. Returns the exit code.
-fn run_job(config: &Config, db: &Db, job: i64, args: &[&str], input: Option<Vec<u8>>) -> Result<i32, Error> {
-    db.start_job(job)?;
-    db.append_line(job, "command", &format!("l4d2ctl {}", args.join(" ")))?;
+fn run_job(
+    config: &Config,
+    db: &Mutex<&mut Db>,
+    job: i64,
+    args: &[&str],
+    input: Option<Vec<u8>>,
+) -> Result<i32, Error> {
+    let db = |f: &dyn Fn(&Db) -> Result<(), DbError>| f(&db.lock().expect("no worker panics"));
+    db(&|db| db.start_job(job))?;
+    db(&|db| db.append_line(job, "command", &format!("l4d2ctl {}", args.join(" "))))?;
     let mut child = match Command::new(&config.l4d2ctl)
         .arg("--reconciler")
         .args(args)
@@ -346,8 +428,8 @@ fn run_job(config: &Config, db: &Db, job: i64, args: &[&str], input: Option<Vec<
     {
         Ok(child) => child,
         Err(e) => {
-            db.append_line(job, "stderr", &format!("cannot run {}: {e}", config.l4d2ctl.display()))?;
-            db.finish_job(job, 127)?;
+            db(&|db| db.append_line(job, "stderr", &format!("cannot run {}: {e}", config.l4d2ctl.display())))?;
+            db(&|db| db.finish_job(job, 127))?;
             return Ok(127);
         }
     };
@@ -374,7 +456,7 @@ fn run_job(config: &Config, db: &Db, job: i64, args: &[&str], input: Option<Vec<
     .collect();
     drop(tx);
     for (stream, line) in rx {
-        db.append_line(job, stream, &line)?;
+        db(&|db| db.append_line(job, stream, &line))?;
     }
     for reader in readers {
         let _ = reader.join();
@@ -383,6 +465,6 @@ fn run_job(config: &Config, db: &Db, job: i64, args: &[&str], input: Option<Vec<
         let _ = writer.join();
     }
     let code = child.wait().map(|s| s.code().unwrap_or(128)).unwrap_or(128);
-    db.finish_job(job, code)?;
+    db(&|db| db.finish_job(job, code))?;
     Ok(code)
 }

@@ -78,7 +78,7 @@ impl Action {
     /// The order of a pass: overrides released, then everything that frees ports, then renders,
     /// then restarts, then starts — so a port moving between servers is released before it is
     /// taken, and each server's own steps keep their order.
-    fn phase(&self) -> u8 {
+    pub fn phase(&self) -> u8 {
         match self {
             Action::Release => 0,
             Action::Stop | Action::Delete => 1,
