@@ -29,9 +29,15 @@ pub fn daemon_reload() -> Result<(), Error> {
 /// Enables and starts a unit; the template is loaded already, so no reload is needed (a reload
 /// costs more than the start itself).
 pub fn enable_now(unit: &str) -> Result<(), Error> {
-    // A start asked for is a new attempt: forget an earlier crash loop's start limit.
+    let enable = ["enable", "--now", "--no-reload", "--quiet", unit];
+    let first = Command::new("systemctl").args(enable).stdin(Stdio::null()).stderr(Stdio::null()).status();
+    if first.is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    // A start asked for is a new attempt: forget an earlier crash loop's start limit, then try
+    // again, this time with systemctl's own words on failure. (Only then: it costs a process.)
     let _ = Command::new("systemctl").args(["reset-failed", "--quiet", unit]).stderr(Stdio::null()).status();
-    systemctl(&["enable", "--now", "--no-reload", "--quiet", unit]).map(drop)
+    systemctl(&enable).map(drop)
 }
 
 pub fn disable_now(unit: &str) -> Result<(), Error> {

@@ -42,7 +42,9 @@ pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
     // Ref updates (a commit, a push, a fast-forward) rename files under .git: watch the folder
     // itself for packed-refs and HEAD, and refs/ below it.
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| e.paths.iter().any(|p| moves_a_ref(p))) {
+        // Reading the repo (each pass does) opens refs too: only writes count.
+        let writes = |e: &notify::Event| !matches!(e.kind, notify::EventKind::Access(_) | notify::EventKind::Other);
+        if event.is_ok_and(|e| writes(&e) && e.paths.iter().any(|p| moves_a_ref(p))) {
             let _ = tx.send(());
         }
     })

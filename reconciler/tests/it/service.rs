@@ -85,6 +85,14 @@ fn commits_converge_hand_changes_are_respected_and_drift_is_healed() {
         status["last_pass"]["message"].as_str().is_some_and(|m| m.ends_with("nothing to do (2 processes)"))
     });
 
+    // Passes come from triggers, not from the passes themselves: reading the repo opens its refs,
+    // which must not count as a change. With a resync every second, a few passes in two seconds.
+    let db = reconciler::db::Db::open(&host.disk.path().join("root/left4me.db")).unwrap();
+    let before = db.events(10_000).unwrap().len();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let passes = db.events(10_000).unwrap().len() - before;
+    assert!(passes <= 4, "{passes} passes in two seconds: the service triggers itself");
+
     // Stopped by hand: Overridden, and the reconciler leaves it stopped.
     host.sandbox.run_ok("l4d2ctl", &["stop", "coop-1"]);
     host.wait_for(10, "coop-1 is overridden", |h| h.server("coop-1")["sync"] == "Overridden");
