@@ -35,8 +35,12 @@ enum Cmd {
         #[arg(short = 'f', long = "file", value_name = "SPEC")]
         file: PathBuf,
     },
-    /// Enable and start a server (it also starts after a reboot).
-    Start { name: String },
+    /// Enable and start servers (they also start after a reboot). Several start together, as
+    /// one systemd transaction.
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Stop and disable a server.
     Stop { name: String },
     /// Restart a running server (it runs its current render afterwards).
@@ -153,18 +157,31 @@ fn run(cli: Cli) -> Result<(), Error> {
             println!("{name}: {} ({})", if done.changed { "initialized" } else { "already up to date" }, done.digest);
             Ok(())
         }
-        Cmd::Start { name } => {
-            let name = parse_name(&name)?;
+        Cmd::Start { names } => {
+            let names = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>, _>>()?;
             require_root("start")?;
-            if instance::read_record(&host, &name)?.is_none() {
-                return Err(Error::Invalid(format!(
-                    "{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>` first"
-                )));
+            for name in &names {
+                if instance::read_record(&host, name)?.is_none() {
+                    return Err(Error::Invalid(format!(
+                        "{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>` first"
+                    )));
+                }
             }
-            mark(&host, &name, "start", by_hand)?;
-            systemd::enable_now(&unit_name(&name))?;
-            println!("{name}: started");
-            Ok(())
+            for name in &names {
+                mark(&host, name, "start", by_hand)?;
+            }
+            let units: Vec<String> = names.iter().map(unit_name).collect();
+            let failed = systemd::enable_now(&units);
+            for (name, unit) in names.iter().zip(&units) {
+                match failed.iter().find(|(u, _)| u == unit) {
+                    Some((_, error)) => println!("{name}: failed to start: {error}"),
+                    None => println!("{name}: started"),
+                }
+            }
+            match failed.len() {
+                0 => Ok(()),
+                n => Err(Error::Invalid(format!("{n} of {} servers failed to start", names.len()))),
+            }
         }
         Cmd::Restart { name } => {
             let name = parse_name(&name)?;

@@ -28,16 +28,24 @@ pub fn daemon_reload() -> Result<(), Error> {
 
 /// Enables and starts a unit; the template is loaded already, so no reload is needed (a reload
 /// costs more than the start itself).
-pub fn enable_now(unit: &str) -> Result<(), Error> {
-    let enable = ["enable", "--now", "--no-reload", "--quiet", unit];
-    let first = Command::new("systemctl").args(enable).stdin(Stdio::null()).stderr(Stdio::null()).status();
-    if first.is_ok_and(|s| s.success()) {
-        return Ok(());
+pub fn enable_now(units: &[String]) -> Vec<(String, String)> {
+    let mut enable = vec!["enable", "--now", "--no-reload", "--quiet"];
+    enable.extend(units.iter().map(String::as_str));
+    let together = Command::new("systemctl").args(&enable).stdin(Stdio::null()).stderr(Stdio::null()).status();
+    if together.is_ok_and(|s| s.success()) {
+        return Vec::new();
     }
-    // A start asked for is a new attempt: forget an earlier crash loop's start limit, then try
-    // again, this time with systemctl's own words on failure. (Only then: it costs a process.)
-    let _ = Command::new("systemctl").args(["reset-failed", "--quiet", unit]).stderr(Stdio::null()).status();
-    systemctl(&enable).map(drop)
+    // One of them failed, or several: each on its own, so each gets its own answer. A start
+    // asked for is a new attempt: forget an earlier crash loop's start limit first. (Only now:
+    // it costs a process per unit.)
+    let mut failed = Vec::new();
+    for unit in units {
+        let _ = Command::new("systemctl").args(["reset-failed", "--quiet", unit]).stderr(Stdio::null()).status();
+        if let Err(error) = systemctl(&["enable", "--now", "--no-reload", "--quiet", unit]) {
+            failed.push((unit.clone(), error.to_string()));
+        }
+    }
+    failed
 }
 
 pub fn disable_now(unit: &str) -> Result<(), Error> {

@@ -241,6 +241,14 @@ pub fn apply(
     for phase in phases {
         let broken: Vec<Name> =
             failures.lock().expect("no worker panics").iter().map(|(name, _): &(Name, String)| name.clone()).collect();
+        // Starts go to systemd together, one transaction, as a plain `systemctl start` of the
+        // same units would: systemd then starts them side by side.
+        if phase.len() > 1 && phase.iter().all(|step| step.action == Action::Start) {
+            let servers: Vec<Name> =
+                phase.iter().map(|step| step.server.clone()).filter(|name| !broken.contains(name)).collect();
+            run_starts(config, &shared, &failures, &servers, rev, trigger)?;
+            continue;
+        }
         let jobs = phase
             .into_iter()
             .filter(|step| !broken.contains(&step.server))
@@ -404,6 +412,57 @@ fn run_parallel(
         Some(error) => Err(error),
         None => Ok(()),
     }
+}
+
+/// Starts several servers with one `l4d2ctl start a b …`: a job per server, each given the lines
+/// about it (`<name>: …`) and the lines about none in particular.
+fn run_starts(
+    config: &Config,
+    db: &Mutex<&mut Db>,
+    failures: &Mutex<Vec<(Name, String)>>,
+    servers: &[Name],
+    rev: Option<&str>,
+    trigger: &str,
+) -> Result<(), Error> {
+    let mut jobs = Vec::with_capacity(servers.len());
+    {
+        let db = db.lock().expect("no worker panics");
+        for server in servers {
+            let id = db.create_job("start", server.as_str(), rev, trigger)?;
+            db.append_line(id, "plan", "declared running")?;
+            db.start_job(id)?;
+            jobs.push((server, id));
+        }
+    }
+    let mut args = vec!["--reconciler".to_owned(), "start".to_owned()];
+    args.extend(servers.iter().map(|s| s.to_string()));
+    let output = Command::new(&config.l4d2ctl).args(&args).stdin(Stdio::null()).output();
+    let db = db.lock().expect("no worker panics");
+    let (stdout, stderr) = match &output {
+        Ok(output) => {
+            (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+        Err(e) => (String::new(), format!("cannot run {}: {e}", config.l4d2ctl.display())),
+    };
+    for (server, id) in &jobs {
+        db.append_line(*id, "command", &format!("l4d2ctl {}", args.join(" ")))?;
+        let prefix = format!("{server}: ");
+        let mut started = false;
+        for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            for line in text.lines() {
+                let about = servers.iter().find(|s| line.starts_with(&format!("{s}: ")));
+                if about.is_none() || line.starts_with(&prefix) {
+                    db.append_line(*id, stream, line)?;
+                }
+                started |= line == format!("{server}: started");
+            }
+        }
+        db.finish_job(*id, if started { 0 } else { 1 })?;
+        if !started {
+            failures.lock().expect("no worker panics").push(((*server).clone(), format!("start {server}")));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `l4d2ctl --reconciler <args>` as job `job`, every output line into the job's log as it
