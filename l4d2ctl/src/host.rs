@@ -47,6 +47,9 @@ impl Host {
         if !root.is_absolute() {
             return Err(Error::Invalid(format!("LEFT4ME_ROOT must be an absolute path, not {}", root.display())));
         }
+        // Mount points are matched by their real path: a $ROOT reached through a symlink must
+        // resolve to it.
+        let root = root.canonicalize().unwrap_or(root);
         Ok(Host {
             root,
             unit_dir: PathBuf::from(get("LEFT4ME_UNIT_DIR").unwrap_or_else(|| "/usr/local/lib/systemd/system".into())),
@@ -127,9 +130,9 @@ impl InstancePaths {
         self.runtime.join("merged")
     }
 
-    /// The digest the running server was started with, written at each mount.
+    /// The digest and port the running server was started with, written at each mount.
     pub fn started(&self) -> PathBuf {
-        self.runtime.join("started-digest")
+        self.runtime.join("started.json")
     }
 }
 

@@ -88,6 +88,15 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
             )));
         }
         mount::check_lowerdir(host, name, &dir)?;
+        // An overlay written by the reconciler records its digest: the spec must stack that tree.
+        if let Some(on_host) = crate::overlay::digest(host, &layer.name)?
+            && on_host != layer.digest.as_str()
+        {
+            return Err(Error::Invalid(format!(
+                "overlay {} on this host is {on_host}, but the spec stacks {}; write the overlay first",
+                layer.name, layer.digest
+            )));
+        }
     }
     let game = Owner::user(&host.user)?;
     let root = Owner::root();
@@ -113,9 +122,8 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     )?;
     let mut staged = Vec::new();
     for layer in &spec.overlays {
-        let own = host.overlay(&layer.name).join("left4dead2/cfg/server.cfg");
         let file = format!("server_{}.cfg", layer.name);
-        if let Ok(contents) = fs::read(&own) {
+        if let Some(contents) = read_beneath(&host.overlay(&layer.name), "left4dead2/cfg/server.cfg")? {
             changed |= write_atomic(&cfg.join(&file), &contents, 0o644, root)?;
             staged.push(file);
         }
@@ -140,6 +148,30 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     json.push('\n');
     changed |= write_atomic(&paths.record(), json.as_bytes(), 0o644, root)?;
     Ok(Initialized { digest, changed })
+}
+
+/// Reads `path` inside `dir` as root without following any symlink: an overlay's tree belongs to
+/// the game's user, who must not make root copy out a file it cannot read. None when absent.
+fn read_beneath(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, Error> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let base = fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = match openat2(&base, path, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => {
+            return Err(Error::Invalid(format!("{}/{path}: cannot read it safely: {e}", dir.display())));
+        }
+    };
+    let mut file = fs::File::from(fd);
+    if !file.metadata().map_err(|e| Error::io(dir.join(path), e))?.is_file() {
+        return Ok(None);
+    }
+    let mut contents = Vec::new();
+    file.read_to_end(&mut contents).map_err(|e| Error::io(dir.join(path), e))?;
+    Ok(Some(contents))
 }
 
 /// server.cfg of an instance: the blueprint's lines, then what left4me sets itself, last, so that
@@ -253,6 +285,25 @@ pub fn delete(host: &Host, name: &Name) -> Result<Deleted, Error> {
     Ok(Deleted { existed, archive })
 }
 
+/// Adds files, folders and symlinks below `dir`; sockets, FIFOs and devices a game left behind
+/// are not data, and a tar cannot hold some of them.
+fn append_tree(builder: &mut tar::Builder<fs::File>, dir: &Path, inside: &Path) -> Result<(), Error> {
+    let mut entries: Vec<_> = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = inside.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if kind.is_dir() {
+            builder.append_dir(&name, &path).map_err(|e| Error::io(&path, e))?;
+            append_tree(builder, &path, &name)?;
+        } else if kind.is_file() || kind.is_symlink() {
+            builder.append_path_with_name(&path, &name).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Archives the upper layer as `$ROOT/archive/<name>-<time>.tar`, unless it is empty.
 fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>, Error> {
     let upper = host.instance(name).upper();
@@ -269,7 +320,7 @@ fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>,
         let file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         let mut builder = tar::Builder::new(file);
         builder.follow_symlinks(false);
-        builder.append_dir_all(".", &upper).map_err(|e| Error::io(&upper, e))?;
+        append_tree(&mut builder, &upper, Path::new("."))?;
         let file = builder.into_inner().map_err(|e| Error::io(&temp, e))?;
         file.sync_all().map_err(|e| Error::io(&temp, e))?;
         fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))

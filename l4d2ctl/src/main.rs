@@ -122,6 +122,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// The host's pass lock (`$ROOT/left4me.lock`), shared with the reconciler.
+fn pass_lock(host: &Host) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let path = host.root.join("left4me.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, _)) => {
+            eprintln!("l4d2ctl: waiting for the reconciler's pass to end");
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| Error::Invalid(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
 /// A write by a person leaves an override marker — before it acts, so the reconciler never
 /// sees the change without the marker and undoes it.
 fn mark(host: &Host, name: &Name, what: &str, by_hand: bool) -> Result<(), Error> {
@@ -143,6 +162,13 @@ fn require_root(what: &str) -> Result<(), Error> {
 fn run(cli: Cli) -> Result<(), Error> {
     let host = Host::from_env()?;
     let by_hand = !cli.reconciler;
+    // A person's write waits for a reconcile pass to end, so the pass never acts on a server
+    // changed under it; the reconciler's own writes run inside its pass, which holds the lock.
+    let writes = matches!(
+        cli.command,
+        Cmd::Initialize { .. } | Cmd::Start { .. } | Cmd::Stop { .. } | Cmd::Restart { .. } | Cmd::Delete { .. }
+    );
+    let _lock = if by_hand && writes { Some(pass_lock(&host)?) } else { None };
     match cli.command {
         Cmd::Install => {
             require_root("install")?;
@@ -286,9 +312,17 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Cmd::Observe => {
+            let instances = status::status(&host, None)?;
+            // Markers of servers with no instance: made or deleted by hand.
+            let orphans: Vec<_> = overrides::list(&host)?
+                .into_iter()
+                .filter(|(name, _)| !instances.iter().any(|i| i.name == *name))
+                .map(|(name, marker)| serde_json::json!({ "name": name, "marker": marker }))
+                .collect();
             let observed = serde_json::json!({
-                "instances": status::status(&host, None)?,
+                "instances": instances,
                 "overlays": overlay::list(&host)?,
+                "overrides": orphans,
             });
             println!("{observed}");
             Ok(())

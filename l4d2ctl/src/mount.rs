@@ -45,7 +45,8 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     let merged = paths.merged();
     // What this start runs, so that status can tell a running server rendered since from a
     // current one.
-    write_atomic(&paths.started(), format!("{}\n", record.digest).as_bytes(), 0o644, Owner::root())?;
+    let started = serde_json::json!({ "digest": record.digest, "port": record.spec.port.number() });
+    write_atomic(&paths.started(), format!("{started}\n").as_bytes(), 0o644, Owner::root())?;
     if is_mounted(&merged)? {
         return Ok(false);
     }

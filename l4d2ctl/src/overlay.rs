@@ -23,6 +23,16 @@ fn digests(host: &Host) -> std::path::PathBuf {
     host.overlays().join(".digests")
 }
 
+/// The digest recorded for an overlay written by the reconciler; None for one put there by hand.
+pub fn digest(host: &Host, name: &Name) -> Result<Option<String>, Error> {
+    let path = digests(host).join(name.as_str());
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
 /// Every materialised overlay with a known digest.
 pub fn list(host: &Host) -> Result<Vec<MaterialisedOverlay>, Error> {
     let dir = digests(host);

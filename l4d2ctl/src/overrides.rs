@@ -41,6 +41,26 @@ pub fn read(host: &Host, name: &Name) -> Result<Option<Override>, Error> {
     }
 }
 
+/// Every override marker, by server.
+pub fn list(host: &Host) -> Result<Vec<(Name, Override)>, Error> {
+    let dir = host.overrides();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut all = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(Ok(name)) = file.strip_suffix(".json").map(Name::new) else { continue };
+        if let Some(marker) = read(host, &name)? {
+            all.push((name, marker));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(all)
+}
+
 /// Hands the server back to the reconciler. True when there was a marker.
 pub fn release(host: &Host, name: &Name) -> Result<bool, Error> {
     let path = host.override_marker(name);

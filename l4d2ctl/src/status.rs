@@ -41,6 +41,8 @@ pub struct InstanceStatus {
     /// The digest the server was started with, while its unit runs: a server rendered anew
     /// since it started runs the old render until it restarts.
     pub started_digest: Option<String>,
+    /// The port the server was started on, while its unit runs (a render may have moved it since).
+    pub started_port: Option<u16>,
     /// Set when someone changed this server by hand; the reconciler leaves it alone.
     #[serde(rename = "override")]
     pub override_marker: Option<Override>,
@@ -92,6 +94,11 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
             ])
         });
         let get = |key: &str| props.get(key).cloned().unwrap_or_default();
+        let running = matches!(get("ActiveState").as_str(), "active" | "activating" | "reloading" | "deactivating");
+        let started: Option<serde_json::Value> = running
+            .then(|| std::fs::read_to_string(host.instance(name).started()).ok())
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok());
         statuses.push(InstanceStatus {
             name: name.clone(),
             unit,
@@ -105,25 +112,22 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
             mounted: mounts.contains(&host.instance(name).merged()),
             port: record.spec.port.number(),
             digest: record.digest.to_string(),
-            started_digest: match get("ActiveState").as_str() {
-                "active" | "activating" | "reloading" | "deactivating" => {
-                    std::fs::read_to_string(host.instance(name).started()).ok().map(|d| d.trim().to_owned())
-                }
-                _ => None,
-            },
+            started_digest: started.as_ref().and_then(|s| s["digest"].as_str().map(str::to_owned)),
+            started_port: started.as_ref().and_then(|s| s["port"].as_u64()).and_then(|p| u16::try_from(p).ok()),
             override_marker: overrides::read(host, name)?,
             query: None,
         });
     }
 
-    let targets: Vec<SocketAddr> = statuses
-        .iter()
-        .filter(|s| s.active_state == "active")
-        .map(|s| SocketAddr::from((Ipv4Addr::LOCALHOST, s.port)))
-        .collect();
+    // A running server answers on the port it started on, which a later render may have moved.
+    let queried = |s: &InstanceStatus| SocketAddr::from((Ipv4Addr::LOCALHOST, s.started_port.unwrap_or(s.port)));
+    let targets: Vec<SocketAddr> = statuses.iter().filter(|s| s.active_state == "active").map(queried).collect();
     let mut answers: HashMap<SocketAddr, a2s::Info> = a2s::query_info_many(&targets, QUERY_TIMEOUT);
     for status in &mut statuses {
-        if let Some(info) = answers.remove(&SocketAddr::from((Ipv4Addr::LOCALHOST, status.port))) {
+        if status.active_state != "active" {
+            continue;
+        }
+        if let Some(info) = answers.remove(&queried(status)) {
             status.query = Some(QueryInfo {
                 name: info.name,
                 map: info.map,

@@ -57,19 +57,28 @@ pub enum Error {
 pub struct HostView {
     pub instances: Observed,
     pub overlays: BTreeMap<Name, String>,
+    /// Override markers of servers with no instance (made or deleted by hand).
+    pub overrides: BTreeMap<Name, l4d2ctl::overrides::Override>,
 }
 
 /// Observes the host in one `l4d2ctl observe`, whatever the number of servers.
 pub fn observe(config: &Config) -> Result<HostView, Error> {
     #[derive(serde::Deserialize)]
+    struct Orphan {
+        name: Name,
+        marker: l4d2ctl::overrides::Override,
+    }
+    #[derive(serde::Deserialize)]
     struct Observation {
         instances: Vec<InstanceStatus>,
         overlays: Vec<MaterialisedOverlay>,
+        overrides: Vec<Orphan>,
     }
     let observed: Observation = l4d2ctl_json(config, &["observe"])?;
     Ok(HostView {
         instances: observed.instances.into_iter().map(|s| (s.name.clone(), s)).collect(),
         overlays: observed.overlays.into_iter().map(|o| (o.name, o.digest)).collect(),
+        overrides: observed.overrides.into_iter().map(|o| (o.name, o.marker)).collect(),
     })
 }
 
@@ -152,6 +161,7 @@ pub fn plan_pass(
         desired: &desired,
         observed: &host.instances,
         overlays: &host.overlays,
+        orphan_overrides: &host.overrides,
         previous: &previous,
         prune_confirmed: confirmed,
     });
@@ -231,6 +241,18 @@ pub fn apply(
         })
         .collect();
     run_parallel(config, &shared, &failures, overlay_jobs, rev, trigger)?;
+    // A server stacking an overlay that could not be written must not be rendered against it.
+    // (Overlay failures are kept apart: an overlay may share its name with a server.)
+    let overlay_failures: Vec<(Name, String)> = std::mem::take(&mut *failures.lock().expect("no worker panics"));
+    for (server, declared) in &desired.servers {
+        let stacks = &desired.blueprints[&declared.blueprint].overlays;
+        if let Some((overlay, _)) = overlay_failures.iter().find(|(o, _)| stacks.contains(o)) {
+            failures
+                .lock()
+                .expect("no worker panics")
+                .push((server.clone(), format!("{server} (its overlay {overlay} was not written)")));
+        }
+    }
     let mut phases: Vec<Vec<&plan::Step>> = Vec::new();
     for step in &plan.steps {
         match phases.last_mut() {
@@ -271,15 +293,19 @@ pub fn apply(
     }
     let failures = failures.into_inner().expect("no worker panics");
     let broken: Vec<&Name> = failures.iter().map(|(name, _)| name).collect();
-    let failed: Vec<String> = failures.iter().map(|(_, what)| what.clone()).collect();
+    let failed: Vec<String> = overlay_failures.iter().chain(&failures).map(|(_, what)| what.clone()).collect();
 
+    // A server whose steps failed keeps the wish it had: the revision did not reach it.
+    let previous = db.wishes()?;
     let wishes: BTreeMap<Name, Wish> = desired
         .servers
         .iter()
-        .filter(|(name, _)| !broken.contains(name))
-        .map(|(name, server)| {
+        .filter_map(|(name, server)| {
+            if broken.contains(&name) {
+                return previous.get(name).map(|wish| (name.clone(), wish.clone()));
+            }
             let digest = desired.instance_spec(name).expect("a declared server renders").digest();
-            (name.clone(), Wish { digest, state: server.state })
+            Some((name.clone(), Wish { digest, state: server.state }))
         })
         .collect();
     db.set_wishes(&wishes)?;

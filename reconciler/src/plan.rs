@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use l4d2ctl::overrides::Override;
 use l4d2ctl::status::InstanceStatus;
 use left4me_state::{DesiredState, Digest, InstanceSpec, Name, PowerState, Rollout};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ pub struct Inputs<'a> {
     pub observed: &'a Observed,
     /// Overlays materialised on the host, with the digest of their tree.
     pub overlays: &'a BTreeMap<Name, String>,
+    /// Override markers of servers with no instance: created or deleted by hand.
+    pub orphan_overrides: &'a BTreeMap<Name, Override>,
     /// What the last applied revision wanted of each server.
     pub previous: &'a BTreeMap<Name, Wish>,
     /// An operator confirmed the deletions of this revision.
@@ -147,10 +150,25 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             servers.insert(name.clone(), ServerSync { sync: Sync::OutOfSync, message });
             continue;
         }
+        // A marker on a server the revision does not have, or on one the host does not have,
+        // is a hand change too: a deletion or a creation by hand is left alone like any other.
+        let marker = observed.and_then(|o| o.override_marker.as_ref()).or_else(|| inputs.orphan_overrides.get(name));
+        if let Some(marker) = marker
+            && (desired.is_none() || observed.is_none())
+            && !superseded(inputs, name)
+        {
+            let message = overridden(name, marker);
+            servers.insert(name.clone(), ServerSync { sync: Sync::Overridden, message });
+            continue;
+        }
         let (sync, mut server_steps) = match (desired, observed) {
             (Some(server), None) => {
                 let spec = inputs.desired.instance_spec(name).expect("a declared server renders");
-                let mut steps = vec![step(name, Action::Create { spec }, "declared, not on the host")];
+                let mut steps = Vec::new();
+                if inputs.orphan_overrides.contains_key(name) {
+                    steps.push(step(name, Action::Release, "the revision changes it since it was deleted by hand"));
+                }
+                steps.push(step(name, Action::Create { spec }, "declared, not on the host"));
                 if server.state == PowerState::Running {
                     steps.push(step(name, Action::Start, "declared running"));
                 }
@@ -184,9 +202,40 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             servers.insert(name.clone(), ServerSync { sync: Sync::Suspended, message: message.clone() });
         }
     }
+    block_taken_ports(inputs, &mut steps, &mut servers);
     // A stable sort: within a phase, servers by name, each server's steps in the order made.
     steps.sort_by(|a, b| (a.action.phase(), &a.server).cmp(&(b.action.phase(), &b.server)));
     Plan { overlays, steps, servers, waiting, held }
+}
+
+/// A server cannot start on a port another server keeps: one that runs on it and is not stopped,
+/// deleted or moved by this plan (a held deletion, an override, a rollout that waits).
+fn block_taken_ports(inputs: &Inputs<'_>, steps: &mut Vec<Step>, servers: &mut BTreeMap<Name, ServerSync>) {
+    let leaving = |name: &Name| {
+        steps.iter().any(|s| s.server == *name && matches!(s.action, Action::Stop | Action::Delete | Action::Restart))
+    };
+    let kept: BTreeMap<u16, &Name> = inputs
+        .observed
+        .iter()
+        .filter(|(_, o)| matches!(o.active_state.as_str(), "active" | "activating" | "reloading"))
+        .filter(|(name, _)| !leaving(name))
+        .map(|(name, o)| (o.started_port.unwrap_or(o.port), name))
+        .collect();
+    let blocked: Vec<(Name, u16, Name)> = steps
+        .iter()
+        .filter(|s| s.action == Action::Start)
+        .filter_map(|s| {
+            let port = inputs.desired.servers.get(&s.server)?.port.number();
+            let holder = kept.get(&port).filter(|holder| ***holder != s.server)?;
+            Some((s.server.clone(), port, (*holder).clone()))
+        })
+        .collect();
+    for (server, port, holder) in blocked {
+        steps.retain(|s| !(s.server == server && s.action == Action::Start));
+        let message =
+            format!("port {port} is still used by {holder}, which keeps running; it starts once {holder} lets it go");
+        servers.insert(server, ServerSync { sync: Sync::OutOfSync, message });
+    }
 }
 
 /// The files overlays to write (stacked by a declared server, and absent or different on the
@@ -213,6 +262,21 @@ fn overlays_to_write(inputs: &Inputs<'_>) -> (Vec<Name>, BTreeSet<Name>) {
         }
     }
     (write, unavailable)
+}
+
+fn overridden(name: &Name, marker: &Override) -> String {
+    format!(
+        "changed by hand ({} by {} at {}); `l4d2ctl release {name}` hands it back",
+        marker.what, marker.who, marker.when
+    )
+}
+
+/// Whether the revision wants something of a server other than what the last applied revision
+/// wanted: that supersedes a hand change. A server the revision does not declare is not changed.
+fn superseded(inputs: &Inputs<'_>, name: &Name) -> bool {
+    let Some(server) = inputs.desired.servers.get(name) else { return false };
+    let digest = inputs.desired.instance_spec(name).expect("a declared server renders").digest();
+    inputs.previous.get(name).is_some_and(|previous| *previous != Wish { digest, state: server.state })
 }
 
 fn step(server: &Name, action: Action, reason: &str) -> Step {
@@ -257,7 +321,7 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
         PowerState::Running => {
             let stale = observed.started_digest.as_deref().is_some_and(|started| started != digest.as_str());
             if stale {
-                let moves = observed.port != spec.port.number();
+                let moves = observed.started_port.unwrap_or(observed.port) != spec.port.number();
                 match rollout_now(blueprint.rollout, observed) {
                     Ok(why) if moves => {
                         steps.push(step(name, Action::Stop, &format!("{why}; its port moves")));

@@ -36,6 +36,8 @@ struct Host {
     old_start: bool,
     players: Option<u8>,
     overridden: bool,
+    /// The port it runs on, when a later render moved it.
+    started_port: Option<u16>,
 }
 
 fn host(name: &'static str, port: u16) -> Host {
@@ -48,6 +50,7 @@ fn host(name: &'static str, port: u16) -> Host {
         old_start: false,
         players: Some(0),
         overridden: false,
+        started_port: None,
     }
 }
 
@@ -75,6 +78,7 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                 port: h.port,
                 digest,
                 started_digest: running.then_some(started),
+                started_port: running.then_some(h.started_port.unwrap_or(h.port)),
                 override_marker: h.overridden.then(|| Override {
                     who: "bob".into(),
                     when: "2026-11-26T10:00:00Z".into(),
@@ -108,8 +112,14 @@ fn check(name: &str, desired: &DesiredState, hosts: &[Host], previous: &[(&str, 
         })
         .collect();
     let overlays = BTreeMap::new();
-    let inputs =
-        Inputs { desired, observed: &observed, overlays: &overlays, previous: &previous, prune_confirmed: confirmed };
+    let inputs = Inputs {
+        desired,
+        observed: &observed,
+        overlays: &overlays,
+        orphan_overrides: &BTreeMap::new(),
+        previous: &previous,
+        prune_confirmed: confirmed,
+    };
     let plan = plan(&inputs);
     let again = reconciler::plan::plan(&inputs);
     assert_eq!(plan, again, "planning is deterministic");
@@ -254,6 +264,7 @@ fn files_overlays_are_written_before_servers_and_unbuilt_ones_block_their_server
         desired: &desired,
         observed: &observed,
         overlays: &none,
+        orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: false,
     });
@@ -265,8 +276,56 @@ fn files_overlays_are_written_before_servers_and_unbuilt_ones_block_their_server
         desired: &desired,
         observed: &observed,
         overlays: &current,
+        orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: false,
     });
     assert!(written.overlays.is_empty());
+}
+
+#[test]
+fn hand_creations_and_deletions_are_left_alone_and_held_ports_block_starts() {
+    let marker = Override { who: "bob".into(), when: "2026-11-26T10:00:00Z".into(), what: "delete".into() };
+    let d = desired("immediate", &[("deleted-by-hand", 27015, "running"), ("changed", 27016, "running")]);
+    // deleted-by-hand: its instance is gone and its marker stays → left alone. changed: deleted
+    // by hand too, but the revision changed it since (its wish was "stopped") → released, made.
+    let hosts = [Host { overridden: true, ..host("made-by-hand", 27020) }];
+    let observed = observed(&d, &hosts);
+    let orphans: BTreeMap<Name, Override> =
+        ["deleted-by-hand", "changed"].iter().map(|n| (Name::new(*n).unwrap(), marker.clone())).collect();
+    let previous: BTreeMap<Name, Wish> = [("deleted-by-hand", PowerState::Running), ("changed", PowerState::Stopped)]
+        .iter()
+        .map(|(n, state)| {
+            let name = Name::new(*n).unwrap();
+            (name.clone(), Wish { digest: d.instance_spec(&name).unwrap().digest(), state: *state })
+        })
+        .collect();
+    let overlays = BTreeMap::new();
+    let inputs = Inputs {
+        desired: &d,
+        observed: &observed,
+        overlays: &overlays,
+        orphan_overrides: &orphans,
+        previous: &previous,
+        prune_confirmed: false,
+    };
+    let hand = plan(&inputs);
+    insta::assert_snapshot!("hand-made-and-deleted", format!("{hand}{:#?}", hand.servers));
+
+    // c's deletion is held (it would delete more than half), so c keeps 27017 and d must wait.
+    let d = desired("immediate", &[("a", 27015, "running"), ("d", 27017, "running")]);
+    let hosts = [host("a", 27015), host("b", 27016), host("c", 27017)];
+    let held = check("port-held", &d, &hosts, &[], false);
+    assert!(!held.steps.iter().any(|s| s.server.as_str() == "d" && s.action.name() == "start"));
+    assert!(held.servers[&Name::new("d").unwrap()].message.contains("port 27017 is still used by c"));
+
+    // Rendered for a new port already, still running on the old one: a move, by stop and start.
+    let d = desired("immediate", &[("a", 27016, "running")]);
+    check(
+        "port-moved-render",
+        &d,
+        &[Host { old_start: true, started_port: Some(27015), ..host("a", 27016) }],
+        &[],
+        false,
+    );
 }
