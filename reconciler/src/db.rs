@@ -172,6 +172,26 @@ impl Db {
             .map_err(self.err())
     }
 
+    /// Ends jobs left queued or running by a pass that died (killed, a power cut): no pass runs
+    /// while the caller holds the pass lock, so they can never finish. Returns how many.
+    pub fn cancel_unfinished(&self) -> Result<usize> {
+        let at = now();
+        let mut stmt =
+            self.conn.prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running')").map_err(self.err())?;
+        let ids: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.err())?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.err())?;
+        for id in &ids {
+            self.append_line(*id, "reconciler", "the pass running this job ended before it (killed or powered off)")?;
+            self.conn
+                .execute("UPDATE jobs SET state = 'cancelled', finished_at = ?2 WHERE id = ?1", params![id, at])
+                .map_err(self.err())?;
+        }
+        Ok(ids.len())
+    }
+
     pub fn jobs(&self, limit: usize) -> Result<Vec<Job>> {
         let mut stmt = self
             .conn

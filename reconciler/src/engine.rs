@@ -191,6 +191,7 @@ pub fn apply(
 ) -> Result<PassOutcome, Error> {
     // One pass at a time on a host, whoever starts it (the service, `left4me apply`).
     let _lock = pass_lock(config)?;
+    db.cancel_unfinished()?;
     let started = Instant::now();
     let planned = match plan_pass(config, db, cache, confirm_prune)? {
         Ok(planned) => planned,

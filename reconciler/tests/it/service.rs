@@ -128,6 +128,10 @@ fn deleting_every_server_is_held_and_a_killed_pass_recovers() {
     host.git(&["commit", "--quiet", "--message", "coop-3"]);
     host.sandbox.run_ok("systemctl", &["kill", "--signal=KILL", "left4me-reconciler.service"]);
     host.wait_for(40, "coop-3 runs after the service came back", |h| h.running("coop-3"));
+    // Whatever job the kill interrupted was ended, not left running forever.
+    let text = host.sandbox.run_ok("left4me", &["jobs", "--json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(jobs.as_array().unwrap().iter().all(|j| j["state"] != "running" && j["state"] != "queued"), "{jobs:#}");
     let plan = host.sandbox.run("left4me", &["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
 
