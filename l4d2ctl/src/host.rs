@@ -113,9 +113,18 @@ impl InstancePaths {
         self.dir.join("rcon_password")
     }
 
-    /// The uppermost layer of the instance's tree: its rendered server.cfg and staged configs.
-    pub fn layer(&self) -> PathBuf {
-        self.dir.join("layer")
+    /// The layers of rendered configs, one per rendered digest.
+    pub fn layers(&self) -> PathBuf {
+        self.dir.join("layers")
+    }
+
+    /// The uppermost layer of the instance's tree for one render: its server.cfg and staged
+    /// configs. Each render gets a folder of its own, so rendering anew never changes the files
+    /// under a running server's mount (overlayfs leaves that undefined); the next start mounts
+    /// the new one.
+    pub fn layer(&self, digest: &left4me_state::Digest) -> PathBuf {
+        let hex = digest.as_str().trim_start_matches("sha256:");
+        self.layers().join(&hex[..hex.len().min(16)])
     }
 
     pub fn upper(&self) -> PathBuf {

@@ -108,9 +108,11 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     let digest = spec.digest();
 
     let mut changed = false;
-    let cfg = paths.layer().join("left4dead2/cfg");
-    ensure_dir(&paths.layer(), 0o755, root)?;
-    ensure_dir(&paths.layer().join("left4dead2"), 0o755, root)?;
+    let layer = paths.layer(&digest);
+    let cfg = layer.join("left4dead2/cfg");
+    ensure_dir(&paths.layers(), 0o755, root)?;
+    ensure_dir(&layer, 0o755, root)?;
+    ensure_dir(&layer.join("left4dead2"), 0o755, root)?;
     ensure_dir(&cfg, 0o755, root)?;
     // server.cfg carries the RCON password, so only root and the game may read it.
     let readable_by_game = game.root_with_group_of();

@@ -33,7 +33,7 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
         Error::Invalid(format!("{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>`"))
     })?;
     let paths = host.instance(name);
-    let mut lower = vec![paths.layer()];
+    let mut lower = vec![paths.layer(&record.digest)];
     lower.extend(record.spec.overlays.iter().map(|layer| host.overlay(&layer.name)));
     lower.push(host.installation());
     if lower.len() > MAX_LAYERS {
@@ -67,6 +67,14 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     }
     mount_fs(Some("overlay"), &merged, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
         .map_err(|e| Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}", merged.display())))?;
+    // Earlier renders' layers served earlier starts; this start mounted the current one, and
+    // nothing else mounts them.
+    let current = paths.layer(&record.digest);
+    for entry in fs::read_dir(paths.layers()).map_err(|e| Error::io(paths.layers(), e))?.flatten() {
+        if entry.path() != current {
+            fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
     Ok(true)
 }
 
@@ -95,9 +103,9 @@ pub fn umount(host: &Host, name: &Name) -> Result<bool, Error> {
 pub fn check_lowerdir(host: &Host, name: &Name, dir: &Path) -> Result<PathBuf, Error> {
     let root = host.root.canonicalize().map_err(|e| Error::io(&host.root, e))?;
     let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-    let allowed = [root.join("instances").join(name.as_str()).join("layer"), root.join("installation")];
-    let in_overlays = real.parent() == Some(root.join("overlays").as_path()) && real.is_dir();
-    if !(allowed.contains(&real) || in_overlays) {
+    let in_layers = real.parent() == Some(root.join("instances").join(name.as_str()).join("layers").as_path());
+    let in_overlays = real.parent() == Some(root.join("overlays").as_path());
+    if !((in_layers || in_overlays) && real.is_dir() || real == root.join("installation")) {
         return Err(Error::Invalid(format!(
             "{} resolves to {}, which is not a layer left4me may stack (its overlays, the base install)",
             dir.display(),

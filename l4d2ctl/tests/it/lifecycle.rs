@@ -99,7 +99,9 @@ fn every_write_twice_gives_the_same_result() {
     let spec = host.example_spec("coop-1");
     host.l4d2ctl_ok(&["install"]);
     let first = host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
-    let cfg = host.root_path(&format!("{ROOT}/instances/coop-1/layer/left4dead2/cfg/server.cfg"));
+    let layers = host.root_path(&format!("{ROOT}/instances/coop-1/layers"));
+    let layer = std::fs::read_dir(&layers).unwrap().next().unwrap().unwrap().path();
+    let cfg = layer.join("left4dead2/cfg/server.cfg");
     let rendered = std::fs::read(&cfg).unwrap();
     let again = host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
     assert!(again.contains("already up to date"), "{again}");
@@ -190,4 +192,26 @@ fn the_game_unit_is_hardened_and_install_runs_again_cleanly() {
     assert!(out.contains("units unchanged"), "{out}");
     assert_eq!(host.ok("cat", &[unit]), before);
     assert_eq!(host.ok("id", &["-u", "left4me"]).trim().parse::<u32>().map(|uid| uid > 0), Ok(true));
+}
+
+#[test]
+fn a_new_render_reaches_a_running_server_only_when_it_starts_again() {
+    let host = Host::installed();
+    host.start_example("coop-1");
+    let merged_cfg = format!("{ROOT}/runtime/coop-1/merged/left4dead2/cfg/server.cfg");
+    let before = host.ok("cat", &[&merged_cfg]);
+    assert!(before.contains("z_difficulty Hard"), "{before}");
+
+    // Rendered anew while it runs: the running tree keeps its files.
+    let spec = host.example_spec("coop-1");
+    let changed = std::fs::read_to_string(&spec).unwrap().replace("z_difficulty Hard", "z_difficulty Expert");
+    let changed = host.write_spec("coop-1-expert", &changed);
+    host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &changed]);
+    assert_eq!(host.ok("cat", &[&merged_cfg]), before, "a running server's layer is never rewritten");
+
+    host.l4d2ctl_ok(&["restart", "coop-1"]);
+    host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 answers after the restart");
+    assert!(host.ok("cat", &[&merged_cfg]).contains("z_difficulty Expert"));
+    let layers = std::fs::read_dir(host.root_path(&format!("{ROOT}/instances/coop-1/layers"))).unwrap().count();
+    assert_eq!(layers, 1, "the earlier render's layer went with the start that replaced it");
 }
