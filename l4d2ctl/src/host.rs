@@ -145,6 +145,28 @@ impl InstancePaths {
     }
 }
 
+/// The host's pass lock (`$ROOT/left4me.lock`): held by a reconcile pass for its whole length and
+/// by a person's `l4d2ctl` write, so neither acts on a server the other is changing. Released when
+/// dropped, or when the holder dies. `waiting` is told when the lock is held by someone else.
+pub fn pass_lock(root: &Path, waiting: impl FnOnce()) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = root.join("left4me.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, _)) => {
+            waiting();
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, e)| Error::Invalid(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
 /// `KEY=VALUE` lines, `#` comments, optional double quotes — the subset of systemd's
 /// EnvironmentFile= syntax the files left4me writes use.
 pub fn parse_env_file(text: &str) -> Vec<(String, String)> {

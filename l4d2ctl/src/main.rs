@@ -122,25 +122,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The host's pass lock (`$ROOT/left4me.lock`), shared with the reconciler.
-fn pass_lock(host: &Host) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
-    let path = host.root.join("left4me.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(lock),
-        Err((file, _)) => {
-            eprintln!("l4d2ctl: waiting for the reconciler's pass to end");
-            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| Error::Invalid(format!("cannot lock {}: {e}", path.display())))
-        }
-    }
-}
-
 /// A write by a person leaves an override marker — before it acts, so the reconciler never
 /// sees the change without the marker and undoes it.
 fn mark(host: &Host, name: &Name, what: &str, by_hand: bool) -> Result<(), Error> {
@@ -168,7 +149,11 @@ fn run(cli: Cli) -> Result<(), Error> {
         cli.command,
         Cmd::Initialize { .. } | Cmd::Start { .. } | Cmd::Stop { .. } | Cmd::Restart { .. } | Cmd::Delete { .. }
     );
-    let _lock = if by_hand && writes { Some(pass_lock(&host)?) } else { None };
+    let _lock = if by_hand && writes {
+        Some(l4d2ctl::host::pass_lock(&host.root, || eprintln!("l4d2ctl: waiting for the reconciler's pass to end"))?)
+    } else {
+        None
+    };
     match cli.command {
         Cmd::Install => {
             require_root("install")?;

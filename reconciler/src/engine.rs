@@ -190,7 +190,10 @@ pub fn apply(
     confirm_prune: Option<&str>,
 ) -> Result<PassOutcome, Error> {
     // One pass at a time on a host, whoever starts it (the service, `left4me apply`).
-    let _lock = pass_lock(config)?;
+    let _lock = l4d2ctl::host::pass_lock(&config.root, || {
+        tracing::info!("waiting for another pass or an l4d2ctl write to end")
+    })
+    .map_err(|e| Error::Host(e.to_string()))?;
     db.cancel_unfinished()?;
     let started = Instant::now();
     let planned = match plan_pass(config, db, cache, confirm_prune)? {
@@ -339,19 +342,6 @@ pub fn apply(
         message,
     })?;
     Ok(PassOutcome { revision, steps, processes, failed, invalid: None })
-}
-
-/// Held for the length of a pass; released when dropped (or when the process dies).
-fn pass_lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
-    let path = config.root.join("left4me.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::Host(format!("cannot open {}: {e}", path.display())))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::Host(format!("cannot lock {}: {e}", path.display())))
 }
 
 /// A tar of a files overlay's tree, made from the validated revision.
