@@ -24,7 +24,7 @@ fn main() {
         eprintln!("host bench: needs root (it boots a sandbox host)");
         std::process::exit(2);
     }
-    let disk = tempfile::Builder::new().prefix("bench-disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "bench-disk-").unwrap();
     let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots (build the workspace's binaries first)");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap().to_path_buf();
     sandbox.install_left4me(&bin_dir, true);

@@ -28,6 +28,17 @@ pub enum SandboxError {
     Boot(String),
 }
 
+/// A fresh disk folder for a sandbox, removed when dropped. It lies in `base` (a test's
+/// `CARGO_TARGET_TMPDIR`) unless that is under a folder the sandbox lays an overlay over
+/// (`/etc`, `/var`, `/usr/local`), where an overlay's upper cannot live: then in
+/// `/srv/left4me-sandboxes`.
+pub fn disk(base: &Path, prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let overlaid = ["/etc", "/var", "/usr/local"].iter().any(|o| base.starts_with(o));
+    let base = if overlaid { PathBuf::from("/srv/left4me-sandboxes") } else { base.to_path_buf() };
+    std::fs::create_dir_all(&base)?;
+    tempfile::Builder::new().prefix(prefix).tempdir_in(base)
+}
+
 /// The root of this workspace (its `deploy/`, `examples/`).
 pub fn workspace() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -224,4 +235,18 @@ impl Drop for Sandbox {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_never_lies_where_the_sandbox_lays_an_overlay() {
+        let under_var = disk(Path::new("/var/tmp"), "left4me-disk-test-").unwrap();
+        assert!(under_var.path().starts_with("/srv/left4me-sandboxes"), "{}", under_var.path().display());
+        let target = std::env::temp_dir();
+        let elsewhere = disk(&target, "left4me-disk-test-").unwrap();
+        assert!(elsewhere.path().starts_with(&target));
+    }
 }

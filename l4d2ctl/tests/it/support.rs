@@ -39,7 +39,7 @@ impl Host {
     }
 
     pub fn booted() -> Host {
-        let disk = tempfile::Builder::new().prefix("l4d2ctl-disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "l4d2ctl-disk-").unwrap();
         Host::boot_on(disk)
     }
 

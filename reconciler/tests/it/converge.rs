@@ -14,7 +14,7 @@ struct Host {
 impl Host {
     /// A sandbox with left4me installed and the examples committed as its state repo.
     fn with_examples() -> Host {
-        let disk = tempfile::Builder::new().prefix("reconciler-disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "reconciler-disk-").unwrap();
         let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
         sandbox.install_left4me(bin_dir, true);

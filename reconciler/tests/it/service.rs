@@ -14,7 +14,7 @@ struct Host {
 impl Host {
     /// A sandbox with left4me installed and its reconciler service running with a short resync.
     fn serving() -> Host {
-        let disk = tempfile::Builder::new().prefix("service-disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "service-disk-").unwrap();
         let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
         sandbox.install_left4me(bin_dir, true);

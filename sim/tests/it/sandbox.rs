@@ -7,7 +7,7 @@ use std::path::Path;
 use left4me_sim::Sandbox;
 
 fn disk() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("sandbox-disk-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a disk folder")
+    left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "sandbox-disk-").expect("a disk folder")
 }
 
 /// Every mount point of the host that mentions `path`.
