@@ -1,8 +1,9 @@
 //! The reconciler on a real host (the sandbox), each figure next to its floor measured in the
 //! same run:
 //!
-//! - commit → all affected units active, for 1 and 20 servers, against the same units started by
-//!   one plain `systemctl start`;
+//! - commit → all affected units active, for 1 and 20 servers, against one plain `systemctl start`
+//!   of such units: units rendered alike that systemd has not loaded yet (what a commit's new
+//!   servers are), and the committed units themselves once loaded;
 //! - a pass with nothing to do over 200 servers: its duration and processes, against one
 //!   `systemctl list-units` of the same units, the least a look at them can cost.
 //!
@@ -34,18 +35,48 @@ fn main() {
     let bench = Bench { sandbox, repo: disk.path().join("root/state"), db: disk.path().join("root/left4me.db") };
     bench.commit_servers(&[], "base");
 
-    println!("commit → all units active (median of {ROUNDS}; floor: the same units by one `systemctl start`)");
-    println!("{:<10} {:>12} {:>12} {:>8}", "servers", "commit", "floor", "ratio");
+    println!("commit → all units active, median of {ROUNDS}, against one `systemctl start` of such units:");
+    println!(
+        "  new: rendered alike, not loaded by systemd yet (as a commit's new servers are); loaded: the same units again"
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>8} {:>12} {:>8}",
+        "servers", "commit", "floor new", "ratio", "floor loaded", "ratio"
+    );
     for count in [1usize, 20] {
         let names: Vec<String> = (0..count).map(|i| format!("s{i:03}")).collect();
         let mut commits = Vec::new();
         let mut floors = Vec::new();
+        let mut fresh_floors = Vec::new();
         for round in 0..ROUNDS {
             let t0 = monotonic_us();
             bench.commit_servers(&names, &format!("{count} servers, round {round}"));
             commits.push(bench.wait_active(&names) - t0);
-            // The floor: the same, now initialized, units stopped, then started by systemd alone.
             bench.sandbox.run_ok("systemctl", &["disable", "--now", "left4me-reconciler.service"]);
+            // Floor 1: units like these that systemd has not loaded yet, as a commit's new servers
+            // are — rendered alike (other names and ports), then started by one systemctl.
+            let fresh: Vec<String> = (0..count).map(|i| format!("f{round}-{i:03}")).collect();
+            for (i, name) in fresh.iter().enumerate() {
+                let shown = bench.sandbox.run_ok("l4d2ctl", &["show", &names[i]]);
+                let record: serde_json::Value = serde_json::from_str(&shown).unwrap();
+                let mut spec = record["spec"].clone();
+                spec["name"] = name.clone().into();
+                spec["port"] = (21000 + round * 100 + i * 2).into();
+                let file = bench.repo.parent().unwrap().join(format!("{name}.json"));
+                std::fs::write(&file, spec.to_string()).unwrap();
+                let inside = format!("/var/lib/left4me/{name}.json");
+                bench.sandbox.run_ok("l4d2ctl", &["--reconciler", "initialize", name, "-f", &inside]);
+            }
+            let units: Vec<String> = fresh.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+            let mut start = vec!["start"];
+            start.extend(units.iter().map(String::as_str));
+            let t0 = monotonic_us();
+            bench.sandbox.run_ok("systemctl", &start);
+            fresh_floors.push(bench.wait_active(&fresh) - t0);
+            for name in &fresh {
+                bench.sandbox.run_ok("l4d2ctl", &["--reconciler", "delete", name]);
+            }
+            // Floor 2: the committed servers' own units, loaded already, stopped and started again.
             let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
             let mut stop = vec!["stop"];
             stop.extend(units.iter().map(String::as_str));
@@ -59,11 +90,14 @@ fn main() {
             bench.commit_servers(&[], "back to base");
             bench.wait_gone(&names);
         }
-        let (commit, floor) = (median(&mut commits), median(&mut floors));
+        let (commit, floor, fresh) = (median(&mut commits), median(&mut floors), median(&mut fresh_floors));
+        let ms = |us: u64| us as f64 / 1000.0;
         println!(
-            "{count:<10} {:>9.1} ms {:>9.1} ms {:>7.2}x",
-            commit as f64 / 1000.0,
-            floor as f64 / 1000.0,
+            "{count:<8} {:>9.1} ms {:>9.1} ms {:>7.2}x {:>9.1} ms {:>7.2}x",
+            ms(commit),
+            ms(fresh),
+            commit as f64 / fresh as f64,
+            ms(floor),
             commit as f64 / floor as f64
         );
     }

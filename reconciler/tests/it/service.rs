@@ -144,7 +144,7 @@ fn deleting_every_server_is_held_and_a_killed_pass_recovers() {
 }
 
 #[test]
-fn with_the_service_going_a_killed_game_heals_rollouts_wait_for_players_and_invalid_commits_wait() {
+fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_deletions_archive() {
     let host = Host::serving();
     host.commit_examples();
     host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
@@ -195,10 +195,18 @@ fn with_the_service_going_a_killed_game_heals_rollouts_wait_for_players_and_inva
     });
     assert_eq!(instance(&host)["active_state"], "active");
 
-    // Fixed by deleting the server instead: stopped and removed.
+    // Fixed by deleting the server instead: stopped, its data archived, removed.
+    host.sandbox.run_ok(
+        "sh",
+        &["-c", "echo 'banid 0 STEAM_1:0:1' > /var/lib/left4me/runtime/coop-1/merged/left4dead2/cfg/banned_user.cfg"],
+    );
     std::fs::remove_file(host.repo().join("servers/coop-1.yaml")).unwrap();
     host.git(&["commit", "--quiet", "--all", "--message", "retire coop-1"]);
     host.wait_for(20, "coop-1 is removed", |h| !h.disk.path().join("root/instances/coop-1").exists());
     let state = host.sandbox.run("systemctl", &["is-active", "left4me-server@coop-1.service"]);
     assert_ne!(String::from_utf8_lossy(&state.stdout).trim(), "active");
+    let archives: Vec<_> = std::fs::read_dir(host.disk.path().join("root/archive")).unwrap().flatten().collect();
+    assert_eq!(archives.len(), 1, "its data was archived");
+    let listing = host.sandbox.run_ok("tar", &["-tf", archives[0].path().to_str().unwrap()]);
+    assert!(listing.contains("banned_user.cfg"), "{listing}");
 }
