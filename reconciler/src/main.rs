@@ -90,7 +90,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { state, rev } => validate(&state.unwrap_or_else(default_state_repo), rev.as_deref()),
+        Command::Validate { state, rev } => {
+            let state = match state {
+                Some(state) => state,
+                None => default_state_repo()?,
+            };
+            validate(&state, rev.as_deref())
+        }
         Command::Schema => {
             std::io::stdout().write_all(left4me_state::json_schema().as_bytes()).context("cannot write the schema")?;
             Ok(ExitCode::SUCCESS)
@@ -110,9 +116,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 mod commands;
 
-fn default_state_repo() -> PathBuf {
-    let root = std::env::var_os("LEFT4ME_ROOT").unwrap_or_else(|| "/var/lib/left4me".into());
-    PathBuf::from(root).join("state")
+/// `$ROOT/state`, with `$ROOT` read as every left4me program reads it (host.env, then the
+/// environment).
+fn default_state_repo() -> anyhow::Result<PathBuf> {
+    let host = l4d2ctl::Host::from_env().context("cannot read the host's settings")?;
+    Ok(host.root.join("state"))
 }
 
 fn validate(repo: &Path, rev: Option<&str>) -> anyhow::Result<ExitCode> {
