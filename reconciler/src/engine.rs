@@ -146,12 +146,19 @@ pub fn plan_pass(
     cache: &mut RevisionCache,
     confirm_prune: Option<&str>,
 ) -> Result<Result<Planned, (Revision, String)>, Error> {
-    let (revision, checked) = load(config, cache)?;
+    // Reading the revision and observing the host are independent and both wait on other
+    // processes: done side by side. (An invalid revision wastes one observation; it is rare.)
+    let (loaded, observed) = std::thread::scope(|scope| {
+        let observing = scope.spawn(|| observe(config));
+        let loaded = load(config, cache);
+        (loaded, observing.join().unwrap_or_else(|_| Err(Error::Host("observing the host panicked".into()))))
+    });
+    let (revision, checked) = loaded?;
     let desired = match checked {
         Ok(desired) => desired,
         Err(diagnostics) => return Ok(Err((revision, diagnostics.to_string()))),
     };
-    let host = observe(config)?;
+    let host = observed?;
     let previous = db.wishes()?;
     let confirmed = match confirm_prune {
         Some(rev) => left4me_state::resolve(&config.state, rev)? == revision,
