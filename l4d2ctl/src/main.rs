@@ -102,6 +102,13 @@ enum OverlayCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Build a script overlay: run its build.sh (read from stdin) in a confined transient unit.
+    Build {
+        name: String,
+        /// The digest of the recipe, as the state model computes it.
+        #[arg(long)]
+        digest: String,
+    },
     /// Replace an overlay with the tree of the tar read from stdin.
     Put {
         name: String,
@@ -285,6 +292,18 @@ fn run(cli: Cli) -> Result<(), Error> {
                     println!("{}  {}", o.name, o.digest);
                 }
             }
+            Ok(())
+        }
+        Cmd::Overlay { command: OverlayCmd::Build { name, digest } } => {
+            let name = Name::new(&name).map_err(|e| Error::Invalid(format!("invalid overlay name {name:?}: {e}")))?;
+            require_root("overlay build")?;
+            let digest: left4me_state::Digest = serde_json::from_value(serde_json::Value::String(digest))
+                .map_err(|e| Error::Invalid(format!("invalid digest: {e}")))?;
+            let mut script = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 1024 * 1024), &mut script)
+                .map_err(|e| Error::io("stdin", e))?;
+            overlay::build(&host, &name, &digest, &script)?;
+            println!("overlay {name}: built ({digest})");
             Ok(())
         }
         Cmd::Overlay { command: OverlayCmd::Put { name, digest } } => {

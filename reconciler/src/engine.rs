@@ -242,12 +242,18 @@ pub fn apply(
         .iter()
         .map(|overlay| {
             let digest = desired.overlays[overlay].digest.to_string();
+            let (kind, verb, input, reason) = match &desired.overlays[overlay].content {
+                OverlayContent::Script { build } => {
+                    ("build", "build", build.clone(), "its build.sh changed in the revision")
+                }
+                _ => ("overlay", "put", overlay_tar(&desired, overlay), "its files changed in the revision"),
+            };
             Job {
-                kind: "overlay",
+                kind,
                 target: overlay.clone(),
-                args: vec!["overlay".into(), "put".into(), overlay.to_string(), "--digest".into(), digest],
-                input: Some(overlay_tar(&desired, overlay)),
-                reason: "its files changed in the revision".into(),
+                args: vec!["overlay".into(), verb.into(), overlay.to_string(), "--digest".into(), digest],
+                input: Some(input),
+                reason: reason.into(),
             }
         })
         .collect();

@@ -144,7 +144,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             && let Some(missing) = blueprint.overlays.iter().find(|o| unavailable.contains(*o))
         {
             let message = format!(
-                "overlay {missing} is not on the host: left4me materialises files overlays; {} overlays are not built yet",
+                "overlay {missing} is not on the host: {} overlays are not fetched yet",
                 inputs.desired.overlays[missing].content.overlay_type()
             );
             servers.insert(name.clone(), ServerSync { sync: Sync::OutOfSync, message });
@@ -238,30 +238,37 @@ fn block_taken_ports(inputs: &Inputs<'_>, steps: &mut Vec<Step>, servers: &mut B
     }
 }
 
-/// The files overlays to write (stacked by a declared server, and absent or different on the
-/// host), and the overlays of other types that are not on the host.
+/// The files overlays to write and the script overlays to build (stacked by a declared server,
+/// absent or different on the host, and not stacked beside an overlay that cannot be had yet),
+/// and the workshop overlays that are not on the host.
 fn overlays_to_write(inputs: &Inputs<'_>) -> (Vec<Name>, BTreeSet<Name>) {
-    let used: BTreeSet<&Name> = inputs
+    let current = |name: &Name| {
+        inputs.overlays.get(name).is_some_and(|digest| digest == inputs.desired.overlays[name].digest.as_str())
+    };
+    let stacks = |server: &left4me_state::Server| {
+        inputs.desired.blueprints.get(&server.blueprint).map(|b| b.overlays.clone()).unwrap_or_default()
+    };
+    let unavailable: BTreeSet<Name> = inputs
         .desired
         .servers
         .values()
-        .filter_map(|s| inputs.desired.blueprints.get(&s.blueprint))
-        .flat_map(|b| b.overlays.iter())
+        .flat_map(stacks)
+        .filter(|name| {
+            matches!(inputs.desired.overlays[name].content, left4me_state::OverlayContent::Workshop(_))
+                && !current(name)
+        })
         .collect();
-    let mut write = Vec::new();
-    let mut unavailable = BTreeSet::new();
-    for name in used {
-        let overlay = &inputs.desired.overlays[name];
-        let current = inputs.overlays.get(name).is_some_and(|digest| digest == overlay.digest.as_str());
-        match overlay.content {
-            _ if current => {}
-            left4me_state::OverlayContent::Files(_) => write.push(name.clone()),
-            _ => {
-                unavailable.insert(name.clone());
-            }
-        }
-    }
-    (write, unavailable)
+    // What a server that cannot run yet would stack is not worth building yet.
+    let write: BTreeSet<Name> = inputs
+        .desired
+        .servers
+        .values()
+        .map(stacks)
+        .filter(|stack| !stack.iter().any(|o| unavailable.contains(o)))
+        .flatten()
+        .filter(|name| !current(name))
+        .collect();
+    (write.into_iter().collect(), unavailable)
 }
 
 fn overridden(name: &Name, marker: &Override) -> String {
@@ -396,7 +403,7 @@ impl fmt::Display for Plan {
             writeln!(f, "nothing to do")?;
         }
         for overlay in &self.overlays {
-            writeln!(f, "{:<10} {:<20} its files changed in the revision", "overlay", overlay.as_str())?;
+            writeln!(f, "{:<10} {:<20} not on the host as the revision has it", "overlay", overlay.as_str())?;
         }
         for step in &self.steps {
             writeln!(f, "{:<10} {:<20} {}", step.action.name(), step.server.as_str(), step.reason)?;

@@ -117,10 +117,10 @@ fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
     assert_eq!(coop["map"], "c1m1_hotel");
     let stopped = host.server("coop-2");
     assert_eq!((stopped["sync"].as_str(), stopped["health"].as_str()), (Some("Synced"), Some("Stopped")));
-    // versus-1 stacks script and workshop overlays, which this host cannot build yet: it says so.
+    // versus-1 stacks a workshop overlay, which this host cannot fetch yet: it says so.
     let versus = host.server("versus-1");
     assert_eq!(versus["sync"], "OutOfSync");
-    assert!(versus["sync_message"].as_str().unwrap().contains("not built yet"), "{versus}");
+    assert!(versus["sync_message"].as_str().unwrap().contains("workshop overlays are not fetched yet"), "{versus}");
     // Written by the reconciler: no override marker.
     assert!(host.instance("coop-1")["override"].is_null());
 
@@ -259,4 +259,49 @@ fn after_apply_there_is_nothing_to_do_for_generated_states() {
         let plan = host.left4me(&["plan"]);
         assert_eq!(code(&plan), Some(0), "round {round}: after apply, plan has nothing to do: {}", text(&plan));
     }
+}
+
+#[test]
+fn a_script_overlay_is_built_confined_and_a_failing_build_applies_nothing_of_it() {
+    let host = Host::with_examples();
+    // A recipe that needs no network: it writes the tree it is run in.
+    std::fs::create_dir_all(host.repo().join("overlays/generated")).unwrap();
+    std::fs::write(
+        host.repo().join("overlays/generated/overlay.yaml"),
+        "apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: generated}\nspec: {type: script}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        host.repo().join("overlays/generated/build.sh"),
+        "set -eu\nmkdir -p left4dead2/cfg\necho 'sv_tags built_by_script' > left4dead2/cfg/server.cfg\n\
+         echo \"built as $(id -un)\"\ntouch /etc/left4me-build-escaped 2>/dev/null && echo ESCAPED || echo confined\n",
+    )
+    .unwrap();
+    host.git(&["add", "--all"]);
+    host.commit("blueprints/coop.yaml", "overlays: [tickrate]", "overlays: [generated, tickrate]", "coop: generated");
+    host.commit(
+        "blueprints/coop.yaml",
+        "    - sv_consistency 0",
+        "    - exec server_generated.cfg\n    - sv_consistency 0",
+        "exec it",
+    );
+    let applied = host.left4me(&["apply"]);
+    let jobs: serde_json::Value = serde_json::from_str(&host.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
+    let build = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "build").unwrap();
+    let log = host.sandbox.run_ok("left4me", &["jobs", &build["id"].to_string()]);
+    assert_eq!(code(&applied), Some(0), "{}\nthe build's log:\n{log}", text(&applied));
+    assert!(host.wait_for(15, |h| h.server("coop-1")["health"] == "Running"));
+    let tags = host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sv_tags"]);
+    assert!(tags.contains("built_by_script"), "{tags}");
+    assert!(log.contains("built as left4me") && log.contains("confined"), "{log}");
+
+    // A recipe that fails: the job says so, and the servers keep the tree they had.
+    std::fs::write(host.repo().join("overlays/generated/build.sh"), "echo 'no mirror answers' >&2\nexit 3\n").unwrap();
+    host.git(&["commit", "--quiet", "--all", "--message", "a broken recipe"]);
+    let applied = host.left4me(&["apply"]);
+    assert_eq!(code(&applied), Some(1), "{}", text(&applied));
+    assert!(text(&applied).contains("failed: build generated"), "{}", text(&applied));
+    assert_eq!(host.instance("coop-1")["active_state"], "active");
+    let tags = host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sv_tags"]);
+    assert!(tags.contains("built_by_script"), "{tags}");
 }

@@ -231,7 +231,7 @@ fn deleting_too_many_servers_is_held_until_confirmed() {
 }
 
 #[test]
-fn files_overlays_are_written_before_servers_and_unbuilt_ones_block_their_servers() {
+fn overlays_are_written_or_built_before_servers_and_unfetched_ones_block_their_servers() {
     let mut tree = Tree::default();
     let blueprint = |name: &str, overlays: &str| {
         format!(
@@ -250,7 +250,13 @@ fn files_overlays_are_written_before_servers_and_unbuilt_ones_block_their_server
         b"apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: plugins}\nspec: {type: script}\n".to_vec(),
     );
     tree.insert_file("overlays/plugins/build.sh", b"echo build\n".to_vec());
-    for (name, blueprint, port) in [("a", "cfg", 27015), ("b", "pack", 27016)] {
+    tree.insert_file("blueprints/maps.yaml", blueprint("maps", "campaigns").into_bytes());
+    tree.insert_file(
+        "overlays/campaigns/overlay.yaml",
+        b"apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: campaigns}\nspec: {type: workshop, items: [1]}\n"
+            .to_vec(),
+    );
+    for (name, blueprint, port) in [("a", "cfg", 27015), ("b", "pack", 27016), ("c", "maps", 27017)] {
         let text = format!(
             "apiVersion: left4me/v1\nkind: Server\nmetadata: {{name: {name}, owner: alice}}\nspec: {{blueprint: {blueprint}, port: {port}}}\n"
         );
@@ -269,9 +275,10 @@ fn files_overlays_are_written_before_servers_and_unbuilt_ones_block_their_server
         prune_confirmed: false,
     });
     insta::assert_snapshot!("overlays-missing", format!("{missing}{:#?}", missing.servers));
-    // Written already with the revision's digest: nothing to write.
-    let rates = desired.overlays[&Name::new("rates").unwrap()].digest.to_string();
-    let current: BTreeMap<Name, String> = [(Name::new("rates").unwrap(), rates)].into();
+    // Written and built already with the revision's digests: nothing to write.
+    let digest = |name: &str| desired.overlays[&Name::new(name).unwrap()].digest.to_string();
+    let current: BTreeMap<Name, String> =
+        ["rates", "plugins"].iter().map(|name| (Name::new(*name).unwrap(), digest(name))).collect();
     let written = plan(&Inputs {
         desired: &desired,
         observed: &observed,
