@@ -109,6 +109,16 @@ enum OverlayCmd {
         #[arg(long)]
         digest: String,
     },
+    /// Fetch a workshop overlay: its items through steamcmd into the cache, linked into addons/.
+    Fetch {
+        name: String,
+        /// The digest of the item list, as the state model computes it.
+        #[arg(long)]
+        digest: String,
+        /// A Steam Workshop item id; repeat for each.
+        #[arg(long = "item", required = true)]
+        items: Vec<u64>,
+    },
     /// Replace an overlay with the tree of the tar read from stdin.
     Put {
         name: String,
@@ -304,6 +314,15 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .map_err(|e| Error::io("stdin", e))?;
             overlay::build(&host, &name, &digest, &script)?;
             println!("overlay {name}: built ({digest})");
+            Ok(())
+        }
+        Cmd::Overlay { command: OverlayCmd::Fetch { name, digest, items } } => {
+            let name = Name::new(&name).map_err(|e| Error::Invalid(format!("invalid overlay name {name:?}: {e}")))?;
+            require_root("overlay fetch")?;
+            let digest: left4me_state::Digest = serde_json::from_value(serde_json::Value::String(digest))
+                .map_err(|e| Error::Invalid(format!("invalid digest: {e}")))?;
+            overlay::fetch(&host, &name, &digest, &items)?;
+            println!("overlay {name}: {} workshop items ({digest})", items.len());
             Ok(())
         }
         Cmd::Overlay { command: OverlayCmd::Put { name, digest } } => {

@@ -112,6 +112,61 @@ pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result
     result
 }
 
+/// Fetches a workshop overlay: each item into the deduplicated cache `$ROOT/workshop/<id>.vpk`
+/// (downloaded by steamcmd as the game's user, only when not cached), then the overlay's tree is
+/// `left4dead2/addons/<id>.vpk`, hard links into the cache — the game's unit sees nothing of
+/// `$ROOT` beyond its own tree, so a symlink would point nowhere.
+pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result<(), Error> {
+    let game = Owner::user(&host.user)?;
+    let cache = host.root.join("workshop");
+    ensure_dir(&cache, 0o755, game)?;
+    let missing: Vec<u64> = items.iter().copied().filter(|id| !cache.join(format!("{id}.vpk")).is_file()).collect();
+    if !missing.is_empty() {
+        let download = cache.join(".steamcmd");
+        ensure_dir(&download, 0o755, game)?;
+        let mut command = std::process::Command::new(&host.steamcmd);
+        command.arg("+force_install_dir").arg(&download).args(["+login", "anonymous"]);
+        for id in &missing {
+            command.args(["+workshop_download_item", "550", &id.to_string()]);
+        }
+        use std::os::unix::process::CommandExt;
+        let status = command
+            .arg("+quit")
+            .current_dir(&host.root)
+            .env("HOME", &host.root)
+            .uid(game.uid.as_raw())
+            .gid(game.gid.as_raw())
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(|e| Error::Invalid(format!("cannot run steamcmd ({}): {e}", host.steamcmd.display())))?;
+        for id in &missing {
+            let folder = download.join("steamapps/workshop/content/550").join(id.to_string());
+            let file = fs::read_dir(&folder)
+                .ok()
+                .and_then(|entries| entries.flatten().map(|e| e.path()).find(|p| p.is_file()));
+            let Some(file) = file else {
+                return Err(Error::Child {
+                    command: format!("steamcmd (workshop item {id} of overlay {name}: nothing downloaded)"),
+                    code: status.code().unwrap_or(1).max(1),
+                });
+            };
+            let cached = cache.join(format!("{id}.vpk"));
+            fs::rename(&file, &cached).map_err(|e| Error::io(&file, e))?;
+            lchown(&cached, game)?;
+        }
+    }
+    replace(host, name, digest, |staging| {
+        let addons = staging.join("left4dead2/addons");
+        ensure_dir(&staging.join("left4dead2"), 0o755, game)?;
+        ensure_dir(&addons, 0o755, game)?;
+        for id in items {
+            let target = addons.join(format!("{id}.vpk"));
+            fs::hard_link(cache.join(format!("{id}.vpk")), &target).map_err(|e| Error::io(&target, e))?;
+        }
+        Ok(())
+    })
+}
+
 /// Fills a fresh staging folder with `fill`, then swaps it in for the overlay and records its
 /// digest. On failure the staging folder goes and the overlay stays as it was.
 fn replace(

@@ -242,19 +242,21 @@ pub fn apply(
         .iter()
         .map(|overlay| {
             let digest = desired.overlays[overlay].digest.to_string();
+            let mut args = vec!["overlay".into(), String::new(), overlay.to_string(), "--digest".into(), digest];
             let (kind, verb, input, reason) = match &desired.overlays[overlay].content {
-                OverlayContent::Script { build } => {
-                    ("build", "build", build.clone(), "its build.sh changed in the revision")
+                OverlayContent::Files(_) => {
+                    ("overlay", "put", Some(overlay_tar(&desired, overlay)), "its files changed in the revision")
                 }
-                _ => ("overlay", "put", overlay_tar(&desired, overlay), "its files changed in the revision"),
+                OverlayContent::Script { build } => {
+                    ("build", "build", Some(build.clone()), "its build.sh changed in the revision")
+                }
+                OverlayContent::Workshop(items) => {
+                    args.extend(items.iter().flat_map(|item| ["--item".to_owned(), item.get().to_string()]));
+                    ("fetch", "fetch", None, "its workshop items changed in the revision")
+                }
             };
-            Job {
-                kind,
-                target: overlay.clone(),
-                args: vec!["overlay".into(), verb.into(), overlay.to_string(), "--digest".into(), digest],
-                input: Some(input),
-                reason: reason.into(),
-            }
+            args[1] = verb.into();
+            Job { kind, target: overlay.clone(), args, input, reason: reason.into() }
         })
         .collect();
     run_parallel(config, &shared, &failures, overlay_jobs, rev, trigger)?;

@@ -134,22 +134,11 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let mut waiting = BTreeMap::new();
     let names: BTreeSet<&Name> = inputs.desired.servers.keys().chain(inputs.observed.keys()).collect();
     let mut deletions = Vec::new();
-    let (overlays, unavailable) = overlays_to_write(inputs);
+    let overlays = overlays_to_write(inputs);
 
     for name in names {
         let desired = inputs.desired.servers.get(name);
         let observed = inputs.observed.get(name);
-        if let Some(server) = desired
-            && let Some(blueprint) = inputs.desired.blueprints.get(&server.blueprint)
-            && let Some(missing) = blueprint.overlays.iter().find(|o| unavailable.contains(*o))
-        {
-            let message = format!(
-                "overlay {missing} is not on the host: {} overlays are not fetched yet",
-                inputs.desired.overlays[missing].content.overlay_type()
-            );
-            servers.insert(name.clone(), ServerSync { sync: Sync::OutOfSync, message });
-            continue;
-        }
         // A marker on a server the revision does not have, or on one the host does not have,
         // is a hand change too: a deletion or a creation by hand is left alone like any other.
         let marker = observed.and_then(|o| o.override_marker.as_ref()).or_else(|| inputs.orphan_overrides.get(name));
@@ -238,37 +227,22 @@ fn block_taken_ports(inputs: &Inputs<'_>, steps: &mut Vec<Step>, servers: &mut B
     }
 }
 
-/// The files overlays to write and the script overlays to build (stacked by a declared server,
-/// absent or different on the host, and not stacked beside an overlay that cannot be had yet),
-/// and the workshop overlays that are not on the host.
-fn overlays_to_write(inputs: &Inputs<'_>) -> (Vec<Name>, BTreeSet<Name>) {
+/// The overlays to write (files), build (script) or fetch (workshop): those a declared server
+/// stacks that are absent or different on the host.
+fn overlays_to_write(inputs: &Inputs<'_>) -> Vec<Name> {
     let current = |name: &Name| {
         inputs.overlays.get(name).is_some_and(|digest| digest == inputs.desired.overlays[name].digest.as_str())
     };
-    let stacks = |server: &left4me_state::Server| {
-        inputs.desired.blueprints.get(&server.blueprint).map(|b| b.overlays.clone()).unwrap_or_default()
-    };
-    let unavailable: BTreeSet<Name> = inputs
-        .desired
-        .servers
-        .values()
-        .flat_map(stacks)
-        .filter(|name| {
-            matches!(inputs.desired.overlays[name].content, left4me_state::OverlayContent::Workshop(_))
-                && !current(name)
-        })
-        .collect();
-    // What a server that cannot run yet would stack is not worth building yet.
     let write: BTreeSet<Name> = inputs
         .desired
         .servers
         .values()
-        .map(stacks)
-        .filter(|stack| !stack.iter().any(|o| unavailable.contains(o)))
-        .flatten()
+        .filter_map(|server| inputs.desired.blueprints.get(&server.blueprint))
+        .flat_map(|blueprint| blueprint.overlays.iter())
         .filter(|name| !current(name))
+        .cloned()
         .collect();
-    (write.into_iter().collect(), unavailable)
+    write.into_iter().collect()
 }
 
 fn overridden(name: &Name, marker: &Override) -> String {

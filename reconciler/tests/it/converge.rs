@@ -117,10 +117,16 @@ fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
     assert_eq!(coop["map"], "c1m1_hotel");
     let stopped = host.server("coop-2");
     assert_eq!((stopped["sync"].as_str(), stopped["health"].as_str()), (Some("Synced"), Some("Stopped")));
-    // versus-1 stacks a workshop overlay, which this host cannot fetch yet: it says so.
-    let versus = host.server("versus-1");
-    assert_eq!(versus["sync"], "OutOfSync");
-    assert!(versus["sync_message"].as_str().unwrap().contains("workshop overlays are not fetched yet"), "{versus}");
+    // versus-1 stacks all three kinds: the competitive pack built by its script (offline here: its
+    // core settings), the campaigns fetched from the workshop, and the tickrate files.
+    assert!(host.wait_for(15, |h| h.server("versus-1")["health"] == "Running"), "{}", host.server("versus-1"));
+    assert_eq!(host.server("versus-1")["sync"], "Synced");
+    let merged = "/var/lib/left4me/runtime/versus-1/merged/left4dead2";
+    host.sandbox.run_ok("test", &["-f", &format!("{merged}/addons/121275675.vpk")]);
+    let staged = host.sandbox.run_ok("cat", &[&format!("{merged}/cfg/server_competitive.cfg")]);
+    assert!(staged.contains("versus_force_start_time"), "{staged}");
+    // The workshop cache holds each item once; the overlay links to it.
+    host.sandbox.run_ok("test", &["-f", "/var/lib/left4me/workshop/2268506826.vpk"]);
     // Written by the reconciler: no override marker.
     assert!(host.instance("coop-1")["override"].is_null());
 
@@ -130,7 +136,7 @@ fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
     let start = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "start" && j["target"] == "coop-1").unwrap();
     assert_eq!(start["state"], "succeeded");
     let log = host.sandbox.run_ok("left4me", &["jobs", &start["id"].to_string()]);
-    assert!(log.contains("l4d2ctl start coop-1") && log.contains("coop-1: started"), "{log}");
+    assert!(log.contains("start coop-1") && log.contains("coop-1: started"), "{log}");
 }
 
 #[test]

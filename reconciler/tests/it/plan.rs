@@ -231,7 +231,7 @@ fn deleting_too_many_servers_is_held_until_confirmed() {
 }
 
 #[test]
-fn overlays_are_written_or_built_before_servers_and_unfetched_ones_block_their_servers() {
+fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed() {
     let mut tree = Tree::default();
     let blueprint = |name: &str, overlays: &str| {
         format!(
@@ -278,7 +278,7 @@ fn overlays_are_written_or_built_before_servers_and_unfetched_ones_block_their_s
     // Written and built already with the revision's digests: nothing to write.
     let digest = |name: &str| desired.overlays[&Name::new(name).unwrap()].digest.to_string();
     let current: BTreeMap<Name, String> =
-        ["rates", "plugins"].iter().map(|name| (Name::new(*name).unwrap(), digest(name))).collect();
+        ["rates", "plugins", "campaigns"].iter().map(|name| (Name::new(*name).unwrap(), digest(name))).collect();
     let written = plan(&Inputs {
         desired: &desired,
         observed: &observed,

@@ -230,8 +230,41 @@ impl Session {
             // Other steamcmd settings (@NoPromptForPassword 1, @ShutdownOnFailedCommand 1, …) change nothing here.
             setting if setting.starts_with('@') => {}
             "app_update" => self.app_update(args)?,
+            "workshop_download_item" => self.workshop_download_item(args)?,
             _ => say(&format!("Unknown command \"{name}\"")),
         }
+        Ok(())
+    }
+
+    /// `workshop_download_item <app> <item>`: the item's file under the install folder's
+    /// `steamapps/workshop/content/<app>/<item>/`, as steamcmd leaves it. Item 404 does not exist
+    /// (to test failures); any other item downloads a small VPK whose bytes depend on its id only.
+    fn workshop_download_item(&mut self, args: &[String]) -> Result<(), String> {
+        let (Some(app), Some(item)) = (args.first(), args.get(1)) else {
+            say("ERROR! workshop_download_item needs an app id and an item id");
+            self.failure = Some(EXIT_APP_UPDATE_FAILED);
+            return Ok(());
+        };
+        if !self.logged_in {
+            say("ERROR! Not logged on.");
+            self.failure = Some(EXIT_APP_UPDATE_FAILED);
+            return Ok(());
+        }
+        say(&format!("Downloading item {item} ..."));
+        if app != "550" || item == "404" || item.parse::<u64>().is_err() {
+            say(&format!("ERROR! Download item {item} failed (File Not Found)."));
+            self.failure = Some(EXIT_APP_UPDATE_FAILED);
+            return Ok(());
+        }
+        let base = self.install_dir.clone().unwrap_or_else(|| self.home.join(".local/share/Steam"));
+        let dir = base.join("steamapps/workshop/content").join(app).join(item);
+        fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        // A VPK's signature, then content that is the item's own.
+        let mut bytes = vec![0x34, 0x12, 0xaa, 0x55];
+        bytes.extend(format!("fake-steamcmd workshop item {item}\n").repeat(64).into_bytes());
+        let file = dir.join(format!("{item}_legacy.bin"));
+        fs::write(&file, &bytes).map_err(|err| format!("cannot write {}: {err}", file.display()))?;
+        say(&format!("Success. Downloaded item {item} to \"{}\" ({} bytes)", dir.display(), bytes.len()));
         Ok(())
     }
 
