@@ -1,99 +1,15 @@
 //! The reconciler on a real host (the sandbox): a committed revision converges, a pass after a
 //! pass has nothing to do, an invalid revision applies nothing.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use left4me_sim::{Sandbox, workspace};
-
-struct Host {
-    sandbox: Sandbox,
-    disk: tempfile::TempDir,
-}
+use crate::support::{Host, code, text};
 
 impl Host {
-    /// A sandbox with left4me installed and the examples committed as its state repo.
+    /// Left4me installed, its service stopped, the examples committed.
     fn with_examples() -> Host {
-        let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "reconciler-disk-").unwrap();
-        let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
-        sandbox.install_left4me(bin_dir, true);
-        // These tests run passes themselves; the service would race them.
-        sandbox.run_ok("systemctl", &["disable", "--now", "--quiet", "left4me-reconciler.service"]);
-        let host = Host { sandbox, disk };
-        let repo = host.repo();
-        let copied =
-            Command::new("cp").arg("-a").arg(workspace().join("examples/state/.")).arg(&repo).status().unwrap();
-        assert!(copied.success());
-        host.git(&["add", "--all"]);
-        host.git(&["commit", "--quiet", "--message", "examples"]);
+        let host = Host::installed(false);
+        host.commit_examples();
         host
     }
-
-    /// The state repo, from the host's side.
-    fn repo(&self) -> std::path::PathBuf {
-        self.disk.path().join("root/state")
-    }
-
-    fn git(&self, args: &[&str]) {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(self.repo())
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Alice")
-            .env("GIT_AUTHOR_EMAIL", "alice@example.invalid")
-            .env("GIT_COMMITTER_NAME", "Alice")
-            .env("GIT_COMMITTER_EMAIL", "alice@example.invalid")
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    }
-
-    fn commit(&self, file: &str, from: &str, to: &str, message: &str) {
-        let path = self.repo().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{from:?} in {file}");
-        std::fs::write(&path, text.replace(from, to)).unwrap();
-        self.git(&["commit", "--quiet", "--all", "--message", message]);
-    }
-
-    fn left4me(&self, args: &[&str]) -> Output {
-        self.sandbox.run("left4me", args)
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = self.left4me(&["status", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn server(&self, name: &str) -> serde_json::Value {
-        self.status()["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap()
-    }
-
-    fn instance(&self, name: &str) -> serde_json::Value {
-        let text = self.sandbox.run_ok("l4d2ctl", &["status", name, "--json"]);
-        serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
-    }
-
-    fn wait_for(&self, seconds: u64, mut check: impl FnMut(&Host) -> bool) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        while std::time::Instant::now() < deadline {
-            if check(self) {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        check(self)
-    }
-}
-
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 #[test]

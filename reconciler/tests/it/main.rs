@@ -3,4 +3,5 @@
 mod converge;
 mod plan;
 mod service;
+mod support;
 mod validate;

@@ -1,85 +1,15 @@
 //! `left4me run` as the service it is on a host: commits converge on their own, hand changes are
 //! respected until released, drift is healed, a mass deletion is held, a killed pass recovers.
 
-use std::path::Path;
-use std::process::Command;
-
-use left4me_sim::{Sandbox, workspace};
-
-struct Host {
-    sandbox: Sandbox,
-    disk: tempfile::TempDir,
-}
-
-impl Host {
-    /// A sandbox with left4me installed and its reconciler service running with a short resync.
-    fn serving() -> Host {
-        let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "service-disk-").unwrap();
-        let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
-        sandbox.install_left4me(bin_dir, true);
-        sandbox.run_ok("sh", &["-c", "echo LEFT4ME_RESYNC_SECONDS=1 >> /etc/left4me/host.env"]);
-        sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
-        Host { sandbox, disk }
-    }
-
-    fn repo(&self) -> std::path::PathBuf {
-        self.disk.path().join("root/state")
-    }
-
-    fn git(&self, args: &[&str]) {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(self.repo())
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Alice")
-            .env("GIT_AUTHOR_EMAIL", "alice@example.invalid")
-            .env("GIT_COMMITTER_NAME", "Alice")
-            .env("GIT_COMMITTER_EMAIL", "alice@example.invalid")
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    }
-
-    fn commit_examples(&self) {
-        let copied =
-            Command::new("cp").arg("-a").arg(workspace().join("examples/state/.")).arg(self.repo()).status().unwrap();
-        assert!(copied.success());
-        self.git(&["add", "--all"]);
-        self.git(&["commit", "--quiet", "--message", "examples"]);
-    }
-
-    fn server(&self, name: &str) -> serde_json::Value {
-        let text = self.sandbox.run_ok("left4me", &["status", "--json"]);
-        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
-        status["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or_default()
-    }
-
-    fn wait_for(&self, seconds: u64, what: &str, mut check: impl FnMut(&Host) -> bool) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        while !check(self) {
-            assert!(std::time::Instant::now() < deadline, "{what}; journal:\n{}", self.journal());
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-
-    fn journal(&self) -> String {
-        let out = self.sandbox.run("journalctl", &["-u", "left4me-reconciler", "--no-pager", "-n", "40"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn running(&self, name: &str) -> bool {
-        self.server(name)["health"] == "Running"
-    }
-}
+use crate::support::Host;
 
 #[test]
 fn commits_converge_hand_changes_are_respected_and_drift_is_healed() {
-    let host = Host::serving();
+    let host = Host::installed(true);
     host.commit_examples();
-    host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+    host.expect_within(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
     // A pass with nothing to do costs two processes: git rev-parse and l4d2ctl observe.
-    host.wait_for(10, "a no-op pass", |h| {
+    host.expect_within(10, "a no-op pass", |h| {
         let text = h.sandbox.run_ok("left4me", &["status", "--json"]);
         let status: serde_json::Value = serde_json::from_str(&text).unwrap();
         status["last_pass"]["message"].as_str().is_some_and(|m| m.ends_with("nothing to do (2 processes)"))
@@ -95,25 +25,25 @@ fn commits_converge_hand_changes_are_respected_and_drift_is_healed() {
 
     // Stopped by hand: Overridden, and the reconciler leaves it stopped.
     host.sandbox.run_ok("l4d2ctl", &["stop", "coop-1"]);
-    host.wait_for(10, "coop-1 is overridden", |h| h.server("coop-1")["sync"] == "Overridden");
+    host.expect_within(10, "coop-1 is overridden", |h| h.server("coop-1")["sync"] == "Overridden");
     std::thread::sleep(std::time::Duration::from_secs(3));
     let coop = host.server("coop-1");
     assert_eq!((coop["sync"].as_str(), coop["health"].as_str()), (Some("Overridden"), Some("Stopped")), "{coop}");
 
     // Released: healed.
     host.sandbox.run_ok("l4d2ctl", &["release", "coop-1"]);
-    host.wait_for(20, "coop-1 runs again after the release", |h| h.running("coop-1"));
+    host.expect_within(20, "coop-1 runs again after the release", |h| h.running("coop-1"));
 
     // Stopped behind left4me's back (no marker): drift, healed.
     host.sandbox.run_ok("systemctl", &["stop", "left4me-server@coop-1.service"]);
-    host.wait_for(20, "coop-1 runs again after the drift", |h| h.running("coop-1"));
+    host.expect_within(20, "coop-1 runs again after the drift", |h| h.running("coop-1"));
 }
 
 #[test]
 fn deleting_every_server_is_held_and_a_killed_pass_recovers() {
-    let host = Host::serving();
+    let host = Host::installed(true);
     host.commit_examples();
-    host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+    host.expect_within(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
 
     // Kill the service while it works on a commit; it comes back (Restart=always) and finishes.
     std::fs::write(
@@ -127,7 +57,7 @@ fn deleting_every_server_is_held_and_a_killed_pass_recovers() {
     host.git(&["add", "--all"]);
     host.git(&["commit", "--quiet", "--message", "coop-3"]);
     host.sandbox.run_ok("systemctl", &["kill", "--signal=KILL", "left4me-reconciler.service"]);
-    host.wait_for(40, "coop-3 runs after the service came back", |h| h.running("coop-3"));
+    host.expect_within(40, "coop-3 runs after the service came back", |h| h.running("coop-3"));
     // Whatever job the kill interrupted was ended, not left running forever.
     let text = host.sandbox.run_ok("left4me", &["jobs", "--json"]);
     let jobs: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -138,16 +68,16 @@ fn deleting_every_server_is_held_and_a_killed_pass_recovers() {
     // A revision deleting every server is held; the servers keep running.
     host.git(&["rm", "--quiet", "-r", "servers"]);
     host.git(&["commit", "--quiet", "--message", "delete everything"]);
-    host.wait_for(20, "the deletion is held", |h| h.server("coop-1")["sync"] == "Suspended");
+    host.expect_within(20, "the deletion is held", |h| h.server("coop-1")["sync"] == "Suspended");
     assert!(host.running("coop-1"));
     assert!(host.server("coop-1")["sync_message"].as_str().unwrap().contains("confirm-prune"));
 }
 
 #[test]
 fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_deletions_archive() {
-    let host = Host::serving();
+    let host = Host::installed(true);
     host.commit_examples();
-    host.wait_for(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+    host.expect_within(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
     let instance = |h: &Host| -> serde_json::Value {
         let text = h.sandbox.run_ok("l4d2ctl", &["status", "coop-1", "--json"]);
         serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
@@ -156,19 +86,19 @@ fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_dele
     // A game process killed without a marker: back to Running.
     let pid = instance(&host)["main_pid"].as_u64().unwrap().to_string();
     host.sandbox.run_ok("kill", &["-9", &pid]);
-    host.wait_for(20, "coop-1 runs again after kill -9", |h| {
+    host.expect_within(20, "coop-1 runs again after kill -9", |h| {
         h.running("coop-1") && instance(h)["main_pid"].as_u64().map(|p| p.to_string()) != Some(pid.clone())
     });
 
     // when-empty: players on, the new render waits; empty, it is applied.
     host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sim_players", "3"]);
-    host.wait_for(10, "A2S reports the players", |h| h.server("coop-1")["players"] == 3);
+    host.expect_within(10, "A2S reports the players", |h| h.server("coop-1")["players"] == 3);
     let text = std::fs::read_to_string(host.repo().join("blueprints/coop.yaml")).unwrap();
     std::fs::write(host.repo().join("blueprints/coop.yaml"), text.replace("z_difficulty Hard", "z_difficulty Expert"))
         .unwrap();
     host.git(&["commit", "--quiet", "--all", "--message", "coop: expert"]);
     // Rendered anew by the service, but not restarted while players are on.
-    host.wait_for(20, "the new render waits", |h| {
+    host.expect_within(20, "the new render waits", |h| {
         let i = instance(h);
         i["started_digest"] != i["digest"]
             && h.server("coop-1")["sync_message"].as_str().is_some_and(|m| m.contains("waiting for 3 players to leave"))
@@ -177,7 +107,7 @@ fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_dele
     let waiting = instance(&host);
     assert_ne!(waiting["started_digest"], waiting["digest"], "still not restarted after further passes");
     host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sim_players", "0"]);
-    host.wait_for(20, "the rollout applies once empty", |h| {
+    host.expect_within(20, "the rollout applies once empty", |h| {
         let i = instance(h);
         i["started_digest"] == i["digest"] && h.running("coop-1")
     });
@@ -186,7 +116,7 @@ fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_dele
     let text = std::fs::read_to_string(host.repo().join("servers/coop-1.yaml")).unwrap();
     std::fs::write(host.repo().join("servers/coop-1.yaml"), text.replace("blueprint: coop", "blueprint: cop")).unwrap();
     host.git(&["commit", "--quiet", "--all", "--message", "a typo"]);
-    host.wait_for(20, "the invalid revision is reported", |h| {
+    host.expect_within(20, "the invalid revision is reported", |h| {
         let text = h.sandbox.run_ok("left4me", &["status", "--json"]);
         let status: serde_json::Value = serde_json::from_str(&text).unwrap();
         status["revision_error"]
@@ -202,7 +132,7 @@ fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_dele
     );
     std::fs::remove_file(host.repo().join("servers/coop-1.yaml")).unwrap();
     host.git(&["commit", "--quiet", "--all", "--message", "retire coop-1"]);
-    host.wait_for(20, "coop-1 is removed", |h| !h.disk.path().join("root/instances/coop-1").exists());
+    host.expect_within(20, "coop-1 is removed", |h| !h.disk.path().join("root/instances/coop-1").exists());
     let state = host.sandbox.run("systemctl", &["is-active", "left4me-server@coop-1.service"]);
     assert_ne!(String::from_utf8_lossy(&state.stdout).trim(), "active");
     let archives: Vec<_> = std::fs::read_dir(host.disk.path().join("root/archive")).unwrap().flatten().collect();
