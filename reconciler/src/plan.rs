@@ -292,17 +292,11 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
     let running = matches!(observed.active_state.as_str(), "active" | "activating" | "reloading");
     let mut wait = None;
     match server.state {
-        PowerState::Running if !running || !observed.enabled => {
-            steps.push(step(
-                name,
-                Action::Start,
-                if running { "declared running, not enabled" } else { "declared running" },
-            ));
-        }
+        PowerState::Running if !running => steps.push(step(name, Action::Start, "declared running")),
         PowerState::Running => {
             let stale = observed.started_digest.as_deref().is_some_and(|started| started != digest.as_str());
+            let moves = observed.started_port.unwrap_or(observed.port) != spec.port.number();
             if stale {
-                let moves = observed.started_port.unwrap_or(observed.port) != spec.port.number();
                 match rollout_now(blueprint.rollout, observed) {
                     Ok(why) if moves => {
                         steps.push(step(name, Action::Stop, &format!("{why}; its port moves")));
@@ -311,6 +305,11 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
                     Ok(why) => steps.push(step(name, Action::Restart, &why)),
                     Err(why) => wait = Some(why),
                 }
+            }
+            // Running but not enabled (started by hand with systemctl): enabled, so it also comes
+            // back after a reboot — unless a stop and start on a new port does it already.
+            if !observed.enabled && !steps.iter().any(|s| s.action == Action::Start) {
+                steps.push(step(name, Action::Start, "declared running, not enabled"));
             }
         }
         PowerState::Stopped if running || observed.enabled => {

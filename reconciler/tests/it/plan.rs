@@ -177,6 +177,9 @@ fn a_changed_render_rolls_out_per_policy() {
     // Rendered already, but still running the old render: only the restart is left.
     let d = desired("immediate", &[("a", 27015, "running")]);
     check("rollout-started-old", &d, &[Host { old_start: true, ..host("a", 27015) }], &[], false);
+    // Running an old render and not enabled: rolled out and enabled, both.
+    let d = desired("immediate", &[("a", 27015, "running")]);
+    check("rollout-and-enable", &d, &[Host { old_start: true, enabled: false, ..host("a", 27015) }], &[], false);
     // A stopped server is only re-rendered; its next start runs the new render.
     let d = desired("immediate", &[("a", 27015, "stopped")]);
     check(
