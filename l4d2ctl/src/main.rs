@@ -139,6 +139,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// A person's write waits for a running reconcile pass to end, so the pass never acts on a server
+/// changed under it; the reconciler's own writes run inside its pass, which holds the lock. Taken
+/// once the input is known good, so a refused command never waits.
+fn hand_lock(host: &Host, by_hand: bool) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, Error> {
+    if !by_hand {
+        return Ok(None);
+    }
+    l4d2ctl::host::pass_lock(&host.root, || eprintln!("l4d2ctl: waiting for the reconciler's pass to end")).map(Some)
+}
+
 /// A write by a person leaves an override marker — before it acts, so the reconciler never
 /// sees the change without the marker and undoes it.
 fn mark(host: &Host, name: &Name, what: &str, by_hand: bool) -> Result<(), Error> {
@@ -160,17 +170,6 @@ fn require_root(what: &str) -> Result<(), Error> {
 fn run(cli: Cli) -> Result<(), Error> {
     let host = Host::from_env()?;
     let by_hand = !cli.reconciler;
-    // A person's write waits for a reconcile pass to end, so the pass never acts on a server
-    // changed under it; the reconciler's own writes run inside its pass, which holds the lock.
-    let writes = matches!(
-        cli.command,
-        Cmd::Initialize { .. } | Cmd::Start { .. } | Cmd::Stop { .. } | Cmd::Restart { .. } | Cmd::Delete { .. }
-    );
-    let _lock = if by_hand && writes {
-        Some(l4d2ctl::host::pass_lock(&host.root, || eprintln!("l4d2ctl: waiting for the reconciler's pass to end"))?)
-    } else {
-        None
-    };
     match cli.command {
         Cmd::Install => {
             require_root("install")?;
@@ -180,6 +179,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let name = parse_name(&name)?;
             let spec = instance::read_spec_file(&file)?;
             require_root("initialize")?;
+            let _lock = hand_lock(&host, by_hand)?;
             mark(&host, &name, "initialize", by_hand)?;
             let done = instance::initialize(&host, &name, &spec)?;
             println!("{name}: {} ({})", if done.changed { "initialized" } else { "already up to date" }, done.digest);
@@ -195,6 +195,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     )));
                 }
             }
+            let _lock = hand_lock(&host, by_hand)?;
             for name in &names {
                 mark(&host, name, "start", by_hand)?;
             }
@@ -214,6 +215,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Restart { name } => {
             let name = parse_name(&name)?;
             require_root("restart")?;
+            let _lock = hand_lock(&host, by_hand)?;
             mark(&host, &name, "restart", by_hand)?;
             systemd::systemctl(&["restart", "--quiet", &unit_name(&name)])?;
             println!("{name}: restarted");
@@ -222,6 +224,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Stop { name } => {
             let name = parse_name(&name)?;
             require_root("stop")?;
+            let _lock = hand_lock(&host, by_hand)?;
             mark(&host, &name, "stop", by_hand)?;
             systemd::disable_now(&unit_name(&name))?;
             println!("{name}: stopped");
@@ -230,6 +233,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Delete { name } => {
             let name = parse_name(&name)?;
             require_root("delete")?;
+            let _lock = hand_lock(&host, by_hand)?;
             let unit = unit_name(&name);
             mark(&host, &name, "delete", by_hand)?;
             // Stopping a unit that was never started is fine; a missing instance is deleted already.
