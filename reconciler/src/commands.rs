@@ -74,8 +74,15 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let attempted = db.meta("last_attempted")?;
     let error = db.meta("revision_error")?;
     let last_pass = db.events(1)?.into_iter().next();
+    let upstream_error = db.meta("upstream_error")?;
     let mut servers = Vec::new();
-    if let Ok(planned) = engine::plan_pass(&config, &db, &mut Default::default(), None)? {
+    // Status always answers: what cannot be looked at now (no commit yet, l4d2ctl missing) is
+    // shown as such rather than ending it.
+    let (planned, problem) = match engine::plan_pass(&config, &db, &mut Default::default(), None) {
+        Ok(planned) => (planned.ok(), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    if let Some(planned) = planned {
         for (name, sync) in &planned.plan.servers {
             let desired = planned.desired.servers.get(name);
             let observed = planned.host.instances.get(name);
@@ -89,7 +96,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let value = serde_json::json!({
             "last_applied": applied, "last_attempted": attempted, "revision_error": error,
-            "last_pass": last_pass, "servers": servers,
+            "last_pass": last_pass, "upstream_error": upstream_error, "problem": problem, "servers": servers,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -100,6 +107,12 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     println!("last attempted revision: {}", short(&attempted));
     if let Some(pass) = &last_pass {
         println!("last pass:               {} ({})", pass.message, pass.at);
+    }
+    if let Some(upstream) = &upstream_error {
+        println!("upstream: {upstream}");
+    }
+    if let Some(problem) = &problem {
+        println!("cannot look at the state now: {problem}");
     }
     if let Some(error) = &error {
         println!("the attempted revision is invalid; the last applied one keeps running:");

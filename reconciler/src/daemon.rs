@@ -35,7 +35,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Runs until killed. Returns only when it cannot go on (the database or the repo is gone).
-pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
+/// An upstream repository the state repo follows, fast-forward only.
+pub struct Upstream {
+    pub url: String,
+    pub every: Duration,
+}
+
+pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Result<(), Error> {
     let mut db = Db::open(&config.db_path())?;
     let (tx, rx) = mpsc::channel::<()>();
     let git_dir = git_dir(&config.state);
@@ -60,7 +66,14 @@ pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
     let mut backoff = FIRST_BACKOFF;
     let mut trigger = Trigger::Commit;
     let mut cache = engine::RevisionCache::default();
+    let mut next_fetch = Instant::now();
     loop {
+        if let Some(upstream) = &upstream
+            && Instant::now() >= next_fetch
+        {
+            follow(config, &db, upstream);
+            next_fetch = Instant::now() + upstream.every;
+        }
         let started = Instant::now();
         let retry_at = match engine::apply(config, &mut db, &mut cache, trigger.name(), None) {
             Ok(outcome) => {
@@ -95,17 +108,33 @@ pub fn run(config: &Config, resync: Duration) -> Result<(), Error> {
         };
         let next_resync = Instant::now() + resync;
 
-        // Wait for the next reason to run, then take every other one that came meanwhile.
-        let deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
-        trigger = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(()) => {
-                // Take the rest of a burst (a push moves several refs) into this one pass.
-                while rx.try_recv().is_ok() {}
-                Trigger::Commit
+        // Wait for the next reason to run, then take every other one that came meanwhile. Fetching
+        // the upstream is not a pass: a fast-forward moves the ref, which the watch reports.
+        trigger = loop {
+            let mut deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
+            if upstream.is_some() {
+                deadline = deadline.min(next_fetch);
             }
-            Err(RecvTimeoutError::Timeout) if retry_at.is_some_and(|r| r <= Instant::now()) => Trigger::Retry,
-            Err(RecvTimeoutError::Timeout) => Trigger::Drift,
-            Err(RecvTimeoutError::Disconnected) => return Err(Error::Host("the watch on the state repo ended".into())),
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(()) => {
+                    // Take the rest of a burst (a push moves several refs) into this one pass.
+                    while rx.try_recv().is_ok() {}
+                    break Trigger::Commit;
+                }
+                Err(RecvTimeoutError::Timeout) if retry_at.is_some_and(|r| r <= Instant::now()) => {
+                    break Trigger::Retry;
+                }
+                Err(RecvTimeoutError::Timeout) if next_resync <= Instant::now() => break Trigger::Drift,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(upstream) = &upstream {
+                        follow(config, &db, upstream);
+                        next_fetch = Instant::now() + upstream.every;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Host("the watch on the state repo ended".into()));
+                }
+            }
         };
     }
 }
@@ -120,6 +149,34 @@ fn moves_a_ref(path: &Path) -> bool {
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     name == "HEAD" || name == "packed-refs" || text.contains("/refs/")
+}
+
+/// Fetches the upstream and records what it found: a rewritten history is refused and shown in
+/// `left4me status` until the upstream is fixed.
+fn follow(config: &Config, db: &Db, upstream: &Upstream) {
+    let result = crate::upstream::follow(&config.state, &upstream.url, &config.branch);
+    let error = match &result {
+        Ok(crate::upstream::Followed::FastForwarded { to }) => {
+            tracing::info!(to = &to[..to.len().min(12)], "fast-forwarded to the upstream");
+            None
+        }
+        Ok(crate::upstream::Followed::Rewritten { local, upstream: theirs }) => Some(format!(
+            "the upstream's history was rewritten: {} is at {}, the upstream at {}, which does not contain it; \
+             left4me follows fast-forwards only — fix the upstream, or reset {} by hand",
+            config.branch,
+            &local[..local.len().min(12)],
+            &theirs[..theirs.len().min(12)],
+            config.branch
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("cannot follow the upstream {}: {e}", upstream.url)),
+    };
+    if let Some(error) = &error {
+        tracing::warn!("{error}");
+    }
+    if let Err(e) = db.set_meta("upstream_error", error.as_deref()) {
+        tracing::error!("{e}");
+    }
 }
 
 /// When to retry a failed pass; each retry waits twice as long, up to [`MAX_BACKOFF`].

@@ -6,3 +6,4 @@ pub mod db;
 pub mod engine;
 pub mod plan;
 pub mod report;
+pub mod upstream;

@@ -61,6 +61,12 @@ enum Command {
         /// Seconds between passes that catch drift when nothing was committed.
         #[arg(long, env = "LEFT4ME_RESYNC_SECONDS", default_value_t = 60)]
         resync: u64,
+        /// Follow this upstream repository's main (fast-forward only).
+        #[arg(long, env = "LEFT4ME_UPSTREAM", value_name = "URL")]
+        upstream: Option<String>,
+        /// Seconds between fetches of the upstream.
+        #[arg(long, env = "LEFT4ME_FETCH_SECONDS", default_value_t = 60)]
+        fetch_every: u64,
     },
     /// List recent jobs, or show one job's log.
     Jobs {
@@ -105,10 +111,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
-        Command::Run { state, resync } => {
+        Command::Run { state, resync, upstream, fetch_every } => {
             tracing_subscriber::fmt().with_target(false).with_ansi(false).init();
             let config = reconciler::engine::Config::from_env(state)?;
-            reconciler::daemon::run(&config, std::time::Duration::from_secs(resync.max(1)))?;
+            let upstream = upstream.filter(|url| !url.is_empty()).map(|url| reconciler::daemon::Upstream {
+                url,
+                every: std::time::Duration::from_secs(fetch_every.max(1)),
+            });
+            reconciler::daemon::run(&config, std::time::Duration::from_secs(resync.max(1)), upstream)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -140,3 +140,59 @@ fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_dele
     let listing = host.sandbox.run_ok("tar", &["-tf", archives[0].path().to_str().unwrap()]);
     assert!(listing.contains("banned_user.cfg"), "{listing}");
 }
+
+#[test]
+fn an_upstream_is_followed_fast_forward_only() {
+    let host = Host::installed(true);
+    // The upstream: a bare repository, pushed to from a clone, as a forge would be.
+    let upstream = host.disk.path().join("upstream.git");
+    let work = host.disk.path().join("work");
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Bob")
+            .env("GIT_AUTHOR_EMAIL", "bob@example.invalid")
+            .env("GIT_COMMITTER_NAME", "Bob")
+            .env("GIT_COMMITTER_EMAIL", "bob@example.invalid")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(host.disk.path(), &["init", "--quiet", "--bare", "--initial-branch=main", upstream.to_str().unwrap()]);
+    git(host.disk.path(), &["clone", "--quiet", upstream.to_str().unwrap(), work.to_str().unwrap()]);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(left4me_sim::workspace().join("examples/state/."))
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    git(&work, &["add", "--all"]);
+    git(&work, &["commit", "--quiet", "--message", "examples"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+
+    let settings = format!(
+        "echo LEFT4ME_UPSTREAM={} >> /etc/left4me/host.env; echo LEFT4ME_FETCH_SECONDS=1 >> /etc/left4me/host.env",
+        upstream.display()
+    );
+    host.sandbox.run_ok("sh", &["-c", &settings]);
+    host.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
+    host.expect_within(30, "coop-1 runs from the upstream's commit", |h| h.running("coop-1"));
+
+    // A rewritten upstream history is refused and reported; the host keeps what it runs.
+    let before = host.status()["last_applied"].clone();
+    std::fs::write(
+        work.join("servers/coop-2.yaml"),
+        std::fs::read_to_string(work.join("servers/coop-2.yaml")).unwrap().replace("stopped", "running"),
+    )
+    .unwrap();
+    git(&work, &["commit", "--quiet", "--all", "--amend", "--message", "examples, rewritten"]);
+    git(&work, &["push", "--quiet", "--force", "origin", "main"]);
+    host.expect_within(20, "the rewrite is reported", |h| {
+        h.status()["upstream_error"].as_str().is_some_and(|e| e.contains("history was rewritten"))
+    });
+    assert_eq!(host.status()["last_applied"], before);
+    assert_ne!(host.server("coop-2")["health"], "Running");
+}
