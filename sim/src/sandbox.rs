@@ -39,6 +39,26 @@ pub fn disk(base: &Path, prefix: &str) -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix(prefix).tempdir_in(base)
 }
 
+/// A port free for both UDP and TCP on loopback when asked, and never handed out twice in this
+/// process, so that tests running side by side do not start game servers on each other's ports.
+pub fn free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::net::{TcpListener, UdpSocket};
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("loopback has ephemeral UDP ports");
+        let port = udp.local_addr().expect("a bound socket has an address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut taken = TAKEN.lock().expect("no test panics while holding the port set");
+        if taken.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
 /// The root of this workspace (its `deploy/`, `examples/`).
 pub fn workspace() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));

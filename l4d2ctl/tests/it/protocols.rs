@@ -1,17 +1,15 @@
 //! The A2S and RCON clients against sim-srcds, the simulated game server, started the way srcds is started
 //! (`-game left4dead2 +ip … +hostport … +map …`, with the game root as its working directory).
 
-use std::collections::HashSet;
 use std::fs;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use l4d2ctl::a2s;
 use l4d2ctl::rcon::{Rcon, RconError};
+use left4me_sim::free_port;
 
 /// The longest a test waits for a server to come up; the poll ends as soon as it answers.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -21,77 +19,32 @@ const PASSWORD: &str = "protocols-secret";
 // ---------------------------------------------------------------------------------------------------------
 // Running sim-srcds
 
-/// The sim-srcds binary: next to this test binary's directory (target/debug/deps/protocols-… →
-/// target/debug/sim-srcds) when it runs in the workspace, else wherever SIM_SRCDS points.
+/// The sim-srcds binary, built next to this test's.
 fn sim_srcds() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary knows its own path");
-    for dir in exe.ancestors().skip(1).take(2) {
-        let candidate = dir.join("sim-srcds");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    if let Some(path) = std::env::var_os("SIM_SRCDS") {
-        return PathBuf::from(path);
-    }
-    panic!(
-        "sim-srcds is neither next to {} nor in its parent directory, and SIM_SRCDS is not set: build it with \
-         `cargo build -p left4me-sim` or set SIM_SRCDS to its path",
-        exe.display()
-    );
-}
-
-/// A port free for both UDP and TCP on loopback when asked, and never handed out twice in this test run, so
-/// that tests running in parallel do not start servers on each other's ports.
-fn free_port() -> u16 {
-    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding an ephemeral UDP port on loopback");
-        let port = udp.local_addr().expect("a bound socket has an address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        let mut taken = TAKEN.lock().expect("no test panics while holding the port set");
-        if taken.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
-        }
-    }
+    left4me_sim::built_binary("sim-srcds").expect("sim-srcds is built (cargo build --workspace)")
 }
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A directory under the system's temp dir, removed with everything in it when dropped.
-struct TempDir(PathBuf);
+/// A game root in a temporary folder, removed with everything in it when dropped.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new() -> TempDir {
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let name = format!("l4d2ctl-protocols-{}-{}-{nanos}", std::process::id(), COUNT.fetch_add(1, Ordering::SeqCst));
-        let path = std::env::temp_dir().join(name);
-        // create_dir, not create_dir_all: a directory that already exists is someone else's.
-        fs::create_dir(&path).unwrap_or_else(|err| panic!("creating {}: {err}", path.display()));
-        TempDir(path)
+        TempDir(tempfile::Builder::new().prefix("l4d2ctl-protocols-").tempdir().expect("a temporary folder"))
     }
 
     fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     fn write(&self, relative: &str, content: &str) {
-        let path = self.0.join(relative);
+        let path = self.path().join(relative);
         let parent = path.parent().expect("a relative file path has a parent");
         fs::create_dir_all(parent).unwrap_or_else(|err| panic!("creating {}: {err}", parent.display()));
         fs::write(&path, content).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // A leftover temp dir is not worth a panic while another one may be unwinding.
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

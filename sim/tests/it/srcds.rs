@@ -1,7 +1,7 @@
 //! sim-srcds as a black box: started like srcds in a temporary game root, queried with an A2S client and an
 //! RCON client written here from the protocol descriptions (not from the server's code).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -23,21 +23,7 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------------------------
 // Processes
 
-/// A port free for both UDP and TCP on loopback when asked, and never handed out twice in this test run.
-pub(crate) fn free_port() -> u16 {
-    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding an ephemeral UDP port on loopback");
-        let port = udp.local_addr().expect("a bound socket has an address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        let mut taken = TAKEN.lock().expect("no test panics while holding the port set");
-        if taken.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
-        }
-    }
-}
+pub(crate) use left4me_sim::free_port;
 
 /// A child process whose output is collected line by line; dropping it kills and reaps the child.
 pub(crate) struct Proc {
