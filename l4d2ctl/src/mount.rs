@@ -45,7 +45,18 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     let merged = paths.merged();
     // What this start runs, so that status can tell a running server rendered since from a
     // current one.
-    let started = serde_json::json!({ "digest": record.digest, "port": record.spec.port.number() });
+    // The overlay folders by inode: a folder replaced by a newer write is renamed aside, keeping its
+    // inode, and may be collected only once no running server stacks it.
+    let overlay_inodes: Vec<u64> = lower
+        .iter()
+        .filter(|dir| dir.starts_with(host.overlays()))
+        .filter_map(|dir| fs::metadata(dir).ok().map(|m| m.ino()))
+        .collect();
+    let started = serde_json::json!({
+        "digest": record.digest,
+        "port": record.spec.port.number(),
+        "overlay_inodes": overlay_inodes,
+    });
     write_atomic(&paths.started(), format!("{started}\n").as_bytes(), 0o644, Owner::root())?;
     if is_mounted(&merged)? {
         return Ok(false);
@@ -67,6 +78,8 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     }
     mount_fs(Some("overlay"), &merged, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
         .map_err(|e| Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}", merged.display())))?;
+    // This start may have let go of an overlay folder an earlier one stacked.
+    crate::overlay::collect_replaced(host)?;
     // Earlier renders' layers served earlier starts; this start mounted the current one, and
     // nothing else mounts them.
     let current = paths.layer(&record.digest);

@@ -167,6 +167,36 @@ pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result
     })
 }
 
+/// Removes the overlay folders set aside by newer writes (`.old-<name>-<n>`) that no running
+/// server stacks any more: each start records the inodes of the folders it stacks.
+pub fn collect_replaced(host: &Host) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let mounts = crate::mount::mount_points()?;
+    let mut in_use = std::collections::BTreeSet::new();
+    for name in crate::instance::list(host)? {
+        let paths = host.instance(&name);
+        if !mounts.contains(&paths.merged()) {
+            continue;
+        }
+        let started: Option<serde_json::Value> =
+            fs::read_to_string(paths.started()).ok().and_then(|text| serde_json::from_str(&text).ok());
+        // A server started before starts recorded their folders: nothing can be known gone.
+        let Some(inodes) = started.as_ref().and_then(|s| s["overlay_inodes"].as_array().cloned()) else {
+            return Ok(());
+        };
+        in_use.extend(inodes.iter().filter_map(serde_json::Value::as_u64));
+    }
+    let Ok(entries) = fs::read_dir(host.overlays()) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let aside = entry.file_name().to_string_lossy().starts_with(".old-");
+        let inode = entry.metadata().map(|m| m.ino()).unwrap_or(0);
+        if aside && !in_use.contains(&inode) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Fills a fresh staging folder with `fill`, then swaps it in for the overlay and records its
 /// digest. On failure the staging folder goes and the overlay stays as it was.
 fn replace(
@@ -196,7 +226,7 @@ fn replace(
     fs::rename(&staging, &target).map_err(|e| Error::io(&staging, e))?;
     ensure_dir(&digests(host), 0o755, Owner::root())?;
     write_atomic(&digests(host).join(name.as_str()), format!("{digest}\n").as_bytes(), 0o644, Owner::root())?;
-    Ok(())
+    collect_replaced(host)
 }
 
 /// Unpacks regular files, folders and symlinks whose paths stay inside `dir`; anything else in

@@ -215,3 +215,30 @@ fn a_new_render_reaches_a_running_server_only_when_it_starts_again() {
     let layers = std::fs::read_dir(host.root_path(&format!("{ROOT}/instances/coop-1/layers"))).unwrap().count();
     assert_eq!(layers, 1, "the earlier render's layer went with the start that replaced it");
 }
+
+#[test]
+fn a_replaced_overlay_folder_stays_while_a_server_stacks_it_and_goes_after() {
+    let host = Host::installed();
+    host.start_example("coop-1");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(host.example_spec("coop-1")).unwrap()).unwrap();
+    let digest = spec["overlays"][0]["digest"].as_str().unwrap().to_owned();
+    let source = host.shared_dir().join("tickrate");
+    std::fs::create_dir_all(source.join("left4dead2/cfg")).unwrap();
+    std::fs::write(source.join("left4dead2/cfg/server.cfg"), "sv_maxrate 100000\n").unwrap();
+    let put = format!("tar -C {} -c . | l4d2ctl overlay put tickrate --digest {digest}", source.display());
+    let old = |h: &Host| {
+        std::fs::read_dir(h.root_path(&format!("{ROOT}/overlays")))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".old-tickrate"))
+    };
+
+    // Replaced while coop-1 runs on it: set aside, not removed.
+    host.ok("sh", &["-c", &put]);
+    assert!(old(&host), "the folder coop-1 stacks is kept aside");
+    // Once coop-1 starts on the new one, the old one goes.
+    host.l4d2ctl_ok(&["restart", "coop-1"]);
+    host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 answers after the restart");
+    assert!(!old(&host), "nothing stacks the old folder any more");
+}
