@@ -88,6 +88,15 @@ pub fn lchown(path: &Path, owner: Owner) -> Result<(), Error> {
     .map_err(|e| Error::io(path, e.into()))
 }
 
+/// The entries of a folder; a missing folder has none.
+pub fn entries(dir: &Path) -> Result<Vec<fs::DirEntry>, Error> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 /// Removes a folder and everything in it; a missing folder is already removed.
 pub fn remove_tree(path: &Path) -> Result<(), Error> {
     match fs::remove_dir_all(path) {

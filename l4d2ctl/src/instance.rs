@@ -243,13 +243,9 @@ pub fn read_record(host: &Host, name: &Name) -> Result<Option<InstanceRecord>, E
 /// Every initialized instance, by name.
 pub fn list(host: &Host) -> Result<Vec<Name>, Error> {
     let dir = host.instances();
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
+    let entries = crate::fsutil::entries(&dir)?;
     let mut names: Vec<Name> = entries
-        .flatten()
+        .into_iter()
         .filter(|e| e.path().join("instance.json").is_file())
         .filter_map(|e| Name::new(e.file_name().to_string_lossy().into_owned()).ok())
         .collect();

@@ -36,13 +36,9 @@ pub fn digest(host: &Host, name: &Name) -> Result<Option<String>, Error> {
 /// Every materialised overlay with a known digest.
 pub fn list(host: &Host) -> Result<Vec<MaterialisedOverlay>, Error> {
     let dir = digests(host);
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
+    let entries = crate::fsutil::entries(&dir)?;
     let mut all = Vec::new();
-    for entry in entries.flatten() {
+    for entry in entries {
         let Ok(name) = Name::new(entry.file_name().to_string_lossy().into_owned()) else { continue };
         if !host.overlay(&name).is_dir() {
             continue;
@@ -186,8 +182,7 @@ pub fn collect_replaced(host: &Host) -> Result<(), Error> {
         };
         in_use.extend(inodes.iter().filter_map(serde_json::Value::as_u64));
     }
-    let Ok(entries) = fs::read_dir(host.overlays()) else { return Ok(()) };
-    for entry in entries.flatten() {
+    for entry in crate::fsutil::entries(&host.overlays())? {
         let aside = entry.file_name().to_string_lossy().starts_with(".old-");
         let inode = entry.metadata().map(|m| m.ino()).unwrap_or(0);
         if aside && !in_use.contains(&inode) {

@@ -44,13 +44,9 @@ pub fn read(host: &Host, name: &Name) -> Result<Option<Override>, Error> {
 /// Every override marker, by server.
 pub fn list(host: &Host) -> Result<Vec<(Name, Override)>, Error> {
     let dir = host.overrides();
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
+    let entries = crate::fsutil::entries(&dir)?;
     let mut all = Vec::new();
-    for entry in entries.flatten() {
+    for entry in entries {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(Ok(name)) = file.strip_suffix(".json").map(Name::new) else { continue };
         if let Some(marker) = read(host, &name)? {
