@@ -61,7 +61,7 @@ pub struct QueryInfo {
 }
 
 const PROPERTIES: &[&str] =
-    &["Id", "ActiveState", "SubState", "StateChangeTimestamp", "UnitFileState", "MainPID", "NRestarts", "Result"];
+    &["ActiveState", "SubState", "StateChangeTimestamp", "UnitFileState", "MainPID", "NRestarts", "Result"];
 
 /// The status of the named instances, or of every instance.
 pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, Error> {
@@ -75,10 +75,7 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
         None => instance::list(host)?,
     };
     let units: Vec<String> = names.iter().map(unit_name).collect();
-    let loaded = systemd::loaded_units("left4me-server@*.service")?;
-    let shown_units: Vec<String> = units.iter().filter(|u| loaded.contains_key(*u)).cloned().collect();
-    let mut shown: BTreeMap<String, BTreeMap<String, String>> =
-        shown_units.iter().cloned().zip(show_units(&shown_units)?).collect();
+    let mut shown = systemd::show_loaded("left4me-server@*.service", PROPERTIES)?;
     let mounts = mount::mount_points()?;
 
     let mut statuses = Vec::with_capacity(names.len());
@@ -146,11 +143,6 @@ fn enabled_on_disk(unit: &str) -> bool {
     entries
         .flatten()
         .any(|e| e.file_name().to_string_lossy().ends_with(".wants") && e.path().join(unit).symlink_metadata().is_ok())
-}
-
-/// `systemctl show` of every unit at once, timestamps as Unix seconds.
-fn show_units(units: &[String]) -> Result<Vec<BTreeMap<String, String>>, Error> {
-    systemd::show(units, PROPERTIES)
 }
 
 /// systemd's `@<seconds>` (from `--timestamp=unix`) or an empty value → RFC 3339.

@@ -52,39 +52,18 @@ pub fn disable_now(unit: &str) -> Result<(), Error> {
     systemctl(&["disable", "--now", "--no-reload", "--quiet", unit]).map(drop)
 }
 
-/// Properties of many units from one `systemctl show`, in the order asked.
-pub fn show(units: &[String], properties: &[&str]) -> Result<Vec<BTreeMap<String, String>>, Error> {
-    if units.is_empty() {
-        return Ok(Vec::new());
-    }
-    let property_list = properties.join(",");
-    let mut args = vec!["show", "--no-pager", "--timestamp=unix", "--property", &property_list, "--"];
-    args.extend(units.iter().map(String::as_str));
-    let text = systemctl(&args)?;
-    let blocks: Vec<BTreeMap<String, String>> = text
+/// Properties of the units matching `pattern` that systemd has loaded, by unit name, from one
+/// `systemctl show`. A unit not loaded is inactive: systemd drops stopped units nothing refers
+/// to, and loading each again only to read its state costs more than the rest of a status.
+pub fn show_loaded(pattern: &str, properties: &[&str]) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
+    let property_list = ["Id", "LoadState"].iter().chain(properties).copied().collect::<Vec<_>>().join(",");
+    let text = systemctl(&["show", "--no-pager", "--timestamp=unix", "--property", &property_list, "--", pattern])?;
+    Ok(text
         .split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
+        .map(|block| -> BTreeMap<String, String> {
             block.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
         })
-        .collect();
-    if blocks.len() != units.len() {
-        return Err(Error::Invalid(format!("systemctl show answered for {} of {} units", blocks.len(), units.len())));
-    }
-    Ok(blocks)
-}
-
-/// The units matching `pattern` that systemd has loaded, with their active and sub state. A unit
-/// not loaded is inactive: systemd drops stopped units nothing refers to, and loading each again
-/// only to read its state costs more than the rest of a status together.
-pub fn loaded_units(pattern: &str) -> Result<BTreeMap<String, (String, String)>, Error> {
-    let text = systemctl(&["list-units", "--all", "--plain", "--no-legend", "--no-pager", "--", pattern])?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (unit, load, active, sub) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
-            (load == "loaded").then(|| (unit.to_owned(), (active.to_owned(), sub.to_owned())))
-        })
+        .filter(|props| props.get("LoadState").is_some_and(|state| state == "loaded"))
+        .filter_map(|props| Some((props.get("Id")?.clone(), props)))
         .collect())
 }

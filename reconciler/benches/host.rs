@@ -49,8 +49,7 @@ fn main() {
         let mut floors = Vec::new();
         let mut fresh_floors = Vec::new();
         for round in 0..ROUNDS {
-            let t0 = monotonic_us();
-            bench.commit_servers(&names, &format!("{count} servers, round {round}"));
+            let t0 = bench.commit_servers(&names, &format!("{count} servers, round {round}"));
             commits.push(bench.wait_active(&names) - t0);
             bench.sandbox.run_ok("systemctl", &["disable", "--now", "left4me-reconciler.service"]);
             // Floor 1: units like these that systemd has not loaded yet, as a commit's new servers
@@ -145,10 +144,13 @@ struct Bench {
 }
 
 impl Bench {
-    fn commit_servers(&self, names: &[String], message: &str) {
+    /// Commits the servers, running; returns when `git commit` began (µs, monotonic).
+    fn commit_servers(&self, names: &[String], message: &str) -> u64 {
         self.write_state(names, "running");
         self.git(&["add", "--all"]);
+        let t0 = monotonic_us();
         self.git(&["commit", "--quiet", "--allow-empty", "--message", message]);
+        t0
     }
 
     fn commit_servers_stopped(&self, names: &[String], message: &str) {
