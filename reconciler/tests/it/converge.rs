@@ -209,7 +209,7 @@ fn a_script_overlay_is_built_confined_and_a_failing_build_applies_nothing_of_it(
     );
     let applied = host.left4me(&["apply"]);
     let jobs: serde_json::Value = serde_json::from_str(&host.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
-    let build = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "build").unwrap();
+    let build = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "build" && j["target"] == "generated").unwrap();
     let log = host.sandbox.run_ok("left4me", &["jobs", &build["id"].to_string()]);
     assert_eq!(code(&applied), Some(0), "{}\nthe build's log:\n{log}", text(&applied));
     assert!(host.wait_for(15, |h| h.server("coop-1")["health"] == "Running"));
