@@ -192,6 +192,24 @@ impl Db {
         Ok(ids.len())
     }
 
+    /// Removes the jobs that finished before `cutoff` (a [`stamp`]), their lines with them, and
+    /// the events recorded before it; a job still queued or running stays whatever its age.
+    /// Returns how many jobs and events went.
+    pub fn forget_before(&mut self, cutoff: &str) -> Result<(usize, usize)> {
+        let path = self.path.clone();
+        let err = |cause| DbError { path: path.clone(), cause };
+        let tx = self.conn.transaction().map_err(err)?;
+        let jobs = tx
+            .execute(
+                "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND COALESCE(finished_at, queued_at) < ?1",
+                [cutoff],
+            )
+            .map_err(err)?;
+        let events = tx.execute("DELETE FROM events WHERE at < ?1", [cutoff]).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok((jobs, events))
+    }
+
     pub fn jobs(&self, limit: usize) -> Result<Vec<Job>> {
         let mut stmt = self
             .conn
@@ -331,7 +349,13 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 
 /// UTC now, RFC 3339 with milliseconds: log lines need finer times than seconds.
 pub fn now() -> String {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    stamp(SystemTime::now())
+}
+
+/// A time as the database keeps it: UTC, RFC 3339 with milliseconds, so that text order is time
+/// order.
+pub fn stamp(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = l4d2ctl::overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(since.as_secs()));
     format!("{}.{:03}Z", seconds.trim_end_matches('Z'), since.subsec_millis())
 }

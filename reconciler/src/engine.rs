@@ -6,13 +6,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use l4d2ctl::overlay::MaterialisedOverlay;
 use l4d2ctl::status::InstanceStatus;
 use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
 
-use crate::db::{Db, DbError, Event, now};
+use crate::db::{Db, DbError, Event, now, stamp};
 use crate::plan::{self, Action, Inputs, Observed, Plan, Wish};
 
 /// Where the reconciler finds things.
@@ -356,7 +356,25 @@ pub fn apply(
         steps: Some(steps as i64),
         message,
     })?;
+    forget_old(db, desired.settings.job_retention_days)?;
     Ok(PassOutcome { revision, steps, processes, failed, invalid: None })
+}
+
+/// Removes jobs and events older than the retention setting, at most once an hour: a pass with
+/// nothing to do should not scan the job table.
+fn forget_old(db: &mut Db, days: u32) -> Result<(), Error> {
+    let now = SystemTime::now();
+    let hour_ago = stamp(now - Duration::from_secs(3600));
+    if db.meta("forgotten_at")?.is_some_and(|at| at > hour_ago) {
+        return Ok(());
+    }
+    let cutoff = stamp(now - Duration::from_secs(u64::from(days) * 86_400));
+    let (jobs, events) = db.forget_before(&cutoff)?;
+    if jobs + events > 0 {
+        tracing::info!(jobs, events, days, "removed jobs and events older than the retention setting");
+    }
+    db.set_meta("forgotten_at", Some(&stamp(now)))?;
+    Ok(())
 }
 
 /// A tar of a files overlay's tree, made from the validated revision.

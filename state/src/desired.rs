@@ -23,6 +23,8 @@ pub struct Settings {
     pub max_servers: u32,
     /// Deleting more than this percentage of the servers (or all of them) waits for confirmation.
     pub prune_limit_percent: u8,
+    /// Finished jobs and events older than this many days are removed.
+    pub job_retention_days: u32,
     pub default_state: PowerState,
     pub default_rollout: Rollout,
 }

@@ -38,7 +38,7 @@ impl fmt::Display for Revision {
 /// A `git` command in `repo` and nowhere else: variables that would point it at another
 /// repository are removed, it does not search parent folders for a repository, and replace refs
 /// cannot make it read other objects than the commit holds.
-fn git(repo: &Path) -> Command {
+pub fn git(repo: &Path) -> Command {
     let mut command = Command::new("git");
     command
         .arg("-C")

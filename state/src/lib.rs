@@ -29,14 +29,17 @@ use std::path::Path;
 
 pub use desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
-pub use git::{Revision, read_revision, resolve};
+pub use git::{Revision, git, read_revision, resolve};
 pub use model::{
     Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem, json_schema,
 };
 pub use name::{NAME_PATTERN, Name, NameError};
 pub use render::{Digest, InstanceSpec, OverlayLayer};
 pub use tree::{Limits, LoadError, Tree, read_dir};
-pub use validate::{DEFAULT_MAX_SERVERS, DEFAULT_PORTS, DEFAULT_PRUNE_LIMIT_PERCENT, validate};
+pub use validate::{
+    DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_SERVERS, DEFAULT_PORTS, DEFAULT_PRUNE_LIMIT_PERCENT,
+    MAX_JOB_RETENTION_DAYS, validate,
+};
 
 /// A revision that was read: valid, or every problem it has.
 pub type Checked = Result<DesiredState, Diagnostics>;

@@ -59,6 +59,10 @@ pub struct SettingsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 100))]
     pub prune_limit_percent: Option<u8>,
+    /// Days a finished job (with its log) and a pass's event are kept (1 to 3650, default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub job_retention_days: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Defaults>,
 }

@@ -18,6 +18,8 @@ pub const DEFAULT_PORTS: (u16, u16) = (27015, 27115);
 pub const DEFAULT_MAX_SERVERS: u32 = 64;
 /// The share of servers one revision may delete without confirmation, when left4me.yaml names none.
 pub const DEFAULT_PRUNE_LIMIT_PERCENT: u8 = 50;
+pub const DEFAULT_JOB_RETENTION_DAYS: u32 = 30;
+pub const MAX_JOB_RETENTION_DAYS: u32 = 3650;
 
 /// Diagnostics placed in one file beyond this many are summed up in one line, so a file full of
 /// mistakes cannot make validation slow or its output unreadable.
@@ -128,6 +130,7 @@ impl<'t> Validator<'t> {
             },
             max_servers: DEFAULT_MAX_SERVERS,
             prune_limit_percent: DEFAULT_PRUNE_LIMIT_PERCENT,
+            job_retention_days: DEFAULT_JOB_RETENTION_DAYS,
             default_state: PowerState::Running,
             default_rollout: Rollout::WhenEmpty,
         };
@@ -178,6 +181,18 @@ impl<'t> Validator<'t> {
                     ok = false;
                 }
                 Some(percent) => settings.prune_limit_percent = percent,
+                None => {}
+            }
+            match spec.job_retention_days {
+                Some(days) if !(1..=MAX_JOB_RETENTION_DAYS).contains(&days) => {
+                    self.at(
+                        path,
+                        &[Seg::Key("spec"), Seg::Key("jobRetentionDays")],
+                        format!("spec.jobRetentionDays: {days} is outside 1 to {MAX_JOB_RETENTION_DAYS} days"),
+                    );
+                    ok = false;
+                }
+                Some(days) => settings.job_retention_days = days,
                 None => {}
             }
             if let Some(defaults) = spec.defaults {
