@@ -178,7 +178,7 @@ fn read_beneath(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, Error> {
 
 /// server.cfg of an instance: the blueprint's lines, then what left4me sets itself, last, so that
 /// nothing before it (an `exec`'d overlay config included) can override it.
-fn server_cfg(spec: &InstanceSpec, digest: &Digest, password: &str) -> String {
+pub fn server_cfg(spec: &InstanceSpec, digest: &Digest, password: &str) -> String {
     let mut cfg = format!("// Rendered by left4me for {} ({digest}). l4d2ctl initialize rewrites it.\n", spec.name);
     for line in &spec.config {
         cfg.push_str(line.get());

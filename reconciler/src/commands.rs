@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use reconciler::db::Db;
 use reconciler::engine::{self, Config};
-use reconciler::plan::{ServerSync, Sync};
 use reconciler::report;
 
 fn open(state: Option<PathBuf>) -> anyhow::Result<(Config, Db)> {
@@ -83,15 +82,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
         Err(e) => (None, Some(e.to_string())),
     };
     if let Some(planned) = planned {
-        for (name, sync) in &planned.plan.servers {
-            let desired = planned.desired.servers.get(name);
-            let observed = planned.host.instances.get(name);
-            let sync = match planned.plan.waiting.get(name) {
-                Some(wait) => &ServerSync { sync: Sync::OutOfSync, message: wait.clone() },
-                None => sync,
-            };
-            servers.push(report::report(name.as_str(), sync, desired, observed));
-        }
+        servers = report::reports(&planned);
     }
     if json {
         let value = serde_json::json!({

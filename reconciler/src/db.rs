@@ -222,6 +222,36 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(self.err())
     }
 
+    /// The newest jobs that match every filter given.
+    pub fn jobs_matching(
+        &self,
+        target: Option<&str>,
+        kind: Option<&str>,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, kind, target, revision, trigger, state, queued_at, started_at, finished_at, exit_code
+                 FROM jobs WHERE (?1 IS NULL OR target = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR state = ?3)
+                 ORDER BY id DESC LIMIT ?4",
+            )
+            .map_err(self.err())?;
+        let rows = stmt.query_map(params![target, kind, state, limit as i64], job_row).map_err(self.err())?;
+        rows.collect::<std::result::Result<_, _>>().map_err(self.err())
+    }
+
+    /// How many jobs there are of each kind and state.
+    pub fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state ORDER BY kind, state")
+            .map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.err())?;
+        rows.collect::<std::result::Result<_, _>>().map_err(self.err())
+    }
+
     pub fn job(&self, id: i64) -> Result<Option<Job>> {
         self.conn
             .query_row(

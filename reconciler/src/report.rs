@@ -6,6 +6,7 @@ use l4d2ctl::status::InstanceStatus;
 use left4me_state::{PowerState, Server};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Planned;
 use crate::plan::{ServerSync, Sync};
 
 /// How long a running server may go without answering queries (a map change, a workshop
@@ -68,6 +69,21 @@ pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (H
         _ if wanted_running => (Health::Stopped, "stopped, though declared running".into()),
         _ => (Health::Stopped, "stopped".into()),
     }
+}
+
+/// Every server of a plan: what the revision declares and what the host has.
+pub fn reports(planned: &Planned) -> Vec<ServerReport> {
+    let mut reports = Vec::with_capacity(planned.plan.servers.len());
+    for (name, sync) in &planned.plan.servers {
+        let desired = planned.desired.servers.get(name);
+        let observed = planned.host.instances.get(name);
+        let sync = match planned.plan.waiting.get(name) {
+            Some(wait) => &ServerSync { sync: Sync::OutOfSync, message: wait.clone() },
+            None => sync,
+        };
+        reports.push(report(name.as_str(), sync, desired, observed));
+    }
+    reports
 }
 
 pub fn report(

@@ -1,0 +1,88 @@
+//! `left4me-web`: the web app's command line.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use reconciler::engine::Config;
+use web::accounts::Accounts;
+
+#[derive(Parser)]
+#[command(
+    name = "left4me-web",
+    version,
+    about = "The left4me web app: edit the desired state as reviewed commits, watch servers live"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the web app (TLS and a public name belong to a reverse proxy in front).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "LEFT4ME_WEB_LISTEN")]
+        listen: SocketAddr,
+        /// Mark session cookies Secure (set it when a TLS proxy is in front).
+        #[arg(long, env = "LEFT4ME_WEB_SECURE_COOKIES")]
+        secure_cookies: bool,
+    },
+    /// Add a user. The password is read from LEFT4ME_PASSWORD, else from the first line of stdin.
+    CreateUser {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// For commit authorship (default: <name>@left4me.invalid).
+        #[arg(long)]
+        email: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_target(false).with_writer(std::io::stderr).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("left4me-web: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_env(None)?;
+    match cli.command {
+        Cmd::Serve { listen, secure_cookies } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let app = web::App::start(web::Options { config, secure_cookies })?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen} (is another program using it?)"))?;
+                tracing::info!("serving on http://{}", listener.local_addr()?);
+                web::serve(app, listener).await?;
+                Ok(())
+            })
+        }
+        Cmd::CreateUser { name, admin, email } => {
+            let password = match std::env::var("LEFT4ME_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    if std::io::stdin().is_terminal() {
+                        eprintln!("password for {name} (one line):");
+                    }
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let accounts = Accounts::open(&web::web_db(&config.root))?;
+            let user = accounts.create_user(&name, email.as_deref(), &password, admin)?;
+            println!("created {}{} <{}>", user.name, if user.admin { " (admin)" } else { "" }, user.email);
+            Ok(())
+        }
+    }
+}

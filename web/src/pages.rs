@@ -1,0 +1,539 @@
+//! Pages that show: the dashboard, a server, blueprints, overlays, the plan, history, jobs,
+//! `/health` and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use left4me_state::{DesiredState, Name};
+use minijinja::{Value, context};
+use reconciler::report::ServerReport;
+use serde::{Deserialize, Serialize};
+
+use crate::App;
+use crate::accounts::{Session, User};
+use crate::auth::Auth;
+use crate::snapshot::Snapshot;
+
+/// What every signed-in page knows.
+pub fn base(session: &Session, section: &str) -> Value {
+    context! {
+        user => context! { name => session.user.name.as_str(), admin => session.user.admin },
+        csrf => session.csrf.clone(),
+        section,
+    }
+}
+
+/// Any serializable value, for a template.
+pub fn v<T: Serialize>(value: T) -> Value {
+    Value::from(minijinja::value::Serde(value))
+}
+
+/// The names of the blueprints `user` may see.
+pub fn visible_blueprints(snapshot: &Snapshot, user: &User) -> Vec<String> {
+    let Some(desired) = &snapshot.desired else { return Vec::new() };
+    desired.blueprints.values().filter(|b| may_see(user, Some(&b.owner))).map(|b| b.name.to_string()).collect()
+}
+
+/// Whether `user` may see a resource owned by `owner` (None: only the host has it).
+pub fn may_see(user: &User, owner: Option<&Name>) -> bool {
+    user.admin || owner.is_some_and(|owner| *owner == user.name)
+}
+
+/// One row of the server table.
+#[derive(Serialize)]
+pub struct Row<'a> {
+    #[serde(flatten)]
+    report: &'a ServerReport,
+    owner: Option<&'a str>,
+    blueprint: Option<&'a str>,
+    desired_state: Option<&'static str>,
+    connect: Option<String>,
+}
+
+/// The servers `user` may see, as table rows; `host` is the name the browser reached us by.
+pub fn rows<'a>(snapshot: &'a Snapshot, user: &User, host: &str) -> Vec<Row<'a>> {
+    snapshot
+        .servers
+        .iter()
+        .filter_map(|report| {
+            let declared = snapshot.desired.as_ref().and_then(|d| find(&d.servers, &report.name));
+            let owner = declared.map(|s| &s.owner);
+            may_see(user, owner).then(|| Row {
+                report,
+                owner: owner.map(Name::as_str),
+                blueprint: declared.map(|s| s.blueprint.as_str()),
+                desired_state: declared.map(|s| match s.state {
+                    left4me_state::PowerState::Running => "running",
+                    left4me_state::PowerState::Stopped => "stopped",
+                }),
+                connect: report.port.map(|port| format!("steam://connect/{host}:{port}")),
+            })
+        })
+        .collect()
+}
+
+fn find<'a, T>(map: &'a BTreeMap<Name, T>, name: &str) -> Option<&'a T> {
+    map.iter().find(|(key, _)| key.as_str() == name).map(|(_, value)| value)
+}
+
+/// The host name the request came to, without a port: what players connect to.
+pub fn request_host(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => name,
+        _ => host,
+    };
+    host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(*c)).collect()
+}
+
+pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> Value {
+    let snapshot = app.current();
+    let host = request_host(headers);
+    let rows = rows(&snapshot, &session.user, &host);
+    let blueprints = visible_blueprints(&snapshot, &session.user);
+    context! {
+        ..base(session, "servers"),
+        ..context! {
+            rows => v(&rows),
+            blueprints,
+            revision_error => snapshot.revision_error.clone(),
+            problem => snapshot.problem.clone(),
+            last_pass => v(&snapshot.last_pass),
+            head => snapshot.head.clone(),
+            taken_at => snapshot.taken_at.clone(),
+            looked => !snapshot.taken_at.is_empty(),
+        }
+    }
+}
+
+pub async fn dashboard(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
+    app.render("dashboard.html", dashboard_context(&app, &session, &headers))
+}
+
+pub fn server_context(app: &App, session: &Session, name: &str, headers: &HeaderMap) -> Option<Value> {
+    let snapshot = app.current();
+    let declared = snapshot.desired.as_ref().and_then(|d| find(&d.servers, name));
+    if !may_see(&session.user, declared.map(|s| &s.owner)) {
+        return None;
+    }
+    let host = request_host(headers);
+    let row = rows(&snapshot, &session.user, &host).into_iter().find(|row| row.report.name == name);
+    if row.is_none() && declared.is_none() {
+        return None;
+    }
+    let instance = find(&snapshot.instances, name);
+    let server_cfg = snapshot.desired.as_ref().and_then(|d| rendered_cfg(d, name));
+    let is_owner = declared.is_some_and(|s| s.owner == session.user.name);
+    let history =
+        if is_owner { app.accounts.rcon_history(&session.user, name, 50).unwrap_or_default() } else { vec![] };
+    Some(context! {
+        ..base(session, "servers"),
+        ..context! {
+            name,
+            row => v(&row),
+            declared => declared.map(|s| context! {
+                owner => s.owner.as_str(), blueprint => s.blueprint.as_str(), port => s.port.number(),
+                state => match s.state { left4me_state::PowerState::Running => "running", left4me_state::PowerState::Stopped => "stopped" },
+                hostname => s.hostname.get().clone(), file => s.file.clone(),
+            }),
+            instance => v(instance),
+            server_cfg,
+            is_owner,
+            rcon_history => history,
+            head => snapshot.head.clone(),
+        }
+    })
+}
+
+pub async fn server(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match server_context(&app, &session, &name, &headers) {
+        Some(context) => app.render("server.html", context),
+        None => app.not_found(),
+    }
+}
+
+/// The server.cfg the revision renders for a server, its RCON password left out.
+fn rendered_cfg(desired: &DesiredState, name: &str) -> Option<String> {
+    let server = Name::new(name).ok()?;
+    let spec = desired.instance_spec(&server)?;
+    Some(l4d2ctl::instance::server_cfg(&spec, &spec.digest(), "(kept on the host, never shown)"))
+}
+
+#[derive(Deserialize)]
+pub struct RconForm {
+    command: String,
+}
+
+/// Runs one RCON command on the owner's server (`l4d2ctl rcon`) and shows its answer.
+pub async fn rcon(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(name): Path<String>,
+    Form(form): Form<RconForm>,
+) -> Response {
+    let snapshot = app.current();
+    let declared = snapshot.desired.as_ref().and_then(|d| find(&d.servers, &name));
+    let Some(declared) = declared.filter(|s| s.owner == session.user.name || session.user.admin) else {
+        return app.not_found();
+    };
+    let command = form.command.trim().to_owned();
+    if command.is_empty() || command.len() > 510 || command.chars().any(|c| c.is_control()) {
+        return rcon_answer(&command, "A command is one line of at most 510 characters.", true);
+    }
+    let _ = app.accounts.add_rcon(&session.user, &name, &command);
+    let output = tokio::process::Command::new(&app.config.l4d2ctl)
+        .args(["rcon", declared.name.as_str(), "--", &command])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(std::time::Duration::from_secs(10), output).await {
+        Ok(Ok(output)) if output.status.success() => {
+            rcon_answer(&command, String::from_utf8_lossy(&output.stdout).trim_end(), false)
+        }
+        Ok(Ok(output)) => rcon_answer(&command, String::from_utf8_lossy(&output.stderr).trim_end(), true),
+        Ok(Err(e)) => rcon_answer(&command, &format!("cannot run l4d2ctl: {e}"), true),
+        Err(_) => rcon_answer(&command, "the server did not answer within 10 s", true),
+    }
+}
+
+fn rcon_answer(command: &str, answer: &str, failed: bool) -> Response {
+    let class = if failed { "rcon-entry failed" } else { "rcon-entry" };
+    let html = format!(
+        "<div class=\"{class}\"><div class=\"rcon-command\">&gt; {}</div><pre>{}</pre></div>",
+        escape(command),
+        escape(answer)
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub async fn blueprints(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
+    let snapshot = app.current();
+    let list: Vec<Value> = snapshot
+        .desired
+        .as_ref()
+        .map(|d| {
+            d.blueprints
+                .values()
+                .filter(|b| may_see(&session.user, Some(&b.owner)))
+                .map(|b| {
+                    let servers: Vec<String> =
+                        d.servers.values().filter(|s| s.blueprint == b.name).map(|s| s.name.to_string()).collect();
+                    context! {
+                        name => b.name.to_string(), owner => b.owner.to_string(), file => b.file.clone(),
+                        overlays => b.overlays.iter().map(Name::to_string).collect::<Vec<_>>(),
+                        arguments => b.arguments.iter().map(|a| a.get().clone()).collect::<Vec<_>>(),
+                        config => b.config.iter().map(|c| c.get().clone()).collect::<Vec<_>>(),
+                        rollout => rollout_name(b.rollout),
+                        servers,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    app.render("blueprints.html", context! { ..base(&session, "blueprints"), ..context! { blueprints => list } })
+}
+
+pub fn rollout_name(rollout: left4me_state::Rollout) -> &'static str {
+    match rollout {
+        left4me_state::Rollout::Immediate => "immediate",
+        left4me_state::Rollout::WhenEmpty => "when-empty",
+        left4me_state::Rollout::NextStart => "next-start",
+    }
+}
+
+pub async fn overlays(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
+    let snapshot = app.current();
+    let list: Vec<Value> = snapshot
+        .desired
+        .as_ref()
+        .map(|d| {
+            d.overlays
+                .values()
+                .map(|o| {
+                    let files: Vec<String> = match &o.content {
+                        left4me_state::OverlayContent::Files(files) => files.iter().map(|f| f.path.clone()).collect(),
+                        left4me_state::OverlayContent::Script { .. } => vec!["build.sh".into()],
+                        left4me_state::OverlayContent::Workshop(items) => {
+                            items.iter().map(|i| format!("workshop item {}", i.get())).collect()
+                        }
+                    };
+                    let folder = o.file.trim_end_matches("overlay.yaml").to_owned();
+                    context! {
+                        name => o.name.to_string(), file => o.file.clone(), folder,
+                        kind => format!("{:?}", o.content.overlay_type()).to_lowercase(),
+                        description => o.description.clone(), files, digest => o.digest.as_str().to_owned(),
+                        used_by => d.blueprints.values().filter(|b| b.overlays.contains(&o.name)).map(|b| b.name.to_string()).collect::<Vec<_>>(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    app.render("overlays.html", context! { ..base(&session, "overlays"), ..context! { overlays => list } })
+}
+
+/// What the next pass will do, with the rendered files' diffs, for the servers the user sees.
+pub async fn plan(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
+    let snapshot = app.current();
+    let Some(plan) = snapshot.plan.clone() else {
+        return app.render(
+            "plan.html",
+            context! { ..base(&session, "plan"), ..context! { problem => snapshot.problem.clone(), revision_error => snapshot.revision_error.clone() } },
+        );
+    };
+    let visible = |server: &str| {
+        let owner = snapshot.desired.as_ref().and_then(|d| find(&d.servers, server)).map(|s| &s.owner);
+        may_see(&session.user, owner)
+    };
+    let mut steps = Vec::new();
+    for step in plan.steps.iter().filter(|s| visible(s.server.as_str())) {
+        let diff = match &step.action {
+            reconciler::plan::Action::Rerender { spec } | reconciler::plan::Action::Create { spec } => {
+                let config = app.config.clone();
+                let server = step.server.clone();
+                let creating = matches!(step.action, reconciler::plan::Action::Create { .. });
+                let current = if creating {
+                    Ok(String::new())
+                } else {
+                    tokio::task::spawn_blocking(move || reconciler::engine::rendered(&config, &server))
+                        .await
+                        .unwrap_or_else(|e| Err(reconciler::engine::Error::Host(e.to_string())))
+                };
+                Some(match current {
+                    Ok(current) => crate::edit::unified_diff(&current, &spec.to_json(), step.server.as_str()),
+                    Err(e) => format!("(no diff: {e})"),
+                })
+            }
+            _ => None,
+        };
+        steps.push(context! {
+            server => step.server.to_string(), action => step.action.name(), reason => step.reason.clone(), diff,
+        });
+    }
+    let overlays: Vec<String> =
+        if session.user.admin { plan.overlays.iter().map(Name::to_string).collect() } else { vec![] };
+    let waiting: Vec<Value> = plan
+        .waiting
+        .iter()
+        .filter(|(server, _)| visible(server.as_str()))
+        .map(|(server, why)| context! { server => server.to_string(), why => why.clone() })
+        .collect();
+    app.render(
+        "plan.html",
+        context! {
+            ..base(&session, "plan"),
+            ..context! {
+                steps, overlays, waiting, held => plan.held, head => snapshot.head.clone(),
+                revision_error => snapshot.revision_error.clone(), problem => snapshot.problem.clone(),
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    page: Option<usize>,
+}
+
+const HISTORY_PAGE: usize = 30;
+
+pub async fn history(State(app): State<Arc<App>>, Auth(session): Auth, Query(query): Query<HistoryQuery>) -> Response {
+    let page = query.page.unwrap_or(0).min(10_000);
+    let worker = app.clone();
+    let commits = tokio::task::spawn_blocking(move || worker.repo.log(HISTORY_PAGE + 1, page * HISTORY_PAGE)).await;
+    let mut commits = match commits {
+        Ok(Ok(commits)) => commits,
+        Ok(Err(e)) => return app.server_error(&e.to_string()),
+        Err(e) => return app.server_error(&e.to_string()),
+    };
+    let more = commits.len() > HISTORY_PAGE;
+    commits.truncate(HISTORY_PAGE);
+    app.render(
+        "history.html",
+        context! {
+            ..base(&session, "history"),
+            ..context! { commits => v(&commits), page, more, previous => page.checked_sub(1) }
+        },
+    )
+}
+
+pub async fn commit(State(app): State<Arc<App>>, Auth(session): Auth, Path(rev): Path<String>) -> Response {
+    let Some(revision) = app.repo.commit_id(&rev) else { return app.not_found() };
+    let worker = app.clone();
+    let shown = tokio::task::spawn_blocking(move || worker.repo.show(&revision)).await;
+    let (info, patch) = match shown {
+        Ok(Ok(shown)) => shown,
+        Ok(Err(e)) => return app.server_error(&e.to_string()),
+        Err(e) => return app.server_error(&e.to_string()),
+    };
+    app.render("commit.html", context! { ..base(&session, "history"), ..context! { commit => v(&info), patch } })
+}
+
+#[derive(Deserialize)]
+pub struct JobsQuery {
+    server: Option<String>,
+    kind: Option<String>,
+    state: Option<String>,
+}
+
+fn nonempty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Whether `user` may see the jobs of `target` (a server, or an overlay for admins).
+fn may_see_target(snapshot: &Snapshot, user: &User, target: &str) -> bool {
+    let owner = snapshot.desired.as_ref().and_then(|d| find(&d.servers, target)).map(|s| &s.owner);
+    may_see(user, owner)
+}
+
+pub async fn jobs(State(app): State<Arc<App>>, Auth(session): Auth, Query(query): Query<JobsQuery>) -> Response {
+    let snapshot = app.current();
+    let found = app.jobs.lock().expect("no holder of the jobs lock panics").jobs_matching(
+        nonempty(&query.server),
+        nonempty(&query.kind),
+        nonempty(&query.state),
+        500,
+    );
+    let jobs = match found {
+        Ok(jobs) => jobs,
+        Err(e) => return app.server_error(&e.to_string()),
+    };
+    let jobs: Vec<_> =
+        jobs.into_iter().filter(|j| may_see_target(&snapshot, &session.user, &j.target)).take(200).collect();
+    app.render(
+        "jobs.html",
+        context! {
+            ..base(&session, "jobs"),
+            ..context! {
+                jobs => v(&jobs),
+                server => nonempty(&query.server), kind => nonempty(&query.kind), state => nonempty(&query.state),
+                kinds => ["overlay", "build", "fetch", "release", "create", "rerender", "start", "stop", "restart", "delete"],
+                states => ["queued", "running", "succeeded", "failed", "cancelled"],
+            }
+        },
+    )
+}
+
+/// A job the user may see, or None.
+pub fn visible_job(app: &App, user: &User, id: i64) -> Option<reconciler::db::Job> {
+    let job = app.jobs.lock().expect("no holder of the jobs lock panics").job(id).ok().flatten()?;
+    may_see_target(&app.current(), user, &job.target).then_some(job)
+}
+
+pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Path<i64>) -> Response {
+    let Some(job) = visible_job(&app, &session.user, id) else { return app.not_found() };
+    let lines = app.jobs.lock().expect("no holder of the jobs lock panics").lines(id, 0).unwrap_or_default();
+    let last_seq = lines.last().map(|l| l.seq).unwrap_or(0);
+    let running = matches!(job.state.as_str(), "queued" | "running");
+    app.render(
+        "job.html",
+        context! { ..base(&session, "jobs"), ..context! { job => v(&job), lines => v(&lines), last_seq, running } },
+    )
+}
+
+/// For monitoring: 200 while the app can read its databases and the host has been looked at.
+pub async fn health(State(app): State<Arc<App>>) -> Response {
+    let snapshot = app.current();
+    let accounts = app.accounts.users().map(|_| ());
+    let looked = !snapshot.taken_at.is_empty();
+    let status = if accounts.is_ok() && looked { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = serde_json::json!({
+        "status": if status == StatusCode::OK { "ok" } else { "unavailable" },
+        "accounts": accounts.err().map(|e| e.to_string()),
+        "host_looked_at": snapshot.taken_at,
+        "problem": snapshot.problem,
+        "revision_error": snapshot.revision_error.is_some(),
+    });
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let snapshot = app.current();
+    let mut out = String::new();
+    let mut by_sync: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_health: BTreeMap<String, u64> = BTreeMap::new();
+    for report in &snapshot.servers {
+        *by_sync.entry(format!("{:?}", report.sync)).or_default() += 1;
+        *by_health.entry(format!("{:?}", report.health)).or_default() += 1;
+    }
+    out.push_str("# HELP left4me_servers Servers by sync status.\n# TYPE left4me_servers gauge\n");
+    for sync in ["Synced", "OutOfSync", "Overridden", "Suspended"] {
+        let _ = writeln!(out, "left4me_servers{{sync=\"{sync}\"}} {}", by_sync.get(sync).unwrap_or(&0));
+    }
+    out.push_str("# HELP left4me_servers_health Servers by health.\n# TYPE left4me_servers_health gauge\n");
+    for health in ["Running", "Starting", "Degraded", "Stopped", "Failed", "Unknown"] {
+        let _ = writeln!(out, "left4me_servers_health{{health=\"{health}\"}} {}", by_health.get(health).unwrap_or(&0));
+    }
+    out.push_str("# HELP left4me_players Human players on a server (A2S).\n# TYPE left4me_players gauge\n");
+    out.push_str("# HELP left4me_max_players Player slots of a server (A2S).\n# TYPE left4me_max_players gauge\n");
+    for report in &snapshot.servers {
+        if let (Some(players), Some(max)) = (report.players, report.max_players) {
+            let _ = writeln!(out, "left4me_players{{server=\"{}\"}} {players}", report.name);
+            let _ = writeln!(out, "left4me_max_players{{server=\"{}\"}} {max}", report.name);
+        }
+    }
+    let (events, counts) = {
+        let db = app.jobs.lock().expect("no holder of the jobs lock panics");
+        (db.events(100).unwrap_or_default(), db.job_counts().unwrap_or_default())
+    };
+    let passes: Vec<f64> = events
+        .iter()
+        .filter(|e| e.kind == "reconcile")
+        .filter_map(|e| e.duration_ms)
+        .map(|ms| ms as f64 / 1000.0)
+        .collect();
+    out.push_str(
+        "# HELP left4me_reconcile_pass_seconds Reconcile pass durations (the latest 100 passes).\n# TYPE left4me_reconcile_pass_seconds summary\n",
+    );
+    let mut sorted = passes.clone();
+    sorted.sort_by(f64::total_cmp);
+    for q in [0.5, 0.9, 0.99] {
+        if let Some(value) = quantile(&sorted, q) {
+            let _ = writeln!(out, "left4me_reconcile_pass_seconds{{quantile=\"{q}\"}} {value}");
+        }
+    }
+    let _ = writeln!(out, "left4me_reconcile_pass_seconds_sum {}", passes.iter().sum::<f64>());
+    let _ = writeln!(out, "left4me_reconcile_pass_seconds_count {}", passes.len());
+    out.push_str("# HELP left4me_jobs Jobs kept, by kind and outcome.\n# TYPE left4me_jobs gauge\n");
+    for (kind, state, count) in counts {
+        let _ = writeln!(out, "left4me_jobs{{kind=\"{kind}\",state=\"{state}\"}} {count}");
+    }
+    out.push_str(
+        "# HELP left4me_revision_valid Whether the branch's commit is valid.\n# TYPE left4me_revision_valid gauge\n",
+    );
+    let _ = writeln!(out, "left4me_revision_valid {}", u8::from(snapshot.revision_error.is_none()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(index).copied()
+}

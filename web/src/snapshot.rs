@@ -1,0 +1,134 @@
+//! What the pages show of the host, looked at in the background: every page and every live view
+//! reads the latest snapshot, so a page costs no process, whatever the number of visitors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use l4d2ctl::status::InstanceStatus;
+use left4me_state::{DesiredState, Name};
+use reconciler::db::{Db, Event};
+use reconciler::engine::{self, Config, RevisionCache};
+use reconciler::plan::{Plan, ServerSync, Sync};
+use reconciler::report::{self, ServerReport};
+use tokio::sync::watch;
+
+/// How often the host is looked at while nothing asks for it sooner.
+pub const INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+pub struct Snapshot {
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// The branch's commit.
+    pub head: Option<String>,
+    /// The last valid revision read, with what it declares.
+    pub revision: Option<String>,
+    pub desired: Option<Arc<DesiredState>>,
+    /// Diagnostics of the branch's commit when it is invalid.
+    pub revision_error: Option<String>,
+    /// What kept the host from being looked at (no commit yet, l4d2ctl missing).
+    pub problem: Option<String>,
+    pub servers: Vec<ServerReport>,
+    pub plan: Option<Plan>,
+    pub instances: BTreeMap<Name, InstanceStatus>,
+    pub last_pass: Option<Event>,
+    pub last_applied: Option<String>,
+    /// How long looking took, in ms.
+    pub took_ms: u128,
+}
+
+impl Snapshot {
+    /// The owner of a server, from the revision; None for a server only the host has.
+    pub fn owner(&self, server: &str) -> Option<&Name> {
+        let desired = self.desired.as_ref()?;
+        desired.servers.iter().find(|(name, _)| name.as_str() == server).map(|(_, s)| &s.owner)
+    }
+}
+
+/// Looks at the host every [`INTERVAL`], and at once when poked (after a save), publishing each
+/// look. Runs on its own thread: looking waits on git and `l4d2ctl observe`.
+pub fn watch(config: Config, pokes: Receiver<()>, publish: watch::Sender<Arc<Snapshot>>) {
+    let mut cache = RevisionCache::default();
+    let mut kept: Option<(String, Arc<DesiredState>)> = None;
+    loop {
+        let mut snapshot = look(&config, &mut cache, &mut kept);
+        if snapshot.revision_error.is_some() {
+            // An invalid commit changes nothing on the host: keep showing what runs.
+            let last = publish.borrow();
+            snapshot.servers = last.servers.clone();
+            snapshot.instances = last.instances.clone();
+        }
+        if publish.send(Arc::new(snapshot)).is_err() {
+            return;
+        }
+        match pokes.recv_timeout(INTERVAL) {
+            // Several pokes at once are one look.
+            Ok(()) => while pokes.try_recv().is_ok() {},
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn look(config: &Config, cache: &mut RevisionCache, kept: &mut Option<(String, Arc<DesiredState>)>) -> Snapshot {
+    let started = Instant::now();
+    let mut snapshot = Snapshot { taken_at: reconciler::db::now(), ..Snapshot::default() };
+    let db = match Db::open(&config.db_path()) {
+        Ok(db) => db,
+        Err(e) => {
+            snapshot.problem = Some(e.to_string());
+            return snapshot;
+        }
+    };
+    snapshot.last_pass = db.events(1).ok().and_then(|events| events.into_iter().next());
+    snapshot.last_applied = db.meta("last_applied").ok().flatten();
+    // The revision first, on its own: what it declares is shown even when the host cannot be
+    // looked at (l4d2ctl missing, a broken install). The plan then reads it from the cache.
+    let (revision, checked) = match engine::load(config, cache) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            snapshot.problem = Some(e.to_string());
+            snapshot.took_ms = started.elapsed().as_millis();
+            return snapshot;
+        }
+    };
+    snapshot.head = Some(revision.id().to_owned());
+    let desired = match checked {
+        Ok(desired) => desired,
+        Err(diagnostics) => {
+            snapshot.revision_error = Some(diagnostics.to_string());
+            if let Some((id, desired)) = kept {
+                snapshot.revision = Some(id.clone());
+                snapshot.desired = Some(desired.clone());
+            }
+            snapshot.took_ms = started.elapsed().as_millis();
+            return snapshot;
+        }
+    };
+    let desired = match kept {
+        Some((id, kept_desired)) if id == revision.id() => kept_desired.clone(),
+        _ => Arc::new(desired),
+    };
+    *kept = Some((revision.id().to_owned(), desired.clone()));
+    snapshot.revision = Some(revision.id().to_owned());
+    snapshot.desired = Some(desired.clone());
+    match engine::plan_pass(config, &db, cache, None) {
+        Ok(Ok(planned)) => {
+            snapshot.servers = report::reports(&planned);
+            snapshot.plan = Some(planned.plan);
+            snapshot.instances = planned.host.instances;
+        }
+        // The branch moved between the two reads: the next look catches up.
+        Ok(Err(_)) => {}
+        Err(e) => {
+            snapshot.problem = Some(e.to_string());
+            let unknown = ServerSync { sync: Sync::OutOfSync, message: "the host could not be looked at".into() };
+            snapshot.servers =
+                desired.servers.values().map(|s| report::report(s.name.as_str(), &unknown, Some(s), None)).collect();
+        }
+    }
+    snapshot.took_ms = started.elapsed().as_millis();
+    snapshot
+}

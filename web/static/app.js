@@ -1,0 +1,48 @@
+// Small conveniences on top of HTMX; every page works without them.
+document.addEventListener("DOMContentLoaded", () => {
+  // Keep the console scrolled to its newest line unless the reader scrolled up.
+  for (const log of document.querySelectorAll("pre.console")) {
+    let pinned = true;
+    log.addEventListener("scroll", () => {
+      pinned = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    });
+    new MutationObserver(() => {
+      if (pinned) log.scrollTop = log.scrollHeight;
+    }).observe(log, { childList: true });
+  }
+  // RCON: clear the field after sending; arrow keys walk the command history.
+  const rcon = document.getElementById("rcon");
+  if (rcon) {
+    const input = rcon.querySelector("input[name=command]");
+    const history = Array.from(document.querySelectorAll("#rcon-history option")).map((o) => o.value);
+    let at = history.length;
+    rcon.addEventListener("htmx:afterRequest", () => {
+      history.push(input.value);
+      at = history.length;
+      input.value = "";
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowUp" && at > 0) {
+        at -= 1;
+        input.value = history[at];
+        event.preventDefault();
+      } else if (event.key === "ArrowDown" && at < history.length) {
+        at += 1;
+        input.value = history[at] || "";
+        event.preventDefault();
+      }
+    });
+  }
+  // The editor's problem list jumps to the line it names.
+  for (const link of document.querySelectorAll("a.goto")) {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      const area = document.querySelector("textarea.code");
+      const line = Number(link.dataset.line) - 1;
+      const lines = area.value.split("\n");
+      const start = lines.slice(0, line).join("\n").length + (line > 0 ? 1 : 0);
+      area.focus();
+      area.setSelectionRange(start, start + (lines[line] || "").length);
+    });
+  }
+});

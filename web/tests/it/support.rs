@@ -1,0 +1,239 @@
+//! A web app on a temporary `$ROOT` with the example state committed, and a small HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use reconciler::engine::Config;
+use web::App;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub root: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TestApp {
+    /// The examples committed by "seed"; users alice and bob, and admin ada.
+    pub fn start() -> TestApp {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        copy_dir(&left4me_sim::workspace().join("examples/state"), &state);
+        git(&state, &["init", "--quiet", "--initial-branch=main"]);
+        git(&state, &["config", "receive.denyCurrentBranch", "updateInstead"]);
+        git(&state, &["add", "--all"]);
+        git(&state, &["commit", "--quiet", "--message", "seed"]);
+        let config = Config {
+            root: root.path().to_path_buf(),
+            state,
+            branch: "main".into(),
+            // No host here: the pages show the revision, and say the host cannot be looked at.
+            l4d2ctl: PathBuf::from("/nonexistent/l4d2ctl"),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let app = App::start(web::Options { config, secure_cookies: false }).unwrap();
+        for (name, admin) in [("alice", false), ("bob", false), ("ada", true)] {
+            app.accounts.create_user(name, None, PASSWORD, admin).unwrap();
+        }
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(web::serve(app.clone(), listener));
+        let test = TestApp { root, addr, app, _runtime: runtime };
+        // The first look at the host (the revision) is published before the pages are used.
+        for _ in 0..200 {
+            if test.app.current().desired.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        test
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn client(&self) -> Client {
+        Client { base: self.url(""), cookie: None, csrf: None }
+    }
+
+    /// A client signed in as `name`.
+    pub fn signed_in(&self, name: &str) -> Client {
+        let mut client = self.client();
+        let response = client.post("/login", &[("name", name), ("password", PASSWORD)]);
+        assert_eq!(response.status, 303, "signing in as {name}: {}", response.body);
+        client
+    }
+
+    /// The branch's commit id.
+    pub fn head(&self) -> String {
+        git_out(&self.repo(), &["rev-parse", "main"]).trim().to_owned()
+    }
+
+    pub fn show(&self, spec: &str) -> String {
+        git_out(&self.repo(), &["show", spec])
+    }
+
+    pub fn commits(&self) -> usize {
+        git_out(&self.repo(), &["rev-list", "--count", "main"]).trim().parse().unwrap()
+    }
+
+    /// Commits a change to one file straight into the repo, as another person's push would.
+    pub fn commit_file(&self, path: &str, content: &str, message: &str) {
+        let repo = self.repo();
+        std::fs::write(repo.join(path), content).unwrap();
+        git(&repo, &["add", path]);
+        git(&repo, &["commit", "--quiet", "--message", message]);
+    }
+
+    /// Waits until the app has looked at the branch's current commit.
+    pub fn wait_seen(&self) {
+        let head = self.head();
+        self.app.poke();
+        for _ in 0..300 {
+            if self.app.current().head.as_deref() == Some(head.as_str()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the app never looked at {head}");
+    }
+}
+
+pub struct Client {
+    base: String,
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+impl Client {
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into()
+    }
+
+    fn finish(&mut self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response = response.unwrap();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (location, set_cookie, retry_after) = (header("location"), header("set-cookie"), header("retry-after"));
+        if let Some(cookie) = &set_cookie {
+            let pair = cookie.split(';').next().unwrap().to_owned();
+            self.cookie = if pair.ends_with('=') { None } else { Some(pair) };
+        }
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        if let Some(csrf) = csrf_of(&body) {
+            self.csrf = Some(csrf);
+        }
+        Reply { status, location, set_cookie, retry_after, body }
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        let mut request = Self::agent().get(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("Cookie", cookie);
+        }
+        let response = request.call();
+        self.finish(response)
+    }
+
+    /// Posts a form as it is given (no CSRF token added).
+    pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let mut request = Self::agent().post(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("Cookie", cookie);
+        }
+        let response = request.send_form(form.iter().copied());
+        self.finish(response)
+    }
+
+    /// Posts a form with the session's CSRF token, as the app's own pages do.
+    pub fn submit(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        if self.csrf.is_none() {
+            self.get("/");
+        }
+        let csrf = self.csrf.clone().expect("a signed-in page carries the CSRF token");
+        let mut fields: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post(path, &fields)
+    }
+}
+
+fn csrf_of(body: &str) -> Option<String> {
+    let at = body.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(body[at..].split('"').next()?.to_owned())
+}
+
+/// The hidden form fields of a page, in order, HTML entities decoded.
+pub fn hidden_fields(body: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for part in body.split("<input type=\"hidden\" ").skip(1) {
+        let attr = |name: &str| {
+            let key = format!("{name}=\"");
+            let at = part.find(&key)? + key.len();
+            Some(unescape(part[at..].split('"').next()?))
+        };
+        if let (Some(name), Some(value)) = (attr("name"), attr("value")) {
+            fields.push((name, value));
+        }
+    }
+    fields
+}
+
+pub fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+pub fn git(repo: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Other")
+        .env("GIT_AUTHOR_EMAIL", "other@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Other")
+        .env("GIT_COMMITTER_EMAIL", "other@example.invalid")
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+pub fn git_out(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("git").arg("-C").arg(repo).args(args).output().unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
