@@ -10,7 +10,8 @@
 #
 # It creates the user left4me (home /var/lib/left4me, no login), the folders of $ROOT, the
 # settings in /etc/left4me, copies the binaries to /usr/local/bin, and runs `l4d2ctl install`,
-# which downloads the game and installs the units.
+# which downloads the game and installs the units; then it enables the reconciler and the web
+# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +36,7 @@ root=/var/lib/left4me
 user=left4me
 
 command -v git >/dev/null || fail "git is missing: apt-get install git"
-for binary in l4d2ctl left4me; do
+for binary in l4d2ctl left4me left4me-web; do
   [ -x "$bin_dir/$binary" ] || fail "$bin_dir/$binary is missing; build with: cargo build --release"
 done
 if [ -z "$steamcmd" ]; then
@@ -53,7 +54,7 @@ step "folders under $root"
 install -d -m 0755 -o "$user" -g "$user" "$root"
 
 step "binaries into /usr/local/bin"
-for binary in l4d2ctl left4me; do
+for binary in l4d2ctl left4me left4me-web; do
   install -m 0755 "$bin_dir/$binary" "/usr/local/bin/$binary.new"
   mv -f "/usr/local/bin/$binary.new" "/usr/local/bin/$binary"
 done
@@ -72,17 +73,37 @@ ENV
   mv /etc/left4me/host.env.new /etc/left4me/host.env
 fi
 
+if [ ! -f /etc/left4me/web.env ]; then
+  cat > /etc/left4me/web.env.new <<ENV
+# left4me-web settings. TLS and a public name belong to a reverse proxy in front.
+LEFT4ME_WEB_LISTEN=127.0.0.1:8080
+# Set when the proxy in front serves HTTPS: session cookies are then marked Secure.
+#LEFT4ME_WEB_SECURE_COOKIES=true
+ENV
+  chmod 0644 /etc/left4me/web.env.new
+  mv /etc/left4me/web.env.new /etc/left4me/web.env
+fi
+
 step "the state repo in $root/state"
 if [ ! -e "$root/state" ]; then
-  git init --quiet --initial-branch=main "$root/state"
+  # Shared with the group: the web app (user $user) commits to it, and people in the group
+  # $user may push to it.
+  git init --quiet --shared=group --initial-branch=main "$root/state"
   # A push updates the checked-out branch when its work tree is clean, and is refused otherwise.
   git -C "$root/state" config receive.denyCurrentBranch updateInstead
+  chown -R "$user:$user" "$root/state"
 fi
 
 if [ "$game" = yes ]; then
   step "the game, the Steam SDK links and the units (l4d2ctl install)"
   LEFT4ME_STEAMCMD="$steamcmd" /usr/local/bin/l4d2ctl install
-  step "the reconciler service"
+  step "the reconciler and the web app"
   systemctl enable --now --quiet left4me-reconciler.service
+  systemctl enable --quiet left4me-web.service
+  systemctl restart left4me-web.service
 fi
 step "done"
+if [ ! -e "$root/web.db" ]; then
+  echo "next: create the first admin (the password is read from stdin), then open http://127.0.0.1:8080/"
+  echo "  sudo left4me-web create-user <name> --admin"
+fi

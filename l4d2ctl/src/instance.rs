@@ -104,7 +104,7 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
 
     ensure_dir(&host.instances(), 0o755, root)?;
     ensure_dir(&paths.dir, 0o755, root)?;
-    let password = rcon_password(&paths.rcon_password())?;
+    let password = rcon_password(&paths.rcon_password(), game.root_with_group_of())?;
     let digest = spec.digest();
 
     let mut changed = false;
@@ -190,10 +190,15 @@ pub fn server_cfg(spec: &InstanceSpec, digest: &Digest, password: &str) -> Strin
 }
 
 /// The instance's RCON password: read when it exists, else generated from the kernel's random
-/// source and kept, root-only.
-fn rcon_password(path: &Path) -> Result<String, Error> {
+/// source and kept, readable by root and the game's group (as server.cfg, which carries it, is):
+/// the web app runs as the game's user to offer RCON.
+fn rcon_password(path: &Path, readable_by: Owner) -> Result<String, Error> {
     match fs::read_to_string(path) {
-        Ok(text) if is_password(text.trim()) => return Ok(text.trim().to_owned()),
+        Ok(text) if is_password(text.trim()) => {
+            // Kept as it is, with the access it should have (older installs made it root-only).
+            write_atomic(path, text.as_bytes(), 0o640, readable_by)?;
+            return Ok(text.trim().to_owned());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(path, e)),
@@ -212,9 +217,9 @@ fn rcon_password(path: &Path) -> Result<String, Error> {
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect();
     if password.len() < 24 {
-        return rcon_password(path);
+        return rcon_password(path, readable_by);
     }
-    write_atomic(path, format!("{password}\n").as_bytes(), 0o600, Owner::root())?;
+    write_atomic(path, format!("{password}\n").as_bytes(), 0o640, readable_by)?;
     Ok(password)
 }
 

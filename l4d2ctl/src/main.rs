@@ -167,6 +167,17 @@ fn require_root(what: &str) -> Result<(), Error> {
     }
 }
 
+/// Root, or the host's game user (whom the web app runs as).
+fn require_root_or(user: &str, what: &str) -> Result<(), Error> {
+    let uid = nix::unistd::geteuid();
+    let is_user = nix::unistd::User::from_name(user).ok().flatten().is_some_and(|u| u.uid == uid);
+    if uid.is_root() || is_user {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("{what} must run as root or as {user} (try sudo)")))
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     let host = Host::from_env()?;
     let by_hand = !cli.reconciler;
@@ -283,7 +294,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Rcon { name, command } => {
             let name = parse_name(&name)?;
-            require_root("rcon")?;
+            require_root_or(&host.user, "rcon")?;
             let record = instance::read_record(&host, &name)?
                 .ok_or_else(|| Error::Invalid(format!("{name} is not initialized")))?;
             let password = instance::read_rcon_password(&host, &name)?;

@@ -13,6 +13,7 @@ const UNITS: &[(&str, &str)] = &[
     ("left4me-server@.service", include_str!("../templates/left4me-server@.service")),
     ("left4me-game.slice", include_str!("../templates/left4me-game.slice")),
     ("left4me-reconciler.service", include_str!("../templates/left4me-reconciler.service")),
+    ("left4me-web.service", include_str!("../templates/left4me-web.service")),
 ];
 
 /// Every unit as this host needs it: (file name, contents).
@@ -32,6 +33,7 @@ pub fn render(host: &Host) -> Result<Vec<(&'static str, String)>, Error> {
         l4d2ctl => host.l4d2ctl.display().to_string(),
         // The binaries are installed side by side.
         left4me => host.l4d2ctl.with_file_name("left4me").display().to_string(),
+        left4me_web => host.l4d2ctl.with_file_name("left4me-web").display().to_string(),
     };
     UNITS
         .iter()

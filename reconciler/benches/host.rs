@@ -192,6 +192,8 @@ impl Bench {
         let status = Command::new("git")
             .arg("-C")
             .arg(&self.repo)
+            // The host's state repo belongs to its web user; these tests run git as root.
+            .args(["-c", "safe.directory=*"])
             .args(args)
             .env("GIT_AUTHOR_NAME", "Bench")
             .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")

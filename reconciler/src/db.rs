@@ -2,7 +2,7 @@
 //! (`$ROOT/left4me.db`, WAL, versioned migrations; DESIGN.md §7).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use left4me_state::{Digest, Name, PowerState};
@@ -112,6 +112,7 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", true).map_err(err)?;
         let mut db = Db { conn, path: shown };
         db.migrate()?;
+        give_to_folder_owner(path);
         Ok(db)
     }
 
@@ -375,6 +376,30 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         finished_at: r.get(8)?,
         exit_code: r.get(9)?,
     })
+}
+
+/// A database root made in a folder that belongs to someone else — `$ROOT`, which belongs to the
+/// user the web app runs as — is given to that owner with its WAL files, so that both can use
+/// it. (SQLite itself gives the WAL files it makes later to the database's owner.)
+pub fn give_to_folder_owner(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let Some(folder) =
+        path.parent().and_then(|p| std::fs::metadata(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok())
+    else {
+        return;
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Ok(meta) = std::fs::metadata(&file)
+            && (meta.uid(), meta.gid()) != (folder.uid(), folder.gid())
+            && let Err(e) = std::os::unix::fs::chown(&file, Some(folder.uid()), Some(folder.gid()))
+        {
+            tracing::warn!("cannot give {} to the owner of its folder: {e}", file.display());
+        }
+    }
 }
 
 /// UTC now, RFC 3339 with milliseconds: log lines need finer times than seconds.

@@ -2,7 +2,7 @@
 //! and never sideways (a rewritten upstream history is refused and reported).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::engine::Error;
 
@@ -50,9 +50,7 @@ pub fn follow(state: &Path, url: &str, branch: &str) -> Result<Followed, Error> 
 }
 
 fn is_ancestor(state: &Path, older: &str, newer: &str) -> Result<bool, Error> {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(state)
+    let status = left4me_state::git(state)
         .args(["merge-base", "--is-ancestor", older, newer])
         .stdin(Stdio::null())
         .status()
@@ -61,11 +59,8 @@ fn is_ancestor(state: &Path, older: &str, newer: &str) -> Result<bool, Error> {
 }
 
 fn git(state: &Path, args: &[&str]) -> Result<String, Error> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(state)
+    let output = left4me_state::git(state)
         .args(args)
-        .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::Host(format!("cannot run git: {e}")))?;

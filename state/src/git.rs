@@ -56,6 +56,9 @@ pub fn git(repo: &Path) -> Command {
     if let Some(parent) = absolute.parent() {
         command.env("GIT_CEILING_DIRECTORIES", parent);
     }
+    // The host's state repo belongs to the web app's user; root (the reconciler) reads it too.
+    // Naming this one repo safe is what git asks for such a repo, and trusts nothing else.
+    command.arg("-c").arg(format!("safe.directory={}", absolute.display()));
     command
 }
 

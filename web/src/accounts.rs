@@ -91,6 +91,7 @@ impl Accounts {
             tx.pragma_update(None, "user_version", index as i64 + 1).map_err(err)?;
             tx.commit().map_err(err)?;
         }
+        reconciler::db::give_to_folder_owner(path);
         Ok(Accounts { conn: Mutex::new(conn), path: path.to_path_buf() })
     }
 

@@ -912,7 +912,11 @@ async fn commit_change(
     match outcome {
         Ok(Outcome::Committed(revision)) => {
             tracing::info!(user = %session.user.name, revision = %revision.short(), "committed");
+            // The next page shows the new revision: wait (briefly) for the watcher to read it.
             app.poke();
+            let mut looks = app.snapshot.clone();
+            let seen = looks.wait_for(|s| s.head.as_deref() == Some(revision.id()));
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), seen).await;
             let separator = if back.contains('?') { '&' } else { '?' };
             Redirect::to(&format!("{back}{separator}saved={}", revision.short())).into_response()
         }

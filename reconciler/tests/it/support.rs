@@ -37,6 +37,8 @@ impl Host {
         let status = Command::new("git")
             .arg("-C")
             .arg(self.repo())
+            // The host's state repo belongs to its web user; these tests run git as root.
+            .args(["-c", "safe.directory=*"])
             .args(args)
             .env("GIT_AUTHOR_NAME", "Alice")
             .env("GIT_AUTHOR_EMAIL", "alice@example.invalid")

@@ -1,0 +1,299 @@
+//! A real browser (Debian's headless Chromium, driven through ChromeDriver) against the web app
+//! and the reconciler, both running as installed in the sandbox host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use left4me_sim::Sandbox;
+
+const PASSWORD: &str = "a long browser password";
+
+#[test]
+fn a_person_makes_a_server_in_the_browser_and_watches_it_run_then_stops_it() {
+    assert!(nix::unistd::geteuid().is_root(), "the browser test boots a sandbox host: run it as root (scripts/test)");
+    let disk = left4me_sim::disk(Path::new(env!("CARGO_TARGET_TMPDIR")), "browser-disk-").unwrap();
+    let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox host boots");
+    let port = left4me_sim::free_port();
+    sandbox.run_ok(
+        "sh",
+        &["-c", &format!("mkdir -p /etc/left4me && echo LEFT4ME_WEB_LISTEN=127.0.0.1:{port} > /etc/left4me/web.env")],
+    );
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me-web")).parent().unwrap().to_path_buf();
+    sandbox.install_left4me(&bin_dir, true);
+
+    // The examples, committed by the web app's user as a person's push would be.
+    let repo = disk.path().join("root/state");
+    crate::support::copy_dir(&left4me_sim::workspace().join("examples/state"), &repo);
+    sandbox.run_ok("chown", &["-R", "left4me:left4me", "/var/lib/left4me/state"]);
+    let git = [
+        "-u",
+        "left4me",
+        "--",
+        "git",
+        "-C",
+        "/var/lib/left4me/state",
+        "-c",
+        "user.name=seed",
+        "-c",
+        "user.email=seed@example.invalid",
+    ];
+    sandbox.run_ok("runuser", &[&git[..], &["add", "--all"]].concat());
+    sandbox.run_ok("runuser", &[&git[..], &["commit", "--quiet", "--message", "the examples"]].concat());
+    let created = sandbox.run_ok(
+        "sh",
+        &["-c", &format!("LEFT4ME_PASSWORD='{PASSWORD}' left4me-web create-user alice --email alice@example.org")],
+    );
+    assert!(created.contains("created alice"), "{created}");
+    wait_for(Duration::from_secs(90), "the examples to run", || {
+        let status = sandbox.run("left4me", &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        status["servers"]
+            .as_array()
+            .is_some_and(|servers| servers.iter().any(|s| s["name"] == "coop-1" && s["health"] == "Running"))
+    });
+
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    // The sandbox host has a network of its own. The browser joins it: this thread enters the
+    // sandbox's network namespace (it is per thread), and ChromeDriver and Chromium, started
+    // from it, are born there.
+    let init = sandbox.init_pid();
+    let folder = shots.clone();
+    let outcome = std::thread::spawn(move || -> Result<(), String> {
+        let netns =
+            std::fs::File::open(format!("/proc/{init}/ns/net")).map_err(|e| format!("the sandbox's network: {e}"))?;
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering the sandbox's network: {e}"))?;
+        let driver = ChromeDriver::start();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(drive(&driver, port, &folder))
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the browser thread panicked".into()));
+    if let Err(e) = outcome {
+        let journal =
+            sandbox.run("journalctl", &["-u", "left4me-web", "-u", "left4me-reconciler", "-n", "80", "--no-pager"]);
+        panic!("{e}\n\nthe services' journal:\n{}", String::from_utf8_lossy(&journal.stdout));
+    }
+    let log = sandbox.run_ok("runuser", &[&git[..], &["log", "-3", "--format=%an <%ae>: %s"]].concat());
+    assert!(log.contains("alice <alice@example.org>: Stop coop-3"), "{log}");
+    assert!(log.contains("alice <alice@example.org>: Add server coop-3"), "{log}");
+    println!("screenshots in {}", shots.display());
+    sandbox.power_off();
+}
+
+async fn drive(driver: &ChromeDriver, port: u16, shots: &Path) -> Result<(), String> {
+    let browser = driver.connect().await?;
+    let result = steps(&browser, port, shots).await;
+    if result.is_err() {
+        let _ = shot(&browser, shots, "failure").await;
+    }
+    let _ = browser.close().await;
+    result
+}
+
+async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> {
+    let base = format!("http://127.0.0.1:{port}");
+    let e = |what: &str| {
+        let what = what.to_owned();
+        move |error: fantoccini::error::CmdError| format!("{what}: {error}")
+    };
+    // Sign in.
+    browser.goto(&format!("{base}/")).await.map_err(e("opening the app"))?;
+    shot(browser, shots, "1-login").await?;
+    browser
+        .find(Locator::Css("input[name=name]"))
+        .await
+        .map_err(e("the name field"))?
+        .send_keys("alice")
+        .await
+        .map_err(e("typing"))?;
+    browser
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .map_err(e("the password field"))?
+        .send_keys(PASSWORD)
+        .await
+        .map_err(e("typing"))?;
+    browser
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .map_err(e("the sign-in button"))?
+        .click()
+        .await
+        .map_err(e("signing in"))?;
+    wait_text(browser, "#row-coop-1 .badge.health-Running", "Running").await?;
+    shot(browser, shots, "2-dashboard").await?;
+
+    // A new server from a blueprint, through the form.
+    browser
+        .find(Locator::LinkText("New server"))
+        .await
+        .map_err(e("the New server link"))?
+        .click()
+        .await
+        .map_err(e("opening the form"))?;
+    browser
+        .find(Locator::Css("input[name=name]"))
+        .await
+        .map_err(e("the name field"))?
+        .send_keys("coop-3")
+        .await
+        .map_err(e("typing"))?;
+    let port_field = browser.find(Locator::Css("input[name=port]")).await.map_err(e("the port field"))?;
+    let suggested = port_field.prop("value").await.map_err(e("the port"))?.unwrap_or_default();
+    if suggested.is_empty() {
+        return Err("the form suggests no free port".into());
+    }
+    shot(browser, shots, "3-new-server").await?;
+    browser
+        .find(Locator::Css("form.form button[type=submit]"))
+        .await
+        .map_err(e("Review change"))?
+        .click()
+        .await
+        .map_err(e("reviewing"))?;
+    let diff = wait_text(browser, "#diff", "+  name: coop-3").await?;
+    if !diff.contains(&format!("+  port: {suggested}")) {
+        return Err(format!("the diff lacks the port: {diff}"));
+    }
+    shot(browser, shots, "4-diff-preview").await?;
+    browser
+        .find(Locator::Id("commit"))
+        .await
+        .map_err(e("the Commit button"))?
+        .click()
+        .await
+        .map_err(e("committing"))?;
+
+    // The server page follows the reconciler: Running, with players and map from the game.
+    wait_text(browser, "#health", "Running").await?;
+    wait_text(browser, "#map", "c1m1_hotel").await?;
+    let players = wait_text(browser, "#players", "/").await?;
+    let url = browser.current_url().await.map_err(e("the page address"))?;
+    if !url.path().ends_with("/servers/coop-3") {
+        return Err(format!("after the commit the browser is on {url}"));
+    }
+    // The live console shows the game's own output.
+    let console = wait_nonempty(browser, "#console").await?;
+    shot(browser, shots, "5-server-running").await?;
+    println!("coop-3 runs with {players} players; its console begins: {}", console.lines().next().unwrap_or(""));
+
+    // Stop it: a commit of spec.state, and the page shows it stopped.
+    browser.find(Locator::Id("stop")).await.map_err(e("the Stop button"))?.click().await.map_err(e("stopping"))?;
+    wait_text(browser, "#health", "Stopped").await?;
+    browser.find(Locator::Id("start")).await.map_err(e("the Start button after stopping"))?;
+    shot(browser, shots, "6-server-stopped").await?;
+    Ok(())
+}
+
+/// Waits until the element's text contains `expected`; returns the text.
+async fn wait_text(browser: &Client, css: &str, expected: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(element) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+        {
+            if text.contains(expected) {
+                return Ok(text);
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("{css} never showed {expected:?} (last: {last:?})"))
+}
+
+async fn wait_nonempty(browser: &Client, css: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(element) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+            && !text.trim().is_empty()
+        {
+            return Ok(text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("{css} stayed empty"))
+}
+
+async fn shot(browser: &Client, folder: &Path, name: &str) -> Result<(), String> {
+    let png = browser.screenshot().await.map_err(|e| format!("screenshot {name}: {e}"))?;
+    std::fs::write(folder.join(format!("{name}.png")), png).map_err(|e| format!("saving {name}.png: {e}"))
+}
+
+fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("waited {} s for {what}", limit.as_secs());
+}
+
+/// Debian's ChromeDriver on a free port, ended (by its PID) when dropped.
+struct ChromeDriver {
+    child: Child,
+    port: u16,
+    profile: tempfile::TempDir,
+}
+
+impl ChromeDriver {
+    fn start() -> ChromeDriver {
+        let port = left4me_sim::free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (Debian's chromium-driver; scripts/test installs it)");
+        let profile = tempfile::tempdir().unwrap();
+        let driver = ChromeDriver { child, port, profile };
+        wait_for(Duration::from_secs(20), "chromedriver to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        driver
+    }
+
+    async fn connect(&self) -> Result<Client, String> {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium(),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", self.profile.path().display()),
+                ],
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .map_err(|e| format!("starting Chromium through chromedriver: {e}"))
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium() -> PathBuf {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("Chromium is installed (Debian's chromium; scripts/test installs it)")
+}
