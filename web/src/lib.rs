@@ -44,6 +44,9 @@ pub struct App {
     /// Cookies carry `Secure` (served over TLS, or behind a TLS proxy).
     pub secure_cookies: bool,
     templates: minijinja::Environment<'static>,
+    /// The dashboard's rows as drawn for the current snapshot, by (user, admin, host name).
+    #[allow(clippy::type_complexity)]
+    rows_cache: Mutex<Option<(Arc<Snapshot>, std::collections::HashMap<(String, bool, String), Arc<str>>)>>,
 }
 
 /// How the web app is set up.
@@ -75,6 +78,7 @@ impl App {
             limiter: auth::Limiter::default(),
             secure_cookies: options.secure_cookies,
             templates: templates::environment(),
+            rows_cache: Mutex::new(None),
         }))
     }
 

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::App;
 use crate::auth::Auth;
-use crate::pages::{dashboard_context, escape, server_context, visible_job};
+use crate::pages::{escape, request_host, rows_html, server_context, visible_job};
 
 fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
@@ -48,9 +48,8 @@ fn redrawn(
 
 /// The dashboard's table body, again each time it changes.
 pub async fn dashboard_events(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
-    redrawn(app, "servers", move |app| {
-        Some(app.render_fragment("server_rows.html", dashboard_context(app, &session, &headers)))
-    })
+    let host = request_host(&headers);
+    redrawn(app, "servers", move |app| Some(rows_html(app, &app.current(), &session.user, &host).to_string()))
 }
 
 /// A server's status panel, again each time it changes.

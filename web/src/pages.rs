@@ -78,7 +78,7 @@ pub fn rows<'a>(snapshot: &'a Snapshot, user: &User, host: &str) -> Vec<Row<'a>>
 }
 
 fn find<'a, T>(map: &'a BTreeMap<Name, T>, name: &str) -> Option<&'a T> {
-    map.iter().find(|(key, _)| key.as_str() == name).map(|(_, value)| value)
+    map.get(name)
 }
 
 /// The host name the request came to, without a port: what players connect to.
@@ -91,15 +91,43 @@ pub fn request_host(headers: &HeaderMap) -> String {
     host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(*c)).collect()
 }
 
+/// The server table's rows as HTML, drawn once per look at the host for each (user, host name):
+/// the dashboard and its live view are then a copy, however many people watch.
+pub fn rows_html(app: &App, snapshot: &Arc<Snapshot>, user: &User, host: &str) -> Arc<str> {
+    let key = (user.name.to_string(), user.admin, host.to_owned());
+    {
+        let cache = app.rows_cache.lock().expect("no holder of the rows cache panics");
+        if let Some((drawn_from, drawn)) = cache.as_ref()
+            && Arc::ptr_eq(drawn_from, snapshot)
+            && let Some(html) = drawn.get(&key)
+        {
+            return html.clone();
+        }
+    }
+    let rows = rows(snapshot, user, host);
+    let blueprints = visible_blueprints(snapshot, user);
+    let context = context! { rows => v(&rows), blueprints, user => context! { admin => user.admin } };
+    let html: Arc<str> = app.render_fragment("server_rows.html", context).into();
+    let mut cache = app.rows_cache.lock().expect("no holder of the rows cache panics");
+    match cache.as_mut() {
+        // The cache holds the snapshot it was drawn from, so that its address is never reused.
+        Some((drawn_from, drawn)) if Arc::ptr_eq(drawn_from, snapshot) => {
+            drawn.insert(key, html.clone());
+        }
+        _ => *cache = Some((snapshot.clone(), std::collections::HashMap::from([(key, html.clone())]))),
+    }
+    html
+}
+
 pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> Value {
     let snapshot = app.current();
     let host = request_host(headers);
-    let rows = rows(&snapshot, &session.user, &host);
+    let rows = rows_html(app, &snapshot, &session.user, &host);
     let blueprints = visible_blueprints(&snapshot, &session.user);
     context! {
         ..base(session, "servers"),
         ..context! {
-            rows => v(&rows),
+            rows => Value::from_safe_string(rows.to_string()),
             blueprints,
             revision_error => snapshot.revision_error.clone(),
             problem => snapshot.problem.clone(),

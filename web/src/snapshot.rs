@@ -43,7 +43,7 @@ impl Snapshot {
     /// The owner of a server, from the revision; None for a server only the host has.
     pub fn owner(&self, server: &str) -> Option<&Name> {
         let desired = self.desired.as_ref()?;
-        desired.servers.iter().find(|(name, _)| name.as_str() == server).map(|(_, s)| &s.owner)
+        desired.servers.get(server).map(|s| &s.owner)
     }
 }
 
