@@ -181,11 +181,27 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
     shot(browser, shots, "5-server-running").await?;
     println!("coop-3 runs with {players} players; its console begins: {}", console.lines().next().unwrap_or(""));
 
+    // Its jobs, one job's log, the plan and the history.
+    browser.goto(&format!("{base}/jobs?server=coop-3")).await.map_err(e("the jobs page"))?;
+    let jobs = wait_text(browser, "table", "start").await?;
+    if !jobs.contains("create") {
+        return Err(format!("the jobs of coop-3 lack its creation: {jobs}"));
+    }
+    browser.find(Locator::Css("tbody a")).await.map_err(e("a job"))?.click().await.map_err(e("opening a job"))?;
+    wait_text(browser, "#joblog", "l4d2ctl").await?;
+    shot(browser, shots, "6-job").await?;
+    browser.goto(&format!("{base}/plan")).await.map_err(e("the plan"))?;
+    wait_text(browser, "main", "Nothing to do").await?;
+    browser.goto(&format!("{base}/history")).await.map_err(e("the history"))?;
+    wait_text(browser, "main", "Add server coop-3").await?;
+    shot(browser, shots, "7-history").await?;
+    browser.goto(&format!("{base}/servers/coop-3")).await.map_err(e("back to the server"))?;
+
     // Stop it: a commit of spec.state, and the page shows it stopped.
     browser.find(Locator::Id("stop")).await.map_err(e("the Stop button"))?.click().await.map_err(e("stopping"))?;
     wait_text(browser, "#health", "Stopped").await?;
     browser.find(Locator::Id("start")).await.map_err(e("the Start button after stopping"))?;
-    shot(browser, shots, "6-server-stopped").await?;
+    shot(browser, shots, "8-server-stopped").await?;
     Ok(())
 }
 

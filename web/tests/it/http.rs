@@ -369,3 +369,47 @@ fn health_and_metrics_answer_for_monitoring() {
     assert!(metrics.body.contains("left4me_servers_health{health=\"Unknown\"} 3"), "{}", metrics.body);
     assert!(metrics.body.contains("left4me_revision_valid 1"), "{}", metrics.body);
 }
+
+#[test]
+fn jobs_are_listed_and_followed_only_by_whom_they_concern() {
+    let app = TestApp::start();
+    let db = reconciler::db::Db::open(&app.root.path().join("left4me.db")).unwrap();
+    let mine = db.create_job("start", "coop-1", Some(&app.head()), "commit").unwrap();
+    db.start_job(mine).unwrap();
+    db.append_line(mine, "stdout", "coop-1 <started> on 27015").unwrap();
+    let theirs = db.create_job("start", "versus-1", Some(&app.head()), "commit").unwrap();
+    db.append_line(theirs, "stdout", "versus-1 started").unwrap();
+    db.finish_job(theirs, 0).unwrap();
+
+    let mut alice = app.signed_in("alice");
+    let list = alice.get("/jobs");
+    assert!(
+        list.body.contains(&format!("/jobs/{mine}")) && !list.body.contains(&format!("/jobs/{theirs}\"")),
+        "{}",
+        list.body
+    );
+    let filtered = alice.get("/jobs?state=succeeded");
+    assert!(!filtered.body.contains(&format!("/jobs/{mine}\"")), "{}", filtered.body);
+    let page = alice.get(&format!("/jobs/{mine}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("coop-1 &lt;started&gt; on 27015"), "job lines are escaped: {}", page.body);
+    assert_eq!(alice.get(&format!("/jobs/{theirs}")).status, 404);
+    assert_eq!(alice.get(&format!("/jobs/{theirs}/log")).status, 404);
+
+    // The live log sends what comes after the page, then says when the job ends.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = app.url(&format!("/jobs/{mine}/log?after=1"));
+    let cookie = alice.cookie.clone().unwrap();
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent.get(url).header("Cookie", cookie).call().unwrap();
+        tx.send(response.body_mut().read_to_string().unwrap()).unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    db.append_line(mine, "stderr", "a later line").unwrap();
+    db.finish_job(mine, 1).unwrap();
+    let stream = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the stream ends with the job");
+    assert!(stream.contains("event: line") && stream.contains("a later line"), "{stream}");
+    assert!(!stream.contains("&lt;started&gt;"), "lines before `after` are not sent again: {stream}");
+    assert!(stream.contains("event: done") && stream.contains("failed"), "{stream}");
+}
