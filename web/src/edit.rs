@@ -151,9 +151,18 @@ fn check(app: &App, head: Option<&Revision>, files: &[FileChange]) -> anyhow::Re
 
 /// Where a change goes back to, and how the form that made it is shown again with problems.
 pub enum Origin {
-    ServerForm { form: ServerForm, editing: bool },
-    BlueprintForm { form: BlueprintForm, editing: bool },
-    Raw,
+    ServerForm {
+        form: ServerForm,
+        editing: bool,
+    },
+    BlueprintForm {
+        form: BlueprintForm,
+        editing: bool,
+    },
+    /// The raw editor, with the revision it started from (kept, so a fix is checked against it).
+    Raw {
+        base: Option<String>,
+    },
 }
 
 /// Authorises and checks a change, then shows its diff for confirmation — or the form again,
@@ -301,8 +310,10 @@ fn reshow(
             "blueprint_form.html",
             blueprint_form_context(app, session, &snapshot, &form, editing, &diagnostics),
         ),
-        Origin::Raw => {
+        Origin::Raw { base: started_from } => {
             let file = files.first().cloned().unwrap_or(FileChange { path: String::new(), content: None });
+            let head = app.repo.head().ok().flatten();
+            let exists = app.repo.read(head.as_ref(), &file.path).ok().flatten().is_some();
             app.render_status(
                 status,
                 "editor.html",
@@ -310,7 +321,7 @@ fn reshow(
                     ..base(session, "servers"),
                     ..context! {
                         path => file.path, content => file.content.clone().unwrap_or_default(),
-                        remove => file.content.is_none(), base => snapshot.head.clone(), diagnostics => v(&diagnostics),
+                        remove => file.content.is_none(), base => started_from, diagnostics => v(&diagnostics), exists,
                         lines => file.content.unwrap_or_default().lines().count().max(12),
                     }
                 },
@@ -627,7 +638,8 @@ async fn delete_file(app: Arc<App>, session: Session, path: String, message: Str
         return app.not_found();
     }
     let files = vec![FileChange { path, content: None }];
-    preview(&app, &session, head.map(|h| h.id().to_owned()), files, message, back, Origin::Raw).await
+    let base = head.map(|h| h.id().to_owned());
+    preview(&app, &session, base.clone(), files, message, back, Origin::Raw { base }).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -824,7 +836,8 @@ pub async fn raw_preview(State(app): State<Arc<App>>, Auth(session): Auth, Form(
     let verb = if remove { "Delete" } else { "Edit" };
     let message = format!("{verb} {}", form.path);
     let back = back_for(&form.path);
-    preview(&app, &session, Some(form.base), files, message, back, Origin::Raw).await
+    let base = Some(form.base);
+    preview(&app, &session, base.clone(), files, message, back, Origin::Raw { base }).await
 }
 
 /// The page a file's change returns to.
@@ -889,6 +902,7 @@ async fn commit_change(
     let worker = app.clone();
     let user = session.user.clone();
     let shown_files = files.clone();
+    let based_on = base_rev.clone();
     let done = tokio::task::spawn_blocking(move || -> anyhow::Result<Result<Outcome, Prepared>> {
         match prepare(&worker, &user, base_rev.as_deref(), &files)? {
             Prepared::Ready { base, .. } => {
@@ -957,7 +971,7 @@ async fn commit_change(
                     path => shown_files.first().map(|f| f.path.clone()),
                     content => shown_files.first().and_then(|f| f.content.clone()).unwrap_or_default(),
                     remove => shown_files.first().is_some_and(|f| f.content.is_none()),
-                    base => app.repo.head().ok().flatten().map(|h| h.id().to_owned()),
+                    base => based_on,
                     diagnostics => v(&diagnostics), lines => 20,
                 }
             },

@@ -178,6 +178,12 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
     }
     // The live console shows the game's own output.
     let console = wait_nonempty(browser, "#console").await?;
+    // RCON, from the owner's console; the players it sets show up live.
+    let command = browser.find(Locator::Css("#rcon input[name=command]")).await.map_err(e("the RCON field"))?;
+    command.send_keys("sim_players 2").await.map_err(e("typing a command"))?;
+    browser.find(Locator::Css("#rcon button")).await.map_err(e("Send"))?.click().await.map_err(e("sending"))?;
+    wait_text(browser, "#rcon-output", "sim_players set to 2").await?;
+    wait_text(browser, "#players", "2/").await?;
     shot(browser, shots, "5-server-running").await?;
     println!("coop-3 runs with {players} players; its console begins: {}", console.lines().next().unwrap_or(""));
 

@@ -259,10 +259,16 @@ fn invalid_yaml_is_refused_with_the_validators_diagnostics_and_nothing_is_commit
     let app = TestApp::start();
     let mut alice = app.signed_in("alice");
     let head = app.head();
+    // The branch moves on meanwhile (another file).
+    app.commit_file("servers/coop-2.yaml", &app.show("main:servers/coop-2.yaml").replace("#2", "two"), "coop-2");
+    app.wait_seen();
     let commits = app.commits();
     let broken = "apiVersion: left4me/v1\nkind: Server\nmetadata:\n  name: coop-1\n  owner: alice\nspec:\n  blueprint: coop\n  prot: 27015\n";
     let reply = alice.submit("/edit", &[("path", "servers/coop-1.yaml"), ("content", broken), ("base", &head)]);
     assert_eq!(reply.status, 422, "{}", reply.body);
+    // The editor comes back with the revision it started from, not a newer one: a fix is still
+    // checked for conflicts against what its author saw.
+    assert!(reply.body.contains(&format!("name=\"base\" value=\"{head}\"")), "{}", reply.body);
     // Exactly what `left4me validate` says of the same tree.
     let checkout = tempfile::tempdir().unwrap();
     crate::support::git(checkout.path(), &["clone", "--quiet", app.repo().to_str().unwrap(), "."]);
