@@ -93,6 +93,25 @@ if [ ! -e "$root/state" ]; then
   git -C "$root/state" config receive.denyCurrentBranch updateInstead
   chown -R "$user:$user" "$root/state"
 fi
+# The work tree is a checkout that nobody edits on the host: every push resets it to the pushed
+# commit, also after the web app committed without updating it (a file it could not write).
+hook="$root/state/.git/hooks/push-to-checkout"
+if [ -d "$root/state/.git" ] && [ ! -e "$hook" ]; then
+  install -d -m 2775 -o "$user" -g "$user" "$root/state/.git/hooks"
+  cat > "$hook.new" <<'HOOK'
+#!/bin/sh
+# Installed by left4me's install.sh: the host's state repo follows every push.
+exec git read-tree --reset -u "$1"
+HOOK
+  chmod 0755 "$hook.new"
+  chown "$user:$user" "$hook.new"
+  mv "$hook.new" "$hook"
+fi
+# People in the group $user may push to the repo, which belongs to $user; git asks that such a
+# repository be named safe.
+if ! git config --system --get-all safe.directory 2>/dev/null | grep -qx "$root/state"; then
+  git config --system --add safe.directory "$root/state"
+fi
 
 if [ "$game" = yes ]; then
   step "the game, the Steam SDK links and the units (l4d2ctl install)"

@@ -6,4 +6,4 @@
 
 mod sandbox;
 
-pub use sandbox::{Sandbox, SandboxError, built_binary, disk, free_port, workspace};
+pub use sandbox::{Sandbox, SandboxError, built_binary, copy_dir, disk, free_port, workspace};

@@ -215,6 +215,25 @@ impl Sandbox {
         self.run_ok(install.to_str().expect("a UTF-8 path"), &args)
     }
 
+    /// Commits the files of `from` to the installed host's state repo as the web app's user
+    /// (`left4me`), as a person's push would. Needs `install_left4me` first.
+    pub fn commit_state(&self, from: &Path, message: &str) -> Result<(), String> {
+        copy_dir(from, &self.disk.join("root/state")).map_err(|e| format!("copying {}: {e}", from.display()))?;
+        let inside = |args: &[&str]| {
+            let output = self.run(args[0], &args[1..]);
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!("`{}` failed: {}", args.join(" "), text(&output.stderr)))
+            }
+        };
+        inside(&["chown", "-R", "left4me:left4me", "/var/lib/left4me/state"])?;
+        let git = ["runuser", "-u", "left4me", "--", "git", "-C", "/var/lib/left4me/state"];
+        let who = ["-c", "user.name=left4me", "-c", "user.email=left4me@left4me.invalid"];
+        inside(&[&git[..], &who[..], &["add", "--all"]].concat())?;
+        inside(&[&git[..], &who[..], &["commit", "--quiet", "--message", message]].concat())
+    }
+
     /// The host's PID of the sandbox's systemd.
     pub fn init_pid(&self) -> i32 {
         self.init
@@ -251,6 +270,21 @@ impl Drop for Sandbox {
             self.cut_power();
         }
     }
+}
+
+/// Copies a folder of plain files and folders.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -1,5 +1,6 @@
 //! Tests of the stand-ins, run as built binaries.
 
+mod demo;
 mod sandbox;
 mod srcds;
 mod steamcmd;

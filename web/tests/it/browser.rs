@@ -24,23 +24,8 @@ fn a_person_makes_a_server_in_the_browser_and_watches_it_run_then_stops_it() {
     sandbox.install_left4me(&bin_dir, true);
 
     // The examples, committed by the web app's user as a person's push would be.
-    let repo = disk.path().join("root/state");
-    crate::support::copy_dir(&left4me_sim::workspace().join("examples/state"), &repo);
-    sandbox.run_ok("chown", &["-R", "left4me:left4me", "/var/lib/left4me/state"]);
-    let git = [
-        "-u",
-        "left4me",
-        "--",
-        "git",
-        "-C",
-        "/var/lib/left4me/state",
-        "-c",
-        "user.name=seed",
-        "-c",
-        "user.email=seed@example.invalid",
-    ];
-    sandbox.run_ok("runuser", &[&git[..], &["add", "--all"]].concat());
-    sandbox.run_ok("runuser", &[&git[..], &["commit", "--quiet", "--message", "the examples"]].concat());
+    sandbox.commit_state(&left4me_sim::workspace().join("examples/state"), "the examples").unwrap();
+    let git = ["-u", "left4me", "--", "git", "-C", "/var/lib/left4me/state"];
     let created = sandbox.run_ok(
         "sh",
         &["-c", &format!("LEFT4ME_PASSWORD='{PASSWORD}' left4me-web create-user alice --email alice@example.org")],

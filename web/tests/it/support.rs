@@ -22,7 +22,7 @@ impl TestApp {
     pub fn start() -> TestApp {
         let root = tempfile::tempdir().unwrap();
         let state = root.path().join("state");
-        copy_dir(&left4me_sim::workspace().join("examples/state"), &state);
+        left4me_sim::copy_dir(&left4me_sim::workspace().join("examples/state"), &state).unwrap();
         git(&state, &["init", "--quiet", "--initial-branch=main"]);
         git(&state, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         git(&state, &["add", "--all"]);
@@ -223,17 +223,4 @@ pub fn git_out(repo: &Path, args: &[&str]) -> String {
     let output = Command::new("git").arg("-C").arg(repo).args(args).output().unwrap();
     assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
