@@ -3,7 +3,8 @@
 #
 #   deploy/install.sh [--bin-dir DIR] [--steamcmd PATH] [--no-game]
 #
-#   --bin-dir DIR     where the built binaries are (default: target/release of this checkout)
+#   --bin-dir DIR     where the built binaries are (default: target/release of this checkout,
+#                     built there with cargo when they are missing)
 #   --steamcmd PATH   the steamcmd to install the game with (default: steamcmd on the PATH,
 #                     from Debian's non-free "steamcmd" package)
 #   --no-game         set up everything but do not download the game (run `l4d2ctl install` later)
@@ -36,6 +37,14 @@ root=/var/lib/left4me
 user=left4me
 
 command -v git >/dev/null || fail "git is missing: apt-get install git"
+missing=no
+for binary in l4d2ctl left4me left4me-web; do
+  [ -x "$bin_dir/$binary" ] || missing=yes
+done
+if [ "$missing" = yes ] && [ "$bin_dir" = "$here/target/release" ] && command -v cargo >/dev/null; then
+  step "building the release binaries (cargo build --release)"
+  (cd "$here" && cargo build --release --quiet --bin l4d2ctl --bin left4me --bin left4me-web)
+fi
 for binary in l4d2ctl left4me left4me-web; do
   [ -x "$bin_dir/$binary" ] || fail "$bin_dir/$binary is missing; build with: cargo build --release"
 done
@@ -117,9 +126,9 @@ if [ "$game" = yes ]; then
   step "the game, the Steam SDK links and the units (l4d2ctl install)"
   LEFT4ME_STEAMCMD="$steamcmd" /usr/local/bin/l4d2ctl install
   step "the reconciler and the web app"
-  systemctl enable --now --quiet left4me-reconciler.service
-  systemctl enable --quiet left4me-web.service
-  systemctl restart left4me-web.service
+  # Restarted, not only started: an update runs the new binaries at once.
+  systemctl enable --quiet left4me-reconciler.service left4me-web.service
+  systemctl restart left4me-reconciler.service left4me-web.service
 fi
 step "done"
 if [ ! -e "$root/web.db" ]; then

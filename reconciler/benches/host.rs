@@ -4,8 +4,10 @@
 //! - commit → all affected units active, for 1 and 20 servers, against one plain `systemctl start`
 //!   of such units: units rendered alike that systemd has not loaded yet (what a commit's new
 //!   servers are), and the committed units themselves once loaded;
-//! - a pass with nothing to do over 200 servers: its duration and processes, against one
-//!   `systemctl list-units` of the same units, the least a look at them can cost.
+//! - a pass with nothing to do over 10, 100 and 500 stopped servers and 10 and 100 running ones: its duration and processes,
+//!   against one `systemctl show` of the same units, the least a look at them can cost;
+//! - the reconciler and the web app at rest for 60 s with 100 servers running: CPU and memory,
+//!   next to systemd's own over the same minute.
 //!
 //! Needs root and release binaries of the whole workspace:
 //! `cargo build --release --workspace --bins && cargo bench -p left4me-reconciler --bench host`
@@ -101,39 +103,75 @@ fn main() {
         );
     }
 
-    // A pass with nothing to do over 200 servers (stopped: no game processes to keep alive).
-    let names: Vec<String> = (0..200).map(|i| format!("n{i:03}")).collect();
-    bench.commit_servers_stopped(&names, "200 servers");
-    bench.wait_instances(200);
+    // A pass with nothing to do, over more and more running servers: the service's own passes
+    // (resync every second), against one `systemctl show` of the same units, what an observation
+    // costs at least.
     bench
         .sandbox
         .run_ok("sh", &["-c", "sed -i 's/^LEFT4ME_RESYNC_SECONDS=.*/LEFT4ME_RESYNC_SECONDS=1/' /etc/left4me/host.env"]);
     bench.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
-    std::thread::sleep(Duration::from_secs(ROUNDS as u64 * 2 + 4));
-    let db = Db::open(&bench.db).unwrap();
-    let mut passes: Vec<(i64, String)> = db
-        .events(200)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.message.contains("nothing to do"))
-        .filter_map(|e| Some((e.duration_ms?, e.message)))
-        .take(ROUNDS * 2)
-        .collect();
-    assert!(passes.len() >= ROUNDS, "too few no-op passes: {passes:?}");
-    let processes = passes[0].1.rsplit('(').next().unwrap_or("").trim_end_matches(')').to_owned();
-    let mut durations: Vec<u64> = passes.iter_mut().map(|(ms, _)| *ms as u64).collect();
-    let noop = median(&mut durations);
-    let mut shows = Vec::new();
-    for _ in 0..ROUNDS * 2 {
-        let t0 = monotonic_us();
-        bench.sandbox.run_ok("systemctl", &["list-units", "--all", "--no-legend", "left4me-server@*.service"]);
-        shows.push(monotonic_us() - t0);
-    }
-    let show = median(&mut shows) as f64 / 1000.0;
     println!();
-    println!("no-op pass over 200 servers (median of {} passes of the service)", durations.len());
-    println!("{:<34} {:>9} ms   {processes}", "the pass", noop);
-    println!("{:<34} {:>9.1} ms   (one systemctl list-units of them, through nsenter)", "floor", show);
+    println!("a pass with nothing to do (median of the service's passes), against one `systemctl show` of the units:");
+    println!("{:<22} {:>10} {:>12} {:>10}   processes", "servers", "pass", "floor", "ratio");
+    for (count, state) in [(10usize, "stopped"), (100, "stopped"), (500, "stopped"), (10, "running"), (100, "running")] {
+        let names: Vec<String> = (0..count).map(|i| format!("n{i:03}")).collect();
+        bench.commit_state(&names, state, &format!("{count} servers {state}"));
+        if state == "running" {
+            bench.wait_active(&names);
+        } else {
+            bench.wait_instances(count);
+        }
+        // Let the passes that made them end, then keep only passes with nothing to do.
+        std::thread::sleep(Duration::from_secs(3));
+        let since = bench.last_event_id();
+        std::thread::sleep(Duration::from_secs(ROUNDS as u64 * 2 + 2));
+        let passes = bench.noop_passes_after(since);
+        assert!(passes.len() >= ROUNDS, "too few passes with nothing to do at {count}: {passes:?}");
+        let processes = passes[0].1.rsplit('(').next().unwrap_or("").trim_end_matches(')').to_owned();
+        let mut durations: Vec<u64> = passes.iter().map(|(ms, _)| *ms as u64).collect();
+        let mut shows = Vec::new();
+        for _ in 0..ROUNDS * 2 {
+            let t0 = monotonic_us();
+            bench.sandbox.run_ok("systemctl", &["show", "--property=Id,ActiveState", "left4me-server@*.service"]);
+            shows.push(monotonic_us() - t0);
+        }
+        let (pass, show) = (median(&mut durations) as f64, median(&mut shows) as f64 / 1000.0);
+        let load = bench.sandbox.run_ok("cat", &["/proc/loadavg"]);
+        let load = load.split_whitespace().next().unwrap_or("?").to_owned();
+        let label = format!("{count} {state}");
+        println!("{label:<22} {pass:>7.0} ms {show:>9.1} ms {:>9.2}x   {processes}, load {load}", pass / show);
+    }
+
+    // The daemons at rest for 60 s, with 100 servers running: the reconciler resyncing every
+    // 60 s (its default) and the web app looking at the host every 2 s. systemd itself (PID 1 of
+    // the host) over the same minute is the reference.
+    bench.sandbox.run_ok("sh", &["-c", "sed -i '/^LEFT4ME_RESYNC_SECONDS=/d' /etc/left4me/host.env"]);
+    bench.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service", "left4me-web.service"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let pids: Vec<(&str, String)> = [
+        ("left4me run (reconciler)", "left4me-reconciler.service"),
+        ("left4me-web serve", "left4me-web.service"),
+    ]
+    .iter()
+    .map(|(name, unit)| {
+        let pid = bench.sandbox.run_ok("systemctl", &["show", "--property=MainPID", "--value", unit]);
+        (*name, pid.trim().to_owned())
+    })
+    .chain(std::iter::once(("systemd (PID 1, reference)", "1".to_owned())))
+    .collect();
+    let before: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| bench.cpu_ticks(pid)).collect();
+    std::thread::sleep(Duration::from_secs(60));
+    let after: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| bench.cpu_ticks(pid)).collect();
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    println!();
+    println!("at rest for 60 s with 100 servers running:");
+    println!("{:<30} {:>10} {:>22} {:>10}", "", "CPU", "CPU with its children", "RSS");
+    for (((name, pid), (own0, all0)), (own1, all1)) in pids.iter().zip(&before).zip(&after) {
+        let own = (own1 - own0) as f64 / ticks / 60.0 * 100.0;
+        let all = (all1 - all0) as f64 / ticks / 60.0 * 100.0;
+        let rss = bench.rss_kib(pid) as f64 / 1024.0;
+        println!("{name:<30} {own:>9.2}% {all:>21.2}% {rss:>6.1} MiB");
+    }
     bench.sandbox.power_off();
 }
 
@@ -144,6 +182,26 @@ struct Bench {
 }
 
 impl Bench {
+    /// Commits the servers in `state`.
+    fn commit_state(&self, names: &[String], state: &str, message: &str) {
+        self.write_state(names, state);
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "--quiet", "--allow-empty", "--message", message]);
+    }
+
+    fn wait_instances(&self, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while std::time::Instant::now() < deadline {
+            let made = std::fs::read_dir(self.repo.parent().unwrap().join("instances")).map(|d| d.count()).unwrap_or(0);
+            // The anchor server is one more.
+            if made > count {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the instances were never made");
+    }
+
     /// Commits the servers, running; returns when `git commit` began (µs, monotonic).
     fn commit_servers(&self, names: &[String], message: &str) -> u64 {
         self.write_state(names, "running");
@@ -153,19 +211,13 @@ impl Bench {
         t0
     }
 
-    fn commit_servers_stopped(&self, names: &[String], message: &str) {
-        self.write_state(names, "stopped");
-        self.git(&["add", "--all"]);
-        self.git(&["commit", "--quiet", "--message", message]);
-    }
-
     fn write_state(&self, names: &[String], state: &str) {
         let _ = std::fs::remove_dir_all(self.repo.join("servers"));
         std::fs::create_dir_all(self.repo.join("servers")).unwrap();
         std::fs::create_dir_all(self.repo.join("blueprints")).unwrap();
         std::fs::write(
             self.repo.join("left4me.yaml"),
-            "apiVersion: left4me/v1\nkind: Settings\nspec:\n  ports: {first: 20000, last: 20999}\n  maxServers: 300\n  pruneLimitPercent: 100\n",
+            "apiVersion: left4me/v1\nkind: Settings\nspec:\n  ports: {first: 20000, last: 21999}\n  maxServers: 600\n  pruneLimitPercent: 100\n",
         )
         .unwrap();
         std::fs::write(
@@ -207,7 +259,8 @@ impl Bench {
     /// Waits until every unit is active; returns the latest ActiveEnterTimestampMonotonic (µs).
     fn wait_active(&self, names: &[String]) -> u64 {
         let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
-        for _ in 0..1200 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while std::time::Instant::now() < deadline {
             let mut args = vec!["show", "--property=ActiveState,ActiveEnterTimestampMonotonic"];
             args.extend(units.iter().map(String::as_str));
             let out = self.sandbox.run_ok("systemctl", &args);
@@ -225,6 +278,36 @@ impl Bench {
         panic!("the units never became active");
     }
 
+    fn last_event_id(&self) -> usize {
+        Db::open(&self.db).unwrap().events(100_000).unwrap().len()
+    }
+
+    /// The service's passes with nothing to do recorded after the first `since` events:
+    /// (duration in ms, message).
+    fn noop_passes_after(&self, since: usize) -> Vec<(i64, String)> {
+        let mut events = Db::open(&self.db).unwrap().events(100_000).unwrap();
+        events.reverse();
+        events
+            .into_iter()
+            .skip(since)
+            .filter(|e| e.message.contains("nothing to do"))
+            .filter_map(|e| Some((e.duration_ms?, e.message)))
+            .collect()
+    }
+
+    /// (own, own + waited-for children) CPU ticks of a process in the sandbox.
+    fn cpu_ticks(&self, pid: &str) -> (u64, u64) {
+        let stat = self.sandbox.run_ok("cat", &[&format!("/proc/{pid}/stat")]);
+        let fields: Vec<u64> =
+            stat.rsplit(')').next().unwrap().split_whitespace().skip(11).take(4).map(|f| f.parse().unwrap()).collect();
+        (fields[0] + fields[1], fields.iter().sum())
+    }
+
+    fn rss_kib(&self, pid: &str) -> u64 {
+        let status = self.sandbox.run_ok("cat", &[&format!("/proc/{pid}/status")]);
+        status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+    }
+
     fn wait_gone(&self, names: &[String]) {
         for _ in 0..1200 {
             if names.iter().all(|n| !self.repo.parent().unwrap().join("instances").join(n).exists()) {
@@ -233,17 +316,6 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("the servers were never removed");
-    }
-
-    fn wait_instances(&self, count: usize) {
-        for _ in 0..2400 {
-            let made = std::fs::read_dir(self.repo.parent().unwrap().join("instances")).map(|d| d.count()).unwrap_or(0);
-            if made > count {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the instances were never made");
     }
 }
 
