@@ -113,7 +113,8 @@ fn main() {
     println!();
     println!("a pass with nothing to do (median of the service's passes), against one `systemctl show` of the units:");
     println!("{:<22} {:>10} {:>12} {:>10}   processes", "servers", "pass", "floor", "ratio");
-    for (count, state) in [(10usize, "stopped"), (100, "stopped"), (500, "stopped"), (10, "running"), (100, "running")] {
+    for (count, state) in [(10usize, "stopped"), (100, "stopped"), (500, "stopped"), (10, "running"), (100, "running")]
+    {
         let names: Vec<String> = (0..count).map(|i| format!("n{i:03}")).collect();
         bench.commit_state(&names, state, &format!("{count} servers {state}"));
         if state == "running" {
@@ -148,17 +149,15 @@ fn main() {
     bench.sandbox.run_ok("sh", &["-c", "sed -i '/^LEFT4ME_RESYNC_SECONDS=/d' /etc/left4me/host.env"]);
     bench.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service", "left4me-web.service"]);
     std::thread::sleep(Duration::from_secs(5));
-    let pids: Vec<(&str, String)> = [
-        ("left4me run (reconciler)", "left4me-reconciler.service"),
-        ("left4me-web serve", "left4me-web.service"),
-    ]
-    .iter()
-    .map(|(name, unit)| {
-        let pid = bench.sandbox.run_ok("systemctl", &["show", "--property=MainPID", "--value", unit]);
-        (*name, pid.trim().to_owned())
-    })
-    .chain(std::iter::once(("systemd (PID 1, reference)", "1".to_owned())))
-    .collect();
+    let pids: Vec<(&str, String)> =
+        [("left4me run (reconciler)", "left4me-reconciler.service"), ("left4me-web serve", "left4me-web.service")]
+            .iter()
+            .map(|(name, unit)| {
+                let pid = bench.sandbox.run_ok("systemctl", &["show", "--property=MainPID", "--value", unit]);
+                (*name, pid.trim().to_owned())
+            })
+            .chain(std::iter::once(("systemd (PID 1, reference)", "1".to_owned())))
+            .collect();
     let before: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| bench.cpu_ticks(pid)).collect();
     std::thread::sleep(Duration::from_secs(60));
     let after: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| bench.cpu_ticks(pid)).collect();
@@ -305,7 +304,13 @@ impl Bench {
 
     fn rss_kib(&self, pid: &str) -> u64 {
         let status = self.sandbox.run_ok("cat", &[&format!("/proc/{pid}/status")]);
-        status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     fn wait_gone(&self, names: &[String]) {

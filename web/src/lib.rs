@@ -40,6 +40,8 @@ pub struct App {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Asks the watcher to look at the host now (after a save).
     poke: Mutex<mpsc::Sender<()>>,
+    /// When a page or a live view last read the snapshot.
+    watched: Arc<Mutex<std::time::Instant>>,
     pub limiter: auth::Limiter,
     /// Cookies carry `Secure` (served over TLS, or behind a TLS proxy).
     pub secure_cookies: bool,
@@ -65,9 +67,11 @@ impl App {
         let (poke, pokes) = mpsc::channel();
         let (publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let watcher_config = config.clone();
+        let watched = Arc::new(Mutex::new(std::time::Instant::now()));
+        let watcher_watched = watched.clone();
         std::thread::Builder::new()
             .name("host-watcher".into())
-            .spawn(move || snapshot::watch(watcher_config, pokes, publish))?;
+            .spawn(move || snapshot::watch(watcher_config, pokes, publish, watcher_watched))?;
         Ok(Arc::new(App {
             repo: StateRepo::new(&config.state, &config.branch),
             config,
@@ -75,6 +79,7 @@ impl App {
             jobs: Mutex::new(jobs),
             snapshot,
             poke: Mutex::new(poke),
+            watched,
             limiter: auth::Limiter::default(),
             secure_cookies: options.secure_cookies,
             templates: templates::environment(),
@@ -87,8 +92,15 @@ impl App {
         let _ = self.poke.lock().expect("no holder of the poke lock panics").send(());
     }
 
+    /// The latest look at the host. Someone is watching: looks come every 2 s for a while, and
+    /// one comes at once when the latest is older than that.
     pub fn current(&self) -> Arc<Snapshot> {
-        self.snapshot.borrow().clone()
+        *self.watched.lock().expect("no holder of the watched lock panics") = std::time::Instant::now();
+        let snapshot = self.snapshot.borrow().clone();
+        if snapshot.taken.is_some_and(|taken| taken.elapsed() > snapshot::INTERVAL * 2) {
+            self.poke();
+        }
+        snapshot
     }
 
     /// Renders a template to a page.

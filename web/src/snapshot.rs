@@ -14,13 +14,18 @@ use reconciler::plan::{Plan, ServerSync, Sync};
 use reconciler::report::{self, ServerReport};
 use tokio::sync::watch;
 
-/// How often the host is looked at while nothing asks for it sooner.
+/// How often the host is looked at while someone is watching (a page or a live view in the
+/// last [`WATCHED`]), and while no one is: an idle web app costs the host next to nothing, and
+/// the first page after a quiet spell asks for a fresh look at once.
 pub const INTERVAL: Duration = Duration::from_secs(2);
+pub const IDLE_INTERVAL: Duration = Duration::from_secs(60);
+pub const WATCHED: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub struct Snapshot {
-    /// When it was taken (RFC 3339).
+    /// When it was taken (RFC 3339), and on this process's clock.
     pub taken_at: String,
+    pub taken: Option<Instant>,
     /// The branch's commit.
     pub head: Option<String>,
     /// The last valid revision read, with what it declares.
@@ -49,7 +54,12 @@ impl Snapshot {
 
 /// Looks at the host every [`INTERVAL`], and at once when poked (after a save), publishing each
 /// look. Runs on its own thread: looking waits on git and `l4d2ctl observe`.
-pub fn watch(config: Config, pokes: Receiver<()>, publish: watch::Sender<Arc<Snapshot>>) {
+pub fn watch(
+    config: Config,
+    pokes: Receiver<()>,
+    publish: watch::Sender<Arc<Snapshot>>,
+    watched: Arc<std::sync::Mutex<Instant>>,
+) {
     let mut cache = RevisionCache::default();
     let mut kept: Option<(String, Arc<DesiredState>)> = None;
     loop {
@@ -63,7 +73,9 @@ pub fn watch(config: Config, pokes: Receiver<()>, publish: watch::Sender<Arc<Sna
         if publish.send(Arc::new(snapshot)).is_err() {
             return;
         }
-        match pokes.recv_timeout(INTERVAL) {
+        let last_watched = *watched.lock().expect("no holder of the watched lock panics");
+        let wait = if last_watched.elapsed() < WATCHED { INTERVAL } else { IDLE_INTERVAL };
+        match pokes.recv_timeout(wait) {
             // Several pokes at once are one look.
             Ok(()) => while pokes.try_recv().is_ok() {},
             Err(RecvTimeoutError::Timeout) => {}
@@ -74,7 +86,7 @@ pub fn watch(config: Config, pokes: Receiver<()>, publish: watch::Sender<Arc<Sna
 
 fn look(config: &Config, cache: &mut RevisionCache, kept: &mut Option<(String, Arc<DesiredState>)>) -> Snapshot {
     let started = Instant::now();
-    let mut snapshot = Snapshot { taken_at: reconciler::db::now(), ..Snapshot::default() };
+    let mut snapshot = Snapshot { taken_at: reconciler::db::now(), taken: Some(started), ..Snapshot::default() };
     let db = match Db::open(&config.db_path()) {
         Ok(db) => db,
         Err(e) => {
