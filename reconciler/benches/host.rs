@@ -148,7 +148,8 @@ fn main() {
     // the host) over the same minute is the reference.
     bench.sandbox.run_ok("sh", &["-c", "sed -i '/^LEFT4ME_RESYNC_SECONDS=/d' /etc/left4me/host.env"]);
     bench.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service", "left4me-web.service"]);
-    std::thread::sleep(Duration::from_secs(5));
+    // Past the web app's first look and any visit's faster pace.
+    std::thread::sleep(Duration::from_secs(35));
     let pids: Vec<(&str, String)> =
         [("left4me run (reconciler)", "left4me-reconciler.service"), ("left4me-web serve", "left4me-web.service")]
             .iter()

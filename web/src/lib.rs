@@ -67,7 +67,9 @@ impl App {
         let (poke, pokes) = mpsc::channel();
         let (publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let watcher_config = config.clone();
-        let watched = Arc::new(Mutex::new(std::time::Instant::now()));
+        // Nobody has watched yet: a fresh app looks once, then at the idle pace until a visit.
+        let start = std::time::Instant::now();
+        let watched = Arc::new(Mutex::new(start.checked_sub(snapshot::WATCHED).unwrap_or(start)));
         let watcher_watched = watched.clone();
         std::thread::Builder::new()
             .name("host-watcher".into())
