@@ -222,9 +222,14 @@ pub fn session_cookie(token: &str, secure: bool, max_age: i64) -> String {
 /// Where to go after signing in: a path of this site only.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(next) if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') => next.to_owned(),
+        Some(next) if is_local_path(next) => next.to_owned(),
         _ => "/".to_owned(),
     }
+}
+
+/// A path of this site, never one a browser would read as another site (`//host`, `/\\host`).
+pub fn is_local_path(path: &str) -> bool {
+    path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') && !path.chars().any(char::is_control)
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {

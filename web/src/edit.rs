@@ -612,6 +612,7 @@ pub async fn power(
 
 /// Shows the removal of a server as a diff to confirm.
 pub async fn delete_preview(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
+    let Ok(name) = Name::new(name.as_str()) else { return app.not_found() };
     delete_file(app, session, format!("servers/{name}.yaml"), format!("Delete server {name}"), "/".into()).await
 }
 
@@ -620,6 +621,7 @@ pub async fn delete_preview_blueprint(
     Auth(session): Auth,
     Path(name): Path<String>,
 ) -> Response {
+    let Ok(name) = Name::new(name.as_str()) else { return app.not_found() };
     delete_file(
         app,
         session,
@@ -872,7 +874,7 @@ pub async fn commit(State(app): State<Arc<App>>, Auth(session): Auth, body: axum
         match key.as_str() {
             "base" => base_rev = Some(value),
             "message" => message = value,
-            "back" if value.starts_with('/') && !value.starts_with("//") => back = value,
+            "back" if crate::auth::is_local_path(&value) => back = value,
             "path" => files.push(FileChange { path: value, content: None }),
             "content" => {
                 if let Some(file) = files.last_mut() {

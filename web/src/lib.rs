@@ -194,6 +194,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/static/{file}", get(static_file))
         .fallback(not_found_page)
         .layer(axum::middleware::map_response(security_headers))
+        // A state file is at most 1 MiB, and a form carries it URL-encoded.
+        .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(app)
 }
 

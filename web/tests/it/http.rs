@@ -31,6 +31,9 @@ fn sign_in_and_out() {
     let mut other = app.client();
     let offsite = other.post("/login", &[("name", "bob"), ("password", PASSWORD), ("next", "//evil.example/")]);
     assert_eq!(offsite.location.as_deref(), Some("/"));
+    let mut other = app.client();
+    let offsite = other.post("/login", &[("name", "bob"), ("password", PASSWORD), ("next", "/\\evil.example/")]);
+    assert_eq!(offsite.location.as_deref(), Some("/"), "a backslash is a slash to browsers");
 
     let old_cookie = client.cookie.clone();
     let out = client.submit("/logout", &[]);
