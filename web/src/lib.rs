@@ -94,6 +94,11 @@ impl App {
         let _ = self.poke.lock().expect("no holder of the poke lock panics").send(());
     }
 
+    /// The latest look at the host, for monitoring: reading it is not watching.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
     /// The latest look at the host. Someone is watching: looks come every 2 s for a while, and
     /// one comes at once when the latest is older than that.
     pub fn current(&self) -> Arc<Snapshot> {

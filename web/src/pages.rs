@@ -485,7 +485,7 @@ pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Pat
 
 /// For monitoring: 200 while the app can read its databases and the host has been looked at.
 pub async fn health(State(app): State<Arc<App>>) -> Response {
-    let snapshot = app.current();
+    let snapshot = app.latest();
     let accounts = app.accounts.users().map(|_| ());
     let looked = !snapshot.taken_at.is_empty();
     let status = if accounts.is_ok() && looked { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -501,7 +501,7 @@ pub async fn health(State(app): State<Arc<App>>) -> Response {
 
 /// Prometheus text format.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let snapshot = app.current();
+    let snapshot = app.latest();
     let mut out = String::new();
     let mut by_sync: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_health: BTreeMap<String, u64> = BTreeMap::new();
