@@ -189,7 +189,9 @@ pub async fn login(
     match app.accounts.start_session(&user) {
         Ok((token, _)) => {
             let mut response = Redirect::to(&next).into_response();
-            let cookie = session_cookie(&token, app.secure_cookies, accounts_max_age());
+            // Secure when configured, or when the proxy in front says the browser used HTTPS.
+            let https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
+            let cookie = session_cookie(&token, app.secure_cookies || https, accounts_max_age());
             if let Ok(value) = cookie.parse() {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }

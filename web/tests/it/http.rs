@@ -44,6 +44,19 @@ fn sign_in_and_out() {
 }
 
 #[test]
+fn the_session_cookie_is_secure_behind_an_https_proxy() {
+    let app = TestApp::start();
+    let agent: ureq::Agent = ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into();
+    let response = agent
+        .post(app.url("/login"))
+        .header("X-Forwarded-Proto", "https")
+        .send_form([("name", "alice"), ("password", PASSWORD)])
+        .unwrap();
+    let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+#[test]
 fn sign_ins_are_rate_limited_per_account() {
     let app = TestApp::start();
     let mut client = app.client();
