@@ -102,9 +102,12 @@ impl App {
     /// The latest look at the host. Someone is watching: looks come every 2 s for a while, and
     /// one comes at once when the latest is older than that.
     pub fn current(&self) -> Arc<Snapshot> {
-        *self.watched.lock().expect("no holder of the watched lock panics") = std::time::Instant::now();
+        let now = std::time::Instant::now();
+        let before = std::mem::replace(&mut *self.watched.lock().expect("no holder of the watched lock panics"), now);
         let snapshot = self.snapshot.borrow().clone();
-        if snapshot.taken.is_some_and(|taken| taken.elapsed() > snapshot::INTERVAL * 2) {
+        // After a quiet spell the watcher sleeps at the idle pace: wake it to the watched pace.
+        let was_idle = now.duration_since(before) >= snapshot::WATCHED;
+        if was_idle || snapshot.taken.is_some_and(|taken| taken.elapsed() > snapshot::INTERVAL * 2) {
             self.poke();
         }
         snapshot
