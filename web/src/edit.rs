@@ -303,12 +303,12 @@ fn reshow(
         Origin::ServerForm { form, editing } => app.render_status(
             status,
             "server_form.html",
-            server_form_context(app, session, &snapshot, &form, editing, &diagnostics),
+            server_form_context(session, &snapshot, &form, editing, &diagnostics),
         ),
         Origin::BlueprintForm { form, editing } => app.render_status(
             status,
             "blueprint_form.html",
-            blueprint_form_context(app, session, &snapshot, &form, editing, &diagnostics),
+            blueprint_form_context(session, &snapshot, &form, editing, &diagnostics),
         ),
         Origin::Raw { base: started_from } => {
             let file = files.first().cloned().unwrap_or(FileChange { path: String::new(), content: None });
@@ -435,14 +435,12 @@ fn free_port(snapshot: &crate::snapshot::Snapshot) -> Option<u16> {
 }
 
 fn server_form_context(
-    app: &App,
     session: &Session,
     snapshot: &crate::snapshot::Snapshot,
     form: &ServerForm,
     editing: bool,
     diagnostics: &[Shown],
 ) -> Value {
-    let _ = app;
     let blueprints = visible_blueprints(snapshot, &session.user);
     let field_errors = field_errors(diagnostics, &["name", "blueprint", "port", "state", "hostname", "owner"]);
     let range = snapshot.desired.as_ref().map(|d| (d.settings.ports.first.number(), d.settings.ports.last.number()));
@@ -485,7 +483,7 @@ pub async fn new_server(
         base: snapshot.head.clone().unwrap_or_default(),
         ..ServerForm::default()
     };
-    app.render("server_form.html", server_form_context(&app, &session, &snapshot, &form, false, &[]))
+    app.render("server_form.html", server_form_context(&session, &snapshot, &form, false, &[]))
 }
 
 pub async fn edit_server(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
@@ -511,7 +509,7 @@ pub async fn edit_server(State(app): State<Arc<App>>, Auth(session): Auth, Path(
         original: server.name.to_string(),
         ..ServerForm::default()
     };
-    app.render("server_form.html", server_form_context(&app, &session, &snapshot, &form, true, &[]))
+    app.render("server_form.html", server_form_context(&session, &snapshot, &form, true, &[]))
 }
 
 pub async fn save_server_form(
@@ -679,14 +677,12 @@ fn blueprint_yaml(form: &BlueprintForm) -> String {
 }
 
 fn blueprint_form_context(
-    app: &App,
     session: &Session,
     snapshot: &crate::snapshot::Snapshot,
     form: &BlueprintForm,
     editing: bool,
     diagnostics: &[Shown],
 ) -> Value {
-    let _ = app;
     let overlays: Vec<Value> = snapshot
         .desired
         .as_ref()
@@ -713,7 +709,7 @@ pub async fn new_blueprint(State(app): State<Arc<App>>, Auth(session): Auth) -> 
         base: snapshot.head.clone().unwrap_or_default(),
         ..BlueprintForm::default()
     };
-    app.render("blueprint_form.html", blueprint_form_context(&app, &session, &snapshot, &form, false, &[]))
+    app.render("blueprint_form.html", blueprint_form_context(&session, &snapshot, &form, false, &[]))
 }
 
 pub async fn edit_blueprint(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
@@ -736,7 +732,7 @@ pub async fn edit_blueprint(State(app): State<Arc<App>>, Auth(session): Auth, Pa
         owner: blueprint.owner.to_string(),
         base: snapshot.revision.clone().unwrap_or_default(),
     };
-    app.render("blueprint_form.html", blueprint_form_context(&app, &session, &snapshot, &form, true, &[]))
+    app.render("blueprint_form.html", blueprint_form_context(&session, &snapshot, &form, true, &[]))
 }
 
 pub async fn save_blueprint_form(
