@@ -224,7 +224,12 @@ impl StateRepo {
                     Some(content) => {
                         let blob = self.checked(&["hash-object", "-w", "--stdin"], Some(content))?;
                         let blob = String::from_utf8_lossy(&blob.stdout).trim().to_owned();
-                        let info = format!("100644,{blob},{path}");
+                        // A file keeps its mode (an executable build.sh stays executable).
+                        let mode = match head {
+                            Some(head) => self.mode(head, path)?.unwrap_or_else(|| "100644".into()),
+                            None => "100644".into(),
+                        };
+                        let info = format!("{mode},{blob},{path}");
                         self.checked_env(&["update-index", "--add", "--cacheinfo", &info], None, &env)?;
                     }
                     None => {
@@ -249,6 +254,14 @@ impl StateRepo {
         })();
         let _ = std::fs::remove_file(&index);
         result
+    }
+
+    /// The mode of a file in a revision (`100644`, `100755`), None when it has no such file.
+    fn mode(&self, revision: &Revision, path: &str) -> Result<Option<String>> {
+        let output = self.checked(&["ls-tree", "-z", "--end-of-options", revision.id(), "--", path], None)?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mode = text.split_whitespace().next().filter(|m| matches!(*m, "100644" | "100755")).map(str::to_owned);
+        Ok(mode)
     }
 
     /// Moves the branch from `head` to `commit`; false when the branch is no longer at `head`.

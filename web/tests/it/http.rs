@@ -435,3 +435,23 @@ fn jobs_are_listed_and_followed_only_by_whom_they_concern() {
     assert!(!stream.contains("&lt;started&gt;"), "lines before `after` are not sent again: {stream}");
     assert!(stream.contains("event: done") && stream.contains("failed"), "{stream}");
 }
+
+#[test]
+fn an_admin_edits_an_overlay_file_and_it_keeps_its_mode() {
+    let app = TestApp::start();
+    let mut ada = app.signed_in("ada");
+    let path = "overlays/competitive/build.sh";
+    let before = git_out(&app.repo(), &["ls-tree", "main", "--", path]);
+    assert!(before.starts_with("100755"), "{before}");
+    let editor = ada.get(&format!("/edit?path={path}"));
+    assert_eq!(editor.status, 200);
+    let content = app.show(&format!("main:{path}")).replace("--max-time 120", "--max-time 60");
+    let preview = ada.submit("/edit", &[("path", path), ("content", &content), ("base", &app.head())]);
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let fields = hidden_fields(&preview.body);
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(ada.post("/commit", &form).status, 303);
+    let after = git_out(&app.repo(), &["ls-tree", "main", "--", path]);
+    assert!(after.starts_with("100755"), "the recipe stays executable: {after}");
+    assert!(app.show(&format!("main:{path}")).contains("--max-time 60"));
+}
