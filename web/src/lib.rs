@@ -94,6 +94,19 @@ impl App {
         let _ = self.poke.lock().expect("no holder of the poke lock panics").send(());
     }
 
+    /// Waits, at most a second, for a fresh look when the latest is stale: a page loaded after a
+    /// quiet spell shows the host as it is, not as it was a minute ago.
+    pub async fn freshen(&self) {
+        let (snapshot, asked) = self.watch_now();
+        if !asked {
+            return;
+        }
+        let taken = snapshot.taken;
+        let mut looks = self.snapshot.clone();
+        let fresh = looks.wait_for(|s| s.taken != taken);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), fresh).await;
+    }
+
     /// The latest look at the host, for monitoring: reading it is not watching.
     pub fn latest(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
@@ -102,15 +115,22 @@ impl App {
     /// The latest look at the host. Someone is watching: looks come every 2 s for a while, and
     /// one comes at once when the latest is older than that.
     pub fn current(&self) -> Arc<Snapshot> {
+        self.watch_now().0
+    }
+
+    /// The latest look, marking the app watched; true when it asked for a fresh look (the app
+    /// was idle, or the look is older than two intervals).
+    fn watch_now(&self) -> (Arc<Snapshot>, bool) {
         let now = std::time::Instant::now();
         let before = std::mem::replace(&mut *self.watched.lock().expect("no holder of the watched lock panics"), now);
         let snapshot = self.snapshot.borrow().clone();
         // After a quiet spell the watcher sleeps at the idle pace: wake it to the watched pace.
         let was_idle = now.duration_since(before) >= snapshot::WATCHED;
-        if was_idle || snapshot.taken.is_some_and(|taken| taken.elapsed() > snapshot::INTERVAL * 2) {
+        let asked = was_idle || snapshot.taken.is_some_and(|taken| taken.elapsed() > snapshot::INTERVAL * 2);
+        if asked {
             self.poke();
         }
-        snapshot
+        (snapshot, asked)
     }
 
     /// Renders a template to a page.

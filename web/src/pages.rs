@@ -140,6 +140,7 @@ pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> V
 }
 
 pub async fn dashboard(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
+    app.freshen().await;
     app.render("dashboard.html", dashboard_context(&app, &session, &headers))
 }
 
@@ -184,6 +185,7 @@ pub async fn server(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    app.freshen().await;
     match server_context(&app, &session, &name, &headers) {
         Some(context) => app.render("server.html", context),
         None => app.not_found(),
@@ -326,6 +328,7 @@ pub async fn overlays(State(app): State<Arc<App>>, Auth(session): Auth) -> Respo
 
 /// What the next pass will do, with the rendered files' diffs, for the servers the user sees.
 pub async fn plan(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
+    app.freshen().await;
     let snapshot = app.current();
     let Some(plan) = snapshot.plan.clone() else {
         return app.render(
