@@ -3,11 +3,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use l4d2ctl::status::InstanceStatus;
-use left4me_state::{PowerState, Server};
+use left4me_state::{DesiredState, PowerState, Server};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Planned;
-use crate::plan::{ServerSync, Sync};
+use crate::plan::{Observed, Plan, ServerSync, Sync};
 
 /// How long a running server may go without answering queries (a map change, a workshop
 /// download) before it is Degraded rather than Starting.
@@ -73,11 +73,16 @@ pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (H
 
 /// Every server of a plan: what the revision declares and what the host has.
 pub fn reports(planned: &Planned) -> Vec<ServerReport> {
-    let mut reports = Vec::with_capacity(planned.plan.servers.len());
-    for (name, sync) in &planned.plan.servers {
-        let desired = planned.desired.servers.get(name);
-        let observed = planned.host.instances.get(name);
-        let sync = match planned.plan.waiting.get(name) {
+    reports_of(&planned.plan, &planned.desired, &planned.host.instances)
+}
+
+/// Every server of `plan`, from the revision it was made for and the host it was made on.
+pub fn reports_of(plan: &Plan, desired: &DesiredState, observed: &Observed) -> Vec<ServerReport> {
+    let mut reports = Vec::with_capacity(plan.servers.len());
+    for (name, sync) in &plan.servers {
+        let desired = desired.servers.get(name);
+        let observed = observed.get(name);
+        let sync = match plan.waiting.get(name) {
             Some(wait) => &ServerSync { sync: Sync::OutOfSync, message: wait.clone() },
             None => sync,
         };

@@ -371,6 +371,11 @@ fn lines_of(text: &str) -> Vec<String> {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
 }
 
+/// Who owns what a form saves: the user, unless an admin edits an object that has an owner.
+fn form_owner(user: &User, editing: bool, given: &str) -> String {
+    if user.admin && editing && !given.trim().is_empty() { given.trim().to_owned() } else { user.name.to_string() }
+}
+
 /// The file a form saves its object to (`servers/<name>.yaml`, `blueprints/<name>.yaml`), or why
 /// the name cannot be used.
 fn form_target(app: &App, kind: &str, name: &str, editing: bool) -> Result<String, String> {
@@ -524,12 +529,7 @@ pub async fn save_server_form(
         form.name = name.clone();
         form.original = name;
     }
-    if !session.user.admin || form.owner.trim().is_empty() {
-        form.owner = match (editing, session.user.admin) {
-            (true, true) => form.owner.clone(),
-            _ => session.user.name.to_string(),
-        };
-    }
+    form.owner = form_owner(&session.user, editing, &form.owner);
     let name = form.name.trim().to_owned();
     let path = match form_target(&app, "server", &name, editing) {
         Ok(path) => path,
@@ -745,9 +745,7 @@ pub async fn save_blueprint_form(
     if let Some(Path(name)) = path {
         form.name = name;
     }
-    if !(session.user.admin && editing && !form.owner.trim().is_empty()) {
-        form.owner = session.user.name.to_string();
-    }
+    form.owner = form_owner(&session.user, editing, &form.owner);
     let name = form.name.trim().to_owned();
     let path = match form_target(&app, "blueprint", &name, editing) {
         Ok(path) => path,

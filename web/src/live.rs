@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::App;
 use crate::auth::Auth;
-use crate::pages::{escape, request_host, rows_html, server_context, visible_job};
+use crate::pages::{escape, request_host, rows_html, server_context, server_visible, visible_job};
 
 fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
@@ -59,7 +59,7 @@ pub async fn server_events(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if server_context(&app, &session, &name, &headers).is_none() {
+    if !server_visible(&app.current(), &session.user, &name) {
         return app.not_found();
     }
     redrawn(app, "status", move |app| {
@@ -69,13 +69,8 @@ pub async fn server_events(
 }
 
 /// The server's console: the last lines of its journal, then each new one.
-pub async fn server_log(
-    State(app): State<Arc<App>>,
-    Auth(session): Auth,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if server_context(&app, &session, &name, &headers).is_none() {
+pub async fn server_log(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
+    if !server_visible(&app.current(), &session.user, &name) {
         return app.not_found();
     }
     let child = tokio::process::Command::new(&app.config.l4d2ctl)

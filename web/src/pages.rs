@@ -57,24 +57,32 @@ pub struct Row<'a> {
 
 /// The servers `user` may see, as table rows; `host` is the name the browser reached us by.
 pub fn rows<'a>(snapshot: &'a Snapshot, user: &User, host: &str) -> Vec<Row<'a>> {
-    snapshot
-        .servers
-        .iter()
-        .filter_map(|report| {
-            let declared = snapshot.desired.as_ref().and_then(|d| find(&d.servers, &report.name));
-            let owner = declared.map(|s| &s.owner);
-            may_see(user, owner).then(|| Row {
-                report,
-                owner: owner.map(Name::as_str),
-                blueprint: declared.map(|s| s.blueprint.as_str()),
-                desired_state: declared.map(|s| match s.state {
-                    left4me_state::PowerState::Running => "running",
-                    left4me_state::PowerState::Stopped => "stopped",
-                }),
-                connect: report.port.map(|port| format!("steam://connect/{host}:{port}")),
-            })
-        })
-        .collect()
+    snapshot.servers.iter().filter_map(|report| row(snapshot, report, user, host)).collect()
+}
+
+/// One server's row, when `user` may see it.
+fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, host: &str) -> Option<Row<'a>> {
+    let declared = snapshot.desired.as_ref().and_then(|d| find(&d.servers, &report.name));
+    let owner = declared.map(|s| &s.owner);
+    may_see(user, owner).then(|| Row {
+        report,
+        owner: owner.map(Name::as_str),
+        blueprint: declared.map(|s| s.blueprint.as_str()),
+        desired_state: declared.map(|s| match s.state {
+            left4me_state::PowerState::Running => "running",
+            left4me_state::PowerState::Stopped => "stopped",
+        }),
+        connect: report.port.map(|port| format!("steam://connect/{host}:{port}")),
+    })
+}
+
+/// Whether `user` may see the server `name`: declared and theirs, or (admins) on the host at all.
+pub fn server_visible(snapshot: &Snapshot, user: &User, name: &str) -> bool {
+    let declared = snapshot.desired.as_ref().and_then(|d| find(&d.servers, name));
+    match declared {
+        Some(server) => may_see(user, Some(&server.owner)),
+        None => user.admin && snapshot.servers.iter().any(|report| report.name == name),
+    }
 }
 
 fn find<'a, T>(map: &'a BTreeMap<Name, T>, name: &str) -> Option<&'a T> {
@@ -146,15 +154,12 @@ pub async fn dashboard(State(app): State<Arc<App>>, Auth(session): Auth, headers
 
 pub fn server_context(app: &App, session: &Session, name: &str, headers: &HeaderMap) -> Option<Value> {
     let snapshot = app.current();
+    if !server_visible(&snapshot, &session.user, name) {
+        return None;
+    }
     let declared = snapshot.desired.as_ref().and_then(|d| find(&d.servers, name));
-    if !may_see(&session.user, declared.map(|s| &s.owner)) {
-        return None;
-    }
     let host = request_host(headers);
-    let row = rows(&snapshot, &session.user, &host).into_iter().find(|row| row.report.name == name);
-    if row.is_none() && declared.is_none() {
-        return None;
-    }
+    let row = snapshot.servers.iter().find(|r| r.name == name).and_then(|r| row(&snapshot, r, &session.user, &host));
     let instance = find(&snapshot.instances, name);
     let server_cfg = snapshot.desired.as_ref().and_then(|d| rendered_cfg(d, name));
     let is_owner = declared.is_some_and(|s| s.owner == session.user.name);

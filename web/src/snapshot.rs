@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use l4d2ctl::status::InstanceStatus;
-use left4me_state::{DesiredState, Name};
+use left4me_state::{DesiredState, Name, Revision};
 use reconciler::db::{Db, Event};
 use reconciler::engine::{self, Config, RevisionCache};
 use reconciler::plan::{Plan, ServerSync, Sync};
@@ -62,8 +62,21 @@ pub fn watch(
 ) {
     let mut cache = RevisionCache::default();
     let mut kept: Option<(String, Arc<DesiredState>)> = None;
+    // One connection for the watcher's life, opened (again) when it cannot be.
+    let mut db: Option<Db> = None;
     loop {
-        let mut snapshot = look(&config, &mut cache, &mut kept);
+        if db.is_none() {
+            db = Db::open(&config.db_path()).map_err(|e| tracing::warn!("{e}")).ok();
+        }
+        let mut snapshot = match &db {
+            Some(db) => look(&config, db, &mut cache, &mut kept),
+            None => Snapshot {
+                taken_at: reconciler::db::now(),
+                taken: Some(Instant::now()),
+                problem: Some(format!("the reconciler's database {} cannot be opened", config.db_path().display())),
+                ..Snapshot::default()
+            },
+        };
         if snapshot.revision_error.is_some() {
             // An invalid commit changes nothing on the host: keep showing what runs.
             let last = publish.borrow();
@@ -84,63 +97,80 @@ pub fn watch(
     }
 }
 
-fn look(config: &Config, cache: &mut RevisionCache, kept: &mut Option<(String, Arc<DesiredState>)>) -> Snapshot {
+fn look(
+    config: &Config,
+    db: &Db,
+    cache: &mut RevisionCache,
+    kept: &mut Option<(String, Arc<DesiredState>)>,
+) -> Snapshot {
     let started = Instant::now();
     let mut snapshot = Snapshot { taken_at: reconciler::db::now(), taken: Some(started), ..Snapshot::default() };
-    let db = match Db::open(&config.db_path()) {
-        Ok(db) => db,
-        Err(e) => {
-            snapshot.problem = Some(e.to_string());
-            return snapshot;
-        }
-    };
     snapshot.last_pass = db.events(1).ok().and_then(|events| events.into_iter().next());
     snapshot.last_applied = db.meta("last_applied").ok().flatten();
-    // The revision first, on its own: what it declares is shown even when the host cannot be
-    // looked at (l4d2ctl missing, a broken install). The plan then reads it from the cache.
-    let (revision, checked) = match engine::load(config, cache) {
-        Ok(loaded) => loaded,
+    match engine::plan_pass(config, db, cache, None) {
+        Ok(Ok(planned)) => {
+            let engine::Planned { revision, desired, host, plan } = planned;
+            let desired = keep(kept, &revision, desired);
+            snapshot.servers = report::reports_of(&plan, &desired, &host.instances);
+            snapshot.head = Some(revision.id().to_owned());
+            snapshot.revision = Some(revision.id().to_owned());
+            snapshot.desired = Some(desired);
+            snapshot.plan = Some(plan);
+            snapshot.instances = host.instances;
+        }
+        Ok(Err((revision, diagnostics))) => invalid(&mut snapshot, kept, &revision, diagnostics),
         Err(e) => {
             snapshot.problem = Some(e.to_string());
-            snapshot.took_ms = started.elapsed().as_millis();
-            return snapshot;
-        }
-    };
-    snapshot.head = Some(revision.id().to_owned());
-    let desired = match checked {
-        Ok(desired) => desired,
-        Err(diagnostics) => {
-            snapshot.revision_error = Some(diagnostics.to_string());
-            if let Some((id, desired)) = kept {
-                snapshot.revision = Some(id.clone());
-                snapshot.desired = Some(desired.clone());
+            // What the revision declares is shown even when the host cannot be looked at
+            // (l4d2ctl missing, a broken install); the revision was read into the cache.
+            match engine::load(config, cache) {
+                Ok((revision, Ok(desired))) => {
+                    let desired = keep(kept, &revision, desired);
+                    let unknown =
+                        ServerSync { sync: Sync::OutOfSync, message: "the host could not be looked at".into() };
+                    snapshot.servers = desired
+                        .servers
+                        .values()
+                        .map(|s| report::report(s.name.as_str(), &unknown, Some(s), None))
+                        .collect();
+                    snapshot.head = Some(revision.id().to_owned());
+                    snapshot.revision = Some(revision.id().to_owned());
+                    snapshot.desired = Some(desired);
+                }
+                Ok((revision, Err(diagnostics))) => invalid(&mut snapshot, kept, &revision, diagnostics.to_string()),
+                Err(_) => {}
             }
-            snapshot.took_ms = started.elapsed().as_millis();
-            return snapshot;
         }
-    };
+    }
+    snapshot.took_ms = started.elapsed().as_millis();
+    snapshot
+}
+
+/// The desired state of `revision`, shared with earlier snapshots while the revision is the same.
+fn keep(
+    kept: &mut Option<(String, Arc<DesiredState>)>,
+    revision: &Revision,
+    desired: DesiredState,
+) -> Arc<DesiredState> {
     let desired = match kept {
         Some((id, kept_desired)) if id == revision.id() => kept_desired.clone(),
         _ => Arc::new(desired),
     };
     *kept = Some((revision.id().to_owned(), desired.clone()));
-    snapshot.revision = Some(revision.id().to_owned());
-    snapshot.desired = Some(desired.clone());
-    match engine::plan_pass(config, &db, cache, None) {
-        Ok(Ok(planned)) => {
-            snapshot.servers = report::reports(&planned);
-            snapshot.plan = Some(planned.plan);
-            snapshot.instances = planned.host.instances;
-        }
-        // The branch moved between the two reads: the next look catches up.
-        Ok(Err(_)) => {}
-        Err(e) => {
-            snapshot.problem = Some(e.to_string());
-            let unknown = ServerSync { sync: Sync::OutOfSync, message: "the host could not be looked at".into() };
-            snapshot.servers =
-                desired.servers.values().map(|s| report::report(s.name.as_str(), &unknown, Some(s), None)).collect();
-        }
+    desired
+}
+
+/// An invalid branch head: its problems, and the last valid revision's servers.
+fn invalid(
+    snapshot: &mut Snapshot,
+    kept: &Option<(String, Arc<DesiredState>)>,
+    revision: &Revision,
+    diagnostics: String,
+) {
+    snapshot.head = Some(revision.id().to_owned());
+    snapshot.revision_error = Some(diagnostics);
+    if let Some((id, desired)) = kept {
+        snapshot.revision = Some(id.clone());
+        snapshot.desired = Some(desired.clone());
     }
-    snapshot.took_ms = started.elapsed().as_millis();
-    snapshot
 }
