@@ -80,7 +80,12 @@ enum Cmd {
     /// Every instance's status and every materialised overlay, as one JSON object: what the
     /// reconciler observes, in one call.
     #[command(hide = true)]
-    Observe,
+    Observe {
+        /// Only what a plan needs: each unit's state from one `systemctl list-units`, no A2S
+        /// query, no restarts, main PID, result or timestamps.
+        #[arg(long)]
+        brief: bool,
+    },
     /// Mount a server's overlay (run by its unit, as root).
     #[command(hide = true)]
     Mount { name: String },
@@ -259,7 +264,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Status { name, json } => {
             let name = name.as_deref().map(parse_name).transpose()?;
-            let statuses = status::status(&host, name.as_ref())?;
+            let statuses = status::status(&host, name.as_ref(), status::Detail::Full)?;
             if json {
                 let text = serde_json::to_string_pretty(&statuses).expect("status always serializes");
                 println!("{text}");
@@ -349,8 +354,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             println!("overlay {name}: {digest}");
             Ok(())
         }
-        Cmd::Observe => {
-            let instances = status::status(&host, None)?;
+        Cmd::Observe { brief } => {
+            let detail = if brief { status::Detail::Brief } else { status::Detail::Full };
+            let instances = status::status(&host, None, detail)?;
             // Markers of servers with no instance: made or deleted by hand.
             let orphans: Vec<_> = overrides::list(&host)?
                 .into_iter()

@@ -1,7 +1,8 @@
 //! `l4d2ctl status`: what runs, in one `systemctl show` for all instances and one UDP socket for
-//! all A2S queries, however many there are.
+//! all A2S queries, however many there are — or, for a plan, one `systemctl list-units` and no
+//! query at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -60,11 +61,22 @@ pub struct QueryInfo {
     pub bots: u8,
 }
 
+/// How much a status asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything: systemd's restarts, main PID, result and timestamps of each unit, and each
+    /// running game's own A2S answer (waiting up to [`QUERY_TIMEOUT`] for it).
+    Full,
+    /// What a plan needs, quickly: each unit's state from one `systemctl list-units` and whether
+    /// it is enabled; no A2S query, no restarts, main PID, result or timestamps.
+    Brief,
+}
+
 const PROPERTIES: &[&str] =
     &["ActiveState", "SubState", "StateChangeTimestamp", "UnitFileState", "MainPID", "NRestarts", "Result"];
 
 /// The status of the named instances, or of every instance.
-pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, Error> {
+pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<InstanceStatus>, Error> {
     let names = match only {
         Some(name) => {
             if instance::read_record(host, name)?.is_none() {
@@ -75,22 +87,29 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
         None => instance::list(host)?,
     };
     let units: Vec<String> = names.iter().map(unit_name).collect();
-    let mut shown = systemd::show_loaded("left4me-server@*.service", PROPERTIES)?;
+    let mut shown = match detail {
+        Detail::Full => systemd::show_loaded("left4me-server@*.service", PROPERTIES)?,
+        Detail::Brief => systemd::list_loaded("left4me-server@*.service")?,
+    };
     let mounts = mount::mount_points()?;
 
     let mut statuses = Vec::with_capacity(names.len());
+    let mut enabled: Option<BTreeSet<String>> = None;
     for (name, unit) in names.iter().zip(units) {
         let Some(record) = instance::read_record(host, name)? else { continue };
-        // A unit systemd has not loaded is stopped; whether it is enabled is its symlink.
+        // A unit systemd has not loaded is stopped. Whether it is enabled is its symlink, unless
+        // systemd said (a full status of a loaded unit).
         let props = shown.remove(&unit).unwrap_or_else(|| {
-            let enabled = enabled_on_disk(&unit);
             BTreeMap::from([
                 ("ActiveState".to_owned(), "inactive".to_owned()),
                 ("SubState".to_owned(), "dead".to_owned()),
-                ("UnitFileState".to_owned(), if enabled { "enabled" } else { "disabled" }.to_owned()),
             ])
         });
         let get = |key: &str| props.get(key).cloned().unwrap_or_default();
+        let enabled = match props.get("UnitFileState") {
+            Some(state) => state == "enabled",
+            None => enabled.get_or_insert_with(enabled_on_disk).contains(&unit),
+        };
         let running = matches!(get("ActiveState").as_str(), "active" | "activating" | "reloading" | "deactivating");
         let started: Option<serde_json::Value> = running
             .then(|| std::fs::read_to_string(host.instance(name).started()).ok())
@@ -102,7 +121,7 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
             active_state: get("ActiveState"),
             sub_state: get("SubState"),
             since: timestamp(&get("StateChangeTimestamp")),
-            enabled: get("UnitFileState") == "enabled",
+            enabled,
             main_pid: get("MainPID").parse().ok().filter(|pid| *pid != 0),
             restarts: get("NRestarts").parse().unwrap_or(0),
             result: get("Result"),
@@ -118,6 +137,9 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
 
     // A running server answers on the port it started on, which a later render may have moved.
     let queried = |s: &InstanceStatus| SocketAddr::from((Ipv4Addr::LOCALHOST, s.started_port.unwrap_or(s.port)));
+    if detail == Detail::Brief {
+        return Ok(statuses);
+    }
     let targets: Vec<SocketAddr> = statuses.iter().filter(|s| s.active_state == "active").map(queried).collect();
     let mut answers: HashMap<SocketAddr, a2s::Info> = a2s::query_info_many(&targets, QUERY_TIMEOUT);
     for status in &mut statuses {
@@ -137,12 +159,15 @@ pub fn status(host: &Host, only: Option<&Name>) -> Result<Vec<InstanceStatus>, E
     Ok(statuses)
 }
 
-/// Whether `systemctl enable` linked the unit into a target (what `start` does).
-fn enabled_on_disk(unit: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/etc/systemd/system") else { return false };
+/// The units `systemctl enable` linked into a target (what `start` does), from the symlinks.
+fn enabled_on_disk() -> BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir("/etc/systemd/system") else { return BTreeSet::new() };
     entries
         .flatten()
-        .any(|e| e.file_name().to_string_lossy().ends_with(".wants") && e.path().join(unit).symlink_metadata().is_ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wants"))
+        .filter_map(|wants| std::fs::read_dir(wants.path()).ok())
+        .flat_map(|links| links.flatten().map(|link| link.file_name().to_string_lossy().into_owned()))
+        .collect()
 }
 
 /// systemd's `@<seconds>` (from `--timestamp=unix`) or an empty value → RFC 3339.

@@ -52,6 +52,24 @@ pub fn disable_now(unit: &str) -> Result<(), Error> {
     systemctl(&["disable", "--now", "--no-reload", "--quiet", unit]).map(drop)
 }
 
+/// The state of the units matching `pattern` that systemd has loaded, by unit name, from one
+/// `systemctl list-units`: `LoadState`, `ActiveState` and `SubState` only — one call to systemd,
+/// where [`show_loaded`] asks for each unit's properties.
+pub fn list_loaded(pattern: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
+    let text = systemctl(&["list-units", "--all", "--plain", "--no-legend", "--full", "--no-pager", "--", pattern])?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            // UNIT LOAD ACTIVE SUB DESCRIPTION…; a bullet in front marks a failed unit on a terminal.
+            let mut fields = line.split_whitespace().skip_while(|field| *field == "●");
+            let (unit, load, active, sub) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+            let props = [("LoadState", load), ("ActiveState", active), ("SubState", sub)]
+                .map(|(key, value)| (key.to_owned(), value.to_owned()));
+            (load == "loaded").then(|| (unit.to_owned(), BTreeMap::from(props)))
+        })
+        .collect())
+}
+
 /// Properties of the units matching `pattern` that systemd has loaded, by unit name, from one
 /// `systemctl show`. A unit not loaded is inactive: systemd drops stopped units nothing refers
 /// to, and loading each again only to read its state costs more than the rest of a status.

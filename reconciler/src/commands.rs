@@ -17,7 +17,7 @@ fn open(state: Option<PathBuf>) -> anyhow::Result<(Config, Db)> {
 
 pub fn plan(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let (config, db) = open(state)?;
-    match engine::plan_pass(&config, &db, &mut Default::default(), None)? {
+    match engine::plan_pass(&config, &db, &mut Default::default(), None, engine::Detail::Full)? {
         Err((revision, diagnostics)) => {
             print!("{diagnostics}");
             eprintln!("left4me: revision {} is invalid; a pass would apply nothing", revision.short());
@@ -77,7 +77,8 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let mut servers = Vec::new();
     // Status always answers: what cannot be looked at now (no commit yet, l4d2ctl missing) is
     // shown as such rather than ending it.
-    let (planned, problem) = match engine::plan_pass(&config, &db, &mut Default::default(), None) {
+    let (planned, problem) = match engine::plan_pass(&config, &db, &mut Default::default(), None, engine::Detail::Full)
+    {
         Ok(planned) => (planned.ok(), None),
         Err(e) => (None, Some(e.to_string())),
     };

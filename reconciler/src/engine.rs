@@ -9,6 +9,7 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use l4d2ctl::overlay::MaterialisedOverlay;
+pub use l4d2ctl::status::Detail;
 use l4d2ctl::status::InstanceStatus;
 use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
 
@@ -61,8 +62,28 @@ pub struct HostView {
     pub overrides: BTreeMap<Name, l4d2ctl::overrides::Override>,
 }
 
-/// Observes the host in one `l4d2ctl observe`, whatever the number of servers.
-pub fn observe(config: &Config) -> Result<HostView, Error> {
+impl HostView {
+    /// What the planner looks at, with this view of the host.
+    fn inputs<'a>(
+        &'a self,
+        desired: &'a DesiredState,
+        previous: &'a BTreeMap<Name, Wish>,
+        prune_confirmed: bool,
+    ) -> Inputs<'a> {
+        Inputs {
+            desired,
+            observed: &self.instances,
+            overlays: &self.overlays,
+            orphan_overrides: &self.overrides,
+            previous,
+            prune_confirmed,
+        }
+    }
+}
+
+/// Observes the host in one `l4d2ctl observe`, whatever the number of servers; a brief
+/// observation asks systemd less and no game its A2S answer ([`Detail`]).
+pub fn observe(config: &Config, detail: Detail) -> Result<HostView, Error> {
     #[derive(serde::Deserialize)]
     struct Orphan {
         name: Name,
@@ -74,7 +95,11 @@ pub fn observe(config: &Config) -> Result<HostView, Error> {
         overlays: Vec<MaterialisedOverlay>,
         overrides: Vec<Orphan>,
     }
-    let observed: Observation = l4d2ctl_json(config, &["observe"])?;
+    let args: &[&str] = match detail {
+        Detail::Full => &["observe"],
+        Detail::Brief => &["observe", "--brief"],
+    };
+    let observed: Observation = l4d2ctl_json(config, args)?;
     Ok(HostView {
         instances: observed.instances.into_iter().map(|s| (s.name.clone(), s)).collect(),
         overlays: observed.overlays.into_iter().map(|o| (o.name, o.digest)).collect(),
@@ -138,18 +163,24 @@ pub struct Planned {
     pub desired: DesiredState,
     pub host: HostView,
     pub plan: Plan,
+    /// `l4d2ctl observe` processes the plan took: two when a brief look was not enough.
+    pub observations: usize,
 }
 
+/// Plans a pass from the branch's revision and a look at the host. A brief look ([`Detail`]) is
+/// enough for a plan, unless a server's rollout waits for it to be empty: then the host is looked
+/// at again in full, for the games' answers.
 pub fn plan_pass(
     config: &Config,
     db: &Db,
     cache: &mut RevisionCache,
     confirm_prune: Option<&str>,
+    detail: Detail,
 ) -> Result<Result<Planned, (Revision, String)>, Error> {
     // Reading the revision and observing the host are independent and both wait on other
     // processes: done side by side. (An invalid revision wastes one observation; it is rare.)
     let (loaded, observed) = std::thread::scope(|scope| {
-        let observing = scope.spawn(|| observe(config));
+        let observing = scope.spawn(|| observe(config, detail));
         let loaded = load(config, cache);
         (loaded, observing.join().unwrap_or_else(|_| Err(Error::Host("observing the host panicked".into()))))
     });
@@ -158,21 +189,19 @@ pub fn plan_pass(
         Ok(desired) => desired,
         Err(diagnostics) => return Ok(Err((revision, diagnostics.to_string()))),
     };
-    let host = observed?;
+    let mut host = observed?;
     let previous = db.wishes()?;
     let confirmed = match confirm_prune {
         Some(rev) => left4me_state::resolve(&config.state, rev)? == revision,
         None => false,
     };
-    let plan = plan::plan(&Inputs {
-        desired: &desired,
-        observed: &host.instances,
-        overlays: &host.overlays,
-        orphan_overrides: &host.overrides,
-        previous: &previous,
-        prune_confirmed: confirmed,
-    });
-    Ok(Ok(Planned { revision, desired, host, plan }))
+    let mut observations = 1;
+    if detail == Detail::Brief && !plan::needs_query(&host.inputs(&desired, &previous, confirmed)).is_empty() {
+        host = observe(config, Detail::Full)?;
+        observations += 1;
+    }
+    let plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
+    Ok(Ok(Planned { revision, desired, host, plan, observations }))
 }
 
 /// What one pass did.
@@ -203,7 +232,7 @@ pub fn apply(
     .map_err(|e| Error::Host(e.to_string()))?;
     db.cancel_unfinished()?;
     let started = Instant::now();
-    let planned = match plan_pass(config, db, cache, confirm_prune)? {
+    let planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
         Ok(planned) => planned,
         Err((revision, diagnostics)) => {
             db.set_meta("last_attempted", Some(revision.id()))?;
@@ -228,7 +257,7 @@ pub fn apply(
             });
         }
     };
-    let Planned { revision, desired, plan, .. } = planned;
+    let Planned { revision, desired, plan, observations, .. } = planned;
     db.set_meta("last_attempted", Some(revision.id()))?;
     db.set_meta("revision_error", None)?;
     let rev = Some(revision.id());
@@ -329,8 +358,8 @@ pub fn apply(
         .collect();
     db.set_wishes(&wishes)?;
     let steps = plan.overlays.len() + plan.steps.len();
-    // rev-parse, ls-tree and cat-file when the tree was read, the observation, one per step.
-    let processes = 1 + if cache.read_tree { 2 } else { 0 } + 1 + steps;
+    // rev-parse, ls-tree and cat-file when the tree was read, the observations, one per step.
+    let processes = 1 + if cache.read_tree { 2 } else { 0 } + observations + steps;
     let elapsed = started.elapsed();
     if failed.is_empty() {
         db.set_meta("last_applied", Some(revision.id()))?;

@@ -197,6 +197,34 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     Plan { overlays, steps, servers, waiting, held }
 }
 
+/// Servers whose plan hangs on their game's A2S answer, which a brief observation leaves out:
+/// running a render older than the revision's, declared running, with a when-empty rollout.
+pub fn needs_query(inputs: &Inputs<'_>) -> Vec<Name> {
+    inputs
+        .desired
+        .servers
+        .iter()
+        .filter(|(_, server)| server.state == PowerState::Running)
+        .filter(|(_, server)| inputs.desired.blueprints[&server.blueprint].rollout == Rollout::WhenEmpty)
+        .filter_map(|(name, _)| Some((name, inputs.observed.get(name)?)))
+        .filter(|(name, observed)| {
+            let digest = inputs.desired.instance_spec(name).expect("a declared server renders").digest();
+            is_running(observed) && runs_old_render(observed, &digest) && observed.query.is_none()
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Whether a unit runs, or is on its way to (systemd's ActiveState).
+fn is_running(observed: &InstanceStatus) -> bool {
+    matches!(observed.active_state.as_str(), "active" | "activating" | "reloading")
+}
+
+/// Whether a running server was started from another render than `digest`.
+fn runs_old_render(observed: &InstanceStatus, digest: &Digest) -> bool {
+    observed.started_digest.as_deref().is_some_and(|started| started != digest.as_str())
+}
+
 /// A server cannot start on a port another server keeps: one that runs on it and is not stopped,
 /// deleted or moved by this plan (a held deletion, an override, a rollout that waits).
 fn block_taken_ports(inputs: &Inputs<'_>, steps: &mut Vec<Step>, servers: &mut BTreeMap<Name, ServerSync>) {
@@ -206,7 +234,7 @@ fn block_taken_ports(inputs: &Inputs<'_>, steps: &mut Vec<Step>, servers: &mut B
     let kept: BTreeMap<u16, &Name> = inputs
         .observed
         .iter()
-        .filter(|(_, o)| matches!(o.active_state.as_str(), "active" | "activating" | "reloading"))
+        .filter(|(_, o)| is_running(o))
         .filter(|(name, _)| !leaving(name))
         .map(|(name, o)| (o.started_port.unwrap_or(o.port), name))
         .collect();
@@ -289,12 +317,12 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
         steps.push(step(name, Action::Rerender { spec: spec.clone() }, "its rendered spec changed"));
     }
     let blueprint = &inputs.desired.blueprints[&server.blueprint];
-    let running = matches!(observed.active_state.as_str(), "active" | "activating" | "reloading");
+    let running = is_running(observed);
     let mut wait = None;
     match server.state {
         PowerState::Running if !running => steps.push(step(name, Action::Start, "declared running")),
         PowerState::Running => {
-            let stale = observed.started_digest.as_deref().is_some_and(|started| started != digest.as_str());
+            let stale = runs_old_render(observed, &digest);
             let moves = observed.started_port.unwrap_or(observed.port) != spec.port.number();
             if stale {
                 match rollout_now(blueprint.rollout, observed) {

@@ -30,6 +30,12 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     assert!(status["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(status["started_digest"], status["digest"], "it runs what was rendered");
     assert!(status["override"]["who"].is_string(), "a write by hand leaves an override marker");
+    // What a plan reads, briefly: the same state, without asking the game.
+    let brief = brief_status(&host, "coop-1");
+    for key in ["active_state", "sub_state", "enabled", "mounted", "port", "digest", "started_digest", "override"] {
+        assert_eq!(brief[key], status[key], "{key} in `observe --brief`");
+    }
+    assert!(brief["query"].is_null(), "a brief look asks no game: {brief}");
 
     let logs = host.l4d2ctl_ok(&["logs", "coop-1", "--lines", "200"]);
     assert!(logs.contains("Executing dedicated server config file server.cfg"), "{logs}");
@@ -53,6 +59,8 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     assert_eq!(status["active_state"], "inactive");
     assert_eq!(status["enabled"], false);
     assert_eq!(status["mounted"], false, "ExecStopPost unmounted the overlay");
+    let brief = brief_status(&host, "coop-1");
+    assert_eq!((&brief["active_state"], &brief["enabled"]), (&status["active_state"], &status["enabled"]));
 
     let deleted = host.l4d2ctl_ok(&["delete", "coop-1"]);
     // Nothing the server made is lost: its data is archived before the instance goes.
@@ -241,4 +249,11 @@ fn a_replaced_overlay_folder_stays_while_a_server_stacks_it_and_goes_after() {
     host.l4d2ctl_ok(&["restart", "coop-1"]);
     host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 answers after the restart");
     assert!(!old(&host), "nothing stacks the old folder any more");
+}
+
+/// One server's part of `l4d2ctl observe --brief`.
+fn brief_status(host: &Host, name: &str) -> serde_json::Value {
+    let observed: serde_json::Value = serde_json::from_str(&host.l4d2ctl_ok(&["observe", "--brief"])).unwrap();
+    let instances = observed["instances"].as_array().unwrap();
+    instances.iter().find(|i| i["name"] == name).unwrap_or_else(|| panic!("{name} in {observed}")).clone()
 }

@@ -339,3 +339,30 @@ fn hand_creations_and_deletions_are_left_alone_and_held_ports_block_starts() {
         false,
     );
 }
+
+#[test]
+fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
+    let needs = |rollout: &str, hosts: &[Host]| -> Vec<String> {
+        let d = desired(rollout, &[("a", 27015, "running"), ("b", 27016, "running"), ("c", 27017, "stopped")]);
+        let observed = observed(&d, hosts);
+        let (overlays, orphans, previous) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let inputs = Inputs {
+            desired: &d,
+            observed: &observed,
+            overlays: &overlays,
+            orphan_overrides: &orphans,
+            previous: &previous,
+            prune_confirmed: false,
+        };
+        reconciler::plan::needs_query(&inputs).iter().map(ToString::to_string).collect()
+    };
+    // A brief look has no answers: a running server of an older start needs them, a current one not.
+    let brief =
+        [Host { old_start: true, players: None, ..host("a", 27015) }, Host { players: None, ..host("b", 27016) }];
+    assert_eq!(needs("when-empty", &brief), ["a"]);
+    assert!(needs("immediate", &brief).is_empty(), "an immediate rollout restarts whoever plays");
+    assert!(needs("next-start", &brief).is_empty());
+    // With the answer at hand, nothing more is needed; a stopped server is never asked.
+    let answered = [Host { old_start: true, ..host("a", 27015) }, Host { active: "inactive", ..host("c", 27017) }];
+    assert!(needs("when-empty", &answered).is_empty());
+}
