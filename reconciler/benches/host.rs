@@ -4,13 +4,15 @@
 //! - commit → all affected units active, for 1 and 20 servers, against one plain `systemctl start`
 //!   of such units: units rendered alike that systemd has not loaded yet (what a commit's new
 //!   servers are), and the committed units themselves once loaded;
-//! - a pass with nothing to do over 10, 100 and 500 stopped servers and 10 and 100 running ones: its duration and processes,
-//!   against one `systemctl show` of the same units, the least a look at them can cost;
+//! - a pass with nothing to do over 10, 100 and 500 stopped servers and 10 and 100 running ones: its
+//!   duration and processes, against one `systemctl list-units` of the same units, the least a look
+//!   at them can cost;
 //! - the reconciler and the web app at rest for 60 s with 100 servers running: CPU and memory,
 //!   next to systemd's own over the same minute.
 //!
 //! Needs root and release binaries of the whole workspace:
 //! `cargo build --release --workspace --bins && cargo bench -p left4me-reconciler --bench host`
+//! (`-- commit`, `-- noop` or `-- idle` runs one part).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,141 +38,18 @@ fn main() {
     sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
     let bench = Bench { sandbox, repo: disk.path().join("root/state"), db: disk.path().join("root/left4me.db") };
     bench.commit_servers(&[], "base");
+    // `cargo bench --bench host -- commit idle` runs only those parts (commit, noop, idle).
+    let asked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |part: &str| asked.is_empty() || asked.iter().any(|a| a == part);
 
-    println!("commit → all units active, median of {ROUNDS}, against one `systemctl start` of such units:");
-    println!(
-        "  new: rendered alike, not loaded by systemd yet (as a commit's new servers are); loaded: the same units again"
-    );
-    println!(
-        "{:<8} {:>12} {:>12} {:>8} {:>12} {:>8}",
-        "servers", "commit", "floor new", "ratio", "floor loaded", "ratio"
-    );
-    for count in [1usize, 20] {
-        let names: Vec<String> = (0..count).map(|i| format!("s{i:03}")).collect();
-        let mut commits = Vec::new();
-        let mut floors = Vec::new();
-        let mut fresh_floors = Vec::new();
-        for round in 0..ROUNDS {
-            let t0 = bench.commit_servers(&names, &format!("{count} servers, round {round}"));
-            commits.push(bench.wait_active(&names) - t0);
-            bench.sandbox.run_ok("systemctl", &["disable", "--now", "left4me-reconciler.service"]);
-            // Floor 1: units like these that systemd has not loaded yet, as a commit's new servers
-            // are — rendered alike (other names and ports), then started by one systemctl.
-            let fresh: Vec<String> = (0..count).map(|i| format!("f{round}-{i:03}")).collect();
-            for (i, name) in fresh.iter().enumerate() {
-                let shown = bench.sandbox.run_ok("l4d2ctl", &["show", &names[i]]);
-                let record: serde_json::Value = serde_json::from_str(&shown).unwrap();
-                let mut spec = record["spec"].clone();
-                spec["name"] = name.clone().into();
-                spec["port"] = (21000 + round * 100 + i * 2).into();
-                let file = bench.repo.parent().unwrap().join(format!("{name}.json"));
-                std::fs::write(&file, spec.to_string()).unwrap();
-                let inside = format!("/var/lib/left4me/{name}.json");
-                bench.sandbox.run_ok("l4d2ctl", &["--reconciler", "initialize", name, "-f", &inside]);
-            }
-            let units: Vec<String> = fresh.iter().map(|n| format!("left4me-server@{n}.service")).collect();
-            let mut start = vec!["start"];
-            start.extend(units.iter().map(String::as_str));
-            let t0 = monotonic_us();
-            bench.sandbox.run_ok("systemctl", &start);
-            fresh_floors.push(bench.wait_active(&fresh) - t0);
-            for name in &fresh {
-                bench.sandbox.run_ok("l4d2ctl", &["--reconciler", "delete", name]);
-            }
-            // Floor 2: the committed servers' own units, loaded already, stopped and started again.
-            let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
-            let mut stop = vec!["stop"];
-            stop.extend(units.iter().map(String::as_str));
-            bench.sandbox.run_ok("systemctl", &stop);
-            let mut start = vec!["start"];
-            start.extend(units.iter().map(String::as_str));
-            let t0 = monotonic_us();
-            bench.sandbox.run_ok("systemctl", &start);
-            floors.push(bench.wait_active(&names) - t0);
-            bench.sandbox.run_ok("systemctl", &["enable", "--now", "left4me-reconciler.service"]);
-            bench.commit_servers(&[], "back to base");
-            bench.wait_gone(&names);
-        }
-        let (commit, floor, fresh) = (median(&mut commits), median(&mut floors), median(&mut fresh_floors));
-        let ms = |us: u64| us as f64 / 1000.0;
-        println!(
-            "{count:<8} {:>9.1} ms {:>9.1} ms {:>7.2}x {:>9.1} ms {:>7.2}x",
-            ms(commit),
-            ms(fresh),
-            commit as f64 / fresh as f64,
-            ms(floor),
-            commit as f64 / floor as f64
-        );
+    if wanted("commit") {
+        bench.commit_latency();
     }
-
-    // A pass with nothing to do, over more and more running servers: the service's own passes
-    // (resync every second), against one `systemctl show` of the same units, what an observation
-    // costs at least.
-    bench
-        .sandbox
-        .run_ok("sh", &["-c", "sed -i 's/^LEFT4ME_RESYNC_SECONDS=.*/LEFT4ME_RESYNC_SECONDS=1/' /etc/left4me/host.env"]);
-    bench.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
-    println!();
-    println!("a pass with nothing to do (median of the service's passes), against one `systemctl show` of the units:");
-    println!("{:<22} {:>10} {:>12} {:>10}   processes", "servers", "pass", "floor", "ratio");
-    for (count, state) in [(10usize, "stopped"), (100, "stopped"), (500, "stopped"), (10, "running"), (100, "running")]
-    {
-        let names: Vec<String> = (0..count).map(|i| format!("n{i:03}")).collect();
-        bench.commit_state(&names, state, &format!("{count} servers {state}"));
-        if state == "running" {
-            bench.wait_active(&names);
-        } else {
-            bench.wait_instances(count);
-        }
-        // Let the passes that made them end, then keep only passes with nothing to do.
-        std::thread::sleep(Duration::from_secs(3));
-        let since = bench.last_event_id();
-        std::thread::sleep(Duration::from_secs(ROUNDS as u64 * 2 + 2));
-        let passes = bench.noop_passes_after(since);
-        assert!(passes.len() >= ROUNDS, "too few passes with nothing to do at {count}: {passes:?}");
-        let processes = passes[0].1.rsplit('(').next().unwrap_or("").trim_end_matches(')').to_owned();
-        let mut durations: Vec<u64> = passes.iter().map(|(ms, _)| *ms as u64).collect();
-        let mut shows = Vec::new();
-        for _ in 0..ROUNDS * 2 {
-            let t0 = monotonic_us();
-            bench.sandbox.run_ok("systemctl", &["show", "--property=Id,ActiveState", "left4me-server@*.service"]);
-            shows.push(monotonic_us() - t0);
-        }
-        let (pass, show) = (median(&mut durations) as f64, median(&mut shows) as f64 / 1000.0);
-        let load = bench.sandbox.run_ok("cat", &["/proc/loadavg"]);
-        let load = load.split_whitespace().next().unwrap_or("?").to_owned();
-        let label = format!("{count} {state}");
-        println!("{label:<22} {pass:>7.0} ms {show:>9.1} ms {:>9.2}x   {processes}, load {load}", pass / show);
+    if wanted("noop") {
+        bench.noop_passes();
     }
-
-    // The daemons at rest for 60 s, with 100 servers running: the reconciler resyncing every
-    // 60 s (its default) and the web app looking at the host every 2 s. systemd itself (PID 1 of
-    // the host) over the same minute is the reference.
-    bench.sandbox.run_ok("sh", &["-c", "sed -i '/^LEFT4ME_RESYNC_SECONDS=/d' /etc/left4me/host.env"]);
-    bench.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service", "left4me-web.service"]);
-    // Past the web app's first look and any visit's faster pace.
-    std::thread::sleep(Duration::from_secs(35));
-    let pids: Vec<(&str, String)> =
-        [("left4me run (reconciler)", "left4me-reconciler.service"), ("left4me-web serve", "left4me-web.service")]
-            .iter()
-            .map(|(name, unit)| {
-                let pid = bench.sandbox.run_ok("systemctl", &["show", "--property=MainPID", "--value", unit]);
-                (*name, pid.trim().to_owned())
-            })
-            .chain(std::iter::once(("systemd (PID 1, reference)", "1".to_owned())))
-            .collect();
-    let before: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| bench.cpu_ticks(pid)).collect();
-    std::thread::sleep(Duration::from_secs(60));
-    let after: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| bench.cpu_ticks(pid)).collect();
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
-    println!();
-    println!("at rest for 60 s with 100 servers running:");
-    println!("{:<30} {:>10} {:>22} {:>10}", "", "CPU", "CPU with its children", "RSS");
-    for (((name, pid), (own0, all0)), (own1, all1)) in pids.iter().zip(&before).zip(&after) {
-        let own = (own1 - own0) as f64 / ticks / 60.0 * 100.0;
-        let all = (all1 - all0) as f64 / ticks / 60.0 * 100.0;
-        let rss = bench.rss_kib(pid) as f64 / 1024.0;
-        println!("{name:<30} {own:>9.2}% {all:>21.2}% {rss:>6.1} MiB");
+    if wanted("idle") {
+        bench.at_rest();
     }
     bench.sandbox.power_off();
 }
@@ -182,11 +61,204 @@ struct Bench {
 }
 
 impl Bench {
+    /// Commit → all units active, for 1 and 20 servers, against the two floors.
+    fn commit_latency(&self) {
+        println!("commit → all units active, median of {ROUNDS}, against one `systemctl start` of such units:");
+        println!(
+            "  new: rendered alike, not loaded by systemd yet (as a commit's new servers are); loaded: the same units again"
+        );
+        println!(
+            "{:<8} {:>12} {:>12} {:>8} {:>12} {:>8}",
+            "servers", "commit", "floor new", "ratio", "floor loaded", "ratio"
+        );
+        for count in [1usize, 20] {
+            let names: Vec<String> = (0..count).map(|i| format!("s{i:03}")).collect();
+            let mut commits = Vec::new();
+            let mut floors = Vec::new();
+            let mut fresh_floors = Vec::new();
+            let mut timelines = Vec::new();
+            for round in 0..ROUNDS {
+                let (t0, wall) = self.commit_servers(&names, &format!("{count} servers, round {round}"));
+                self.wait_started(&names, wall);
+                let active = self.wait_active(&names);
+                commits.push(active - t0);
+                timelines.push(self.timeline(ms_of_day(wall), (active - t0) as f64 / 1000.0));
+                self.sandbox.run_ok("systemctl", &["disable", "--now", "left4me-reconciler.service"]);
+                // Floor 1: units like these that systemd has not loaded yet, as a commit's new servers
+                // are — rendered alike (other names and ports), then started by one systemctl.
+                let fresh: Vec<String> = (0..count).map(|i| format!("f{round}-{i:03}")).collect();
+                for (i, name) in fresh.iter().enumerate() {
+                    let shown = self.sandbox.run_ok("l4d2ctl", &["show", &names[i]]);
+                    let record: serde_json::Value = serde_json::from_str(&shown).unwrap();
+                    let mut spec = record["spec"].clone();
+                    spec["name"] = name.clone().into();
+                    spec["port"] = (21000 + round * 100 + i * 2).into();
+                    let file = self.repo.parent().unwrap().join(format!("{name}.json"));
+                    std::fs::write(&file, spec.to_string()).unwrap();
+                    let inside = format!("/var/lib/left4me/{name}.json");
+                    self.sandbox.run_ok("l4d2ctl", &["--reconciler", "initialize", name, "-f", &inside]);
+                }
+                let units: Vec<String> = fresh.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+                let mut start = vec!["start"];
+                start.extend(units.iter().map(String::as_str));
+                let t0 = monotonic_us();
+                self.sandbox.run_ok("systemctl", &start);
+                fresh_floors.push(self.wait_active(&fresh) - t0);
+                for name in &fresh {
+                    self.sandbox.run_ok("l4d2ctl", &["--reconciler", "delete", name]);
+                }
+                // Floor 2: the committed servers' own units, loaded already, stopped and started again.
+                let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+                let mut stop = vec!["stop"];
+                stop.extend(units.iter().map(String::as_str));
+                self.sandbox.run_ok("systemctl", &stop);
+                let mut start = vec!["start"];
+                start.extend(units.iter().map(String::as_str));
+                let t0 = monotonic_us();
+                self.sandbox.run_ok("systemctl", &start);
+                floors.push(self.wait_active(&names) - t0);
+                self.sandbox.run_ok("systemctl", &["enable", "--now", "left4me-reconciler.service"]);
+                self.commit_servers(&[], "back to base");
+                self.wait_gone(&names);
+            }
+            let (commit, floor, fresh) = (median(&mut commits), median(&mut floors), median(&mut fresh_floors));
+            if count == 1 {
+                let at = |i: usize| {
+                    let mut column: Vec<u64> = timelines.iter().map(|t: &[f64; 6]| (t[i] * 1000.0) as u64).collect();
+                    median(&mut column) as f64 / 1000.0
+                };
+                println!(
+                    "  where 1 server's time goes (ms from `git commit`, medians): pass began {:.1}, initialize \
+                     {:.1}–{:.1}, start {:.1}–{:.1}, unit active {:.1}",
+                    at(0),
+                    at(1),
+                    at(2),
+                    at(3),
+                    at(4),
+                    at(5)
+                );
+            }
+            let ms = |us: u64| us as f64 / 1000.0;
+            println!(
+                "{count:<8} {:>9.1} ms {:>9.1} ms {:>7.2}x {:>9.1} ms {:>7.2}x",
+                ms(commit),
+                ms(fresh),
+                commit as f64 / fresh as f64,
+                ms(floor),
+                commit as f64 / floor as f64
+            );
+        }
+    }
+
+    /// Passes with nothing to do over more and more servers, against one `systemctl list-units`.
+    fn noop_passes(&self) {
+        // A pass with nothing to do, over more and more running servers: the service's own passes
+        // (resync every second), against one `systemctl list-units` of the same units, what an observation
+        // costs at least.
+        self.sandbox.run_ok(
+            "sh",
+            &["-c", "sed -i 's/^LEFT4ME_RESYNC_SECONDS=.*/LEFT4ME_RESYNC_SECONDS=1/' /etc/left4me/host.env"],
+        );
+        self.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
+        println!();
+        println!(
+            "a pass with nothing to do (median of the service's passes), against one `systemctl list-units` of the units:"
+        );
+        println!("{:<22} {:>10} {:>12} {:>10}   processes", "servers", "pass", "floor", "ratio");
+        for (count, state) in
+            [(10usize, "stopped"), (100, "stopped"), (500, "stopped"), (10, "running"), (100, "running")]
+        {
+            let names: Vec<String> = (0..count).map(|i| format!("n{i:03}")).collect();
+            let t0 = monotonic_us();
+            self.commit_state(&names, state, &format!("{count} servers {state}"));
+            let made = if state == "running" {
+                format!(", all active {:.1} s after the commit", (self.wait_active(&names) - t0) as f64 / 1e6)
+            } else {
+                self.wait_instances(count);
+                String::new()
+            };
+            // Let the passes that made them end, then keep only passes with nothing to do.
+            std::thread::sleep(Duration::from_secs(3));
+            let since = self.last_event_id();
+            std::thread::sleep(Duration::from_secs(ROUNDS as u64 * 2 + 2));
+            let passes = self.noop_passes_after(since);
+            assert!(passes.len() >= ROUNDS, "too few passes with nothing to do at {count}: {passes:?}");
+            let processes = passes[0].1.rsplit('(').next().unwrap_or("").trim_end_matches(')').to_owned();
+            let mut durations: Vec<u64> = passes.iter().map(|(ms, _)| *ms as u64).collect();
+            let mut shows = Vec::new();
+            for _ in 0..ROUNDS * 2 {
+                let t0 = monotonic_us();
+                self.sandbox.run_ok("systemctl", &["list-units", "--all", "--plain", "left4me-server@*.service"]);
+                shows.push(monotonic_us() - t0);
+            }
+            let (pass, show) = (median(&mut durations) as f64, median(&mut shows) as f64 / 1000.0);
+            let load = self.sandbox.run_ok("cat", &["/proc/loadavg"]);
+            let load = load.split_whitespace().next().unwrap_or("?").to_owned();
+            let label = format!("{count} {state}");
+            println!(
+                "{label:<22} {pass:>7.0} ms {show:>9.1} ms {:>9.2}x   {processes}, load {load}{made}",
+                pass / show
+            );
+        }
+    }
+
+    /// The daemons at rest for 60 s with 100 servers running.
+    fn at_rest(&self) {
+        // The daemons at rest for 60 s, with 100 servers running: the reconciler resyncing every
+        // 60 s (its default) and the web app looking at the host every 2 s. systemd itself (PID 1 of
+        // the host) over the same minute is the reference.
+        let names: Vec<String> = (0..100).map(|i| format!("n{i:03}")).collect();
+        self.commit_state(&names, "running", "100 servers running");
+        self.wait_active(&names);
+        self.sandbox.run_ok("sh", &["-c", "sed -i '/^LEFT4ME_RESYNC_SECONDS=/d' /etc/left4me/host.env"]);
+        self.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service", "left4me-web.service"]);
+        // Past the web app's first look and any visit's faster pace.
+        std::thread::sleep(Duration::from_secs(35));
+        let pids: Vec<(&str, String)> =
+            [("left4me run (reconciler)", "left4me-reconciler.service"), ("left4me-web serve", "left4me-web.service")]
+                .iter()
+                .map(|(name, unit)| {
+                    let pid = self.sandbox.run_ok("systemctl", &["show", "--property=MainPID", "--value", unit]);
+                    (*name, pid.trim().to_owned())
+                })
+                .chain(std::iter::once(("systemd (PID 1, reference)", "1".to_owned())))
+                .collect();
+        let before: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| self.cpu_ticks(pid)).collect();
+        std::thread::sleep(Duration::from_secs(60));
+        let after: Vec<(u64, u64)> = pids.iter().map(|(_, pid)| self.cpu_ticks(pid)).collect();
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+        println!();
+        println!("at rest for 60 s with 100 servers running:");
+        println!("{:<30} {:>10} {:>22} {:>10}", "", "CPU", "CPU with its children", "RSS");
+        for (((name, pid), (own0, all0)), (own1, all1)) in pids.iter().zip(&before).zip(&after) {
+            let own = (own1 - own0) as f64 / ticks / 60.0 * 100.0;
+            let all = (all1 - all0) as f64 / ticks / 60.0 * 100.0;
+            let rss = self.rss_kib(pid) as f64 / 1024.0;
+            println!("{name:<30} {own:>9.2}% {all:>21.2}% {rss:>6.1} MiB");
+        }
+    }
+
     /// Commits the servers in `state`.
     fn commit_state(&self, names: &[String], state: &str, message: &str) {
         self.write_state(names, state);
         self.git(&["add", "--all"]);
         self.git(&["commit", "--quiet", "--allow-empty", "--message", message]);
+    }
+
+    /// The last pass of a commit made at `wall` (ms of the day): when it began, when its
+    /// initialize and start jobs began and ended, and when the unit was active, in ms from `wall`.
+    fn timeline(&self, wall: f64, active: f64) -> [f64; 6] {
+        let db = Db::open(&self.db).unwrap();
+        let event = db.events(1).unwrap().remove(0);
+        let began = stamp_ms(&event.at) - event.duration_ms.unwrap_or(0) as f64 - wall;
+        let jobs = db.jobs(50).unwrap();
+        let job = |kind: &str| {
+            let job = jobs.iter().find(|j| j.kind == kind).unwrap_or_else(|| panic!("no {kind} job"));
+            let at = |t: &Option<String>| stamp_ms(t.as_deref().unwrap()) - wall;
+            (at(&job.started_at), at(&job.finished_at))
+        };
+        let (initialize, start) = (job("create"), job("start"));
+        [began, initialize.0, initialize.1, start.0, start.1, active]
     }
 
     fn wait_instances(&self, count: usize) {
@@ -202,11 +274,12 @@ impl Bench {
         panic!("the instances were never made");
     }
 
-    /// Commits the servers, running; returns when `git commit` began (µs, monotonic).
-    fn commit_servers(&self, names: &[String], message: &str) -> u64 {
+    /// Commits the servers, running; returns when `git commit` began (µs, monotonic; and ms of
+    /// the day).
+    fn commit_servers(&self, names: &[String], message: &str) -> (u64, std::time::SystemTime) {
         self.write_state(names, "running");
         self.git(&["add", "--all"]);
-        let t0 = monotonic_us();
+        let t0 = (monotonic_us(), std::time::SystemTime::now());
         self.git(&["commit", "--quiet", "--allow-empty", "--message", message]);
         t0
     }
@@ -254,6 +327,27 @@ impl Bench {
             .status()
             .unwrap();
         assert!(status.success(), "git {args:?}");
+    }
+
+    /// Waits, looking at the disk only, until each server's start (its unit's `ExecStartPre`)
+    /// wrote its `started.json` after `since`: a `systemctl` every few milliseconds would compete
+    /// for the two CPUs with the pass being measured.
+    fn wait_started(&self, names: &[String], since: std::time::SystemTime) {
+        // File times come from a coarse clock, a few ms behind.
+        let since = since - Duration::from_millis(20);
+        let runtime = self.repo.parent().unwrap().join("runtime");
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while std::time::Instant::now() < deadline {
+            let written = |name: &String| {
+                let modified = std::fs::metadata(runtime.join(name).join("started.json")).and_then(|m| m.modified());
+                modified.is_ok_and(|at| at >= since)
+            };
+            if names.iter().all(written) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("the servers never started");
     }
 
     /// Waits until every unit is active; returns the latest ActiveEnterTimestampMonotonic (µs).
@@ -323,6 +417,21 @@ impl Bench {
         }
         panic!("the servers were never removed");
     }
+}
+
+/// Milliseconds since midnight (UTC) of a time.
+fn ms_of_day(time: std::time::SystemTime) -> f64 {
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+    (since.as_secs() % 86_400) as f64 * 1000.0 + f64::from(since.subsec_micros()) / 1000.0
+}
+
+/// Milliseconds since midnight of a database stamp (`…THH:MM:SS.mmmZ`).
+fn stamp_ms(stamp: &str) -> f64 {
+    let time = stamp.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let (h, m): (f64, f64) = (parts.next().unwrap().parse().unwrap(), parts.next().unwrap().parse().unwrap());
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    (h * 3600.0 + m * 60.0 + s) * 1000.0
 }
 
 /// CLOCK_MONOTONIC in µs: the clock systemd's *TimestampMonotonic values use.
