@@ -217,6 +217,10 @@ fn init(disk: &Path, shares: &[PathBuf], hierarchies: &[Hierarchy]) -> Result<In
     let root = "/var/lib/left4me";
     fs::create_dir_all(root).map_err(|e| format!("cannot create {root}: {e}"))?;
     mounted(root, mount(Some(&disk.join("root")), root, none, MsFlags::MS_BIND, none))?;
+    // A peer group of its own: what is mounted under $ROOT (each server's overlay) shows there only,
+    // as on a real host, and not a second time at the disk's own path.
+    mounted(&format!("{root} private"), mount(none, root, none, MsFlags::MS_PRIVATE, none))?;
+    mounted(&format!("{root} shared"), mount(none, root, none, MsFlags::MS_SHARED, none))?;
     mounted(
         "/run",
         mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755")),
