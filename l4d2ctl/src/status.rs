@@ -72,8 +72,7 @@ pub enum Detail {
     Brief,
 }
 
-const PROPERTIES: &[&str] =
-    &["ActiveState", "SubState", "StateChangeTimestamp", "UnitFileState", "MainPID", "NRestarts", "Result"];
+const PROPERTIES: &[&str] = &["ActiveState", "SubState", "StateChangeTimestamp", "MainPID", "NRestarts", "Result"];
 
 /// The status of the named instances, or of every instance.
 pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<InstanceStatus>, Error> {
@@ -94,11 +93,13 @@ pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<In
     let mounts = mount::mount_points()?;
 
     let mut statuses = Vec::with_capacity(names.len());
-    let mut enabled: Option<BTreeSet<String>> = None;
+    // Whether a unit is enabled is its symlink, as `start` makes it: systemd's own UnitFileState
+    // of a loaded unit is what it read when it last looked, and `enable --no-reload` does not
+    // make it look again.
+    let enabled = enabled_on_disk();
     for (name, unit) in names.iter().zip(units) {
         let Some(record) = instance::read_record(host, name)? else { continue };
-        // A unit systemd has not loaded is stopped. Whether it is enabled is its symlink, unless
-        // systemd said (a full status of a loaded unit).
+        // A unit systemd has not loaded is stopped.
         let props = shown.remove(&unit).unwrap_or_else(|| {
             BTreeMap::from([
                 ("ActiveState".to_owned(), "inactive".to_owned()),
@@ -106,10 +107,7 @@ pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<In
             ])
         });
         let get = |key: &str| props.get(key).cloned().unwrap_or_default();
-        let enabled = match props.get("UnitFileState") {
-            Some(state) => state == "enabled",
-            None => enabled.get_or_insert_with(enabled_on_disk).contains(&unit),
-        };
+        let is_enabled = enabled.contains(&unit);
         let running = matches!(get("ActiveState").as_str(), "active" | "activating" | "reloading" | "deactivating");
         let started: Option<serde_json::Value> = running
             .then(|| std::fs::read_to_string(host.instance(name).started()).ok())
@@ -121,7 +119,7 @@ pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<In
             active_state: get("ActiveState"),
             sub_state: get("SubState"),
             since: timestamp(&get("StateChangeTimestamp")),
-            enabled,
+            enabled: is_enabled,
             main_pid: get("MainPID").parse().ok().filter(|pid| *pid != 0),
             restarts: get("NRestarts").parse().unwrap_or(0),
             result: get("Result"),

@@ -206,13 +206,24 @@ pub fn needs_query(inputs: &Inputs<'_>) -> Vec<Name> {
         .iter()
         .filter(|(_, server)| server.state == PowerState::Running)
         .filter(|(_, server)| inputs.desired.blueprints[&server.blueprint].rollout == Rollout::WhenEmpty)
-        .filter_map(|(name, _)| Some((name, inputs.observed.get(name)?)))
-        .filter(|(name, observed)| {
+        .filter_map(|(name, server)| Some((name, server, inputs.observed.get(name)?)))
+        .filter(|(name, server, observed)| {
             let digest = inputs.desired.instance_spec(name).expect("a declared server renders").digest();
-            is_running(observed) && runs_old_render(observed, &digest) && observed.query.is_none()
+            let wish = Wish { digest, state: server.state };
+            // Only an active unit's game is asked; a server left alone is not planned at all.
+            observed.active_state == "active"
+                && runs_old_render(observed, &wish.digest)
+                && observed.query.is_none()
+                && !left_alone(inputs, name, observed, &wish)
         })
-        .map(|(name, _)| name.clone())
+        .map(|(name, _, _)| name.clone())
         .collect()
+}
+
+/// Whether a server changed by hand stays as it is: its override marker stands until a revision
+/// wants something else of it than the last applied one did.
+fn left_alone(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus, wish: &Wish) -> bool {
+    observed.override_marker.is_some() && !inputs.previous.get(name).is_some_and(|previous| previous != wish)
 }
 
 /// Whether a unit runs, or is on its way to (systemd's ActiveState).
@@ -301,8 +312,7 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
     let mut steps = Vec::new();
 
     if let Some(marker) = &observed.override_marker {
-        let superseded = inputs.previous.get(name).is_some_and(|previous| *previous != wish);
-        if !superseded {
+        if left_alone(inputs, name, observed, &wish) {
             let message = format!(
                 "changed by hand ({} by {} at {}); `l4d2ctl release {name}` hands it back",
                 marker.what, marker.who, marker.when

@@ -11,7 +11,12 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
 
     let out = host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
     assert!(out.starts_with("coop-1: initialized (sha256:"), "{out}");
+    // Started by hand first: systemd loads the unit and notes it is not enabled; `start` then
+    // enables it without a reload, so systemd's note is stale — the symlink is what counts.
+    host.ok("systemctl", &["start", "left4me-server@coop-1.service"]);
+    assert_eq!(host.status_json("coop-1")["enabled"], false);
     host.l4d2ctl_ok(&["start", "coop-1"]);
+    assert_eq!(host.status_json("coop-1")["enabled"], true, "enabled by `l4d2ctl start`");
 
     let status = host.wait_for(15, |h| h.answered("coop-1")).unwrap_or_else(|| {
         panic!(

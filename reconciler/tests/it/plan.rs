@@ -63,6 +63,8 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                 state.instance_spec(&name).map(|s| s.digest().to_string()).unwrap_or_else(|| "sha256:gone".into());
             let digest = if h.old_render { "sha256:old".to_owned() } else { current.clone() };
             let running = h.active == "active";
+            // A unit on its way up (or between restarts) has its started.json too.
+            let started_unit = matches!(h.active, "active" | "activating");
             let started = if h.old_start || h.old_render { "sha256:old".to_owned() } else { current };
             let status = InstanceStatus {
                 name: name.clone(),
@@ -77,8 +79,8 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                 mounted: running,
                 port: h.port,
                 digest,
-                started_digest: running.then_some(started),
-                started_port: running.then_some(h.started_port.unwrap_or(h.port)),
+                started_digest: started_unit.then_some(started),
+                started_port: started_unit.then_some(h.started_port.unwrap_or(h.port)),
                 override_marker: h.overridden.then(|| Override {
                     who: "bob".into(),
                     when: "2026-11-26T10:00:00Z".into(),
@@ -123,6 +125,14 @@ fn check(name: &str, desired: &DesiredState, hosts: &[Host], previous: &[(&str, 
     let plan = plan(&inputs);
     let again = reconciler::plan::plan(&inputs);
     assert_eq!(plan, again, "planning is deterministic");
+    // A pass looks briefly, without the games' answers: unless the planner says it needs them,
+    // the brief look must plan exactly as the full one.
+    let mut brief = observed.clone();
+    brief.values_mut().for_each(|status| status.query = None);
+    let brief_inputs = Inputs { observed: &brief, ..inputs };
+    if reconciler::plan::needs_query(&brief_inputs).is_empty() {
+        assert_eq!(reconciler::plan::plan(&brief_inputs), plan, "{name}: a brief look plans as a full one");
+    }
     insta::assert_snapshot!(name, plan.to_string());
     plan
 }
@@ -362,7 +372,11 @@ fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
     assert_eq!(needs("when-empty", &brief), ["a"]);
     assert!(needs("immediate", &brief).is_empty(), "an immediate rollout restarts whoever plays");
     assert!(needs("next-start", &brief).is_empty());
-    // With the answer at hand, nothing more is needed; a stopped server is never asked.
-    let answered = [Host { old_start: true, ..host("a", 27015) }, Host { active: "inactive", ..host("c", 27017) }];
-    assert!(needs("when-empty", &answered).is_empty());
+    // With the answer at hand, nothing more is needed.
+    assert!(needs("when-empty", &[Host { old_start: true, ..host("a", 27015) }]).is_empty());
+    // Nor is it for a game that is not up to answer (a crash loop between restarts), nor for a
+    // server changed by hand, which is left alone whatever its players.
+    let restarting = Host { active: "activating", old_start: true, players: None, ..host("a", 27015) };
+    let overridden = Host { overridden: true, old_start: true, players: None, ..host("b", 27016) };
+    assert!(needs("when-empty", &[restarting, overridden]).is_empty());
 }
