@@ -288,7 +288,7 @@ pub fn apply(
             Job { kind, target: overlay.clone(), args, input, reason: reason.into() }
         })
         .collect();
-    run_parallel(config, &shared, &failures, overlay_jobs, rev, trigger)?;
+    let mut spawned = run_parallel(config, &shared, &failures, overlay_jobs, rev, trigger)?;
     // A server stacking an overlay that could not be written must not be rendered against it.
     // (Overlay failures are kept apart: an overlay may share its name with a server.)
     let overlay_failures: Vec<(Name, String)> = std::mem::take(&mut *failures.lock().expect("no worker panics"));
@@ -316,7 +316,10 @@ pub fn apply(
         if phase.len() > 1 && phase.iter().all(|step| step.action == Action::Start) {
             let servers: Vec<Name> =
                 phase.iter().map(|step| step.server.clone()).filter(|name| !broken.contains(name)).collect();
-            run_starts(config, &shared, &failures, &servers, rev, trigger)?;
+            if !servers.is_empty() {
+                run_starts(config, &shared, &failures, &servers, rev, trigger)?;
+                spawned += 1;
+            }
             continue;
         }
         let jobs = phase
@@ -337,7 +340,7 @@ pub fn apply(
                 Job { kind: step.action.name(), target: step.server.clone(), args, input, reason: step.reason.clone() }
             })
             .collect();
-        run_parallel(config, &shared, &failures, jobs, rev, trigger)?;
+        spawned += run_parallel(config, &shared, &failures, jobs, rev, trigger)?;
     }
     let failures = failures.into_inner().expect("no worker panics");
     let broken: Vec<&Name> = failures.iter().map(|(name, _)| name).collect();
@@ -358,8 +361,9 @@ pub fn apply(
         .collect();
     db.set_wishes(&wishes)?;
     let steps = plan.overlays.len() + plan.steps.len();
-    // rev-parse, ls-tree and cat-file when the tree was read, the observations, one per step.
-    let processes = 1 + if cache.read_tree { 2 } else { 0 } + observations + steps;
+    // rev-parse, ls-tree and cat-file when the tree was read, the observations, and the steps':
+    // one each, but one for a phase of starts.
+    let processes = 1 + if cache.read_tree { 2 } else { 0 } + observations + spawned;
     let elapsed = started.elapsed();
     if failed.is_empty() {
         db.set_meta("last_applied", Some(revision.id()))?;
@@ -449,7 +453,8 @@ struct Job {
 /// At most this many `l4d2ctl` commands run at once.
 const WORKERS: usize = 8;
 
-/// Runs jobs side by side, recording each job's failure as (target, what failed).
+/// Runs jobs side by side, recording each job's failure as (target, what failed). Returns the
+/// processes it started: one per job.
 fn run_parallel(
     config: &Config,
     db: &Mutex<&mut Db>,
@@ -457,7 +462,8 @@ fn run_parallel(
     jobs: Vec<Job>,
     rev: Option<&str>,
     trigger: &str,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
+    let count = jobs.len();
     let queue = Mutex::new(jobs.into_iter());
     let errors = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -489,7 +495,7 @@ fn run_parallel(
     });
     match errors.into_inner().expect("no worker panics").into_iter().next() {
         Some(error) => Err(error),
-        None => Ok(()),
+        None => Ok(count),
     }
 }
 
