@@ -376,6 +376,33 @@ fn form_owner(user: &User, editing: bool, given: &str) -> String {
     if user.admin && editing && !given.trim().is_empty() { given.trim().to_owned() } else { user.name.to_string() }
 }
 
+/// What a form saves: the YAML of one object of `kind` (server, blueprint) named `name`.
+struct FormSave {
+    kind: &'static str,
+    name: String,
+    editing: bool,
+    /// The revision the form was opened at.
+    base: String,
+    yaml: String,
+    /// Where the preview's Back goes.
+    back: String,
+}
+
+/// Saves a form: its object's file previewed as a change — or the form again, with why the name
+/// cannot be used.
+async fn save_form(app: &Arc<App>, session: &Session, save: FormSave, origin: Origin) -> Response {
+    let FormSave { kind, name, editing, base, yaml, back } = save;
+    let path = match form_target(app, kind, &name, editing) {
+        Ok(path) => path,
+        Err(why) => {
+            return reshow(app, session, origin, &[], vec![Shown::plain(why)], StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    };
+    let files = vec![FileChange { path, content: Some(yaml) }];
+    let message = format!("{} {kind} {name}", if editing { "Change" } else { "Add" });
+    preview(app, session, Some(base), files, message, back, origin).await
+}
+
 /// The file a form saves its object to (`servers/<name>.yaml`, `blueprints/<name>.yaml`), or why
 /// the name cannot be used.
 fn form_target(app: &App, kind: &str, name: &str, editing: bool) -> Result<String, String> {
@@ -493,8 +520,7 @@ pub async fn new_server(
 
 pub async fn edit_server(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
     let snapshot = app.current();
-    let Some(server) = snapshot.desired.as_ref().and_then(|d| d.servers.values().find(|s| s.name.as_str() == name))
-    else {
+    let Some(server) = snapshot.desired.as_ref().and_then(|d| d.servers.get(name.as_str())) else {
         return app.not_found();
     };
     if !may_see(&session.user, Some(&server.owner)) {
@@ -531,18 +557,15 @@ pub async fn save_server_form(
     }
     form.owner = form_owner(&session.user, editing, &form.owner);
     let name = form.name.trim().to_owned();
-    let path = match form_target(&app, "server", &name, editing) {
-        Ok(path) => path,
-        Err(why) => {
-            let origin = Origin::ServerForm { form, editing };
-            return reshow(&app, &session, origin, &[], vec![Shown::plain(why)], StatusCode::UNPROCESSABLE_ENTITY);
-        }
+    let save = FormSave {
+        kind: "server",
+        back: format!("/servers/{name}"),
+        name,
+        editing,
+        base: form.base.clone(),
+        yaml: server_yaml(&form),
     };
-    let files = vec![FileChange { path, content: Some(server_yaml(&form)) }];
-    let message = if editing { format!("Change server {name}") } else { format!("Add server {name}") };
-    let base_rev = Some(form.base.clone());
-    preview(&app, &session, base_rev, files, message, format!("/servers/{name}"), Origin::ServerForm { form, editing })
-        .await
+    save_form(&app, &session, save, Origin::ServerForm { form, editing }).await
 }
 
 #[derive(Deserialize)]
@@ -714,9 +737,7 @@ pub async fn new_blueprint(State(app): State<Arc<App>>, Auth(session): Auth) -> 
 
 pub async fn edit_blueprint(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
     let snapshot = app.current();
-    let Some(blueprint) =
-        snapshot.desired.as_ref().and_then(|d| d.blueprints.values().find(|b| b.name.as_str() == name))
-    else {
+    let Some(blueprint) = snapshot.desired.as_ref().and_then(|d| d.blueprints.get(name.as_str())) else {
         return app.not_found();
     };
     if !may_see(&session.user, Some(&blueprint.owner)) {
@@ -746,19 +767,15 @@ pub async fn save_blueprint_form(
         form.name = name;
     }
     form.owner = form_owner(&session.user, editing, &form.owner);
-    let name = form.name.trim().to_owned();
-    let path = match form_target(&app, "blueprint", &name, editing) {
-        Ok(path) => path,
-        Err(why) => {
-            let origin = Origin::BlueprintForm { form, editing };
-            return reshow(&app, &session, origin, &[], vec![Shown::plain(why)], StatusCode::UNPROCESSABLE_ENTITY);
-        }
+    let save = FormSave {
+        kind: "blueprint",
+        name: form.name.trim().to_owned(),
+        editing,
+        base: form.base.clone(),
+        yaml: blueprint_yaml(&form),
+        back: "/blueprints".into(),
     };
-    let files = vec![FileChange { path, content: Some(blueprint_yaml(&form)) }];
-    let message = if editing { format!("Change blueprint {name}") } else { format!("Add blueprint {name}") };
-    let base_rev = Some(form.base.clone());
-    preview(&app, &session, base_rev, files, message, "/blueprints".into(), Origin::BlueprintForm { form, editing })
-        .await
+    save_form(&app, &session, save, Origin::BlueprintForm { form, editing }).await
 }
 
 // ---------------------------------------------------------------------------------------------
