@@ -248,17 +248,28 @@ impl Bench {
     /// The last pass of a commit made at `wall` (ms of the day): when it began, when its
     /// initialize and start jobs began and ended, and when the unit was active, in ms from `wall`.
     fn timeline(&self, wall: f64, active: f64) -> [f64; 6] {
-        let db = Db::open(&self.db).unwrap();
-        let event = db.events(1).unwrap().remove(0);
-        let began = stamp_ms(&event.at) - event.duration_ms.unwrap_or(0) as f64 - wall;
-        let jobs = db.jobs(50).unwrap();
-        let job = |kind: &str| {
-            let job = jobs.iter().find(|j| j.kind == kind).unwrap_or_else(|| panic!("no {kind} job"));
-            let at = |t: &Option<String>| stamp_ms(t.as_deref().unwrap()) - wall;
-            (at(&job.started_at), at(&job.finished_at))
-        };
-        let (initialize, start) = (job("create"), job("start"));
-        [began, initialize.0, initialize.1, start.0, start.1, active]
+        // The unit is active before the pass has recorded its start job and its event: wait for
+        // the pass to finish recording (a loaded machine makes that gap long).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let db = Db::open(&self.db).unwrap();
+            let jobs = db.jobs(50).unwrap();
+            let job = |kind: &str| {
+                jobs.iter()
+                    .find(|j| j.kind == kind)
+                    .and_then(|j| Some((j.started_at.as_deref()?, j.finished_at.as_deref()?)))
+            };
+            let event = db.events(1).unwrap().into_iter().next().filter(|e| e.kind == "reconcile");
+            if let (Some(initialize), Some(start), Some(event)) = (job("create"), job("start"), event)
+                && stamp_ms(&event.at) >= stamp_ms(start.1)
+            {
+                let began = stamp_ms(&event.at) - event.duration_ms.unwrap_or(0) as f64 - wall;
+                let at = |t: &str| stamp_ms(t) - wall;
+                return [began, at(initialize.0), at(initialize.1), at(start.0), at(start.1), active];
+            }
+            assert!(std::time::Instant::now() < deadline, "the pass of the commit never recorded its jobs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_instances(&self, count: usize) {
