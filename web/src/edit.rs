@@ -333,8 +333,8 @@ fn check_message(message: &str) -> Result<String, String> {
     }
     if let Some(c) = message.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\t')) {
         return Err(format!(
-            "the commit message holds the control character {:?}; write it as plain text",
-            c.escape_unicode().to_string()
+            "the commit message holds the control character U+{:04X}; write it as plain text",
+            u32::from(c)
         ));
     }
     Ok(if message.is_empty() { "Change the desired state".to_owned() } else { message.to_owned() })
