@@ -375,7 +375,14 @@ impl StateRepo {
         let old = head.map(Revision::id).unwrap_or("0000000000000000000000000000000000000000");
         let reference = format!("refs/heads/{}", self.branch);
         match self.run(&["update-ref", "-m", "left4me-web", &reference, commit, old], None) {
-            Ok(output) => Ok(output.status.success()),
+            Ok(output) if output.status.success() => Ok(true),
+            // Refused while the branch is still where it was: not a race lost but a repo that
+            // cannot be written (a lock left by a killed git, a full disk); saying "try again"
+            // five times over would hide it.
+            Ok(output) if self.head()?.as_ref().map(Revision::id) == head.map(Revision::id) => {
+                Err(self.error("update-ref", String::from_utf8_lossy(&output.stderr).trim().to_owned()))
+            }
+            Ok(_) => Ok(false),
             // A git stopped after it moved the branch (a hook of the repo may still run then)
             // did commit: the branch says which.
             Err(stopped @ RepoError::Stopped { .. }) => match self.head() {

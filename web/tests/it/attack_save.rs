@@ -612,3 +612,22 @@ fn children_of_this_process() -> Vec<i32> {
     }
     children
 }
+
+#[test]
+fn a_branch_git_cannot_move_is_said_without_the_hosts_paths() {
+    let app = TestApp::start();
+    let (commits, head) = (app.commits(), app.head());
+    // What a git killed outright (SIGKILL) while moving the branch leaves behind.
+    let lock = app.repo().join(".git/refs/heads/main.lock");
+    std::fs::write(&lock, format!("{head}\n")).unwrap();
+    let mut alice = app.signed_in("alice");
+    let coop = app.show("main:servers/coop-2.yaml").replace("alice's coop #2", "renamed");
+    let reply = commit(&mut alice, &app, "servers/coop-2.yaml", &coop, "Rename");
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    let body = unescape(&reply.body);
+    assert!(body.contains("git update-ref failed on the state repo; nothing was committed"), "{body}");
+    no_host_path(&app, &reply);
+    assert_eq!((app.commits(), app.head()), (commits, head));
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(commit(&mut alice, &app, "servers/coop-2.yaml", &coop, "Rename").status, 303);
+}
