@@ -541,10 +541,9 @@ impl<'t> Validator<'t> {
                         file,
                         &at_blueprint,
                         format!(
-                            "spec.blueprint: {owner} has no blueprint {}; a server uses a blueprint of its own owner{}",
+                            "spec.blueprint: blueprint {} does not exist{}",
                             spec.blueprint,
-                            known(&format!("blueprints of {}", doc.metadata.owner), own),
-                            owner = doc.metadata.owner,
+                            known(&format!("blueprints of {}", doc.metadata.owner), own)
                         ),
                     );
                     ok = false;

@@ -92,7 +92,6 @@ fn the_owner_is_read_as_validation_reads_it() {
     let checked = examples_with("servers/coop-9.yaml", server);
     assert_eq!(
         checked,
-        "servers/coop-9.yaml:7:14: spec.blueprint: 1337 has no blueprint coop; a server uses a blueprint of its own \
-         owner; there are no blueprints of 1337\n"
+        "servers/coop-9.yaml:7:14: spec.blueprint: blueprint coop does not exist; there are no blueprints of 1337\n"
     );
 }

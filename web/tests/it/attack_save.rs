@@ -476,7 +476,7 @@ fn another_users_object_answers_exactly_as_a_missing_one() {
     };
     let theirs = unescape(&bob.submit("/servers/new", &new_server("coop")).body);
     let missing = unescape(&bob.submit("/servers/new", &new_server("no-such")).body);
-    assert!(theirs.contains("bob has no blueprint coop; a server uses a blueprint of its own owner"), "{theirs}");
+    assert!(theirs.contains("spec.blueprint: blueprint coop does not exist; blueprints of bob: versus"), "{theirs}");
     assert!(!theirs.contains("alice") && !theirs.contains("belongs to"), "{theirs}");
     assert_eq!(theirs.replace("coop", "no-such"), missing);
 }
