@@ -70,6 +70,9 @@ pub fn resolve(repo: &Path, rev: &str) -> Result<Revision, LoadError> {
         .stdin(Stdio::null())
         .output()
         .map_err(LoadError::GitMissing)?;
+    if let Some(signal) = stopped_by(&output.status) {
+        return Err(LoadError::Stopped { repo: repo.to_path_buf(), command: "rev-parse".into(), signal });
+    }
     if !output.status.success() {
         let mut stderr = stderr_text(&output.stderr);
         if stderr.is_empty() {
@@ -171,38 +174,72 @@ impl<'a> ListEntry<'a> {
 
 /// Reads blobs through one `git cat-file --batch`, in the order given.
 fn cat_blobs<'a>(repo: &Path, objects: impl Iterator<Item = &'a str>) -> Result<Vec<Vec<u8>>, LoadError> {
-    let mut request = String::new();
-    let mut count = 0;
-    for object in objects {
-        request.push_str(object);
-        request.push('\n');
-        count += 1;
+    let objects: Vec<&str> = objects.collect();
+    // The listing admitted every blob within the limits.
+    let blobs = cat_files(repo, &objects, u64::MAX)?;
+    objects
+        .iter()
+        .zip(blobs)
+        .map(|(object, blob)| {
+            blob.ok_or_else(|| LoadError::Git {
+                repo: repo.to_path_buf(),
+                command: "cat-file".into(),
+                stderr: format!("object {object} is missing"),
+            })
+        })
+        .collect()
+}
+
+/// Reads files through one `git cat-file --batch`, in the order given, whatever their number:
+/// each `spec` (an object id, or `<commit>:<path>`) gives a blob's bytes, or None when it names
+/// no blob (nothing, or a folder). A blob over `max_bytes` is an error, and is not read.
+pub fn cat_files(repo: &Path, specs: &[&str], max_bytes: u64) -> Result<Vec<Option<Vec<u8>>>, LoadError> {
+    // A spec with a line break cannot be asked for (the request is one spec a line); it names
+    // no file of a revision the state repo could hold.
+    let asked: Vec<&str> = specs.iter().copied().filter(|s| !s.contains('\n')).collect();
+    let mut answers = Vec::with_capacity(asked.len());
+    if !asked.is_empty() {
+        let mut request = String::new();
+        for spec in &asked {
+            request.push_str(spec);
+            request.push('\n');
+        }
+        let mut child = GitChild::spawn(repo, "cat-file", git(repo).args(["cat-file", "--batch"]), Some(request))?;
+        let mut stdout = BufReader::new(child.stdout());
+        let mut header = Vec::new();
+        for spec in &asked {
+            header.clear();
+            stdout.read_until(b'\n', &mut header).map_err(|e| child.failed(e.to_string()))?;
+            let text = String::from_utf8_lossy(&header);
+            let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+            let found = match fields.as_slice() {
+                [_, kind @ ("blob" | "tree" | "commit" | "tag"), size] => size.parse::<u64>().ok().map(|s| (*kind, s)),
+                _ => None,
+            };
+            let Some((kind, size)) = found else {
+                if text.trim_end().ends_with(" missing") || text.trim_end().ends_with(" ambiguous") {
+                    answers.push(None);
+                    continue;
+                }
+                return Err(child.failed(format!("unexpected answer {:?}", text.trim())));
+            };
+            if kind == "blob" && size > max_bytes {
+                return Err(LoadError::TooLarge { object: (*spec).to_owned(), size, limit: max_bytes });
+            }
+            // A folder's listing is bounded by git's own tree format; it is read and dropped.
+            let mut data = Vec::new();
+            (&mut stdout).take(size + 1).read_to_end(&mut data).map_err(|e| child.failed(e.to_string()))?;
+            if data.len() as u64 != size + 1 {
+                return Err(child.failed("the answer ended early".into()));
+            }
+            data.pop(); // The newline after each object.
+            answers.push((kind == "blob").then_some(data));
+        }
+        drop(stdout);
+        child.finish()?;
     }
-    let mut child = GitChild::spawn(repo, "cat-file", git(repo).args(["cat-file", "--batch"]), Some(request))?;
-    let mut stdout = BufReader::new(child.stdout());
-    let mut blobs = Vec::with_capacity(count);
-    let mut header = Vec::new();
-    for _ in 0..count {
-        header.clear();
-        stdout.read_until(b'\n', &mut header).map_err(|e| child.failed(e.to_string()))?;
-        let text = String::from_utf8_lossy(&header);
-        let mut fields = text.split_ascii_whitespace();
-        let size = match (fields.next(), fields.next(), fields.next()) {
-            (Some(_), Some("blob"), Some(size)) => size.parse::<usize>().ok(),
-            _ => None,
-        };
-        let Some(size) = size else {
-            return Err(child.failed(format!("unexpected answer {:?}", text.trim())));
-        };
-        // The listing admitted every blob within the limits, so `size` is bounded by them.
-        let mut data = vec![0; size + 1];
-        stdout.read_exact(&mut data).map_err(|e| child.failed(e.to_string()))?;
-        data.pop(); // The newline after each blob.
-        blobs.push(data);
-    }
-    drop(stdout);
-    child.finish()?;
-    Ok(blobs)
+    let mut answers = answers.into_iter();
+    Ok(specs.iter().map(|spec| if spec.contains('\n') { None } else { answers.next().flatten() }).collect())
 }
 
 /// A running `git` whose stdout is read by the caller; its stdin is fed and its stderr drained by
@@ -242,15 +279,41 @@ impl GitChild {
         self.stdout.take().expect("stdout is taken once")
     }
 
-    fn failed(&self, message: String) -> LoadError {
+    /// What went wrong when git's answer broke off or made no sense. A git that was ended by a
+    /// signal (its output then stops short) is said to be stopped, not to have failed.
+    fn failed(&mut self, message: String) -> LoadError {
+        // A git whose output ended early is ending: give it a moment to be reaped, so that its
+        // status, not the read, says what happened.
+        for _ in 0..50 {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    if let Some(signal) = stopped_by(&status) {
+                        return self.stopped(signal);
+                    }
+                    break;
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                Err(_) => break,
+            }
+        }
         LoadError::Git { repo: self.repo.clone(), command: self.what.into(), stderr: message }
+    }
+
+    fn stopped(&self, signal: String) -> LoadError {
+        LoadError::Stopped { repo: self.repo.clone(), command: self.what.into(), signal }
     }
 
     /// Waits for git to end and fails with its stderr unless it succeeded.
     fn finish(mut self) -> Result<(), LoadError> {
-        let status = self.child.wait().map_err(|e| self.failed(e.to_string()))?;
+        let status = match self.child.wait() {
+            Ok(status) => status,
+            Err(e) => return Err(self.failed(e.to_string())),
+        };
         let stderr = self.stderr.take().and_then(|t| t.join().ok()).unwrap_or_default();
         let wrote = self.stdin.take().map(|t| t.join().unwrap_or(Ok(())));
+        if let Some(signal) = stopped_by(&status) {
+            return Err(self.stopped(signal));
+        }
         if !status.success() {
             return Err(self.failed(stderr));
         }
@@ -279,6 +342,24 @@ impl Drop for GitChild {
             let _ = thread.join();
         }
     }
+}
+
+/// The signal that ended a process, by name (`SIGTERM`), when one did.
+pub fn stopped_by(status: &std::process::ExitStatus) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let signal = status.signal()?;
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        6 => "SIGABRT",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => return Some(format!("signal {signal}")),
+    };
+    Some(name.to_owned())
 }
 
 fn stderr_text(stderr: &[u8]) -> String {

@@ -29,9 +29,10 @@ use std::path::Path;
 
 pub use desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
-pub use git::{Revision, git, read_revision, resolve};
+pub use git::{Revision, cat_files, git, read_revision, resolve, stopped_by};
 pub use model::{
-    Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem, json_schema,
+    Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem, declared_owner,
+    json_schema,
 };
 pub use name::{NAME_PATTERN, Name, NameError};
 pub use render::{Digest, InstanceSpec, OverlayLayer};
@@ -40,6 +41,7 @@ pub use validate::{
     DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_SERVERS, DEFAULT_PORTS, DEFAULT_PRUNE_LIMIT_PERCENT,
     MAX_JOB_RETENTION_DAYS, validate,
 };
+pub use yaml::parse as parse_yaml;
 
 /// A revision that was read: valid, or every problem it has.
 pub type Checked = Result<DesiredState, Diagnostics>;

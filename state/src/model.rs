@@ -173,6 +173,34 @@ pub struct Metadata {
     pub owner: Name,
 }
 
+/// The owner a server or blueprint document declares, read exactly as validation reads
+/// `metadata.owner`: through [`crate::parse_yaml`] (aliases and deep nesting refused first) and
+/// as a [`Name`], so `owner: 1337` is the name "1337" here as it is there, and `owner: [a]` is the
+/// same problem. Everything but `metadata.owner` is skipped, so a document with other mistakes
+/// still tells its owner. `Ok(None)`: the document names no owner.
+pub fn declared_owner(path: &str, data: &[u8]) -> Result<Option<Name>, crate::Diagnostic> {
+    let owned: Owned = crate::yaml::parse(path, data)?;
+    Ok(owned.metadata.and_then(|m| m.owner))
+}
+
+#[derive(Deserialize)]
+struct Owned {
+    #[serde(default)]
+    metadata: Option<OwnedMetadata>,
+}
+
+#[derive(Deserialize)]
+struct OwnedMetadata {
+    // Not `Option<Name>` as such: that would read `owner: null` as no owner, where validation
+    // reads the name "null".
+    #[serde(default, deserialize_with = "some_name")]
+    owner: Option<Name>,
+}
+
+fn some_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Name>, D::Error> {
+    Name::deserialize(deserializer).map(Some)
+}
+
 /// Overlays are a shared catalogue kept by admins, so an owner is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -375,34 +403,103 @@ fn check_argument(value: &str) -> Result<(), String> {
     }
 }
 
+/// Commands that set the cvar their first argument names, as `hostname x` would.
+const CVAR_SETTERS: &[&str] = &["toggle", "incrementvar", "multvar", "sm_cvar"];
+
+/// Aliases inside aliases deeper than this are refused rather than followed.
+const MAX_ALIAS_DEPTH: usize = 8;
+
 fn check_config_line(value: &str) -> Result<(), String> {
     check_line("config line", value)?;
-    for command in console_commands(value) {
-        let cvar = command.to_ascii_lowercase();
-        if let Some((reserved, why)) = RESERVED_CVARS.iter().find(|(reserved, _)| *reserved == cvar) {
-            return Err(format!("config line setting {reserved} is not allowed: {why}"));
+    check_console_line(value, 0)
+}
+
+/// Refuses a console line that would set a reserved cvar: as a command of its own, through a
+/// command that sets the cvar it names, or in the body of an alias it defines. An alias body is
+/// itself a console line (the engine runs it as typed), so it is read again the same way.
+fn check_console_line(line: &str, depth: usize) -> Result<(), String> {
+    for command in console_commands(line) {
+        let Some(name) = command.first().map(|n| n.to_ascii_lowercase()) else { continue };
+        let target = if CVAR_SETTERS.contains(&name.as_str()) {
+            command.get(1).map(|t| t.to_ascii_lowercase())
+        } else {
+            Some(name.clone())
+        };
+        if let Some(target) = target
+            && let Some((reserved, why)) = RESERVED_CVARS.iter().find(|(reserved, _)| *reserved == target)
+        {
+            return Err(if target == name {
+                format!("config line setting {reserved} is not allowed: {why}")
+            } else {
+                format!("config line setting {reserved} (with {name}) is not allowed: {why}")
+            });
+        }
+        if name == "alias" && command.len() > 2 {
+            if depth >= MAX_ALIAS_DEPTH {
+                return Err(format!(
+                    "config line nests aliases more than {MAX_ALIAS_DEPTH} deep; write the commands out"
+                ));
+            }
+            // The engine keeps the words after the alias's name, joined by spaces, and runs them
+            // as a console line whenever the alias is used.
+            let body = command[2..].join(" ");
+            check_console_line(&body, depth + 1)
+                .map_err(|why| format!("config line defines alias {} whose commands are refused: {why}", command[1]))?;
         }
     }
     Ok(())
 }
 
-/// The command names of a console line as the Source engine reads it: commands split at `;`
-/// outside quotes, `//` starting a comment, the first token of each command (quotes removed).
-fn console_commands(line: &str) -> Vec<String> {
+/// The commands of a console line as the Source engine reads it, each as its words: commands
+/// split at `;` outside quotes, `//` outside quotes starting a comment, then each command
+/// tokenized as the engine's `CCommand` does (a quoted string is one word without its quotes;
+/// each of `{}()':` is a word of its own and ends the word before it).
+fn console_commands(line: &str) -> Vec<Vec<String>> {
     let mut commands = Vec::new();
     let mut current = String::new();
     let mut in_quotes = false;
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '"' => in_quotes = !in_quotes,
+            '"' => {
+                in_quotes = !in_quotes;
+                current.push(c);
+            }
             ';' if !in_quotes => commands.push(std::mem::take(&mut current)),
             '/' if !in_quotes && chars.peek() == Some(&'/') => break,
             _ => current.push(c),
         }
     }
     commands.push(current);
-    commands.iter().filter_map(|command| command.split_whitespace().next().map(str::to_owned)).collect()
+    commands.iter().map(|command| console_words(command)).filter(|words| !words.is_empty()).collect()
+}
+
+fn console_words(command: &str) -> Vec<String> {
+    const BREAKS: &str = "{}()':";
+    let mut words = Vec::new();
+    let mut chars = command.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() || c.is_control() {
+            chars.next();
+        } else if c == '"' {
+            chars.next();
+            words.push(chars.by_ref().take_while(|c| *c != '"').collect());
+        } else if BREAKS.contains(c) {
+            chars.next();
+            words.push(c.to_string());
+        } else {
+            let mut word = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() || c.is_control() || c == '"' || BREAKS.contains(c) {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+            words.push(word);
+        }
+    }
+    words
 }
 
 fn check_hostname(value: &str) -> Result<(), String> {
@@ -460,6 +557,18 @@ mod tests {
             "\"hostname\" \"evil\"",
             "echo hi;hostport 27099",
             "  RCON_PASSWORD x",
+            "rcon_password'x'",
+            "hostname(evil)",
+            "alias x \"rcon_password hunter2\"; x",
+            "alias x rcon_password hunter2",
+            "alias x \"echo hi;hostport 27099\"",
+            "alias a \"alias b hostname\"",
+            "alias a alias b alias c hostname evil",
+            "ALIAS x \"HOSTNAME evil\"",
+            "toggle hostname a b",
+            "incrementvar hostport 27000 28000 1",
+            "sm_cvar rcon_password x",
+            "sm_cvar \"hostname\" evil",
         ] {
             assert!(check_config_line(line).is_err(), "{line:?} passed");
         }
@@ -469,6 +578,10 @@ mod tests {
             "sm_cvar l4d_ready_cfg_name \"rcon_password\"",
             "exec server_tickrate.cfg // sets hostname too",
             "",
+            "alias warmup \"sv_cheats 0; mp_restartgame 1\"",
+            "alias say_rules say \"no hostname talk\"",
+            "toggle sv_cheats",
+            "echo \"alias x rcon_password\"",
         ] {
             assert_eq!(check_config_line(line), Ok(()), "{line:?}");
         }

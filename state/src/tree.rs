@@ -56,9 +56,16 @@ pub(crate) enum Entry {
 
 impl Tree {
     /// Puts a file into the tree, replacing what was at `path`: how an edit that is not committed
-    /// yet (a web form, a test) is checked together with the rest of its revision.
+    /// yet (a web form, a test) is checked together with the rest of its revision. A file over
+    /// the default limit is a problem of the tree, as it would be once committed and read again.
     pub fn insert_file(&mut self, path: impl Into<String>, data: Vec<u8>) {
-        self.entries.insert(path.into(), Entry::File { data, executable: false });
+        let path = path.into();
+        if let Some(problem) = oversized(&path, data.len() as u64, &Limits::DEFAULT) {
+            self.entries.remove(&path);
+            self.problems.push(problem);
+            return;
+        }
+        self.entries.insert(path, Entry::File { data, executable: false });
     }
 
     /// Takes a file out of the tree; true when it was there.
@@ -91,6 +98,12 @@ pub enum LoadError {
     UnknownRevision { repo: PathBuf, rev: String, stderr: String },
     #[error("git {command} failed in {}: {stderr}", repo.display())]
     Git { repo: PathBuf, command: String, stderr: String },
+    /// git was ended by a signal (the service stopping, a kill): nothing is wrong with the repo,
+    /// and reading again may well succeed.
+    #[error("git {command} in {} was stopped by a signal ({signal})", repo.display())]
+    Stopped { repo: PathBuf, command: String, signal: String },
+    #[error("{object} is {}, more than the {} a file of the state repo may hold", human_bytes(*size), human_bytes(*limit))]
+    TooLarge { object: String, size: u64, limit: u64 },
 }
 
 /// Collects entries while enforcing [`Limits`]; shared by both readers so their problems read alike.
@@ -130,15 +143,8 @@ impl TreeBuilder {
             ));
             return false;
         }
-        if size > self.limits.max_file_bytes {
-            self.problem(Diagnostic::file(
-                path,
-                format!(
-                    "file is {}; a file in the state repo may be at most {}",
-                    human_bytes(size),
-                    human_bytes(self.limits.max_file_bytes)
-                ),
-            ));
+        if let Some(problem) = oversized(path, size, &self.limits) {
+            self.problem(problem);
             return false;
         }
         if self.bytes + size > self.limits.max_total_bytes {
@@ -331,6 +337,20 @@ fn walk(builder: &mut TreeBuilder, path: &Path, rel: String) -> Result<(), LoadE
 }
 
 /// `1048576` → `1 MiB`; sizes in messages read better rounded.
+/// The problem of a file of `size` bytes over the limit, in the readers' words.
+fn oversized(path: &str, size: u64, limits: &Limits) -> Option<Diagnostic> {
+    (size > limits.max_file_bytes).then(|| {
+        Diagnostic::file(
+            path,
+            format!(
+                "file is {}; a file in the state repo may be at most {}",
+                human_bytes(size),
+                human_bytes(limits.max_file_bytes)
+            ),
+        )
+    })
+}
+
 pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;

@@ -82,6 +82,16 @@ impl<'t> Validator<'t> {
     fn layout(&mut self) -> Layout<'t> {
         let mut layout = Layout::default();
         for (path, entry) in &self.tree.entries {
+            // Neither reader can produce these; a tree with a change put in (`Tree::insert_file`)
+            // can, and git could not commit it.
+            if let Err(why) = plain_path(path) {
+                self.file_error(&path.escape_debug().to_string(), why);
+                continue;
+            }
+            if let Some(file) = file_above(&self.tree.entries, path) {
+                self.file_error(path, format!("cannot be saved: {file} is a file, so it cannot also be a folder"));
+                continue;
+            }
             let parts: Vec<&str> = path.split('/').collect();
             match parts.as_slice() {
                 ["left4me.yaml" | "left4me.yml"] => layout.settings.push((path, entry)),
@@ -521,21 +531,11 @@ impl<'t> Validator<'t> {
                 ok = false;
             }
             match blueprints.get(&spec.blueprint) {
-                Some(blueprint) if blueprint.owner != doc.metadata.owner => {
-                    self.at(
-                        file,
-                        &at_blueprint,
-                        format!(
-                            "spec.blueprint: blueprint {} belongs to {}; a server can only use blueprints of its own \
-                         owner ({})",
-                            spec.blueprint, blueprint.owner, doc.metadata.owner
-                        ),
-                    );
-                    ok = false;
-                }
-                Some(_) => {}
+                Some(blueprint) if blueprint.owner == doc.metadata.owner => {}
                 None if broken.blueprints.contains(spec.blueprint.as_str()) => ok = false,
-                None => {
+                // Another owner's blueprint is told exactly as one that does not exist: blueprints
+                // are private, and the message must not tell one user what another has.
+                _ => {
                     let own = blueprints.values().filter(|b| b.owner == doc.metadata.owner).map(|b| &b.name);
                     self.at(
                         file,
@@ -684,6 +684,27 @@ impl<'t> Validator<'t> {
 struct Broken {
     overlays: BTreeSet<String>,
     blueprints: BTreeSet<String>,
+}
+
+/// A path git can hold as it is: relative, no empty, `.` or `..` component, no `.git`.
+fn plain_path(path: &str) -> Result<(), &'static str> {
+    if path.starts_with('/') {
+        return Err("is an absolute path; paths in the state repo are relative to its top");
+    }
+    for part in path.split('/') {
+        match part {
+            "" => return Err("has an empty component (`//`, or a `/` at an end)"),
+            "." | ".." => return Err("has a `.` or `..` component; name the file by its own path"),
+            _ if part.eq_ignore_ascii_case(".git") => return Err("has a `.git` component, which git keeps for itself"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The first folder of `path` that is a file of the tree, if any.
+fn file_above<'e>(entries: &'e BTreeMap<String, Entry>, path: &str) -> Option<&'e str> {
+    path.match_indices('/').find_map(|(at, _)| entries.get_key_value(&path[..at]).map(|(k, _)| k.as_str()))
 }
 
 fn yaml_stem(file: &str) -> Option<&str> {

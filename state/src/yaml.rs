@@ -18,8 +18,12 @@ use crate::{Diagnostic, Position};
 /// Collections nested deeper than this are refused before parsing; a resource needs four.
 const MAX_DEPTH: usize = 32;
 
-/// Parses the one YAML document of `path` into `T`.
-pub(crate) fn parse<T: DeserializeOwned>(path: &str, data: &[u8]) -> Result<T, Diagnostic> {
+/// Parses the one YAML document of `path` into `T`: the only way text reaches the YAML reader.
+///
+/// [`precheck`] runs first, so no text can make the reader expand aliases or nest without bound;
+/// every problem is a [`Diagnostic`] placed in `path`. Whoever reads a document of the state repo
+/// (validation, the web app's owner check) reads it through here, so all read it alike.
+pub fn parse<T: DeserializeOwned>(path: &str, data: &[u8]) -> Result<T, Diagnostic> {
     let text = std::str::from_utf8(data).map_err(|e| {
         let valid = &data[..e.valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;

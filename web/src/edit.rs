@@ -17,7 +17,16 @@ use crate::App;
 use crate::accounts::{Session, User};
 use crate::auth::Auth;
 use crate::pages::{base, may_see, rollout_name, v, visible_blueprints};
-use crate::repo::{Author, Change, Outcome};
+use crate::repo::{Author, Change, Outcome, RepoError};
+
+/// The most files one save may change. A form, the editor, Start/Stop and Delete change one; a
+/// revert changes what its commit changed. Each file costs reading, checking and a diff, so a
+/// request listing thousands is refused before any of that work.
+pub const MAX_SAVE_FILES: usize = 64;
+
+/// The longest commit message kept, in bytes: a subject and a body of a few paragraphs. The diff
+/// says the rest.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// A file change with the text shown for it.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +41,9 @@ pub enum Refusal {
     /// Another user's object: answered as if it did not exist.
     NotFound,
     Forbidden(String),
+    /// The request itself cannot be saved (a document that cannot be read, too many files):
+    /// the problems, shown as validation's are.
+    Invalid(Vec<Shown>),
 }
 
 /// A diagnostic as the pages show it.
@@ -75,12 +87,6 @@ pub fn unified_diff(old: &str, new: &str, path: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Authorisation
 
-/// The `metadata.owner` a YAML document declares, if it can be read.
-fn declared_owner(text: &[u8]) -> Option<String> {
-    let value: serde_norway::Value = serde_norway::from_slice(text).ok()?;
-    value.get("metadata")?.get("owner")?.as_str().map(str::to_owned)
-}
-
 /// Files a user may own: `servers/<name>.yaml` and `blueprints/<name>.yaml`.
 fn owned_kind(path: &str) -> bool {
     let Some((folder, file)) = path.split_once('/') else { return false };
@@ -98,22 +104,29 @@ pub fn authorize(user: &User, path: &str, head: Option<&[u8]>, new: Option<&[u8]
             "{path}: only admins change overlays and the host's settings; your own servers and blueprints are yours to change"
         )));
     }
+    // The owner is read as validation reads it (the state crate's bounded reader, the same
+    // scalar reading), so what is checked here is what the revision will say.
     if let Some(head) = head
-        && declared_owner(head).as_deref() != Some(user.name.as_str())
+        && !matches!(left4me_state::declared_owner(path, head), Ok(Some(owner)) if owner == user.name)
     {
         return Err(Refusal::NotFound);
     }
     if let Some(new) = new {
-        match declared_owner(new) {
-            Some(owner) if owner == user.name.as_str() => {}
-            // A document whose owner cannot be read is refused by validation with its reason.
-            None => {}
-            Some(other) => {
+        match left4me_state::declared_owner(path, new) {
+            Ok(Some(owner)) if owner == user.name => {}
+            Ok(Some(other)) => {
                 return Err(Refusal::Forbidden(format!(
                     "{path}: metadata.owner is {other:?}; what you save must be owned by you ({})",
                     user.name
                 )));
             }
+            Ok(None) => {
+                return Err(Refusal::Forbidden(format!(
+                    "{path}: metadata.owner is missing; what you save must name you ({}) as its owner",
+                    user.name
+                )));
+            }
+            Err(diagnostic) => return Err(Refusal::Invalid(vec![Shown::from(&diagnostic)])),
         }
     }
     Ok(())
@@ -130,7 +143,7 @@ enum Checked {
 
 /// Checks the branch's revision with `files` changed, exactly as `left4me validate` would check
 /// it once committed.
-fn check(app: &App, head: Option<&Revision>, files: &[FileChange]) -> anyhow::Result<Checked> {
+fn check(app: &App, head: Option<&Revision>, files: &[FileChange]) -> Result<Checked, RepoError> {
     let mut tree = match head {
         Some(head) => left4me_state::read_revision(app.repo.path(), head, Limits::DEFAULT)?,
         None => left4me_state::Tree::default(),
@@ -183,15 +196,15 @@ async fn preview(
             .await;
     let (prepared, files) = match prepared {
         Ok(Ok(prepared)) => prepared,
-        Ok(Err(e)) => return app.server_error(&format!("{e:#}")),
-        Err(e) => return app.server_error(&e.to_string()),
+        Ok(Err(e)) => return failure(app, session, &e),
+        Err(e) => return interrupted(app, &e),
     };
     match prepared {
         Prepared::Refused(Refusal::NotFound) => app.not_found(),
         Prepared::Refused(Refusal::Forbidden(why)) => {
             reshow(app, session, origin, &files, vec![Shown::plain(why)], StatusCode::FORBIDDEN)
         }
-        Prepared::Invalid(diagnostics) => {
+        Prepared::Invalid(diagnostics) | Prepared::Refused(Refusal::Invalid(diagnostics)) => {
             reshow(app, session, origin, &files, diagnostics, StatusCode::UNPROCESSABLE_ENTITY)
         }
         Prepared::Ready { base: base_id, diffs } => {
@@ -230,30 +243,44 @@ enum Prepared {
     Ready { base: Option<String>, diffs: Vec<FileDiff> },
 }
 
-fn prepare(app: &App, user: &User, base_rev: Option<&str>, files: &[FileChange]) -> anyhow::Result<Prepared> {
+fn prepare(app: &App, user: &User, base_rev: Option<&str>, files: &[FileChange]) -> Result<Prepared, RepoError> {
+    // What the request itself gets wrong is refused before any git work.
+    if let Err(why) = check_files(files) {
+        return Ok(Prepared::Refused(Refusal::Invalid(vec![Shown::plain(why)])));
+    }
+    for file in files {
+        if let Err(why) = check_path(&file.path) {
+            return Ok(Prepared::Refused(Refusal::Forbidden(why)));
+        }
+    }
     let head = app.repo.head()?;
     // The base is what the editor saw; with none given (a new file), the branch as it is now.
     let base = match base_rev.filter(|b| !b.is_empty()) {
         Some(rev) => match app.repo.commit_id(rev) {
             Some(revision) => Some(revision),
             None => {
-                anyhow::bail!("the form names revision {rev:?}, which the state repo does not have; reload the page")
+                let why = "the form names a revision the state repo does not have; reload the page and make the \
+                           change again";
+                return Ok(Prepared::Refused(Refusal::Invalid(vec![Shown::plain(why.into())])));
             }
         },
         None => head.clone(),
     };
+    // Every file at the head and at the base, in one read.
+    let mut wanted = Vec::with_capacity(files.len() * 2);
+    for file in files {
+        wanted.push((head.as_ref(), file.path.as_str()));
+        wanted.push((base.as_ref(), file.path.as_str()));
+    }
+    let mut texts = app.repo.read_many(&wanted)?.into_iter();
     let mut diffs = Vec::new();
     for file in files {
-        if let Err(why) = check_path(&file.path) {
-            return Ok(Prepared::Refused(Refusal::Forbidden(why)));
-        }
-        let at_head = app.repo.read(head.as_ref(), &file.path)?;
+        let (at_head, at_base) = (texts.next().flatten(), texts.next().flatten());
         if let Err(refusal) =
             authorize(user, &file.path, at_head.as_deref(), file.content.as_deref().map(str::as_bytes))
         {
             return Ok(Prepared::Refused(refusal));
         }
-        let at_base = app.repo.read(base.as_ref(), &file.path)?;
         let old = String::from_utf8_lossy(at_base.as_deref().unwrap_or_default()).into_owned();
         let new = file.content.clone().unwrap_or_default();
         diffs.push(FileDiff {
@@ -271,6 +298,78 @@ fn prepare(app: &App, user: &User, base_rev: Option<&str>, files: &[FileChange])
         return Ok(Prepared::Invalid(diagnostics));
     }
     Ok(Prepared::Ready { base: base.map(|b| b.id().to_owned()), diffs })
+}
+
+/// What one save may list: at most [`MAX_SAVE_FILES`] files, each once.
+fn check_files(files: &[FileChange]) -> Result<(), String> {
+    if files.len() > MAX_SAVE_FILES {
+        return Err(format!(
+            "this save lists {} files; a save changes at most {MAX_SAVE_FILES} — split it, or make it with git",
+            files.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = files.iter().find(|f| !seen.insert(f.path.as_str())) {
+        return Err(format!(
+            "{:?} is listed twice in one save; each file is changed once (with its content, or removed)",
+            twice.path
+        ));
+    }
+    Ok(())
+}
+
+/// A commit message as it is kept: line ends as LF, trimmed, at most [`MAX_MESSAGE_BYTES`],
+/// no control characters but line breaks and tabs (a NUL cannot be committed, and the history
+/// reads commits apart at control characters).
+fn check_message(message: &str) -> Result<String, String> {
+    let message = message.replace("\r\n", "\n");
+    let message = message.trim();
+    if message.len() > MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "the commit message is {} bytes; at most {MAX_MESSAGE_BYTES} are kept — say what changed and why, the \
+             diff shows the rest",
+            message.len()
+        ));
+    }
+    if let Some(c) = message.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\t')) {
+        return Err(format!(
+            "the commit message holds the control character U+{:04X}; write it as plain text",
+            u32::from(c)
+        ));
+    }
+    Ok(if message.is_empty() { "Change the desired state".to_owned() } else { message.to_owned() })
+}
+
+/// What a page says when git failed under a save: what happened and that nothing was committed,
+/// never git's own words or a path of the host (the log has them).
+fn failure(app: &App, session: &Session, error: &RepoError) -> Response {
+    tracing::error!("a save did not complete: {error}");
+    let (status, title, message) = match error {
+        RepoError::Stopped { signal, .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The save was interrupted",
+            format!(
+                "the save was interrupted: git was stopped by a signal ({signal}); nothing was committed — try again"
+            ),
+        ),
+        RepoError::TooLarge(why) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A file is too large",
+            format!("{why}; nothing was committed — change that file with git"),
+        ),
+        other => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The state repo could not be written",
+            format!("{}; nothing was committed. The app's log says more.", other.public()),
+        ),
+    };
+    app.render_status(status, "error.html", context! { ..base(session, "servers"), ..context! { title, message } })
+}
+
+/// The worker of a save ended without an answer (it panicked, or the app is stopping).
+fn interrupted(app: &App, error: &tokio::task::JoinError) -> Response {
+    tracing::error!("a save's worker ended: {error}");
+    app.server_error("the save was interrupted; nothing was committed — try again")
 }
 
 /// A path the editor may write: inside the state repo's resources, plain components only.
@@ -394,8 +493,12 @@ async fn save_form(app: &Arc<App>, session: &Session, save: FormSave, origin: Or
     let FormSave { kind, name, editing, base, yaml, back } = save;
     let path = match form_target(app, kind, &name, editing) {
         Ok(path) => path,
-        Err(why) => {
-            return reshow(app, session, origin, &[], vec![Shown::plain(why)], StatusCode::UNPROCESSABLE_ENTITY);
+        Err(Refusal::NotFound) => return app.not_found(),
+        Err(Refusal::Forbidden(why)) => {
+            return reshow(app, session, origin, &[], vec![Shown::plain(why)], StatusCode::FORBIDDEN);
+        }
+        Err(Refusal::Invalid(problems)) => {
+            return reshow(app, session, origin, &[], problems, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
     let files = vec![FileChange { path, content: Some(yaml) }];
@@ -404,17 +507,25 @@ async fn save_form(app: &Arc<App>, session: &Session, save: FormSave, origin: Or
 }
 
 /// The file a form saves its object to (`servers/<name>.yaml`, `blueprints/<name>.yaml`), or why
-/// the name cannot be used.
-fn form_target(app: &App, kind: &str, name: &str, editing: bool) -> Result<String, String> {
+/// the name cannot be used. An edit is of an object that exists: one that does not is not found,
+/// exactly as another user's object is (which `prepare` refuses so).
+fn form_target(app: &App, kind: &str, name: &str, editing: bool) -> Result<String, Refusal> {
     if let Err(e) = Name::new(name) {
-        return Err(format!("name: {name:?}: {e}"));
+        if editing {
+            return Err(Refusal::NotFound);
+        }
+        return Err(Refusal::Invalid(vec![Shown::plain(format!("name: {name:?}: {e}"))]));
     }
     let path = format!("{kind}s/{name}.yaml");
     let head = app.repo.head().ok().flatten();
-    if !editing && app.repo.read(head.as_ref(), &path).ok().flatten().is_some() {
-        return Err(format!("name: a {kind} named {name} exists already; choose another name"));
+    let exists = app.repo.read(head.as_ref(), &path).ok().flatten().is_some();
+    match (editing, exists) {
+        (true, false) => Err(Refusal::NotFound),
+        (false, true) => Err(Refusal::Invalid(vec![Shown::plain(format!(
+            "name: a {kind} named {name} exists already; choose another name"
+        ))])),
+        _ => Ok(path),
     }
-    Ok(path)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,24 +705,24 @@ pub async fn power(
     let head = match app.repo.head() {
         Ok(Some(head)) => head,
         Ok(None) => return app.not_found(),
-        Err(e) => return app.server_error(&e.to_string()),
+        Err(e) => return failure(&app, &session, &e),
     };
     let based_on = app.repo.commit_id(&form.base).unwrap_or_else(|| head.clone());
     let text = match app.repo.read(Some(&based_on), &path) {
         Ok(Some(text)) => text,
         Ok(None) => return app.not_found(),
-        Err(e) => return app.server_error(&e.to_string()),
+        Err(e) => return failure(&app, &session, &e),
     };
     if authorize(&session.user, &path, Some(&text), None).is_err() {
         return app.not_found();
     }
-    let document: left4me_state::model::ServerDocument = match serde_norway::from_slice(&text) {
+    let document: left4me_state::model::ServerDocument = match left4me_state::parse_yaml(&path, &text) {
         Ok(document) => document,
-        Err(e) => {
+        Err(problem) => {
             return app.render_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "error.html",
-                context! { ..base(&session, "servers"), ..context! { title => format!("{path} cannot be read"), message => format!("{e}; fix it in the editor first.") } },
+                context! { ..base(&session, "servers"), ..context! { title => format!("{path} cannot be read"), message => format!("{problem}; fix it in the editor first.") } },
             );
         }
     };
@@ -801,21 +912,26 @@ pub async fn raw_editor(
     }
     let head = match app.repo.head() {
         Ok(head) => head,
-        Err(e) => return app.server_error(&e.to_string()),
+        Err(e) => return failure(&app, &session, &e),
     };
     let text = match app.repo.read(head.as_ref(), &path) {
         Ok(text) => text,
-        Err(e) => return app.server_error(&e.to_string()),
+        Err(e) => return failure(&app, &session, &e),
     };
     if let Err(refusal) = authorize(&session.user, &path, text.as_deref(), None) {
         return match refusal {
-            Refusal::NotFound => app.not_found(),
+            Refusal::NotFound | Refusal::Invalid(_) => app.not_found(),
             Refusal::Forbidden(why) => app.render_status(
                 StatusCode::FORBIDDEN,
                 "error.html",
                 context! { ..base(&session, "servers"), ..context! { title => "Not yours to change", message => why } },
             ),
         };
+    }
+    // A user's server or blueprint that does not exist answers as another user's does: not
+    // found. (New ones are made with their forms.)
+    if text.is_none() && !session.user.admin {
+        return app.not_found();
     }
     let content = String::from_utf8_lossy(text.as_deref().unwrap_or_default()).into_owned();
     app.render(
@@ -873,10 +989,27 @@ fn back_for(path: &str) -> String {
 /// The confirmed change from the preview page: `base`, `message`, `back`, then for each file a
 /// `path` followed by its `content` or by `remove`.
 pub async fn commit(State(app): State<Arc<App>>, Auth(session): Auth, body: axum::body::Bytes) -> Response {
+    let refuse = |status: StatusCode, why: String| {
+        app.render_status(
+            status,
+            "error.html",
+            context! { ..base(&session, "servers"), ..context! { title => "Nothing was saved", message => why } },
+        )
+    };
     let pairs: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
         Ok(pairs) => pairs,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("the form cannot be read: {e}")).into_response(),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the form cannot be read: {e}")),
     };
+    // Bounded before anything is read from the repo.
+    let listed = pairs.iter().filter(|(key, _)| key == "path").count();
+    if listed > MAX_SAVE_FILES {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "this save lists {listed} files; a save changes at most {MAX_SAVE_FILES} — split it, or make it with git"
+            ),
+        );
+    }
     let mut base_rev = None;
     let mut message = String::new();
     let mut back = "/".to_owned();
@@ -896,10 +1029,15 @@ pub async fn commit(State(app): State<Arc<App>>, Auth(session): Auth, body: axum
         }
     }
     if files.is_empty() {
-        return (StatusCode::BAD_REQUEST, "the form names no file to change").into_response();
+        return refuse(StatusCode::BAD_REQUEST, "the form names no file to change".into());
     }
-    let message = message.trim().to_owned();
-    let message = if message.is_empty() { "Change the desired state".to_owned() } else { message };
+    if let Err(why) = check_files(&files) {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, why);
+    }
+    let message = match check_message(&message) {
+        Ok(message) => message,
+        Err(why) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, why),
+    };
     commit_change(&app, &session, base_rev, files, message, back).await
 }
 
@@ -916,7 +1054,7 @@ async fn commit_change(
     let user = session.user.clone();
     let shown_files = files.clone();
     let based_on = base_rev.clone();
-    let done = tokio::task::spawn_blocking(move || -> anyhow::Result<Result<Outcome, Prepared>> {
+    let done = tokio::task::spawn_blocking(move || -> Result<Result<Outcome, Prepared>, RepoError> {
         match prepare(&worker, &user, base_rev.as_deref(), &files)? {
             Prepared::Ready { base, .. } => {
                 let change = Change {
@@ -933,8 +1071,8 @@ async fn commit_change(
     .await;
     let outcome = match done {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => return app.server_error(&format!("{e:#}")),
-        Err(e) => return app.server_error(&e.to_string()),
+        Ok(Err(e)) => return failure(app, session, &e),
+        Err(e) => return interrupted(app, &e),
     };
     match outcome {
         Ok(Outcome::Committed(revision)) => {
@@ -975,7 +1113,7 @@ async fn commit_change(
             "error.html",
             context! { ..base(session, "servers"), ..context! { title => "Not yours to change", message => why } },
         ),
-        Err(Prepared::Invalid(diagnostics)) => app.render_status(
+        Err(Prepared::Invalid(diagnostics) | Prepared::Refused(Refusal::Invalid(diagnostics))) => app.render_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "editor.html",
             context! {
@@ -997,12 +1135,24 @@ async fn commit_change(
 pub async fn revert(State(app): State<Arc<App>>, Auth(session): Auth, Path(rev): Path<String>) -> Response {
     let Some(revision) = app.repo.commit_id(&rev) else { return app.not_found() };
     let worker = app.clone();
-    let undo = tokio::task::spawn_blocking(move || worker.repo.revert_change(&revision)).await;
+    let undo = tokio::task::spawn_blocking(move || worker.repo.revert_change(&revision, MAX_SAVE_FILES)).await;
     let (base_rev, files, message) = match undo {
-        Ok(Ok(undo)) => undo,
-        Ok(Err(e)) => return app.server_error(&e.to_string()),
-        Err(e) => return app.server_error(&e.to_string()),
+        Ok(Ok(Ok(undo))) => undo,
+        Ok(Ok(Err(count))) => {
+            return app.render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "error.html",
+                context! { ..base(&session, "servers"), ..context! { title => "Too large to revert here", message => format!(
+                    "that commit changed {count} files; a save changes at most {MAX_SAVE_FILES} — revert it with git revert and push"
+                ) } },
+            );
+        }
+        Ok(Err(e)) => return failure(&app, &session, &e),
+        Err(e) => return interrupted(&app, &e),
     };
+    // The subject came from the repo (a push may carry anything): a message that would not be
+    // kept as it is names the commit alone.
+    let message = check_message(&message).unwrap_or_else(|_| format!("Revert commit {rev}"));
     let files: Vec<FileChange> = files
         .into_iter()
         .map(|(path, content)| FileChange { path, content: content.map(|c| String::from_utf8_lossy(&c).into_owned()) })

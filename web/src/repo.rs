@@ -1,19 +1,61 @@
 //! Writing the state repo: every save is a commit on the branch, made without a work tree (a
 //! temporary index, `commit-tree`) and put in place with a compare-and-swap of the branch, so two
-//! saves at once can never lose one of them.
+//! saves at once can never lose one of them. A save costs the same dozen git processes whatever
+//! the number of files it changes: files are read with one `cat-file --batch`, written with one
+//! `hash-object --stdin-paths`, and put in the index with one `update-index --index-info`.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use left4me_state::Revision;
+use left4me_state::{Limits, LoadError, Revision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     #[error("git {command} in {repo}: {stderr}")]
     Git { repo: PathBuf, command: String, stderr: String },
+    /// git was ended by a signal (the app stopping, a kill); nothing is wrong with the repo.
+    #[error("git {command} in {repo} was stopped by a signal ({signal})")]
+    Stopped { repo: PathBuf, command: String, signal: String },
+    /// A file of the repo is larger than any file of the state repo may be.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("cannot run git: {0}")]
     Spawn(#[from] std::io::Error),
+}
+
+impl RepoError {
+    /// The signal that stopped git, when one did.
+    pub fn stopped_by(&self) -> Option<&str> {
+        match self {
+            RepoError::Stopped { signal, .. } => Some(signal),
+            _ => None,
+        }
+    }
+
+    /// What a page may say of it: what failed, never a path of the host nor git's own words
+    /// (which name them). The whole error goes to the log.
+    pub fn public(&self) -> String {
+        match self {
+            RepoError::Git { command, .. } => format!("git {command} failed on the state repo"),
+            RepoError::Stopped { signal, .. } => format!("git was stopped by a signal ({signal})"),
+            RepoError::TooLarge(why) => why.clone(),
+            RepoError::Spawn(_) => "git could not be run".to_owned(),
+        }
+    }
+}
+
+impl From<LoadError> for RepoError {
+    fn from(error: LoadError) -> RepoError {
+        match error {
+            LoadError::Stopped { repo, command, signal } => RepoError::Stopped { repo, command, signal },
+            LoadError::Git { repo, command, stderr } => RepoError::Git { repo, command, stderr },
+            LoadError::GitMissing(e) => RepoError::Spawn(e),
+            too_large @ LoadError::TooLarge { .. } => RepoError::TooLarge(too_large.to_string()),
+            other => RepoError::Git { repo: PathBuf::new(), command: "read".into(), stderr: other.to_string() },
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RepoError>;
@@ -87,8 +129,7 @@ impl StateRepo {
         match left4me_state::resolve(&self.path, &format!("refs/heads/{}", self.branch)) {
             Ok(revision) => Ok(Some(revision)),
             Err(left4me_state::LoadError::UnknownRevision { .. }) => Ok(None),
-            Err(left4me_state::LoadError::GitMissing(e)) => Err(RepoError::Spawn(e)),
-            Err(other) => Err(self.error("rev-parse", other.to_string())),
+            Err(other) => Err(other.into()),
         }
     }
 
@@ -100,44 +141,62 @@ impl StateRepo {
 
     /// A file as a revision has it; None when it has no such file.
     pub fn read(&self, revision: Option<&Revision>, path: &str) -> Result<Option<Vec<u8>>> {
-        let Some(revision) = revision else { return Ok(None) };
-        let output = self.run(&["cat-file", "blob", &format!("{revision}:{path}")], None)?;
-        Ok(output.status.success().then_some(output.stdout))
+        Ok(self.read_many(&[(revision, path)])?.pop().flatten())
+    }
+
+    /// Files as revisions have them, all through one `git cat-file --batch`: for each (revision,
+    /// path) its bytes, None when there is no such file (or no revision). A file over the state
+    /// repo's limit of 1 MiB is an error: no save could keep it.
+    pub fn read_many(&self, wanted: &[(Option<&Revision>, &str)]) -> Result<Vec<Option<Vec<u8>>>> {
+        let specs: Vec<String> =
+            wanted.iter().filter_map(|(revision, path)| revision.map(|r| format!("{r}:{path}"))).collect();
+        let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+        let mut read = left4me_state::cat_files(&self.path, &specs, Limits::DEFAULT.max_file_bytes)?.into_iter();
+        Ok(wanted.iter().map(|(revision, _)| if revision.is_some() { read.next().flatten() } else { None }).collect())
     }
 
     /// Commits `change` on top of the branch. A file the change touches that changed on the
     /// branch since `change.base` is a conflict, and nothing is committed; files it does not
     /// touch may have changed freely.
     pub fn commit(&self, change: &Change) -> Result<Outcome> {
+        let paths: Vec<&str> = change.files.iter().map(|(path, _)| path.as_str()).collect();
+        let blobs = self.write_blobs(change.files.iter().filter_map(|(_, content)| content.as_deref()))?;
+        let mut blobs = blobs.into_iter();
+        let mine: Vec<Option<String>> =
+            change.files.iter().map(|(_, c)| c.as_ref().and_then(|_| blobs.next())).collect();
+        let base_entries = self.entries(change.base.as_ref(), &paths)?;
         // The branch may move between the check and the swap: the swap then fails, and the
         // check is made again against the new head.
         for _ in 0..5 {
             let head = self.head()?;
-            for (path, mine) in &change.files {
-                let base_text = self.read(change.base.as_ref(), path)?;
-                let head_text = self.read(head.as_ref(), path)?;
-                if head != change.base && base_text != head_text {
-                    return Ok(Outcome::Conflict(Conflict {
-                        path: path.clone(),
-                        head,
-                        base_text,
-                        head_text,
-                        mine: mine.clone(),
-                    }));
-                }
+            let head_entries =
+                if head == change.base { base_entries.clone() } else { self.entries(head.as_ref(), &paths)? };
+            if head != change.base
+                && let Some((path, mine)) =
+                    change.files.iter().find(|(path, _)| base_entries.get(path) != head_entries.get(path))
+            {
+                let texts = self.read_many(&[(change.base.as_ref(), path), (head.as_ref(), path)])?;
+                let [base_text, head_text] = <[Option<Vec<u8>>; 2]>::try_from(texts)
+                    .map_err(|_| self.error("cat-file", "a read of two files did not answer twice".into()))?;
+                return Ok(Outcome::Conflict(Conflict {
+                    path: path.clone(),
+                    head,
+                    base_text,
+                    head_text,
+                    mine: mine.clone(),
+                }));
             }
-            let mut unchanged = true;
-            for (path, mine) in &change.files {
-                unchanged &= self.read(head.as_ref(), path)? == *mine;
-            }
+            let unchanged =
+                paths.iter().zip(&mine).all(|(path, blob)| head_entries.get(*path).map(|e| &e.object) == blob.as_ref());
             if unchanged {
                 return Ok(Outcome::Unchanged);
             }
-            let commit = self.make_commit(head.as_ref(), &change.files, &change.author, &change.message)?;
+            let commit =
+                self.make_commit(head.as_ref(), &head_entries, &paths, &mine, &change.author, &change.message)?;
+            // Read before the swap: once the branch has moved, nothing may fail the save.
+            let revision = left4me_state::resolve(&self.path, &commit)?;
             if self.swap_branch(head.as_ref(), &commit)? {
                 self.update_work_tree(head.as_ref(), &commit);
-                let revision =
-                    left4me_state::resolve(&self.path, &commit).map_err(|e| self.error("rev-parse", e.to_string()))?;
                 return Ok(Outcome::Committed(revision));
             }
         }
@@ -187,9 +246,14 @@ impl StateRepo {
 
     /// What undoes `revision`: each file it touched back to what its parent had, as a change
     /// based on `revision` itself (so a file changed again since is a conflict). Returns the
-    /// base, the files and the commit message.
+    /// base, the files and the commit message; a commit that touched more than `max_files` is
+    /// `Ok(Err(count))`, and nothing of it is read.
     #[allow(clippy::type_complexity)]
-    pub fn revert_change(&self, revision: &Revision) -> Result<(String, Vec<(String, Option<Vec<u8>>)>, String)> {
+    pub fn revert_change(
+        &self,
+        revision: &Revision,
+        max_files: usize,
+    ) -> Result<std::result::Result<(String, Vec<(String, Option<Vec<u8>>)>, String), usize>> {
         let (info, _) = self.show(revision)?;
         let parent = info.parent.as_deref().and_then(|p| self.commit_id(p));
         let mut args = vec!["diff-tree", "-r", "-z", "--no-renames", "--name-only", "--no-commit-id"];
@@ -198,45 +262,95 @@ impl StateRepo {
         }
         args.push(revision.id());
         let output = self.checked(&args, None)?;
-        let mut files = Vec::new();
-        for path in String::from_utf8_lossy(&output.stdout).split('\0').filter(|p| !p.is_empty()) {
-            files.push((path.to_owned(), self.read(parent.as_ref(), path)?));
+        let listed = String::from_utf8_lossy(&output.stdout);
+        let paths: Vec<&str> = listed.split('\0').filter(|p| !p.is_empty()).collect();
+        if paths.len() > max_files {
+            return Ok(Err(paths.len()));
         }
+        let wanted: Vec<(Option<&Revision>, &str)> = paths.iter().map(|path| (parent.as_ref(), *path)).collect();
+        let contents = self.read_many(&wanted)?;
+        let files = paths.iter().map(|path| (*path).to_owned()).zip(contents).collect();
         let message = format!("Revert \"{}\"\n\nThis reverts commit {}.", info.subject, revision.id());
-        Ok((revision.id().to_owned(), files, message))
+        Ok(Ok((revision.id().to_owned(), files, message)))
     }
 
+    /// Writes blobs of `contents` into the repo with one `git hash-object --stdin-paths` (over
+    /// files in a temporary folder of the git folder); their ids, in order.
+    fn write_blobs<'a>(&self, contents: impl Iterator<Item = &'a [u8]>) -> Result<Vec<String>> {
+        let folder = temporary_path(&self.path, "blobs")?;
+        let result = (|| {
+            std::fs::create_dir(&folder)?;
+            let mut list = String::new();
+            for (index, content) in contents.enumerate() {
+                let file = folder.join(index.to_string());
+                std::fs::write(&file, content)?;
+                list.push_str(&file.to_string_lossy());
+                list.push('\n');
+            }
+            if list.is_empty() {
+                return Ok(Vec::new());
+            }
+            // As the bytes are: no end-of-line or attribute filters.
+            let output =
+                self.checked(&["hash-object", "-w", "--no-filters", "--stdin-paths"], Some(list.as_bytes()))?;
+            Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect())
+        })();
+        let _ = std::fs::remove_dir_all(&folder);
+        result
+    }
+
+    /// The entries (mode, object id) of `paths` in a revision, with one `git ls-tree`; a path
+    /// with no entry is absent. A folder at a path is an entry like a file (a change there
+    /// differs from it).
+    fn entries(&self, revision: Option<&Revision>, paths: &[&str]) -> Result<HashMap<String, TreeEntry>> {
+        let Some(revision) = revision else { return Ok(HashMap::new()) };
+        let mut args = vec!["ls-tree", "-z", "--full-tree", "--end-of-options", revision.id(), "--"];
+        args.extend(paths.iter().copied());
+        let output = self.checked(&args, None)?;
+        let mut entries = HashMap::new();
+        for record in output.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+            let record = String::from_utf8_lossy(record);
+            let Some((meta, path)) = record.split_once('\t') else { continue };
+            let mut fields = meta.split_ascii_whitespace();
+            if let (Some(mode), Some(_kind), Some(object)) = (fields.next(), fields.next(), fields.next()) {
+                entries.insert(path.to_owned(), TreeEntry { mode: mode.to_owned(), object: object.to_owned() });
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Makes the commit of `paths` set to the blobs `mine` (None removes) on top of `head`.
     fn make_commit(
         &self,
         head: Option<&Revision>,
-        files: &[(String, Option<Vec<u8>>)],
+        head_entries: &HashMap<String, TreeEntry>,
+        paths: &[&str],
+        mine: &[Option<String>],
         author: &Author,
         message: &str,
     ) -> Result<String> {
-        let index = tempfile_path(&self.path)?;
+        let index = temporary_path(&self.path, "index")?;
         let result = (|| {
             let env = [("GIT_INDEX_FILE", index.as_os_str())];
             if let Some(head) = head {
                 self.checked_env(&["read-tree", head.id()], None, &env)?;
             }
-            for (path, content) in files {
-                match content {
-                    Some(content) => {
-                        let blob = self.checked(&["hash-object", "-w", "--stdin"], Some(content))?;
-                        let blob = String::from_utf8_lossy(&blob.stdout).trim().to_owned();
+            let mut info = Vec::new();
+            for (path, blob) in paths.iter().zip(mine) {
+                match blob {
+                    Some(blob) => {
                         // A file keeps its mode (an executable build.sh stays executable).
-                        let mode = match head {
-                            Some(head) => self.mode(head, path)?.unwrap_or_else(|| "100644".into()),
-                            None => "100644".into(),
+                        let mode = match head_entries.get(*path) {
+                            Some(entry) if entry.mode == "100755" => "100755",
+                            _ => "100644",
                         };
-                        let info = format!("{mode},{blob},{path}");
-                        self.checked_env(&["update-index", "--add", "--cacheinfo", &info], None, &env)?;
+                        write!(info, "{mode} {blob}\t{path}\0")?;
                     }
-                    None => {
-                        self.checked_env(&["update-index", "--force-remove", "--", path], None, &env)?;
-                    }
+                    // Mode 0 takes the path out of the index.
+                    None => write!(info, "0 {}\t{path}\0", "0".repeat(head.map_or(40, |h| h.id().len())))?,
                 }
             }
+            self.checked_env(&["update-index", "-z", "--index-info"], Some(&info), &env)?;
             let tree = self.checked_env(&["write-tree"], None, &env)?;
             let tree = String::from_utf8_lossy(&tree.stdout).trim().to_owned();
             let mut args = vec!["commit-tree", tree.as_str()];
@@ -256,20 +370,27 @@ impl StateRepo {
         result
     }
 
-    /// The mode of a file in a revision (`100644`, `100755`), None when it has no such file.
-    fn mode(&self, revision: &Revision, path: &str) -> Result<Option<String>> {
-        let output = self.checked(&["ls-tree", "-z", "--end-of-options", revision.id(), "--", path], None)?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mode = text.split_whitespace().next().filter(|m| matches!(*m, "100644" | "100755")).map(str::to_owned);
-        Ok(mode)
-    }
-
     /// Moves the branch from `head` to `commit`; false when the branch is no longer at `head`.
     fn swap_branch(&self, head: Option<&Revision>, commit: &str) -> Result<bool> {
         let old = head.map(Revision::id).unwrap_or("0000000000000000000000000000000000000000");
         let reference = format!("refs/heads/{}", self.branch);
-        let output = self.run(&["update-ref", "-m", "left4me-web", &reference, commit, old], None)?;
-        Ok(output.status.success())
+        match self.run(&["update-ref", "-m", "left4me-web", &reference, commit, old], None) {
+            Ok(output) if output.status.success() => Ok(true),
+            // Refused while the branch is still where it was: not a race lost but a repo that
+            // cannot be written (a lock left by a killed git, a full disk); saying "try again"
+            // five times over would hide it.
+            Ok(output) if self.head()?.as_ref().map(Revision::id) == head.map(Revision::id) => {
+                Err(self.error("update-ref", String::from_utf8_lossy(&output.stderr).trim().to_owned()))
+            }
+            Ok(_) => Ok(false),
+            // A git stopped after it moved the branch (a hook of the repo may still run then)
+            // did commit: the branch says which.
+            Err(stopped @ RepoError::Stopped { .. }) => match self.head() {
+                Ok(Some(now)) if now.id() == commit => Ok(true),
+                _ => Err(stopped),
+            },
+            Err(other) => Err(other),
+        }
     }
 
     /// A state repo with a checked-out work tree (what pushes update in place) follows the
@@ -307,12 +428,32 @@ impl StateRepo {
     fn run_env(&self, args: &[&str], input: Option<&[u8]>, env: &[(&str, &std::ffi::OsStr)]) -> Result<Output> {
         let mut command: Command = left4me_state::git(&self.path);
         command.args(args).envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Paths are paths, never pathspec magic (`:(glob)…`).
+        command.env("GIT_LITERAL_PATHSPECS", "1");
+        // A group of its own: a signal to the app's process group (Ctrl-C, a supervisor's
+        // SIGTERM to the group) does not end a git half-way through a save.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
         let mut child = command.spawn()?;
-        if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
-            stdin.write_all(input)?;
+        // Fed from a thread, so a git that answers while it reads cannot stall on a full pipe.
+        let feeder = match (child.stdin.take(), input) {
+            (Some(mut stdin), Some(input)) => {
+                let input = input.to_vec();
+                Some(std::thread::spawn(move || stdin.write_all(&input)))
+            }
+            _ => None,
+        };
+        let output = child.wait_with_output()?;
+        if let Some(signal) = left4me_state::stopped_by(&output.status) {
+            return Err(RepoError::Stopped { repo: self.path.clone(), command: args[0].to_owned(), signal });
         }
-        Ok(child.wait_with_output()?)
+        if let Some(Err(e)) = feeder.map(|f| f.join().unwrap_or(Ok(()))) {
+            // git ended without reading all it was given: its status says why.
+            if output.status.success() {
+                return Err(RepoError::Spawn(e));
+            }
+        }
+        Ok(output)
     }
 
     fn checked(&self, args: &[&str], input: Option<&[u8]>) -> Result<Output> {
@@ -332,13 +473,20 @@ impl StateRepo {
     }
 }
 
-/// A path for a temporary index inside the repository's git folder (same file system, owned by
-/// whoever owns the repo).
-fn tempfile_path(repo: &Path) -> Result<PathBuf> {
+/// A file's entry in a git tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TreeEntry {
+    mode: String,
+    object: String,
+}
+
+/// A path for a temporary index or folder inside the repository's git folder (same file
+/// system, owned by whoever owns the repo).
+fn temporary_path(repo: &Path, what: &str) -> Result<PathBuf> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| RepoError::Spawn(std::io::Error::other(e.to_string())))?;
     let git_dir = if repo.join(".git").is_dir() { repo.join(".git") } else { repo.to_path_buf() };
-    Ok(git_dir.join(format!("left4me-web-index-{}", crate::hex(&bytes))))
+    Ok(git_dir.join(format!("left4me-web-{what}-{}", crate::hex(&bytes))))
 }
 
 fn parse_commit(record: &str) -> Option<CommitInfo> {

@@ -1,6 +1,7 @@
 //! Integration tests of the state model: the invalid corpus, loading bounds, the examples,
 //! rendering and the schema.
 
+mod changes;
 mod corpus;
 mod examples;
 mod limits;

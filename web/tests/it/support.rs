@@ -108,6 +108,7 @@ impl TestApp {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     pub cookie: Option<String>,
@@ -160,6 +161,22 @@ impl Client {
         }
         let response = request.send_form(form.iter().copied());
         self.finish(response)
+    }
+
+    /// Posts a form as `submit` does; None when the connection broke before an answer was read
+    /// (a server refusing a body part-way may close it).
+    pub fn try_submit(&mut self, path: &str, form: &[(&str, &str)]) -> Option<Reply> {
+        let csrf = self.csrf.clone().unwrap_or_default();
+        let mut fields: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        let mut request = Self::agent().post(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("Cookie", cookie);
+        }
+        match request.send_form(fields.iter().copied()) {
+            Err(ureq::Error::Io(_)) => None,
+            response => Some(self.finish(response)),
+        }
     }
 
     /// Posts a form with the session's CSRF token, as the app's own pages do.
