@@ -58,7 +58,7 @@ pub fn list(host: &Host) -> Result<Vec<MaterialisedOverlay>, Error> {
 /// servers that run on it keep their tree until they restart.
 pub fn put(host: &Host, name: &Name, digest: &Digest, input: impl Read) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
-    let writing = Writing::begin(host, name)?;
+    let writing = Writing::begin(host, name, || ())?;
     unpack(&writing.tree(), input, game)?;
     writing.swap_in(digest)
 }
@@ -72,9 +72,9 @@ pub fn put(host: &Host, name: &Name, digest: &Digest, input: impl Read) -> Resul
 /// however it ends, and a build of the same overlay stops a unit left behind before it starts.
 pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
-    let writing = Writing::begin(host, name)?;
     let units = BuildUnits::new(name);
-    units.stop();
+    // A unit a killed build left running ends before its staging folder goes.
+    let writing = Writing::begin(host, name, || units.stop())?;
     let recipe = writing.dir.join("build.sh");
     write_atomic(&recipe, script, 0o644, Owner::root())?;
     // Writable by the build's user, whose number systemd picks as the unit starts; nobody else
@@ -105,7 +105,7 @@ pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result
 /// `$ROOT` beyond its own tree, so a symlink would point nowhere.
 pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
-    let writing = Writing::begin(host, name)?;
+    let writing = Writing::begin(host, name, || ())?;
     let cache = host.root.join("workshop");
     ensure_dir(&cache, 0o755, game)?;
     let missing: Vec<u64> = items.iter().copied().filter(|id| !cache.join(format!("{id}.vpk")).is_file()).collect();
@@ -199,7 +199,9 @@ struct Writing<'a> {
 }
 
 impl<'a> Writing<'a> {
-    fn begin(host: &'a Host, name: &'a Name) -> Result<Writing<'a>, Error> {
+    /// Takes the overlay's lock, lets `settle` end what a dead write of it left running, removes
+    /// leftovers and makes a fresh staging folder.
+    fn begin(host: &'a Host, name: &'a Name, settle: impl FnOnce()) -> Result<Writing<'a>, Error> {
         let game = Owner::user(&host.user)?;
         let overlays = host.overlays();
         ensure_dir(&overlays, 0o755, Owner::root())?;
@@ -207,6 +209,7 @@ impl<'a> Writing<'a> {
         let lock = crate::fsutil::lock(&locks(host).join(name.as_str()), || {
             eprintln!("l4d2ctl: waiting for another write of overlay {name} to end")
         })?;
+        settle();
         remove_leftovers(host, name)?;
         let dir = overlays.join(format!(".staging-{name}-{}", std::process::id()));
         ensure_dir(&dir, 0o700, Owner::root())?;
@@ -253,7 +256,8 @@ fn locks(host: &Host) -> PathBuf {
 
 /// Removes what writes that died left behind — staging folders, and the recipes
 /// (`.build-<name>-<pid>.sh`) of builds before recipes moved into them — of every overlay whose
-/// lock nobody holds; `own`'s lock is the caller's.
+/// lock nobody holds; `own`'s lock is the caller's. One that cannot be removed is reported and
+/// left: it must not stop the write of another overlay.
 fn remove_leftovers(host: &Host, own: &Name) -> Result<(), Error> {
     for entry in crate::fsutil::entries(&host.overlays())? {
         let file_name = entry.file_name().to_string_lossy().into_owned();
@@ -276,9 +280,12 @@ fn remove_leftovers(host: &Host, own: &Name) -> Result<(), Error> {
             None => None,
         };
         let path = entry.path();
-        match entry.file_type().map_err(|e| Error::io(&path, e))?.is_dir() {
-            true => remove_tree(&path)?,
-            false => fs::remove_file(&path).map_err(|e| Error::io(&path, e))?,
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => remove_tree(&path),
+            _ => fs::remove_file(&path).map_err(|e| Error::io(&path, e)),
+        };
+        if let Err(e) = removed {
+            eprintln!("l4d2ctl: cannot remove the leftover {}: {e}", path.display());
         }
     }
     Ok(())
