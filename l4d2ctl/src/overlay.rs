@@ -379,6 +379,12 @@ impl BuildUnits {
             (_, Some("2" | "3"), Some(signal)) => {
                 Error::Invalid(format!("the build of overlay {name} was stopped by {}", crate::signal_name(signal)))
             }
+            // systemd's own codes (200–243): the unit's set-up failed before bash ran.
+            (_, Some("1"), Some(code)) if (200..=243).contains(&code) => Error::Invalid(format!(
+                "systemd could not set up the build of overlay {name} (status {code}); \
+                 `journalctl -u {}` says why",
+                self.build
+            )),
             (_, Some("1"), Some(code)) if code != 0 => Error::Child { command, code },
             _ => Error::child(command, status),
         }
@@ -411,7 +417,8 @@ fn confinement(host: &Host, tree: &Path, recipe: &Path) -> Vec<String> {
         "DynamicUser=yes".to_owned(),
         format!("TemporaryFileSystem={root}:ro"),
         format!("BindPaths={}", tree.display()),
-        format!("BindReadOnlyPaths={} {}", recipe.display(), host.installation().display()),
+        // The base install only where there is one: a host set up without the game builds too.
+        format!("BindReadOnlyPaths={} -{}", recipe.display(), host.installation().display()),
         format!("WorkingDirectory={}", tree.display()),
     ];
     settings.extend(

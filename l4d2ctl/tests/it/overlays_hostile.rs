@@ -67,6 +67,18 @@ fn a_build_sees_only_its_tree_and_the_base_install() {
 }
 
 #[test]
+fn a_host_without_the_game_builds_too() {
+    let host = Host::booted();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_l4d2ctl")).parent().unwrap();
+    host.sandbox.install_left4me(bin_dir, false);
+    assert!(!host.root_path(&format!("{ROOT}/installation")).exists(), "no base install to bind");
+    let out = build(&host, "bare", "mkdir -p left4dead2 && echo bare > left4dead2/which\n");
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let which = std::fs::read_to_string(host.root_path(&format!("{ROOT}/overlays/bare/left4dead2/which"))).unwrap();
+    assert_eq!(which, "bare\n");
+}
+
+#[test]
 fn a_killed_build_takes_its_unit_along_and_the_retry_runs_alone() {
     let host = Host::installed();
     let mut caller =
