@@ -5,6 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User, chown};
 
 use crate::Error;
@@ -104,4 +105,53 @@ pub fn remove_tree(path: &Path) -> Result<(), Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(path, e)),
     }
+}
+
+/// Takes an exclusive lock on the file `path` (created when missing), waiting as long as another
+/// process holds it. Released when dropped, or when the holder dies. `waiting` is told once the
+/// wait passes a second (most holders are done sooner, and a notice for those would be noise).
+pub fn lock(path: &Path, waiting: impl FnOnce()) -> Result<Flock<fs::File>, Error> {
+    let started = std::time::Instant::now();
+    let mut waiting = Some(waiting);
+    loop {
+        if let Some(lock) = try_lock(path)? {
+            return Ok(lock);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(1)
+            && let Some(tell) = waiting.take()
+        {
+            tell();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The lock on `path` if nobody holds it, else None.
+pub fn try_lock(path: &Path) -> Result<Option<Flock<fs::File>>, Error> {
+    let file =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::io(path, e))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::io(path, e.into())),
+    }
+}
+
+/// Gives the folder `dir` and everything under it to `owner` (symlinks themselves, never what
+/// they point to), and the folder the mode `mode`. Walked without recursion: the tree is what a
+/// build made of it, as deep as it liked.
+pub fn hand_over(dir: &Path, mode: u32, owner: Owner) -> Result<(), Error> {
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))? {
+            let entry = entry.map_err(|e| Error::io(&folder, e))?;
+            let path = entry.path();
+            lchown(&path, owner)?;
+            if entry.file_type().map_err(|e| Error::io(&path, e))?.is_dir() {
+                folders.push(path);
+            }
+        }
+    }
+    lchown(dir, owner)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(dir, e))
 }

@@ -147,32 +147,9 @@ impl InstancePaths {
 
 /// The host's pass lock (`$ROOT/left4me.lock`): held by a reconcile pass for its whole length and
 /// by a person's `l4d2ctl` write, so neither acts on a server the other is changing. Released when
-/// dropped, or when the holder dies. `waiting` is told once the wait passes a second (most passes
-/// take a fraction of that, and a notice for those would only be noise).
+/// dropped, or when the holder dies; `waiting` is told when the wait passes a second.
 pub fn pass_lock(root: &Path, waiting: impl FnOnce()) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
-    use nix::fcntl::{Flock, FlockArg};
-    let path = root.join("left4me.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    let started = std::time::Instant::now();
-    let mut waiting = Some(waiting);
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((returned, nix::errno::Errno::EWOULDBLOCK)) => file = returned,
-            Err((_, e)) => return Err(Error::Invalid(format!("cannot lock {}: {e}", path.display()))),
-        }
-        if started.elapsed() > std::time::Duration::from_secs(1)
-            && let Some(tell) = waiting.take()
-        {
-            tell();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::fsutil::lock(&root.join("left4me.lock"), waiting)
 }
 
 /// `KEY=VALUE` lines, `#` comments, optional double quotes — the subset of systemd's

@@ -3,13 +3,16 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::Flock;
 
 use left4me_state::{Digest, Name};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::fsutil::{Owner, ensure_dir, lchown, remove_tree, write_atomic};
+use crate::fsutil::{Owner, ensure_dir, hand_over, lchown, remove_tree, write_atomic};
 use crate::host::Host;
 
 /// An overlay on the host and the digest of its tree.
@@ -55,57 +58,45 @@ pub fn list(host: &Host) -> Result<Vec<MaterialisedOverlay>, Error> {
 /// servers that run on it keep their tree until they restart.
 pub fn put(host: &Host, name: &Name, digest: &Digest, input: impl Read) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
-    replace(host, name, digest, |staging| unpack(staging, input, game))
+    let writing = Writing::begin(host, name, || ())?;
+    unpack(&writing.tree(), input, game)?;
+    writing.swap_in(digest)
 }
 
-/// Builds the overlay `name` by running `script` (a script overlay's build.sh) with bash, as the
-/// game's user, in a transient systemd unit confined to an empty folder that becomes the tree:
-/// no write anywhere else, no private-network addresses, bounded memory, CPU and time. Its output
-/// passes through.
+/// Builds the overlay `name` by running `script` (a script overlay's build.sh) with bash in a
+/// transient systemd unit, `left4me-build-<name>.service`, as a user of its own (systemd's
+/// `DynamicUser=`): it sees of `$ROOT` only the base install (read-only) and its staging folder,
+/// which becomes the tree and is given to the game's user when swapped in; no write anywhere
+/// else, no private-network addresses, bounded memory, CPU and time. Its output passes through.
+/// The unit ends with this process: it is bound to a watcher that ends when this process does,
+/// however it ends, and a build of the same overlay stops a unit left behind before it starts.
 pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result<(), Error> {
-    let recipe = host.overlays().join(format!(".build-{name}-{}.sh", std::process::id()));
-    ensure_dir(&host.overlays(), 0o755, Owner::root())?;
+    let game = Owner::user(&host.user)?;
+    let units = BuildUnits::new(name);
+    // A unit a killed build left running ends before its staging folder goes.
+    let writing = Writing::begin(host, name, || units.stop())?;
+    let recipe = writing.dir.join("build.sh");
     write_atomic(&recipe, script, 0o644, Owner::root())?;
-    let result = replace(host, name, digest, |staging| {
-        let unit = format!("left4me-build-{name}-{}", std::process::id());
-        let status = std::process::Command::new("systemd-run")
-            .args(["--quiet", "--wait", "--pipe", "--collect", "--unit", &unit])
-            .arg(format!("--property=User={}", host.user))
-            .arg(format!("--property=Group={}", host.user))
-            .arg(format!("--property=WorkingDirectory={}", staging.display()))
-            .arg(format!("--property=ReadWritePaths={}", staging.display()))
-            .args([
-                "--property=ProtectSystem=strict",
-                "--property=ProtectHome=yes",
-                "--property=PrivateTmp=yes",
-                "--property=PrivateDevices=yes",
-                "--property=NoNewPrivileges=yes",
-                "--property=ProtectKernelTunables=yes",
-                "--property=ProtectControlGroups=yes",
-                "--property=RestrictSUIDSGID=yes",
-                // The internet yes (plugin downloads), the LAN no.
-                // (Prefixes, not systemd's names for them: systemd-run does not take those.)
-                "--property=IPAddressDeny=127.0.0.0/8 ::1/128 169.254.0.0/16 fe80::/10 224.0.0.0/4 ff00::/8 \
-                 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 fc00::/7",
-                "--property=MemoryMax=2G",
-                "--property=CPUQuota=100%",
-                "--property=RuntimeMaxSec=900",
-                "--setenv=HOME=/tmp",
-                "--",
-                "/bin/bash",
-            ])
-            .arg(&recipe)
-            .stdin(std::process::Stdio::null())
-            .status()
-            .map_err(|e| Error::Invalid(format!("cannot run systemd-run: {e}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Child { command: format!("build.sh of overlay {name}"), code: status.code().unwrap_or(1) })
-        }
-    });
-    let _ = fs::remove_file(&recipe);
-    result
+    // Writable by the build's user, whose number systemd picks as the unit starts; nobody else
+    // reaches it, since the staging folder around it is root's alone.
+    let tree = writing.tree();
+    ensure_dir(&tree, 0o777, Owner::root())?;
+    let _watcher = units.watch_caller()?;
+    let status = Command::new("systemd-run")
+        .args(["--quiet", "--wait", "--pipe", "--unit", &units.build])
+        .arg(format!("--property=BindsTo={}", units.watcher))
+        .arg(format!("--property=After={}", units.watcher))
+        .args(confinement(host, &tree, &recipe))
+        .args(["--", "/bin/bash"])
+        .arg(&recipe)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| Error::Invalid(format!("cannot run systemd-run (for the build of overlay {name}): {e}")))?;
+    if !status.success() {
+        return Err(units.failure(name, status));
+    }
+    hand_over(&tree, 0o755, game)?;
+    writing.swap_in(digest)
 }
 
 /// Fetches a workshop overlay: each item into the deduplicated cache `$ROOT/workshop/<id>.vpk`
@@ -114,13 +105,14 @@ pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result
 /// `$ROOT` beyond its own tree, so a symlink would point nowhere.
 pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
+    let writing = Writing::begin(host, name, || ())?;
     let cache = host.root.join("workshop");
     ensure_dir(&cache, 0o755, game)?;
     let missing: Vec<u64> = items.iter().copied().filter(|id| !cache.join(format!("{id}.vpk")).is_file()).collect();
     if !missing.is_empty() {
         let download = cache.join(".steamcmd");
         ensure_dir(&download, 0o755, game)?;
-        let mut command = std::process::Command::new(&host.steamcmd);
+        let mut command = Command::new(&host.steamcmd);
         command.arg("+force_install_dir").arg(&download).args(["+login", "anonymous"]);
         for id in &missing {
             command.args(["+workshop_download_item", "550", &id.to_string()]);
@@ -132,18 +124,21 @@ pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result
             .env("HOME", &host.root)
             .uid(game.uid.as_raw())
             .gid(game.gid.as_raw())
-            .stdin(std::process::Stdio::null())
+            .stdin(Stdio::null())
             .status()
             .map_err(|e| Error::Invalid(format!("cannot run steamcmd ({}): {e}", host.steamcmd.display())))?;
         for id in &missing {
             let folder = download.join("steamapps/workshop/content/550").join(id.to_string());
-            let file = fs::read_dir(&folder)
-                .ok()
-                .and_then(|entries| entries.flatten().map(|e| e.path()).find(|p| p.is_file()));
+            let file = match fs::read_dir(&folder) {
+                Ok(entries) => entries.flatten().map(|e| e.path()).find(|p| p.is_file()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io(&folder, e)),
+            };
             let Some(file) = file else {
-                return Err(Error::Child {
-                    command: format!("steamcmd (workshop item {id} of overlay {name}: nothing downloaded)"),
-                    code: status.code().unwrap_or(1).max(1),
+                let command = format!("steamcmd (workshop item {id} of overlay {name}: nothing downloaded)");
+                return Err(match status.success() {
+                    true => Error::Child { command, code: 1 },
+                    false => Error::child(command, status),
                 });
             };
             let cached = cache.join(format!("{id}.vpk"));
@@ -151,16 +146,15 @@ pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result
             lchown(&cached, game)?;
         }
     }
-    replace(host, name, digest, |staging| {
-        let addons = staging.join("left4dead2/addons");
-        ensure_dir(&staging.join("left4dead2"), 0o755, game)?;
-        ensure_dir(&addons, 0o755, game)?;
-        for id in items {
-            let target = addons.join(format!("{id}.vpk"));
-            fs::hard_link(cache.join(format!("{id}.vpk")), &target).map_err(|e| Error::io(&target, e))?;
-        }
-        Ok(())
-    })
+    let tree = writing.tree();
+    let addons = tree.join("left4dead2/addons");
+    ensure_dir(&tree.join("left4dead2"), 0o755, game)?;
+    ensure_dir(&addons, 0o755, game)?;
+    for id in items {
+        let target = addons.join(format!("{id}.vpk"));
+        fs::hard_link(cache.join(format!("{id}.vpk")), &target).map_err(|e| Error::io(&target, e))?;
+    }
+    writing.swap_in(digest)
 }
 
 /// Removes the overlay folders set aside by newer writes (`.old-<name>-<n>`) that no running
@@ -192,45 +186,289 @@ pub fn collect_replaced(host: &Host) -> Result<(), Error> {
     Ok(())
 }
 
-/// Fills a fresh staging folder with `fill`, then swaps it in for the overlay and records its
-/// digest. On failure the staging folder goes and the overlay stays as it was.
-fn replace(
-    host: &Host,
-    name: &Name,
-    digest: &Digest,
-    fill: impl FnOnce(&Path) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let game = Owner::user(&host.user)?;
-    let overlays = host.overlays();
-    ensure_dir(&overlays, 0o755, Owner::root())?;
-    let staging = overlays.join(format!(".staging-{name}-{}", std::process::id()));
-    remove_tree(&staging)?;
-    ensure_dir(&staging, 0o755, game)?;
-    if let Err(e) = fill(&staging) {
-        let _ = remove_tree(&staging);
-        return Err(e);
+/// One write of an overlay under way. It holds the overlay's lock (`overlays/.locks/<name>`) for
+/// its whole length, so two writes of one overlay never interleave, and a staging folder whose
+/// overlay's lock is free belongs to no live write: each write removes those before it starts.
+/// Its staging folder (`.staging-<name>-<pid>`, root's alone) holds the new tree (`tree`) and
+/// what makes it; dropped, the write removes it, so a failure leaves the overlay as it was.
+struct Writing<'a> {
+    host: &'a Host,
+    name: &'a Name,
+    dir: PathBuf,
+    _lock: Flock<fs::File>,
+}
+
+impl<'a> Writing<'a> {
+    /// Takes the overlay's lock, lets `settle` end what a dead write of it left running, removes
+    /// leftovers and makes a fresh staging folder.
+    fn begin(host: &'a Host, name: &'a Name, settle: impl FnOnce()) -> Result<Writing<'a>, Error> {
+        let game = Owner::user(&host.user)?;
+        let overlays = host.overlays();
+        ensure_dir(&overlays, 0o755, Owner::root())?;
+        ensure_dir(&locks(host), 0o700, Owner::root())?;
+        let lock = crate::fsutil::lock(&locks(host).join(name.as_str()), || {
+            eprintln!("l4d2ctl: waiting for another write of overlay {name} to end")
+        })?;
+        settle();
+        remove_leftovers(host, name)?;
+        let dir = overlays.join(format!(".staging-{name}-{}", std::process::id()));
+        ensure_dir(&dir, 0o700, Owner::root())?;
+        let writing = Writing { host, name, dir, _lock: lock };
+        ensure_dir(&writing.tree(), 0o755, game)?;
+        Ok(writing)
     }
-    let target = host.overlay(name);
-    if target.exists() {
-        let aside = (0..)
-            .map(|n| overlays.join(format!(".old-{name}-{n}")))
-            .find(|p| !p.exists())
-            .expect("some numbered name is free");
-        fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
+
+    fn tree(&self) -> PathBuf {
+        self.dir.join("tree")
     }
-    fs::rename(&staging, &target).map_err(|e| Error::io(&staging, e))?;
-    ensure_dir(&digests(host), 0o755, Owner::root())?;
-    write_atomic(&digests(host).join(name.as_str()), format!("{digest}\n").as_bytes(), 0o644, Owner::root())?;
-    collect_replaced(host)
+
+    /// Swaps the tree in for the overlay and records its digest.
+    fn swap_in(self, digest: &Digest) -> Result<(), Error> {
+        let (host, name) = (self.host, self.name);
+        let overlays = host.overlays();
+        let target = host.overlay(name);
+        if target.exists() {
+            let aside = (0..)
+                .map(|n| overlays.join(format!(".old-{name}-{n}")))
+                .find(|p| !p.exists())
+                .expect("some numbered name is free");
+            fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
+        }
+        let tree = self.tree();
+        fs::rename(&tree, &target).map_err(|e| Error::io(&tree, e))?;
+        ensure_dir(&digests(host), 0o755, Owner::root())?;
+        write_atomic(&digests(host).join(name.as_str()), format!("{digest}\n").as_bytes(), 0o644, Owner::root())?;
+        drop(self);
+        collect_replaced(host)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        // Before the lock goes (fields drop after this): nobody else may think it abandoned.
+        let _ = remove_tree(&self.dir);
+    }
+}
+
+fn locks(host: &Host) -> PathBuf {
+    host.overlays().join(".locks")
+}
+
+/// Removes what writes that died left behind — staging folders, and the recipes
+/// (`.build-<name>-<pid>.sh`) of builds before recipes moved into them — of every overlay whose
+/// lock nobody holds; `own`'s lock is the caller's. One that cannot be removed is reported and
+/// left: it must not stop the write of another overlay.
+fn remove_leftovers(host: &Host, own: &Name) -> Result<(), Error> {
+    for entry in crate::fsutil::entries(&host.overlays())? {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let owner = match (file_name.strip_prefix(".staging-"), file_name.strip_prefix(".build-")) {
+            (Some(rest), _) => rest,
+            (None, Some(rest)) => match rest.strip_suffix(".sh") {
+                Some(rest) => rest,
+                None => continue,
+            },
+            (None, None) => continue,
+        };
+        // `<name>-<pid>`; a name that is no overlay's can belong to no write.
+        let overlay = owner.rsplit_once('-').and_then(|(name, _)| Name::new(name).ok());
+        let _held = match &overlay {
+            Some(overlay) if overlay == own => None,
+            Some(overlay) => match crate::fsutil::try_lock(&locks(host).join(overlay.as_str()))? {
+                Some(lock) => Some(lock),
+                None => continue,
+            },
+            None => None,
+        };
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => remove_tree(&path),
+            _ => fs::remove_file(&path).map_err(|e| Error::io(&path, e)),
+        };
+        if let Err(e) = removed {
+            eprintln!("l4d2ctl: cannot remove the leftover {}: {e}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// The two units of a build: the build itself, and the watcher it is bound to, which ends when
+/// the `l4d2ctl` that started it does. (A process cannot be a unit's dependency; a unit that
+/// follows it can. `tail --pid` is that unit: coreutils, on every host.)
+struct BuildUnits {
+    build: String,
+    watcher: String,
+}
+
+impl BuildUnits {
+    fn new(name: &Name) -> BuildUnits {
+        // `@` is in no overlay's name: one overlay's watcher is never another's build.
+        BuildUnits {
+            build: format!("left4me-build-{name}.service"),
+            watcher: format!("left4me-build-caller@{name}.service"),
+        }
+    }
+
+    /// Stops the units a build of the same overlay left behind, if any: the new build runs alone.
+    fn stop(&self) {
+        for verb in ["stop", "reset-failed"] {
+            let _ = Command::new("systemctl")
+                .args([verb, "--quiet", &self.build, &self.watcher])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Starts the watcher of this process; dropped, it is stopped. It watches a sentinel, a
+    /// child of this process that the kernel kills when this process dies, not this process
+    /// itself: a parent that reads a dead `l4d2ctl`'s output to its end before reaping it (as
+    /// `Command::output` does) keeps it a zombie, which `tail --pid` takes for alive, and the
+    /// build that holds that output open would never end. The sentinel, orphaned, is reaped by
+    /// init at once.
+    fn watch_caller(&self) -> Result<Watcher<'_>, Error> {
+        use std::os::unix::process::CommandExt;
+        let parent = nix::unistd::getpid();
+        let mut sentinel = Command::new("sleep");
+        sentinel.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: between fork and exec the closure calls only prctl and getppid, both
+        // async-signal-safe, and allocates nothing.
+        unsafe {
+            sentinel.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // This process may have died before the line above: then nobody would kill it.
+                match nix::unistd::getppid() == parent {
+                    true => Ok(()),
+                    false => Err(std::io::Error::from_raw_os_error(nix::errno::Errno::ESRCH as i32)),
+                }
+            });
+        }
+        let sentinel =
+            sentinel.spawn().map_err(|e| Error::Invalid(format!("cannot run sleep (the sentinel of a build): {e}")))?;
+        let watcher = Watcher { unit: &self.watcher, sentinel };
+        let status = Command::new("systemd-run")
+            .args(["--quiet", "--collect", "--unit", &self.watcher])
+            .args(["--property=DynamicUser=yes", "--property=PrivateNetwork=yes"])
+            .args(["--", "tail", "--sleep-interval=1", &format!("--pid={}", watcher.sentinel.id()), "-f", "/dev/null"])
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| Error::Invalid(format!("cannot run systemd-run (for {}): {e}", self.watcher)))?;
+        if !status.success() {
+            return Err(Error::child(format!("systemd-run of {}", self.watcher), status));
+        }
+        Ok(watcher)
+    }
+
+    /// What a failed build's unit says of its end: its exit code, the signal that stopped it, or
+    /// the limit it ran into. The unit, failed, stays loaded until read; then it is let go.
+    fn failure(&self, name: &Name, status: std::process::ExitStatus) -> Error {
+        let shown = crate::systemd::systemctl(&["show", "--property=Result,ExecMainCode,ExecMainStatus", &self.build]);
+        let _ = Command::new("systemctl").args(["reset-failed", "--quiet", &self.build]).stderr(Stdio::null()).status();
+        let command = format!("build.sh of overlay {name}");
+        let Ok(shown) = shown else { return Error::child(command, status) };
+        let value = |key: &str| shown.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix('='));
+        let (result, code) = (value("Result"), value("ExecMainCode"));
+        let main_status = value("ExecMainStatus").and_then(|s| s.trim().parse::<i32>().ok());
+        match (result, code, main_status) {
+            (Some("timeout"), _, _) => {
+                Error::Invalid(format!("the build of overlay {name} ran longer than {BUILD_TIME} and was stopped"))
+            }
+            (Some("oom-kill"), _, _) => {
+                Error::Invalid(format!("the build of overlay {name} ran out of its {BUILD_MEMORY} of memory"))
+            }
+            // CLD_KILLED, CLD_DUMPED: the main process was ended by that signal.
+            (_, Some("2" | "3"), Some(signal)) => {
+                Error::Invalid(format!("the build of overlay {name} was stopped by {}", crate::signal_name(signal)))
+            }
+            // systemd's own codes (200–243): the unit's set-up failed before bash ran.
+            (_, Some("1"), Some(code)) if (200..=243).contains(&code) => Error::Invalid(format!(
+                "systemd could not set up the build of overlay {name} (status {code}); \
+                 `journalctl -u {}` says why",
+                self.build
+            )),
+            (_, Some("1"), Some(code)) if code != 0 => Error::Child { command, code },
+            _ => Error::child(command, status),
+        }
+    }
+}
+
+/// A started watcher unit and its sentinel; both end when dropped, once the build is over.
+struct Watcher<'a> {
+    unit: &'a str,
+    sentinel: std::process::Child,
+}
+
+impl Drop for Watcher<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("systemctl").args(["stop", "--quiet", self.unit]).stderr(Stdio::null()).status();
+        let _ = self.sentinel.kill();
+        let _ = self.sentinel.wait();
+    }
+}
+
+const BUILD_TIME: &str = "15 minutes";
+const BUILD_MEMORY: &str = "2 GiB";
+
+/// The build's unit settings: its own user; of `$ROOT` only its tree (writable), its recipe and
+/// the base install (read-only), as the game's unit hides it; nothing else writable; the
+/// internet, not the LAN; bounded memory, CPU and time.
+fn confinement(host: &Host, tree: &Path, recipe: &Path) -> Vec<String> {
+    let root = host.root.display();
+    let mut settings = vec![
+        "DynamicUser=yes".to_owned(),
+        format!("TemporaryFileSystem={root}:ro"),
+        format!("BindPaths={}", tree.display()),
+        // The base install only where there is one: a host set up without the game builds too.
+        format!("BindReadOnlyPaths={} -{}", recipe.display(), host.installation().display()),
+        format!("WorkingDirectory={}", tree.display()),
+    ];
+    settings.extend(
+        [
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "PrivateTmp=yes",
+            "PrivateDevices=yes",
+            "PrivateIPC=yes",
+            "ProtectProc=invisible",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=",
+            "ProtectKernelTunables=yes",
+            "ProtectKernelModules=yes",
+            "ProtectKernelLogs=yes",
+            "ProtectControlGroups=yes",
+            "ProtectClock=yes",
+            "ProtectHostname=yes",
+            "RestrictNamespaces=yes",
+            "RestrictSUIDSGID=yes",
+            "RestrictRealtime=yes",
+            "LockPersonality=yes",
+            // The internet yes (plugin downloads), the LAN no.
+            // (Prefixes, not systemd's names for them: systemd-run does not take those.)
+            "IPAddressDeny=127.0.0.0/8 ::1/128 169.254.0.0/16 fe80::/10 224.0.0.0/4 ff00::/8 \
+             10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 fc00::/7",
+            "MemoryMax=2G",
+            "CPUQuota=100%",
+            "RuntimeMaxSec=900",
+            // Stopped (by hand, by its watcher, at shutdown) is a failure, never a finished build:
+            // systemd counts a main process ended by SIGTERM as a clean exit.
+            "KillSignal=SIGKILL",
+        ]
+        .map(str::to_owned),
+    );
+    let mut args: Vec<String> = settings.into_iter().map(|s| format!("--property={s}")).collect();
+    args.push("--setenv=HOME=/tmp".to_owned());
+    args
 }
 
 /// Unpacks regular files, folders and symlinks whose paths stay inside `dir`; anything else in
 /// the tar is refused.
 fn unpack(dir: &Path, input: impl Read, owner: Owner) -> Result<(), Error> {
     let mut archive = tar::Archive::new(input);
-    let entries = archive.entries().map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {}", crate::describe(&e))))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {e}")))?;
+        let mut entry =
+            entry.map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {}", crate::describe(&e))))?;
         let path =
             entry.path().map_err(|e| Error::Invalid(format!("the overlay tar has a bad path: {e}")))?.into_owned();
         if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
@@ -243,7 +481,10 @@ fn unpack(dir: &Path, input: impl Read, owner: Owner) -> Result<(), Error> {
                 path.display()
             )));
         }
-        if !entry.unpack_in(dir).map_err(|e| Error::Invalid(format!("cannot unpack {}: {e}", path.display())))? {
+        let unpacked = entry.unpack_in(dir).map_err(|e| {
+            Error::Invalid(format!("cannot unpack {} of the overlay tar: {}", path.display(), crate::describe(&e)))
+        })?;
+        if !unpacked {
             return Err(Error::Invalid(format!("the overlay tar holds {}, which leaves the overlay", path.display())));
         }
         lchown(&dir.join(&path), owner)?;

@@ -14,10 +14,7 @@ pub fn systemctl(args: &[&str]) -> Result<String, Error> {
         .output()
         .map_err(|e| Error::Invalid(format!("cannot run systemctl: {e}")))?;
     if !output.status.success() {
-        return Err(Error::Child {
-            command: format!("systemctl {}", args.join(" ")),
-            code: output.status.code().unwrap_or(1),
-        });
+        return Err(Error::child(format!("systemctl {}", args.join(" ")), output.status));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

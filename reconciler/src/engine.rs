@@ -529,6 +529,7 @@ fn run_starts(
         }
         Err(e) => (String::new(), format!("cannot run {}: {e}", config.l4d2ctl.display())),
     };
+    let end = output.as_ref().ok().and_then(|output| ended(Ok(output.status)).1);
     for (server, id) in &jobs {
         db.append_line(*id, "command", &format!("l4d2ctl {}", args.join(" ")))?;
         let prefix = format!("{server}: ");
@@ -541,6 +542,9 @@ fn run_starts(
                 }
                 started |= line == format!("{server}: started");
             }
+        }
+        if let Some(end) = &end {
+            db.append_line(*id, "stderr", end)?;
         }
         db.finish_job(*id, if started { 0 } else { 1 })?;
         if !started {
@@ -608,7 +612,27 @@ fn run_job(
     if let Some(writer) = writer {
         let _ = writer.join();
     }
-    let code = child.wait().map(|s| s.code().unwrap_or(128)).unwrap_or(128);
+    let (code, end) = ended(child.wait());
+    if let Some(end) = &end {
+        db(&|db| db.append_line(job, "stderr", end))?;
+    }
     db(&|db| db.finish_job(job, code))?;
     Ok(code)
+}
+
+/// The exit code a job ends with and, when l4d2ctl did not end by itself, a line that says how
+/// it ended: a process killed by a signal leaves no message of its own, and a shell's 128 + N
+/// says nothing to a reader.
+fn ended(status: std::io::Result<std::process::ExitStatus>) -> (i32, Option<String>) {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => (code, None),
+            (None, Some(signal)) => {
+                (128 + signal, Some(format!("l4d2ctl was killed by {}", l4d2ctl::signal_name(signal))))
+            }
+            (None, None) => (128, Some(format!("l4d2ctl ended without an exit code ({status})"))),
+        },
+        Err(e) => (128, Some(format!("cannot learn how l4d2ctl ended: {e}"))),
+    }
 }

@@ -2,5 +2,6 @@
 
 mod bad_input;
 mod lifecycle;
+mod overlays_hostile;
 mod protocols;
 mod support;

@@ -219,7 +219,10 @@ fn a_script_overlay_is_built_confined_and_a_failing_build_applies_nothing_of_it(
     assert!(host.wait_for(15, |h| h.server("coop-1")["health"] == "Running"));
     let tags = host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sv_tags"]);
     assert!(tags.contains("built_by_script"), "{tags}");
-    assert!(log.contains("built as left4me") && log.contains("confined"), "{log}");
+    // As a user of its own: neither root nor the game's user, who owns the databases.
+    assert!(log.contains("built as ") && log.contains("confined"), "{log}");
+    let user = log.lines().find_map(|line| line.split_once("built as ")).map(|(_, user)| user.trim());
+    assert!(!matches!(user, Some("left4me" | "root")), "{log}");
 
     // A recipe that fails: the job says so, and the servers keep the tree they had.
     std::fs::write(host.repo().join("overlays/generated/build.sh"), "echo 'no mirror answers' >&2\nexit 3\n").unwrap();

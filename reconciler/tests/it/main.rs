@@ -2,6 +2,7 @@
 
 mod converge;
 mod db;
+mod killed;
 mod plan;
 mod service;
 mod support;
