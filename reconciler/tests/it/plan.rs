@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use l4d2ctl::overrides::Override;
 use l4d2ctl::status::{InstanceStatus, QueryInfo};
 use left4me_state::{DesiredState, Name, PowerState, Tree, validate};
-use reconciler::plan::{Inputs, Observed, Plan, Wish, plan};
+use reconciler::plan::{HostRepairs, Inputs, Observed, Plan, Wish, plan};
 
 const BLUEPRINTS: &str = "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec:\n  \
                           arguments: [\"+map\", c1m1_hotel]\n  rollout: ROLLOUT\n";
@@ -96,6 +96,8 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                     }),
                     _ => None,
                 },
+                last_answer: None,
+                problems: Vec::new(),
             };
             (name, status)
         })
@@ -121,6 +123,7 @@ fn check(name: &str, desired: &DesiredState, hosts: &[Host], previous: &[(&str, 
         orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: confirmed,
+        host: &HostRepairs::default(),
     };
     let plan = plan(&inputs);
     let again = reconciler::plan::plan(&inputs);
@@ -286,6 +289,7 @@ fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed()
         orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: false,
+        host: &HostRepairs::default(),
     });
     insta::assert_snapshot!("overlays-missing", format!("{missing}{:#?}", missing.servers));
     // Written and built already with the revision's digests: nothing to write.
@@ -299,6 +303,7 @@ fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed()
         orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: false,
+        host: &HostRepairs::default(),
     });
     assert!(written.overlays.is_empty());
 }
@@ -328,6 +333,7 @@ fn hand_creations_and_deletions_are_left_alone_and_held_ports_block_starts() {
         orphan_overrides: &orphans,
         previous: &previous,
         prune_confirmed: false,
+        host: &HostRepairs::default(),
     };
     let hand = plan(&inputs);
     insta::assert_snapshot!("hand-made-and-deleted", format!("{hand}{:#?}", hand.servers));
@@ -363,6 +369,7 @@ fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
             orphan_overrides: &orphans,
             previous: &previous,
             prune_confirmed: false,
+            host: &HostRepairs::default(),
         };
         reconciler::plan::needs_query(&inputs).iter().map(ToString::to_string).collect()
     };
