@@ -231,6 +231,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                     }
                 }
             }
+            if startable.is_empty() {
+                return Err(Error::Invalid(format!("{failed} of {} servers failed to start", names.len())));
+            }
             let _lock = hand_lock(&host, by_hand)?;
             for name in &startable {
                 mark(&host, name, "start", by_hand)?;

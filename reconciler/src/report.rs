@@ -51,7 +51,7 @@ pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (H
 /// [`health`] at `now` (Unix seconds). A running game that does not answer is given its grace
 /// from its last answer — a stopped process, a map change — or from its start when it has not
 /// answered since.
-pub fn health_at(desired: Option<&Server>, observed: Option<&InstanceStatus>, now: u64) -> (Health, String) {
+fn health_at(desired: Option<&Server>, observed: Option<&InstanceStatus>, now: u64) -> (Health, String) {
     let Some(observed) = observed else {
         return (Health::Unknown, "not on the host".into());
     };
