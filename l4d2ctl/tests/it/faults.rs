@@ -77,6 +77,15 @@ fn a_broken_file_is_its_servers_problem_and_the_rest_of_the_host_is_still_seen()
     let coop2 = host.status_json("coop-2");
     assert_eq!(coop2["problems"], serde_json::json!([]), "{coop2}");
     assert!(coop2["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // The web app looks as the game's user: the same look, and it keeps the answers' times too.
+    let answers = format!("{ROOT}/answers.json");
+    host.ok("rm", &[&answers]);
+    let as_game = host.ok("setpriv", &["--reuid=left4me", "--regid=left4me", "--init-groups", "l4d2ctl", "observe"]);
+    let seen: serde_json::Value = serde_json::from_str(&as_game).unwrap();
+    assert!(instance(&seen, "coop-1")["last_answer"].is_string(), "{seen}");
+    assert_eq!(host.ok("stat", &["--format", "%U", &answers]).trim(), "left4me");
+    assert!(host.ok("cat", &[&answers]).contains("\"coop-1\":"));
 }
 
 #[test]
