@@ -39,8 +39,20 @@ pub fn install(host: &Host) -> Result<(), Error> {
         )));
     }
     link_steam_sdk(host, game)?;
-    let changed = units::install(host)?;
-    println!("l4d2ctl: units {} in {}", if changed { "installed" } else { "unchanged" }, host.unit_dir.display());
+    install_units(host)
+}
+
+/// Writes the unit files again where they differ from what l4d2ctl renders, and says which.
+pub fn install_units(host: &Host) -> Result<(), Error> {
+    let written = units::install(host)?;
+    for name in &written {
+        println!("l4d2ctl: wrote {}", host.unit_dir.join(name).display());
+    }
+    println!(
+        "l4d2ctl: units {} in {}",
+        if written.is_empty() { "unchanged" } else { "installed" },
+        host.unit_dir.display()
+    );
     Ok(())
 }
 

@@ -26,6 +26,9 @@ pub struct Initialized {
     pub digest: Digest,
     /// False when every file already held exactly what was rendered.
     pub changed: bool,
+    /// What of an instance already on the host was put right on the way: a file that could not
+    /// be used, a folder that was missing.
+    pub repaired: Vec<String>,
 }
 
 /// Reads a spec file, JSON or YAML, with the place of any problem.
@@ -102,6 +105,7 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     let root = Owner::root();
     let paths = host.instance(name);
 
+    let repaired = repairs(&paths);
     ensure_dir(&host.instances(), 0o755, root)?;
     ensure_dir(&paths.dir, 0o755, root)?;
     let password = rcon_password(&paths.rcon_password(), game.root_with_group_of())?;
@@ -149,7 +153,37 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     let mut json = serde_json::to_string_pretty(&record).expect("a record always serializes");
     json.push('\n');
     changed |= write_atomic(&paths.record(), json.as_bytes(), 0o644, root)?;
-    Ok(Initialized { digest, changed })
+    Ok(Initialized { digest, changed, repaired })
+}
+
+/// What a render of an instance already on the host puts right, said before it does: a record
+/// that cannot be read, an RCON password file holding none, runtime folders that are missing. A
+/// new instance repairs nothing.
+fn repairs(paths: &crate::host::InstancePaths) -> Vec<String> {
+    let record = paths.record();
+    if !record.exists() {
+        return Vec::new();
+    }
+    let mut repaired = Vec::new();
+    if let Err(cause) = load_record(&record) {
+        repaired.push(format!("{}: written again (it could not be read: {cause})", record.display()));
+    }
+    let password = paths.rcon_password();
+    match fs::read_to_string(&password) {
+        Ok(text) if is_password(text.trim()) => {}
+        Ok(_) => repaired.push(format!("{}: held no password; a new one is generated", password.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            repaired.push(format!("{}: was missing; a new password is generated", password.display()))
+        }
+        // Unreadable otherwise: the render itself fails on it and says so.
+        Err(_) => {}
+    }
+    for dir in [paths.runtime.clone(), paths.upper(), paths.work(), paths.merged()] {
+        if !dir.is_dir() {
+            repaired.push(format!("{}: created again (it was missing)", dir.display()));
+        }
+    }
+    repaired
 }
 
 /// Reads `path` inside `dir` as root without following any symlink: an overlay's tree belongs to
@@ -223,7 +257,7 @@ fn rcon_password(path: &Path, readable_by: Owner) -> Result<String, Error> {
     Ok(password)
 }
 
-fn is_password(text: &str) -> bool {
+pub fn is_password(text: &str) -> bool {
     text.len() >= 16 && text.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
@@ -237,12 +271,18 @@ pub fn read_rcon_password(host: &Host, name: &Name) -> Result<String, Error> {
 /// The record of an instance, or None when it is not initialized.
 pub fn read_record(host: &Host, name: &Name) -> Result<Option<InstanceRecord>, Error> {
     let path = host.instance(name).record();
-    let text = match fs::read_to_string(&path) {
+    load_record(&path).map_err(|cause| Error::Invalid(format!("{}: {cause}", path.display())))
+}
+
+/// The record at `path`, None when there is none, or why the one there cannot be used (a write
+/// cut short by a power cut, an edit by hand).
+pub fn load_record(path: &Path) -> Result<Option<InstanceRecord>, String> {
+    let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&path, e)),
+        Err(e) => return Err(e.to_string()),
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    serde_json::from_str(&text).map(Some).map_err(|e| e.to_string())
 }
 
 /// Every initialized instance, by name.

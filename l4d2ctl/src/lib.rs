@@ -11,6 +11,7 @@ pub mod instance;
 pub mod mount;
 pub mod overlay;
 pub mod overrides;
+pub mod problem;
 pub mod rcon;
 pub mod status;
 pub mod systemd;

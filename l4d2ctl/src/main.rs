@@ -27,7 +27,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install or update the base game (steamcmd), the Steam SDK links and the units.
-    Install,
+    Install {
+        /// Only write the unit files again where they differ from what l4d2ctl renders (and
+        /// reload systemd when one did); no steamcmd.
+        #[arg(long)]
+        units_only: bool,
+    },
     /// Render an instance from a spec file (JSON or YAML, as `left4me` renders it).
     Initialize {
         name: String,
@@ -187,9 +192,9 @@ fn run(cli: Cli) -> Result<(), Error> {
     let host = Host::from_env()?;
     let by_hand = !cli.reconciler;
     match cli.command {
-        Cmd::Install => {
+        Cmd::Install { units_only } => {
             require_root("install")?;
-            install::install(&host)
+            if units_only { install::install_units(&host) } else { install::install(&host) }
         }
         Cmd::Initialize { name, file } => {
             let name = parse_name(&name)?;
@@ -198,32 +203,50 @@ fn run(cli: Cli) -> Result<(), Error> {
             let _lock = hand_lock(&host, by_hand)?;
             mark(&host, &name, "initialize", by_hand)?;
             let done = instance::initialize(&host, &name, &spec)?;
+            for repaired in &done.repaired {
+                println!("{name}: repaired {repaired}");
+            }
             println!("{name}: {} ({})", if done.changed { "initialized" } else { "already up to date" }, done.digest);
             Ok(())
         }
         Cmd::Start { names } => {
             let names = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>, _>>()?;
             require_root("start")?;
+            // A server that cannot start (not initialized, its record unreadable) is its own
+            // failure; the others start.
+            let mut failed = 0;
+            let mut startable = Vec::new();
             for name in &names {
-                if instance::read_record(&host, name)?.is_none() {
-                    return Err(Error::Invalid(format!(
-                        "{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>` first"
-                    )));
+                match instance::read_record(&host, name) {
+                    Ok(Some(_)) => startable.push(name),
+                    Ok(None) => {
+                        println!(
+                            "{name}: failed to start: not initialized; run `l4d2ctl initialize {name} -f <spec>` first"
+                        );
+                        failed += 1;
+                    }
+                    Err(e) => {
+                        println!("{name}: failed to start: {e}; initialize it again");
+                        failed += 1;
+                    }
                 }
             }
+            if startable.is_empty() {
+                return Err(Error::Invalid(format!("{failed} of {} servers failed to start", names.len())));
+            }
             let _lock = hand_lock(&host, by_hand)?;
-            for name in &names {
+            for name in &startable {
                 mark(&host, name, "start", by_hand)?;
             }
-            let units: Vec<String> = names.iter().map(unit_name).collect();
-            let failed = systemd::enable_now(&units);
-            for (name, unit) in names.iter().zip(&units) {
-                match failed.iter().find(|(u, _)| u == unit) {
+            let units: Vec<String> = startable.iter().map(|name| unit_name(name)).collect();
+            let not_started = systemd::enable_now(&units);
+            for (name, unit) in startable.iter().zip(&units) {
+                match not_started.iter().find(|(u, _)| u == unit) {
                     Some((_, error)) => println!("{name}: failed to start: {error}"),
                     None => println!("{name}: started"),
                 }
             }
-            match failed.len() {
+            match failed + not_started.len() {
                 0 => Ok(()),
                 n => Err(Error::Invalid(format!("{n} of {} servers failed to start", names.len()))),
             }
@@ -254,6 +277,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             mark(&host, &name, "delete", by_hand)?;
             // Stopping a unit that was never started is fine; a missing instance is deleted already.
             systemd::disable_now(&unit)?;
+            // A unit that failed stays listed as failed after it is stopped, with nothing behind it.
+            if systemd::reset_failed(&unit)? {
+                println!("{name}: {unit} had failed; its failed state is cleared");
+            }
             let deleted = instance::delete(&host, &name)?;
             match (deleted.existed, deleted.archive) {
                 (_, Some(archive)) => println!("{name}: deleted; its data is archived in {}", archive.display()),
@@ -314,7 +341,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Cmd::Overlay { command: OverlayCmd::List { json } } => {
-            let all = overlay::list(&host)?;
+            let (all, problems) = overlay::list(&host)?;
+            for problem in &problems {
+                eprintln!("l4d2ctl: {problem}");
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&all).expect("overlays always serialize"));
             } else {
@@ -356,19 +386,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Observe { brief } => {
             let detail = if brief { status::Detail::Brief } else { status::Detail::Full };
-            let instances = status::status(&host, None, detail)?;
-            // Markers of servers with no instance: made or deleted by hand.
-            let orphans: Vec<_> = overrides::list(&host)?
-                .into_iter()
-                .filter(|(name, _)| !instances.iter().any(|i| i.name == *name))
-                .map(|(name, marker)| serde_json::json!({ "name": name, "marker": marker }))
-                .collect();
-            let observed = serde_json::json!({
-                "instances": instances,
-                "overlays": overlay::list(&host)?,
-                "overrides": orphans,
-            });
-            println!("{observed}");
+            let observed = status::observe(&host, detail)?;
+            println!("{}", serde_json::to_string(&observed).expect("an observation always serializes"));
             Ok(())
         }
         Cmd::Mount { name } => {

@@ -77,7 +77,18 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
         )));
     }
     mount_fs(Some("overlay"), &merged, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
-        .map_err(|e| Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}", merged.display())))?;
+        .map_err(|e| {
+            // The kernel says only ENOENT; which folder is missing is what an operator needs.
+            let missing = [("upperdir", paths.upper()), ("workdir", paths.work()), ("mount point", merged.clone())]
+                .into_iter()
+                .chain(lower.iter().map(|dir| ("lowerdir", dir.clone())))
+                .find(|(_, dir)| !dir.is_dir())
+                .map(|(what, dir)| {
+                    format!(" ({what} {} is missing; a pass or `l4d2ctl initialize` creates it again)", dir.display())
+                })
+                .unwrap_or_default();
+            Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}{missing}", merged.display()))
+        })?;
     // This start may have let go of an overlay folder an earlier one stacked.
     crate::overlay::collect_replaced(host)?;
     // Earlier renders' layers served earlier starts; this start mounted the current one, and

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::fsutil::{Owner, ensure_dir, hand_over, lchown, remove_tree, write_atomic};
 use crate::host::Host;
+use crate::problem::{Problem, Remedy};
 
 /// An overlay on the host and the digest of its tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,21 +37,25 @@ pub fn digest(host: &Host, name: &Name) -> Result<Option<String>, Error> {
     }
 }
 
-/// Every materialised overlay with a known digest.
-pub fn list(host: &Host) -> Result<Vec<MaterialisedOverlay>, Error> {
+/// Every materialised overlay with a known digest. A digest file that cannot be read leaves its
+/// overlay out, as one whose digest is unknown (the reconciler writes it again), with the problem.
+pub fn list(host: &Host) -> Result<(Vec<MaterialisedOverlay>, Vec<Problem>), Error> {
     let dir = digests(host);
     let entries = crate::fsutil::entries(&dir)?;
     let mut all = Vec::new();
+    let mut problems = Vec::new();
     for entry in entries {
         let Ok(name) = Name::new(entry.file_name().to_string_lossy().into_owned()) else { continue };
         if !host.overlay(&name).is_dir() {
             continue;
         }
-        let digest = fs::read_to_string(entry.path()).map_err(|e| Error::io(entry.path(), e))?.trim().to_owned();
-        all.push(MaterialisedOverlay { name, digest });
+        match fs::read_to_string(entry.path()) {
+            Ok(digest) => all.push(MaterialisedOverlay { name, digest: digest.trim().to_owned() }),
+            Err(e) => problems.extend(Problem::unreadable(&entry.path(), &e, Remedy::WriteOverlay)),
+        }
     }
     all.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(all)
+    Ok((all, problems))
 }
 
 /// Replaces the overlay `name` with the tree in the tar `input`: unpacked into a staging folder,

@@ -2,6 +2,7 @@
 //! `l4d2ctl release` (DESIGN.md §6).
 
 use std::fs;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use left4me_state::Name;
@@ -32,29 +33,36 @@ pub fn mark(host: &Host, name: &Name, what: &str) -> Result<(), Error> {
 
 pub fn read(host: &Host, name: &Name) -> Result<Option<Override>, Error> {
     let path = host.override_marker(name);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            serde_json::from_str(&text).map(Some).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
-        }
+    load(&path).map_err(|cause| Error::Invalid(format!("{}: {cause}", path.display())))
+}
+
+/// The marker at `path`, None when there is none, or why the one there cannot be used.
+pub fn load(path: &Path) -> Result<Option<Override>, String> {
+    match fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| e.to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(&path, e)),
+        Err(e) => Err(e.to_string()),
     }
 }
 
-/// Every override marker, by server.
-pub fn list(host: &Host) -> Result<Vec<(Name, Override)>, Error> {
-    let dir = host.overrides();
-    let entries = crate::fsutil::entries(&dir)?;
-    let mut all = Vec::new();
-    for entry in entries {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(Ok(name)) = file.strip_suffix(".json").map(Name::new) else { continue };
-        if let Some(marker) = read(host, &name)? {
-            all.push((name, marker));
-        }
+impl Override {
+    /// Stands for a marker that is there but cannot be read: someone changed the server by hand
+    /// (a marker is written before the change), so it is respected as any other.
+    pub fn unreadable(path: &Path) -> Override {
+        let when =
+            fs::metadata(path).and_then(|m| m.modified()).map(rfc3339).unwrap_or_else(|_| "an unknown time".into());
+        Override { who: "someone".into(), when, what: "a change whose marker cannot be read".into() }
     }
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(all)
+}
+
+/// The servers that have an override marker, by name.
+pub fn names(host: &Host) -> Result<Vec<Name>, Error> {
+    let mut names: Vec<Name> = crate::fsutil::entries(&host.overrides())?
+        .into_iter()
+        .filter_map(|entry| entry.file_name().to_string_lossy().strip_suffix(".json").map(Name::new)?.ok())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// Hands the server back to the reconciler. True when there was a marker.

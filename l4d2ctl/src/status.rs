@@ -4,14 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use left4me_state::Name;
 use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, unit_name};
+use crate::overlay::{self, MaterialisedOverlay};
 use crate::overrides::{self, Override};
-use crate::{Error, a2s, instance, mount, systemd};
+use crate::problem::{Problem, Remedy};
+use crate::{Error, a2s, instance, mount, systemd, units};
 
 /// How long status waits for game servers to answer their A2S query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
@@ -49,6 +51,13 @@ pub struct InstanceStatus {
     pub override_marker: Option<Override>,
     /// The game server's own A2S_INFO answer, when it gave one in time.
     pub query: Option<QueryInfo>,
+    /// When the game last answered A2S (RFC 3339), as far as full looks have seen; a brief look
+    /// leaves it out.
+    #[serde(default)]
+    pub last_answer: Option<String>,
+    /// What of this server's files cannot be used as they are, and what puts each right.
+    #[serde(default)]
+    pub problems: Vec<Problem>,
 }
 
 /// What the game server says about itself.
@@ -74,11 +83,102 @@ pub enum Detail {
 
 const PROPERTIES: &[&str] = &["ActiveState", "SubState", "StateChangeTimestamp", "MainPID", "NRestarts", "Result"];
 
+/// Every instance's status, the overlays with their digests, and what else a pass may have to put
+/// right: what the reconciler observes, in one call (`l4d2ctl observe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub instances: Vec<InstanceStatus>,
+    pub overlays: Vec<MaterialisedOverlay>,
+    /// Markers of servers with no instance: made or deleted by hand.
+    pub overrides: Vec<OrphanOverride>,
+    /// The game's unit files where they differ from what l4d2ctl renders, or are missing.
+    #[serde(default)]
+    pub units: Vec<Problem>,
+    /// Units of servers with no instance that systemd still holds running, failed or enabled:
+    /// a deletion cut short (a power cut), an instance removed by hand.
+    #[serde(default)]
+    pub leftover_units: Vec<LeftoverUnit>,
+    /// Files of the host apart from any one server that cannot be used (an overlay's digest).
+    #[serde(default)]
+    pub problems: Vec<Problem>,
+}
+
+/// An override marker of a server with no instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanOverride {
+    pub name: Name,
+    pub marker: Override,
+}
+
+/// A server unit with no instance behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftoverUnit {
+    pub name: Name,
+    pub unit: String,
+    /// systemd's ActiveState: failed, active, …; inactive for a unit only enabled.
+    pub active_state: String,
+    pub enabled: bool,
+}
+
+/// Looks at the whole host: one `systemctl` call for the units, whatever their number.
+pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
+    let look = look(host, None, detail)?;
+    let instances = look.statuses;
+    let is_instance = |name: &Name| instances.iter().any(|i| i.name == *name);
+    let mut leftover = BTreeMap::new();
+    for (unit, props) in look.unclaimed {
+        let active = props.get("ActiveState").cloned().unwrap_or_default();
+        if let Some(name) = server_of(&unit).filter(|name| !is_instance(name))
+            && active != "inactive"
+        {
+            let enabled = look.enabled.contains(&unit);
+            leftover.insert(unit.clone(), LeftoverUnit { name, unit, active_state: active, enabled });
+        }
+    }
+    for unit in &look.enabled {
+        if let Some(name) = server_of(unit).filter(|name| !is_instance(name)) {
+            leftover.entry(unit.clone()).or_insert_with(|| LeftoverUnit {
+                name,
+                unit: unit.clone(),
+                active_state: "inactive".into(),
+                enabled: true,
+            });
+        }
+    }
+    let (overlays, mut problems) = overlay::list(host)?;
+    let mut overrides = Vec::new();
+    for name in overrides::names(host)?.into_iter().filter(|name| !is_instance(name)) {
+        if let Some(marker) = marker(host, &name, &mut problems) {
+            overrides.push(OrphanOverride { name, marker });
+        }
+    }
+    Ok(Observation {
+        units: units::drift(host)?,
+        leftover_units: leftover.into_values().collect(),
+        instances,
+        overlays,
+        overrides,
+        problems,
+    })
+}
+
 /// The status of the named instances, or of every instance.
 pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<InstanceStatus>, Error> {
+    Ok(look(host, only, detail)?.statuses)
+}
+
+/// What one look at systemd found: the instances' statuses, the units it holds that are no
+/// instance's, and the enabled units.
+struct Look {
+    statuses: Vec<InstanceStatus>,
+    unclaimed: BTreeMap<String, BTreeMap<String, String>>,
+    enabled: BTreeSet<String>,
+}
+
+fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error> {
     let names = match only {
         Some(name) => {
-            if instance::read_record(host, name)?.is_none() {
+            if !host.instance(name).record().exists() {
                 return Err(Error::Invalid(format!("{name} is not initialized on this host")));
             }
             vec![name.clone()]
@@ -98,7 +198,20 @@ pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<In
     // make it look again.
     let enabled = enabled_on_disk();
     for (name, unit) in names.iter().zip(units) {
-        let Some(record) = instance::read_record(host, name)? else { continue };
+        let paths = host.instance(name);
+        let mut problems = Vec::new();
+        // A record that cannot be read is this server's problem only: it is reported with an
+        // unknown render (no digest, no port), which a pass renders again.
+        let record = match instance::load_record(&paths.record()) {
+            Ok(Some(record)) => Some(record),
+            // Removed since the listing: not an instance any more.
+            Ok(None) => continue,
+            Err(cause) => {
+                problems.push(Problem::new(paths.record(), cause, Remedy::Initialize));
+                None
+            }
+        };
+        problems.extend(check_files(&paths));
         // A unit systemd has not loaded is stopped.
         let props = shown.remove(&unit).unwrap_or_else(|| {
             BTreeMap::from([
@@ -109,10 +222,7 @@ pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<In
         let get = |key: &str| props.get(key).cloned().unwrap_or_default();
         let is_enabled = enabled.contains(&unit);
         let running = matches!(get("ActiveState").as_str(), "active" | "activating" | "reloading" | "deactivating");
-        let started: Option<serde_json::Value> = running
-            .then(|| std::fs::read_to_string(host.instance(name).started()).ok())
-            .flatten()
-            .and_then(|text| serde_json::from_str(&text).ok());
+        let started = if running { started(&paths, &mut problems) } else { None };
         statuses.push(InstanceStatus {
             name: name.clone(),
             unit,
@@ -123,28 +233,39 @@ pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<In
             main_pid: get("MainPID").parse().ok().filter(|pid| *pid != 0),
             restarts: get("NRestarts").parse().unwrap_or(0),
             result: get("Result"),
-            mounted: mounts.contains(&host.instance(name).merged()),
-            port: record.spec.port.number(),
-            digest: record.digest.to_string(),
+            mounted: mounts.contains(&paths.merged()),
+            port: record.as_ref().map_or(0, |r| r.spec.port.number()),
+            digest: record.as_ref().map(|r| r.digest.to_string()).unwrap_or_default(),
             started_digest: started.as_ref().and_then(|s| s["digest"].as_str().map(str::to_owned)),
             started_port: started.as_ref().and_then(|s| s["port"].as_u64()).and_then(|p| u16::try_from(p).ok()),
-            override_marker: overrides::read(host, name)?,
+            override_marker: marker(host, name, &mut problems),
             query: None,
+            last_answer: None,
+            problems,
         });
     }
 
+    if detail == Detail::Full {
+        query(host, &mut statuses, only.is_none());
+    }
+    Ok(Look { statuses, unclaimed: shown, enabled })
+}
+
+/// Asks every active game for its A2S answer, over one socket, and keeps the time of each
+/// answer, so that a game that stops answering is given its grace from its last answer.
+fn query(host: &Host, statuses: &mut [InstanceStatus], every: bool) {
     // A running server answers on the port it started on, which a later render may have moved.
     let queried = |s: &InstanceStatus| SocketAddr::from((Ipv4Addr::LOCALHOST, s.started_port.unwrap_or(s.port)));
-    if detail == Detail::Brief {
-        return Ok(statuses);
-    }
-    let targets: Vec<SocketAddr> = statuses.iter().filter(|s| s.active_state == "active").map(queried).collect();
+    let asked = |s: &InstanceStatus| s.active_state == "active" && queried(s).port() != 0;
+    let targets: Vec<SocketAddr> = statuses.iter().filter(|s| asked(s)).map(queried).collect();
     let mut answers: HashMap<SocketAddr, a2s::Info> = a2s::query_info_many(&targets, QUERY_TIMEOUT);
-    for status in &mut statuses {
-        if status.active_state != "active" {
-            continue;
-        }
-        if let Some(info) = answers.remove(&queried(status)) {
+    let mut answered = answers::read(host);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut any = false;
+    for status in statuses.iter_mut() {
+        if asked(status)
+            && let Some(info) = answers.remove(&queried(status))
+        {
             status.query = Some(QueryInfo {
                 name: info.name,
                 map: info.map,
@@ -152,9 +273,110 @@ pub fn status(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Vec<In
                 max_players: info.max_players,
                 bots: info.bots,
             });
+            answered.insert(status.name.to_string(), now);
+            any = true;
+        }
+        status.last_answer =
+            answered.get(status.name.as_str()).map(|secs| overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(*secs)));
+    }
+    if any {
+        // Servers gone from the host leave the file with the next full look at all of them.
+        if every {
+            answered.retain(|name, _| statuses.iter().any(|s| s.name.as_str() == name));
+        }
+        answers::write(host, &answered);
+    }
+}
+
+/// The times of the games' last A2S answers, `$ROOT/answers.json` (`{"coop-1": <unix seconds>}`):
+/// one file for all servers, written once per look, in `$ROOT`, where both root (the CLI, the
+/// reconciler) and the game's user (the web app's looks) may replace it.
+mod answers {
+    use std::collections::BTreeMap;
+
+    use crate::Host;
+    use crate::fsutil::{Owner, write_atomic};
+
+    pub fn read(host: &Host) -> BTreeMap<String, u64> {
+        // A file cut short or never written knows no answer; the next answer writes it anew.
+        std::fs::read(path(host)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+    }
+
+    /// Best effort: a look by a user who may not write `$ROOT` still answers.
+    pub fn write(host: &Host, answered: &BTreeMap<String, u64>) {
+        let Ok(game) = Owner::user(&host.user) else { return };
+        let json = serde_json::to_vec(answered).expect("a map of numbers always serializes");
+        let _ = write_atomic(&path(host), &json, 0o644, game);
+    }
+
+    fn path(host: &Host) -> std::path::PathBuf {
+        host.root.join("answers.json")
+    }
+}
+
+/// The runtime folders a start mounts over, and the RCON password `initialize` made: a folder
+/// removed by hand, a password file emptied, are this server's problems, put right by rendering
+/// it again.
+fn check_files(paths: &crate::host::InstancePaths) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if !paths.runtime.is_dir() {
+        problems.push(Problem::new(&paths.runtime, "is missing", Remedy::Initialize));
+    } else {
+        for dir in [paths.upper(), paths.work(), paths.merged()] {
+            if !dir.is_dir() {
+                problems.push(Problem::new(&dir, "is missing", Remedy::Initialize));
+            }
         }
     }
-    Ok(statuses)
+    let password = paths.rcon_password();
+    match std::fs::read_to_string(&password) {
+        Ok(text) if instance::is_password(text.trim()) => {}
+        Ok(_) => problems.push(Problem::new(&password, "holds no password", Remedy::Initialize)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            problems.push(Problem::new(&password, "is missing", Remedy::Initialize))
+        }
+        // The web app's user may not read it on a host installed before it could.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !nix::unistd::geteuid().is_root() => {}
+        Err(e) => problems.push(Problem::new(&password, e, Remedy::Initialize)),
+    }
+    problems
+}
+
+/// What a running server started with (`started.json`). One that cannot be read is reported and
+/// taken as unknown until the next start writes it again.
+fn started(paths: &crate::host::InstancePaths, problems: &mut Vec<Problem>) -> Option<serde_json::Value> {
+    let path = paths.started();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                problems.push(Problem::new(&path, e, Remedy::NextStart));
+                None
+            }
+        },
+        Err(e) => {
+            problems.extend(Problem::unreadable(&path, &e, Remedy::NextStart));
+            None
+        }
+    }
+}
+
+/// A server's override marker. One that cannot be read still marks a change by hand (markers
+/// are written before the change): respected, and reported.
+fn marker(host: &Host, name: &Name, problems: &mut Vec<Problem>) -> Option<Override> {
+    let path = host.override_marker(name);
+    match overrides::load(&path) {
+        Ok(marker) => marker,
+        Err(cause) => {
+            problems.push(Problem::new(&path, cause, Remedy::Release));
+            Some(Override::unreadable(&path))
+        }
+    }
+}
+
+/// The server of a unit `left4me-server@<name>.service`.
+fn server_of(unit: &str) -> Option<Name> {
+    Name::new(unit.strip_prefix("left4me-server@")?.strip_suffix(".service")?).ok()
 }
 
 /// The units `systemctl enable` linked into a target (what `start` does), from the symlinks.
@@ -191,11 +413,16 @@ pub fn table(statuses: &[InstanceStatus]) -> String {
             Some(q) => (format!("{}/{}", q.players, q.max_players), q.map.clone()),
             None => ("-".into(), "-".into()),
         };
-        let note = match &s.override_marker {
-            Some(o) => format!("overridden by {} ({} at {})", o.who, o.what, o.when),
-            None if s.active_state == "active" && s.query.is_none() => "not answering queries".into(),
-            None => String::new(),
-        };
+        let mut notes: Vec<String> = s.problems.iter().map(ToString::to_string).collect();
+        match &s.override_marker {
+            Some(o) => notes.push(format!("overridden by {} ({} at {})", o.who, o.what, o.when)),
+            None if s.active_state == "active" && s.query.is_none() => notes.push(match &s.last_answer {
+                Some(at) => format!("not answering queries (last answer at {at})"),
+                None => "not answering queries".into(),
+            }),
+            None => {}
+        }
+        let note = notes.join("; ");
         rows.push([
             s.name.to_string(),
             format!("{}/{}", s.active_state, s.sub_state),

@@ -38,8 +38,10 @@ pub fn enable_now(units: &[String]) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for unit in units {
         let _ = Command::new("systemctl").args(["reset-failed", "--quiet", unit]).stderr(Stdio::null()).status();
+        // The journal's clock is in seconds: a second back, so this attempt's lines are in.
+        let attempt = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
         if let Err(error) = systemctl(&["enable", "--now", "--no-reload", "--quiet", unit]) {
-            failed.push((unit.clone(), error.to_string()));
+            failed.push((unit.clone(), why_failed(unit, attempt).unwrap_or_else(|| error.to_string())));
         }
     }
     failed
@@ -47,6 +49,40 @@ pub fn enable_now(units: &[String]) -> Vec<(String, String)> {
 
 pub fn disable_now(unit: &str) -> Result<(), Error> {
     systemctl(&["disable", "--now", "--no-reload", "--quiet", unit]).map(drop)
+}
+
+/// Clears a unit's failed state. Returns whether it was failed.
+pub fn reset_failed(unit: &str) -> Result<bool, Error> {
+    if systemctl(&["show", "--property", "ActiveState", "--value", "--", unit])?.trim() != "failed" {
+        return Ok(false);
+    }
+    systemctl(&["reset-failed", "--quiet", "--", unit]).map(|_| true)
+}
+
+/// Why a unit's start just failed, in the words of whoever failed: l4d2ctl's own error from its
+/// `ExecStartPre=` or `ExecStart=` (`l4d2ctl: cannot mount …`), else systemd's account of the
+/// step that failed — read from the journal since `since` (journald may take a moment to store
+/// them, so it is asked a few times).
+pub fn why_failed(unit: &str, since: std::time::SystemTime) -> Option<String> {
+    let secs = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let since = format!("@{secs}");
+    for _ in 0..10 {
+        let output = Command::new("journalctl")
+            .args(["--unit", unit, "--since", &since, "--output", "cat", "--no-pager", "--quiet"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let ours: Vec<&str> = text.lines().filter_map(|line| line.strip_prefix("l4d2ctl: ")).collect();
+        let systemds: Vec<&str> =
+            text.lines().filter(|line| line.contains("Failed at step") || line.contains("Failed to set up")).collect();
+        if let Some(why) = ours.last().or(systemds.last()) {
+            return Some((*why).to_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    None
 }
 
 /// The state of the units matching `pattern` that systemd has loaded, by unit name, from one

@@ -6,6 +6,7 @@ use minijinja::{Environment, context};
 
 use crate::fsutil::{Owner, ensure_dir, write_atomic};
 use crate::host::Host;
+use crate::problem::{Problem, Remedy};
 use crate::{Error, systemd};
 
 /// (file name, template) of every unit l4d2ctl installs.
@@ -46,20 +47,44 @@ pub fn render(host: &Host) -> Result<Vec<(&'static str, String)>, Error> {
         .collect()
 }
 
-/// Writes the units into the unit folder and reloads systemd when one changed. Returns whether
-/// one did.
-pub fn install(host: &Host) -> Result<bool, Error> {
+/// The units a game server needs to start as left4me means it to: what a look at the host
+/// compares with what l4d2ctl renders.
+pub const GAME_UNITS: &[&str] = &["left4me-server@.service", "left4me-game.slice"];
+
+/// Writes the units into the unit folder and reloads systemd when one changed. Returns the
+/// files it wrote.
+pub fn install(host: &Host) -> Result<Vec<&'static str>, Error> {
     check_path(&host.root)?;
     check_path(&host.l4d2ctl)?;
     ensure_dir(&host.unit_dir, 0o755, Owner::root())?;
-    let mut changed = false;
+    let mut written = Vec::new();
     for (name, contents) in render(host)? {
-        changed |= write_atomic(&host.unit_dir.join(name), contents.as_bytes(), 0o644, Owner::root())?;
+        if write_atomic(&host.unit_dir.join(name), contents.as_bytes(), 0o644, Owner::root())? {
+            written.push(name);
+        }
     }
-    if changed {
+    if !written.is_empty() {
         systemd::daemon_reload()?;
     }
-    Ok(changed)
+    Ok(written)
+}
+
+/// The game's unit files in the unit folder that differ from what l4d2ctl renders (changed by
+/// hand) or are missing; `install --units-only` writes them again.
+pub fn drift(host: &Host) -> Result<Vec<Problem>, Error> {
+    let mut problems = Vec::new();
+    for (name, contents) in render(host)?.into_iter().filter(|(name, _)| GAME_UNITS.contains(name)) {
+        let path = host.unit_dir.join(name);
+        match std::fs::read(&path) {
+            Ok(on_disk) if on_disk == contents.as_bytes() => {}
+            Ok(_) => problems.push(Problem::new(&path, "differs from what l4d2ctl renders", Remedy::InstallUnits)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                problems.push(Problem::new(&path, "is missing", Remedy::InstallUnits))
+            }
+            Err(e) => problems.push(Problem::new(&path, e, Remedy::InstallUnits)),
+        }
+    }
+    Ok(problems)
 }
 
 /// A path written into a unit must not need quoting: systemd would split it or read specifiers.

@@ -8,13 +8,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
-use l4d2ctl::overlay::MaterialisedOverlay;
+use l4d2ctl::problem::Problem;
 pub use l4d2ctl::status::Detail;
-use l4d2ctl::status::InstanceStatus;
+use l4d2ctl::status::Observation;
 use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
 
 use crate::db::{Db, DbError, Event, now, stamp};
-use crate::plan::{self, Action, Inputs, Observed, Plan, Wish};
+use crate::plan::{self, Action, HostRepairs, Inputs, Observed, Plan, Wish};
 
 /// Where the reconciler finds things.
 #[derive(Debug, Clone)]
@@ -60,6 +60,10 @@ pub struct HostView {
     pub overlays: BTreeMap<Name, String>,
     /// Override markers of servers with no instance (made or deleted by hand).
     pub overrides: BTreeMap<Name, l4d2ctl::overrides::Override>,
+    /// Unit files changed by hand or missing, units left behind by deleted servers.
+    pub repairs: HostRepairs,
+    /// Files of the host apart from any server that could not be used (an overlay's digest).
+    pub problems: Vec<Problem>,
 }
 
 impl HostView {
@@ -77,6 +81,7 @@ impl HostView {
             orphan_overrides: &self.overrides,
             previous,
             prune_confirmed,
+            host: &self.repairs,
         }
     }
 }
@@ -84,17 +89,6 @@ impl HostView {
 /// Observes the host in one `l4d2ctl observe`, whatever the number of servers; a brief
 /// observation asks systemd less and no game its A2S answer ([`Detail`]).
 pub fn observe(config: &Config, detail: Detail) -> Result<HostView, Error> {
-    #[derive(serde::Deserialize)]
-    struct Orphan {
-        name: Name,
-        marker: l4d2ctl::overrides::Override,
-    }
-    #[derive(serde::Deserialize)]
-    struct Observation {
-        instances: Vec<InstanceStatus>,
-        overlays: Vec<MaterialisedOverlay>,
-        overrides: Vec<Orphan>,
-    }
     let args: &[&str] = match detail {
         Detail::Full => &["observe"],
         Detail::Brief => &["observe", "--brief"],
@@ -104,6 +98,8 @@ pub fn observe(config: &Config, detail: Detail) -> Result<HostView, Error> {
         instances: observed.instances.into_iter().map(|s| (s.name.clone(), s)).collect(),
         overlays: observed.overlays.into_iter().map(|o| (o.name, o.digest)).collect(),
         overrides: observed.overrides.into_iter().map(|o| (o.name, o.marker)).collect(),
+        repairs: HostRepairs { units: observed.units, leftover_units: observed.leftover_units },
+        problems: observed.problems,
     })
 }
 
@@ -264,6 +260,20 @@ pub fn apply(
 
     let shared = Mutex::new(&mut *db);
     let failures = Mutex::new(Vec::new());
+    // Unit files first: every start after depends on them. (Their failure is kept apart: it names
+    // no server.)
+    let unit_failures = Mutex::new(Vec::new());
+    let mut spawned = 0;
+    if !plan.units.is_empty() {
+        let job = Job {
+            kind: "units",
+            target: Name::new("host").expect("host is a valid name"),
+            args: vec!["install".into(), "--units-only".into()],
+            input: None,
+            reason: format!("{}; written again", plan.units.join("; ")),
+        };
+        spawned += run_parallel(config, &shared, &unit_failures, vec![job], rev, trigger)?;
+    }
     // Overlays first, then each phase of the plan in order; within a phase, steps of different
     // servers run side by side (a server has at most one step per phase), as systemd starts units.
     let overlay_jobs: Vec<Job> = plan
@@ -288,7 +298,7 @@ pub fn apply(
             Job { kind, target: overlay.clone(), args, input, reason: reason.into() }
         })
         .collect();
-    let mut spawned = run_parallel(config, &shared, &failures, overlay_jobs, rev, trigger)?;
+    spawned += run_parallel(config, &shared, &failures, overlay_jobs, rev, trigger)?;
     // A server stacking an overlay that could not be written must not be rendered against it.
     // (Overlay failures are kept apart: an overlay may share its name with a server.)
     let overlay_failures: Vec<(Name, String)> = std::mem::take(&mut *failures.lock().expect("no worker panics"));
@@ -329,7 +339,7 @@ pub fn apply(
                 let name = step.server.to_string();
                 let (args, input): (Vec<String>, Option<Vec<u8>>) = match &step.action {
                     Action::Release => (vec!["release".into(), name], None),
-                    Action::Create { spec } | Action::Rerender { spec } => {
+                    Action::Create { spec } | Action::Rerender { spec } | Action::Repair { spec } => {
                         (vec!["initialize".into(), name, "-f".into(), "-".into()], Some(spec.to_json().into_bytes()))
                     }
                     Action::Start => (vec!["start".into(), name], None),
@@ -344,7 +354,9 @@ pub fn apply(
     }
     let failures = failures.into_inner().expect("no worker panics");
     let broken: Vec<&Name> = failures.iter().map(|(name, _)| name).collect();
-    let failed: Vec<String> = overlay_failures.iter().chain(&failures).map(|(_, what)| what.clone()).collect();
+    let unit_failures = unit_failures.into_inner().expect("no worker panics");
+    let failed: Vec<String> =
+        unit_failures.iter().chain(&overlay_failures).chain(&failures).map(|(_, what)| what.clone()).collect();
 
     // A server whose steps failed keeps the wish it had: the revision did not reach it.
     let previous = db.wishes()?;
@@ -360,7 +372,7 @@ pub fn apply(
         })
         .collect();
     db.set_wishes(&wishes)?;
-    let steps = plan.overlays.len() + plan.steps.len();
+    let steps = usize::from(!plan.units.is_empty()) + plan.overlays.len() + plan.steps.len();
     // rev-parse, ls-tree and cat-file when the tree was read, the observations, and the steps':
     // one each, but one for a phase of starts.
     let processes = 1 + if cache.read_tree { 2 } else { 0 } + observations + spawned;

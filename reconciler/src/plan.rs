@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use l4d2ctl::overrides::Override;
-use l4d2ctl::status::InstanceStatus;
+use l4d2ctl::problem::{Problem, Remedy};
+use l4d2ctl::status::{InstanceStatus, LeftoverUnit};
 use left4me_state::{DesiredState, Digest, InstanceSpec, Name, PowerState, Rollout};
 use serde::{Deserialize, Serialize};
 
@@ -32,11 +33,25 @@ pub struct Inputs<'a> {
     pub previous: &'a BTreeMap<Name, Wish>,
     /// An operator confirmed the deletions of this revision.
     pub prune_confirmed: bool,
+    /// What the host needs put right apart from its servers' own files.
+    pub host: &'a HostRepairs,
+}
+
+/// What the host needs put right apart from any server's own files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostRepairs {
+    /// The game's unit files that differ from what l4d2ctl renders, or are missing.
+    pub units: Vec<Problem>,
+    /// Units of servers with no instance that systemd still holds failed, running or enabled.
+    pub leftover_units: Vec<LeftoverUnit>,
 }
 
 /// The steps of one pass, in the order they run, and where every server stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Unit files to write again (`l4d2ctl install --units-only`) before anything else, with why.
+    #[serde(default)]
+    pub units: Vec<String>,
     /// Overlays to write before any server step, because a server about to be rendered stacks them.
     pub overlays: Vec<Name>,
     pub steps: Vec<Step>,
@@ -70,6 +85,11 @@ pub enum Action {
     Rerender {
         spec: InstanceSpec,
     },
+    /// Render an instance again as it is, to put right what is broken or missing of it (its
+    /// RCON password, its runtime folders).
+    Repair {
+        spec: InstanceSpec,
+    },
     Start,
     Stop,
     Restart,
@@ -85,7 +105,7 @@ impl Action {
         match self {
             Action::Release => 0,
             Action::Stop | Action::Delete => 1,
-            Action::Create { .. } | Action::Rerender { .. } => 2,
+            Action::Create { .. } | Action::Rerender { .. } | Action::Repair { .. } => 2,
             Action::Restart => 3,
             Action::Start => 4,
         }
@@ -96,6 +116,7 @@ impl Action {
             Action::Release => "release",
             Action::Create { .. } => "create",
             Action::Rerender { .. } => "re-render",
+            Action::Repair { .. } => "repair",
             Action::Start => "start",
             Action::Stop => "stop",
             Action::Restart => "restart",
@@ -123,7 +144,7 @@ pub struct ServerSync {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.overlays.is_empty()
+        self.steps.is_empty() && self.overlays.is_empty() && self.units.is_empty()
     }
 }
 
@@ -184,6 +205,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         servers.insert(name.clone(), sync);
     }
 
+    steps.extend(clear_leftover_units(inputs));
     let held = hold_prune(inputs, &deletions);
     if let Some(message) = &held {
         steps.retain(|s| s.action != Action::Delete);
@@ -194,7 +216,30 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     block_taken_ports(inputs, &mut steps, &mut servers);
     // A stable sort: within a phase, servers by name, each server's steps in the order made.
     steps.sort_by(|a, b| (a.action.phase(), &a.server).cmp(&(b.action.phase(), &b.server)));
-    Plan { overlays, steps, servers, waiting, held }
+    let units = inputs.host.units.iter().map(|problem| format!("{}: {}", problem.path, problem.cause)).collect();
+    Plan { units, overlays, steps, servers, waiting, held }
+}
+
+/// Units of servers with no instance (a deletion cut short by a power cut) are stopped,
+/// disabled and cleared of their failed state by deleting the server again — unless it is
+/// declared running, when it is created and started anyway, or was deleted by hand and is left
+/// alone.
+fn clear_leftover_units(inputs: &Inputs<'_>) -> Vec<Step> {
+    inputs
+        .host
+        .leftover_units
+        .iter()
+        .filter(|leftover| !inputs.observed.contains_key(&leftover.name))
+        .filter(|leftover| {
+            inputs.desired.servers.get(&leftover.name).is_none_or(|server| server.state != PowerState::Running)
+        })
+        .filter(|leftover| !inputs.orphan_overrides.contains_key(&leftover.name) || superseded(inputs, &leftover.name))
+        .map(|leftover| {
+            let enabled = if leftover.enabled { ", enabled" } else { "" };
+            let why = format!("{} is {}{enabled}, with no instance behind it", leftover.unit, leftover.active_state);
+            step(&leftover.name, Action::Delete, &why)
+        })
+        .collect()
 }
 
 /// Servers whose plan hangs on their game's A2S answer, which a brief observation leaves out:
@@ -323,8 +368,24 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
     }
 
     let rendered = observed.digest == digest.as_str();
-    if !rendered {
-        steps.push(step(name, Action::Rerender { spec: spec.clone() }, "its rendered spec changed"));
+    // What rendering again puts right: a record that cannot be read, a missing runtime folder.
+    let broken: Vec<String> = observed
+        .problems
+        .iter()
+        .filter(|problem| problem.remedy == Remedy::Initialize)
+        .map(|problem| format!("{}: {}", problem.path, problem.cause))
+        .collect();
+    match (rendered, broken.is_empty()) {
+        (true, true) => {}
+        (false, true) => steps.push(step(name, Action::Rerender { spec: spec.clone() }, "its rendered spec changed")),
+        (false, false) => {
+            let why = format!("{}; rendered again", broken.join("; "));
+            steps.push(step(name, Action::Rerender { spec: spec.clone() }, &why));
+        }
+        (true, false) => {
+            let why = format!("{}; rendered again to put it right", broken.join("; "));
+            steps.push(step(name, Action::Repair { spec: spec.clone() }, &why));
+        }
     }
     let blueprint = &inputs.desired.blueprints[&server.blueprint];
     let running = is_running(observed);
@@ -410,8 +471,11 @@ fn hold_prune(inputs: &Inputs<'_>, deletions: &[Name]) -> Option<String> {
 impl fmt::Display for Plan {
     /// The human form of `left4me plan`: one line per step, then servers that wait or are held.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.steps.is_empty() && self.overlays.is_empty() {
+        if self.is_empty() {
             writeln!(f, "nothing to do")?;
+        }
+        for unit in &self.units {
+            writeln!(f, "{:<10} {unit}; written again", "units")?;
         }
         for overlay in &self.overlays {
             writeln!(f, "{:<10} {:<20} not on the host as the revision has it", "overlay", overlay.as_str())?;

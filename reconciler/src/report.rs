@@ -37,8 +37,21 @@ pub struct ServerReport {
     pub map: Option<String>,
 }
 
-/// The health of a server from what the host reports about it.
+/// The health of a server from what the host reports about it; what of its files the host could
+/// not use is told after it.
 pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (Health, String) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (health, mut message) = health_at(desired, observed, now);
+    for problem in observed.map(|o| o.problems.as_slice()).unwrap_or_default() {
+        message.push_str(&format!("; {problem}"));
+    }
+    (health, message)
+}
+
+/// [`health`] at `now` (Unix seconds). A running game that does not answer is given its grace
+/// from its last answer — a stopped process, a map change — or from its start when it has not
+/// answered since.
+fn health_at(desired: Option<&Server>, observed: Option<&InstanceStatus>, now: u64) -> (Health, String) {
     let Some(observed) = observed else {
         return (Health::Unknown, "not on the host".into());
     };
@@ -52,13 +65,23 @@ pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (H
         "active" => match &observed.query {
             Some(q) => (Health::Running, format!("{} on {}, {}/{} players", q.name, q.map, q.players, q.max_players)),
             None => {
-                let since = observed.since.as_deref().and_then(l4d2ctl::overrides::parse_rfc3339);
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                match since {
-                    Some(since) if now.saturating_sub(since) < QUERY_GRACE_SECONDS => {
-                        (Health::Starting, "running, not answering queries yet".into())
-                    }
-                    _ => (
+                let seconds = |at: &Option<String>| at.as_deref().and_then(l4d2ctl::overrides::parse_rfc3339);
+                let (since, answered) = (seconds(&observed.since), seconds(&observed.last_answer));
+                // An answer before the unit's last start says nothing about this run.
+                let answered = answered.filter(|at| since.is_none_or(|since| *at >= since));
+                match answered.or(since) {
+                    Some(from) if now.saturating_sub(from) < QUERY_GRACE_SECONDS => match answered {
+                        Some(at) => (
+                            Health::Starting,
+                            format!("running, not answering queries for {} s (a map change?)", now.saturating_sub(at)),
+                        ),
+                        None => (Health::Starting, "running, not answering queries yet".into()),
+                    },
+                    Some(from) => (
+                        Health::Degraded,
+                        format!("running, but not answering queries for {} s", now.saturating_sub(from)),
+                    ),
+                    None => (
                         Health::Degraded,
                         format!("running, but not answering queries for over {QUERY_GRACE_SECONDS} s"),
                     ),

@@ -1,6 +1,7 @@
 //! l4d2ctl on a real host: a sandbox with a real systemd, real overlayfs and the simulated game.
 
 mod bad_input;
+mod faults;
 mod lifecycle;
 mod overlays_hostile;
 mod protocols;

@@ -2,6 +2,7 @@
 
 mod converge;
 mod db;
+mod faults;
 mod killed;
 mod plan;
 mod service;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use l4d2ctl::overrides::Override;
 use l4d2ctl::status::{InstanceStatus, QueryInfo};
 use left4me_state::{DesiredState, Name, PowerState, Tree, validate};
-use reconciler::plan::{Inputs, Observed, Plan, Wish, plan};
+use reconciler::plan::{HostRepairs, Inputs, Observed, Plan, Wish, plan};
 
 const BLUEPRINTS: &str = "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec:\n  \
                           arguments: [\"+map\", c1m1_hotel]\n  rollout: ROLLOUT\n";
@@ -96,6 +96,8 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                     }),
                     _ => None,
                 },
+                last_answer: None,
+                problems: Vec::new(),
             };
             (name, status)
         })
@@ -121,6 +123,7 @@ fn check(name: &str, desired: &DesiredState, hosts: &[Host], previous: &[(&str, 
         orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: confirmed,
+        host: &HostRepairs::default(),
     };
     let plan = plan(&inputs);
     let again = reconciler::plan::plan(&inputs);
@@ -286,6 +289,7 @@ fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed()
         orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: false,
+        host: &HostRepairs::default(),
     });
     insta::assert_snapshot!("overlays-missing", format!("{missing}{:#?}", missing.servers));
     // Written and built already with the revision's digests: nothing to write.
@@ -299,6 +303,7 @@ fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed()
         orphan_overrides: &BTreeMap::new(),
         previous: &previous,
         prune_confirmed: false,
+        host: &HostRepairs::default(),
     });
     assert!(written.overlays.is_empty());
 }
@@ -328,6 +333,7 @@ fn hand_creations_and_deletions_are_left_alone_and_held_ports_block_starts() {
         orphan_overrides: &orphans,
         previous: &previous,
         prune_confirmed: false,
+        host: &HostRepairs::default(),
     };
     let hand = plan(&inputs);
     insta::assert_snapshot!("hand-made-and-deleted", format!("{hand}{:#?}", hand.servers));
@@ -363,6 +369,7 @@ fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
             orphan_overrides: &orphans,
             previous: &previous,
             prune_confirmed: false,
+            host: &HostRepairs::default(),
         };
         reconciler::plan::needs_query(&inputs).iter().map(ToString::to_string).collect()
     };
@@ -379,4 +386,72 @@ fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
     let restarting = Host { active: "activating", old_start: true, players: None, ..host("a", 27015) };
     let overridden = Host { overridden: true, old_start: true, players: None, ..host("b", 27016) };
     assert!(needs("when-empty", &[restarting, overridden]).is_empty());
+}
+
+#[test]
+fn what_the_host_cannot_use_as_it_is_is_put_right() {
+    use l4d2ctl::problem::{Problem, Remedy};
+    use l4d2ctl::status::LeftoverUnit;
+    let d = desired(
+        "immediate",
+        &[("a", 27015, "running"), ("b", 27016, "running"), ("e", 27018, "stopped"), ("f", 27019, "running")],
+    );
+    let mut observed = observed(&d, &[host("a", 27015), Host { active: "inactive", ..host("b", 27016) }]);
+    // a: its record cannot be read, so its render is unknown; what it started with is unknown too,
+    // which only its next start puts right.
+    let a = observed.get_mut(&Name::new("a").unwrap()).unwrap();
+    (a.digest, a.port) = (String::new(), 0);
+    a.problems = vec![
+        Problem::new("instances/a/instance.json", "EOF while parsing a value at line 1 column 0", Remedy::Initialize),
+        Problem::new("runtime/a/started.json", "EOF while parsing a value at line 1 column 0", Remedy::NextStart),
+    ];
+    // b: rendered as the revision has it, stopped, its upper removed.
+    observed.get_mut(&Name::new("b").unwrap()).unwrap().problems =
+        vec![Problem::new("runtime/b/upper", "is missing", Remedy::Initialize)];
+    let leftover = |name: &str, active: &str| LeftoverUnit {
+        name: Name::new(name).unwrap(),
+        unit: format!("left4me-server@{name}.service"),
+        active_state: active.into(),
+        enabled: true,
+    };
+    // Units with no instance: gone (not declared), e (declared stopped), f (declared running: its
+    // start takes it over), hand (deleted by hand: left alone).
+    let repairs = HostRepairs {
+        units: vec![Problem::new(
+            "/usr/local/lib/systemd/system/left4me-server@.service",
+            "differs from what l4d2ctl renders",
+            Remedy::InstallUnits,
+        )],
+        leftover_units: vec![
+            leftover("e", "failed"),
+            leftover("f", "failed"),
+            leftover("gone", "failed"),
+            leftover("hand", "inactive"),
+        ],
+    };
+    let marker = Override { who: "bob".into(), when: "2026-11-26T10:00:00Z".into(), what: "delete".into() };
+    let orphans = BTreeMap::from([(Name::new("hand").unwrap(), marker)]);
+    let (overlays, previous) = (BTreeMap::new(), BTreeMap::new());
+    let inputs = Inputs {
+        desired: &d,
+        observed: &observed,
+        overlays: &overlays,
+        orphan_overrides: &orphans,
+        previous: &previous,
+        prune_confirmed: false,
+        host: &repairs,
+    };
+    let repaired = plan(&inputs);
+    insta::assert_snapshot!("repairs", format!("{repaired}{:#?}", repaired.servers));
+    assert!(repaired.held.is_none(), "units left behind are no deletions of servers to hold");
+    // Once put right, nothing is left to do for them.
+    let mut healed = observed.clone();
+    for status in healed.values_mut() {
+        status.digest = d.instance_spec(&status.name).unwrap().digest().to_string();
+        status.problems.clear();
+        status.active_state = "active".into();
+    }
+    let inputs =
+        Inputs { observed: &healed, host: &HostRepairs::default(), orphan_overrides: &BTreeMap::new(), ..inputs };
+    assert!(plan(&inputs).steps.iter().all(|s| !["a", "b"].contains(&s.server.as_str())), "{}", plan(&inputs));
 }
