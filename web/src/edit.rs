@@ -76,7 +76,7 @@ pub fn unified_diff(old: &str, new: &str, path: &str) -> String {
 // Authorisation
 
 /// The `metadata.owner` a YAML document declares, if it can be read.
-fn declared_owner(text: &[u8]) -> Option<String> {
+pub(crate) fn declared_owner(text: &[u8]) -> Option<String> {
     let value: serde_norway::Value = serde_norway::from_slice(text).ok()?;
     value.get("metadata")?.get("owner")?.as_str().map(str::to_owned)
 }
@@ -996,6 +996,10 @@ async fn commit_change(
 /// Undoes a commit with a new commit, once its files are checked and authorised like any save.
 pub async fn revert(State(app): State<Arc<App>>, Auth(session): Auth, Path(rev): Path<String>) -> Response {
     let Some(revision) = app.repo.commit_id(&rev) else { return app.not_found() };
+    // Only the branch's own history is undone: a commit kept elsewhere in the repo is not there.
+    if !crate::history::on_branch(app.repo.path(), &app.config.branch, &revision).unwrap_or(false) {
+        return app.not_found();
+    }
     let worker = app.clone();
     let undo = tokio::task::spawn_blocking(move || worker.repo.revert_change(&revision)).await;
     let (base_rev, files, message) = match undo {

@@ -341,7 +341,7 @@ fn tempfile_path(repo: &Path) -> Result<PathBuf> {
     Ok(git_dir.join(format!("left4me-web-index-{}", crate::hex(&bytes))))
 }
 
-fn parse_commit(record: &str) -> Option<CommitInfo> {
+pub(crate) fn parse_commit(record: &str) -> Option<CommitInfo> {
     let mut fields = record.trim_start_matches('\n').splitn(6, '\0');
     let id = fields.next()?.to_owned();
     if id.len() != 40 {
