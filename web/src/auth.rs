@@ -19,9 +19,9 @@ use crate::App;
 use crate::accounts::Session;
 
 pub const COOKIE: &str = "left4me_session";
-/// Failed sign-ins of one account from one client address that cost nothing; after them, each
-/// failure makes the pair wait before its next try, twice as long as the failure before, from
-/// [`FIRST_DELAY`] up to [`MAX_DELAY`].
+/// Tries of one account from one client address that need no wait. From the last of them on,
+/// each failure makes the pair wait before its next try: [`FIRST_DELAY`], then twice as long as
+/// the wait before, at most [`MAX_DELAY`].
 pub const FREE_FAILURES: u32 = 5;
 pub const FIRST_DELAY: Duration = Duration::from_secs(1);
 pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
@@ -154,7 +154,10 @@ pub async fn hashing<T: Send + 'static>(
     let (done, result) = tokio::sync::oneshot::channel();
     let worker = app.clone();
     let job = Box::new(move || {
-        let _ = done.send(work(&worker.accounts));
+        // A request gone while it waited (its client left) costs no hash.
+        if !done.is_closed() {
+            let _ = done.send(work(&worker.accounts));
+        }
     });
     let sent = app.hashers.work.lock().expect("no holder of the hash queue panics").send(job);
     sent.map_err(|_| "the password threads have ended".to_owned())?;

@@ -626,6 +626,10 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         "# HELP left4me_revision_valid Whether the branch's commit is valid.\n# TYPE left4me_revision_valid gauge\n",
     );
     let _ = writeln!(out, "left4me_revision_valid {}", u8::from(snapshot.revision_error.is_none()));
+    out.push_str("# HELP left4me_web_live_views Live views (server-sent event streams) open.\n# TYPE left4me_web_live_views gauge\n");
+    let _ = writeln!(out, "left4me_web_live_views {}", app.streams.open());
+    out.push_str("# HELP left4me_web_console_followers Server consoles followed (one l4d2ctl logs each).\n# TYPE left4me_web_console_followers gauge\n");
+    let _ = writeln!(out, "left4me_web_console_followers {}", app.streams.followers());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 

@@ -270,6 +270,9 @@ fn the_viewers_of_one_console_share_one_follower() {
         views.push(live);
     }
     assert_eq!(followers(), 1, "five viewers, one follower");
+    let metrics = app.client().get("/metrics").body;
+    assert!(metrics.contains("left4me_web_live_views 5\n"), "{metrics}");
+    assert!(metrics.contains("left4me_web_console_followers 1\n"), "{metrics}");
     let other = Live::open(&app, &alice.cookie, "/servers/coop-2/log");
     assert!(other.next_console_line().unwrap().contains("coop-2 console line"));
     assert_eq!(followers(), 2, "one follower per server");
