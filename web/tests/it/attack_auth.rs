@@ -258,6 +258,27 @@ fn a_stream_flood_is_refused_past_the_cap_and_others_still_stream() {
 }
 
 #[test]
+fn live_views_are_capped_in_all_too() {
+    let app = TestApp::start();
+    let users = web::live::STREAMS / web::live::STREAMS_PER_USER;
+    let mut open = Vec::new();
+    for index in 0..=users {
+        let name = format!("viewer-{index}");
+        app.app.accounts.create_user(&name, None, PASSWORD, false).unwrap();
+        let client = app.signed_in(&name);
+        let views = if index < users { web::live::STREAMS_PER_USER } else { 1 };
+        for _ in 0..views {
+            open.push((index, Live::open(&app, &client.cookie, "/events/servers")));
+        }
+    }
+    let (last, refused) = open.pop().unwrap();
+    assert_eq!(last, users);
+    assert_eq!(refused.status, 429);
+    assert!(refused.body().contains("as many as it serves at once"));
+    assert!(open.iter().all(|(_, live)| live.status == 200), "every view below the cap is served");
+}
+
+#[test]
 fn the_viewers_of_one_console_share_one_follower() {
     let (app, _dir) = with_consoles();
     let alice = app.signed_in("alice");
