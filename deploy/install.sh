@@ -88,6 +88,8 @@ if [ ! -f /etc/left4me/web.env ]; then
 LEFT4ME_WEB_LISTEN=127.0.0.1:8080
 # Set when the proxy in front serves HTTPS: session cookies are then marked Secure.
 #LEFT4ME_WEB_SECURE_COOKIES=true
+# The reverse proxies in front (addresses or CIDR blocks): their X-Forwarded-For names the client.
+#LEFT4ME_TRUSTED_PROXIES=127.0.0.1,::1
 ENV
   chmod 0644 /etc/left4me/web.env.new
   mv /etc/left4me/web.env.new /etc/left4me/web.env

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use left4me_state::Name;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
 /// Each migration moves the schema one version up; `PRAGMA user_version` is the version.
@@ -48,6 +50,8 @@ pub const MIN_PASSWORD: usize = 10;
 pub enum AccountError {
     #[error("the accounts database {path}: {cause}")]
     Db { path: PathBuf, cause: rusqlite::Error },
+    #[error("the accounts database {path}: {cause}")]
+    File { path: PathBuf, cause: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -74,25 +78,31 @@ pub struct Session {
 pub struct Accounts {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Counts the times sessions were ended (sign-out, a password change, a user disabled):
+    /// an open live view looks again whether its session still lives each time it moves.
+    ended: tokio::sync::watch::Sender<u64>,
 }
 
 impl Accounts {
+    /// Opens the database, creating it readable by its owner only (it holds password hashes,
+    /// session CSRF tokens and RCON history), and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Accounts> {
         let err = |cause| AccountError::Db { path: path.to_path_buf(), cause };
+        let file_err = |cause| AccountError::File { path: path.to_path_buf(), cause };
+        // SQLite gives the -wal and -shm files the database's own mode, whatever the umask: the
+        // file is made (or made again) private before SQLite opens it.
+        create_private(path).map_err(file_err)?;
+        make_private(path).map_err(file_err)?;
         let mut conn = Connection::open(path).map_err(err)?;
+        // Before anything that locks: another program may be opening the same file right now.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = conn.transaction().map_err(err)?;
-            tx.execute_batch(migration).map_err(err)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1).map_err(err)?;
-            tx.commit().map_err(err)?;
-        }
+        migrate(&mut conn).map_err(err)?;
+        make_private(path).map_err(file_err)?;
         reconciler::db::give_to_folder_owner(path);
-        Ok(Accounts { conn: Mutex::new(conn), path: path.to_path_buf() })
+        Ok(Accounts { conn: Mutex::new(conn), path: path.to_path_buf(), ended: tokio::sync::watch::Sender::new(0) })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -148,9 +158,7 @@ impl Accounts {
             let _ = hash_password(password);
             return Ok(None);
         };
-        let ok = PasswordHash::new(&hash)
-            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
-        if !ok || disabled {
+        if !password_matches(&hash, password.as_bytes()) || disabled {
             return Ok(None);
         }
         self.user_by_name(name)
@@ -166,8 +174,9 @@ impl Accounts {
                 "DELETE FROM sessions WHERE user_id = ?1 AND token_hash IS NOT ?2",
                 params![user.id, keep.unwrap_or("")],
             )
-        })
-        .map(drop)
+        })?;
+        self.sessions_ended();
+        Ok(())
     }
 
     /// Disables or enables a user; disabling ends their sessions.
@@ -178,7 +187,9 @@ impl Accounts {
                 c.execute("DELETE FROM sessions WHERE user_id = ?1", [user.id])?;
             }
             Ok(())
-        })
+        })?;
+        self.sessions_ended();
+        Ok(())
     }
 
     /// Starts a session; returns the cookie's token (only its hash is stored) and the session.
@@ -225,7 +236,33 @@ impl Accounts {
     }
 
     pub fn end_session(&self, token_hash: &str) -> Result<()> {
-        self.with(|c| c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])).map(drop)
+        self.with(|c| c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash]))?;
+        self.sessions_ended();
+        Ok(())
+    }
+
+    /// Whether the session of a token's hash is still live (it is not touched).
+    pub fn session_lives(&self, token_hash: &str) -> Result<bool> {
+        let now = unix_now();
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.seen_at >= ?2 AND s.created_at >= ?3 AND u.disabled = 0",
+                params![token_hash, now - SESSION_IDLE, now - SESSION_MAX],
+                |_| Ok(()),
+            )
+            .optional()
+        })
+        .map(|found| found.is_some())
+    }
+
+    /// Moves each time sessions end.
+    pub fn session_ends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ended.subscribe()
+    }
+
+    fn sessions_ended(&self) {
+        self.ended.send_modify(|count| *count += 1);
     }
 
     pub fn add_rcon(&self, user: &User, server: &str, command: &str) -> Result<()> {
@@ -250,6 +287,47 @@ impl Accounts {
         commands.reverse();
         Ok(commands)
     }
+}
+
+/// Runs the migrations the database lacks. `user_version` is read inside the write transaction:
+/// two programs opening a new database at once (`create-user` beside the starting service) then
+/// migrate one after the other, the second finding the first one's work.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()
+}
+
+/// Creates the database file with mode 0600 when it does not exist yet.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes every access of group and others off the database and its `-wal` and `-shm` files (a
+/// database made by an older version, or by hand, may be readable by all).
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    Ok(())
 }
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<User>> {
@@ -290,10 +368,63 @@ fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| AccountError::Invalid(format!("no randomness: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| AccountError::Invalid(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| AccountError::Invalid(format!("cannot hash the password: {e}")))
+    let (algorithm, version, params) = (Algorithm::default(), Version::default(), Params::default());
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let hashed = (|| {
+        let output = argon2_output(&argon, password.as_bytes(), salt.as_salt(), Params::DEFAULT_OUTPUT_LEN)?;
+        Ok::<_, argon2::password_hash::Error>(PasswordHash {
+            algorithm: algorithm.ident(),
+            version: Some(version.into()),
+            params: (&params).try_into()?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        })
+    })();
+    hashed.map(|hash| hash.to_string()).map_err(|e| AccountError::Invalid(format!("cannot hash the password: {e}")))
+}
+
+/// Whether `password` is the one a stored PHC string (`$argon2id$v=19$…`) was made of.
+fn password_matches(stored: &str, password: &[u8]) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else { return false };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map(Version::try_from).transpose() else { return false };
+    let argon = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    // `Output`'s equality takes the same time wherever the bytes differ.
+    argon2_output(&argon, password, salt, expected.len()).is_ok_and(|computed| computed == expected)
+}
+
+thread_local! {
+    /// The argon2 memory of a thread that hashes, kept for its next hash. Allocated anew for each
+    /// hash (19 MiB of 64-byte-aligned blocks), it left the allocator holding over a hundred
+    /// MiB per thread.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An argon2 output of `len` bytes, computed in this thread's kept memory.
+fn argon2_output(
+    argon: &Argon2<'_>,
+    password: &[u8],
+    salt: Salt<'_>,
+    len: usize,
+) -> argon2::password_hash::Result<Output> {
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_bytes)?;
+    let blocks = argon.params().block_count();
+    Output::init_with(len, |out| {
+        // A hash of larger parameters than this program's own is not kept for.
+        if blocks > 2 * Params::DEFAULT_M_COST as usize {
+            return Ok(argon.hash_password_into(password, salt, out)?);
+        }
+        BLOCKS.with_borrow_mut(|memory| {
+            if memory.len() < blocks {
+                memory.resize(blocks, Block::default());
+            }
+            Ok(argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])?)
+        })
+    })
 }
 
 /// 32 random bytes, hex.

@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
 use crate::App;
-use crate::auth::Auth;
+use crate::auth::{Auth, check_password, hashing};
 use crate::pages::base;
 
 pub async fn account(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
@@ -25,9 +27,13 @@ pub struct PasswordForm {
 }
 
 /// Changes the user's password and ends their other sessions.
+/// The current password is checked under the same limits as a sign-in: a stolen session cannot
+/// guess its way to the password.
 pub async fn change_password(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Response {
     let email = session.user.email.clone();
@@ -41,19 +47,20 @@ pub async fn change_password(
     if form.new != form.repeat {
         return problem("The new password and its repetition differ.".into());
     }
-    let (worker, name, current) = (app.clone(), session.user.name.to_string(), form.current.clone());
-    let verified = tokio::task::spawn_blocking(move || worker.accounts.verify(&name, &current)).await;
-    if !matches!(verified, Ok(Ok(Some(_)))) {
-        return problem("The current password is not right.".into());
+    let address = app.trusted_proxies.client(peer.ip(), &headers);
+    match check_password(&app, session.user.name.as_str(), &form.current, address, problem).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return problem("The current password is not right.".into()),
+        Err(response) => return response,
     }
-    let (worker, user, new, keep) = (app.clone(), session.user.clone(), form.new.clone(), session.token_hash.clone());
-    match tokio::task::spawn_blocking(move || worker.accounts.set_password(&user, &new, Some(&keep))).await {
+    let (user, new, keep) = (session.user.clone(), form.new.clone(), session.token_hash.clone());
+    match hashing(&app, move |accounts| accounts.set_password(&user, &new, Some(&keep))).await {
         Ok(Ok(())) => app.render(
             "account.html",
             context! { ..base(&session, "account"), ..context! { email => session.user.email, done => "Your password is changed; your other sessions have ended." } },
         ),
         Ok(Err(e)) => problem(e.to_string()),
-        Err(e) => app.server_error(&e.to_string()),
+        Err(e) => app.server_error(&e),
     }
 }
 
@@ -88,12 +95,11 @@ pub async fn add_user(State(app): State<Arc<App>>, Auth(session): Auth, Form(for
     if let Some(refused) = admin_only(&app, session.user.admin) {
         return refused;
     }
-    let worker = app.clone();
     let (name, email, password, admin) =
         (form.name.trim().to_owned(), form.email.trim().to_owned(), form.password, form.admin.is_some());
-    let created = tokio::task::spawn_blocking(move || {
+    let created = hashing(&app, move |accounts| {
         let email = (!email.is_empty()).then_some(email);
-        worker.accounts.create_user(&name, email.as_deref(), &password, admin)
+        accounts.create_user(&name, email.as_deref(), &password, admin)
     })
     .await;
     match created {
@@ -109,7 +115,7 @@ pub async fn add_user(State(app): State<Arc<App>>, Auth(session): Auth, Form(for
                 context! { ..base(&session, "users"), ..context! { users => crate::pages::v(&users), error => e.to_string(), name => form.name } },
             )
         }
-        Err(e) => app.server_error(&e.to_string()),
+        Err(e) => app.server_error(&e),
     }
 }
 
@@ -142,11 +148,10 @@ pub async fn user_action(
             context! { ..base(&session, "users"), ..context! { users => crate::pages::v(&users), error => "You cannot disable yourself; another admin can." } },
         );
     }
-    let worker = app.clone();
-    let done = tokio::task::spawn_blocking(move || match action.as_str() {
-        "disable" => worker.accounts.set_disabled(&user, true).map(|_| true),
-        "enable" => worker.accounts.set_disabled(&user, false).map(|_| true),
-        "reset" => worker.accounts.set_password(&user, &form.password, None).map(|_| true),
+    let done = hashing(&app, move |accounts| match action.as_str() {
+        "disable" => accounts.set_disabled(&user, true).map(|_| true),
+        "enable" => accounts.set_disabled(&user, false).map(|_| true),
+        "reset" => accounts.set_password(&user, &form.password, None).map(|_| true),
         _ => Ok(false),
     })
     .await;
@@ -161,6 +166,6 @@ pub async fn user_action(
                 context! { ..base(&session, "users"), ..context! { users => crate::pages::v(&users), error => e.to_string() } },
             )
         }
-        Err(e) => app.server_error(&e.to_string()),
+        Err(e) => app.server_error(&e),
     }
 }

@@ -1,8 +1,8 @@
 //! Signing in and out, sessions, CSRF tokens and login rate limiting.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use axum::Form;
@@ -19,10 +19,20 @@ use crate::App;
 use crate::accounts::Session;
 
 pub const COOKIE: &str = "left4me_session";
-/// Failed sign-ins allowed per account, and per address, in one window.
-pub const ACCOUNT_FAILURES: u32 = 5;
-pub const ADDRESS_FAILURES: u32 = 20;
-pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Tries of one account from one client address that need no wait. From the last of them on,
+/// each failure makes the pair wait before its next try: [`FIRST_DELAY`], then twice as long as
+/// the wait before, at most [`MAX_DELAY`].
+pub const FREE_FAILURES: u32 = 5;
+pub const FIRST_DELAY: Duration = Duration::from_secs(1);
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// A pair's failures are forgotten this long after its last one.
+const FORGET: Duration = Duration::from_secs(60 * 60);
+/// Pairs remembered at most: a flood of names or addresses cannot grow the memory past it.
+pub const MAX_PAIRS: usize = 10_000;
+/// Threads that compute password hashes. Each argon2 hash takes 19 MiB and a core; on threads
+/// of their own a flood of sign-ins waits its turn, and the allocator keeps at most this many
+/// hashes' memory (on the blocking pool each of its threads kept one: 660 MB under a flood).
+const HASHING: usize = 2;
 /// Largest form body read (a raw YAML editor's file is at most 1 MiB).
 const MAX_FORM: usize = 4 * 1024 * 1024;
 
@@ -37,30 +47,236 @@ impl FromRequestParts<Arc<App>> for Auth {
     }
 }
 
-/// Counts failed sign-ins per account and per address.
+/// Failed password checks (a sign-in, or the current password of `/account`) per account and
+/// client address. A flood from one place slows that place only: the account's owner elsewhere
+/// signs in as ever, and so does everyone else behind the same address.
 #[derive(Default)]
 pub struct Limiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<HashMap<(String, IpAddr), Failures>>,
+}
+
+struct Failures {
+    count: u32,
+    last: Instant,
 }
 
 impl Limiter {
-    /// Seconds to wait when `key` has failed `limit` times in the current window.
-    fn blocked(&self, key: &str, limit: u32) -> Option<u64> {
+    /// How long `account` from `address` must still wait before its next try; None: it may try.
+    pub fn wait(&self, account: &str, address: IpAddr) -> Option<Duration> {
         let failures = self.failures.lock().expect("no holder of the limiter lock panics");
-        let (count, since) = failures.get(key)?;
-        let left = WINDOW.checked_sub(since.elapsed())?;
-        (*count >= limit).then(|| left.as_secs().max(1))
+        let entry = failures.get(&key(account, address))?;
+        delay(entry.count)?.checked_sub(entry.last.elapsed()).filter(|left| !left.is_zero())
     }
 
-    fn fail(&self, key: &str) {
+    pub fn fail(&self, account: &str, address: IpAddr) {
         let mut failures = self.failures.lock().expect("no holder of the limiter lock panics");
-        failures.retain(|_, (_, since)| since.elapsed() < WINDOW);
-        let entry = failures.entry(key.to_owned()).or_insert((0, Instant::now()));
-        entry.0 += 1;
+        let key = key(account, address);
+        if !failures.contains_key(&key) && failures.len() >= MAX_PAIRS {
+            failures.retain(|_, f| f.last.elapsed() < FORGET);
+            if failures.len() >= MAX_PAIRS {
+                let oldest = failures.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    failures.remove(&oldest);
+                }
+            }
+        }
+        let entry = failures.entry(key).or_insert(Failures { count: 0, last: Instant::now() });
+        if entry.last.elapsed() >= FORGET {
+            entry.count = 0;
+        }
+        entry.count = entry.count.saturating_add(1);
+        entry.last = Instant::now();
     }
 
-    fn clear(&self, key: &str) {
-        self.failures.lock().expect("no holder of the limiter lock panics").remove(key);
+    pub fn clear(&self, account: &str, address: IpAddr) {
+        self.failures.lock().expect("no holder of the limiter lock panics").remove(&key(account, address));
+    }
+
+    /// Pairs remembered now.
+    pub fn len(&self) -> usize {
+        self.failures.lock().expect("no holder of the limiter lock panics").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The wait after `count` failures.
+fn delay(count: u32) -> Option<Duration> {
+    let doublings = count.checked_sub(FREE_FAILURES)?.min(20);
+    Some(FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY))
+}
+
+/// An account name as typed (cut to a valid name's length) and an address; an IPv6 client is
+/// its /64, which one host usually holds whole.
+fn key(account: &str, address: IpAddr) -> (String, IpAddr) {
+    let account: String = account.trim().chars().take(64).collect();
+    let address = match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
+        },
+        v4 => v4,
+    };
+    (account, address)
+}
+
+/// The threads that hash passwords, taking work in turn.
+pub struct Hashers {
+    work: Mutex<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Hashers {
+    pub fn start() -> std::io::Result<Hashers> {
+        let (work, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..HASHING {
+            let queue = queue.clone();
+            std::thread::Builder::new().name(format!("password-hash-{index}")).spawn(move || {
+                loop {
+                    let next = queue.lock().expect("no holder of the hash queue panics").recv();
+                    let Ok(job) = next else { return };
+                    // A job that panics ends its request, not the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })?;
+        }
+        Ok(Hashers { work: Mutex::new(work) })
+    }
+}
+
+/// Runs work that hashes or checks a password on the [`Hashers`], off the async threads.
+pub async fn hashing<T: Send + 'static>(
+    app: &Arc<App>,
+    work: impl FnOnce(&crate::accounts::Accounts) -> T + Send + 'static,
+) -> Result<T, String> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let worker = app.clone();
+    let job = Box::new(move || {
+        // A request gone while it waited (its client left) costs no hash.
+        if !done.is_closed() {
+            let _ = done.send(work(&worker.accounts));
+        }
+    });
+    let sent = app.hashers.work.lock().expect("no holder of the hash queue panics").send(job);
+    sent.map_err(|_| "the password threads have ended".to_owned())?;
+    result.await.map_err(|_| "a password check failed on its thread".to_owned())
+}
+
+/// Checks a password under the limiter: `Err` is the response to give (429 with `Retry-After`
+/// while the pair waits, or a failure of the host); `Ok(None)` a wrong password, counted.
+pub async fn check_password(
+    app: &Arc<App>,
+    name: &str,
+    password: &str,
+    address: IpAddr,
+    refused: impl FnOnce(String) -> Response,
+) -> Result<Option<crate::accounts::User>, Response> {
+    if let Some(wait) = app.limiter.wait(name, address) {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        let when = if secs < 120 { format!("{secs} s") } else { format!("{} minutes", secs.div_ceil(60)) };
+        let mut response = refused(format!(
+            "Too many failed sign-ins for this account from your address. Try again in {when}; each further failure doubles the wait."
+        ));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = secs.to_string().parse() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return Err(response);
+    }
+    let (checked_name, password) = (name.to_owned(), password.to_owned());
+    match hashing(app, move |accounts| accounts.verify(&checked_name, &password)).await {
+        Ok(Ok(Some(user))) => {
+            app.limiter.clear(name, address);
+            Ok(Some(user))
+        }
+        Ok(Ok(None)) => {
+            app.limiter.fail(name, address);
+            tracing::info!(user = %name, address = %address, "a password check failed");
+            Ok(None)
+        }
+        Ok(Err(e)) => Err(app.server_error(&e.to_string())),
+        Err(e) => Err(app.server_error(&e)),
+    }
+}
+
+/// The proxies whose `X-Forwarded-For` is believed (`LEFT4ME_TRUSTED_PROXIES`): addresses and
+/// CIDR blocks, separated by commas or spaces.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl std::str::FromStr for TrustedProxies {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<TrustedProxies, String> {
+        let mut blocks = Vec::new();
+        for item in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|i| !i.is_empty()) {
+            let bad = || {
+                format!(
+                    "trusted proxies: {item:?} is not an address or a CIDR block (such as 127.0.0.1, 10.0.0.0/8 or fd00::/8)"
+                )
+            };
+            let (address, prefix) = match item.split_once('/') {
+                Some((address, prefix)) => (address, Some(prefix.parse::<u8>().map_err(|_| bad())?)),
+                None => (item, None),
+            };
+            let address: IpAddr = address.parse().map_err(|_| bad())?;
+            let bits = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = prefix.unwrap_or(bits);
+            if prefix > bits {
+                return Err(bad());
+            }
+            blocks.push((address, prefix));
+        }
+        Ok(TrustedProxies(blocks))
+    }
+}
+
+impl TrustedProxies {
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(address),
+            v4 => v4,
+        };
+        self.0.iter().any(|&(block, prefix)| match (block, address) {
+            (IpAddr::V4(block), IpAddr::V4(address)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(block) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(block), IpAddr::V6(address)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(block) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
+    /// address of `X-Forwarded-For` that is not a trusted proxy (the ones left of it are
+    /// whatever the client chose to send).
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let parsed = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()));
+            // A hop a trusted proxy wrote but no one can read: the last known one answers for it.
+            let Some(address) = parsed else { return client };
+            client = address;
+            if !self.contains(address) {
+                return address;
+            }
+        }
+        client
     }
 }
 
@@ -103,7 +319,7 @@ pub async fn csrf_guard(State(app): State<Arc<App>>, request: Request, next: Nex
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
-fn session_of(app: &App, headers: &HeaderMap) -> Option<Session> {
+pub(crate) fn session_of(app: &App, headers: &HeaderMap) -> Option<Session> {
     let token = cookie(headers, COOKIE)?;
     match app.accounts.session(&token) {
         Ok(session) => session,
@@ -136,56 +352,34 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    // A sign-in form posted from another site (login CSRF) is refused.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
-        if origin != "null" && origin_host != host {
-            return (StatusCode::FORBIDDEN, "sign in from this site's own page").into_response();
-        }
-    }
-    let next = safe_next(form.next.as_deref());
-    let account_key = format!("user:{}", form.name.trim());
-    let address_key = format!("addr:{}", peer.ip());
-    let blocked = app
-        .limiter
-        .blocked(&account_key, ACCOUNT_FAILURES)
-        .map(|secs| (secs, "this account"))
-        .or_else(|| app.limiter.blocked(&address_key, ADDRESS_FAILURES).map(|secs| (secs, "this address")));
-    if let Some((secs, what)) = blocked {
-        let minutes = secs.div_ceil(60);
-        let mut response = app.render_status(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login.html",
+    // A sign-in form posted from another site (login CSRF) is refused, and so is one from a
+    // page without an origin of its own (`Origin: null`: a sandboxed frame, a data: URL).
+    if !same_origin(&headers) {
+        return app.render_status(
+            StatusCode::FORBIDDEN,
+            "error.html",
             context! {
-                next, name => form.name,
-                error => format!("Too many failed sign-ins for {what}. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" }),
+                title => "This sign-in cannot be sent",
+                message => "It did not come from this site's own sign-in page. Open the sign-in page of this site and sign in there.",
             },
         );
-        if let Ok(value) = secs.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
     }
-    let (name, password) = (form.name.trim().to_owned(), form.password.clone());
-    let checking = app.clone();
-    let verified = tokio::task::spawn_blocking(move || checking.accounts.verify(&name, &password)).await;
-    let user = match verified {
-        Ok(Ok(Some(user))) => user,
-        Ok(Ok(None)) => {
-            app.limiter.fail(&account_key);
-            app.limiter.fail(&address_key);
-            tracing::info!(user = %form.name.trim(), address = %peer.ip(), "a sign-in failed");
+    let next = safe_next(form.next.as_deref());
+    let name = form.name.trim().to_owned();
+    let address = app.trusted_proxies.client(peer.ip(), &headers);
+    let page =
+        |error: String| app.render("login.html", context! { next => next.clone(), name => form.name.clone(), error });
+    let user = match check_password(&app, &name, &form.password, address, page).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
             return app.render_status(
                 StatusCode::UNAUTHORIZED,
                 "login.html",
                 context! { next, name => form.name, error => "That name and password do not match an enabled account." },
             );
         }
-        Ok(Err(e)) => return app.server_error(&e.to_string()),
-        Err(e) => return app.server_error(&e.to_string()),
+        Err(response) => return response,
     };
-    app.limiter.clear(&account_key);
     match app.accounts.start_session(&user) {
         Ok((token, _)) => {
             let mut response = Redirect::to(&next).into_response();
@@ -199,6 +393,15 @@ pub async fn login(
         }
         Err(e) => app.server_error(&e.to_string()),
     }
+}
+
+/// Whether a request's `Origin`, when it has one, is this site (the `Host` it came to).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host =
+        origin.to_str().ok().and_then(|o| o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")));
+    origin_host.is_some() && origin_host == host
 }
 
 pub async fn logout(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {

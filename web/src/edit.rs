@@ -1134,6 +1134,10 @@ async fn commit_change(
 /// Undoes a commit with a new commit, once its files are checked and authorised like any save.
 pub async fn revert(State(app): State<Arc<App>>, Auth(session): Auth, Path(rev): Path<String>) -> Response {
     let Some(revision) = app.repo.commit_id(&rev) else { return app.not_found() };
+    // Only the branch's own history is undone: a commit kept elsewhere in the repo is not there.
+    if !crate::history::on_branch(app.repo.path(), &app.config.branch, &revision).unwrap_or(false) {
+        return app.not_found();
+    }
     let worker = app.clone();
     let undo = tokio::task::spawn_blocking(move || worker.repo.revert_change(&revision, MAX_SAVE_FILES)).await;
     let (base_rev, files, message) = match undo {

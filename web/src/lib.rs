@@ -8,7 +8,8 @@ pub mod accounts;
 mod admin;
 pub mod auth;
 mod edit;
-mod live;
+mod history;
+pub mod live;
 mod pages;
 pub mod repo;
 pub mod snapshot;
@@ -43,6 +44,11 @@ pub struct App {
     /// When a page or a live view last read the snapshot.
     watched: Arc<Mutex<std::time::Instant>>,
     pub limiter: auth::Limiter,
+    hashers: auth::Hashers,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: auth::TrustedProxies,
+    /// The open live views, and the console followers they share.
+    pub streams: live::Streams,
     /// Cookies carry `Secure` (served over TLS, or behind a TLS proxy).
     pub secure_cookies: bool,
     templates: minijinja::Environment<'static>,
@@ -56,6 +62,8 @@ pub struct Options {
     pub config: Config,
     /// Mark cookies `Secure`.
     pub secure_cookies: bool,
+    /// Proxies in front whose `X-Forwarded-For` is believed (none: the peer is the client).
+    pub trusted_proxies: auth::TrustedProxies,
 }
 
 impl App {
@@ -83,6 +91,9 @@ impl App {
             poke: Mutex::new(poke),
             watched,
             limiter: auth::Limiter::default(),
+            hashers: auth::Hashers::start()?,
+            trusted_proxies: options.trusted_proxies,
+            streams: live::Streams::default(),
             secure_cookies: options.secure_cookies,
             templates: templates::environment(),
             rows_cache: Mutex::new(None),

@@ -29,6 +29,10 @@ enum Cmd {
         /// Mark session cookies Secure (set it when a TLS proxy is in front).
         #[arg(long, env = "LEFT4ME_WEB_SECURE_COOKIES")]
         secure_cookies: bool,
+        /// Reverse proxies in front, as addresses or CIDR blocks separated by commas: their
+        /// X-Forwarded-For names the client (for the sign-in limits). None: the peer is the client.
+        #[arg(long, env = "LEFT4ME_TRUSTED_PROXIES", default_value = "")]
+        trusted_proxies: web::auth::TrustedProxies,
     },
     /// Add a user. The password is read from LEFT4ME_PASSWORD, else from the first line of stdin.
     CreateUser {
@@ -55,10 +59,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env(None)?;
     match cli.command {
-        Cmd::Serve { listen, secure_cookies } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        Cmd::Serve { listen, secure_cookies, trusted_proxies } => {
+            // Blocking work (git, SQLite, password hashes) has a bounded pool, so the unit's
+            // TasksMax= is never reached by threads alone.
+            let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build()?;
             runtime.block_on(async {
-                let app = web::App::start(web::Options { config, secure_cookies })?;
+                let app = web::App::start(web::Options { config, secure_cookies, trusted_proxies })?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen} (is another program using it?)"))?;

@@ -322,7 +322,10 @@ pub async fn overlays(State(app): State<Arc<App>>, Auth(session): Auth) -> Respo
                         name => o.name.to_string(), file => o.file.clone(), folder,
                         kind => format!("{:?}", o.content.overlay_type()).to_lowercase(),
                         description => o.description.clone(), files, digest => o.digest.as_str().to_owned(),
-                        used_by => d.blueprints.values().filter(|b| b.overlays.contains(&o.name)).map(|b| b.name.to_string()).collect::<Vec<_>>(),
+                        // Another user's blueprints are theirs to know of.
+                        used_by => d.blueprints.values()
+                            .filter(|b| b.overlays.contains(&o.name) && may_see(&session.user, Some(&b.owner)))
+                            .map(|b| b.name.to_string()).collect::<Vec<_>>(),
                     }
                 })
                 .collect()
@@ -397,10 +400,21 @@ pub struct HistoryQuery {
 
 const HISTORY_PAGE: usize = 30;
 
+/// The branch's commits, newest first; a user sees only those that touch their own objects or
+/// the shared ones (see `history.rs`).
 pub async fn history(State(app): State<Arc<App>>, Auth(session): Auth, Query(query): Query<HistoryQuery>) -> Response {
     let page = query.page.unwrap_or(0).min(10_000);
     let worker = app.clone();
-    let commits = tokio::task::spawn_blocking(move || worker.repo.log(HISTORY_PAGE + 1, page * HISTORY_PAGE)).await;
+    let user = session.user.clone();
+    let commits = tokio::task::spawn_blocking(move || {
+        let (limit, skip) = (HISTORY_PAGE + 1, page * HISTORY_PAGE);
+        if user.admin {
+            worker.repo.log(limit, skip)
+        } else {
+            crate::history::log(worker.repo.path(), &worker.config.branch, &user, limit, skip)
+        }
+    })
+    .await;
     let mut commits = match commits {
         Ok(Ok(commits)) => commits,
         Ok(Err(e)) => return app.server_error(&e.to_string()),
@@ -417,12 +431,19 @@ pub async fn history(State(app): State<Arc<App>>, Auth(session): Auth, Query(que
     )
 }
 
+/// One commit of the branch with the diffs of the files the user may see; 404 for a commit
+/// that is not on the branch or touches nothing of theirs, as for one that does not exist.
 pub async fn commit(State(app): State<Arc<App>>, Auth(session): Auth, Path(rev): Path<String>) -> Response {
     let Some(revision) = app.repo.commit_id(&rev) else { return app.not_found() };
     let worker = app.clone();
-    let shown = tokio::task::spawn_blocking(move || worker.repo.show(&revision)).await;
+    let user = session.user.clone();
+    let shown = tokio::task::spawn_blocking(move || {
+        crate::history::show(worker.repo.path(), &worker.config.branch, &user, &revision)
+    })
+    .await;
     let (info, patch) = match shown {
-        Ok(Ok(shown)) => shown,
+        Ok(Ok(Some(shown))) => shown,
+        Ok(Ok(None)) => return app.not_found(),
         Ok(Err(e)) => return app.server_error(&e.to_string()),
         Err(e) => return app.server_error(&e.to_string()),
     };
@@ -458,8 +479,11 @@ pub async fn jobs(State(app): State<Arc<App>>, Auth(session): Auth, Query(query)
         Ok(jobs) => jobs,
         Err(e) => return app.server_error(&e.to_string()),
     };
-    let jobs: Vec<_> =
-        jobs.into_iter().filter(|j| may_see_target(&snapshot, &session.user, &j.target)).take(200).collect();
+    let jobs: Vec<_> = jobs.into_iter().filter(|j| may_see_target(&snapshot, &session.user, &j.target)).collect();
+    let jobs = match owners_jobs(&app, &session.user, jobs).await {
+        Ok(jobs) => jobs.into_iter().take(200).collect::<Vec<_>>(),
+        Err(e) => return app.server_error(&e),
+    };
     app.render(
         "jobs.html",
         context! {
@@ -474,14 +498,39 @@ pub async fn jobs(State(app): State<Arc<App>>, Auth(session): Auth, Query(query)
     )
 }
 
+/// Of the jobs of servers that are `user`'s now, those run since each became theirs: a server
+/// deleted and made again under its name by someone else is a new server, and the jobs of the
+/// old one are not the new owner's. One walk of the history, whatever the number of jobs.
+async fn owners_jobs(
+    app: &Arc<App>,
+    user: &User,
+    jobs: Vec<reconciler::db::Job>,
+) -> Result<Vec<reconciler::db::Job>, String> {
+    if user.admin || jobs.is_empty() {
+        return Ok(jobs);
+    }
+    let servers: std::collections::BTreeSet<String> = jobs.iter().map(|j| j.target.clone()).collect();
+    let (worker, reader) = (app.clone(), user.clone());
+    let since = tokio::task::spawn_blocking(move || {
+        crate::history::OwnedSince::read(worker.repo.path(), &worker.config.branch, &reader, &servers)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(jobs.into_iter().filter(|j| since.covers(&j.target, j.revision.as_deref())).collect())
+}
+
 /// A job the user may see, or None.
-pub fn visible_job(app: &App, user: &User, id: i64) -> Option<reconciler::db::Job> {
+pub async fn visible_job(app: &Arc<App>, user: &User, id: i64) -> Option<reconciler::db::Job> {
     let job = app.jobs.lock().expect("no holder of the jobs lock panics").job(id).ok().flatten()?;
-    may_see_target(&app.current(), user, &job.target).then_some(job)
+    if !may_see_target(&app.current(), user, &job.target) {
+        return None;
+    }
+    owners_jobs(app, user, vec![job]).await.ok()?.pop()
 }
 
 pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Path<i64>) -> Response {
-    let Some(job) = visible_job(&app, &session.user, id) else { return app.not_found() };
+    let Some(job) = visible_job(&app, &session.user, id).await else { return app.not_found() };
     let lines = app.jobs.lock().expect("no holder of the jobs lock panics").lines(id, 0).unwrap_or_default();
     let last_seq = lines.last().map(|l| l.seq).unwrap_or(0);
     let running = matches!(job.state.as_str(), "queued" | "running");
@@ -492,16 +541,30 @@ pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Pat
 }
 
 /// For monitoring: 200 while the app can read its databases and the host has been looked at.
-pub async fn health(State(app): State<Arc<App>>) -> Response {
+/// Why not is said in general words to anyone, and in full to a signed-in admin (and in the
+/// log): the details name paths and programs of the host.
+pub async fn health(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let snapshot = app.latest();
     let accounts = app.accounts.users().map(|_| ());
+    if let Err(e) = &accounts {
+        tracing::error!("health: {e}");
+    }
     let looked = !snapshot.taken_at.is_empty();
     let status = if accounts.is_ok() && looked { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let admin = crate::auth::session_of(&app, &headers).is_some_and(|s| s.user.admin);
+    let (accounts, problem) = if admin {
+        (accounts.err().map(|e| e.to_string()), snapshot.problem.clone())
+    } else {
+        (
+            accounts.err().map(|_| "the accounts database cannot be read".to_owned()),
+            snapshot.problem.as_ref().map(|_| "the host cannot be looked at".to_owned()),
+        )
+    };
     let body = serde_json::json!({
         "status": if status == StatusCode::OK { "ok" } else { "unavailable" },
-        "accounts": accounts.err().map(|e| e.to_string()),
+        "accounts": accounts,
         "host_looked_at": snapshot.taken_at,
-        "problem": snapshot.problem,
+        "problem": problem,
         "revision_error": snapshot.revision_error.is_some(),
     });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
@@ -563,6 +626,10 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         "# HELP left4me_revision_valid Whether the branch's commit is valid.\n# TYPE left4me_revision_valid gauge\n",
     );
     let _ = writeln!(out, "left4me_revision_valid {}", u8::from(snapshot.revision_error.is_none()));
+    out.push_str("# HELP left4me_web_live_views Live views (server-sent event streams) open.\n# TYPE left4me_web_live_views gauge\n");
+    let _ = writeln!(out, "left4me_web_live_views {}", app.streams.open());
+    out.push_str("# HELP left4me_web_console_followers Server consoles followed (one l4d2ctl logs each).\n# TYPE left4me_web_console_followers gauge\n");
+    let _ = writeln!(out, "left4me_web_console_followers {}", app.streams.followers());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 

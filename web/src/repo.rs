@@ -489,7 +489,7 @@ fn temporary_path(repo: &Path, what: &str) -> Result<PathBuf> {
     Ok(git_dir.join(format!("left4me-web-{what}-{}", crate::hex(&bytes))))
 }
 
-fn parse_commit(record: &str) -> Option<CommitInfo> {
+pub(crate) fn parse_commit(record: &str) -> Option<CommitInfo> {
     let mut fields = record.trim_start_matches('\n').splitn(6, '\0');
     let id = fields.next()?.to_owned();
     if id.len() != 40 {

@@ -83,6 +83,12 @@ pub fn watch(
             snapshot.servers = last.servers.clone();
             snapshot.instances = last.instances.clone();
         }
+        // Said in the log once each time it changes: `/health` says it only in general words.
+        if let Some(problem) = &snapshot.problem
+            && publish.borrow().problem.as_ref() != Some(problem)
+        {
+            tracing::warn!("the host cannot be looked at: {problem}");
+        }
         if publish.send(Arc::new(snapshot)).is_err() {
             return;
         }

@@ -17,9 +17,28 @@ pub struct TestApp {
     _runtime: tokio::runtime::Runtime,
 }
 
+/// What a test app is started with.
+pub struct Setup {
+    /// The `l4d2ctl` the app runs.
+    pub l4d2ctl: PathBuf,
+    /// `LEFT4ME_TRUSTED_PROXIES`.
+    pub trusted_proxies: &'static str,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        // No host here: the pages show the revision, and say the host cannot be looked at.
+        Setup { l4d2ctl: PathBuf::from("/nonexistent/l4d2ctl"), trusted_proxies: "" }
+    }
+}
+
 impl TestApp {
     /// The examples committed by "seed"; users alice and bob, and admin ada.
     pub fn start() -> TestApp {
+        TestApp::start_with(Setup::default())
+    }
+
+    pub fn start_with(setup: Setup) -> TestApp {
         let root = tempfile::tempdir().unwrap();
         let state = root.path().join("state");
         left4me_sim::copy_dir(&left4me_sim::workspace().join("examples/state"), &state).unwrap();
@@ -27,15 +46,10 @@ impl TestApp {
         git(&state, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         git(&state, &["add", "--all"]);
         git(&state, &["commit", "--quiet", "--message", "seed"]);
-        let config = Config {
-            root: root.path().to_path_buf(),
-            state,
-            branch: "main".into(),
-            // No host here: the pages show the revision, and say the host cannot be looked at.
-            l4d2ctl: PathBuf::from("/nonexistent/l4d2ctl"),
-        };
+        let config = Config { root: root.path().to_path_buf(), state, branch: "main".into(), l4d2ctl: setup.l4d2ctl };
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let app = App::start(web::Options { config, secure_cookies: false }).unwrap();
+        let trusted_proxies = setup.trusted_proxies.parse().unwrap();
+        let app = App::start(web::Options { config, secure_cookies: false, trusted_proxies }).unwrap();
         for (name, admin) in [("alice", false), ("bob", false), ("ada", true)] {
             app.accounts.create_user(name, None, PASSWORD, admin).unwrap();
         }
@@ -155,9 +169,17 @@ impl Client {
 
     /// Posts a form as it is given (no CSRF token added).
     pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        self.post_with(path, &[], form)
+    }
+
+    /// Posts a form with some more request headers.
+    pub fn post_with(&mut self, path: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> Reply {
         let mut request = Self::agent().post(format!("{}{path}", self.base));
         if let Some(cookie) = &self.cookie {
             request = request.header("Cookie", cookie);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = request.send_form(form.iter().copied());
         self.finish(response)
