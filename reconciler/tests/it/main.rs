@@ -2,6 +2,7 @@
 
 mod converge;
 mod db;
+mod faults;
 mod plan;
 mod service;
 mod support;
