@@ -149,7 +149,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
 pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
     let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
     let (config, mut db) = open(state)?;
-    match db.crash_loops()?.get(&name).filter(|crash| crash.started.is_none()) {
+    match db.crash_loops()?.get(&name).filter(|crash| crash.failures > 0) {
         Some(crash) => outln!(
             "{name}: held after {} crash{} in a row; trying it now",
             crash.failures,

@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 
 use reconciler::db::Db;
 
+use crate::support::{self, Host};
+
 fn left4me(root: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_left4me"));
     command.env("LEFT4ME_ROOT", root).env("LEFT4ME_L4D2CTL", root.join("no-l4d2ctl"));
@@ -90,4 +92,114 @@ fn output_to_a_closed_pipe_ends_quietly() {
         assert!(!stderr.contains("panicked"), "left4me {args:?} panicked: {stderr}");
         assert_eq!(out.status.code(), Some(0), "left4me {args:?}: {stderr}");
     }
+}
+
+/// How long `left4me status` says a server's start is held back after crashing, in seconds.
+fn held_for(host: &Host, server: &str) -> Option<u64> {
+    let report = host.server(server);
+    let message = report["health_message"].as_str()?;
+    let wait = message.strip_prefix("crash loop, next try in ")?.split(';').next()?;
+    let (minutes, seconds) = match wait.split_once('m') {
+        Some((m, s)) => (m.parse::<u64>().ok()?, s.trim_end_matches('s')),
+        None => (0, wait.trim_end_matches('s')),
+    };
+    let seconds = if seconds.is_empty() { 0 } else { seconds.parse::<u64>().ok()? };
+    (report["health"] == "Failed").then_some(minutes * 60 + seconds)
+}
+
+/// The start jobs of a server, from the job table.
+fn starts(host: &Host, server: &str) -> usize {
+    let jobs: serde_json::Value = serde_json::from_str(&host.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
+    jobs.as_array().unwrap().iter().filter(|j| j["kind"] == "start" && j["target"] == server).count()
+}
+
+#[test]
+fn a_server_that_keeps_crashing_is_held_back_until_its_wait_is_over_or_it_is_retried() {
+    let host = Host::installed(true);
+    // coop-1's game exits as soon as it starts: systemd restarts it up to its start limit.
+    let dropin = "/etc/systemd/system/left4me-server@coop-1.service.d";
+    host.sandbox.run_ok("mkdir", &["-p", dropin]);
+    host.sandbox.run_ok(
+        "sh",
+        &["-c", &format!("printf '[Service]\\nEnvironment=SIM_SRCDS_EXIT_AT_ONCE=3\\n' > {dropin}/crash.conf")],
+    );
+    host.sandbox.run_ok("systemctl", &["daemon-reload"]);
+    host.commit_examples();
+
+    // With a resync every second, a pass would start it again as soon as it failed; instead it
+    // is held back, and status says for how long.
+    host.expect_within(120, "coop-1 is held back after crashing", |h| held_for(h, "coop-1").is_some_and(|s| s >= 6));
+    let status = host.sandbox.run_ok("left4me", &["status"]);
+    let line = status.lines().find(|l| l.starts_with("coop-1 ")).unwrap_or_default();
+    assert!(line.contains("Failed") && line.contains("crash loop, next try in"), "{status}");
+    assert!(status.contains("held after 1 crash in a row") && status.contains("`left4me retry coop-1`"), "{status}");
+    let before = starts(&host, "coop-1");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let jobs = host.sandbox.run_ok("left4me", &["jobs"]);
+    assert_eq!(starts(&host, "coop-1"), before, "no start while it is held back:\n{jobs}");
+
+    // Its wait over, it is tried again; crashing again, it waits twice as long.
+    host.expect_within(60, "coop-1 is tried again after its wait", |h| starts(h, "coop-1") > before);
+    host.expect_within(60, "coop-1 is held back for longer", |h| held_for(h, "coop-1").is_some_and(|s| s >= 12));
+    assert!(host.server("coop-1")["sync_message"].as_str().unwrap().contains("held after 2 crashes in a row"));
+
+    // Retried when asked: started at once, by the command itself.
+    let before = starts(&host, "coop-1");
+    let out = host.left4me(&["retry", "coop-1"]);
+    assert!(support::text(&out).contains("Reconciliation finished"), "{}", support::text(&out));
+    assert_eq!(starts(&host, "coop-1"), before + 1, "{}", support::text(&out));
+
+    // Held again after it crashed again; handed back with l4d2ctl release: tried at once.
+    host.expect_within(60, "coop-1 is held back again", |h| held_for(h, "coop-1").is_some_and(|s| s >= 7));
+    let before = starts(&host, "coop-1");
+    host.sandbox.run_ok("l4d2ctl", &["release", "coop-1"]);
+    host.expect_within(4, "coop-1 is started at once after its release", |h| starts(h, "coop-1") > before);
+}
+
+#[test]
+fn a_full_disk_is_said_by_status_and_the_service_recovers_once_space_is_freed() {
+    let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "reconciler-disk-").unwrap();
+    let sandbox = left4me_sim::Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
+    // $ROOT on a small file system of its own, that the test fills.
+    sandbox.run_ok("mount", &["-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", "/var/lib/left4me"]);
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
+    sandbox.install_left4me(bin_dir, true);
+    sandbox.run_ok("sh", &["-c", "echo LEFT4ME_RESYNC_SECONDS=1 >> /etc/left4me/host.env"]);
+    sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
+    let host = Host { sandbox, disk };
+    let commit = "cd /var/lib/left4me/state \
+        && printf 'apiVersion: left4me/v1\\nkind: Settings\\nspec:\\n  maxServers: 16\\n' > left4me.yaml \
+        && git add --all && git -c user.name=left4me -c user.email=left4me@left4me.invalid commit --quiet -m settings";
+    host.sandbox.run_ok("runuser", &["-u", "left4me", "--", "sh", "-c", commit]);
+    host.expect_within(30, "a pass ran", |h| {
+        h.status()["last_pass"]["message"].as_str().is_some_and(|m| m.contains("nothing to do"))
+    });
+
+    // Filled: every pass fails on the database; status says the disk is full, and how full.
+    host.sandbox.run("sh", &["-c", "head -c 128M /dev/zero > /var/lib/left4me/filler"]);
+    host.expect_within(60, "the service says the disk is full", |h| {
+        let status = h.status();
+        status["service"]["state"] == "failing" && status["disk_full"] == true
+    });
+    let status = host.status();
+    let message = status["service"]["message"].as_str().unwrap();
+    assert!(message.starts_with("Disk full: /var/lib/left4me has 0 B free of 64.0 MiB (100% used)"), "{status:#}");
+    assert!(message.contains("No space left on device (os error 28)"), "the OS error is said: {message}");
+    let text = host.sandbox.run_ok("left4me", &["status"]);
+    assert!(text.contains("the disk is full: /var/lib/left4me has 0 B free of 64.0 MiB (100% used)"), "{text}");
+    assert!(text.contains("Disk full:"), "the service's word is shown: {text}");
+    let unit = host.sandbox.run_ok("systemctl", &["show", "--property=StatusText", "left4me-reconciler.service"]);
+    assert!(unit.contains("Disk full: /var/lib/left4me"), "{unit}");
+
+    // Freed: the service recovers by itself.
+    let failing_since = status["service"]["since"].as_str().unwrap().to_owned();
+    host.sandbox.run_ok("rm", &["/var/lib/left4me/filler"]);
+    host.expect_within(90, "the service recovers", |h| {
+        let status = h.status();
+        status["service"]["state"] == "ok"
+            && status["disk_full"] == false
+            && status["last_pass"]["at"].as_str().is_some_and(|at| at > failing_since.as_str())
+    });
+    let text = host.sandbox.run_ok("left4me", &["status"]);
+    assert!(!text.contains("disk is full"), "{text}");
 }
