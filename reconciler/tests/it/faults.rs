@@ -156,21 +156,33 @@ fn a_server_that_keeps_crashing_is_held_back_until_its_wait_is_over_or_it_is_ret
     host.expect_within(4, "coop-1 is started at once after its release", |h| starts(h, "coop-1") > before);
 }
 
-#[test]
-fn a_full_disk_is_said_by_status_and_the_service_recovers_once_space_is_freed() {
+/// A host whose `$ROOT` is a small file system of its own (64 MiB), that a test can fill, with
+/// its service resyncing every second and `files` (path, text) committed to its state repo.
+fn on_a_small_disk(files: &[(&str, &str)]) -> Host {
     let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "reconciler-disk-").unwrap();
     let sandbox = left4me_sim::Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
-    // $ROOT on a small file system of its own, that the test fills.
     sandbox.run_ok("mount", &["-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", "/var/lib/left4me"]);
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
     sandbox.install_left4me(bin_dir, true);
     sandbox.run_ok("sh", &["-c", "echo LEFT4ME_RESYNC_SECONDS=1 >> /etc/left4me/host.env"]);
     sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
-    let host = Host { sandbox, disk };
-    let commit = "cd /var/lib/left4me/state \
-        && printf 'apiVersion: left4me/v1\\nkind: Settings\\nspec:\\n  maxServers: 16\\n' > left4me.yaml \
-        && git add --all && git -c user.name=left4me -c user.email=left4me@left4me.invalid commit --quiet -m settings";
-    host.sandbox.run_ok("runuser", &["-u", "left4me", "--", "sh", "-c", commit]);
+    // The repo lies on the small file system, which only the host sees: written from inside.
+    let mut commit = String::from("set -e\ncd /var/lib/left4me/state\n");
+    for (path, text) in files {
+        commit.push_str(&format!("mkdir -p \"$(dirname {path})\"\ncat > {path} <<'END'\n{text}END\n"));
+    }
+    commit.push_str(
+        "git add --all\ngit -c user.name=left4me -c user.email=left4me@left4me.invalid commit --quiet -m state\n",
+    );
+    sandbox.run_ok("runuser", &["-u", "left4me", "--", "sh", "-c", &commit]);
+    Host { sandbox, disk }
+}
+
+const SETTINGS: (&str, &str) = ("left4me.yaml", "apiVersion: left4me/v1\nkind: Settings\nspec:\n  maxServers: 16\n");
+
+#[test]
+fn a_full_disk_is_said_by_status_and_the_service_recovers_once_space_is_freed() {
+    let host = on_a_small_disk(&[SETTINGS]);
     host.expect_within(30, "a pass ran", |h| {
         h.status()["last_pass"]["message"].as_str().is_some_and(|m| m.contains("nothing to do"))
     });
@@ -202,4 +214,48 @@ fn a_full_disk_is_said_by_status_and_the_service_recovers_once_space_is_freed() 
     });
     let text = host.sandbox.run_ok("left4me", &["status"]);
     assert!(!text.contains("disk is full"), "{text}");
+}
+
+#[test]
+fn a_job_whose_lines_cannot_be_written_still_ends_with_its_own_outcome_and_leaves_no_zombie() {
+    // A build that fills the disk as it runs, says so, and fails: its staging folder, and the
+    // space, go with it. Meanwhile its lines cannot be written.
+    let build = "head -c 128M /dev/zero > fill\necho the disk is full now\nsleep 2\necho still building\nexit 1\n";
+    let host = on_a_small_disk(&[
+        SETTINGS,
+        (
+            "overlays/filler/overlay.yaml",
+            "apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: filler}\nspec: {type: script}\n",
+        ),
+        ("overlays/filler/build.sh", build),
+        (
+            "blueprints/coop.yaml",
+            "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec: {overlays: [filler]}\n",
+        ),
+        (
+            "servers/coop-1.yaml",
+            "apiVersion: left4me/v1\nkind: Server\nmetadata: {name: coop-1, owner: alice}\n\
+             spec: {blueprint: coop, port: 27015, state: stopped}\n",
+        ),
+    ]);
+    let builds = |h: &Host| -> Vec<serde_json::Value> {
+        let jobs: serde_json::Value = serde_json::from_str(&h.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
+        let mut builds: Vec<_> = jobs.as_array().unwrap().iter().filter(|j| j["kind"] == "build").cloned().collect();
+        builds.reverse();
+        builds
+    };
+    // The first build ends as it did, failed with its exit code: neither left running nor
+    // cancelled later as if its pass had been killed.
+    let ended = |h: &Host| builds(h).first().is_some_and(|j| j["state"] != "running" && j["state"] != "queued");
+    host.expect_within(90, "the first build ends", ended);
+    let first = builds(&host)[0].clone();
+    let log = host.sandbox.run_ok("left4me", &["jobs", first["id"].to_string().as_str()]);
+    assert_eq!((&first["state"], &first["exit_code"]), (&"failed".into(), &1.into()), "{first:#}\n{log}");
+
+    // Every child of the service was waited for.
+    let pid =
+        host.sandbox.run_ok("systemctl", &["show", "--property=MainPID", "--value", "left4me-reconciler.service"]);
+    let children = host.sandbox.run("ps", &["-o", "stat=,comm=", "--ppid", pid.trim()]);
+    let children = String::from_utf8_lossy(&children.stdout);
+    assert!(!children.lines().any(|l| l.trim_start().starts_with('Z')), "a zombie child: {children}");
 }
