@@ -143,6 +143,16 @@ fn a_server_that_keeps_crashing_is_held_back_until_its_wait_is_over_or_it_is_ret
     host.expect_within(60, "coop-1 is held back for longer", |h| held_for(h, "coop-1").is_some_and(|s| s >= 12));
     assert!(host.server("coop-1")["sync_message"].as_str().unwrap().contains("held after 2 crashes in a row"));
 
+    // The plan says so too, and a reader of it that stops early ends it quietly.
+    let plan = host.sandbox.run_ok("sh", &["-c", "left4me plan; true"]);
+    assert!(plan.contains("held       coop-1"), "{plan}");
+    for args in [&["plan"][..], &["plan", "--json"], &["status"]] {
+        let out = host.sandbox.command("left4me").args(args).stdout(closed_pipe()).stderr(Stdio::piped()).output();
+        let out = out.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && out.status.code() == Some(0), "left4me {args:?}: {stderr}");
+    }
+
     // Retried when asked: started at once, by the command itself.
     let before = starts(&host, "coop-1");
     let out = host.left4me(&["retry", "coop-1"]);
