@@ -321,6 +321,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             let name = parse_name(&name)?;
             require_root("release")?;
             let had = overrides::release(&host, &name)?;
+            // Handing a server back is also a new attempt after a crash loop: a unit no longer
+            // failed is one the reconciler tries at once rather than holding it back.
+            let _ = systemd::systemctl(&["reset-failed", "--quiet", &unit_name(&name)]);
             println!("{name}: {}", if had { "released to the reconciler" } else { "was not overridden" });
             Ok(())
         }

@@ -1,10 +1,13 @@
 //! `left4me plan`, `apply`, `status` and `jobs`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use left4me_state::Name;
+use reconciler::daemon::{Disk, ServiceStatus};
 use reconciler::db::Db;
 use reconciler::engine::{self, Config};
 use reconciler::report;
@@ -19,21 +22,21 @@ pub fn plan(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let (config, db) = open(state)?;
     match engine::plan_pass(&config, &db, &mut Default::default(), None, engine::Detail::Full)? {
         Err((revision, diagnostics)) => {
-            print!("{diagnostics}");
+            out!("{diagnostics}");
             eprintln!("left4me: revision {} is invalid; a pass would apply nothing", revision.short());
             Ok(ExitCode::from(2))
         }
         Ok(planned) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&planned.plan).context("cannot print the plan")?);
+                outln!("{}", serde_json::to_string_pretty(&planned.plan).context("cannot print the plan")?);
             } else {
-                println!("revision {}", planned.revision.short());
-                print!("{}", planned.plan);
+                outln!("revision {}", planned.revision.short());
+                out!("{}", planned.plan);
                 for step in &planned.plan.steps {
                     if let reconciler::plan::Action::Rerender { spec } = &step.action {
                         match engine::rendered(&config, &step.server) {
-                            Ok(current) => print!("{}", diff(&current, &spec.to_json(), step.server.as_str())),
-                            Err(e) => println!("(no diff for {}: {e})", step.server),
+                            Ok(current) => out!("{}", diff(&current, &spec.to_json(), step.server.as_str())),
+                            Err(e) => outln!("(no diff for {}: {e})", step.server),
                         }
                     }
                 }
@@ -54,77 +57,108 @@ fn diff(current: &str, next: &str, server: &str) -> String {
 
 pub fn apply(state: Option<PathBuf>, confirm_prune: Option<&str>) -> anyhow::Result<ExitCode> {
     let (config, mut db) = open(state)?;
-    let outcome = engine::apply(&config, &mut db, &mut Default::default(), "manual", confirm_prune)?;
+    pass(&config, &mut db, confirm_prune)
+}
+
+/// Runs one pass here and now and says how it went: 0 when every step succeeded, 1 when one
+/// failed, 2 when the revision is invalid.
+fn pass(config: &Config, db: &mut Db, confirm_prune: Option<&str>) -> anyhow::Result<ExitCode> {
+    let outcome = engine::apply(config, db, &mut Default::default(), "manual", confirm_prune)?;
     if let Some(diagnostics) = &outcome.invalid {
-        print!("{diagnostics}");
+        out!("{diagnostics}");
         eprintln!("left4me: revision {} is invalid; nothing applied", outcome.revision.short());
         return Ok(ExitCode::from(2));
     }
-    let events = db.events(1)?;
-    if let Some(event) = events.first() {
-        println!("{}", event.message);
+    if let Some(event) = db.events(1)?.first() {
+        outln!("{}", event.message);
     }
     Ok(if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
-    let (config, db) = open(state)?;
-    let applied = db.meta("last_applied")?;
-    let attempted = db.meta("last_attempted")?;
-    let error = db.meta("revision_error")?;
-    let last_pass = db.events(1)?.into_iter().next();
-    let upstream_error = db.meta("upstream_error")?;
+    let config = Config::from_env(state)?;
+    // Status always answers: what cannot be looked at now (no commit yet, l4d2ctl missing, a
+    // database that cannot be opened) is shown as such rather than ending it.
+    let db = Db::open(&config.db_path());
+    let meta = |key: &str| db.as_ref().ok().and_then(|db| db.meta(key).ok().flatten());
+    let applied = meta("last_applied");
+    let attempted = meta("last_attempted");
+    let error = meta("revision_error");
+    let upstream_error = meta("upstream_error");
+    let last_pass = db.as_ref().ok().and_then(|db| db.events(1).ok()?.into_iter().next());
     let mut servers = Vec::new();
-    // Status always answers: what cannot be looked at now (no commit yet, l4d2ctl missing) is
-    // shown as such rather than ending it.
-    let (planned, problem) = match engine::plan_pass(&config, &db, &mut Default::default(), None, engine::Detail::Full)
-    {
-        Ok(planned) => (planned.ok(), None),
+    let (planned, problem) = match &db {
+        Ok(db) => match engine::plan_pass(&config, db, &mut Default::default(), None, engine::Detail::Full) {
+            Ok(planned) => (planned.ok(), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
         Err(e) => (None, Some(e.to_string())),
     };
     if let Some(planned) = planned {
         servers = report::reports(&planned);
     }
+    // The service says how its passes go on /run, which it can write when $ROOT's disk is full.
+    let service = ServiceStatus::read();
+    let disk = Disk::of(&config.root);
+    let disk_full = disk.as_ref().is_some_and(Disk::is_full) || service.as_ref().is_some_and(|s| s.disk_full);
     if json {
         let value = serde_json::json!({
             "last_applied": applied, "last_attempted": attempted, "revision_error": error,
             "last_pass": last_pass, "upstream_error": upstream_error, "problem": problem, "servers": servers,
+            "service": service, "disk": disk, "disk_full": disk_full,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let short =
         |r: &Option<String>| r.as_deref().map(|r| r[..r.len().min(12)].to_owned()).unwrap_or_else(|| "none".into());
-    println!("last applied revision:   {}", short(&applied));
-    println!("last attempted revision: {}", short(&attempted));
+    outln!("last applied revision:   {}", short(&applied));
+    outln!("last attempted revision: {}", short(&attempted));
     if let Some(pass) = &last_pass {
-        println!("last pass:               {} ({})", pass.message, pass.at);
+        outln!("last pass:               {} ({})", pass.message, pass.at);
+    }
+    if let Some(service) = service.as_ref().filter(|s| s.state != "ok") {
+        outln!("service:                 {} (since {})", service.message, service.since);
+    }
+    if disk_full && let Some(disk) = &disk {
+        outln!("the disk is full: {disk}; free space on it for the reconciler to write its database");
     }
     if let Some(upstream) = &upstream_error {
-        println!("upstream: {upstream}");
+        outln!("upstream: {upstream}");
     }
     if let Some(problem) = &problem {
-        println!("cannot look at the state now: {problem}");
+        outln!("cannot look at the state now: {problem}");
     }
     if let Some(error) = &error {
-        println!("the attempted revision is invalid; the last applied one keeps running:");
+        outln!("the attempted revision is invalid; the last applied one keeps running:");
         for line in error.lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
     for s in &servers {
-        println!(
-            "{:<20} {:<10} {:<9} {}",
-            s.name,
-            format!("{:?}", s.sync),
-            format!("{:?}", s.health),
-            s.health_message
-        );
+        outln!("{:<20} {:<10} {:<9} {}", s.name, format!("{:?}", s.sync), format!("{:?}", s.health), s.health_message);
         if !s.sync_message.is_empty() {
-            println!("{:<20} {}", "", s.sync_message);
+            outln!("{:<20} {}", "", s.sync_message);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `left4me retry <server>`: a server held back after crashing is tried again now, by a pass
+/// run here and now.
+pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
+    let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
+    let (config, mut db) = open(state)?;
+    match db.crash_loops()?.get(&name).filter(|crash| crash.failures > 0) {
+        Some(crash) => outln!(
+            "{name}: held after {} crash{} in a row; trying it now",
+            crash.failures,
+            if crash.failures == 1 { "" } else { "es" }
+        ),
+        None => outln!("{name} is not held back after crashing; a pass runs now"),
+    }
+    db.ask_retry(&name)?;
+    pass(&config, &mut db, None)
 }
 
 pub fn jobs(id: Option<i64>, json: bool, follow: bool) -> anyhow::Result<ExitCode> {
@@ -133,13 +167,19 @@ pub fn jobs(id: Option<i64>, json: bool, follow: bool) -> anyhow::Result<ExitCod
     let Some(id) = id else {
         let jobs = db.jobs(50)?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&jobs)?);
+            outln!("{}", serde_json::to_string_pretty(&jobs)?);
         } else {
             for j in jobs {
                 let code = j.exit_code.map(|c| c.to_string()).unwrap_or_default();
-                println!(
+                outln!(
                     "{:>6}  {:<10} {:<20} {:<10} {:<8} {:<4} {}",
-                    j.id, j.kind, j.target, j.state, j.trigger, code, j.queued_at
+                    j.id,
+                    j.kind,
+                    j.target,
+                    j.state,
+                    j.trigger,
+                    code,
+                    j.queued_at
                 );
             }
         }
@@ -148,20 +188,20 @@ pub fn jobs(id: Option<i64>, json: bool, follow: bool) -> anyhow::Result<ExitCod
     let job = db.job(id)?.with_context(|| format!("there is no job {id}"))?;
     if json {
         let lines = db.lines(id, 0)?;
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "lines": lines }))?);
+        outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "lines": lines }))?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("job {} {} {} ({}, {})", job.id, job.kind, job.target, job.trigger, job.state);
+    outln!("job {} {} {} ({}, {})", job.id, job.kind, job.target, job.trigger, job.state);
     let mut seen = 0;
     loop {
         for line in db.lines(id, seen)? {
-            println!("{} {:<7} {}", line.at, line.stream, line.line);
+            outln!("{} {:<7} {}", line.at, line.stream, line.line);
             seen = line.seq;
         }
         let job = db.job(id)?.with_context(|| format!("job {id} disappeared"))?;
         if !follow || matches!(job.state.as_str(), "succeeded" | "failed" | "cancelled") {
             if follow || job.exit_code.is_some() {
-                println!(
+                outln!(
                     "job {} {} (exit code {})",
                     job.id,
                     job.state,

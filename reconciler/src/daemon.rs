@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
 use crate::engine::{self, Config, Error};
@@ -42,7 +43,12 @@ pub struct Upstream {
 }
 
 pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Result<(), Error> {
-    let mut db = Db::open(&config.db_path())?;
+    let mut said = Said::default();
+    let mut db = Db::open(&config.db_path()).map_err(|e| {
+        let error = Error::from(e);
+        said.failed(config, &error);
+        error
+    })?;
     let (tx, rx) = mpsc::channel::<()>();
     let git_dir = git_dir(&config.state);
     // Ref updates (a commit, a push, a fast-forward) rename files under .git: watch the folder
@@ -60,7 +66,7 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
         .and_then(|()| watcher.watch(&git_dir.join("refs"), RecursiveMode::Recursive))
         .map_err(|e| Error::Host(format!("cannot watch {}: {e}", git_dir.display())))?;
     tracing::info!(state = %config.state.display(), resync_seconds = resync.as_secs(), "watching the state repo");
-    notify_ready();
+    notify("READY=1");
 
     let mut last_revision: Option<String> = None;
     let mut backoff = FIRST_BACKOFF;
@@ -79,6 +85,7 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
             Ok(outcome) => {
                 let changed = last_revision.as_deref() != Some(outcome.revision.id());
                 last_revision = Some(outcome.revision.id().to_owned());
+                said.pass(config, &outcome);
                 if let Some(diagnostics) = &outcome.invalid {
                     tracing::warn!(
                         revision = outcome.revision.short(),
@@ -103,6 +110,7 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
             }
             Err(error) => {
                 tracing::error!("pass failed: {error}");
+                said.failed(config, &error);
                 Some(retry(&mut backoff))
             }
         };
@@ -192,8 +200,8 @@ fn git_dir(repo: &Path) -> PathBuf {
     if dot_git.is_dir() { dot_git } else { repo.to_path_buf() }
 }
 
-/// Tells systemd the service is ready (Type=notify), when started by it.
-fn notify_ready() {
+/// Tells systemd something (`READY=1`, `STATUS=…`), when started by it (Type=notify).
+fn notify(message: &str) {
     let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else { return };
     let Ok(sender) = std::os::unix::net::UnixDatagram::unbound() else { return };
     let bytes = socket.as_encoded_bytes();
@@ -202,11 +210,155 @@ fn notify_ready() {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt;
             std::os::unix::net::SocketAddr::from_abstract_name(name)
-                .and_then(|addr| sender.send_to_addr(b"READY=1", &addr))
+                .and_then(|addr| sender.send_to_addr(message.as_bytes(), &addr))
         }
-        None => sender.send_to(b"READY=1", Path::new(&socket)),
+        None => sender.send_to(message.as_bytes(), Path::new(&socket)),
     };
     if let Err(e) = sent {
-        tracing::warn!("cannot tell systemd the service is ready: {e}");
+        tracing::warn!("cannot tell systemd {message:?}: {e}");
     }
+}
+
+/// Where the service says how its passes go, beside its `STATUS=`: on /run, a tmpfs, so that it
+/// is said even when the database cannot be written (a full disk), and read by `left4me status`.
+pub const STATUS_FILE: &str = "/run/left4me/status.json";
+
+/// How the service's passes go, as it last said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// When it last changed.
+    pub since: String,
+    pub pid: u32,
+    /// `ok`, or `failing` while passes end on an error.
+    pub state: String,
+    /// The `STATUS=` line.
+    pub message: String,
+    /// The error passes end on.
+    pub error: Option<String>,
+    /// Passes fail because $ROOT's disk is full.
+    pub disk_full: bool,
+    /// $ROOT's file system when it was said.
+    pub disk: Option<Disk>,
+}
+
+impl ServiceStatus {
+    /// The status the service last said; None when it never did since boot (or cannot be read).
+    pub fn read() -> Option<ServiceStatus> {
+        serde_json::from_slice(&std::fs::read(STATUS_FILE).ok()?).ok()
+    }
+}
+
+/// The size and free space of a file system (statvfs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    pub path: String,
+    pub size_bytes: u64,
+    /// Free for anyone to write.
+    pub free_bytes: u64,
+    pub used_percent: u8,
+}
+
+impl Disk {
+    pub fn of(path: &Path) -> Option<Disk> {
+        let stat = nix::sys::statvfs::statvfs(path).ok()?;
+        let block = stat.fragment_size() as u64;
+        let size_bytes = stat.blocks() as u64 * block;
+        let free_bytes = stat.blocks_available() as u64 * block;
+        let used = size_bytes.saturating_sub(stat.blocks_free() as u64 * block);
+        let used_percent = if size_bytes == 0 { 0 } else { (used * 100).div_ceil(size_bytes).min(100) as u8 };
+        Some(Disk { path: path.display().to_string(), size_bytes, free_bytes, used_percent })
+    }
+
+    /// Nothing is left to write.
+    pub fn is_full(&self) -> bool {
+        self.free_bytes == 0
+    }
+}
+
+impl std::fmt::Display for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} has {} free of {} ({}% used)",
+            self.path,
+            bytes(self.free_bytes),
+            bytes(self.size_bytes),
+            self.used_percent
+        )
+    }
+}
+
+/// A size as people read it: `0 B`, `512 KiB`, `63.9 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// What the service last said, so that it says it again only when it changes.
+#[derive(Default)]
+struct Said {
+    last: Option<(String, String)>,
+}
+
+impl Said {
+    fn pass(&mut self, config: &Config, outcome: &engine::PassOutcome) {
+        let revision = outcome.revision.short();
+        let message = if outcome.invalid.is_some() {
+            format!("Revision {revision} is invalid; the last good revision keeps running")
+        } else if outcome.failed.is_empty() {
+            format!("Converged to {revision}")
+        } else {
+            format!("Steps failed at {revision}: {}; retrying", outcome.failed.join(", "))
+        };
+        self.say(config, "ok", message, None);
+    }
+
+    fn failed(&mut self, config: &Config, error: &Error) {
+        let disk = Disk::of(&config.root);
+        let message = match &disk {
+            Some(disk) if error.is_disk_full() || disk.is_full() => {
+                format!("Disk full: {disk}; passes fail: {error}")
+            }
+            _ => format!("Passes fail: {error}"),
+        };
+        self.say(config, "failing", message, Some(error));
+    }
+
+    fn say(&mut self, config: &Config, state: &str, message: String, error: Option<&Error>) {
+        let key = (state.to_owned(), message.clone());
+        if self.last.as_ref() == Some(&key) {
+            return;
+        }
+        notify(&format!("STATUS={message}"));
+        let disk = Disk::of(&config.root);
+        let status = ServiceStatus {
+            since: crate::db::now(),
+            pid: std::process::id(),
+            state: state.to_owned(),
+            disk_full: error.is_some_and(Error::is_disk_full) || disk.as_ref().is_some_and(Disk::is_full),
+            error: error.map(ToString::to_string),
+            message,
+            disk,
+        };
+        match write_status(&status) {
+            Ok(()) => self.last = Some(key),
+            Err(e) => tracing::warn!("cannot write {STATUS_FILE}: {e}"),
+        }
+    }
+}
+
+/// Writes the status file whole: a reader sees the old one or the new one, never a part.
+fn write_status(status: &ServiceStatus) -> std::io::Result<()> {
+    let path = Path::new(STATUS_FILE);
+    let folder = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(folder)?;
+    let temporary = folder.join(format!(".status.json.{}", std::process::id()));
+    std::fs::write(&temporary, serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&temporary, path)
 }

@@ -1,14 +1,18 @@
 //! Jobs, their logs, reconcile events and the reconciler's memory, in SQLite
 //! (`$ROOT/left4me.db`, WAL, versioned migrations; DESIGN.md §7).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LockResult, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use left4me_state::{Digest, Name, PowerState};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::crashloop::CrashLoop;
 use crate::plan::Wish;
 
 /// Each migration moves the schema one version up; `PRAGMA user_version` is the version.
@@ -46,13 +50,49 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE wishes (server TEXT PRIMARY KEY, digest TEXT NOT NULL, state TEXT NOT NULL);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 2: servers held back after crashing (times in ms since the epoch), and retries asked for.
+    "CREATE TABLE crash_loops (
+        server TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        next_try INTEGER NOT NULL,
+        started INTEGER,
+        digest TEXT NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE TABLE retries (server TEXT PRIMARY KEY, at TEXT NOT NULL);",
 ];
 
 #[derive(Debug, thiserror::Error)]
-#[error("the database {path}: {cause}")]
-pub struct DbError {
-    path: String,
-    cause: rusqlite::Error,
+pub enum DbError {
+    #[error("the database {path}: {cause}{}", os_error(.os))]
+    Sqlite {
+        path: String,
+        cause: rusqlite::Error,
+        /// The OS error under a full disk or a failed read or write (errno).
+        os: Option<i32>,
+    },
+    #[error(
+        "the database {path} is not there yet: the reconciler makes it on its first pass \
+         (is left4me-reconciler.service running?)"
+    )]
+    NotYet { path: String },
+}
+
+fn os_error(os: &Option<i32>) -> String {
+    os.map(|errno| format!(" ({})", std::io::Error::from_raw_os_error(errno))).unwrap_or_default()
+}
+
+impl DbError {
+    /// Whether the disk (or the user's quota) is full: the database cannot grow.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DbError::Sqlite { cause, os, .. } => {
+                cause.sqlite_error_code() == Some(ErrorCode::DiskFull)
+                    || matches!(*os, Some(errno) if errno == nix::libc::ENOSPC || errno == nix::libc::EDQUOT)
+            }
+            DbError::NotYet { .. } => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;
@@ -60,6 +100,55 @@ pub type Result<T> = std::result::Result<T, DbError>;
 pub struct Db {
     conn: Connection,
     path: String,
+    /// Ends of jobs that could not be written when they happened (a full disk), written by the
+    /// next [`Db::cancel_unfinished`] with their true outcome.
+    unrecorded: RefCell<Vec<Unrecorded>>,
+    /// Why the last pass of this process ended with jobs unfinished, when it could not say so.
+    abandoned: RefCell<Option<String>>,
+}
+
+struct Unrecorded {
+    job: i64,
+    exit_code: i32,
+    at: String,
+    why: String,
+}
+
+/// The reconciler's database as another program reads it (the web app): opened read-only and
+/// never migrated. Until the reconciler has made it, an empty one stands in (no jobs yet); each
+/// [`Reader::lock`] looks again.
+pub struct Reader {
+    path: PathBuf,
+    db: Mutex<Db>,
+    /// The stand-in is in use.
+    empty: AtomicBool,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader> {
+        let (db, empty) = match Db::open_read_only(path) {
+            Ok(db) => (db, false),
+            Err(DbError::NotYet { .. }) => (Db::empty(path)?, true),
+            Err(e) => return Err(e),
+        };
+        Ok(Reader { path: path.to_owned(), db: Mutex::new(db), empty: AtomicBool::new(empty) })
+    }
+
+    /// The database, the reconciler's own once it is there.
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, Db>> {
+        let mut db = self.db.lock()?;
+        if self.empty.load(Ordering::Relaxed) {
+            match Db::open_read_only(&self.path) {
+                Ok(real) => {
+                    *db = real;
+                    self.empty.store(false, Ordering::Relaxed);
+                }
+                Err(DbError::NotYet { .. }) => {}
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        Ok(db)
+    }
 }
 
 /// A job: one step or operator action, with its trigger and outcome.
@@ -98,39 +187,104 @@ pub struct Event {
     pub message: String,
 }
 
+/// How long a connection waits for another's write (a pass's, a migration's) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Db {
-    /// Opens (creating and migrating when needed) the database at `path`.
+    /// Opens (creating and migrating when needed) the database at `path`. Any number of
+    /// processes may open a fresh database at once: one migrates, the others wait for it.
     pub fn open(path: &Path) -> Result<Db> {
         let shown = path.display().to_string();
-        let err = |cause| DbError { path: shown.clone(), cause };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        let conn = Connection::open(path).map_err(|cause| fail(None, &shown, cause))?;
+        let err = |cause| fail(Some(&conn), &shown, cause);
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        // Switching a fresh database to WAL takes it whole, and SQLite answers "locked" at once
+        // rather than waiting when another connection is there first: wait here.
+        when_free(|| {
+            let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+            }
+            Ok(())
+        })
+        .map_err(err)?;
         // In WAL mode NORMAL syncs at checkpoints, not at every commit: a power cut may lose the
         // last job lines, never the database. A job line per fsync would dominate a pass.
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(err)?;
-        let mut db = Db { conn, path: shown };
+        let db = Db::with(conn, shown);
         db.migrate()?;
         give_to_folder_owner(path);
         Ok(db)
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> DbError + '_ {
-        move |cause| DbError { path: self.path.clone(), cause }
+    /// Opens the database at `path` to read it only: never made, never migrated. One that is not
+    /// there yet, or not yet made up to this version, is [`DbError::NotYet`].
+    pub fn open_read_only(path: &Path) -> Result<Db> {
+        let shown = path.display().to_string();
+        if !path.exists() {
+            return Err(DbError::NotYet { path: shown });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(|cause| fail(None, &shown, cause))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|cause| fail(Some(&conn), &shown, cause))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|cause| fail(Some(&conn), &shown, cause))?;
+        if version < MIGRATIONS.len() as i64 {
+            return Err(DbError::NotYet { path: shown });
+        }
+        Ok(Db::with(conn, shown))
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(self.err())?;
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(|cause| DbError { path: path.clone(), cause })?;
-            tx.execute_batch(sql).map_err(|cause| DbError { path: path.clone(), cause })?;
-            tx.pragma_update(None, "user_version", index as i64 + 1)
-                .map_err(|cause| DbError { path: path.clone(), cause })?;
-            tx.commit().map_err(|cause| DbError { path, cause })?;
-        }
-        Ok(())
+    /// An empty database in memory, shown as `path`: what a reader sees before the reconciler
+    /// has made its own.
+    fn empty(path: &Path) -> Result<Db> {
+        let shown = path.display().to_string();
+        let conn = Connection::open_in_memory().map_err(|cause| fail(None, &shown, cause))?;
+        let db = Db::with(conn, shown);
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn with(conn: Connection, path: String) -> Db {
+        Db { conn, path, unrecorded: RefCell::new(Vec::new()), abandoned: RefCell::new(None) }
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> DbError + '_ {
+        move |cause| fail(Some(&self.conn), &self.path, cause)
+    }
+
+    /// Runs `f` in a transaction, committed when it returns Ok.
+    fn transaction<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let run = || {
+            let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run().map_err(self.err())
+    }
+
+    /// Moves the schema up to this version. The version is read again inside a write
+    /// transaction (`BEGIN IMMEDIATE`): of several processes opening a fresh database at once,
+    /// the first migrates and the others, waiting on its lock, find the work done.
+    fn migrate(&self) -> Result<()> {
+        let current = |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
+        when_free(|| {
+            // Most opens find the schema current: no write lock for them.
+            if current(&self.conn)? >= MIGRATIONS.len() as i64 {
+                return Ok(());
+            }
+            let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+            let version = current(&tx)?;
+            for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            }
+            tx.commit()
+        })
+        .map_err(self.err())
     }
 
     pub fn create_job(&self, kind: &str, target: &str, revision: Option<&str>, trigger: &str) -> Result<i64> {
@@ -150,15 +304,36 @@ impl Db {
             .map_err(self.err())
     }
 
+    /// Records a job's end. When that cannot be written (a full disk), the end is kept and
+    /// written by the next [`Db::cancel_unfinished`], at the time it happened.
     pub fn finish_job(&self, id: i64, exit_code: i32) -> Result<()> {
+        let at = now();
+        let result = self.record_end(id, exit_code, &at);
+        if let Err(e) = &result {
+            self.unrecorded.borrow_mut().push(Unrecorded { job: id, exit_code, at, why: e.to_string() });
+        }
+        result
+    }
+
+    fn record_end(&self, id: i64, exit_code: i32, at: &str) -> Result<()> {
         let state = if exit_code == 0 { "succeeded" } else { "failed" };
         self.conn
             .execute(
                 "UPDATE jobs SET state = ?2, finished_at = ?3, exit_code = ?4 WHERE id = ?1",
-                params![id, state, now(), exit_code],
+                params![id, state, at, exit_code],
             )
             .map(drop)
             .map_err(self.err())
+    }
+
+    /// Ends the jobs a pass of this process left unfinished because it ended on `error`, saying
+    /// so; when even that cannot be written, the next [`Db::cancel_unfinished`] says it.
+    pub fn abandon_unfinished(&self, error: &str) {
+        let why = format!("the pass running this job ended on an error before the job did: {error}");
+        *self.abandoned.borrow_mut() = Some(why);
+        if let Err(e) = self.cancel_unfinished() {
+            tracing::warn!("cannot end the jobs of the failed pass yet: {e}");
+        }
     }
 
     /// Appends one output line; written at once, so a reader sees a running job's log grow.
@@ -173,9 +348,25 @@ impl Db {
             .map_err(self.err())
     }
 
-    /// Ends jobs left queued or running by a pass that died (killed, a power cut): no pass runs
-    /// while the caller holds the pass lock, so they can never finish. Returns how many.
+    /// Ends jobs left queued or running by a pass that died (killed, a power cut) or failed: no
+    /// pass runs while the caller holds the pass lock, so they can never finish. A job whose end
+    /// could not be written when it came is given that end; the others are cancelled with the
+    /// reason. Returns how many were cancelled.
     pub fn cancel_unfinished(&self) -> Result<usize> {
+        let late: Vec<Unrecorded> = std::mem::take(&mut *self.unrecorded.borrow_mut());
+        for (index, end) in late.iter().enumerate() {
+            let written = self
+                .append_line(
+                    end.job,
+                    "reconciler",
+                    &format!("this end is written late: it could not be when it came ({})", end.why),
+                )
+                .and_then(|()| self.record_end(end.job, end.exit_code, &end.at));
+            if let Err(e) = written {
+                self.unrecorded.borrow_mut().extend(late.into_iter().skip(index));
+                return Err(e);
+            }
+        }
         let at = now();
         let mut stmt =
             self.conn.prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running')").map_err(self.err())?;
@@ -184,12 +375,18 @@ impl Db {
             .map_err(self.err())?
             .collect::<std::result::Result<_, _>>()
             .map_err(self.err())?;
+        let why = self
+            .abandoned
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "the pass running this job ended before it (killed or powered off)".into());
         for id in &ids {
-            self.append_line(*id, "reconciler", "the pass running this job ended before it (killed or powered off)")?;
+            self.append_line(*id, "reconciler", &why)?;
             self.conn
                 .execute("UPDATE jobs SET state = 'cancelled', finished_at = ?2 WHERE id = ?1", params![id, at])
                 .map_err(self.err())?;
         }
+        *self.abandoned.borrow_mut() = None;
         Ok(ids.len())
     }
 
@@ -197,18 +394,14 @@ impl Db {
     /// the events recorded before it; a job still queued or running stays whatever its age.
     /// Returns how many jobs and events went.
     pub fn forget_before(&mut self, cutoff: &str) -> Result<(usize, usize)> {
-        let path = self.path.clone();
-        let err = |cause| DbError { path: path.clone(), cause };
-        let tx = self.conn.transaction().map_err(err)?;
-        let jobs = tx
-            .execute(
+        self.transaction(|tx| {
+            let jobs = tx.execute(
                 "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND COALESCE(finished_at, queued_at) < ?1",
                 [cutoff],
-            )
-            .map_err(err)?;
-        let events = tx.execute("DELETE FROM events WHERE at < ?1", [cutoff]).map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok((jobs, events))
+            )?;
+            let events = tx.execute("DELETE FROM events WHERE at < ?1", [cutoff])?;
+            Ok((jobs, events))
+        })
     }
 
     pub fn jobs(&self, limit: usize) -> Result<Vec<Job>> {
@@ -320,30 +513,98 @@ impl Db {
             let (Ok(server), Ok(digest)) = (Name::new(server), serde_json::from_value::<Digest>(digest.into())) else {
                 continue;
             };
-            let state = if state == "stopped" { PowerState::Stopped } else { PowerState::Running };
-            wishes.insert(server, Wish { digest, state });
+            wishes.insert(server, Wish { digest, state: power_state(&state) });
         }
         Ok(wishes)
     }
 
     /// Replaces the remembered wishes with those of the revision just applied.
     pub fn set_wishes(&mut self, wishes: &BTreeMap<Name, Wish>) -> Result<()> {
-        let path = self.path.clone();
-        let err = |cause| DbError { path: path.clone(), cause };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM wishes", []).map_err(err)?;
-        for (server, wish) in wishes {
-            let state = match wish.state {
-                PowerState::Running => "running",
-                PowerState::Stopped => "stopped",
+        self.transaction(|tx| {
+            tx.execute("DELETE FROM wishes", [])?;
+            for (server, wish) in wishes {
+                tx.execute(
+                    "INSERT INTO wishes (server, digest, state) VALUES (?1, ?2, ?3)",
+                    params![server.as_str(), wish.digest.as_str(), power_name(wish.state)],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The servers held back after crashing, as the last pass left them.
+    pub fn crash_loops(&self) -> Result<BTreeMap<Name, CrashLoop>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT server, failures, next_try, started, digest, state FROM crash_loops")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(self.err())?;
+        let mut loops = BTreeMap::new();
+        for row in rows {
+            let (server, failures, next_try, started, digest, state) = row.map_err(self.err())?;
+            let (Ok(server), Ok(digest)) = (Name::new(server), serde_json::from_value::<Digest>(digest.into())) else {
+                continue;
             };
-            tx.execute(
-                "INSERT INTO wishes (server, digest, state) VALUES (?1, ?2, ?3)",
-                params![server.as_str(), wish.digest.as_str(), state],
-            )
-            .map_err(err)?;
+            let wish = Wish { digest, state: power_state(&state) };
+            loops.insert(server, CrashLoop { failures, next_try: time(next_try), started: started.map(time), wish });
         }
-        tx.commit().map_err(err)
+        Ok(loops)
+    }
+
+    /// Replaces the crash loops with those a pass leaves, and takes the retries asked for
+    /// meanwhile: a retry asked while the pass ran is seen by the next one, never lost.
+    pub fn set_crash_loops(&self, loops: &BTreeMap<Name, CrashLoop>, retried: &[Name]) -> Result<()> {
+        self.transaction(|tx| {
+            tx.execute("DELETE FROM crash_loops", [])?;
+            for (server, held) in loops {
+                tx.execute(
+                    "INSERT INTO crash_loops (server, failures, next_try, started, digest, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        server.as_str(),
+                        held.failures,
+                        millis(held.next_try),
+                        held.started.map(millis),
+                        held.wish.digest.as_str(),
+                        power_name(held.wish.state)
+                    ],
+                )?;
+            }
+            for server in retried {
+                tx.execute("DELETE FROM retries WHERE server = ?1", [server.as_str()])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The servers someone asked to try again at once (`left4me retry`).
+    pub fn retries(&self) -> Result<Vec<Name>> {
+        let mut stmt = self.conn.prepare("SELECT server FROM retries ORDER BY server").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.err())?;
+        let names: Vec<String> = rows.collect::<std::result::Result<_, _>>().map_err(self.err())?;
+        Ok(names.into_iter().filter_map(|name| Name::new(name).ok()).collect())
+    }
+
+    /// Asks the next pass to try `server` at once, whatever its crash loop's wait.
+    pub fn ask_retry(&self, server: &Name) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO retries (server, at) VALUES (?1, ?2) ON CONFLICT (server) DO UPDATE SET at = ?2",
+                params![server.as_str(), now()],
+            )
+            .map(drop)
+            .map_err(self.err())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -361,6 +622,59 @@ impl Db {
         .map(drop)
         .map_err(self.err())
     }
+}
+
+/// Runs `f` again while SQLite answers "busy" without having waited (it does when waiting could
+/// deadlock two connections, as when both want to switch a fresh database to WAL), up to
+/// [`BUSY_TIMEOUT`].
+fn when_free(mut f: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match f() {
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A database error, with the OS error under it where SQLite has one: a full disk is always
+/// ENOSPC (SQLite reports it as SQLITE_FULL and keeps no errno), a failed read or write the
+/// errno of the call that failed.
+fn fail(conn: Option<&Connection>, path: &str, cause: rusqlite::Error) -> DbError {
+    let os = match cause.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => Some(nix::libc::ENOSPC),
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => conn.and_then(|conn| {
+            // SAFETY: the handle is this open connection's, used on this thread only, and
+            // sqlite3_system_errno only reads a field of it.
+            let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+            (errno != 0).then_some(errno)
+        }),
+        _ => None,
+    };
+    DbError::Sqlite { path: path.to_owned(), cause, os }
+}
+
+fn power_name(state: PowerState) -> &'static str {
+    match state {
+        PowerState::Running => "running",
+        PowerState::Stopped => "stopped",
+    }
+}
+
+fn power_state(name: &str) -> PowerState {
+    if name == "stopped" { PowerState::Stopped } else { PowerState::Running }
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn time(millis: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64)
 }
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {

@@ -13,6 +13,7 @@ pub use l4d2ctl::status::Detail;
 use l4d2ctl::status::Observation;
 use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
 
+use crate::crashloop::{self, CrashLoop};
 use crate::db::{Db, DbError, Event, now, stamp};
 use crate::plan::{self, Action, HostRepairs, Inputs, Observed, Plan, Wish};
 
@@ -52,6 +53,13 @@ pub enum Error {
     Db(#[from] DbError),
     #[error("{0}")]
     L4d2ctl(String),
+}
+
+impl Error {
+    /// Whether it comes of a full disk: the database cannot grow.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Db(e) if e.is_disk_full())
+    }
 }
 
 /// What the host runs and holds.
@@ -161,6 +169,10 @@ pub struct Planned {
     pub plan: Plan,
     /// `l4d2ctl observe` processes the plan took: two when a brief look was not enough.
     pub observations: usize,
+    /// The servers held back after crashing, after this look at the host (`crashloop.rs`).
+    pub crash_loops: BTreeMap<Name, CrashLoop>,
+    /// The retries asked for that this plan took.
+    pub retried: Vec<Name>,
 }
 
 /// Plans a pass from the branch's revision and a look at the host. A brief look ([`Detail`]) is
@@ -196,8 +208,12 @@ pub fn plan_pass(
         host = observe(config, Detail::Full)?;
         observations += 1;
     }
-    let plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
-    Ok(Ok(Planned { revision, desired, host, plan, observations }))
+    let mut plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
+    let now = SystemTime::now();
+    let retried = db.retries()?;
+    let crash_loops = crashloop::update(&db.crash_loops()?, &desired, &host.instances, &retried, now);
+    crashloop::hold(&mut plan, &crashloop::holds(&crash_loops, now));
+    Ok(Ok(Planned { revision, desired, host, plan, observations, crash_loops, retried }))
 }
 
 /// What one pass did.
@@ -226,6 +242,22 @@ pub fn apply(
         tracing::info!("waiting for another pass or an l4d2ctl write to end")
     })
     .map_err(|e| Error::Host(e.to_string()))?;
+    let outcome = pass(config, db, cache, trigger, confirm_prune);
+    // A job never stays running once its pass has ended: ended now with the pass's error, or by
+    // the next pass when the database cannot be written now.
+    if let Err(error) = &outcome {
+        db.abandon_unfinished(&error.to_string());
+    }
+    outcome
+}
+
+fn pass(
+    config: &Config,
+    db: &mut Db,
+    cache: &mut RevisionCache,
+    trigger: &str,
+    confirm_prune: Option<&str>,
+) -> Result<PassOutcome, Error> {
     db.cancel_unfinished()?;
     let started = Instant::now();
     let planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
@@ -253,7 +285,7 @@ pub fn apply(
             });
         }
     };
-    let Planned { revision, desired, plan, observations, .. } = planned;
+    let Planned { revision, desired, plan, observations, mut crash_loops, retried, .. } = planned;
     db.set_meta("last_attempted", Some(revision.id()))?;
     db.set_meta("revision_error", None)?;
     let rev = Some(revision.id());
@@ -372,6 +404,16 @@ pub fn apply(
         })
         .collect();
     db.set_wishes(&wishes)?;
+    // Every start planned is a try, whatever its job's outcome (or a failed step before it): the
+    // next pass sees whether the unit stayed up.
+    let tried: Vec<Name> = plan
+        .steps
+        .iter()
+        .filter(|step| matches!(step.action, Action::Start | Action::Restart))
+        .map(|step| step.server.clone())
+        .collect();
+    crashloop::started(&mut crash_loops, &desired, &tried, SystemTime::now());
+    db.set_crash_loops(&crash_loops, &retried)?;
     let steps = usize::from(!plan.units.is_empty()) + plan.overlays.len() + plan.steps.len();
     // rev-parse, ls-tree and cat-file when the tree was read, the observations, and the steps':
     // one each, but one for a phase of starts.
@@ -482,6 +524,10 @@ fn run_parallel(
         for _ in 0..WORKERS {
             scope.spawn(|| {
                 loop {
+                    // After an error (the database cannot be written) no job starts: the pass ends.
+                    if !errors.lock().expect("no worker panics").is_empty() {
+                        break;
+                    }
                     let Some(job) = queue.lock().expect("no worker panics").next() else { break };
                     let result = (|| {
                         let id = {
@@ -542,28 +588,35 @@ fn run_starts(
         Err(e) => (String::new(), format!("cannot run {}: {e}", config.l4d2ctl.display())),
     };
     let end = output.as_ref().ok().and_then(|output| ended(Ok(output.status)).1);
+    // Every job is ended, even when its lines cannot be written: the first error is returned.
+    let mut first_error = None;
     for (server, id) in &jobs {
-        db.append_line(*id, "command", &format!("l4d2ctl {}", args.join(" ")))?;
+        let mut keep = |written: Result<(), DbError>| {
+            if let Err(e) = written {
+                first_error.get_or_insert(e);
+            }
+        };
+        keep(db.append_line(*id, "command", &format!("l4d2ctl {}", args.join(" "))));
         let prefix = format!("{server}: ");
         let mut started = false;
         for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
             for line in text.lines() {
                 let about = servers.iter().find(|s| line.starts_with(&format!("{s}: ")));
                 if about.is_none() || line.starts_with(&prefix) {
-                    db.append_line(*id, stream, line)?;
+                    keep(db.append_line(*id, stream, line));
                 }
                 started |= line == format!("{server}: started");
             }
         }
         if let Some(end) = &end {
-            db.append_line(*id, "stderr", end)?;
+            keep(db.append_line(*id, "stderr", end));
         }
-        db.finish_job(*id, if started { 0 } else { 1 })?;
+        keep(db.finish_job(*id, if started { 0 } else { 1 }));
         if !started {
             failures.lock().expect("no worker panics").push(((*server).clone(), format!("start {server}")));
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// Runs `l4d2ctl --reconciler <args>` as job `job`, every output line into the job's log as it
@@ -615,8 +668,16 @@ fn run_job(
     })
     .collect();
     drop(tx);
+    // A line that cannot be written (a full disk) does not stop the job: its output is still
+    // read to the end, so that it never blocks on a full pipe, and it is waited for, so that it
+    // never lingers as a zombie; the job is ended and the first error returned.
+    let mut first_error = None;
     for (stream, line) in rx {
-        db(&|db| db.append_line(job, stream, &line))?;
+        if first_error.is_none()
+            && let Err(e) = db(&|db| db.append_line(job, stream, &line))
+        {
+            first_error = Some(e);
+        }
     }
     for reader in readers {
         let _ = reader.join();
@@ -625,11 +686,16 @@ fn run_job(
         let _ = writer.join();
     }
     let (code, end) = ended(child.wait());
-    if let Some(end) = &end {
-        db(&|db| db.append_line(job, "stderr", end))?;
+    if let Some(end) = &end
+        && let Err(e) = db(&|db| db.append_line(job, "stderr", end))
+    {
+        first_error.get_or_insert(e);
     }
-    db(&|db| db.finish_job(job, code))?;
-    Ok(code)
+    let finished = db(&|db| db.finish_job(job, code));
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => finished.map(|()| code).map_err(Error::from),
+    }
 }
 
 /// The exit code a job ends with and, when l4d2ctl did not end by itself, a line that says how

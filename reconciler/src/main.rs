@@ -68,6 +68,12 @@ enum Command {
         #[arg(long, env = "LEFT4ME_FETCH_SECONDS", default_value_t = 60)]
         fetch_every: u64,
     },
+    /// Try a server held back after crashing again now: runs a pass at once.
+    Retry {
+        server: String,
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+    },
     /// List recent jobs, or show one job's log.
     Jobs {
         /// A job to show with its whole log.
@@ -87,11 +93,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // Whoever read the output stopped (`left4me jobs | head`): nothing is wrong.
+        Err(error) if closed_stdout(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("left4me: {error:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Whether an error is a write to a stdout whose reader has gone.
+fn closed_stdout(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// Like `println!` and `print!`, but a failed write is an error to return rather than a panic:
+/// stdout may be a pipe whose reader has gone.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout(), $($arg)*)?
+    };
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -111,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
+        Command::Retry { server, state } => commands::retry(state, &server),
         Command::Run { state, resync, upstream, fetch_every } => {
             tracing_subscriber::fmt().with_target(false).with_ansi(false).init();
             let config = reconciler::engine::Config::from_env(state)?;
@@ -143,11 +172,11 @@ fn validate(repo: &Path, rev: Option<&str>) -> anyhow::Result<ExitCode> {
     };
     match checked {
         Ok(state) => {
-            println!("{what}: valid, {}", summary(&state));
+            outln!("{what}: valid, {}", summary(&state));
             Ok(ExitCode::SUCCESS)
         }
         Err(diagnostics) => {
-            print!("{diagnostics}");
+            out!("{diagnostics}");
             let count = diagnostics.len();
             eprintln!("{what}: invalid, {count} problem{}", if count == 1 { "" } else { "s" });
             Ok(ExitCode::FAILURE)

@@ -60,6 +60,9 @@ pub struct Plan {
     pub waiting: BTreeMap<Name, String>,
     /// Set when deletions are held until an operator confirms them.
     pub held: Option<String>,
+    /// Servers whose start is held back after crashing, with their Health (`crashloop.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub crash_loops: BTreeMap<Name, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,7 +220,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     // A stable sort: within a phase, servers by name, each server's steps in the order made.
     steps.sort_by(|a, b| (a.action.phase(), &a.server).cmp(&(b.action.phase(), &b.server)));
     let units = inputs.host.units.iter().map(|problem| format!("{}: {}", problem.path, problem.cause)).collect();
-    Plan { units, overlays, steps, servers, waiting, held }
+    Plan { units, overlays, steps, servers, waiting, held, crash_loops: BTreeMap::new() }
 }
 
 /// Units of servers with no instance (a deletion cut short by a power cut) are stopped,
@@ -485,6 +488,10 @@ impl fmt::Display for Plan {
         }
         for (name, wait) in &self.waiting {
             writeln!(f, "{:<10} {:<20} {wait}", "waiting", name.as_str())?;
+        }
+        for (name, health) in &self.crash_loops {
+            let why = self.servers.get(name).map_or(health.as_str(), |server| server.message.as_str());
+            writeln!(f, "{:<10} {:<20} {why}", "held", name.as_str())?;
         }
         for (name, server) in &self.servers {
             if server.sync == Sync::Overridden {

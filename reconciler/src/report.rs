@@ -109,7 +109,12 @@ pub fn reports_of(plan: &Plan, desired: &DesiredState, observed: &Observed) -> V
             Some(wait) => &ServerSync { sync: Sync::OutOfSync, message: wait.clone() },
             None => sync,
         };
-        reports.push(report(name.as_str(), sync, desired, observed));
+        let mut report = report(name.as_str(), sync, desired, observed);
+        if let Some(crash_loop) = plan.crash_loops.get(name) {
+            report.health = Health::Failed;
+            report.health_message = format!("{crash_loop}; {}", report.health_message);
+        }
+        reports.push(report);
     }
     reports
 }

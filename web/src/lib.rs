@@ -23,7 +23,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use reconciler::db::Db;
+use reconciler::db::Reader;
 use reconciler::engine::Config;
 use tokio::sync::watch;
 
@@ -36,8 +36,9 @@ pub struct App {
     pub config: Config,
     pub repo: StateRepo,
     pub accounts: Accounts,
-    /// The reconciler's database, read for jobs and events.
-    pub jobs: Mutex<Db>,
+    /// The reconciler's database, read for jobs and events: read-only, never made or migrated
+    /// here (no jobs yet until the reconciler has made it).
+    pub jobs: Reader,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Asks the watcher to look at the host now (after a save).
     poke: Mutex<mpsc::Sender<()>>,
@@ -71,7 +72,7 @@ impl App {
     pub fn start(options: Options) -> anyhow::Result<Arc<App>> {
         let config = options.config;
         let accounts = Accounts::open(&web_db(&config.root))?;
-        let jobs = Db::open(&config.db_path())?;
+        let jobs = Reader::open(&config.db_path())?;
         let (poke, pokes) = mpsc::channel();
         let (publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let watcher_config = config.clone();
@@ -86,7 +87,7 @@ impl App {
             repo: StateRepo::new(&config.state, &config.branch),
             config,
             accounts,
-            jobs: Mutex::new(jobs),
+            jobs,
             snapshot,
             poke: Mutex::new(poke),
             watched,

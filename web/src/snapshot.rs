@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use l4d2ctl::status::InstanceStatus;
 use left4me_state::{DesiredState, Name, Revision};
-use reconciler::db::{Db, Event};
+use reconciler::db::{Db, Event, Reader};
 use reconciler::engine::{self, Config, RevisionCache};
 use reconciler::plan::{Plan, ServerSync, Sync};
 use reconciler::report::{self, ServerReport};
@@ -62,18 +63,20 @@ pub fn watch(
 ) {
     let mut cache = RevisionCache::default();
     let mut kept: Option<(String, Arc<DesiredState>)> = None;
-    // One connection for the watcher's life, opened (again) when it cannot be.
-    let mut db: Option<Db> = None;
+    // One connection for the watcher's life, opened (again) when it cannot be. Read-only: the
+    // reconciler alone makes and migrates its database; until it has, an empty one stands in.
+    let mut db: Option<Reader> = None;
     loop {
+        let mut problem = None;
         if db.is_none() {
-            db = Db::open(&config.db_path()).map_err(|e| tracing::warn!("{e}")).ok();
+            db = Reader::open(&config.db_path()).map_err(|e| problem = Some(e.to_string())).ok();
         }
         let mut snapshot = match &db {
-            Some(db) => look(&config, db, &mut cache, &mut kept),
+            Some(db) => look(&config, &db.lock().unwrap_or_else(PoisonError::into_inner), &mut cache, &mut kept),
             None => Snapshot {
                 taken_at: reconciler::db::now(),
                 taken: Some(Instant::now()),
-                problem: Some(format!("the reconciler's database {} cannot be opened", config.db_path().display())),
+                problem,
                 ..Snapshot::default()
             },
         };

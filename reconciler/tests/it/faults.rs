@@ -1,155 +1,271 @@
-//! What goes wrong on a real host and how a pass puts it right: a record cut short, a runtime
-//! folder removed, a unit file changed by hand, a unit left failed by a deletion a power cut
-//! interrupted — and how long a game that stops answering is given before it is Degraded.
+//! Faults of the host around the reconciler: several processes opening a fresh database at once,
+//! a reader of its output that goes away, a server that keeps crashing, a full disk.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
 
-use left4me_sim::Sandbox;
-use reconciler::report::QUERY_GRACE_SECONDS;
+use reconciler::db::Db;
 
-use crate::support::{Host, code, text};
+use crate::support::{self, Host};
 
-const UNIT_FILE: &str = "/usr/local/lib/systemd/system/left4me-server@.service";
-
-impl Host {
-    /// The examples applied and coop-1 and versus-1 answering.
-    fn converged() -> Host {
-        let host = Host::installed(false);
-        host.commit_examples();
-        let applied = host.left4me(&["apply"]);
-        assert_eq!(code(&applied), Some(0), "{}", text(&applied));
-        host.expect_within(20, "the examples run", |h| h.running("coop-1") && h.running("versus-1"));
-        host
-    }
-
-    /// The log of the newest job of `kind` on `target`.
-    fn job_log(&self, kind: &str, target: &str) -> String {
-        let jobs: serde_json::Value =
-            serde_json::from_str(&self.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
-        let job = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["kind"] == kind && j["target"] == target)
-            .unwrap_or_else(|| panic!("a {kind} job for {target} in {jobs}"));
-        self.sandbox.run_ok("left4me", &["jobs", &job["id"].to_string()])
-    }
-
-    /// Cuts the power, lets `change` act on the disk, and boots again on it.
-    fn reboot_after(self, change: impl FnOnce(&std::path::Path)) -> Host {
-        let Host { sandbox, disk } = self;
-        sandbox.power_off();
-        change(disk.path());
-        Host { sandbox: Sandbox::boot(disk.path(), &[]).expect("the sandbox boots again"), disk }
-    }
-
-    fn unit_state(&self, unit: &str) -> String {
-        self.sandbox.run_ok("systemctl", &["show", "--property", "ActiveState", "--value", unit]).trim().to_owned()
-    }
+fn left4me(root: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_left4me"));
+    command.env("LEFT4ME_ROOT", root).env("LEFT4ME_L4D2CTL", root.join("no-l4d2ctl"));
+    command
 }
 
 #[test]
-fn a_pass_puts_right_a_broken_record_a_missing_upper_and_a_changed_unit_file() {
-    let host = Host::converged();
-    let root = host.disk.path().join("root");
-    let installed = host.sandbox.run_ok("cat", &[UNIT_FILE]);
-    // coop-1's record cut short by a power cut; versus-1 stopped by a raw systemctl and its upper
-    // removed; the game's unit template edited by hand.
-    std::fs::write(root.join("instances/coop-1/instance.json"), "").unwrap();
-    host.sandbox.run_ok("systemctl", &["stop", "left4me-server@versus-1.service"]);
-    std::fs::remove_dir_all(root.join("runtime/versus-1/upper")).unwrap();
-    host.sandbox.run_ok("sed", &["-i", "s/^RestartSec=2$/RestartSec=30/", UNIT_FILE]);
-
-    // The broken record is coop-1's problem only, told where the host is shown.
-    let coop = host.server("coop-1");
-    assert!(coop["health_message"].as_str().unwrap().contains("instance.json: EOF while parsing"), "{coop}");
-    assert!(coop["sync_message"].as_str().unwrap().contains("instance.json"), "{coop}");
-    assert_eq!(host.server("coop-2")["sync"], "Synced");
-    let plan = text(&host.left4me(&["plan"]));
-    assert!(plan.contains("re-render  coop-1") && plan.contains("instance.json: EOF while parsing"), "{plan}");
-    assert!(plan.contains("repair     versus-1") && plan.contains("runtime/versus-1/upper: is missing"), "{plan}");
-    assert!(plan.contains("start      versus-1"), "{plan}");
-    assert!(plan.contains(&format!("units      {UNIT_FILE}: differs from what l4d2ctl renders")), "{plan}");
-
-    let applied = host.left4me(&["apply"]);
-    assert_eq!(code(&applied), Some(0), "{}", text(&applied));
-    assert!(host.job_log("re-render", "coop-1").contains("instance.json: written again"));
-    let repair = host.job_log("repair", "versus-1");
-    assert!(repair.contains("versus-1: repaired /var/lib/left4me/runtime/versus-1/upper: created again"), "{repair}");
-    assert!(host.job_log("units", "host").contains(&format!("wrote {UNIT_FILE}")));
-    assert_eq!(host.sandbox.run_ok("cat", &[UNIT_FILE]), installed);
-    host.expect_within(20, "versus-1 runs again", |h| h.running("versus-1"));
-    assert!(host.running("coop-1"), "a record rendered again does not restart its server");
-    let again = host.left4me(&["plan"]);
-    assert_eq!(code(&again), Some(0), "nothing left to do: {}", text(&again));
-}
-
-#[test]
-fn a_unit_left_failed_by_a_deletion_a_power_cut_interrupted_is_cleared_by_a_pass() {
-    let host = Host::converged();
-    let unit = "left4me-server@coop-1.service";
-    // The pass deleting coop-1 removed its files, but its unit's disabling never reached the disk.
-    let host = host.reboot_after(|disk| {
-        std::fs::remove_dir_all(disk.join("root/instances/coop-1")).unwrap();
-        std::fs::remove_dir_all(disk.join("root/runtime/coop-1")).unwrap();
-    });
-    std::fs::remove_file(host.repo().join("servers/coop-1.yaml")).unwrap();
-    host.git(&["commit", "--quiet", "--all", "--message", "retire coop-1"]);
-    host.expect_within(60, "the unit with no instance fails at boot", |h| h.unit_state(unit) == "failed");
-
-    let plan = text(&host.left4me(&["plan"]));
-    assert!(
-        plan.contains(&format!("delete     coop-1               {unit} is failed, enabled, with no instance")),
-        "{plan}"
-    );
-    let applied = host.left4me(&["apply"]);
-    assert_eq!(code(&applied), Some(0), "{}", text(&applied));
-    assert!(host.job_log("delete", "coop-1").contains("its failed state is cleared"));
-    let failed = host.sandbox.run_ok("systemctl", &["list-units", "--failed", "--no-legend", "--plain"]);
-    assert!(!failed.contains(unit), "{failed}");
-    let enabled = host.sandbox.run("systemctl", &["is-enabled", "--quiet", unit]);
-    assert!(!enabled.status.success(), "not started at the next boot");
-    let again = host.left4me(&["plan"]);
-    assert_eq!(code(&again), Some(0), "nothing left to do: {}", text(&again));
-}
-
-#[test]
-fn a_game_that_stops_answering_is_given_its_grace_from_its_last_answer() {
-    let host = Host::converged();
-    let now = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let up_for = |h: &Host| {
-        let since = h.instance("coop-1")["since"].as_str().and_then(l4d2ctl::overrides::parse_rfc3339);
-        since.map_or(0, |since| now().saturating_sub(since))
-    };
-    // Up for longer than the grace, so that its start gives it none; every look meanwhile sees
-    // its answers.
-    host.expect_within(QUERY_GRACE_SECONDS + 60, "coop-1 up for longer than the grace", |h| {
-        h.running("coop-1") && up_for(h) > QUERY_GRACE_SECONDS + 2
-    });
-
-    // A 20 s map change: silent, never Degraded.
-    host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "sim_mapchange_seconds", "20"]);
-    host.sandbox.run_ok("l4d2ctl", &["rcon", "coop-1", "changelevel", "c1m2_streets"]);
-    let mut silent = false;
-    host.expect_within(60, "coop-1 answers on its new map", |h| {
-        let server = h.server("coop-1");
-        assert_ne!(server["health"], "Degraded", "during a map change: {server}");
-        if server["health"] == "Starting" {
-            assert!(server["health_message"].as_str().unwrap().contains("not answering queries for"), "{server}");
-            silent = true;
+fn a_fresh_database_opened_by_many_processes_at_once_never_fails() {
+    // Opening a fresh database migrates it; processes and threads race for that, again and again.
+    for round in 0..25 {
+        let root = tempfile::tempdir().unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                left4me(root.path()).args(["jobs", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+            })
+            .map(Result::unwrap)
+            .collect();
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let path = root.path().join("left4me.db");
+                std::thread::spawn(move || Db::open(&path).map(|db| db.jobs(1).map(|jobs| jobs.len())))
+            })
+            .collect();
+        for thread in threads {
+            let opened = thread.join().unwrap();
+            assert!(matches!(opened, Ok(Ok(0))), "round {round}: {opened:?}");
         }
-        server["health"] == "Running" && server["map"] == "c1m2_streets"
-    });
-    assert!(silent, "the map change was a gap in the answers");
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]", "round {round}");
+        }
+    }
+}
 
-    // A hung game (stopped): not Degraded at once, Degraded once the grace from its last answer
-    // has passed.
-    let pid = host.instance("coop-1")["main_pid"].to_string();
-    host.sandbox.run_ok("kill", &["-STOP", &pid]);
-    let hung = host.server("coop-1");
-    assert_eq!(hung["health"], "Starting", "{hung}");
-    host.expect_within(QUERY_GRACE_SECONDS + 60, "coop-1 Degraded after the grace", |h| {
-        h.server("coop-1")["health"] == "Degraded"
+#[test]
+fn a_database_not_made_yet_is_read_as_no_jobs_and_never_made_by_a_reader() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("left4me.db");
+    let error = Db::open_read_only(&path).err().expect("there is no database to read yet");
+    assert!(error.to_string().contains("is not there yet"), "{error}");
+    let reader = reconciler::db::Reader::open(&path).unwrap();
+    assert!(reader.lock().unwrap().jobs(10).unwrap().is_empty(), "no jobs yet");
+    assert!(!path.exists(), "a reader never makes the database");
+    // Once the reconciler has made it, the reader reads it.
+    let db = Db::open(&path).unwrap();
+    db.create_job("start", "coop-1", None, "commit").unwrap();
+    assert_eq!(reader.lock().unwrap().jobs(10).unwrap().len(), 1);
+    let read_only = Db::open_read_only(&path).unwrap();
+    assert!(read_only.create_job("start", "coop-2", None, "commit").is_err(), "a reader cannot write");
+}
+
+/// A pipe whose reading end is closed already: every write to the other end fails with EPIPE.
+fn closed_pipe() -> OwnedFd {
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    write
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let root = tempfile::tempdir().unwrap();
+    let db = Db::open(&root.path().join("left4me.db")).unwrap();
+    let job = db.create_job("start", "coop-1", None, "commit").unwrap();
+    for n in 0..100 {
+        db.append_line(job, "stdout", &format!("line {n}")).unwrap();
+    }
+    let examples = left4me_sim::workspace().join("examples/state");
+    let job = job.to_string();
+    let cases: [&[&str]; 7] = [
+        &["jobs"],
+        &["jobs", "--json"],
+        &["jobs", &job],
+        &["status"],
+        &["status", "--json"],
+        &["schema"],
+        &["validate", "--state", examples.to_str().unwrap()],
+    ];
+    for args in cases {
+        let out = left4me(root.path()).args(args).stdout(closed_pipe()).stderr(Stdio::piped()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "left4me {args:?} panicked: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "left4me {args:?}: {stderr}");
+    }
+}
+
+/// How long `left4me status` says a server's start is held back after crashing, in seconds.
+fn held_for(host: &Host, server: &str) -> Option<u64> {
+    let report = host.server(server);
+    let message = report["health_message"].as_str()?;
+    let wait = message.strip_prefix("crash loop, next try in ")?.split(';').next()?;
+    let (minutes, seconds) = match wait.split_once('m') {
+        Some((m, s)) => (m.parse::<u64>().ok()?, s.trim_end_matches('s')),
+        None => (0, wait.trim_end_matches('s')),
+    };
+    let seconds = if seconds.is_empty() { 0 } else { seconds.parse::<u64>().ok()? };
+    (report["health"] == "Failed").then_some(minutes * 60 + seconds)
+}
+
+/// The start jobs of a server, from the job table.
+fn starts(host: &Host, server: &str) -> usize {
+    let jobs: serde_json::Value = serde_json::from_str(&host.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
+    jobs.as_array().unwrap().iter().filter(|j| j["kind"] == "start" && j["target"] == server).count()
+}
+
+#[test]
+fn a_server_that_keeps_crashing_is_held_back_until_its_wait_is_over_or_it_is_retried() {
+    let host = Host::installed(true);
+    // coop-1's game exits as soon as it starts: systemd restarts it up to its start limit.
+    let dropin = "/etc/systemd/system/left4me-server@coop-1.service.d";
+    host.sandbox.run_ok("mkdir", &["-p", dropin]);
+    host.sandbox.run_ok(
+        "sh",
+        &["-c", &format!("printf '[Service]\\nEnvironment=SIM_SRCDS_EXIT_AT_ONCE=3\\n' > {dropin}/crash.conf")],
+    );
+    host.sandbox.run_ok("systemctl", &["daemon-reload"]);
+    host.commit_examples();
+
+    // With a resync every second, a pass would start it again as soon as it failed; instead it
+    // is held back, and status says for how long.
+    host.expect_within(120, "coop-1 is held back after crashing", |h| held_for(h, "coop-1").is_some_and(|s| s >= 6));
+    let status = host.sandbox.run_ok("left4me", &["status"]);
+    let line = status.lines().find(|l| l.starts_with("coop-1 ")).unwrap_or_default();
+    assert!(line.contains("Failed") && line.contains("crash loop, next try in"), "{status}");
+    assert!(status.contains("held after 1 crash in a row") && status.contains("`left4me retry coop-1`"), "{status}");
+    let before = starts(&host, "coop-1");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let jobs = host.sandbox.run_ok("left4me", &["jobs"]);
+    assert_eq!(starts(&host, "coop-1"), before, "no start while it is held back:\n{jobs}");
+
+    // Its wait over, it is tried again; crashing again, it waits twice as long.
+    host.expect_within(60, "coop-1 is tried again after its wait", |h| starts(h, "coop-1") > before);
+    host.expect_within(60, "coop-1 is held back for longer", |h| held_for(h, "coop-1").is_some_and(|s| s >= 12));
+    assert!(host.server("coop-1")["sync_message"].as_str().unwrap().contains("held after 2 crashes in a row"));
+
+    // The plan says so too, and a reader of it that stops early ends it quietly.
+    let plan = host.sandbox.run_ok("sh", &["-c", "left4me plan; true"]);
+    assert!(plan.contains("held       coop-1"), "{plan}");
+    for args in [&["plan"][..], &["plan", "--json"], &["status"]] {
+        let out = host.sandbox.command("left4me").args(args).stdout(closed_pipe()).stderr(Stdio::piped()).output();
+        let out = out.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && out.status.code() == Some(0), "left4me {args:?}: {stderr}");
+    }
+
+    // Retried when asked: started at once, by the command itself.
+    let before = starts(&host, "coop-1");
+    let out = host.left4me(&["retry", "coop-1"]);
+    assert!(support::text(&out).contains("Reconciliation finished"), "{}", support::text(&out));
+    assert_eq!(starts(&host, "coop-1"), before + 1, "{}", support::text(&out));
+
+    // Held again after it crashed again; handed back with l4d2ctl release: tried at once.
+    host.expect_within(60, "coop-1 is held back again", |h| held_for(h, "coop-1").is_some_and(|s| s >= 7));
+    let before = starts(&host, "coop-1");
+    host.sandbox.run_ok("l4d2ctl", &["release", "coop-1"]);
+    host.expect_within(4, "coop-1 is started at once after its release", |h| starts(h, "coop-1") > before);
+}
+
+/// A host whose `$ROOT` is a small file system of its own (64 MiB), that a test can fill, with
+/// its service resyncing every second and `files` (path, text) committed to its state repo.
+fn on_a_small_disk(files: &[(&str, &str)]) -> Host {
+    let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "reconciler-disk-").unwrap();
+    let sandbox = left4me_sim::Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
+    sandbox.run_ok("mount", &["-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", "/var/lib/left4me"]);
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap();
+    sandbox.install_left4me(bin_dir, true);
+    sandbox.run_ok("sh", &["-c", "echo LEFT4ME_RESYNC_SECONDS=1 >> /etc/left4me/host.env"]);
+    sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
+    // The repo lies on the small file system, which only the host sees: written from inside.
+    let mut commit = String::from("set -e\ncd /var/lib/left4me/state\n");
+    for (path, text) in files {
+        commit.push_str(&format!("mkdir -p \"$(dirname {path})\"\ncat > {path} <<'END'\n{text}END\n"));
+    }
+    commit.push_str(
+        "git add --all\ngit -c user.name=left4me -c user.email=left4me@left4me.invalid commit --quiet -m state\n",
+    );
+    sandbox.run_ok("runuser", &["-u", "left4me", "--", "sh", "-c", &commit]);
+    Host { sandbox, disk }
+}
+
+const SETTINGS: (&str, &str) = ("left4me.yaml", "apiVersion: left4me/v1\nkind: Settings\nspec:\n  maxServers: 16\n");
+
+#[test]
+fn a_full_disk_is_said_by_status_and_the_service_recovers_once_space_is_freed() {
+    let host = on_a_small_disk(&[SETTINGS]);
+    host.expect_within(30, "a pass ran", |h| {
+        h.status()["last_pass"]["message"].as_str().is_some_and(|m| m.contains("nothing to do"))
     });
-    host.sandbox.run_ok("kill", &["-CONT", &pid]);
+
+    // Filled: every pass fails on the database; status says the disk is full, and how full.
+    host.sandbox.run("sh", &["-c", "head -c 128M /dev/zero > /var/lib/left4me/filler"]);
+    host.expect_within(60, "the service says the disk is full", |h| {
+        let status = h.status();
+        status["service"]["state"] == "failing" && status["disk_full"] == true
+    });
+    let status = host.status();
+    let message = status["service"]["message"].as_str().unwrap();
+    assert!(message.starts_with("Disk full: /var/lib/left4me has 0 B free of 64.0 MiB (100% used)"), "{status:#}");
+    assert!(message.contains("No space left on device (os error 28)"), "the OS error is said: {message}");
+    let text = host.sandbox.run_ok("left4me", &["status"]);
+    assert!(text.contains("the disk is full: /var/lib/left4me has 0 B free of 64.0 MiB (100% used)"), "{text}");
+    assert!(text.contains("Disk full:"), "the service's word is shown: {text}");
+    let unit = host.sandbox.run_ok("systemctl", &["show", "--property=StatusText", "left4me-reconciler.service"]);
+    assert!(unit.contains("Disk full: /var/lib/left4me"), "{unit}");
+
+    // Freed: the service recovers by itself.
+    let failing_since = status["service"]["since"].as_str().unwrap().to_owned();
+    host.sandbox.run_ok("rm", &["/var/lib/left4me/filler"]);
+    host.expect_within(90, "the service recovers", |h| {
+        let status = h.status();
+        status["service"]["state"] == "ok"
+            && status["disk_full"] == false
+            && status["last_pass"]["at"].as_str().is_some_and(|at| at > failing_since.as_str())
+    });
+    let text = host.sandbox.run_ok("left4me", &["status"]);
+    assert!(!text.contains("disk is full"), "{text}");
+}
+
+#[test]
+fn a_job_whose_lines_cannot_be_written_still_ends_with_its_own_outcome_and_leaves_no_zombie() {
+    // A build that fills the disk as it runs, says so, and fails: its staging folder, and the
+    // space, go with it. Meanwhile its lines cannot be written.
+    let build = "head -c 128M /dev/zero > fill\necho the disk is full now\nsleep 2\necho still building\nexit 1\n";
+    let host = on_a_small_disk(&[
+        SETTINGS,
+        (
+            "overlays/filler/overlay.yaml",
+            "apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: filler}\nspec: {type: script}\n",
+        ),
+        ("overlays/filler/build.sh", build),
+        (
+            "blueprints/coop.yaml",
+            "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec: {overlays: [filler]}\n",
+        ),
+        (
+            "servers/coop-1.yaml",
+            "apiVersion: left4me/v1\nkind: Server\nmetadata: {name: coop-1, owner: alice}\n\
+             spec: {blueprint: coop, port: 27015, state: stopped}\n",
+        ),
+    ]);
+    let builds = |h: &Host| -> Vec<serde_json::Value> {
+        let jobs: serde_json::Value = serde_json::from_str(&h.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
+        let mut builds: Vec<_> = jobs.as_array().unwrap().iter().filter(|j| j["kind"] == "build").cloned().collect();
+        builds.reverse();
+        builds
+    };
+    // The first build ends as it did, failed with its exit code: neither left running nor
+    // cancelled later as if its pass had been killed.
+    let ended = |h: &Host| builds(h).first().is_some_and(|j| j["state"] != "running" && j["state"] != "queued");
+    host.expect_within(90, "the first build ends", ended);
+    let first = builds(&host)[0].clone();
+    let log = host.sandbox.run_ok("left4me", &["jobs", first["id"].to_string().as_str()]);
+    assert_eq!((&first["state"], &first["exit_code"]), (&"failed".into(), &1.into()), "{first:#}\n{log}");
+
+    // Every child of the service was waited for.
+    let pid =
+        host.sandbox.run_ok("systemctl", &["show", "--property=MainPID", "--value", "left4me-reconciler.service"]);
+    let children = host.sandbox.run("ps", &["-o", "stat=,comm=", "--ppid", pid.trim()]);
+    let children = String::from_utf8_lossy(&children.stdout);
+    assert!(!children.lines().any(|l| l.trim_start().starts_with('Z')), "a zombie child: {children}");
 }

@@ -5,6 +5,7 @@ mod db;
 mod faults;
 mod killed;
 mod plan;
+mod repairs;
 mod service;
 mod support;
 mod validate;

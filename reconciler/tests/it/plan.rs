@@ -455,3 +455,83 @@ fn what_the_host_cannot_use_as_it_is_is_put_right() {
         Inputs { observed: &healed, host: &HostRepairs::default(), orphan_overrides: &BTreeMap::new(), ..inputs };
     assert!(plan(&inputs).steps.iter().all(|s| !["a", "b"].contains(&s.server.as_str())), "{}", plan(&inputs));
 }
+
+#[test]
+fn a_crash_loop_holds_the_start_back_doubling_its_wait_until_something_changes() {
+    use reconciler::crashloop::{self, CrashLoop, Held};
+    use std::time::{Duration, SystemTime};
+
+    // 10 s, doubling, at most 5 minutes.
+    let waits: Vec<u64> = (1..=7).map(|n| crashloop::wait(n).as_secs()).collect();
+    assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
+    assert_eq!(crashloop::wait(u32::MAX), Duration::from_secs(300));
+    assert_eq!(
+        [260, 45, 300, 0].map(|s| crashloop::short(Duration::from_secs(s))),
+        ["4m20s", "45s", "5m", "0s"].map(String::from)
+    );
+
+    let d = desired("immediate", &[("a", 27015, "running"), ("b", 27016, "stopped")]);
+    let a = Name::new("a").unwrap();
+    let wish = Wish { digest: d.instance_spec(&a).unwrap().digest(), state: PowerState::Running };
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let minute_ago = now - Duration::from_secs(60);
+    let started = CrashLoop { failures: 2, next_try: minute_ago, started: Some(minute_ago), wish: wish.clone() };
+    let update = |crash: &CrashLoop, active: &'static str, desired: &DesiredState, retried: &[Name]| {
+        let observed = observed(desired, &[Host { active, ..host("a", 27015) }]);
+        crashloop::update(&BTreeMap::from([(a.clone(), crash.clone())]), desired, &observed, retried, now).remove(&a)
+    };
+
+    // Started by a pass and found failed: one more crash, held for twice as long as before.
+    let held = update(&started, "failed", &d, &[]).expect("a crash is counted");
+    assert_eq!((held.failures, held.started, held.next_try), (3, None, now + Duration::from_secs(40)));
+    // Held and still failed: held as it was, not counted again.
+    assert_eq!(update(&held, "failed", &d, &[]), Some(held.clone()));
+    // Started and still up (or on its way up): kept, until ten minutes up forget it.
+    assert_eq!(update(&started, "active", &d, &[]), Some(started.clone()));
+    assert_eq!(update(&started, "activating", &d, &[]), Some(started.clone()));
+    let long_ago = now - Duration::from_secs(601);
+    assert_eq!(update(&CrashLoop { started: Some(long_ago), ..started.clone() }, "active", &d, &[]), None);
+    // Tried at once: a unit no longer failed while held (reset, released, rebooted), a retry
+    // asked for, a revision that wants something else of it, a server no longer declared running.
+    assert_eq!(update(&held, "inactive", &d, &[]), None);
+    assert_eq!(update(&held, "failed", &d, std::slice::from_ref(&a)), None);
+    let changed = desired("when-empty", &[("a", 27017, "running")]);
+    assert_eq!(update(&held, "failed", &changed, &[]), None);
+    let stopped = desired("immediate", &[("a", 27015, "stopped")]);
+    assert_eq!(update(&held, "failed", &stopped, &[]), None);
+
+    // A pass's start is a try: a server with no crashes yet gets a record of it.
+    let mut loops = BTreeMap::new();
+    crashloop::started(&mut loops, &d, &[a.clone(), Name::new("b").unwrap()], now);
+    assert_eq!(loops.keys().map(Name::as_str).collect::<Vec<_>>(), ["a"], "b is declared stopped");
+    assert_eq!((loops[&a].failures, loops[&a].started), (0, Some(now)));
+
+    // Only a held loop whose wait is not over holds a start.
+    let holds = crashloop::holds(&BTreeMap::from([(a.clone(), held.clone())]), now);
+    assert_eq!(holds[&a], Held { failures: 3, retry_in: Duration::from_secs(40) });
+    assert!(crashloop::holds(&BTreeMap::from([(a.clone(), held.clone())]), held.next_try).is_empty());
+    assert!(crashloop::holds(&BTreeMap::from([(a.clone(), started)]), now).is_empty());
+
+    // The planner holds the start of a failed server and says why, in Sync and in Health; its
+    // other steps stay, and so do other servers' starts.
+    let d = desired("immediate", &[("a", 27015, "running"), ("c", 27017, "running")]);
+    let hosts = [
+        Host { active: "failed", old_render: true, ..host("a", 27015) },
+        Host { active: "inactive", enabled: false, ..host("c", 27017) },
+    ];
+    let mut planned = check("crash-loop-unheld", &d, &hosts, &[], false);
+    let holds = BTreeMap::from([(a.clone(), Held { failures: 3, retry_in: Duration::from_millis(259_400) })]);
+    crashloop::hold(&mut planned, &holds);
+    insta::assert_snapshot!("crash-loop-held", planned.to_string());
+    let steps: Vec<String> = planned.steps.iter().map(|s| format!("{} {}", s.action.name(), s.server)).collect();
+    assert_eq!(steps, ["re-render a", "start c"]);
+    let observed = observed(&d, &hosts);
+    let reports = reconciler::report::reports_of(&planned, &d, &observed);
+    let report = reports.iter().find(|r| r.name == "a").unwrap();
+    assert_eq!(format!("{:?}", report.health), "Failed");
+    assert!(report.health_message.starts_with("crash loop, next try in 4m20s"), "{}", report.health_message);
+    assert!(
+        report.sync_message.contains("held after 3 crashes in a row")
+            && report.sync_message.contains("left4me retry a")
+    );
+}
