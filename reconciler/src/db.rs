@@ -197,23 +197,8 @@ impl Db {
         let shown = path.display().to_string();
         let conn = Connection::open(path).map_err(|cause| fail(None, &shown, cause))?;
         let err = |cause| fail(Some(&conn), &shown, cause);
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-        // Switching a fresh database to WAL takes it whole, and SQLite answers "locked" at once
-        // rather than waiting when another connection is there first: wait here.
-        when_free(|| {
-            let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                conn.pragma_update(None, "journal_mode", "WAL")?;
-            }
-            Ok(())
-        })
-        .map_err(err)?;
-        // In WAL mode NORMAL syncs at checkpoints, not at every commit: a power cut may lose the
-        // last job lines, never the database. A job line per fsync would dominate a pass.
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(err)?;
+        set_up(&conn, MIGRATIONS).map_err(err)?;
         let db = Db::with(conn, shown);
-        db.migrate()?;
         give_to_folder_owner(path);
         Ok(db)
     }
@@ -242,9 +227,8 @@ impl Db {
     fn empty(path: &Path) -> Result<Db> {
         let shown = path.display().to_string();
         let conn = Connection::open_in_memory().map_err(|cause| fail(None, &shown, cause))?;
-        let db = Db::with(conn, shown);
-        db.migrate()?;
-        Ok(db)
+        migrate(&conn, MIGRATIONS).map_err(|cause| fail(Some(&conn), &shown, cause))?;
+        Ok(Db::with(conn, shown))
     }
 
     fn with(conn: Connection, path: String) -> Db {
@@ -264,27 +248,6 @@ impl Db {
             Ok(value)
         };
         run().map_err(self.err())
-    }
-
-    /// Moves the schema up to this version. The version is read again inside a write
-    /// transaction (`BEGIN IMMEDIATE`): of several processes opening a fresh database at once,
-    /// the first migrates and the others, waiting on its lock, find the work done.
-    fn migrate(&self) -> Result<()> {
-        let current = |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
-        when_free(|| {
-            // Most opens find the schema current: no write lock for them.
-            if current(&self.conn)? >= MIGRATIONS.len() as i64 {
-                return Ok(());
-            }
-            let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
-            let version = current(&tx)?;
-            for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-                tx.execute_batch(sql)?;
-                tx.pragma_update(None, "user_version", index as i64 + 1)?;
-            }
-            tx.commit()
-        })
-        .map_err(self.err())
     }
 
     pub fn create_job(&self, kind: &str, target: &str, revision: Option<&str>, trigger: &str) -> Result<i64> {
@@ -627,6 +590,48 @@ impl Db {
 /// Runs `f` again while SQLite answers "busy" without having waited (it does when waiting could
 /// deadlock two connections, as when both want to switch a fresh database to WAL), up to
 /// [`BUSY_TIMEOUT`].
+/// Readies a connection to a database of a left4me program (this one's, the web app's): it waits
+/// for other connections (a pass, a migration) rather than failing, runs in WAL, and has the
+/// `migrations` it lacks. Any number of processes may set up a fresh database at once: one
+/// migrates, the others wait for it and find the work done.
+pub fn set_up(conn: &Connection, migrations: &[&str]) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Switching a fresh database to WAL takes it whole, and SQLite answers "locked" at once
+    // rather than waiting when another connection is there first: wait here.
+    when_free(|| {
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        Ok(())
+    })?;
+    // In WAL mode NORMAL syncs at checkpoints, not at every commit: a power cut may lose the
+    // last job lines, never the database. A job line per fsync would dominate a pass.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrate(conn, migrations)
+}
+
+/// Moves the schema up to `migrations`. The version is read again inside a write transaction
+/// (`BEGIN IMMEDIATE`): of several processes opening a fresh database at once, the first
+/// migrates and the others, waiting on its lock, find the work done.
+fn migrate(conn: &Connection, migrations: &[&str]) -> rusqlite::Result<()> {
+    let current = |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
+    when_free(|| {
+        // Most opens find the schema current: no write lock for them.
+        if current(conn)? >= migrations.len() as i64 {
+            return Ok(());
+        }
+        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let version = current(&tx)?;
+        for (index, sql) in migrations.iter().enumerate().skip(version.max(0) as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        }
+        tx.commit()
+    })
+}
+
 fn when_free(mut f: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     loop {

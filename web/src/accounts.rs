@@ -1,16 +1,17 @@
 //! Users, sessions and RCON history, in the web app's own SQLite file (`$ROOT/web.db`): the
 //! reconciler's database is only read.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use std::cell::RefCell;
 
 use argon2::password_hash::{Output, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use left4me_state::Name;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 /// Each migration moves the schema one version up; `PRAGMA user_version` is the version.
@@ -93,13 +94,8 @@ impl Accounts {
         // file is made (or made again) private before SQLite opens it.
         create_private(path).map_err(file_err)?;
         make_private(path).map_err(file_err)?;
-        let mut conn = Connection::open(path).map_err(err)?;
-        // Before anything that locks: another program may be opening the same file right now.
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(err)?;
-        migrate(&mut conn).map_err(err)?;
+        let conn = Connection::open(path).map_err(err)?;
+        reconciler::db::set_up(&conn, MIGRATIONS).map_err(err)?;
         make_private(path).map_err(file_err)?;
         reconciler::db::give_to_folder_owner(path);
         Ok(Accounts { conn: Mutex::new(conn), path: path.to_path_buf(), ended: tokio::sync::watch::Sender::new(0) })
@@ -289,19 +285,6 @@ impl Accounts {
     }
 }
 
-/// Runs the migrations the database lacks. `user_version` is read inside the write transaction:
-/// two programs opening a new database at once (`create-user` beside the starting service) then
-/// migrate one after the other, the second finding the first one's work.
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        tx.execute_batch(migration)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
-    }
-    tx.commit()
-}
-
 /// Creates the database file with mode 0600 when it does not exist yet.
 fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -396,14 +379,44 @@ fn password_matches(stored: &str, password: &[u8]) -> bool {
     argon2_output(&argon, password, salt, expected.len()).is_ok_and(|computed| computed == expected)
 }
 
-thread_local! {
-    /// The argon2 memory of a thread that hashes, kept for its next hash. Allocated anew for each
-    /// hash (19 MiB of 64-byte-aligned blocks), it left the allocator holding over a hundred
-    /// MiB per thread.
-    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+/// argon2's working memory (19 MiB of 1 KiB blocks), mapped from the kernel for one hash and
+/// unmapped after it. Taken from the allocator for each hash, it left the process holding over a
+/// hundred MiB per thread; kept per thread, 19 MiB for ever on every thread that ever hashed.
+/// Unmapping gives it all back at once.
+struct Memory {
+    blocks: NonNull<Block>,
+    len: usize,
 }
 
-/// An argon2 output of `len` bytes, computed in this thread's kept memory.
+impl Memory {
+    fn map(len: usize) -> Option<Memory> {
+        let bytes = NonZeroUsize::new(len.checked_mul(std::mem::size_of::<Block>())?)?;
+        // SAFETY: a new anonymous private mapping at an address of the kernel's choosing: it
+        // aliases nothing, and nothing else will ever reach it but through this value.
+        let mapped =
+            unsafe { mmap_anonymous(None, bytes, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE) };
+        mapped.ok().map(|at| Memory { blocks: at.cast(), len })
+    }
+}
+
+impl AsMut<[Block]> for Memory {
+    fn as_mut(&mut self) -> &mut [Block] {
+        // SAFETY: the mapping is `len` blocks long and page-aligned (more than a block's 64
+        // bytes), the kernel fills it with zeros (all-zero words are a valid block), and `&mut
+        // self` makes this the only reference to it.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, of this length, unmapped once; no slice of it
+        // outlives `as_mut`'s borrow of self.
+        let _ = unsafe { munmap(self.blocks.cast(), self.len * std::mem::size_of::<Block>()) };
+    }
+}
+
+/// An argon2 output of `len` bytes, computed in memory of its own that is given back after.
 fn argon2_output(
     argon: &Argon2<'_>,
     password: &[u8],
@@ -414,16 +427,12 @@ fn argon2_output(
     let salt = salt.decode_b64(&mut salt_bytes)?;
     let blocks = argon.params().block_count();
     Output::init_with(len, |out| {
-        // A hash of larger parameters than this program's own is not kept for.
-        if blocks > 2 * Params::DEFAULT_M_COST as usize {
-            return Ok(argon.hash_password_into(password, salt, out)?);
+        // A hash of larger parameters than this program's own, or no mapping to be had: the
+        // argon2 crate's own allocation.
+        match Memory::map(blocks).filter(|_| blocks <= 2 * Params::DEFAULT_M_COST as usize) {
+            Some(memory) => Ok(argon.hash_password_into_with_memory(password, salt, out, memory)?),
+            None => Ok(argon.hash_password_into(password, salt, out)?),
         }
-        BLOCKS.with_borrow_mut(|memory| {
-            if memory.len() < blocks {
-                memory.resize(blocks, Block::default());
-            }
-            Ok(argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])?)
-        })
     })
 }
 

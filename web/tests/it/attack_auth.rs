@@ -3,11 +3,10 @@
 use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use crate::support::{PASSWORD, Setup, TestApp};
+use crate::support::{HealthWatch, MAX_RSS_KIB, PASSWORD, Setup, TestApp, peak_rss_kib, reset_peak_rss};
 
 /// The app behind a proxy on 127.0.0.1, as behind nginx on the same host.
 fn behind_a_proxy() -> TestApp {
@@ -394,31 +393,13 @@ fn a_new_accounts_database_opened_by_many_at_once_never_fails() {
     }
 }
 
-/// The highest resident memory of this process so far, in KiB (the app runs inside it).
-fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn the_app_stays_small_and_answers_through_an_attack_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let app =
         Arc::new(TestApp::start_with(Setup { l4d2ctl: console_l4d2ctl(dir.path()), trusted_proxies: "127.0.0.1" }));
-    // /health is polled from another thread all along.
-    let done = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (app, done) = (app.clone(), done.clone());
-        std::thread::spawn(move || {
-            let mut statuses = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                statuses.push(app.client().get("/health").status);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            statuses
-        })
-    };
+    reset_peak_rss();
+    let watch = HealthWatch::start(&app);
 
     // Sign-in floods: many names from many addresses, eight at once.
     let flooders: Vec<_> = (0..8)
@@ -477,9 +458,7 @@ fn the_app_stays_small_and_answers_through_an_attack_corpus() {
     }
     assert!(limiter.len() <= web::auth::MAX_PAIRS, "{}", limiter.len());
 
-    done.store(true, Ordering::Relaxed);
-    let statuses = poller.join().unwrap();
-    assert!(statuses.len() > 5 && statuses.iter().all(|s| *s == 200), "/health answered {statuses:?}");
-    let peak = peak_kib();
-    assert!(peak < 100 * 1024, "the app and this test peaked at {peak} KiB");
+    watch.finish();
+    let peak = peak_rss_kib();
+    assert!(peak < MAX_RSS_KIB, "the app grew to {peak} KiB under attack, more than {MAX_RSS_KIB} KiB");
 }

@@ -2,10 +2,9 @@
 //! repeated files, message bombs, paths git cannot hold, existence probes, and git stopped
 //! mid-save. Each is refused with a clear answer, changes nothing, and costs the app little.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::support::{Client, Reply, TestApp, hidden_fields, unescape};
+use crate::support::{
+    Client, HealthWatch, MAX_RSS_KIB, Reply, TestApp, hidden_fields, peak_rss_kib, reset_peak_rss, unescape,
+};
 
 /// A blueprint file of `name` whose `metadata.owner` line is `owner` (None: no owner line).
 fn blueprint(name: &str, owner: Option<&str>) -> String {
@@ -30,69 +29,6 @@ fn commit(client: &mut Client, app: &TestApp, path: &str, content: &str, message
 fn no_host_path(app: &TestApp, reply: &Reply) {
     let root = app.root.path().to_string_lossy().into_owned();
     assert!(!reply.body.contains(&root), "an answer shows a path of the host ({root}): {}", reply.body);
-}
-
-/// The most the process has held in memory, in KiB (nextest runs each test in a process of its
-/// own, so this is the app's).
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status is readable");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("the status has VmHWM");
-    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmHWM is a number of KiB")
-}
-
-/// Starts the peak over from what the process needs now: making the test's users and signing
-/// them in (argon2 takes 19 MiB a hash, on whichever thread) is not what an attack costs, and
-/// the allocator keeps what they freed until asked to give it back.
-fn reset_peak_rss() {
-    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
-    unsafe { nix::libc::malloc_trim(0) };
-    std::fs::write("/proc/self/clear_refs", "5").expect("the peak RSS can be reset (Linux 4.0 and later)");
-}
-
-const MAX_RSS_KIB: u64 = 100 * 1024;
-
-/// Asks `/health` again and again from another thread until stopped.
-struct HealthWatch {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
-}
-
-impl HealthWatch {
-    fn start(app: &TestApp) -> HealthWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let url = app.url("/health");
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(std::time::Duration::from_secs(5)))
-                .build()
-                .into();
-            let (mut answered, mut failures) = (0, Vec::new());
-            // Bounded whatever happens: at most a minute of asking.
-            for _ in 0..3000 {
-                if stopped.load(Ordering::Relaxed) {
-                    break;
-                }
-                match agent.get(&url).call() {
-                    Ok(response) if response.status() == 200 => answered += 1,
-                    Ok(response) => failures.push(format!("status {}", response.status())),
-                    Err(e) => failures.push(e.to_string()),
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            (answered, failures)
-        });
-        HealthWatch { stop, thread }
-    }
-
-    /// Stops asking; every answer was a healthy one, and there were some.
-    fn finish(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (answered, failures) = self.thread.join().expect("the health watch does not panic");
-        assert!(failures.is_empty(), "/health failed during the attacks: {failures:?}");
-        assert!(answered > 0, "/health was never answered during the attacks");
-    }
 }
 
 /// YAML that aliases expand beyond any bound, in the shapes a reader takes them.

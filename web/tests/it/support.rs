@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use reconciler::engine::Config;
 use web::App;
@@ -262,4 +263,67 @@ pub fn git_out(repo: &Path, args: &[&str]) -> String {
     let output = Command::new("git").arg("-C").arg(repo).args(args).output().unwrap();
     assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The most the process has held in memory, in KiB (nextest runs each test in a process of its
+/// own, so this is the app's).
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status is readable");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("the status has VmHWM");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmHWM is a number of KiB")
+}
+
+/// Starts the peak over from what the process needs now: making the test's users and signing
+/// them in (argon2 takes 19 MiB a hash, on whichever thread) is not what an attack costs, and
+/// the allocator keeps what they freed until asked to give it back.
+pub fn reset_peak_rss() {
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe { nix::libc::malloc_trim(0) };
+    std::fs::write("/proc/self/clear_refs", "5").expect("the peak RSS can be reset (Linux 4.0 and later)");
+}
+
+pub const MAX_RSS_KIB: u64 = 100 * 1024;
+
+/// Asks `/health` again and again from another thread until stopped.
+pub struct HealthWatch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl HealthWatch {
+    pub fn start(app: &TestApp) -> HealthWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let url = app.url("/health");
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(std::time::Duration::from_secs(5)))
+                .build()
+                .into();
+            let (mut answered, mut failures) = (0, Vec::new());
+            // Bounded whatever happens: at most a minute of asking.
+            for _ in 0..3000 {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                match agent.get(&url).call() {
+                    Ok(response) if response.status() == 200 => answered += 1,
+                    Ok(response) => failures.push(format!("status {}", response.status())),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            (answered, failures)
+        });
+        HealthWatch { stop, thread }
+    }
+
+    /// Stops asking; every answer was a healthy one, and there were some.
+    pub fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (answered, failures) = self.thread.join().expect("the health watch does not panic");
+        assert!(failures.is_empty(), "/health failed during the attacks: {failures:?}");
+        assert!(answered > 0, "/health was never answered during the attacks");
+    }
 }
