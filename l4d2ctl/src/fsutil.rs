@@ -42,11 +42,18 @@ impl Owner {
 /// Writes `contents` to `path` so that readers see the old file or the new one, never a part:
 /// a temporary file in the same folder, fsynced, then renamed over. Returns false, touching
 /// nothing, when the file already holds exactly this, with this mode and owner.
+///
+/// Safe in a folder another user may write (`$ROOT` belongs to the game's user): the temporary
+/// file is made anew (`O_EXCL`, `O_NOFOLLOW`), and given its mode and owner through its own
+/// descriptor, so a symlink planted at its name makes the write fail instead of making root
+/// truncate or hand over the file it points to; the rename replaces a symlink at `path` itself.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Owner) -> Result<bool, Error> {
-    if let Ok(meta) = fs::metadata(path) {
+    if let Ok(meta) = fs::symlink_metadata(path) {
         use std::os::unix::fs::MetadataExt;
-        let same_meta =
-            meta.mode() & 0o7777 == mode && meta.uid() == owner.uid.as_raw() && meta.gid() == owner.gid.as_raw();
+        let same_meta = meta.is_file()
+            && meta.mode() & 0o7777 == mode
+            && meta.uid() == owner.uid.as_raw()
+            && meta.gid() == owner.gid.as_raw();
         if same_meta && meta.len() == contents.len() as u64 && fs::read(path).is_ok_and(|old| old == contents) {
             return Ok(false);
         }
@@ -54,11 +61,21 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Owner) -> Re
     let dir = path.parent().ok_or_else(|| Error::Invalid(format!("{} has no folder", path.display())))?;
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    // What a write of this process that was killed left (removing a symlink removes the link).
+    let _ = fs::remove_file(&temp);
     let result = (|| {
-        let mut file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&temp)
+            .map_err(|e| Error::io(&temp, e))?;
         // Permissions and owner before the contents, so a secret is never readable by others.
+        std::os::unix::fs::fchown(&file, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
+            .map_err(|e| Error::io(&temp, e))?;
         file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&temp, e))?;
-        chown(&temp, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(&temp, e.into()))?;
         file.write_all(contents).map_err(|e| Error::io(&temp, e))?;
         file.sync_all().map_err(|e| Error::io(&temp, e))?;
         fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
@@ -68,6 +85,26 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Owner) -> Re
         let _ = fs::remove_file(&temp);
     }
     result.map(|()| true)
+}
+
+/// The contents of the regular file at `path`, at most `max` bytes of it; None when it is not
+/// there, not a regular file (a symlink, a FIFO that would block a reader for ever), or larger.
+/// For files in a folder another user may write.
+pub fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > max {
+        return None;
+    }
+    let mut contents = Vec::new();
+    file.take(max + 1).read_to_end(&mut contents).ok()?;
+    (contents.len() as u64 <= max).then_some(contents)
 }
 
 /// Creates a folder (and its parents) and sets its mode and owner.
@@ -154,4 +191,58 @@ pub fn hand_over(dir: &Path, mode: u32, owner: Owner) -> Result<(), Error> {
     }
     lchown(dir, owner)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, symlink};
+
+    use super::*;
+
+    fn me() -> Owner {
+        Owner { uid: nix::unistd::getuid(), gid: nix::unistd::getgid() }
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let target = dir.path().join("answers.json");
+        symlink(&victim, dir.path().join(format!(".answers.json.tmp-{}", std::process::id()))).unwrap();
+        assert!(write_atomic(&target, b"{}", 0o644, me()).unwrap());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o777, 0o600);
+        assert!(fs::symlink_metadata(&target).unwrap().is_file(), "the file itself, not a link");
+        assert_eq!(fs::read(&target).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        let target = dir.path().join("answers.json");
+        symlink(&victim, &target).unwrap();
+        write_atomic(&target, b"keep me", 0o644, me()).unwrap();
+        assert!(fs::symlink_metadata(&target).unwrap().is_file());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn a_bounded_read_takes_regular_files_within_the_bound_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, "12345").unwrap();
+        assert_eq!(read_bounded(&file, 5).as_deref(), Some(&b"12345"[..]));
+        assert_eq!(read_bounded(&file, 4), None, "larger than the bound");
+        let link = dir.path().join("link");
+        symlink(&file, &link).unwrap();
+        assert_eq!(read_bounded(&link, 5), None, "a symlink");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_bounded(&fifo, 5), None, "a FIFO, without blocking");
+        assert_eq!(read_bounded(&dir.path().join("missing"), 5), None);
+    }
 }

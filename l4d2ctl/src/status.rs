@@ -276,8 +276,11 @@ fn query(host: &Host, statuses: &mut [InstanceStatus], every: bool) {
             answered.insert(status.name.to_string(), now);
             any = true;
         }
-        status.last_answer =
-            answered.get(status.name.as_str()).map(|secs| overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(*secs)));
+        // The file is the game user's to write: a time past now is no answer seen.
+        status.last_answer = answered
+            .get(status.name.as_str())
+            .filter(|secs| **secs <= now)
+            .map(|secs| overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(*secs)));
     }
     if any {
         // Servers gone from the host leave the file with the next full look at all of them.
@@ -299,7 +302,11 @@ mod answers {
 
     pub fn read(host: &Host) -> BTreeMap<String, u64> {
         // A file cut short or never written knows no answer; the next answer writes it anew.
-        std::fs::read(path(host)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+        // A file the game's user may have written anything into: read within bounds (a time a
+        // server takes is under 100 bytes), and only if it is a file.
+        crate::fsutil::read_bounded(&path(host), 4 << 20)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
     }
 
     /// Best effort: a look by a user who may not write `$ROOT` still answers.

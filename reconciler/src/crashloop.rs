@@ -64,7 +64,7 @@ pub fn update(
         let failed = observed.active_state == "failed";
         let next = match crash.started {
             Some(_) if failed => {
-                let failures = crash.failures + 1;
+                let failures = crash.failures.saturating_add(1);
                 CrashLoop { failures, next_try: now + wait(failures), started: None, wish }
             }
             Some(started) if now.duration_since(started).is_ok_and(|up| up >= RESET_AFTER) => continue,

@@ -52,7 +52,7 @@ impl FromRequestParts<Arc<App>> for Auth {
 /// signs in as ever, and so does everyone else behind the same address.
 #[derive(Default)]
 pub struct Limiter {
-    failures: Mutex<HashMap<(String, IpAddr), Failures>>,
+    failures: Mutex<Pairs>,
 }
 
 struct Failures {
@@ -64,28 +64,24 @@ impl Limiter {
     /// How long `account` from `address` must still wait before its next try; None: it may try.
     pub fn wait(&self, account: &str, address: IpAddr) -> Option<Duration> {
         let failures = self.failures.lock().expect("no holder of the limiter lock panics");
-        let entry = failures.get(&key(account, address))?;
-        delay(entry.count)?.checked_sub(entry.last.elapsed()).filter(|left| !left.is_zero())
+        waiting(&failures, &key(account, address))
+    }
+
+    /// Takes a try of `account` from `address`, counted as a failure until [`Limiter::clear`]
+    /// says it succeeded — checked and counted under one lock, so requests sent at once cannot
+    /// all pass the check before the first of them fails. `Err`: the wait left.
+    pub fn begin(&self, account: &str, address: IpAddr) -> Result<(), Duration> {
+        let mut failures = self.failures.lock().expect("no holder of the limiter lock panics");
+        let key = key(account, address);
+        if let Some(wait) = waiting(&failures, &key) {
+            return Err(wait);
+        }
+        record(&mut failures, key);
+        Ok(())
     }
 
     pub fn fail(&self, account: &str, address: IpAddr) {
-        let mut failures = self.failures.lock().expect("no holder of the limiter lock panics");
-        let key = key(account, address);
-        if !failures.contains_key(&key) && failures.len() >= MAX_PAIRS {
-            failures.retain(|_, f| f.last.elapsed() < FORGET);
-            if failures.len() >= MAX_PAIRS {
-                let oldest = failures.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    failures.remove(&oldest);
-                }
-            }
-        }
-        let entry = failures.entry(key).or_insert(Failures { count: 0, last: Instant::now() });
-        if entry.last.elapsed() >= FORGET {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last = Instant::now();
+        record(&mut self.failures.lock().expect("no holder of the limiter lock panics"), key(account, address));
     }
 
     pub fn clear(&self, account: &str, address: IpAddr) {
@@ -100,6 +96,32 @@ impl Limiter {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+type Pairs = HashMap<(String, IpAddr), Failures>;
+
+fn waiting(failures: &Pairs, key: &(String, IpAddr)) -> Option<Duration> {
+    let entry = failures.get(key)?;
+    delay(entry.count)?.checked_sub(entry.last.elapsed()).filter(|left| !left.is_zero())
+}
+
+/// Counts a failure of `key`, forgetting the oldest pair when [`MAX_PAIRS`] are remembered.
+fn record(failures: &mut Pairs, key: (String, IpAddr)) {
+    if !failures.contains_key(&key) && failures.len() >= MAX_PAIRS {
+        failures.retain(|_, f| f.last.elapsed() < FORGET);
+        if failures.len() >= MAX_PAIRS {
+            let oldest = failures.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                failures.remove(&oldest);
+            }
+        }
+    }
+    let entry = failures.entry(key).or_insert(Failures { count: 0, last: Instant::now() });
+    if entry.last.elapsed() >= FORGET {
+        entry.count = 0;
+    }
+    entry.count = entry.count.saturating_add(1);
+    entry.last = Instant::now();
 }
 
 /// The wait after `count` failures.
@@ -173,7 +195,7 @@ pub async fn check_password(
     address: IpAddr,
     refused: impl FnOnce(String) -> Response,
 ) -> Result<Option<crate::accounts::User>, Response> {
-    if let Some(wait) = app.limiter.wait(name, address) {
+    if let Err(wait) = app.limiter.begin(name, address) {
         let secs = wait.as_secs_f64().ceil() as u64;
         let when = if secs < 120 { format!("{secs} s") } else { format!("{} minutes", secs.div_ceil(60)) };
         let mut response = refused(format!(
@@ -191,8 +213,8 @@ pub async fn check_password(
             app.limiter.clear(name, address);
             Ok(Some(user))
         }
+        // The try was counted as failed when it began.
         Ok(Ok(None)) => {
-            app.limiter.fail(name, address);
             tracing::info!(user = %name, address = %address, "a password check failed");
             Ok(None)
         }

@@ -1134,15 +1134,21 @@ async fn commit_change(
 /// Undoes a commit with a new commit, once its files are checked and authorised like any save.
 pub async fn revert(State(app): State<Arc<App>>, Auth(session): Auth, Path(rev): Path<String>) -> Response {
     let Some(revision) = app.repo.commit_id(&rev) else { return app.not_found() };
-    // Only the branch's own history is undone: a commit kept elsewhere in the repo is not there.
-    if !crate::history::on_branch(app.repo.path(), &app.config.branch, &revision).unwrap_or(false) {
-        return app.not_found();
-    }
-    let worker = app.clone();
-    let undo = tokio::task::spawn_blocking(move || worker.repo.revert_change(&revision, MAX_SAVE_FILES)).await;
+    let (worker, user) = (app.clone(), session.user.clone());
+    let undo = tokio::task::spawn_blocking(move || {
+        // Only what the user may see in the history is theirs to undo (a commit kept elsewhere
+        // in the repo, or one of others' objects only, is not there for them), and nothing of
+        // a hidden commit shows, not even its size.
+        if !crate::history::visible(worker.repo.path(), &worker.config.branch, &user, &revision)? {
+            return Ok(None);
+        }
+        worker.repo.revert_change(&revision, MAX_SAVE_FILES).map(Some)
+    })
+    .await;
     let (base_rev, files, message) = match undo {
-        Ok(Ok(Ok(undo))) => undo,
-        Ok(Ok(Err(count))) => {
+        Ok(Ok(Some(Ok(undo)))) => undo,
+        Ok(Ok(None)) => return app.not_found(),
+        Ok(Ok(Some(Err(count)))) => {
             return app.render_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "error.html",

@@ -43,21 +43,7 @@ pub fn log(repo: &Path, branch: &str, user: &User, limit: usize, skip: usize) ->
 /// One commit of the branch as `user` sees it: its patch holds only the files they may see.
 /// None when it is not on the branch, or touches nothing they may see.
 pub fn show(repo: &Path, branch: &str, user: &User, revision: &Revision) -> Result<Option<(CommitInfo, String)>> {
-    if !on_branch(repo, branch, revision)? {
-        return Ok(None);
-    }
-    let mut walk = Walk::start_one(repo, revision)?;
-    let Some(entry) = walk.next_entry()? else { return Ok(None) };
-    let paths: Vec<String> = if user.admin {
-        Vec::new()
-    } else {
-        let mut owners = Owners::start(repo)?;
-        let paths = visible_files(&entry, user, &mut owners)?;
-        if paths.is_empty() {
-            return Ok(None);
-        }
-        paths
-    };
+    let Some((entry, paths)) = seen(repo, branch, user, revision)? else { return Ok(None) };
     let mut command = left4me_state::git(repo);
     // Paths are file names, never patterns.
     command.env("GIT_LITERAL_PATHSPECS", "1");
@@ -65,6 +51,27 @@ pub fn show(repo: &Path, branch: &str, user: &User, revision: &Revision) -> Resu
     command.args(&paths);
     let output = run(repo, command, "show")?;
     Ok(Some((entry.info, String::from_utf8_lossy(&output).trim_start_matches('\n').to_owned())))
+}
+
+/// Whether `user` sees `revision` in the branch's history (and so may revert it).
+pub fn visible(repo: &Path, branch: &str, user: &User, revision: &Revision) -> Result<bool> {
+    Ok(seen(repo, branch, user, revision)?.is_some())
+}
+
+/// A commit of the branch with the files of it that `user` sees (every file, for an admin:
+/// then the list is empty); None when it is not on the branch or they see none of it.
+fn seen(repo: &Path, branch: &str, user: &User, revision: &Revision) -> Result<Option<(Entry, Vec<String>)>> {
+    if !on_branch(repo, branch, revision)? {
+        return Ok(None);
+    }
+    let mut walk = Walk::start_one(repo, revision)?;
+    let Some(entry) = walk.next_entry()? else { return Ok(None) };
+    if user.admin {
+        return Ok(Some((entry, Vec::new())));
+    }
+    let mut owners = Owners::start(repo)?;
+    let paths = visible_files(&entry, user, &mut owners)?;
+    Ok((!paths.is_empty()).then_some((entry, paths)))
 }
 
 /// Whether `revision` is the branch's commit or one of its ancestors.

@@ -50,6 +50,28 @@ fn wrong_passwords_from_one_address_slow_that_address_only() {
 }
 
 #[test]
+fn guesses_sent_at_once_get_no_more_tries_than_guesses_sent_one_by_one() {
+    let app = Arc::new(behind_a_proxy());
+    // Twenty guesses at the same moment, each on a connection of its own.
+    let start = Arc::new(std::sync::Barrier::new(20));
+    let guesses: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, start) = (app.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut client = app.client();
+                start.wait();
+                client.post_with("/login", &from("203.0.113.11"), &[("name", "alice"), ("password", "a guess")]).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    // The free tries, and at most one more should the first wait have passed meanwhile.
+    assert!(checked <= web::auth::FREE_FAILURES as usize + 1, "{checked} guesses were checked: {statuses:?}");
+}
+
+#[test]
 fn many_failures_behind_the_proxy_do_not_lock_everyone_out() {
     let app = behind_a_proxy();
     let mut client = app.client();

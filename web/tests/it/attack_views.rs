@@ -35,6 +35,12 @@ fn a_user_sees_only_the_history_of_their_own_and_the_shared_objects() {
     let missing = alice.get(&format!("/history/{}", "0".repeat(40)));
     let hidden = alice.get(&format!("/history/{theirs}"));
     assert_eq!((hidden.status, hidden.body.clone()), (404, missing.body.clone()));
+    // And so does its revert: nothing of it shows, and nothing is committed.
+    let head = app.head();
+    let missing = alice.submit(&format!("/history/{}/revert", "0".repeat(40)), &[]);
+    let hidden = alice.submit(&format!("/history/{theirs}/revert"), &[]);
+    assert_eq!((hidden.status, hidden.body.clone()), (404, missing.body.clone()));
+    assert_eq!(app.head(), head, "nothing was committed");
     // A commit of several owners' files shows hers only.
     let first = alice.get(&format!("/history/{seed}"));
     assert_eq!(first.status, 200);
@@ -52,6 +58,13 @@ fn a_user_sees_only_the_history_of_their_own_and_the_shared_objects() {
     let whole = ada.get(&format!("/history/{seed}"));
     assert!(whole.body.contains("versus-1") && whole.body.contains("coop-1"), "{}", whole.body);
     assert!(ada.get("/history").body.contains("Move versus-1"));
+    // A hidden deletion of bob's server: undoing it would name its owner, so it is not there.
+    let deleted = push(&app, "servers/versus-1.yaml", None, "Delete versus-1");
+    let head = app.head();
+    let missing = alice.submit(&format!("/history/{}/revert", "0".repeat(40)), &[]);
+    let hidden = alice.submit(&format!("/history/{deleted}/revert"), &[]);
+    assert_eq!((hidden.status, unescape(&hidden.body)), (404, unescape(&missing.body)));
+    assert_eq!(app.head(), head, "nothing was committed");
 }
 
 #[test]
