@@ -374,7 +374,22 @@ impl StateRepo {
     fn swap_branch(&self, head: Option<&Revision>, commit: &str) -> Result<bool> {
         let old = head.map(Revision::id).unwrap_or("0000000000000000000000000000000000000000");
         let reference = format!("refs/heads/{}", self.branch);
-        match self.run(&["update-ref", "-m", "left4me-web", &reference, commit, old], None) {
+        // Another writer (a save, a push) holds the branch's lock for the moment it moves it:
+        // asked again for up to a second before the lock counts as left behind.
+        let mut output = self.run(&["update-ref", "-m", "left4me-web", &reference, commit, old], None);
+        for _ in 0..20 {
+            match &output {
+                Ok(o) if !o.status.success() && String::from_utf8_lossy(&o.stderr).contains(".lock") => {
+                    if self.head()?.as_ref().map(Revision::id) != head.map(Revision::id) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    output = self.run(&["update-ref", "-m", "left4me-web", &reference, commit, old], None);
+                }
+                _ => break,
+            }
+        }
+        match output {
             Ok(output) if output.status.success() => Ok(true),
             // Refused while the branch is still where it was: not a race lost but a repo that
             // cannot be written (a lock left by a killed git, a full disk); saying "try again"
