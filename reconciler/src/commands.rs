@@ -87,6 +87,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let upstream_error = meta("upstream_error");
     let last_pass = db.as_ref().ok().and_then(|db| db.events(1).ok()?.into_iter().next());
     let mut servers = Vec::new();
+    let mut host_problems = Vec::new();
     let (planned, problem) = match &db {
         Ok(db) => match engine::plan_pass(&config, db, &mut Default::default(), None, engine::Detail::Full) {
             Ok(planned) => (planned.ok(), None),
@@ -96,6 +97,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     };
     if let Some(planned) = planned {
         servers = report::reports(&planned);
+        host_problems = planned.host.problems;
     }
     // The service says how its passes go on /run, which it can write when $ROOT's disk is full.
     let service = ServiceStatus::read();
@@ -105,7 +107,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
         let value = serde_json::json!({
             "last_applied": applied, "last_attempted": attempted, "revision_error": error,
             "last_pass": last_pass, "upstream_error": upstream_error, "problem": problem, "servers": servers,
-            "service": service, "disk": disk, "disk_full": disk_full,
+            "host_problems": host_problems, "service": service, "disk": disk, "disk_full": disk_full,
         });
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -129,6 +131,11 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     if let Some(problem) = &problem {
         outln!("cannot look at the state now: {problem}");
     }
+    // Files of the host apart from any one server (an overlay's digest): a server's own are told
+    // in its Health.
+    for problem in &host_problems {
+        outln!("host: {problem}");
+    }
     if let Some(error) = &error {
         outln!("the attempted revision is invalid; the last applied one keeps running:");
         for line in error.lines() {
@@ -145,7 +152,8 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `left4me retry <server>`: a server held back after crashing is tried again now, by a pass
-/// run here and now.
+/// run here and now. Asked as the web app asks (a request in `$ROOT/retries`), which this pass
+/// takes.
 pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
     let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
     let (config, mut db) = open(state)?;
@@ -157,7 +165,7 @@ pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
         ),
         None => outln!("{name} is not held back after crashing; a pass runs now"),
     }
-    db.ask_retry(&name)?;
+    reconciler::retries::ask(&config.root, &name)?;
     pass(&config, &mut db, None)
 }
 

@@ -1,6 +1,7 @@
 //! `left4me run`: the reconciler as a service. A new commit is acted on at once (a watch on the
-//! state repo's refs), drift is caught by a periodic resync, failures are retried with capped
-//! exponential backoff; triggers are coalesced and one pass runs at a time.
+//! state repo's refs), and so is a retry asked for (a watch on `$ROOT/retries`); drift is caught
+//! by a periodic resync, failures are retried with capped exponential backoff; triggers are
+//! coalesced and one pass runs at a time.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -17,6 +18,7 @@ use crate::engine::{self, Config, Error};
 pub enum Trigger {
     Commit,
     Drift,
+    /// A failed pass tried again, or a retry asked for (`retries.rs`).
     Retry,
 }
 
@@ -49,15 +51,25 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
         said.failed(config, &error);
         error
     })?;
-    let (tx, rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel::<Trigger>();
     let git_dir = git_dir(&config.state);
+    // A retry asked for is a file made in this folder, as the web app or `left4me retry` makes it.
+    let requests = crate::retries::make_folder(&config.root).map_err(|e| Error::Host(e.to_string()))?;
+    let root = config.root.clone();
     // Ref updates (a commit, a push, a fast-forward) rename files under .git: watch the folder
     // itself for packed-refs and HEAD, and refs/ below it.
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Reading the repo (each pass does) opens refs too: only writes count.
         let writes = |e: &notify::Event| !matches!(e.kind, notify::EventKind::Access(_) | notify::EventKind::Other);
-        if event.is_ok_and(|e| writes(&e) && e.paths.iter().any(|p| moves_a_ref(p))) {
-            let _ = tx.send(());
+        let Ok(event) = event.map_err(drop) else { return };
+        if !writes(&event) {
+            return;
+        }
+        if event.paths.iter().any(|p| moves_a_ref(p)) {
+            let _ = tx.send(Trigger::Commit);
+        } else if event.paths.iter().any(|p| crate::retries::is_request(&root, p)) {
+            // A pass taking or removing requests is no request.
+            let _ = tx.send(Trigger::Retry);
         }
     })
     .map_err(|e| Error::Host(format!("cannot watch the state repo: {e}")))?;
@@ -65,6 +77,9 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
         .watch(&git_dir, RecursiveMode::NonRecursive)
         .and_then(|()| watcher.watch(&git_dir.join("refs"), RecursiveMode::Recursive))
         .map_err(|e| Error::Host(format!("cannot watch {}: {e}", git_dir.display())))?;
+    watcher
+        .watch(&requests, RecursiveMode::NonRecursive)
+        .map_err(|e| Error::Host(format!("cannot watch {}: {e}", requests.display())))?;
     tracing::info!(state = %config.state.display(), resync_seconds = resync.as_secs(), "watching the state repo");
     notify("READY=1");
 
@@ -124,10 +139,16 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
                 deadline = deadline.min(next_fetch);
             }
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(()) => {
-                    // Take the rest of a burst (a push moves several refs) into this one pass.
-                    while rx.try_recv().is_ok() {}
-                    break Trigger::Commit;
+                Ok(first) => {
+                    // Take the rest of a burst (a push moves several refs) into this one pass: a
+                    // commit among them names it.
+                    let mut trigger = first;
+                    while let Ok(next) = rx.try_recv() {
+                        if next == Trigger::Commit {
+                            trigger = next;
+                        }
+                    }
+                    break trigger;
                 }
                 Err(RecvTimeoutError::Timeout) if retry_at.is_some_and(|r| r <= Instant::now()) => {
                     break Trigger::Retry;

@@ -50,7 +50,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE wishes (server TEXT PRIMARY KEY, digest TEXT NOT NULL, state TEXT NOT NULL);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-    // 2: servers held back after crashing (times in ms since the epoch), and retries asked for.
+    // 2: servers held back after crashing (times in ms since the epoch).
     "CREATE TABLE crash_loops (
         server TEXT PRIMARY KEY,
         failures INTEGER NOT NULL,
@@ -58,8 +58,7 @@ const MIGRATIONS: &[&str] = &[
         started INTEGER,
         digest TEXT NOT NULL,
         state TEXT NOT NULL
-    );
-    CREATE TABLE retries (server TEXT PRIMARY KEY, at TEXT NOT NULL);",
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -525,9 +524,8 @@ impl Db {
         Ok(loops)
     }
 
-    /// Replaces the crash loops with those a pass leaves, and takes the retries asked for
-    /// meanwhile: a retry asked while the pass ran is seen by the next one, never lost.
-    pub fn set_crash_loops(&self, loops: &BTreeMap<Name, CrashLoop>, retried: &[Name]) -> Result<()> {
+    /// Replaces the crash loops with those a pass leaves.
+    pub fn set_crash_loops(&self, loops: &BTreeMap<Name, CrashLoop>) -> Result<()> {
         self.transaction(|tx| {
             tx.execute("DELETE FROM crash_loops", [])?;
             for (server, held) in loops {
@@ -544,30 +542,8 @@ impl Db {
                     ],
                 )?;
             }
-            for server in retried {
-                tx.execute("DELETE FROM retries WHERE server = ?1", [server.as_str()])?;
-            }
             Ok(())
         })
-    }
-
-    /// The servers someone asked to try again at once (`left4me retry`).
-    pub fn retries(&self) -> Result<Vec<Name>> {
-        let mut stmt = self.conn.prepare("SELECT server FROM retries ORDER BY server").map_err(self.err())?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(self.err())?;
-        let names: Vec<String> = rows.collect::<std::result::Result<_, _>>().map_err(self.err())?;
-        Ok(names.into_iter().filter_map(|name| Name::new(name).ok()).collect())
-    }
-
-    /// Asks the next pass to try `server` at once, whatever its crash loop's wait.
-    pub fn ask_retry(&self, server: &Name) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO retries (server, at) VALUES (?1, ?2) ON CONFLICT (server) DO UPDATE SET at = ?2",
-                params![server.as_str(), now()],
-            )
-            .map(drop)
-            .map_err(self.err())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {

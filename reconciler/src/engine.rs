@@ -171,7 +171,7 @@ pub struct Planned {
     pub observations: usize,
     /// The servers held back after crashing, after this look at the host (`crashloop.rs`).
     pub crash_loops: BTreeMap<Name, CrashLoop>,
-    /// The retries asked for that this plan took.
+    /// The retries asked for that this plan took (`retries.rs`).
     pub retried: Vec<Name>,
 }
 
@@ -210,7 +210,7 @@ pub fn plan_pass(
     }
     let mut plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
     let now = SystemTime::now();
-    let retried = db.retries()?;
+    let retried = crate::retries::asked(&config.root);
     let crash_loops = crashloop::update(&db.crash_loops()?, &desired, &host.instances, &retried, now);
     crashloop::hold(&mut plan, &crashloop::holds(&crash_loops, now));
     Ok(Ok(Planned { revision, desired, host, plan, observations, crash_loops, retried }))
@@ -260,6 +260,9 @@ fn pass(
 ) -> Result<PassOutcome, Error> {
     db.cancel_unfinished()?;
     let started = Instant::now();
+    // Taken before the look at the host, removed once recorded: a retry asked from now on is the
+    // next pass's.
+    let taken = crate::retries::take(&config.root);
     let planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
         Ok(planned) => planned,
         Err((revision, diagnostics)) => {
@@ -285,7 +288,7 @@ fn pass(
             });
         }
     };
-    let Planned { revision, desired, plan, observations, mut crash_loops, retried, .. } = planned;
+    let Planned { revision, desired, plan, observations, mut crash_loops, .. } = planned;
     db.set_meta("last_attempted", Some(revision.id()))?;
     db.set_meta("revision_error", None)?;
     let rev = Some(revision.id());
@@ -413,7 +416,8 @@ fn pass(
         .map(|step| step.server.clone())
         .collect();
     crashloop::started(&mut crash_loops, &desired, &tried, SystemTime::now());
-    db.set_crash_loops(&crash_loops, &retried)?;
+    db.set_crash_loops(&crash_loops)?;
+    crate::retries::done(&config.root, &taken);
     let steps = usize::from(!plan.units.is_empty()) + plan.overlays.len() + plan.steps.len();
     // rev-parse, ls-tree and cat-file when the tree was read, the observations, and the steps':
     // one each, but one for a phase of starts.

@@ -7,4 +7,5 @@ pub mod db;
 pub mod engine;
 pub mod plan;
 pub mod report;
+pub mod retries;
 pub mod upstream;

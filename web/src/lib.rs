@@ -204,6 +204,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/servers/{name}/power", post(edit::power))
         .route("/servers/{name}/delete", post(edit::delete_preview))
         .route("/servers/{name}/rcon", post(pages::rcon))
+        .route("/servers/{name}/retry", post(pages::retry))
         .route("/servers/{name}/log", get(live::server_log))
         .route("/servers/{name}/events", get(live::server_events))
         .route("/blueprints", get(pages::blueprints))

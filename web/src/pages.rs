@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use left4me_state::{DesiredState, Name};
 use minijinja::{Value, context};
 use reconciler::report::ServerReport;
@@ -180,20 +180,74 @@ pub fn server_context(app: &App, session: &Session, name: &str, headers: &Header
             is_owner,
             rcon_history => history,
             head => snapshot.head.clone(),
+            crash_loop => crash_loop(&snapshot, name),
+            may_change => declared.is_some_and(|s| s.owner == session.user.name || session.user.admin),
         }
     })
+}
+
+#[derive(Deserialize)]
+pub struct ServerQuery {
+    /// `asked`: back from asking for a retry.
+    retry: Option<String>,
 }
 
 pub async fn server(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
     Path(name): Path<String>,
+    Query(query): Query<ServerQuery>,
     headers: HeaderMap,
 ) -> Response {
     app.freshen().await;
     match server_context(&app, &session, &name, &headers) {
-        Some(context) => app.render("server.html", context),
+        Some(context) => app.render(
+            "server.html",
+            context! { ..context, ..context! { retry_asked => query.retry.as_deref() == Some("asked") } },
+        ),
         None => app.not_found(),
+    }
+}
+
+/// The Health of `name` while it is held back after crashing (`crash loop, next try in 4m20s`).
+fn crash_loop<'a>(snapshot: &'a Snapshot, name: &str) -> Option<&'a str> {
+    snapshot.plan.as_ref()?.crash_loops.get(name).map(String::as_str)
+}
+
+/// "Retry now": asks the reconciler to try a server held back after crashing at once, with a
+/// request in `$ROOT/retries` — the service watches the folder, and the web app only reads the
+/// reconciler's database. Whoever may change the server asks; a server not held is refused, as
+/// there is nothing to cut short.
+pub async fn retry(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
+    let snapshot = app.current();
+    let Ok(server) = Name::new(name.as_str()) else { return app.not_found() };
+    let declared = snapshot.desired.as_ref().and_then(|d| d.servers.get(&server));
+    if !declared.is_some_and(|s| s.owner == session.user.name || session.user.admin) {
+        return app.not_found();
+    }
+    if crash_loop(&snapshot, server.as_str()).is_none() {
+        let message = format!(
+            "{server} is not held back after crashing (or a retry is already asked for): there is nothing to \
+             retry; the reconciler starts it whenever its revision wants it running."
+        );
+        return app.render_status(
+            StatusCode::CONFLICT,
+            "error.html",
+            context! { ..base(&session, "servers"), ..context! { title => format!("{server} is not held back"), message } },
+        );
+    }
+    let root = app.config.root.clone();
+    let asking = server.clone();
+    match tokio::task::spawn_blocking(move || reconciler::retries::ask(&root, &asking)).await {
+        Ok(Ok(())) => {
+            tracing::info!(user = %session.user.name, server = %server, "retry asked for");
+            app.poke();
+            Redirect::to(&format!("/servers/{server}?retry=asked")).into_response()
+        }
+        Ok(Err(e)) => {
+            app.server_error(&format!("{e}; check that $ROOT/retries belongs to the user the web app runs as"))
+        }
+        Err(e) => app.server_error(&format!("asking for a retry of {server} was interrupted: {e}")),
     }
 }
 
@@ -373,8 +427,10 @@ pub async fn plan(State(app): State<Arc<App>>, Auth(session): Auth) -> Response 
             server => step.server.to_string(), action => step.action.name(), reason => step.reason.clone(), diff,
         });
     }
+    // The host's own parts, apart from any one server: for admins.
     let overlays: Vec<String> =
         if session.user.admin { plan.overlays.iter().map(Name::to_string).collect() } else { vec![] };
+    let units: Vec<String> = if session.user.admin { plan.units.clone() } else { vec![] };
     let waiting: Vec<Value> = plan
         .waiting
         .iter()
@@ -386,7 +442,7 @@ pub async fn plan(State(app): State<Arc<App>>, Auth(session): Auth) -> Response 
         context! {
             ..base(&session, "plan"),
             ..context! {
-                steps, overlays, waiting, held => plan.held, head => snapshot.head.clone(),
+                steps, units, overlays, waiting, held => plan.held, head => snapshot.head.clone(),
                 revision_error => snapshot.revision_error.clone(), problem => snapshot.problem.clone(),
             }
         },

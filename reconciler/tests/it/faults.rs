@@ -107,10 +107,23 @@ fn held_for(host: &Host, server: &str) -> Option<u64> {
     (report["health"] == "Failed").then_some(minutes * 60 + seconds)
 }
 
+/// The entries of `$ROOT/retries`, one a line.
+fn requests(host: &Host) -> String {
+    host.sandbox.run_ok("ls", &["-A", "/var/lib/left4me/retries"]).trim().to_owned()
+}
+
 /// The start jobs of a server, from the job table.
 fn starts(host: &Host, server: &str) -> usize {
+    start_jobs(host, server).len()
+}
+
+/// The start jobs of a server, the newest last.
+fn start_jobs(host: &Host, server: &str) -> Vec<serde_json::Value> {
     let jobs: serde_json::Value = serde_json::from_str(&host.sandbox.run_ok("left4me", &["jobs", "--json"])).unwrap();
-    jobs.as_array().unwrap().iter().filter(|j| j["kind"] == "start" && j["target"] == server).count()
+    let mut starts: Vec<serde_json::Value> =
+        jobs.as_array().unwrap().iter().filter(|j| j["kind"] == "start" && j["target"] == server).cloned().collect();
+    starts.sort_by_key(|j| j["id"].as_i64());
+    starts
 }
 
 #[test]
@@ -153,17 +166,46 @@ fn a_server_that_keeps_crashing_is_held_back_until_its_wait_is_over_or_it_is_ret
         assert!(!stderr.contains("panicked") && out.status.code() == Some(0), "left4me {args:?}: {stderr}");
     }
 
-    // Retried when asked: started at once, by the command itself.
+    // Retried when asked as the web app asks, a request file made by the game user in
+    // $ROOT/retries (theirs, though root made it): the service starts it at once, and removes
+    // the request with whatever else there is no request.
+    let owner = host.sandbox.run_ok("stat", &["-c", "%U %a", "/var/lib/left4me/retries"]);
+    assert_eq!(owner.trim(), "left4me 755");
+    assert!(held_for(&host, "coop-1").is_some_and(|s| s >= 6));
+    let before = starts(&host, "coop-1");
+    let ask = "touch /var/lib/left4me/retries/Not_A_Server /var/lib/left4me/retries/coop-1";
+    host.sandbox.run_ok("runuser", &["-u", "left4me", "--", "sh", "-c", ask]);
+    host.expect_within(4, "coop-1 is started at once when a retry is asked", |h| starts(h, "coop-1") > before);
+    // By the pass the request started, not the next resync.
+    let start = start_jobs(&host, "coop-1").pop().unwrap_or_default();
+    assert_eq!(start["trigger"], "retry", "{start}");
+    host.expect_within(4, "the requests are removed", |h| requests(h).is_empty());
+
+    // Held again after it crashed again; retried by `left4me retry`: started at once, by the
+    // command itself, which leaves no request behind.
+    host.expect_within(60, "coop-1 is held back again", |h| held_for(h, "coop-1").is_some_and(|s| s >= 7));
     let before = starts(&host, "coop-1");
     let out = host.left4me(&["retry", "coop-1"]);
     assert!(support::text(&out).contains("Reconciliation finished"), "{}", support::text(&out));
     assert_eq!(starts(&host, "coop-1"), before + 1, "{}", support::text(&out));
+    assert_eq!(requests(&host), "", "{}", support::text(&out));
+    let out = host.left4me(&["retry", "Not_A_Server"]);
+    assert!(support::code(&out) != Some(0) && support::text(&out).contains("is not a server name"));
 
     // Held again after it crashed again; handed back with l4d2ctl release: tried at once.
     host.expect_within(60, "coop-1 is held back again", |h| held_for(h, "coop-1").is_some_and(|s| s >= 7));
     let before = starts(&host, "coop-1");
     host.sandbox.run_ok("l4d2ctl", &["release", "coop-1"]);
     host.expect_within(4, "coop-1 is started at once after its release", |h| starts(h, "coop-1") > before);
+
+    // A file of the host apart from any server that cannot be read (an overlay's digest, a
+    // folder in its place) is said by status.
+    host.sandbox
+        .run_ok("mkdir", &["-p", "/var/lib/left4me/overlays/stray", "/var/lib/left4me/overlays/.digests/stray"]);
+    let status = host.sandbox.run_ok("left4me", &["status"]);
+    assert!(status.lines().any(|l| l.starts_with("host: /var/lib/left4me/overlays/.digests/stray: ")), "{status}");
+    let problems = host.status()["host_problems"].clone();
+    assert_eq!(problems[0]["path"], "/var/lib/left4me/overlays/.digests/stray", "{problems}");
 }
 
 /// A host whose `$ROOT` is a small file system of its own (64 MiB), that a test can fill, with

@@ -6,6 +6,7 @@ mod faults;
 mod killed;
 mod plan;
 mod repairs;
+mod retries;
 mod service;
 mod support;
 mod validate;

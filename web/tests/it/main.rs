@@ -6,4 +6,5 @@ mod attack_save;
 mod attack_views;
 mod browser;
 mod http;
+mod retry;
 mod support;
