@@ -62,13 +62,7 @@ impl Error {
     }
 }
 
-/// A signal's name (`SIGKILL`), or its number where it has none.
-pub fn signal_name(signal: i32) -> String {
-    match nix::sys::signal::Signal::try_from(signal) {
-        Ok(known) => known.as_str().to_owned(),
-        Err(_) => format!("signal {signal}"),
-    }
-}
+pub use left4me_state::signal_name;
 
 /// An I/O error with its causes: a wrapped error's own text (the tar reader's "failed to unpack
 /// `…`") hides the OS error under it ("No space left on device"), which says what to do.

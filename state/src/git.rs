@@ -347,19 +347,34 @@ impl Drop for GitChild {
 /// The signal that ended a process, by name (`SIGTERM`), when one did.
 pub fn stopped_by(status: &std::process::ExitStatus) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
-    let signal = status.signal()?;
+    status.signal().map(signal_name)
+}
+
+/// A signal's name as people know it (`SIGKILL`), for every crate that tells how a process
+/// ended; `signal N` for one of no common name.
+pub fn signal_name(signal: i32) -> String {
     let name = match signal {
         1 => "SIGHUP",
         2 => "SIGINT",
         3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
         6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
         9 => "SIGKILL",
+        10 => "SIGUSR1",
         11 => "SIGSEGV",
+        12 => "SIGUSR2",
         13 => "SIGPIPE",
+        14 => "SIGALRM",
         15 => "SIGTERM",
-        _ => return Some(format!("signal {signal}")),
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {signal}"),
     };
-    Some(name.to_owned())
+    name.to_owned()
 }
 
 fn stderr_text(stderr: &[u8]) -> String {

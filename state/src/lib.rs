@@ -29,7 +29,7 @@ use std::path::Path;
 
 pub use desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
-pub use git::{Revision, cat_files, git, read_revision, resolve, stopped_by};
+pub use git::{Revision, cat_files, git, read_revision, resolve, signal_name, stopped_by};
 pub use model::{
     Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem, declared_owner,
     json_schema,
