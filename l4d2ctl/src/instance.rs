@@ -120,12 +120,8 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     ensure_dir(&cfg, 0o755, root)?;
     // server.cfg carries the RCON password, so only root and the game may read it.
     let readable_by_game = game.root_with_group_of();
-    changed |= write_atomic(
-        &cfg.join("server.cfg"),
-        server_cfg(spec, &digest, &password).as_bytes(),
-        0o640,
-        readable_by_game,
-    )?;
+    changed |=
+        write_atomic(&cfg.join("server.cfg"), spec.server_cfg(&digest, &password).as_bytes(), 0o640, readable_by_game)?;
     let mut staged = Vec::new();
     for layer in &spec.overlays {
         let file = format!("server_{}.cfg", layer.name);
@@ -208,19 +204,6 @@ fn read_beneath(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, Error> {
     let mut contents = Vec::new();
     file.read_to_end(&mut contents).map_err(|e| Error::io(dir.join(path), e))?;
     Ok(Some(contents))
-}
-
-/// server.cfg of an instance: the blueprint's lines, then what left4me sets itself, last, so that
-/// nothing before it (an `exec`'d overlay config included) can override it.
-pub fn server_cfg(spec: &InstanceSpec, digest: &Digest, password: &str) -> String {
-    let mut cfg = format!("// Rendered by left4me for {} ({digest}). l4d2ctl initialize rewrites it.\n", spec.name);
-    for line in &spec.config {
-        cfg.push_str(line.get());
-        cfg.push('\n');
-    }
-    cfg.push_str(&format!("hostname \"{}\"\n", spec.hostname.get()));
-    cfg.push_str(&format!("rcon_password \"{password}\"\n"));
-    cfg
 }
 
 /// The instance's RCON password: read when it exists, else generated from the kernel's random
@@ -356,7 +339,7 @@ fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>,
     }
     let dir = host.root.join("archive");
     ensure_dir(&dir, 0o750, Owner::root())?;
-    let stamp = crate::overrides::rfc3339(std::time::SystemTime::now()).replace([':', '-'], "");
+    let stamp = left4me_state::clock::rfc3339(std::time::SystemTime::now()).replace([':', '-'], "");
     let path = dir.join(format!("{name}-{stamp}.tar"));
     let temp = dir.join(format!(".{name}-{stamp}.tar.tmp"));
     let result = (|| {

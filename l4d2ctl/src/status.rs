@@ -280,7 +280,7 @@ fn query(host: &Host, statuses: &mut [InstanceStatus], every: bool) {
         status.last_answer = answered
             .get(status.name.as_str())
             .filter(|secs| **secs <= now)
-            .map(|secs| overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(*secs)));
+            .map(|secs| left4me_state::clock::rfc3339(UNIX_EPOCH + Duration::from_secs(*secs)));
     }
     if any {
         // Servers gone from the host leave the file with the next full look at all of them.
@@ -400,7 +400,7 @@ fn enabled_on_disk() -> BTreeSet<String> {
 /// systemd's `@<seconds>` (from `--timestamp=unix`) or an empty value → RFC 3339.
 fn timestamp(value: &str) -> Option<String> {
     let secs: u64 = value.strip_prefix('@')?.parse().ok()?;
-    Some(overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(secs)))
+    Some(left4me_state::clock::rfc3339(UNIX_EPOCH + Duration::from_secs(secs)))
 }
 
 /// The human table of `l4d2ctl status`.

@@ -134,6 +134,6 @@ pub fn short(wait: Duration) -> String {
 /// What the revision wants of a server it declares running.
 fn wish(desired: &DesiredState, name: &Name) -> Option<Wish> {
     let server = desired.servers.get(name).filter(|server| server.state == PowerState::Running)?;
-    let digest = desired.instance_spec(name)?.digest();
+    let digest = server.spec().digest();
     Some(Wish { digest, state: server.state })
 }

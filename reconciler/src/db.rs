@@ -706,6 +706,6 @@ pub fn now() -> String {
 /// order.
 pub fn stamp(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = l4d2ctl::overrides::rfc3339(UNIX_EPOCH + Duration::from_secs(since.as_secs()));
+    let seconds = left4me_state::clock::rfc3339(UNIX_EPOCH + Duration::from_secs(since.as_secs()));
     format!("{}.{:03}Z", seconds.trim_end_matches('Z'), since.subsec_millis())
 }

@@ -402,7 +402,7 @@ fn pass(
             if broken.contains(&name) {
                 return previous.get(name).map(|wish| (name.clone(), wish.clone()));
             }
-            let digest = desired.instance_spec(name).expect("a declared server renders").digest();
+            let digest = server.spec().digest();
             Some((name.clone(), Wish { digest, state: server.state }))
         })
         .collect();

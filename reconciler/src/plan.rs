@@ -176,7 +176,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         }
         let (sync, mut server_steps) = match (desired, observed) {
             (Some(server), None) => {
-                let spec = inputs.desired.instance_spec(name).expect("a declared server renders");
+                let spec = server.spec().clone();
                 let mut steps = Vec::new();
                 if inputs.orphan_overrides.contains_key(name) {
                     steps.push(step(name, Action::Release, "the revision changes it since it was deleted by hand"));
@@ -256,7 +256,7 @@ pub fn needs_query(inputs: &Inputs<'_>) -> Vec<Name> {
         .filter(|(_, server)| inputs.desired.blueprints[&server.blueprint].rollout == Rollout::WhenEmpty)
         .filter_map(|(name, server)| Some((name, server, inputs.observed.get(name)?)))
         .filter(|(name, server, observed)| {
-            let digest = inputs.desired.instance_spec(name).expect("a declared server renders").digest();
+            let digest = server.spec().digest();
             let wish = Wish { digest, state: server.state };
             // Only an active unit's game is asked; a server left alone is not planned at all.
             observed.active_state == "active"
@@ -343,7 +343,7 @@ fn overridden(name: &Name, marker: &Override) -> String {
 /// wanted: that supersedes a hand change. A server the revision does not declare is not changed.
 fn superseded(inputs: &Inputs<'_>, name: &Name) -> bool {
     let Some(server) = inputs.desired.servers.get(name) else { return false };
-    let digest = inputs.desired.instance_spec(name).expect("a declared server renders").digest();
+    let digest = server.spec().digest();
     inputs.previous.get(name).is_some_and(|previous| *previous != Wish { digest, state: server.state })
 }
 
@@ -354,7 +354,7 @@ fn step(server: &Name, action: Action, reason: &str) -> Step {
 /// A server that is declared and on the host: its sync, its steps, and what its rollout waits for.
 fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (ServerSync, Vec<Step>, Option<String>) {
     let server = &inputs.desired.servers[name];
-    let spec = inputs.desired.instance_spec(name).expect("a declared server renders");
+    let spec = server.spec().clone();
     let digest = spec.digest();
     let wish = Wish { digest: digest.clone(), state: server.state };
     let mut steps = Vec::new();

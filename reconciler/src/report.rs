@@ -65,7 +65,7 @@ fn health_at(desired: Option<&Server>, observed: Option<&InstanceStatus>, now: u
         "active" => match &observed.query {
             Some(q) => (Health::Running, format!("{} on {}, {}/{} players", q.name, q.map, q.players, q.max_players)),
             None => {
-                let seconds = |at: &Option<String>| at.as_deref().and_then(l4d2ctl::overrides::parse_rfc3339);
+                let seconds = |at: &Option<String>| at.as_deref().and_then(left4me_state::clock::parse_rfc3339);
                 let (since, answered) = (seconds(&observed.since), seconds(&observed.last_answer));
                 // An answer before the unit's last start says nothing about this run.
                 let answered = answered.filter(|at| since.is_none_or(|since| *at >= since));

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::Name;
+use crate::digest::{Digest, Hasher};
 use crate::model::{Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem};
-use crate::render::{Digest, InstanceSpec};
+use crate::name::Name;
+use crate::render::{InstanceSpec, OverlayLayer};
 
-/// Everything one valid revision asks of the host. Built only by [`crate::validate`], so every rule
-/// of the state repo holds for it: references resolve, ports are unique and in range.
+/// Everything one valid revision asks of the host. Built only by validation, so every rule of the
+/// state repo holds for it: references resolve, ports are unique and in range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredState {
     pub settings: Settings,
@@ -51,6 +52,9 @@ pub struct Server {
     pub state: PowerState,
     pub hostname: Hostname,
     pub file: String,
+    /// Rendered by validation, the one place that knows its blueprint and overlays resolve; private,
+    /// so that a server exists only with the spec it renders to.
+    pub(crate) spec: InstanceSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +94,20 @@ pub enum FileKind {
     Symlink { target: String },
 }
 
+impl Server {
+    /// The instance this server renders to.
+    pub fn spec(&self) -> &InstanceSpec {
+        &self.spec
+    }
+}
+
+impl Overlay {
+    /// The overlay as a layer of an instance, pinned to its content.
+    pub fn layer(&self) -> OverlayLayer {
+        OverlayLayer { name: self.name.clone(), source: self.content.overlay_type(), digest: self.digest.clone() }
+    }
+}
+
 impl OverlayContent {
     pub fn overlay_type(&self) -> OverlayType {
         match self {
@@ -98,13 +116,42 @@ impl OverlayContent {
             OverlayContent::Workshop(_) => OverlayType::Workshop,
         }
     }
+
+    /// The digest of what the overlay puts in a server's tree.
+    pub(crate) fn digest(&self) -> Digest {
+        let mut hasher = Hasher::new("overlay");
+        hasher.field(self.overlay_type().to_string().as_bytes());
+        match self {
+            OverlayContent::Files(files) => {
+                for file in files {
+                    hasher.field(file.path.as_bytes());
+                    match &file.kind {
+                        FileKind::Regular { data, executable } => {
+                            hasher.field(if *executable { b"executable" } else { b"file" });
+                            hasher.field(data);
+                        }
+                        FileKind::Symlink { target } => {
+                            hasher.field(b"symlink");
+                            hasher.field(target.as_bytes());
+                        }
+                    }
+                }
+            }
+            OverlayContent::Script { build } => hasher.field(build),
+            OverlayContent::Workshop(items) => {
+                for item in items {
+                    hasher.field(&item.get().to_le_bytes());
+                }
+            }
+        }
+        hasher.finish()
+    }
 }
 
 impl DesiredState {
-    /// The rendered instance of a declared server.
+    /// The rendered instance of the server of that name, if the revision declares one. A caller
+    /// that holds the [`Server`] reads [`Server::spec`] instead.
     pub fn instance_spec(&self, server: &Name) -> Option<InstanceSpec> {
-        let server = self.servers.get(server)?;
-        let blueprint = self.blueprints.get(&server.blueprint).expect("validation resolved every blueprint");
-        Some(InstanceSpec::render(server, blueprint, &self.overlays))
+        self.servers.get(server).map(|server| server.spec.clone())
     }
 }

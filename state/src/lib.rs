@@ -14,8 +14,10 @@
 //! # Ok::<(), left4me_state::LoadError>(())
 //! ```
 
+pub mod clock;
 mod desired;
 mod diagnostic;
+mod digest;
 mod git;
 pub mod model;
 mod name;
@@ -29,13 +31,14 @@ use std::path::Path;
 
 pub use desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
+pub use digest::Digest;
 pub use git::{Revision, cat_files, git, read_revision, resolve, signal_name, stopped_by};
 pub use model::{
     Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem, declared_owner,
     json_schema,
 };
 pub use name::{NAME_PATTERN, Name, NameError};
-pub use render::{Digest, InstanceSpec, OverlayLayer};
+pub use render::{InstanceSpec, OverlayLayer};
 pub use tree::{Limits, LoadError, Tree, read_dir};
 pub use validate::{
     DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_SERVERS, DEFAULT_PORTS, DEFAULT_PRUNE_LIMIT_PERCENT,

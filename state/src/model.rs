@@ -2,7 +2,7 @@
 //!
 //! Every field is checked while it is read: a value that deserializes is valid on its own.
 //! Rules that need more than one value (a server's blueprint exists, ports do not clash) are checked
-//! by [`crate::validate`], which turns these documents into the [`crate::DesiredState`].
+//! by validation, which turns these documents into the desired state.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -1,14 +1,11 @@
-//! Rendering a server into the instance spec that `l4d2ctl initialize` consumes.
-
-use std::collections::BTreeMap;
-use std::fmt;
+//! The instance spec a server renders to, which `l4d2ctl initialize` consumes, and the server.cfg
+//! it writes from it.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
-use crate::Name;
-use crate::desired::{Blueprint, FileKind, Overlay, OverlayContent, Server};
+use crate::digest::{Digest, Hasher};
 use crate::model::{Argument, ConfigLine, Hostname, OverlayType, Port};
+use crate::name::Name;
 
 /// Everything the host needs to run one server, and nothing it does not: a change here is a change
 /// to what runs. Owner, blueprint name, desired power state and rollout policy are deliberately not
@@ -36,31 +33,6 @@ pub struct OverlayLayer {
 }
 
 impl InstanceSpec {
-    /// A pure function of its inputs: the same server, blueprint and overlays always render the
-    /// same spec, byte for byte.
-    pub fn render(server: &Server, blueprint: &Blueprint, overlays: &BTreeMap<Name, Overlay>) -> Self {
-        let layers = blueprint
-            .overlays
-            .iter()
-            .map(|name| {
-                let overlay = overlays.get(name).expect("validation resolved every overlay");
-                OverlayLayer {
-                    name: name.clone(),
-                    source: overlay.content.overlay_type(),
-                    digest: overlay.digest.clone(),
-                }
-            })
-            .collect();
-        InstanceSpec {
-            name: server.name.clone(),
-            port: server.port.clone(),
-            hostname: server.hostname.clone(),
-            overlays: layers,
-            arguments: blueprint.arguments.clone(),
-            config: blueprint.config.clone(),
-        }
-    }
-
     /// The spec as the file `l4d2ctl initialize -f` reads: pretty JSON ending in a newline.
     pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("an instance spec always serializes");
@@ -74,77 +46,17 @@ impl InstanceSpec {
         hasher.field(self.to_json().as_bytes());
         hasher.finish()
     }
-}
 
-/// A content digest, written `sha256:<hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Digest(String);
-
-impl Digest {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Hashes a sequence of length-prefixed fields, so that no two different sequences hash alike.
-pub(crate) struct Hasher(Sha256);
-
-impl Hasher {
-    pub(crate) fn new(domain: &str) -> Self {
-        let mut hasher = Hasher(Sha256::new());
-        hasher.field(domain.as_bytes());
-        hasher
-    }
-
-    pub(crate) fn field(&mut self, bytes: &[u8]) {
-        self.0.update((bytes.len() as u64).to_le_bytes());
-        self.0.update(bytes);
-    }
-
-    pub(crate) fn finish(self) -> Digest {
-        let bytes = self.0.finalize();
-        let mut text = String::with_capacity(7 + 64);
-        text.push_str("sha256:");
-        for byte in bytes {
-            text.push_str(&format!("{byte:02x}"));
+    /// server.cfg of the instance: the blueprint's lines, then what left4me sets itself, last, so
+    /// that nothing before it (an `exec`'d overlay config included) can override it.
+    pub fn server_cfg(&self, digest: &Digest, password: &str) -> String {
+        let mut cfg = format!("// Rendered by left4me for {} ({digest}). l4d2ctl initialize rewrites it.\n", self.name);
+        for line in &self.config {
+            cfg.push_str(line.get());
+            cfg.push('\n');
         }
-        Digest(text)
+        cfg.push_str(&format!("hostname \"{}\"\n", self.hostname.get()));
+        cfg.push_str(&format!("rcon_password \"{password}\"\n"));
+        cfg
     }
-}
-
-/// The digest of what an overlay puts in a server's tree.
-pub(crate) fn overlay_digest(content: &OverlayContent) -> Digest {
-    let mut hasher = Hasher::new("overlay");
-    hasher.field(content.overlay_type().to_string().as_bytes());
-    match content {
-        OverlayContent::Files(files) => {
-            for file in files {
-                hasher.field(file.path.as_bytes());
-                match &file.kind {
-                    FileKind::Regular { data, executable } => {
-                        hasher.field(if *executable { b"executable" } else { b"file" });
-                        hasher.field(data);
-                    }
-                    FileKind::Symlink { target } => {
-                        hasher.field(b"symlink");
-                        hasher.field(target.as_bytes());
-                    }
-                }
-            }
-        }
-        OverlayContent::Script { build } => hasher.field(build),
-        OverlayContent::Workshop(items) => {
-            for item in items {
-                hasher.field(&item.get().to_le_bytes());
-            }
-        }
-    }
-    hasher.finish()
 }

@@ -3,14 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{
     BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port, PortRange, PowerState, Rollout, ServerDocument,
-    SettingsDocument,
+    SettingsDocument, WorkshopItem,
 };
-use crate::render::overlay_digest;
+use crate::name::Name;
+use crate::render::InstanceSpec;
 use crate::tree::{Entry, Tree};
 use crate::yaml::{Seg, locate, parse};
-use crate::{Diagnostic, Diagnostics, Name};
 
 /// The port range when left4me.yaml names none.
 pub const DEFAULT_PORTS: (u16, u16) = (27015, 27115);
@@ -75,7 +76,7 @@ impl<'t> Validator<'t> {
         let mut broken = Broken::default();
         let overlays = self.overlays(&layout.overlays, &mut broken);
         let blueprints = self.blueprints(&layout.blueprints, &settings, &overlays, &mut broken);
-        let servers = self.servers(&layout.servers, &settings, settings_ok, &blueprints, &broken);
+        let servers = self.servers(&layout.servers, (&settings, settings_ok), &blueprints, &overlays, &broken);
         Some(DesiredState { settings, blueprints, servers, overlays })
     }
 
@@ -241,18 +242,52 @@ impl<'t> Validator<'t> {
         overlays
     }
 
+    /// One overlay folder, its rules checked in the order the docs give them: what the folder
+    /// holds, its one overlay.yaml, the name it declares, the parts its type has, and its content.
     fn overlay(&mut self, name: &Name, folder: &str, entries: &[(&str, &str, &'t Entry)]) -> Option<Overlay> {
-        let mut documents = Vec::new();
-        let mut build = None;
-        let mut files: BTreeMap<&str, (&str, &Entry)> = BTreeMap::new();
+        let parts = self.overlay_parts(entries);
+        let (document, mut ok) = self.overlay_document(name, &parts.documents);
+        let Some(Parsed { file, doc }) = document else {
+            if ok {
+                self.file_error(folder, "has no overlay.yaml, so it is not an overlay");
+            }
+            return None;
+        };
+        ok &= self.overlay_name_is_its_folder(&file, &doc.metadata.name, name, folder);
+        let source = doc.spec.source;
+        let items = doc.spec.items;
+        ok &= self.overlay_has_only_its_type_parts(&file, name, folder, source, &items, &parts);
+        let content = match source {
+            OverlayType::Files => self.files_content(&file, folder, &parts.files)?,
+            OverlayType::Script => self.script_content(&file, folder, parts.build)?,
+            OverlayType::Workshop => self.workshop_content(&file, items)?,
+        };
+        if !ok {
+            return None;
+        }
+        let digest = content.digest();
+        Some(Overlay {
+            name: name.clone(),
+            owner: doc.metadata.owner,
+            description: doc.spec.description,
+            content,
+            digest,
+            file,
+        })
+    }
+
+    /// Sorts an overlay folder's files by what they are: an overlay folder holds overlay.yaml,
+    /// README.md, and files/ or build.sh; anything else is reported.
+    fn overlay_parts<'e>(&mut self, entries: &'e [(&'e str, &'e str, &'t Entry)]) -> OverlayParts<'e, 't> {
+        let mut parts = OverlayParts { documents: Vec::new(), build: None, files: BTreeMap::new() };
         for (inner, path, entry) in entries {
             match *inner {
-                "overlay.yaml" | "overlay.yml" => documents.push((*path, *entry)),
-                "build.sh" => build = Some((*path, *entry)),
+                "overlay.yaml" | "overlay.yml" => parts.documents.push((*path, *entry)),
+                "build.sh" => parts.build = Some((*path, *entry)),
                 "README.md" => {}
                 _ => match inner.strip_prefix("files/") {
                     Some(file) => {
-                        files.insert(file, (path, entry));
+                        parts.files.insert(file, (path, entry));
                     }
                     None => self.file_error(
                         path,
@@ -262,7 +297,15 @@ impl<'t> Validator<'t> {
                 },
             }
         }
+        parts
+    }
 
+    /// The overlay's one overlay.yaml, parsed, and whether every copy of it could be read.
+    fn overlay_document(
+        &mut self,
+        name: &Name,
+        documents: &[(&str, &'t Entry)],
+    ) -> (Option<Parsed<OverlayDocument>>, bool) {
         let mut parsed: Option<Parsed<OverlayDocument>> = None;
         let mut ok = true;
         for (path, entry) in documents {
@@ -277,111 +320,116 @@ impl<'t> Validator<'t> {
                 continue;
             }
             match parse::<OverlayDocument>(path, data) {
-                Ok(doc) => parsed = Some(Parsed { file: path.to_owned(), doc }),
+                Ok(doc) => parsed = Some(Parsed { file: (*path).to_owned(), doc }),
                 Err(diagnostic) => {
                     self.diagnostics.push(diagnostic);
                     ok = false;
                 }
             }
         }
-        let Some(Parsed { file, doc }) = parsed else {
-            if ok {
-                self.file_error(folder, "has no overlay.yaml, so it is not an overlay");
-            }
-            return None;
-        };
-        if doc.metadata.name != *name {
-            self.at(
-                &file,
-                &[Seg::Key("metadata"), Seg::Key("name")],
-                format!("metadata.name {:?} does not match the folder name {folder}", doc.metadata.name.as_str()),
-            );
-            ok = false;
-        }
+        (parsed, ok)
+    }
 
-        let source = doc.spec.source;
-        let items = doc.spec.items;
-        let at_type = [Seg::Key("spec"), Seg::Key("type")];
+    /// An overlay's `metadata.name` is the name of its folder.
+    fn overlay_name_is_its_folder(&mut self, file: &str, declared: &Name, name: &Name, folder: &str) -> bool {
+        if declared == name {
+            return true;
+        }
+        self.at(
+            file,
+            &[Seg::Key("metadata"), Seg::Key("name")],
+            format!("metadata.name {:?} does not match the folder name {folder}", declared.as_str()),
+        );
+        false
+    }
+
+    /// Only workshop overlays list items, only script overlays have a build.sh, only files
+    /// overlays have a files/ folder.
+    fn overlay_has_only_its_type_parts(
+        &mut self,
+        file: &str,
+        name: &Name,
+        folder: &str,
+        source: OverlayType,
+        items: &[WorkshopItem],
+        parts: &OverlayParts<'_, 't>,
+    ) -> bool {
+        let mut ok = true;
         if source != OverlayType::Workshop && !items.is_empty() {
             self.at(
-                &file,
+                file,
                 &[Seg::Key("spec"), Seg::Key("items")],
                 format!("spec.items: only workshop overlays list items; this overlay is of type {source}"),
             );
             ok = false;
         }
         if source != OverlayType::Script
-            && let Some((path, _)) = build
+            && let Some((path, _)) = parts.build
         {
             self.file_error(path, format!("only script overlays have a build.sh; {name} is of type {source}"));
             ok = false;
         }
-        if source != OverlayType::Files && !files.is_empty() {
+        if source != OverlayType::Files && !parts.files.is_empty() {
             self.file_error(
                 &format!("{folder}files/"),
                 format!("only files overlays have a files/ folder; {name} is of type {source}"),
             );
             ok = false;
         }
+        ok
+    }
 
-        let content = match source {
-            OverlayType::Files => {
-                if files.is_empty() {
-                    self.at(
-                        &file,
-                        &at_type,
-                        format!("a files overlay keeps its tree under {folder}files/, and there is nothing there"),
-                    );
-                    return None;
-                }
-                OverlayContent::Files(self.overlay_files(folder, &files)?)
-            }
-            OverlayType::Script => {
-                let Some((path, entry)) = build else {
-                    self.at(&file, &at_type, format!("a script overlay needs its recipe in {folder}build.sh"));
-                    return None;
-                };
-                let data = self.regular_file(path, entry)?;
-                if data.iter().all(u8::is_ascii_whitespace) {
-                    self.file_error(path, "build.sh is empty");
-                    return None;
-                }
-                OverlayContent::Script { build: data.to_vec() }
-            }
-            OverlayType::Workshop => {
-                if items.is_empty() {
-                    self.at(&file, &at_type, "a workshop overlay lists at least one item id in spec.items");
-                    return None;
-                }
-                let mut seen = BTreeMap::new();
-                for (index, item) in items.iter().enumerate() {
-                    if let Some(first) = seen.insert(item.get(), index) {
-                        self.at(
-                            &file,
-                            &[Seg::Key("spec"), Seg::Key("items"), Seg::Index(index)],
-                            format!(
-                                "spec.items[{index}]: item {} is already listed as spec.items[{first}]",
-                                item.get()
-                            ),
-                        );
-                        ok = false;
-                    }
-                }
-                OverlayContent::Workshop(items)
-            }
-        };
-        if !ok {
+    /// A files overlay keeps a tree under files/.
+    fn files_content(
+        &mut self,
+        file: &str,
+        folder: &str,
+        files: &BTreeMap<&str, (&str, &'t Entry)>,
+    ) -> Option<OverlayContent> {
+        if files.is_empty() {
+            self.at(
+                file,
+                &AT_TYPE,
+                format!("a files overlay keeps its tree under {folder}files/, and there is nothing there"),
+            );
             return None;
         }
-        let digest = overlay_digest(&content);
-        Some(Overlay {
-            name: name.clone(),
-            owner: doc.metadata.owner,
-            description: doc.spec.description,
-            content,
-            digest,
-            file,
-        })
+        Some(OverlayContent::Files(self.overlay_files(folder, files)?))
+    }
+
+    /// A script overlay has its recipe, not empty, in build.sh.
+    fn script_content(&mut self, file: &str, folder: &str, build: Option<(&str, &'t Entry)>) -> Option<OverlayContent> {
+        let Some((path, entry)) = build else {
+            self.at(file, &AT_TYPE, format!("a script overlay needs its recipe in {folder}build.sh"));
+            return None;
+        };
+        let data = self.regular_file(path, entry)?;
+        if data.iter().all(u8::is_ascii_whitespace) {
+            self.file_error(path, "build.sh is empty");
+            return None;
+        }
+        Some(OverlayContent::Script { build: data.to_vec() })
+    }
+
+    /// A workshop overlay lists at least one item, each once.
+    fn workshop_content(&mut self, file: &str, items: Vec<WorkshopItem>) -> Option<OverlayContent> {
+        if items.is_empty() {
+            self.at(file, &AT_TYPE, "a workshop overlay lists at least one item id in spec.items");
+            return None;
+        }
+        let mut ok = true;
+        let mut seen = BTreeMap::new();
+        for (index, item) in items.iter().enumerate() {
+            if let Some(first) = seen.insert(item.get(), index) {
+                self.at(
+                    file,
+                    &[Seg::Key("spec"), Seg::Key("items"), Seg::Index(index)],
+                    format!("spec.items[{index}]: item {} is already listed as spec.items[{first}]", item.get()),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(OverlayContent::Workshop(items))
     }
 
     /// The tree of a files overlay, with every symlink checked to stay inside it.
@@ -465,32 +513,66 @@ impl<'t> Validator<'t> {
         blueprints
     }
 
+    /// The servers, their rules checked in turn: how many the host allows, a port of their own,
+    /// inside the host's range, a blueprint of their own owner's. Each admitted server is rendered.
     fn servers(
         &mut self,
         files: &[(&'t str, &'t str, &'t Entry)],
-        settings: &Settings,
-        settings_ok: bool,
+        (settings, settings_ok): (&Settings, bool),
         blueprints: &BTreeMap<Name, Blueprint>,
+        overlays: &BTreeMap<Name, Overlay>,
         broken: &Broken,
     ) -> BTreeMap<Name, Server> {
-        if settings_ok && files.len() > settings.max_servers as usize {
+        if settings_ok {
+            self.servers_within_limit(files.len(), settings);
+        }
+        let mut ignored = BTreeSet::new();
+        let docs = self.resources::<ServerDocument>("server", files, &mut ignored, |d| &d.metadata.name);
+        let clashing = self.ports_of_their_own(&docs);
+        let mut servers = BTreeMap::new();
+        for Parsed { file, doc } in &docs {
+            let mut ok = !clashing.contains(&doc.metadata.name);
+            if settings_ok {
+                ok &= self.port_in_range(file, doc, settings);
+            }
+            let blueprint = self.blueprint_of_own_owner(file, doc, blueprints, broken);
+            let Some(blueprint) = blueprint.filter(|_| ok) else { continue };
+            // Every overlay of an admitted blueprint resolves, or it is broken and already reported.
+            let Some(spec) = render(doc, blueprint, overlays) else { continue };
+            servers.insert(
+                doc.metadata.name.clone(),
+                Server {
+                    name: doc.metadata.name.clone(),
+                    owner: doc.metadata.owner.clone(),
+                    blueprint: doc.spec.blueprint.clone(),
+                    port: doc.spec.port.clone(),
+                    state: doc.spec.state.unwrap_or(settings.default_state),
+                    hostname: spec.hostname.clone(),
+                    file: file.clone(),
+                    spec,
+                },
+            );
+        }
+        servers
+    }
+
+    /// No more servers than the host's `spec.maxServers`.
+    fn servers_within_limit(&mut self, declared: usize, settings: &Settings) {
+        if declared > settings.max_servers as usize {
             self.file_error(
                 "servers/",
                 format!(
-                    "{} servers are declared, more than this host's limit of {} (spec.maxServers in left4me.yaml)",
-                    files.len(),
+                    "{declared} servers are declared, more than this host's limit of {} (spec.maxServers in left4me.yaml)",
                     settings.max_servers
                 ),
             );
         }
-        let mut ignored = BTreeSet::new();
-        let docs = self.resources::<ServerDocument>("server", files, &mut ignored, |d| &d.metadata.name);
-        let at_port = [Seg::Key("spec"), Seg::Key("port")];
-        let at_blueprint = [Seg::Key("spec"), Seg::Key("blueprint")];
-        let (first, last) = (settings.ports.first.number(), settings.ports.last.number());
+    }
 
+    /// Each server has a port of its own; the servers that share one.
+    fn ports_of_their_own(&mut self, docs: &[Parsed<ServerDocument>]) -> BTreeSet<Name> {
         let mut by_port: BTreeMap<u16, Vec<&Parsed<ServerDocument>>> = BTreeMap::new();
-        for parsed in &docs {
+        for parsed in docs {
             by_port.entry(parsed.doc.spec.port.number()).or_default().push(parsed);
         }
         let mut clashing = BTreeSet::new();
@@ -498,7 +580,7 @@ impl<'t> Validator<'t> {
             if users.len() < 2 {
                 continue;
             }
-            let places: Vec<String> = users.iter().map(|p| self.place(&p.file, &at_port)).collect();
+            let places: Vec<String> = users.iter().map(|p| self.place(&p.file, &AT_PORT)).collect();
             for (index, user) in users.iter().enumerate() {
                 let others: Vec<String> = users
                     .iter()
@@ -509,7 +591,7 @@ impl<'t> Validator<'t> {
                     .collect();
                 self.at(
                     &user.file,
-                    &at_port,
+                    &AT_PORT,
                     format!(
                         "spec.port: port {port} is also used by {}; each server needs a port of its own",
                         others.join(", ")
@@ -518,54 +600,50 @@ impl<'t> Validator<'t> {
                 clashing.insert(user.doc.metadata.name.clone());
             }
         }
+        clashing
+    }
 
-        let mut servers = BTreeMap::new();
-        for Parsed { file, doc } in &docs {
-            let mut ok = !clashing.contains(&doc.metadata.name);
-            let spec = &doc.spec;
-            let port = spec.port.number();
-            if settings_ok && !(first..=last).contains(&port) {
-                self.at(file, &at_port, format!(
-                    "spec.port: port {port} is outside this host's range {first}-{last} (spec.ports in left4me.yaml)"
-                ));
-                ok = false;
-            }
-            match blueprints.get(&spec.blueprint) {
-                Some(blueprint) if blueprint.owner == doc.metadata.owner => {}
-                None if broken.blueprints.contains(spec.blueprint.as_str()) => ok = false,
-                // Another owner's blueprint is told exactly as one that does not exist: blueprints
-                // are private, and the message must not tell one user what another has.
-                _ => {
-                    let own = blueprints.values().filter(|b| b.owner == doc.metadata.owner).map(|b| &b.name);
-                    self.at(
-                        file,
-                        &at_blueprint,
-                        format!(
-                            "spec.blueprint: blueprint {} does not exist{}",
-                            spec.blueprint,
-                            known(&format!("blueprints of {}", doc.metadata.owner), own)
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-            if !ok {
-                continue;
-            }
-            servers.insert(
-                doc.metadata.name.clone(),
-                Server {
-                    name: doc.metadata.name.clone(),
-                    owner: doc.metadata.owner.clone(),
-                    blueprint: spec.blueprint.clone(),
-                    port: spec.port.clone(),
-                    state: spec.state.unwrap_or(settings.default_state),
-                    hostname: spec.hostname.clone().unwrap_or_else(|| Hostname::from_name(&doc.metadata.name)),
-                    file: file.clone(),
-                },
-            );
+    /// A server's port is inside the host's `spec.ports`.
+    fn port_in_range(&mut self, file: &str, doc: &ServerDocument, settings: &Settings) -> bool {
+        let (first, last) = (settings.ports.first.number(), settings.ports.last.number());
+        let port = doc.spec.port.number();
+        if (first..=last).contains(&port) {
+            return true;
         }
-        servers
+        self.at(
+            file,
+            &AT_PORT,
+            format!("spec.port: port {port} is outside this host's range {first}-{last} (spec.ports in left4me.yaml)"),
+        );
+        false
+    }
+
+    /// A server is built from a blueprint of its own owner; the blueprint, when it is.
+    fn blueprint_of_own_owner<'b>(
+        &mut self,
+        file: &str,
+        doc: &ServerDocument,
+        blueprints: &'b BTreeMap<Name, Blueprint>,
+        broken: &Broken,
+    ) -> Option<&'b Blueprint> {
+        let wanted = &doc.spec.blueprint;
+        match blueprints.get(wanted) {
+            Some(blueprint) if blueprint.owner == doc.metadata.owner => return Some(blueprint),
+            None if broken.blueprints.contains(wanted.as_str()) => return None,
+            // Another owner's blueprint is told exactly as one that does not exist: blueprints
+            // are private, and the message must not tell one user what another has.
+            _ => {}
+        }
+        let own = blueprints.values().filter(|b| b.owner == doc.metadata.owner).map(|b| &b.name);
+        self.at(
+            file,
+            &[Seg::Key("spec"), Seg::Key("blueprint")],
+            format!(
+                "spec.blueprint: blueprint {wanted} does not exist{}",
+                known(&format!("blueprints of {}", doc.metadata.owner), own)
+            ),
+        );
+        None
     }
 
     /// Parses the `<name>.yaml` files of one folder, checking each name against its file name and
@@ -678,12 +756,41 @@ impl<'t> Validator<'t> {
     }
 }
 
+/// The files of an overlay folder, by what they are.
+struct OverlayParts<'e, 't> {
+    /// overlay.yaml (or .yml): path, entry.
+    documents: Vec<(&'e str, &'t Entry)>,
+    build: Option<(&'e str, &'t Entry)>,
+    /// Path under files/ → (full path, entry).
+    files: BTreeMap<&'e str, (&'e str, &'t Entry)>,
+}
+
+/// Where a server's port is written.
+const AT_PORT: [Seg<'static>; 2] = [Seg::Key("spec"), Seg::Key("port")];
+
+/// Where an overlay's type is written, for messages about the parts that type needs.
+const AT_TYPE: [Seg<'static>; 2] = [Seg::Key("spec"), Seg::Key("type")];
+
 /// Names of resources that exist in the revision but could not be read; references to them are
 /// not reported again.
 #[derive(Default)]
 struct Broken {
     overlays: BTreeSet<String>,
     blueprints: BTreeSet<String>,
+}
+
+/// The instance a server renders to: its own name, port and hostname (by default its name) with its
+/// blueprint's overlays, arguments and config; `None` when an overlay of the blueprint is missing.
+fn render(doc: &ServerDocument, blueprint: &Blueprint, overlays: &BTreeMap<Name, Overlay>) -> Option<InstanceSpec> {
+    let layers = blueprint.overlays.iter().map(|name| overlays.get(name).map(Overlay::layer)).collect::<Option<_>>()?;
+    Some(InstanceSpec {
+        name: doc.metadata.name.clone(),
+        port: doc.spec.port.clone(),
+        hostname: doc.spec.hostname.clone().unwrap_or_else(|| Hostname::from_name(&doc.metadata.name)),
+        overlays: layers,
+        arguments: blueprint.arguments.clone(),
+        config: blueprint.config.clone(),
+    })
 }
 
 /// A path git can hold as it is: relative, no empty, `.` or `..` component, no `.git`.

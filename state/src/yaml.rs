@@ -356,23 +356,6 @@ mod tests {
     }
 
     #[test]
-    fn places_reader_errors() {
-        let err =
-            parse::<crate::model::ServerDocument>("s.yaml", b"apiVersion: left4me/v1\nkind: Server\nx: [").unwrap_err();
-        assert_eq!(err.path, "s.yaml");
-        assert!(err.position.is_some());
-        let err = parse::<crate::model::ServerDocument>("s.yaml", b"a: 1\nb: \xff\n").unwrap_err();
-        assert_eq!(err.to_string(), "s.yaml:2:4: file is not valid UTF-8");
-        // Columns count characters, as the reader does, not bytes.
-        let err = parse::<crate::model::ServerDocument>(
-            "s.yaml",
-            "a: 1\nb: \u{e9}\u{e9}".bytes().chain([0xff]).collect::<Vec<_>>().as_slice(),
-        )
-        .unwrap_err();
-        assert_eq!(err.to_string(), "s.yaml:2:6: file is not valid UTF-8");
-    }
-
-    #[test]
     fn precheck_refuses_aliases_and_depth_but_never_text() {
         let check = |text: &str| match precheck(text) {
             Ok(shape) => format!("{shape:?}"),

@@ -255,7 +255,7 @@ pub async fn retry(State(app): State<Arc<App>>, Auth(session): Auth, Path(name):
 fn rendered_cfg(desired: &DesiredState, name: &str) -> Option<String> {
     let server = Name::new(name).ok()?;
     let spec = desired.instance_spec(&server)?;
-    Some(l4d2ctl::instance::server_cfg(&spec, &spec.digest(), "(kept on the host, never shown)"))
+    Some(spec.server_cfg(&spec.digest(), "(kept on the host, never shown)"))
 }
 
 #[derive(Deserialize)]

@@ -40,7 +40,7 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("short", |id: String| id.chars().take(12).collect::<String>());
     env.add_filter("unixtime", |secs: i64| {
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
-        l4d2ctl::overrides::rfc3339(time).replace('T', " ").replace('Z', " UTC")
+        left4me_state::clock::rfc3339(time).replace('T', " ").replace('Z', " UTC")
     });
     env.add_filter("difflines", |text: String| {
         text.lines()

@@ -118,7 +118,7 @@ fn a_game_that_stops_answering_is_given_its_grace_from_its_last_answer() {
     let host = Host::converged();
     let now = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let up_for = |h: &Host| {
-        let since = h.instance("coop-1")["since"].as_str().and_then(l4d2ctl::overrides::parse_rfc3339);
+        let since = h.instance("coop-1")["since"].as_str().and_then(left4me_state::clock::parse_rfc3339);
         since.map_or(0, |since| now().saturating_sub(since))
     };
     // Up for longer than the grace, so that its start gives it none; every look meanwhile sees

@@ -1,5 +1,5 @@
 //! Integration tests of the state model: the invalid corpus, loading bounds, the examples,
-//! rendering and the schema.
+//! rendering, the schema and the YAML reader.
 
 mod changes;
 mod corpus;
@@ -9,3 +9,4 @@ mod properties;
 mod render;
 mod schema;
 mod support;
+mod yaml;

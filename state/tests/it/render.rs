@@ -25,6 +25,16 @@ fn each_example_server_renders_to_its_snapshot() {
 }
 
 #[test]
+fn each_example_server_renders_its_server_cfg() {
+    let state = load(&examples());
+    for server in state.servers.values() {
+        let spec = server.spec();
+        let cfg = spec.server_cfg(&spec.digest(), "password");
+        insta::assert_snapshot!(format!("server_cfg__{}", server.name), cfg);
+    }
+}
+
+#[test]
 fn rendering_is_byte_identical_from_a_folder_and_from_a_commit() {
     let from_dir = load(&examples());
     let repo = commit_tree(&examples());
