@@ -76,7 +76,7 @@ impl<'t> Validator<'t> {
         let mut broken = Broken::default();
         let overlays = self.overlays(&layout.overlays, &mut broken);
         let blueprints = self.blueprints(&layout.blueprints, &settings, &overlays, &mut broken);
-        let servers = self.servers(&layout.servers, (&settings, settings_ok), &blueprints, &overlays, &broken);
+        let servers = self.servers(&layout.servers, &settings, settings_ok, &blueprints, &overlays, &broken);
         Some(DesiredState { settings, blueprints, servers, overlays })
     }
 
@@ -518,7 +518,8 @@ impl<'t> Validator<'t> {
     fn servers(
         &mut self,
         files: &[(&'t str, &'t str, &'t Entry)],
-        (settings, settings_ok): (&Settings, bool),
+        settings: &Settings,
+        settings_ok: bool,
         blueprints: &BTreeMap<Name, Blueprint>,
         overlays: &BTreeMap<Name, Overlay>,
         broken: &Broken,
