@@ -550,9 +550,12 @@ fn layout_takes_groups_and_nested_files_as_their_top_level_module() {
 #[test]
 fn layout_ignores_super_inside_a_folder_module_and_in_test_modules() {
     let graph = graph_of(&[
-        ("src/lib.rs", "mod a;\nmod b;\n"),
-        ("src/a.rs", "mod inner;\npub fn f() {}\n"),
-        ("src/a/inner.rs", "use super::f;\nfn g() {\n    super::f();\n}\n"),
+        // The root defines `f` and `h` and has a module `b`, so a `super::` taken for the root's
+        // would show as a use of the root or of `b`.
+        ("src/lib.rs", "mod a;\nmod b;\npub fn f() {}\npub fn h() {}\n"),
+        ("src/a.rs", "mod b;\nmod inner;\npub fn f() {}\n"),
+        ("src/a/b.rs", "pub fn x() {}\n"),
+        ("src/a/inner.rs", "use super::f;\nuse super::b::x;\nfn g() {\n    super::f();\n    super::b::x();\n}\n"),
         (
             "src/b.rs",
             "pub fn h() {\n    crate::a::f()\n}\n#[cfg(test)]\nmod tests {\n    use super::*;\n    fn t() { super::h() }\n}\n",
