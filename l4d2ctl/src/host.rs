@@ -9,7 +9,7 @@ use crate::Error;
 /// The settings file every left4me program reads; variables set in the environment win.
 pub const HOST_ENV: &str = "/etc/left4me/host.env";
 
-/// The paths and names of one left4me host (DESIGN.md §4).
+/// The paths and names of one left4me host (docs/DESIGN.md §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     /// `$ROOT`: everything left4me keeps (`LEFT4ME_ROOT`, default `/var/lib/left4me`).

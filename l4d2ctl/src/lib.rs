@@ -1,5 +1,5 @@
 //! `l4d2ctl`: the host side of left4me. It renders instances, installs units, mounts overlays,
-//! starts and stops game servers through systemd, and reports what runs (DESIGN.md §5).
+//! starts and stops game servers through systemd, and reports what runs (docs/DESIGN.md §5).
 //!
 //! It is what the reconciler runs and what an operator runs by hand; every write is idempotent.
 

@@ -1,5 +1,5 @@
 //! Override markers: a write made by hand tells the reconciler to leave that server alone until
-//! `l4d2ctl release` (DESIGN.md §6).
+//! `l4d2ctl release` (docs/DESIGN.md §6).
 
 use std::fs;
 use std::path::Path;

@@ -15,10 +15,9 @@
 //! (`-- commit`, `-- noop` or `-- idle` runs one part).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use left4me_sim::Sandbox;
+use left4me_sim::{Git, Sandbox};
 use nix::time::{ClockId, clock_gettime};
 use reconciler::db::Db;
 
@@ -325,19 +324,8 @@ impl Bench {
     }
 
     fn git(&self, args: &[&str]) {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(&self.repo)
-            // The host's state repo belongs to its web user; these tests run git as root.
-            .args(["-c", "safe.directory=*"])
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-            .env("GIT_COMMITTER_NAME", "Bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
+        // The host's state repo belongs to its web user; the bench runs git as root.
+        Git::new(&self.repo, "Bench").any_owner().run(args);
     }
 
     /// Waits, looking at the disk only, until each server's start (its unit's `ExecStartPre`)

@@ -1,5 +1,5 @@
 //! Jobs, their logs, reconcile events and the reconciler's memory, in SQLite
-//! (`$ROOT/left4me.db`, WAL, versioned migrations; DESIGN.md §7).
+//! (`$ROOT/left4me.db`, WAL, versioned migrations; docs/DESIGN.md §7).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! The reconciler: it compares a revision of the state repo with what the host runs and converges
-//! the host by running `l4d2ctl` (DESIGN.md §6).
+//! the host by running `l4d2ctl` (docs/DESIGN.md §6).
 
 pub mod crashloop;
 pub mod daemon;

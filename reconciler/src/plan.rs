@@ -1,5 +1,5 @@
 //! The planner: a pure function from what a revision wants and what the host runs to the ordered
-//! steps that make the host run the revision (DESIGN.md §6). No I/O happens here.
+//! steps that make the host run the revision (docs/DESIGN.md §6). No I/O happens here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

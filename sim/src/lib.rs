@@ -2,8 +2,10 @@
 //!
 //! The binaries `sim-srcds` and `fake-steamcmd` behave like srcds and steamcmd where left4me can
 //! see it. [`Sandbox`] boots a real systemd in private namespaces (the `left4me-sandbox` binary)
-//! and runs commands inside it.
+//! and runs commands inside it. [`Git`] is git with a fixed identity, for the tests' repositories.
 
+mod git;
 mod sandbox;
 
+pub use git::Git;
 pub use sandbox::{Sandbox, SandboxError, built_binary, copy_dir, disk, free_port, workspace};

@@ -1,4 +1,4 @@
-//! The sandbox host (DESIGN.md §9): a real systemd as PID 1 of private namespaces, on a disk
+//! The sandbox host (docs/DESIGN.md §9): a real systemd as PID 1 of private namespaces, on a disk
 //! folder that survives power cuts, with commands run inside through `nsenter`.
 
 use std::io::{BufRead, BufReader};

@@ -5,9 +5,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use left4me_sim::Git;
 use left4me_state::{Limits, load_dir, load_revision, read_dir, validate};
 
 const ROUNDS: usize = 30;
@@ -181,15 +181,5 @@ fn commit(dir: &Path) {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-        .env("GIT_COMMITTER_NAME", "Bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?}");
+    Git::new(dir, "Bench").run(args);
 }

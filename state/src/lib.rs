@@ -1,6 +1,6 @@
 //! The desired state of a left4me host.
 //!
-//! A state repo holds YAML resources (see DESIGN.md §3). This crate reads one revision of it —
+//! A state repo holds YAML resources (see docs/DESIGN.md §3). This crate reads one revision of it —
 //! from a folder or from a git commit, always within [`Limits`] — checks it as a whole, and turns
 //! it into a [`DesiredState`] whose servers render to [`InstanceSpec`]s.
 //!

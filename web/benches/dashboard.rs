@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use left4me_sim::Git;
+
 const SERVERS: usize = 200;
 const CONNECTIONS: u32 = 64;
 const SECONDS: u32 = 10;
@@ -167,17 +169,7 @@ fn write_state(state: &Path) {
     for args in
         [&["init", "--quiet", "--initial-branch=main"][..], &["add", "--all"], &["commit", "--quiet", "-m", "bench"]]
     {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(state)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-            .env("GIT_COMMITTER_NAME", "Bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-            .status()
-            .unwrap();
-        assert!(status.success());
+        Git::new(state, "Bench").run(args);
     }
 }
 

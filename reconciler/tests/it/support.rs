@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use left4me_sim::{Sandbox, workspace};
+use left4me_sim::{Git, Sandbox, workspace};
 
 pub struct Host {
     pub sandbox: Sandbox,
@@ -34,19 +34,8 @@ impl Host {
     }
 
     pub fn git(&self, args: &[&str]) {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(self.repo())
-            // The host's state repo belongs to its web user; these tests run git as root.
-            .args(["-c", "safe.directory=*"])
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Alice")
-            .env("GIT_AUTHOR_EMAIL", "alice@example.invalid")
-            .env("GIT_COMMITTER_NAME", "Alice")
-            .env("GIT_COMMITTER_EMAIL", "alice@example.invalid")
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
+        // The host's state repo belongs to its web user; these tests run git as root.
+        Git::new(self.repo(), "Alice").any_owner().run(args);
     }
 
     pub fn commit_examples(&self) {

@@ -1,6 +1,6 @@
 //! `left4me-sandbox --disk DIR [--share DIR]…`: boots a real systemd as PID 1 of private namespaces.
 //!
-//! The sandbox host of DESIGN.md §9. Run as root. It moves itself into a cgroup subtree of its own,
+//! The sandbox host of docs/DESIGN.md §9. Run as root. It moves itself into a cgroup subtree of its own,
 //! unshares mount, UTS, network, PID and cgroup namespaces, and forks the namespace's PID 1, which
 //! lays out the file system and execs systemd. It prints `pid <N>` (the host's PID of that init, for
 //! `nsenter -t N`) on stdout, then waits until that init ends — killing it with SIGKILL is a power

@@ -1,6 +1,7 @@
 //! Tests of the stand-ins, run as built binaries.
 
 mod demo;
+mod layout;
 mod sandbox;
 mod srcds;
 mod steamcmd;

@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use left4me_sim::Git;
 use reconciler::engine::Config;
 use web::App;
 
@@ -245,24 +245,13 @@ pub fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// Commits made by these tests, as another writer than the web app, are by "Other".
 pub fn git(repo: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Other")
-        .env("GIT_AUTHOR_EMAIL", "other@example.invalid")
-        .env("GIT_COMMITTER_NAME", "Other")
-        .env("GIT_COMMITTER_EMAIL", "other@example.invalid")
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
+    git_out(repo, args);
 }
 
 pub fn git_out(repo: &Path, args: &[&str]) -> String {
-    let output = Command::new("git").arg("-C").arg(repo).args(args).output().unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    Git::new(repo, "Other").run(args)
 }
 
 /// The most the process has held in memory, in KiB (nextest runs each test in a process of its
