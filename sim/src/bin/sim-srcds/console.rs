@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The version srcds reports in A2S_INFO and `status`.
+pub const VERSION: &str = "2.2.4.3";
+
 /// Where srcds looks for configs and maps, relative to the game root (the working directory).
 const CFG_DIR: &str = "left4dead2/cfg";
 const MAPS_DIR: &str = "left4dead2/maps";
@@ -268,7 +271,7 @@ impl Server {
         let public = if self.steam_ok { self.addr.to_string() } else { "n/a".to_owned() };
         let secure = if self.steam_ok && !self.insecure { "secure" } else { "insecure" };
         let _ = writeln!(out, "hostname: {}", st.cvar_or_empty("hostname"));
-        let _ = writeln!(out, "version : {} {secure}", crate::VERSION);
+        let _ = writeln!(out, "version : {} {secure}", VERSION);
         let _ = writeln!(out, "udp/ip  : {} [ public {public} ]", self.addr);
         let _ = writeln!(out, "os      : Linux Dedicated");
         let _ = writeln!(out, "map     : {}", st.map);

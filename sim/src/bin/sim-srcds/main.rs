@@ -27,9 +27,6 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::args::LaunchArgs;
 use crate::console::{Server, log};
 
-/// The version srcds reports in A2S_INFO and `status`.
-pub const VERSION: &str = "2.2.4.3";
-
 fn main() -> ExitCode {
     if let Some(code) = exit_at_once() {
         return code;
