@@ -10,7 +10,7 @@ use std::time::Duration;
 use l4d2ctl::api::{Detail, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
-use l4d2ctl::{Error, Host, install, instance, mount, overlay, overrides, status, systemd};
+use l4d2ctl::{Error, Host, install, instance, mount, overlay, overrides, record, status, systemd};
 use left4me_state::{Digest, Name};
 
 use crate::cli::{Cli, Cmd, OverlayCmd};
@@ -149,7 +149,7 @@ fn start(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> 
     let mut answers = Vec::new();
     let mut startable = Vec::new();
     for name in &names {
-        match instance::read_record(by.host, name) {
+        match record::read(by.host, name) {
             Ok(Some(_)) => startable.push(name),
             Ok(None) => answers.push(ServerStart {
                 name: name.clone(),
@@ -252,7 +252,7 @@ fn show_status(host: &Host, name: Option<&str>, json: bool) -> Result<(), Error>
 
 fn show(host: &Host, name: &str) -> Result<(), Error> {
     let name = parse_name(name)?;
-    let record = instance::read_record(host, &name)?.ok_or_else(|| not_initialized(&name))?;
+    let record = record::read(host, &name)?.ok_or_else(|| not_initialized(&name))?;
     println!("{}", serde_json::to_string_pretty(&record).expect("a record always serializes"));
     Ok(())
 }
@@ -283,7 +283,7 @@ fn release(host: &Host, name: &str, out: &mut Out) -> Result<Outcome, Error> {
 fn rcon(host: &Host, name: &str, command: &[String]) -> Result<(), Error> {
     let name = parse_name(name)?;
     require_root_or(&host.user, "rcon")?;
-    let record = instance::read_record(host, &name)?.ok_or_else(|| not_initialized(&name))?;
+    let record = record::read(host, &name)?.ok_or_else(|| not_initialized(&name))?;
     let password = instance::read_rcon_password(host, &name)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, record.spec.port.number()));
     let mut rcon = Rcon::connect(addr, &password, RCON_TIMEOUT).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
@@ -362,7 +362,7 @@ fn umount(host: &Host, name: &str) -> Result<Outcome, Error> {
 /// tree (it `cd`s to its own folder), with the rendered argv word for word.
 fn exec(host: &Host, name: &str) -> Result<(), Error> {
     let name = parse_name(name)?;
-    let record = instance::read_record(host, &name)?.ok_or_else(|| not_initialized(&name))?;
+    let record = record::read(host, &name)?.ok_or_else(|| not_initialized(&name))?;
     let srcds_run = host.instance(&name).merged().join("srcds_run");
     let port = record.spec.port.to_string();
     let mut command = Command::new(&srcds_run);

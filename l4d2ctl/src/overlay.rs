@@ -162,9 +162,9 @@ pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result
 /// server stacks any more: each start records the inodes of the folders it stacks.
 pub fn collect_replaced(host: &Host) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
-    let mounts = crate::mount::mount_points()?;
+    let mounts = crate::mountinfo::mount_points()?;
     let mut in_use = std::collections::BTreeSet::new();
-    for name in crate::instance::list(host)? {
+    for name in crate::record::list(host)? {
         let paths = host.instance(&name);
         if !mounts.contains(&paths.merged()) {
             continue;

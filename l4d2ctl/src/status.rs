@@ -14,7 +14,7 @@ use crate::api::{
 };
 use crate::error::Error;
 use crate::host::{Host, unit_name};
-use crate::{a2s, instance, mount, overlay, overrides, systemd, units};
+use crate::{a2s, instance, mountinfo, overlay, overrides, record, systemd, units};
 
 /// How long status waits for game servers to answer their A2S query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
@@ -84,14 +84,14 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             }
             vec![name.clone()]
         }
-        None => instance::list(host)?,
+        None => record::list(host)?,
     };
     let units: Vec<String> = names.iter().map(unit_name).collect();
     let mut shown = match detail {
         Detail::Full => systemd::show_loaded("left4me-server@*.service", PROPERTIES)?,
         Detail::Brief => systemd::list_loaded("left4me-server@*.service")?,
     };
-    let mounts = mount::mount_points()?;
+    let mounts = mountinfo::mount_points()?;
 
     let mut statuses = Vec::with_capacity(names.len());
     // Whether a unit is enabled is its symlink, as `start` makes it: systemd's own UnitFileState
@@ -103,7 +103,7 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
         let mut problems = Vec::new();
         // A record that cannot be read is this server's problem only: it is reported with an
         // unknown render (no digest, no port), which a pass renders again.
-        let record = match instance::load_record(&paths.record()) {
+        let record = match record::load(&paths.record()) {
             Ok(Some(record)) => Some(record),
             // Removed since the listing: not an instance any more.
             Ok(None) => continue,
@@ -198,8 +198,8 @@ fn query(host: &Host, statuses: &mut [InstanceStatus], every: bool) {
 mod answers {
     use std::collections::BTreeMap;
 
-    use crate::Host;
     use crate::fsutil::{Owner, write_atomic};
+    use crate::host::Host;
 
     pub fn read(host: &Host) -> BTreeMap<String, u64> {
         // A file cut short or never written knows no answer; the next answer writes it anew.
