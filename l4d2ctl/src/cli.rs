@@ -136,8 +136,12 @@ impl Cmd {
             | Cmd::Mount { .. }
             | Cmd::Umount { .. } => true,
             Cmd::Overlay { command } => !matches!(command, OverlayCmd::List),
-            Cmd::Status { .. } | Cmd::Show { .. } | Cmd::Logs { .. } | Cmd::Rcon { .. } | Cmd::Observe { .. } => false,
-            Cmd::Exec { .. } => false,
+            Cmd::Status { .. }
+            | Cmd::Show { .. }
+            | Cmd::Logs { .. }
+            | Cmd::Rcon { .. }
+            | Cmd::Observe { .. }
+            | Cmd::Exec { .. } => false,
         }
     }
 

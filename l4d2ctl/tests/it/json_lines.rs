@@ -68,6 +68,11 @@ fn a_write_that_fails_as_a_whole_says_why_and_whether_to_try_again() {
     assert_eq!(failure.kind, FailureKind::Permanent, "a missing spec file stays missing");
     assert_eq!(text(&out.stderr), format!("l4d2ctl: {}\n", failure.message));
 
+    // The journal and the console are other programs' words: they have no JSON form.
+    let out = host.l4d2ctl(&["--json", "logs", "coop-1"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("no --json form"), "{}", text(&out.stderr));
+
     let spec = host.example_spec("coop-1");
     host.put_example_overlays();
     let out = host.l4d2ctl(&["--reconciler", "--json", "initialize", "coop-1", "-f", &spec]);
