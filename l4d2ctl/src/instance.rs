@@ -5,20 +5,11 @@ use std::io::Read;
 use std::path::Path;
 
 use left4me_state::{Digest, InstanceSpec, Name};
-use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, remove_tree, write_atomic};
 use crate::host::{Host, is_under};
-use crate::{Error, mount};
-
-/// What `instances/<name>/instance.json` holds: the rendered spec and its digest, which the
-/// reconciler compares with the digest of the revision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceRecord {
-    pub digest: Digest,
-    pub spec: InstanceSpec,
-}
+use crate::{mount, record};
 
 /// What `initialize` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +84,7 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
         mount::check_lowerdir(host, name, &dir)?;
         // An overlay written by the reconciler records its digest: the spec must stack that tree.
         if let Some(on_host) = crate::overlay::digest(host, &layer.name)?
-            && on_host != layer.digest.as_str()
+            && on_host != layer.digest
         {
             return Err(Error::Invalid(format!(
                 "overlay {} on this host is {on_host}, but the spec stacks {}; write the overlay first",
@@ -145,7 +136,7 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     ensure_dir(&paths.work(), 0o700, root)?;
     ensure_dir(&paths.merged(), 0o755, root)?;
 
-    let record = InstanceRecord { digest: digest.clone(), spec: spec.clone() };
+    let record = record::InstanceRecord { digest: digest.clone(), spec: spec.clone() };
     let mut json = serde_json::to_string_pretty(&record).expect("a record always serializes");
     json.push('\n');
     changed |= write_atomic(&paths.record(), json.as_bytes(), 0o644, root)?;
@@ -161,7 +152,7 @@ fn repairs(paths: &crate::host::InstancePaths) -> Vec<String> {
         return Vec::new();
     }
     let mut repaired = Vec::new();
-    if let Err(cause) = load_record(&record) {
+    if let Err(cause) = record::load(&record) {
         repaired.push(format!("{}: written again (it could not be read: {cause})", record.display()));
     }
     let password = paths.rcon_password();
@@ -249,36 +240,6 @@ pub fn read_rcon_password(host: &Host, name: &Name) -> Result<String, Error> {
     let path = host.instance(name).rcon_password();
     let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     Ok(text.trim().to_owned())
-}
-
-/// The record of an instance, or None when it is not initialized.
-pub fn read_record(host: &Host, name: &Name) -> Result<Option<InstanceRecord>, Error> {
-    let path = host.instance(name).record();
-    load_record(&path).map_err(|cause| Error::Invalid(format!("{}: {cause}", path.display())))
-}
-
-/// The record at `path`, None when there is none, or why the one there cannot be used (a write
-/// cut short by a power cut, an edit by hand).
-pub fn load_record(path: &Path) -> Result<Option<InstanceRecord>, String> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    serde_json::from_str(&text).map(Some).map_err(|e| e.to_string())
-}
-
-/// Every initialized instance, by name.
-pub fn list(host: &Host) -> Result<Vec<Name>, Error> {
-    let dir = host.instances();
-    let entries = crate::fsutil::entries(&dir)?;
-    let mut names: Vec<Name> = entries
-        .into_iter()
-        .filter(|e| e.path().join("instance.json").is_file())
-        .filter_map(|e| Name::new(e.file_name().to_string_lossy().into_owned()).ok())
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 /// What `delete` did.

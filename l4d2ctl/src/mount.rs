@@ -14,9 +14,11 @@ use left4me_state::Name;
 use nix::mount::{MntFlags, MsFlags, mount as mount_fs, umount2};
 use nix::sched::{CloneFlags, setns};
 
+use crate::error::Error;
 use crate::fsutil::{Owner, write_atomic};
 use crate::host::{Host, is_under};
-use crate::{Error, instance};
+use crate::mountinfo::is_mounted;
+use crate::{overlay, record};
 
 /// Most layers one instance may stack (its config layer and the base install included).
 pub const MAX_LAYERS: usize = 500;
@@ -29,7 +31,7 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     // Everything is read and checked from where the mount will live: a unit's own namespace may
     // hide $ROOT (ExecStartPre=+ runs in it too).
     enter_init_mount_namespace()?;
-    let record = instance::read_record(host, name)?.ok_or_else(|| {
+    let record = record::read(host, name)?.ok_or_else(|| {
         Error::Invalid(format!("{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>`"))
     })?;
     let paths = host.instance(name);
@@ -90,7 +92,7 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
             Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}{missing}", merged.display()))
         })?;
     // This start may have let go of an overlay folder an earlier one stacked.
-    crate::overlay::collect_replaced(host)?;
+    overlay::collect_replaced(host)?;
     // Earlier renders' layers served earlier starts; this start mounted the current one, and
     // nothing else mounts them.
     let current = paths.layer(&record.digest);
@@ -152,34 +154,4 @@ fn enter_init_mount_namespace() -> Result<(), Error> {
     let file = fs::File::open("/proc/1/ns/mnt").map_err(|e| Error::io("/proc/1/ns/mnt", e))?;
     setns(&file, CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::Invalid(format!("cannot enter PID 1's mount namespace: {e}")))
-}
-
-/// Whether something is mounted on `path`, from this namespace's mount table.
-pub fn is_mounted(path: &Path) -> Result<bool, Error> {
-    Ok(mount_points()?.iter().any(|p| p == path))
-}
-
-/// Every mount point of this mount namespace.
-pub fn mount_points() -> Result<Vec<PathBuf>, Error> {
-    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("/proc/self/mountinfo", e))?;
-    Ok(text.lines().filter_map(|line| line.split(' ').nth(4)).map(|p| PathBuf::from(unescape_mount_path(p))).collect())
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape_mount_path(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && let Some(Ok(value)) = text.get(i + 1..i + 4).map(|octal| u8::from_str_radix(octal, 8))
-        {
-            out.push(value);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

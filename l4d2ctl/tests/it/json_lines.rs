@@ -1,0 +1,94 @@
+//! `--json`: a write's lines as messages, what it did, or why it failed — the same words as
+//! without it, attributable to their server without reading them.
+
+use l4d2ctl::api::{FailureKind, Message, Outcome};
+use left4me_state::Name;
+
+use crate::support::{Host, ROOT, text};
+
+fn read_messages(stdout: &[u8]) -> Vec<Message> {
+    text(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is no message: {e}")))
+        .collect()
+}
+
+#[test]
+fn a_start_of_two_servers_answers_each_and_its_lines_are_the_plain_runs() {
+    let host = Host::installed();
+    host.put_example_overlays();
+    for server in ["coop-1", "coop-2"] {
+        let spec = host.example_spec(server);
+        host.l4d2ctl_ok(&["initialize", server, "-f", &spec]);
+    }
+    // coop-2 cannot mount its tree, so its unit fails to start; coop-1 starts.
+    std::fs::remove_dir(host.root_path(&format!("{ROOT}/runtime/coop-2/upper"))).unwrap();
+
+    let plain = host.l4d2ctl(&["--reconciler", "start", "coop-1", "coop-2"]);
+    let json = host.l4d2ctl(&["--reconciler", "--json", "start", "coop-1", "coop-2"]);
+    assert_eq!(plain.status.code(), Some(1), "{}", text(&plain.stderr));
+    assert_eq!(json.status.code(), plain.status.code(), "the exit code stays what it is");
+    assert_eq!(text(&json.stderr), text(&plain.stderr), "stderr is unchanged");
+    assert!(text(&plain.stderr).contains("l4d2ctl: 1 of 2 servers failed to start"), "{}", text(&plain.stderr));
+
+    let messages = read_messages(&json.stdout);
+    let (last, progress) = messages.split_last().expect("some messages");
+    let lines: Vec<(Option<Name>, String)> = progress
+        .iter()
+        .map(|message| match message {
+            Message::Progress { server, text } => (server.clone(), text.clone()),
+            other => panic!("only the last message ends the write: {other:?}"),
+        })
+        .collect();
+    let plain_lines: Vec<String> = text(&plain.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.iter().map(|(_, text)| text.clone()).collect::<Vec<_>>(), plain_lines);
+    for (server, text) in &lines {
+        let server = server.as_ref().unwrap_or_else(|| panic!("{text:?} names its server"));
+        assert!(text.starts_with(&format!("{server}: ")), "{text:?} is about {server}");
+    }
+
+    let Message::Done { outcome: Outcome::Started { servers } } = last else {
+        panic!("done, with each start: {last:?}")
+    };
+    let answers: Vec<(&str, bool)> = servers.iter().map(|s| (s.name.as_str(), s.started)).collect();
+    assert_eq!(answers, [("coop-1", true), ("coop-2", false)]);
+    let why = servers[1].error.as_deref().expect("why coop-2 did not start");
+    assert!(why.contains(&format!("upperdir {ROOT}/runtime/coop-2/upper is missing")), "{why}");
+    assert!(plain_lines.contains(&format!("coop-2: failed to start: {why}")), "{plain_lines:?}");
+    assert_eq!(servers[0].error, None);
+}
+
+#[test]
+fn a_write_that_fails_as_a_whole_says_why_and_whether_to_try_again() {
+    let host = Host::installed();
+    let out = host.l4d2ctl(&["--json", "initialize", "coop-1", "-f", "/nowhere/coop-1.json"]);
+    assert!(!out.status.success());
+    let messages = read_messages(&out.stdout);
+    let [Message::Failed { failure }] = messages.as_slice() else { panic!("one failure: {messages:?}") };
+    assert_eq!(failure.kind, FailureKind::Permanent, "a missing spec file stays missing");
+    assert_eq!(text(&out.stderr), format!("l4d2ctl: {}\n", failure.message));
+
+    // The journal and the console are other programs' words: they have no JSON form.
+    let out = host.l4d2ctl(&["--json", "logs", "coop-1"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("no --json form"), "{}", text(&out.stderr));
+
+    let spec = host.example_spec("coop-1");
+    host.put_example_overlays();
+    let out = host.l4d2ctl(&["--reconciler", "--json", "initialize", "coop-1", "-f", &spec]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let messages = read_messages(&out.stdout);
+    let Some(Message::Done { outcome: Outcome::Initialized { name, digest, changed: true, repaired } }) =
+        messages.last()
+    else {
+        panic!("initialized: {messages:?}")
+    };
+    assert_eq!((name.as_str(), repaired.len()), ("coop-1", 0));
+    assert!(
+        messages.contains(&Message::Progress {
+            server: Some(name.clone()),
+            text: format!("coop-1: initialized ({digest})")
+        }),
+        "{messages:?}"
+    );
+}
