@@ -8,10 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
-use l4d2ctl::problem::Problem;
-pub use l4d2ctl::status::Detail;
-use l4d2ctl::status::Observation;
-use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
+pub use l4d2ctl::api::Detail;
+use l4d2ctl::api::{Observation, Problem};
+use left4me_state::{Checked, DesiredState, Digest, FileKind, Name, OverlayContent, Revision};
 
 use crate::crashloop::{self, CrashLoop};
 use crate::db::{Db, DbError, Event, now, stamp};
@@ -65,9 +64,9 @@ impl Error {
 /// What the host runs and holds.
 pub struct HostView {
     pub instances: Observed,
-    pub overlays: BTreeMap<Name, String>,
+    pub overlays: BTreeMap<Name, Digest>,
     /// Override markers of servers with no instance (made or deleted by hand).
-    pub overrides: BTreeMap<Name, l4d2ctl::overrides::Override>,
+    pub overrides: BTreeMap<Name, l4d2ctl::api::Override>,
     /// Unit files changed by hand or missing, units left behind by deleted servers.
     pub repairs: HostRepairs,
     /// Files of the host apart from any server that could not be used (an overlay's digest).
