@@ -25,7 +25,7 @@ pub const STREAMS_PER_USER: usize = 16;
 pub const STREAMS: usize = 256;
 pub const FOLLOWERS: usize = 32;
 /// Console lines a viewer who joins a follower gets first (what journalctl printed first).
-const BACKLOG: usize = 200;
+const BACKLOG: u32 = 200;
 
 /// The open live views and the console followers.
 #[derive(Default)]
@@ -155,7 +155,10 @@ struct FollowerState {
 
 impl Follower {
     fn start(l4d2ctl: &std::path::Path, name: &str) -> Result<Arc<Follower>, String> {
-        let mut child = ctl::follow_logs(l4d2ctl, name, BACKLOG)
+        // A console is followed only for a server the viewer may see: one declared, or on the
+        // host, and so a valid name.
+        let server = left4me_state::Name::new(name).map_err(|e| format!("the console of {name:?}: {e}"))?;
+        let mut child = ctl::follow_logs(l4d2ctl, &server, BACKLOG)
             .map_err(|e| format!("cannot run {} logs: {e}", l4d2ctl.display()))?;
         let stdout = child.stdout.take().ok_or("l4d2ctl logs gave no output")?;
         let (lines, _) = broadcast::channel(1024);
@@ -168,7 +171,7 @@ impl Follower {
                 let Some(follower) = weak.upgrade() else { return };
                 let html: Arc<str> = format!("<div>{}</div>", escape(&line)).into();
                 let mut state = follower.state.lock().expect("no holder of a follower's lock panics");
-                if state.backlog.len() == BACKLOG {
+                if state.backlog.len() == BACKLOG as usize {
                     state.backlog.pop_front();
                 }
                 state.backlog.push_back(html.clone());

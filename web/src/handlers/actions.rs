@@ -79,7 +79,7 @@ pub async fn rcon(
     let (user, server, kept) = (session.user.clone(), name.clone(), command.clone());
     // Kept in the history whatever comes of it; a history that cannot be written costs no command.
     let _ = app.blocking(move |app| app.accounts.add_rcon(&user, &server, &kept)).await;
-    match ctl::rcon(&app.config.l4d2ctl, declared.name.as_str(), &command).await {
+    match ctl::rcon(&app.config.l4d2ctl, &declared.name, &command).await {
         RconAnswer::Answered(answer) => rcon_answer(&command, &answer, false),
         RconAnswer::Failed(problem) => rcon_answer(&command, &problem, true),
         RconAnswer::NotRun(e) => rcon_answer(&command, &format!("cannot run l4d2ctl: {e}"), true),
