@@ -440,11 +440,11 @@ fn argon2_output(
 pub fn random_token() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| AccountError::Invalid(format!("no randomness: {e}")))?;
-    Ok(crate::hex(&bytes))
+    Ok(crate::text::hex(&bytes))
 }
 
 fn sha256_hex(text: &str) -> String {
-    crate::hex(&Sha256::digest(text.as_bytes()))
+    crate::text::hex(&Sha256::digest(text.as_bytes()))
 }
 
 fn unix_now() -> i64 {

@@ -1,22 +1,13 @@
-//! Signing in and out, sessions, CSRF tokens and login rate limiting.
+//! What signing in rests on: the sign-in limits, the password-hashing threads, trusted proxies,
+//! the session cookie and the checks of what a browser sends (origins, local paths, secrets).
+//! The session guard is `session.rs`, the sign-in pages `handlers/login.rs`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use axum::Form;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
-use minijinja::context;
-use serde::Deserialize;
-
-use crate::App;
-use crate::accounts::Session;
+use axum::http::{HeaderMap, header};
 
 pub const COOKIE: &str = "left4me_session";
 /// Tries of one account from one client address that need no wait. From the last of them on,
@@ -33,19 +24,6 @@ pub const MAX_PAIRS: usize = 10_000;
 /// of their own a flood of sign-ins waits its turn, and the allocator keeps at most this many
 /// hashes' memory (on the blocking pool each of its threads kept one: 660 MB under a flood).
 const HASHING: usize = 2;
-/// Largest form body read (a raw YAML editor's file is at most 1 MiB).
-const MAX_FORM: usize = 4 * 1024 * 1024;
-
-/// The signed-in user's session, put in place by [`csrf_guard`].
-pub struct Auth(pub Session);
-
-impl FromRequestParts<Arc<App>> for Auth {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, _: &Arc<App>) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Session>().cloned().map(Auth).ok_or_else(|| Redirect::to("/login").into_response())
-    }
-}
 
 /// Failed password checks (a sign-in, or the current password of `/account`) per account and
 /// client address. A flood from one place slows that place only: the account's owner elsewhere
@@ -150,6 +128,11 @@ pub struct Hashers {
 }
 
 impl Hashers {
+    /// Queues `job` for the next free hashing thread; false when the threads have ended.
+    pub fn run(&self, job: Box<dyn FnOnce() + Send>) -> bool {
+        self.work.lock().expect("no holder of the hash queue panics").send(job).is_ok()
+    }
+
     pub fn start() -> std::io::Result<Hashers> {
         let (work, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
         let queue = Arc::new(Mutex::new(queue));
@@ -165,61 +148,6 @@ impl Hashers {
             })?;
         }
         Ok(Hashers { work: Mutex::new(work) })
-    }
-}
-
-/// Runs work that hashes or checks a password on the [`Hashers`], off the async threads.
-pub async fn hashing<T: Send + 'static>(
-    app: &Arc<App>,
-    work: impl FnOnce(&crate::accounts::Accounts) -> T + Send + 'static,
-) -> Result<T, String> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    let worker = app.clone();
-    let job = Box::new(move || {
-        // A request gone while it waited (its client left) costs no hash.
-        if !done.is_closed() {
-            let _ = done.send(work(&worker.accounts));
-        }
-    });
-    let sent = app.hashers.work.lock().expect("no holder of the hash queue panics").send(job);
-    sent.map_err(|_| "the password threads have ended".to_owned())?;
-    result.await.map_err(|_| "a password check failed on its thread".to_owned())
-}
-
-/// Checks a password under the limiter: `Err` is the response to give (429 with `Retry-After`
-/// while the pair waits, or a failure of the host); `Ok(None)` a wrong password, counted.
-pub async fn check_password(
-    app: &Arc<App>,
-    name: &str,
-    password: &str,
-    address: IpAddr,
-    refused: impl FnOnce(String) -> Response,
-) -> Result<Option<crate::accounts::User>, Response> {
-    if let Err(wait) = app.limiter.begin(name, address) {
-        let secs = wait.as_secs_f64().ceil() as u64;
-        let when = if secs < 120 { format!("{secs} s") } else { format!("{} minutes", secs.div_ceil(60)) };
-        let mut response = refused(format!(
-            "Too many failed sign-ins for this account from your address. Try again in {when}; each further failure doubles the wait."
-        ));
-        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        if let Ok(value) = secs.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return Err(response);
-    }
-    let (checked_name, password) = (name.to_owned(), password.to_owned());
-    match hashing(app, move |accounts| accounts.verify(&checked_name, &password)).await {
-        Ok(Ok(Some(user))) => {
-            app.limiter.clear(name, address);
-            Ok(Some(user))
-        }
-        // The try was counted as failed when it began.
-        Ok(Ok(None)) => {
-            tracing::info!(user = %name, address = %address, "a password check failed");
-            Ok(None)
-        }
-        Ok(Err(e)) => Err(app.server_error(&e.to_string())),
-        Err(e) => Err(app.server_error(&e)),
     }
 }
 
@@ -302,143 +230,13 @@ impl TrustedProxies {
     }
 }
 
-/// Every page behind it needs a session; every write also needs the session's CSRF token, as a
-/// `csrf` form field or an `X-CSRF-Token` header.
-pub async fn csrf_guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let Some(session) = session_of(&app, request.headers()) else {
-        if request.method() == Method::GET {
-            let next_page = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let query = serde_urlencoded::to_string([("next", next_page)]).unwrap_or_default();
-            let target = format!("/login?{query}");
-            return Redirect::to(&target).into_response();
-        }
-        return Redirect::to("/login").into_response();
-    };
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
-        let mut request = request;
-        request.extensions_mut().insert(session);
-        return next.run(request).await;
-    }
-    let (mut parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_FORM).await {
-        Ok(bytes) => bytes,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "the form is larger than 4 MiB").into_response(),
-    };
-    let from_header = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let from_form = form_field(&bytes, "csrf");
-    let given = from_header.or(from_form).unwrap_or_default();
-    if !same(given.as_bytes(), session.csrf.as_bytes()) {
-        return app.render_status(
-            StatusCode::FORBIDDEN,
-            "error.html",
-            context! {
-                title => "This form cannot be sent",
-                message => "It has expired or did not come from this site. Go back, reload the page and try again; what you typed is still in the form you came from.",
-            },
-        );
-    }
-    parts.extensions.insert(session);
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
-}
-
-pub(crate) fn session_of(app: &App, headers: &HeaderMap) -> Option<Session> {
-    let token = cookie(headers, COOKIE)?;
-    match app.accounts.session(&token) {
-        Ok(session) => session,
-        Err(e) => {
-            tracing::error!("reading a session: {e}");
-            None
-        }
-    }
-}
-
-#[derive(Deserialize)]
-pub struct LoginQuery {
-    next: Option<String>,
-}
-
-pub async fn login_page(State(app): State<Arc<App>>, Query(query): Query<LoginQuery>) -> Response {
-    app.render("login.html", context! { next => safe_next(query.next.as_deref()), name => "" })
-}
-
-#[derive(Deserialize)]
-pub struct LoginForm {
-    name: String,
-    password: String,
-    next: Option<String>,
-}
-
-pub async fn login(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    // A sign-in form posted from another site (login CSRF) is refused, and so is one from a
-    // page without an origin of its own (`Origin: null`: a sandboxed frame, a data: URL).
-    if !same_origin(&headers) {
-        return app.render_status(
-            StatusCode::FORBIDDEN,
-            "error.html",
-            context! {
-                title => "This sign-in cannot be sent",
-                message => "It did not come from this site's own sign-in page. Open the sign-in page of this site and sign in there.",
-            },
-        );
-    }
-    let next = safe_next(form.next.as_deref());
-    let name = form.name.trim().to_owned();
-    let address = app.trusted_proxies.client(peer.ip(), &headers);
-    let page =
-        |error: String| app.render("login.html", context! { next => next.clone(), name => form.name.clone(), error });
-    let user = match check_password(&app, &name, &form.password, address, page).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            return app.render_status(
-                StatusCode::UNAUTHORIZED,
-                "login.html",
-                context! { next, name => form.name, error => "That name and password do not match an enabled account." },
-            );
-        }
-        Err(response) => return response,
-    };
-    match app.accounts.start_session(&user) {
-        Ok((token, _)) => {
-            let mut response = Redirect::to(&next).into_response();
-            // Secure when configured, or when the proxy in front says the browser used HTTPS.
-            let https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
-            let cookie = session_cookie(&token, app.secure_cookies || https, accounts_max_age());
-            if let Ok(value) = cookie.parse() {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
-            response
-        }
-        Err(e) => app.server_error(&e.to_string()),
-    }
-}
-
 /// Whether a request's `Origin`, when it has one, is this site (the `Host` it came to).
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin_host =
         origin.to_str().ok().and_then(|o| o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")));
     origin_host.is_some() && origin_host == host
-}
-
-pub async fn logout(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
-    if let Err(e) = app.accounts.end_session(&session.token_hash) {
-        return app.server_error(&e.to_string());
-    }
-    let mut response = Redirect::to("/login").into_response();
-    if let Ok(value) = session_cookie("", app.secure_cookies, 0).parse() {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
-}
-
-fn accounts_max_age() -> i64 {
-    crate::accounts::SESSION_MAX
 }
 
 pub fn session_cookie(token: &str, secure: bool, max_age: i64) -> String {
@@ -447,7 +245,7 @@ pub fn session_cookie(token: &str, secure: bool, max_age: i64) -> String {
 }
 
 /// Where to go after signing in: a path of this site only.
-fn safe_next(next: Option<&str>) -> String {
+pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(next) if is_local_path(next) => next.to_owned(),
         _ => "/".to_owned(),
@@ -459,7 +257,7 @@ pub fn is_local_path(path: &str) -> bool {
     path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') && !path.chars().any(char::is_control)
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -471,12 +269,12 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// One field of an `application/x-www-form-urlencoded` body.
-fn form_field(body: &[u8], name: &str) -> Option<String> {
+pub fn form_field(body: &[u8], name: &str) -> Option<String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     pairs.into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
 }
 
 /// Compares secrets in a time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

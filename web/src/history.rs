@@ -14,6 +14,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use left4me_state::Revision;
 
+use crate::access;
 use crate::accounts::User;
 use crate::repo::{CommitInfo, RepoError, Result};
 
@@ -66,7 +67,7 @@ fn seen(repo: &Path, branch: &str, user: &User, revision: &Revision) -> Result<O
     }
     let mut walk = Walk::start_one(repo, revision)?;
     let Some(entry) = walk.next_entry()? else { return Ok(None) };
-    if user.admin {
+    if access::administers(user) {
         return Ok(Some((entry, Vec::new())));
     }
     let mut owners = Owners::start(repo)?;
@@ -111,7 +112,7 @@ impl OwnedSince {
                 if !servers.contains(server) || owned.since.contains_key(server) {
                     continue;
                 }
-                let mine = |owner: Option<String>| owner.as_deref() == Some(user.name.as_str());
+                let mine = |owner: Option<String>| access::owns(user, owner.as_deref());
                 if mine(owners.owner(file.new.as_deref())?) && !mine(owners.owner(file.old.as_deref())?) {
                     owned.since.insert(server.to_owned(), place);
                 }
@@ -135,22 +136,14 @@ impl OwnedSince {
 fn visible_files(entry: &Entry, user: &User, owners: &mut Owners) -> Result<Vec<String>> {
     let mut paths = Vec::new();
     for file in &entry.files {
-        let visible = user.admin
-            || shared(&file.path)
-            || (object_name(&file.path, "servers").or_else(|| object_name(&file.path, "blueprints")).is_some() && {
-                let mine = |owner: Option<String>| owner.as_deref() == Some(user.name.as_str());
-                mine(owners.owner(file.old.as_deref())?) || mine(owners.owner(file.new.as_deref())?)
-            });
+        let object = object_name(&file.path, "servers").or_else(|| object_name(&file.path, "blueprints")).is_some();
+        let versions = [file.old.as_deref(), file.new.as_deref()];
+        let visible = access::sees_change(user, &file.path, object, versions, |blob| owners.owner(blob))?;
         if visible {
             paths.push(file.path.clone());
         }
     }
     Ok(paths)
-}
-
-/// Files every user may see the history of: the settings and the overlay catalogue.
-fn shared(path: &str) -> bool {
-    matches!(path, "left4me.yaml" | "left4me.yml") || path.starts_with("overlays/")
 }
 
 /// The object a file of `folder` declares (`servers/coop-1.yaml` → `coop-1`).

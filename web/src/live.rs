@@ -1,5 +1,5 @@
-//! Live views over server-sent events: the server table, a server's status, its console log
-//! (the journal, through `l4d2ctl logs --follow`) and a job's log as it grows.
+//! What the live views (server-sent events, `handlers/events.rs`) share: their caps and the
+//! console followers.
 //!
 //! Every live view holds a place among [`STREAMS`] (at most [`STREAMS_PER_USER`] of one user)
 //! and ends when its session does. The viewers of one server's console share one follower, one
@@ -10,31 +10,28 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 
-use crate::App;
-use crate::accounts::Session;
-use crate::auth::Auth;
-use crate::pages::{escape, request_host, rows_html, server_context, server_visible, visible_job};
+use crate::ctl;
+use crate::text::escape;
 
 /// Live views open at once, of one user and in all, and consoles followed at once.
 pub const STREAMS_PER_USER: usize = 16;
 pub const STREAMS: usize = 256;
 pub const FOLLOWERS: usize = 32;
 /// Console lines a viewer who joins a follower gets first (what journalctl printed first).
-const BACKLOG: usize = 200;
+const BACKLOG: u32 = 200;
 
 /// The open live views and the console followers.
 #[derive(Default)]
 pub struct Streams {
-    open: Mutex<Open>,
+    /// Shared with each [`Slot`], which gives its place back here.
+    open: Arc<Mutex<Open>>,
     followers: Mutex<HashMap<String, Weak<Follower>>>,
 }
 
@@ -45,14 +42,14 @@ struct Open {
 }
 
 /// A live view's place, given back when the view ends.
-struct Slot {
-    app: Arc<App>,
+pub struct Slot {
+    open: Arc<Mutex<Open>>,
     user: i64,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.app.streams.open.lock().expect("no holder of the streams lock panics");
+        let mut open = self.open.lock().expect("no holder of the streams lock panics");
         open.total = open.total.saturating_sub(1);
         if let Some(count) = open.by_user.get_mut(&self.user) {
             *count = count.saturating_sub(1);
@@ -79,7 +76,8 @@ impl Streams {
             .count()
     }
 
-    fn take(&self, app: &Arc<App>, user: i64) -> Result<Slot, Refused> {
+    /// A place for a live view of `user`, or why there is none.
+    pub fn take(&self, user: i64) -> Result<Slot, Refused> {
         let mut open = self.open.lock().expect("no holder of the streams lock panics");
         let mine = open.by_user.get(&user).copied().unwrap_or(0);
         if mine >= STREAMS_PER_USER {
@@ -94,11 +92,11 @@ impl Streams {
         }
         open.total += 1;
         *open.by_user.entry(user).or_default() += 1;
-        Ok(Slot { app: app.clone(), user })
+        Ok(Slot { open: self.open.clone(), user })
     }
 
-    /// The follower of a server's console, started when no one follows it yet.
-    fn follower(&self, app: &App, name: &str) -> Result<Arc<Follower>, Refused> {
+    /// The follower of a server's console, started (with `l4d2ctl`) when no one follows it yet.
+    pub fn follower(&self, l4d2ctl: &std::path::Path, name: &str) -> Result<Arc<Follower>, Refused> {
         let mut followers = self.followers.lock().expect("no holder of the followers lock panics");
         followers.retain(|_, f| f.strong_count() > 0);
         if let Some(follower) = followers.get(name).and_then(Weak::upgrade)
@@ -111,14 +109,14 @@ impl Streams {
                 "{FOLLOWERS} server consoles are followed at once, as many as the app follows. Reload this page in a minute."
             )));
         }
-        let follower = Follower::start(app, name).map_err(Refused::Failed)?;
+        let follower = Follower::start(l4d2ctl, name).map_err(Refused::Failed)?;
         followers.insert(name.to_owned(), Arc::downgrade(&follower));
         Ok(follower)
     }
 }
 
 /// Why a live view is not opened.
-enum Refused {
+pub enum Refused {
     /// Past a cap: 429, and what to do.
     Busy(String),
     /// The console's follower cannot be started: said in the console, as its one line.
@@ -144,7 +142,7 @@ impl IntoResponse for Refused {
 
 /// One `l4d2ctl logs --follow` of a server, its lines sent to every viewer; the process ends
 /// when the last viewer leaves (the follower is dropped and its child killed).
-struct Follower {
+pub struct Follower {
     state: Mutex<FollowerState>,
     _child: tokio::process::Child,
 }
@@ -156,15 +154,12 @@ struct FollowerState {
 }
 
 impl Follower {
-    fn start(app: &App, name: &str) -> Result<Arc<Follower>, String> {
-        let mut child = tokio::process::Command::new(&app.config.l4d2ctl)
-            .args(["logs", name, "--lines", &BACKLOG.to_string(), "--follow"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run {} logs: {e}", app.config.l4d2ctl.display()))?;
+    fn start(l4d2ctl: &std::path::Path, name: &str) -> Result<Arc<Follower>, String> {
+        // A console is followed only for a server the viewer may see: one declared, or on the
+        // host, and so a valid name.
+        let server = left4me_state::Name::new(name).map_err(|e| format!("the console of {name:?}: {e}"))?;
+        let mut child = ctl::follow_logs(l4d2ctl, &server, BACKLOG)
+            .map_err(|e| format!("cannot run {} logs: {e}", l4d2ctl.display()))?;
         let stdout = child.stdout.take().ok_or("l4d2ctl logs gave no output")?;
         let (lines, _) = broadcast::channel(1024);
         let state = FollowerState { backlog: VecDeque::new(), lines: Some(lines) };
@@ -176,7 +171,7 @@ impl Follower {
                 let Some(follower) = weak.upgrade() else { return };
                 let html: Arc<str> = format!("<div>{}</div>", escape(&line)).into();
                 let mut state = follower.state.lock().expect("no holder of a follower's lock panics");
-                if state.backlog.len() == BACKLOG {
+                if state.backlog.len() == BACKLOG as usize {
                     state.backlog.pop_front();
                 }
                 state.backlog.push_back(html.clone());
@@ -196,7 +191,7 @@ impl Follower {
     }
 
     /// The lines so far and the ones to come, as one viewer's stream; it keeps the follower.
-    fn view(self: Arc<Follower>) -> impl Stream<Item = Arc<str>> + Send + 'static {
+    pub fn view(self: Arc<Follower>) -> impl Stream<Item = Arc<str>> + Send + 'static {
         let (backlog, receiver) = {
             let state = self.state.lock().expect("no holder of a follower's lock panics");
             (state.backlog.iter().cloned().collect::<Vec<_>>(), state.lines.as_ref().map(broadcast::Sender::subscribe))
@@ -216,163 +211,7 @@ impl Follower {
     }
 }
 
-fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+/// An event stream, kept open through proxies with a comment every 15 s.
+pub fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
-}
-
-/// A live view of `session` in its place: it ends when the session ends (a sign-out, a
-/// password change elsewhere, the user disabled) or expires.
-fn live(
-    app: &Arc<App>,
-    session: &Session,
-    slot: Slot,
-    stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
-) -> Response {
-    let ended = session_ended(app.clone(), session.token_hash.clone());
-    sse(stream.take_until(ended).map(move |event| {
-        let _place = &slot;
-        event
-    }))
-}
-
-/// Resolves once the session of `token_hash` is no longer live: looked at each time sessions
-/// end anywhere, and every minute (for expiry).
-async fn session_ended(app: Arc<App>, token_hash: String) {
-    let mut ends = app.accounts.session_ends();
-    loop {
-        if !matches!(app.accounts.session_lives(&token_hash), Ok(true)) {
-            return;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(60), ends.changed()).await;
-    }
-}
-
-/// An event each time the host is looked at and `draw` draws something new; ends when `draw`
-/// has nothing (the thing is gone or no longer visible).
-fn redrawn(
-    app: Arc<App>,
-    session: &Session,
-    event: &'static str,
-    draw: impl Fn(&App) -> Option<String> + Send + Sync + 'static,
-) -> Response {
-    let slot = match app.streams.take(&app, session.user.id) {
-        Ok(slot) => slot,
-        Err(refused) => return refused.into_response(),
-    };
-    let mut changes = app.snapshot.clone();
-    changes.mark_unchanged();
-    let draw = Arc::new(draw);
-    let drawer = app.clone();
-    let stream = stream::unfold((changes, String::new()), move |(mut changes, last)| {
-        let (app, draw) = (drawer.clone(), draw.clone());
-        async move {
-            loop {
-                changes.changed().await.ok()?;
-                let html = draw(&app)?;
-                if html != last {
-                    return Some((Ok(Event::default().event(event).data(html.clone())), (changes, html)));
-                }
-            }
-        }
-    });
-    live(&app, session, slot, stream)
-}
-
-/// The dashboard's table body, again each time it changes.
-pub async fn dashboard_events(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
-    let host = request_host(&headers);
-    let user = session.user.clone();
-    redrawn(app, &session, "servers", move |app| Some(rows_html(app, &app.current(), &user, &host).to_string()))
-}
-
-/// A server's status panel, again each time it changes.
-pub async fn server_events(
-    State(app): State<Arc<App>>,
-    Auth(session): Auth,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !server_visible(&app.current(), &session.user, &name) {
-        return app.not_found();
-    }
-    let drawing = session.clone();
-    redrawn(app, &session, "status", move |app| {
-        let context = server_context(app, &drawing, &name, &headers)?;
-        Some(app.render_fragment("server_status.html", context))
-    })
-}
-
-/// The server's console: the last lines of its journal, then each new one.
-pub async fn server_log(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
-    if !server_visible(&app.current(), &session.user, &name) {
-        return app.not_found();
-    }
-    let slot = match app.streams.take(&app, session.user.id) {
-        Ok(slot) => slot,
-        Err(refused) => return refused.into_response(),
-    };
-    let follower = match app.streams.follower(&app, &name) {
-        Ok(follower) => follower,
-        Err(refused) => return refused.into_response(),
-    };
-    let lines = follower.view().map(|html| Ok(Event::default().event("line").data(&*html)));
-    live(&app, &session, slot, lines)
-}
-
-#[derive(Deserialize)]
-pub struct AfterQuery {
-    after: Option<i64>,
-}
-
-/// A job's log from line `after` on, growing while the job runs; ends with a `done` event.
-pub async fn job_log(
-    State(app): State<Arc<App>>,
-    Auth(session): Auth,
-    Path(id): Path<i64>,
-    Query(query): Query<AfterQuery>,
-) -> Response {
-    if visible_job(&app, &session.user, id).await.is_none() {
-        return app.not_found();
-    }
-    let slot = match app.streams.take(&app, session.user.id) {
-        Ok(slot) => slot,
-        Err(refused) => return refused.into_response(),
-    };
-    let after = query.after.unwrap_or(0);
-    // SQLite tells no one of new rows: the server looks four times a second, the browser waits.
-    let stream = stream::unfold((app.clone(), after, false), move |(app, mut after, finished)| async move {
-        if finished {
-            return None;
-        }
-        loop {
-            let (lines, job) = {
-                let db = app.jobs.lock().expect("no holder of the jobs lock panics");
-                (db.lines(id, after).unwrap_or_default(), db.job(id).ok().flatten())
-            };
-            if !lines.is_empty() {
-                let mut html = String::new();
-                for line in &lines {
-                    html.push_str(&format!(
-                        "<div class=\"line {}\"><span class=\"at\">{}</span> {}</div>",
-                        escape(&line.stream),
-                        escape(line.at.get(11..23).unwrap_or(&line.at)),
-                        escape(&line.line)
-                    ));
-                }
-                after = lines.last().map(|l| l.seq).unwrap_or(after);
-                return Some((Ok(Event::default().event("line").data(html)), (app, after, false)));
-            }
-            let done = job.as_ref().is_none_or(|j| !matches!(j.state.as_str(), "queued" | "running"));
-            if done {
-                let state = job.map(|j| j.state).unwrap_or_else(|| "gone".into());
-                let event = Event::default()
-                    .event("done")
-                    .data(format!("<span class=\"badge {0}\">{0}</span>", escape(&state)));
-                return Some((Ok(event), (app, after, true)));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .boxed();
-    live(&app, &session, slot, stream)
 }

@@ -501,7 +501,7 @@ fn temporary_path(repo: &Path, what: &str) -> Result<PathBuf> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| RepoError::Spawn(std::io::Error::other(e.to_string())))?;
     let git_dir = if repo.join(".git").is_dir() { repo.join(".git") } else { repo.to_path_buf() };
-    Ok(git_dir.join(format!("left4me-web-{what}-{}", crate::hex(&bytes))))
+    Ok(git_dir.join(format!("left4me-web-{what}-{}", crate::text::hex(&bytes))))
 }
 
 pub(crate) fn parse_commit(record: &str) -> Option<CommitInfo> {

@@ -81,11 +81,21 @@ async fn drive(driver: &ChromeDriver, port: u16, shots: &Path) -> Result<(), Str
 
 async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> {
     let base = format!("http://127.0.0.1:{port}");
-    let e = |what: &str| {
-        let what = what.to_owned();
-        move |error: fantoccini::error::CmdError| format!("{what}: {error}")
-    };
-    // Sign in.
+    sign_in(browser, &base, shots).await?;
+    make_a_server(browser, shots).await?;
+    watch_it_run(browser, shots).await?;
+    read_its_jobs_the_plan_and_the_history(browser, &base, shots).await?;
+    stop_it(browser, shots).await
+}
+
+/// What a failed browser command was doing.
+fn e(what: &str) -> impl Fn(fantoccini::error::CmdError) -> String {
+    let what = what.to_owned();
+    move |error| format!("{what}: {error}")
+}
+
+/// Signs in as alice; the dashboard shows coop-1 running.
+async fn sign_in(browser: &Client, base: &str, shots: &Path) -> Result<(), String> {
     browser.goto(&format!("{base}/")).await.map_err(e("opening the app"))?;
     shot(browser, shots, "1-login").await?;
     browser
@@ -111,8 +121,11 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
         .map_err(e("signing in"))?;
     wait_text(browser, "#row-coop-1 .badge.health-Running", "Running").await?;
     shot(browser, shots, "2-dashboard").await?;
+    Ok(())
+}
 
-    // A new server from a blueprint, through the form.
+/// A new server from a blueprint, through the form: its diff previewed, then committed.
+async fn make_a_server(browser: &Client, shots: &Path) -> Result<(), String> {
     browser
         .find(Locator::LinkText("New server"))
         .await
@@ -152,8 +165,12 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
         .click()
         .await
         .map_err(e("committing"))?;
+    Ok(())
+}
 
-    // The server page follows the reconciler: Running, with players and map from the game.
+/// The server page follows the reconciler: Running, with players and map from the game; its
+/// live console and RCON.
+async fn watch_it_run(browser: &Client, shots: &Path) -> Result<(), String> {
     wait_text(browser, "#health", "Running").await?;
     wait_text(browser, "#map", "c1m1_hotel").await?;
     let players = wait_text(browser, "#players", "/").await?;
@@ -171,8 +188,11 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
     wait_text(browser, "#players", "2/").await?;
     shot(browser, shots, "5-server-running").await?;
     println!("coop-3 runs with {players} players; its console begins: {}", console.lines().next().unwrap_or(""));
+    Ok(())
+}
 
-    // Its jobs, one job's log, the plan and the history.
+/// Its jobs, one job's log, the plan and the history.
+async fn read_its_jobs_the_plan_and_the_history(browser: &Client, base: &str, shots: &Path) -> Result<(), String> {
     browser.goto(&format!("{base}/jobs?server=coop-3")).await.map_err(e("the jobs page"))?;
     let jobs = wait_text(browser, "table", "start").await?;
     if !jobs.contains("create") {
@@ -187,8 +207,11 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
     wait_text(browser, "main", "Add server coop-3").await?;
     shot(browser, shots, "7-history").await?;
     browser.goto(&format!("{base}/servers/coop-3")).await.map_err(e("back to the server"))?;
+    Ok(())
+}
 
-    // Stop it: a commit of spec.state, and the page shows it stopped.
+/// Stop it: a commit of spec.state, and the page shows it stopped.
+async fn stop_it(browser: &Client, shots: &Path) -> Result<(), String> {
     browser.find(Locator::Id("stop")).await.map_err(e("the Stop button"))?.click().await.map_err(e("stopping"))?;
     wait_text(browser, "#health", "Stopped").await?;
     browser.find(Locator::Id("start")).await.map_err(e("the Start button after stopping"))?;

@@ -1,19 +1,20 @@
 //! A user's own account, and the admins' user list.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Form;
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::App;
-use crate::auth::{Auth, check_password, hashing};
-use crate::pages::base;
+use crate::access;
+use crate::accounts::{Session, User};
+use crate::app::App;
+use crate::session::{Auth, check_password, hashing};
+use crate::views::page::{base, v};
 
 pub async fn account(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
     app.render("account.html", context! { ..base(&session, "account"), ..context! { email => session.user.email } })
@@ -64,20 +65,35 @@ pub async fn change_password(
     }
 }
 
-fn admin_only(app: &App, admin: bool) -> Option<Response> {
-    (!admin).then(|| app.not_found())
+/// The user list and its actions are admins' only: for anyone else they do not exist.
+fn admin_only(app: &App, user: &User) -> Option<Response> {
+    (!access::administers(user)).then(|| app.not_found())
+}
+
+/// The users, read on the blocking pool (empty when they cannot be read).
+async fn all_users(app: &Arc<App>) -> Vec<User> {
+    app.blocking(|app| app.accounts.users().unwrap_or_default()).await.unwrap_or_default()
+}
+
+/// The user list again, with what went wrong.
+fn users_problem(app: &App, session: &Session, users: &[User], error: String, name: Option<String>) -> Response {
+    app.render_status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "users.html",
+        context! { ..base(session, "users"), ..context! { users => v(users), error, name } },
+    )
 }
 
 pub async fn users(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
-    if let Some(refused) = admin_only(&app, session.user.admin) {
+    if let Some(refused) = admin_only(&app, &session.user) {
         return refused;
     }
-    match app.accounts.users() {
-        Ok(users) => app.render(
-            "users.html",
-            context! { ..base(&session, "users"), ..context! { users => crate::pages::v(&users) } },
-        ),
-        Err(e) => app.server_error(&e.to_string()),
+    match app.blocking(|app| app.accounts.users()).await {
+        Ok(Ok(users)) => {
+            app.render("users.html", context! { ..base(&session, "users"), ..context! { users => v(&users) } })
+        }
+        Ok(Err(e)) => app.server_error(&e.to_string()),
+        Err(e) => app.interrupted("reading the users", &e),
     }
 }
 
@@ -92,7 +108,7 @@ pub struct NewUserForm {
 }
 
 pub async fn add_user(State(app): State<Arc<App>>, Auth(session): Auth, Form(form): Form<NewUserForm>) -> Response {
-    if let Some(refused) = admin_only(&app, session.user.admin) {
+    if let Some(refused) = admin_only(&app, &session.user) {
         return refused;
     }
     let (name, email, password, admin) =
@@ -107,14 +123,7 @@ pub async fn add_user(State(app): State<Arc<App>>, Auth(session): Auth, Form(for
             tracing::info!(by = %session.user.name, user = %user.name, admin = user.admin, "user added");
             Redirect::to("/users").into_response()
         }
-        Ok(Err(e)) => {
-            let users = app.accounts.users().unwrap_or_default();
-            app.render_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "users.html",
-                context! { ..base(&session, "users"), ..context! { users => crate::pages::v(&users), error => e.to_string(), name => form.name } },
-            )
-        }
+        Ok(Err(e)) => users_problem(&app, &session, &all_users(&app).await, e.to_string(), Some(form.name)),
         Err(e) => app.server_error(&e),
     }
 }
@@ -132,21 +141,18 @@ pub async fn user_action(
     Path((name, action)): Path<(String, String)>,
     Form(form): Form<ResetForm>,
 ) -> Response {
-    if let Some(refused) = admin_only(&app, session.user.admin) {
+    if let Some(refused) = admin_only(&app, &session.user) {
         return refused;
     }
-    let user = match app.accounts.user_by_name(&name) {
-        Ok(Some(user)) => user,
-        Ok(None) => return app.not_found(),
-        Err(e) => return app.server_error(&e.to_string()),
+    let user = match app.blocking(move |app| app.accounts.user_by_name(&name)).await {
+        Ok(Ok(Some(user))) => user,
+        Ok(Ok(None)) => return app.not_found(),
+        Ok(Err(e)) => return app.server_error(&e.to_string()),
+        Err(e) => return app.interrupted("reading the user", &e),
     };
     if user.id == session.user.id && action == "disable" {
-        let users = app.accounts.users().unwrap_or_default();
-        return app.render_status(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "users.html",
-            context! { ..base(&session, "users"), ..context! { users => crate::pages::v(&users), error => "You cannot disable yourself; another admin can." } },
-        );
+        let why = "You cannot disable yourself; another admin can.".to_owned();
+        return users_problem(&app, &session, &all_users(&app).await, why, None);
     }
     let done = hashing(&app, move |accounts| match action.as_str() {
         "disable" => accounts.set_disabled(&user, true).map(|_| true),
@@ -158,14 +164,7 @@ pub async fn user_action(
     match done {
         Ok(Ok(true)) => Redirect::to("/users").into_response(),
         Ok(Ok(false)) => app.not_found(),
-        Ok(Err(e)) => {
-            let users = app.accounts.users().unwrap_or_default();
-            app.render_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "users.html",
-                context! { ..base(&session, "users"), ..context! { users => crate::pages::v(&users), error => e.to_string() } },
-            )
-        }
+        Ok(Err(e)) => users_problem(&app, &session, &all_users(&app).await, e.to_string(), None),
         Err(e) => app.server_error(&e),
     }
 }

@@ -1,0 +1,230 @@
+//! The app's shared state: its set-up, the databases, the state repo, the latest look at the
+//! host and how it is kept fresh, the templates and the drawing of pages from them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc};
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use reconciler::db::Reader;
+use reconciler::engine::Config;
+use tokio::sync::watch;
+
+use crate::accounts::Accounts;
+use crate::repo::StateRepo;
+use crate::snapshot::{self, Snapshot};
+use crate::{auth, live, templates};
+
+/// Everything a request may use.
+pub struct App {
+    pub config: Config,
+    pub repo: StateRepo,
+    pub accounts: Accounts,
+    /// The reconciler's database, read for jobs and events: read-only, never made or migrated
+    /// here (no jobs yet until the reconciler has made it).
+    pub jobs: Reader,
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Asks the watcher to look at the host now (after a save).
+    poke: Mutex<mpsc::Sender<()>>,
+    /// When a page or a live view last read the snapshot.
+    watched: Arc<Mutex<std::time::Instant>>,
+    pub limiter: auth::Limiter,
+    pub hashers: auth::Hashers,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: auth::TrustedProxies,
+    /// The open live views, and the console followers they share.
+    pub streams: live::Streams,
+    /// Cookies carry `Secure` (served over TLS, or behind a TLS proxy).
+    pub secure_cookies: bool,
+    templates: minijinja::Environment<'static>,
+    /// The dashboard's rows as drawn for the current snapshot.
+    pub rows: RowsCache,
+}
+
+/// How the web app is set up.
+pub struct Options {
+    pub config: Config,
+    /// Mark cookies `Secure`.
+    pub secure_cookies: bool,
+    /// Proxies in front whose `X-Forwarded-For` is believed (none: the peer is the client).
+    pub trusted_proxies: auth::TrustedProxies,
+}
+
+impl App {
+    /// Opens the databases and starts watching the host.
+    pub fn start(options: Options) -> anyhow::Result<Arc<App>> {
+        let config = options.config;
+        let accounts = Accounts::open(&web_db(&config.root))?;
+        let jobs = Reader::open(&config.db_path())?;
+        let (poke, pokes) = mpsc::channel();
+        let (publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+        let watcher_config = config.clone();
+        // Nobody has watched yet: a fresh app looks once, then at the idle pace until a visit.
+        let start = std::time::Instant::now();
+        let watched = Arc::new(Mutex::new(start.checked_sub(snapshot::WATCHED).unwrap_or(start)));
+        let watcher_watched = watched.clone();
+        std::thread::Builder::new()
+            .name("host-watcher".into())
+            .spawn(move || snapshot::watch(watcher_config, pokes, publish, watcher_watched))?;
+        Ok(Arc::new(App {
+            repo: StateRepo::new(&config.state, &config.branch),
+            config,
+            accounts,
+            jobs,
+            snapshot,
+            poke: Mutex::new(poke),
+            watched,
+            limiter: auth::Limiter::default(),
+            hashers: auth::Hashers::start()?,
+            trusted_proxies: options.trusted_proxies,
+            streams: live::Streams::default(),
+            secure_cookies: options.secure_cookies,
+            templates: templates::environment(),
+            rows: RowsCache::default(),
+        }))
+    }
+
+    /// Asks for a fresh look at the host, soon.
+    pub fn poke(&self) {
+        let _ = self.poke.lock().expect("no holder of the poke lock panics").send(());
+    }
+
+    /// Waits, at most a second, for a fresh look when the latest is stale: a page loaded after a
+    /// quiet spell shows the host as it is, not as it was a minute ago.
+    pub async fn freshen(&self) {
+        let (snapshot, asked) = self.watch_now();
+        if !asked {
+            return;
+        }
+        let taken = snapshot.taken;
+        let mut looks = self.snapshot.clone();
+        let fresh = looks.wait_for(|s| s.taken != taken);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), fresh).await;
+    }
+
+    /// The latest look at the host, for monitoring: reading it is not watching.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// The latest look at the host. Someone is watching: looks come every 2 s for a while, and
+    /// one comes at once when the latest is older than that.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.watch_now().0
+    }
+
+    /// The latest look, marking the app watched; true when it asked for a fresh look (the app
+    /// was idle, or the look is older than two intervals).
+    fn watch_now(&self) -> (Arc<Snapshot>, bool) {
+        let now = std::time::Instant::now();
+        let before = std::mem::replace(&mut *self.watched.lock().expect("no holder of the watched lock panics"), now);
+        let snapshot = self.snapshot.borrow().clone();
+        // After a quiet spell the watcher sleeps at the idle pace: wake it to the watched pace.
+        let was_idle = now.duration_since(before) >= snapshot::WATCHED;
+        let asked = was_idle || snapshot.taken.is_some_and(|taken| taken.elapsed() > snapshot::INTERVAL * 2);
+        if asked {
+            self.poke();
+        }
+        (snapshot, asked)
+    }
+
+    /// Runs blocking work (git, SQLite, files of the host) on the blocking pool, off the async
+    /// threads; `Err` when the work panicked or the app is stopping.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<App>,
+        work: impl FnOnce(&App) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || work(&app)).await
+    }
+
+    /// A page's blocking work that ended without an answer (it panicked, or the app is stopping).
+    pub fn interrupted(&self, what: &str, error: &tokio::task::JoinError) -> Response {
+        self.server_error(&format!("{what} was interrupted: {error}"))
+    }
+
+    /// Renders a template to a page.
+    pub fn render(&self, name: &str, context: minijinja::Value) -> Response {
+        match self.templates.get_template(name).and_then(|t| t.render(context)) {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!("template {name}: {e:#}");
+                (StatusCode::INTERNAL_SERVER_ERROR, format!("the page {name} could not be drawn: {e}")).into_response()
+            }
+        }
+    }
+
+    pub fn render_status(&self, status: StatusCode, name: &str, context: minijinja::Value) -> Response {
+        let mut response = self.render(name, context);
+        *response.status_mut() = status;
+        response
+    }
+
+    /// A failure of the host or of this program, not of the request: logged, and said plainly.
+    pub fn server_error(&self, cause: &str) -> Response {
+        tracing::error!("{cause}");
+        self.render_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error.html",
+            minijinja::context! { title => "Something went wrong on the host", message => cause },
+        )
+    }
+
+    pub fn not_found(&self) -> Response {
+        self.render_status(
+            StatusCode::NOT_FOUND,
+            "error.html",
+            minijinja::context! { title => "Not found", message => "There is nothing here, or it is not yours to see." },
+        )
+    }
+
+    /// A part of a page (a live view's update): the template alone, without the page around it.
+    pub fn render_fragment(&self, name: &str, context: minijinja::Value) -> String {
+        self.templates.get_template(name).and_then(|t| t.render(context)).unwrap_or_else(|e| {
+            tracing::error!("template {name}: {e:#}");
+            String::new()
+        })
+    }
+}
+
+/// `$ROOT/web.db`: the web app's own users and sessions.
+pub fn web_db(root: &std::path::Path) -> PathBuf {
+    root.join("web.db")
+}
+
+/// The dashboard's rows as HTML, drawn once per look at the host for each (user, admin, host
+/// name): the dashboard and its live view are then a copy, however many people watch.
+#[derive(Default)]
+pub struct RowsCache {
+    /// The snapshot the rows were drawn from, kept so that its address is never reused.
+    #[allow(clippy::type_complexity)]
+    drawn: Mutex<Option<(Arc<Snapshot>, HashMap<RowsKey, Arc<str>>)>>,
+}
+
+/// Whose rows, reached by which host name: (user name, admin, host name).
+pub type RowsKey = (String, bool, String);
+
+impl RowsCache {
+    /// The rows drawn from `snapshot` for `key`, drawing them with `draw` the first time.
+    pub fn get_or_draw(&self, snapshot: &Arc<Snapshot>, key: RowsKey, draw: impl FnOnce() -> Arc<str>) -> Arc<str> {
+        {
+            let cache = self.drawn.lock().expect("no holder of the rows cache panics");
+            if let Some((drawn_from, drawn)) = cache.as_ref()
+                && Arc::ptr_eq(drawn_from, snapshot)
+                && let Some(html) = drawn.get(&key)
+            {
+                return html.clone();
+            }
+        }
+        let html = draw();
+        let mut cache = self.drawn.lock().expect("no holder of the rows cache panics");
+        match cache.as_mut() {
+            Some((drawn_from, drawn)) if Arc::ptr_eq(drawn_from, snapshot) => {
+                drawn.insert(key, html.clone());
+            }
+            _ => *cache = Some((snapshot.clone(), HashMap::from([(key, html.clone())]))),
+        }
+        html
+    }
+}

@@ -1,0 +1,55 @@
+//! The only place the web app runs `l4d2ctl`: a server's console (`logs --follow`) and one RCON
+//! command (`rcon`), their arguments built by `l4d2ctl::api::Command`. Everything else it knows
+//! of the host comes from the background look (`snapshot.rs`, through the reconciler) and the
+//! reconciler's database.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use l4d2ctl::api::Command;
+use left4me_state::Name;
+
+/// How long an RCON command may take to answer.
+pub const RCON_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `l4d2ctl logs <server> --lines <backlog> --follow`: the last lines of the server's journal,
+/// then each new one, on the child's stdout. The child is killed when it is dropped.
+pub fn follow_logs(l4d2ctl: &Path, server: &Name, backlog: u32) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(l4d2ctl)
+        .args(Command::Logs { name: server.clone(), lines: backlog, follow: true }.argv())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// What one RCON command came to.
+pub enum RconAnswer {
+    /// The server's answer (stdout).
+    Answered(String),
+    /// l4d2ctl failed: its own words (stderr).
+    Failed(String),
+    /// l4d2ctl could not be run.
+    NotRun(std::io::Error),
+    /// No answer within [`RCON_TIMEOUT`]; the child was killed.
+    TimedOut,
+}
+
+/// `l4d2ctl rcon <server> -- <command>`, waited for at most [`RCON_TIMEOUT`].
+pub async fn rcon(l4d2ctl: &Path, server: &Name, command: &str) -> RconAnswer {
+    let output = tokio::process::Command::new(l4d2ctl)
+        .args(Command::Rcon { name: server.clone(), command: command.to_owned() }.argv())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(RCON_TIMEOUT, output).await {
+        Ok(Ok(output)) if output.status.success() => {
+            RconAnswer::Answered(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
+        }
+        Ok(Ok(output)) => RconAnswer::Failed(String::from_utf8_lossy(&output.stderr).trim_end().to_owned()),
+        Ok(Err(e)) => RconAnswer::NotRun(e),
+        Err(_) => RconAnswer::TimedOut,
+    }
+}

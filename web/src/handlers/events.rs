@@ -1,0 +1,191 @@
+//! The live views, over server-sent events: the server table, a server's status, its console
+//! log (the journal, through the shared followers of `live.rs`) and a job's log as it grows.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+
+use crate::access;
+use crate::accounts::Session;
+use crate::app::App;
+use crate::live::{Slot, sse};
+use crate::session::Auth;
+use crate::text::escape;
+use crate::views::dashboard::{request_host, rows_html};
+use crate::views::jobs::visible_job;
+use crate::views::server::{RconHistory, server_context};
+
+/// A live view of `session` in its place: it ends when the session ends (a sign-out, a
+/// password change elsewhere, the user disabled) or expires.
+fn live(
+    app: &Arc<App>,
+    session: &Session,
+    slot: Slot,
+    stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    let ended = session_ended(app.clone(), session.token_hash.clone());
+    sse(stream.take_until(ended).map(move |event| {
+        let _place = &slot;
+        event
+    }))
+}
+
+/// Resolves once the session of `token_hash` is no longer live: looked at each time sessions
+/// end anywhere, and every minute (for expiry).
+async fn session_ended(app: Arc<App>, token_hash: String) {
+    let mut ends = app.accounts.session_ends();
+    loop {
+        let asked = token_hash.clone();
+        let lives = app.blocking(move |app| app.accounts.session_lives(&asked)).await;
+        if !matches!(lives, Ok(Ok(true))) {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(60), ends.changed()).await;
+    }
+}
+
+/// An event each time the host is looked at and `draw` draws something new; ends when `draw`
+/// has nothing (the thing is gone or no longer visible).
+fn redrawn(
+    app: Arc<App>,
+    session: &Session,
+    event: &'static str,
+    draw: impl Fn(&App) -> Option<String> + Send + Sync + 'static,
+) -> Response {
+    let slot = match app.streams.take(session.user.id) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    let mut changes = app.snapshot.clone();
+    changes.mark_unchanged();
+    let draw = Arc::new(draw);
+    let drawer = app.clone();
+    let stream = stream::unfold((changes, String::new()), move |(mut changes, last)| {
+        let (app, draw) = (drawer.clone(), draw.clone());
+        async move {
+            loop {
+                changes.changed().await.ok()?;
+                let html = draw(&app)?;
+                if html != last {
+                    return Some((Ok(Event::default().event(event).data(html.clone())), (changes, html)));
+                }
+            }
+        }
+    });
+    live(&app, session, slot, stream)
+}
+
+/// The dashboard's table body, again each time it changes.
+pub async fn dashboard_events(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
+    let host = request_host(&headers);
+    let user = session.user.clone();
+    redrawn(app, &session, "servers", move |app| Some(rows_html(app, &app.current(), &user, &host).to_string()))
+}
+
+/// A server's status panel, again each time it changes.
+pub async fn server_events(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !access::server_visible(&app.current(), &session.user, &name) {
+        return app.not_found();
+    }
+    let drawing = session.clone();
+    redrawn(app, &session, "status", move |app| {
+        // The status panel shows no RCON history: none is read for it.
+        let context = server_context(app, &drawing, &name, &headers, RconHistory::Left)?;
+        Some(app.render_fragment("server_status.html", context))
+    })
+}
+
+/// The server's console: the last lines of its journal, then each new one.
+pub async fn server_log(State(app): State<Arc<App>>, Auth(session): Auth, Path(name): Path<String>) -> Response {
+    if !access::server_visible(&app.current(), &session.user, &name) {
+        return app.not_found();
+    }
+    let slot = match app.streams.take(session.user.id) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    let follower = match app.streams.follower(&app.config.l4d2ctl, &name) {
+        Ok(follower) => follower,
+        Err(refused) => return refused.into_response(),
+    };
+    let lines = follower.view().map(|html| Ok(Event::default().event("line").data(&*html)));
+    live(&app, &session, slot, lines)
+}
+
+#[derive(Deserialize)]
+pub struct AfterQuery {
+    after: Option<i64>,
+}
+
+/// A job's log from line `after` on, growing while the job runs; ends with a `done` event.
+pub async fn job_log(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(id): Path<i64>,
+    Query(query): Query<AfterQuery>,
+) -> Response {
+    let user = session.user.clone();
+    if !matches!(app.blocking(move |app| visible_job(app, &user, id).is_some()).await, Ok(true)) {
+        return app.not_found();
+    }
+    let slot = match app.streams.take(session.user.id) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    let after = query.after.unwrap_or(0);
+    // SQLite tells no one of new rows: the server looks four times a second, the browser waits.
+    let stream = stream::unfold((app.clone(), after, false), move |(app, mut after, finished)| async move {
+        if finished {
+            return None;
+        }
+        loop {
+            let read = app.blocking(move |app| {
+                let db = app.jobs.lock().expect("no holder of the jobs lock panics");
+                (db.lines(id, after).unwrap_or_default(), db.job(id).ok().flatten())
+            });
+            let (lines, job) = read.await.unwrap_or_default();
+            if let Some(last) = lines.last() {
+                let html = lines_html(&lines);
+                after = last.seq;
+                return Some((Ok(Event::default().event("line").data(html)), (app, after, false)));
+            }
+            let done = job.as_ref().is_none_or(|j| !matches!(j.state.as_str(), "queued" | "running"));
+            if done {
+                let state = job.map(|j| j.state).unwrap_or_else(|| "gone".into());
+                let event = Event::default()
+                    .event("done")
+                    .data(format!("<span class=\"badge {0}\">{0}</span>", escape(&state)));
+                return Some((Ok(event), (app, after, true)));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .boxed();
+    live(&app, &session, slot, stream)
+}
+
+/// A job's log lines as the job page shows them.
+fn lines_html(lines: &[reconciler::db::JobLine]) -> String {
+    let mut html = String::new();
+    for line in lines {
+        html.push_str(&format!(
+            "<div class=\"line {}\"><span class=\"at\">{}</span> {}</div>",
+            escape(&line.stream),
+            escape(line.at.get(11..23).unwrap_or(&line.at)),
+            escape(&line.line)
+        ));
+    }
+    html
+}

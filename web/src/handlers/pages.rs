@@ -1,0 +1,180 @@
+//! The pages that show: the dashboard, a server, blueprints, overlays, the plan, the history
+//! and one commit, jobs and one job.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use minijinja::context;
+use serde::Deserialize;
+
+use crate::access;
+use crate::app::App;
+use crate::session::Auth;
+use crate::views::jobs::{Filter, visible_job, visible_jobs};
+use crate::views::page::{base, v};
+use crate::views::server::{RconHistory, server_context};
+use crate::views::{catalog, dashboard, plan};
+
+pub async fn dashboard(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
+    app.freshen().await;
+    app.render("dashboard.html", dashboard::dashboard_context(&app, &session, &headers))
+}
+
+#[derive(Deserialize)]
+pub struct ServerQuery {
+    /// `asked`: back from asking for a retry.
+    retry: Option<String>,
+}
+
+pub async fn server(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(name): Path<String>,
+    Query(query): Query<ServerQuery>,
+    headers: HeaderMap,
+) -> Response {
+    app.freshen().await;
+    let viewer = session.clone();
+    // The owner's RCON history is read from the accounts database.
+    let context = app.blocking(move |app| server_context(app, &viewer, &name, &headers, RconHistory::Read)).await;
+    match context {
+        Ok(Some(context)) => app.render(
+            "server.html",
+            context! { ..context, ..context! { retry_asked => query.retry.as_deref() == Some("asked") } },
+        ),
+        Ok(None) => app.not_found(),
+        Err(e) => app.interrupted("drawing the server's page", &e),
+    }
+}
+
+pub async fn blueprints(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
+    let list = catalog::blueprints(&app.current(), &session.user);
+    app.render("blueprints.html", context! { ..base(&session, "blueprints"), ..context! { blueprints => list } })
+}
+
+pub async fn overlays(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
+    let list = catalog::overlays(&app.current(), &session.user);
+    app.render("overlays.html", context! { ..base(&session, "overlays"), ..context! { overlays => list } })
+}
+
+/// What the next pass will do, with the rendered files' diffs, for the servers the user sees.
+pub async fn plan(State(app): State<Arc<App>>, Auth(session): Auth) -> Response {
+    app.freshen().await;
+    app.render("plan.html", plan::plan_context(&app, &session).await)
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    page: Option<usize>,
+}
+
+const HISTORY_PAGE: usize = 30;
+
+/// The branch's commits, newest first; a user sees only those that touch their own objects or
+/// the shared ones (see `history.rs`).
+pub async fn history(State(app): State<Arc<App>>, Auth(session): Auth, Query(query): Query<HistoryQuery>) -> Response {
+    let page = query.page.unwrap_or(0).min(10_000);
+    let user = session.user.clone();
+    let commits = app
+        .blocking(move |app| {
+            let (limit, skip) = (HISTORY_PAGE + 1, page * HISTORY_PAGE);
+            if access::administers(&user) {
+                app.repo.log(limit, skip)
+            } else {
+                crate::history::log(app.repo.path(), &app.config.branch, &user, limit, skip)
+            }
+        })
+        .await;
+    let mut commits = match commits {
+        Ok(Ok(commits)) => commits,
+        Ok(Err(e)) => return app.server_error(&e.to_string()),
+        Err(e) => return app.server_error(&e.to_string()),
+    };
+    let more = commits.len() > HISTORY_PAGE;
+    commits.truncate(HISTORY_PAGE);
+    app.render(
+        "history.html",
+        context! {
+            ..base(&session, "history"),
+            ..context! { commits => v(&commits), page, more, previous => page.checked_sub(1) }
+        },
+    )
+}
+
+/// One commit of the branch with the diffs of the files the user may see; 404 for a commit
+/// that is not on the branch or touches nothing of theirs, as for one that does not exist.
+pub async fn commit(State(app): State<Arc<App>>, Auth(session): Auth, Path(rev): Path<String>) -> Response {
+    let user = session.user.clone();
+    let shown = app
+        .blocking(move |app| {
+            let Some(revision) = app.repo.commit_id(&rev) else { return Ok(None) };
+            crate::history::show(app.repo.path(), &app.config.branch, &user, &revision)
+        })
+        .await;
+    let (info, patch) = match shown {
+        Ok(Ok(Some(shown))) => shown,
+        Ok(Ok(None)) => return app.not_found(),
+        Ok(Err(e)) => return app.server_error(&e.to_string()),
+        Err(e) => return app.server_error(&e.to_string()),
+    };
+    app.render("commit.html", context! { ..base(&session, "history"), ..context! { commit => v(&info), patch } })
+}
+
+#[derive(Deserialize)]
+pub struct JobsQuery {
+    server: Option<String>,
+    kind: Option<String>,
+    state: Option<String>,
+}
+
+fn nonempty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+pub async fn jobs(State(app): State<Arc<App>>, Auth(session): Auth, Query(query): Query<JobsQuery>) -> Response {
+    let owned = |value: &Option<String>| nonempty(value).map(str::to_owned);
+    let filter = Filter { server: owned(&query.server), kind: owned(&query.kind), state: owned(&query.state) };
+    let user = session.user.clone();
+    let found = app.blocking(move |app| visible_jobs(app, &user, &filter)).await;
+    let jobs = match found {
+        Ok(Ok(jobs)) => jobs,
+        Ok(Err(e)) => return app.server_error(&e),
+        Err(e) => return app.server_error(&e.to_string()),
+    };
+    app.render(
+        "jobs.html",
+        context! {
+            ..base(&session, "jobs"),
+            ..context! {
+                jobs => v(&jobs),
+                server => nonempty(&query.server), kind => nonempty(&query.kind), state => nonempty(&query.state),
+                kinds => ["overlay", "build", "fetch", "release", "create", "rerender", "start", "stop", "restart", "delete"],
+                states => ["queued", "running", "succeeded", "failed", "cancelled"],
+            }
+        },
+    )
+}
+
+pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Path<i64>) -> Response {
+    let user = session.user.clone();
+    let found = app
+        .blocking(move |app| {
+            let job = visible_job(app, &user, id)?;
+            let lines = app.jobs.lock().expect("no holder of the jobs lock panics").lines(id, 0).unwrap_or_default();
+            Some((job, lines))
+        })
+        .await;
+    let (job, lines) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return app.not_found(),
+        Err(e) => return app.interrupted("reading the job", &e),
+    };
+    let last_seq = lines.last().map(|l| l.seq).unwrap_or(0);
+    let running = matches!(job.state.as_str(), "queued" | "running");
+    app.render(
+        "job.html",
+        context! { ..base(&session, "jobs"), ..context! { job => v(&job), lines => v(&lines), last_seq, running } },
+    )
+}

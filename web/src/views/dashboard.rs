@@ -1,0 +1,95 @@
+//! The dashboard: the server table's rows (drawn once per look at the host for each user and
+//! host name) and the page around them.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, header};
+use left4me_state::Name;
+use minijinja::{Value, context};
+use reconciler::report::ServerReport;
+use serde::Serialize;
+
+use crate::access;
+use crate::accounts::{Session, User};
+use crate::app::App;
+use crate::snapshot::Snapshot;
+use crate::views::page::{base, v};
+
+/// One row of the server table.
+#[derive(Serialize)]
+pub struct Row<'a> {
+    #[serde(flatten)]
+    report: &'a ServerReport,
+    owner: Option<&'a str>,
+    blueprint: Option<&'a str>,
+    desired_state: Option<&'static str>,
+    connect: Option<String>,
+}
+
+/// The servers `user` may see, as table rows; `host` is the name the browser reached us by.
+pub fn rows<'a>(snapshot: &'a Snapshot, user: &User, host: &str) -> Vec<Row<'a>> {
+    snapshot.servers.iter().filter_map(|report| row(snapshot, report, user, host)).collect()
+}
+
+/// One server's row, when `user` may see it.
+pub fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, host: &str) -> Option<Row<'a>> {
+    let declared = snapshot.desired.as_ref().and_then(|d| d.servers.get(report.name.as_str()));
+    let owner = declared.map(|s| &s.owner);
+    access::may_see(user, owner).then(|| Row {
+        report,
+        owner: owner.map(Name::as_str),
+        blueprint: declared.map(|s| s.blueprint.as_str()),
+        desired_state: declared.map(|s| power_state(s.state)),
+        connect: report.port.map(|port| format!("steam://connect/{host}:{port}")),
+    })
+}
+
+/// A power state as the pages and forms write it.
+pub fn power_state(state: left4me_state::PowerState) -> &'static str {
+    match state {
+        left4me_state::PowerState::Running => "running",
+        left4me_state::PowerState::Stopped => "stopped",
+    }
+}
+
+/// The host name the request came to, without a port: what players connect to.
+pub fn request_host(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => name,
+        _ => host,
+    };
+    host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(*c)).collect()
+}
+
+/// The server table's rows as HTML, drawn once per look at the host for each (user, host name):
+/// the dashboard and its live view are then a copy, however many people watch.
+pub fn rows_html(app: &App, snapshot: &Arc<Snapshot>, user: &User, host: &str) -> Arc<str> {
+    let key = (user.name.to_string(), user.admin, host.to_owned());
+    app.rows.get_or_draw(snapshot, key, || {
+        let rows = rows(snapshot, user, host);
+        let blueprints = access::visible_blueprints(snapshot, user);
+        let context = context! { rows => v(&rows), blueprints, user => context! { admin => user.admin } };
+        app.render_fragment("server_rows.html", context).into()
+    })
+}
+
+pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> Value {
+    let snapshot = app.current();
+    let host = request_host(headers);
+    let rows = rows_html(app, &snapshot, &session.user, &host);
+    let blueprints = access::visible_blueprints(&snapshot, &session.user);
+    context! {
+        ..base(session, "servers"),
+        ..context! {
+            rows => Value::from_safe_string(rows.to_string()),
+            blueprints,
+            revision_error => snapshot.revision_error.clone(),
+            problem => snapshot.problem.clone(),
+            last_pass => v(&snapshot.last_pass),
+            head => snapshot.head.clone(),
+            taken_at => snapshot.taken_at.clone(),
+            looked => !snapshot.taken_at.is_empty(),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `/metrics`: the servers by sync status and health, players, reconcile passes, jobs, the
+//! revision's validity and the live views, in Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use reconciler::db::Event;
+
+use crate::snapshot::Snapshot;
+
+/// What `/metrics` reads besides the snapshot: the latest events and the job counts from the
+/// reconciler's database, and the live views open.
+pub struct Counts {
+    pub events: Vec<Event>,
+    pub jobs: Vec<(String, String, i64)>,
+    pub live_views: usize,
+    pub console_followers: usize,
+}
+
+/// `/metrics` in Prometheus text format.
+pub fn metrics_text(snapshot: &Snapshot, counts: &Counts) -> String {
+    let mut out = String::new();
+    let mut by_sync: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_health: BTreeMap<String, u64> = BTreeMap::new();
+    for report in &snapshot.servers {
+        *by_sync.entry(format!("{:?}", report.sync)).or_default() += 1;
+        *by_health.entry(format!("{:?}", report.health)).or_default() += 1;
+    }
+    out.push_str("# HELP left4me_servers Servers by sync status.\n# TYPE left4me_servers gauge\n");
+    for sync in ["Synced", "OutOfSync", "Overridden", "Suspended"] {
+        let _ = writeln!(out, "left4me_servers{{sync=\"{sync}\"}} {}", by_sync.get(sync).unwrap_or(&0));
+    }
+    out.push_str("# HELP left4me_servers_health Servers by health.\n# TYPE left4me_servers_health gauge\n");
+    for health in ["Running", "Starting", "Degraded", "Stopped", "Failed", "Unknown"] {
+        let _ = writeln!(out, "left4me_servers_health{{health=\"{health}\"}} {}", by_health.get(health).unwrap_or(&0));
+    }
+    out.push_str("# HELP left4me_players Human players on a server (A2S).\n# TYPE left4me_players gauge\n");
+    out.push_str("# HELP left4me_max_players Player slots of a server (A2S).\n# TYPE left4me_max_players gauge\n");
+    for report in &snapshot.servers {
+        if let (Some(players), Some(max)) = (report.players, report.max_players) {
+            let _ = writeln!(out, "left4me_players{{server=\"{}\"}} {players}", report.name);
+            let _ = writeln!(out, "left4me_max_players{{server=\"{}\"}} {max}", report.name);
+        }
+    }
+    let passes: Vec<f64> = counts
+        .events
+        .iter()
+        .filter(|e| e.kind == "reconcile")
+        .filter_map(|e| e.duration_ms)
+        .map(|ms| ms as f64 / 1000.0)
+        .collect();
+    out.push_str(
+        "# HELP left4me_reconcile_pass_seconds Reconcile pass durations (the latest 100 passes).\n# TYPE left4me_reconcile_pass_seconds summary\n",
+    );
+    let mut sorted = passes.clone();
+    sorted.sort_by(f64::total_cmp);
+    for q in [0.5, 0.9, 0.99] {
+        if let Some(value) = quantile(&sorted, q) {
+            let _ = writeln!(out, "left4me_reconcile_pass_seconds{{quantile=\"{q}\"}} {value}");
+        }
+    }
+    let _ = writeln!(out, "left4me_reconcile_pass_seconds_sum {}", passes.iter().sum::<f64>());
+    let _ = writeln!(out, "left4me_reconcile_pass_seconds_count {}", passes.len());
+    out.push_str("# HELP left4me_jobs Jobs kept, by kind and outcome.\n# TYPE left4me_jobs gauge\n");
+    for (kind, state, count) in &counts.jobs {
+        let _ = writeln!(out, "left4me_jobs{{kind=\"{kind}\",state=\"{state}\"}} {count}");
+    }
+    out.push_str(
+        "# HELP left4me_revision_valid Whether the branch's commit is valid.\n# TYPE left4me_revision_valid gauge\n",
+    );
+    let _ = writeln!(out, "left4me_revision_valid {}", u8::from(snapshot.revision_error.is_none()));
+    out.push_str("# HELP left4me_web_live_views Live views (server-sent event streams) open.\n# TYPE left4me_web_live_views gauge\n");
+    let _ = writeln!(out, "left4me_web_live_views {}", counts.live_views);
+    out.push_str("# HELP left4me_web_console_followers Server consoles followed (one l4d2ctl logs each).\n# TYPE left4me_web_console_followers gauge\n");
+    let _ = writeln!(out, "left4me_web_console_followers {}", counts.console_followers);
+    out
+}
+
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(index).copied()
+}

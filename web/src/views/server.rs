@@ -1,0 +1,77 @@
+//! A server's page: what the revision declares of it, how it runs, its rendered server.cfg, and
+//! (for its owner) the RCON history.
+
+use axum::http::HeaderMap;
+use left4me_state::{DesiredState, Name};
+use minijinja::{Value, context};
+
+use crate::access;
+use crate::accounts::Session;
+use crate::app::App;
+use crate::snapshot::Snapshot;
+use crate::views::dashboard::{power_state, request_host, row};
+use crate::views::page::{base, v};
+
+/// Whether a server's context carries its owner's RCON history (the page) or not (the live
+/// status panel, which does not show it, and so reads no database).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RconHistory {
+    Read,
+    Left,
+}
+
+/// The context of the server `name`'s page; None when `session`'s user may not see it.
+pub fn server_context(
+    app: &App,
+    session: &Session,
+    name: &str,
+    headers: &HeaderMap,
+    history: RconHistory,
+) -> Option<Value> {
+    let snapshot = app.current();
+    if !access::server_visible(&snapshot, &session.user, name) {
+        return None;
+    }
+    let declared = snapshot.desired.as_ref().and_then(|d| d.servers.get(name));
+    let host = request_host(headers);
+    let row = snapshot.servers.iter().find(|r| r.name == name).and_then(|r| row(&snapshot, r, &session.user, &host));
+    let instance = snapshot.instances.get(name);
+    let server_cfg = snapshot.desired.as_ref().and_then(|d| rendered_cfg(d, name));
+    let is_owner = declared.is_some_and(|s| access::is_owner(&session.user, &s.owner));
+    let rcon_history = if is_owner && history == RconHistory::Read {
+        app.accounts.rcon_history(&session.user, name, 50).unwrap_or_default()
+    } else {
+        vec![]
+    };
+    Some(context! {
+        ..base(session, "servers"),
+        ..context! {
+            name,
+            row => v(&row),
+            declared => declared.map(|s| context! {
+                owner => s.owner.as_str(), blueprint => s.blueprint.as_str(), port => s.port.number(),
+                state => power_state(s.state),
+                hostname => s.hostname.get().clone(), file => s.file.clone(),
+            }),
+            instance => v(instance),
+            server_cfg,
+            is_owner,
+            rcon_history,
+            head => snapshot.head.clone(),
+            crash_loop => crash_loop(&snapshot, name),
+            may_change => declared.is_some_and(|s| access::may_change(&session.user, &s.owner)),
+        }
+    })
+}
+
+/// The Health of `name` while it is held back after crashing (`crash loop, next try in 4m20s`).
+pub fn crash_loop<'a>(snapshot: &'a Snapshot, name: &str) -> Option<&'a str> {
+    snapshot.plan.as_ref()?.crash_loops.get(name).map(String::as_str)
+}
+
+/// The server.cfg the revision renders for a server, its RCON password left out.
+fn rendered_cfg(desired: &DesiredState, name: &str) -> Option<String> {
+    let server = Name::new(name).ok()?;
+    let spec = desired.instance_spec(&server)?;
+    Some(spec.server_cfg(&spec.digest(), "(kept on the host, never shown)"))
+}
