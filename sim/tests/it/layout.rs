@@ -13,7 +13,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 #[test]
-#[ignore = "enabled once the crates are untangled"]
 fn no_two_modules_of_a_crate_import_each_other() {
     let workspace = left4me_sim::workspace();
     let roots = crate_roots(&workspace);
