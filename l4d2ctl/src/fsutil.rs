@@ -8,7 +8,7 @@ use std::path::Path;
 use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User, chown};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Who a file belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use left4me_state::Name;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The settings file every left4me program reads; variables set in the environment win.
 pub const HOST_ENV: &str = "/etc/left4me/host.env";

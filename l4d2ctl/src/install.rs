@@ -6,16 +6,19 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::api::FailureKind;
+use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, lchown};
 use crate::host::Host;
-use crate::{Error, units};
+use crate::units;
 
 /// The dedicated server's Steam app.
 pub const APP_ID: &str = "222860";
 
 /// Installs or updates everything `start` needs. Safe to run again: steamcmd only fetches what
 /// changed, and files already right are left alone.
-pub fn install(host: &Host) -> Result<(), Error> {
+/// Says what it does through `say`; returns the unit files it wrote.
+pub fn install(host: &Host, say: &mut dyn FnMut(String)) -> Result<Vec<PathBuf>, Error> {
     let game = Owner::user(&host.user)?;
     let root = Owner::root();
     ensure_dir(&host.root, 0o755, game)?;
@@ -29,7 +32,7 @@ pub fn install(host: &Host) -> Result<(), Error> {
     // Since late 2024 an anonymous linux install fails with "Invalid platform" unless a windows
     // pass ran first in the same folder (LinuxGSM #4754).
     for platform in ["windows", "linux"] {
-        println!("l4d2ctl: steamcmd pass for platform {platform}");
+        say(format!("l4d2ctl: steamcmd pass for platform {platform}"));
         steamcmd(host, game, platform)?;
     }
     if !host.installation().join("srcds_run").is_file() {
@@ -39,21 +42,22 @@ pub fn install(host: &Host) -> Result<(), Error> {
         )));
     }
     link_steam_sdk(host, game)?;
-    install_units(host)
+    install_units(host, say)
 }
 
-/// Writes the unit files again where they differ from what l4d2ctl renders, and says which.
-pub fn install_units(host: &Host) -> Result<(), Error> {
-    let written = units::install(host)?;
-    for name in &written {
-        println!("l4d2ctl: wrote {}", host.unit_dir.join(name).display());
+/// Writes the unit files again where they differ from what l4d2ctl renders, and says which
+/// (through `say`). Returns the files it wrote.
+pub fn install_units(host: &Host, say: &mut dyn FnMut(String)) -> Result<Vec<PathBuf>, Error> {
+    let written: Vec<PathBuf> = units::install(host)?.into_iter().map(|name| host.unit_dir.join(name)).collect();
+    for path in &written {
+        say(format!("l4d2ctl: wrote {}", path.display()));
     }
-    println!(
+    say(format!(
         "l4d2ctl: units {} in {}",
         if written.is_empty() { "unchanged" } else { "installed" },
         host.unit_dir.display()
-    );
-    Ok(())
+    ));
+    Ok(written)
 }
 
 fn steamcmd(host: &Host, game: Owner, platform: &str) -> Result<(), Error> {
@@ -74,7 +78,11 @@ fn steamcmd(host: &Host, game: Owner, platform: &str) -> Result<(), Error> {
             Error::Invalid(format!("cannot run steamcmd ({}): {e}; set LEFT4ME_STEAMCMD", host.steamcmd.display()))
         })?;
     if !status.success() {
-        return Err(Error::Child { command: format!("steamcmd ({platform} pass)"), code: status.code().unwrap_or(1) });
+        return Err(Error::Child {
+            command: format!("steamcmd ({platform} pass)"),
+            code: status.code().unwrap_or(1),
+            kind: FailureKind::Transient,
+        });
     }
     Ok(())
 }

@@ -7,9 +7,10 @@ use std::path::Path;
 use left4me_state::{Digest, InstanceSpec, Name};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, remove_tree, write_atomic};
 use crate::host::{Host, is_under};
-use crate::{Error, mount};
+use crate::mount;
 
 /// What `instances/<name>/instance.json` holds: the rendered spec and its digest, which the
 /// reconciler compares with the digest of the revision.
@@ -93,7 +94,7 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
         mount::check_lowerdir(host, name, &dir)?;
         // An overlay written by the reconciler records its digest: the spec must stack that tree.
         if let Some(on_host) = crate::overlay::digest(host, &layer.name)?
-            && on_host != layer.digest.as_str()
+            && on_host != layer.digest
         {
             return Err(Error::Invalid(format!(
                 "overlay {} on this host is {on_host}, but the spec stacks {}; write the overlay first",

@@ -14,9 +14,10 @@ use left4me_state::Name;
 use nix::mount::{MntFlags, MsFlags, mount as mount_fs, umount2};
 use nix::sched::{CloneFlags, setns};
 
+use crate::error::Error;
 use crate::fsutil::{Owner, write_atomic};
 use crate::host::{Host, is_under};
-use crate::{Error, instance};
+use crate::instance;
 
 /// Most layers one instance may stack (its config layer and the base install included).
 pub const MAX_LAYERS: usize = 500;

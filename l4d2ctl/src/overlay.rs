@@ -9,29 +9,22 @@ use std::process::{Command, Stdio};
 use nix::fcntl::Flock;
 
 use left4me_state::{Digest, Name};
-use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::api::{FailureKind, MaterialisedOverlay, parse_digest};
+use crate::api::{Problem, Remedy};
+use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, hand_over, lchown, remove_tree, write_atomic};
 use crate::host::Host;
-use crate::problem::{Problem, Remedy};
-
-/// An overlay on the host and the digest of its tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaterialisedOverlay {
-    pub name: Name,
-    pub digest: String,
-}
 
 fn digests(host: &Host) -> std::path::PathBuf {
     host.overlays().join(".digests")
 }
 
 /// The digest recorded for an overlay written by the reconciler; None for one put there by hand.
-pub fn digest(host: &Host, name: &Name) -> Result<Option<String>, Error> {
+pub fn digest(host: &Host, name: &Name) -> Result<Option<Digest>, Error> {
     let path = digests(host).join(name.as_str());
     match fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text.trim().to_owned())),
+        Ok(text) => parse_digest(text.trim()).map(Some).map_err(|e| Error::Invalid(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(&path, e)),
     }
@@ -50,7 +43,10 @@ pub fn list(host: &Host) -> Result<(Vec<MaterialisedOverlay>, Vec<Problem>), Err
             continue;
         }
         match fs::read_to_string(entry.path()) {
-            Ok(digest) => all.push(MaterialisedOverlay { name, digest: digest.trim().to_owned() }),
+            Ok(text) => match parse_digest(text.trim()) {
+                Ok(digest) => all.push(MaterialisedOverlay { name, digest }),
+                Err(e) => problems.push(Problem::new(entry.path(), e, Remedy::WriteOverlay)),
+            },
             Err(e) => problems.extend(Problem::unreadable(&entry.path(), &e, Remedy::WriteOverlay)),
         }
     }
@@ -142,8 +138,8 @@ pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result
             let Some(file) = file else {
                 let command = format!("steamcmd (workshop item {id} of overlay {name}: nothing downloaded)");
                 return Err(match status.success() {
-                    true => Error::Child { command, code: 1 },
-                    false => Error::child(command, status),
+                    true => Error::Child { command, code: 1, kind: FailureKind::Transient },
+                    false => Error::child(command, status, FailureKind::Transient),
                 });
             };
             let cached = cache.join(format!("{id}.vpk"));
@@ -358,7 +354,7 @@ impl BuildUnits {
             .status()
             .map_err(|e| Error::Invalid(format!("cannot run systemd-run (for {}): {e}", self.watcher)))?;
         if !status.success() {
-            return Err(Error::child(format!("systemd-run of {}", self.watcher), status));
+            return Err(Error::child(format!("systemd-run of {}", self.watcher), status, FailureKind::Transient));
         }
         Ok(watcher)
     }
@@ -369,7 +365,7 @@ impl BuildUnits {
         let shown = crate::systemd::systemctl(&["show", "--property=Result,ExecMainCode,ExecMainStatus", &self.build]);
         let _ = Command::new("systemctl").args(["reset-failed", "--quiet", &self.build]).stderr(Stdio::null()).status();
         let command = format!("build.sh of overlay {name}");
-        let Ok(shown) = shown else { return Error::child(command, status) };
+        let Ok(shown) = shown else { return Error::child(command, status, FailureKind::Permanent) };
         let value = |key: &str| shown.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix('='));
         let (result, code) = (value("Result"), value("ExecMainCode"));
         let main_status = value("ExecMainStatus").and_then(|s| s.trim().parse::<i32>().ok());
@@ -381,17 +377,18 @@ impl BuildUnits {
                 Error::Invalid(format!("the build of overlay {name} ran out of its {BUILD_MEMORY} of memory"))
             }
             // CLD_KILLED, CLD_DUMPED: the main process was ended by that signal.
-            (_, Some("2" | "3"), Some(signal)) => {
-                Error::Invalid(format!("the build of overlay {name} was stopped by {}", crate::signal_name(signal)))
-            }
+            (_, Some("2" | "3"), Some(signal)) => Error::Invalid(format!(
+                "the build of overlay {name} was stopped by {}",
+                left4me_state::signal_name(signal)
+            )),
             // systemd's own codes (200–243): the unit's set-up failed before bash ran.
             (_, Some("1"), Some(code)) if (200..=243).contains(&code) => Error::Invalid(format!(
                 "systemd could not set up the build of overlay {name} (status {code}); \
                  `journalctl -u {}` says why",
                 self.build
             )),
-            (_, Some("1"), Some(code)) if code != 0 => Error::Child { command, code },
-            _ => Error::child(command, status),
+            (_, Some("1"), Some(code)) if code != 0 => Error::Child { command, code, kind: FailureKind::Permanent },
+            _ => Error::child(command, status, FailureKind::Permanent),
         }
     }
 }
@@ -470,10 +467,10 @@ fn unpack(dir: &Path, input: impl Read, owner: Owner) -> Result<(), Error> {
     let mut archive = tar::Archive::new(input);
     let entries = archive
         .entries()
-        .map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {}", crate::describe(&e))))?;
+        .map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {}", crate::error::describe(&e))))?;
     for entry in entries {
-        let mut entry =
-            entry.map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {}", crate::describe(&e))))?;
+        let mut entry = entry
+            .map_err(|e| Error::Invalid(format!("the overlay tar is unreadable: {}", crate::error::describe(&e))))?;
         let path =
             entry.path().map_err(|e| Error::Invalid(format!("the overlay tar has a bad path: {e}")))?.into_owned();
         if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
@@ -487,7 +484,11 @@ fn unpack(dir: &Path, input: impl Read, owner: Owner) -> Result<(), Error> {
             )));
         }
         let unpacked = entry.unpack_in(dir).map_err(|e| {
-            Error::Invalid(format!("cannot unpack {} of the overlay tar: {}", path.display(), crate::describe(&e)))
+            Error::Invalid(format!(
+                "cannot unpack {} of the overlay tar: {}",
+                path.display(),
+                crate::error::describe(&e)
+            ))
         })?;
         if !unpacked {
             return Err(Error::Invalid(format!("the overlay tar holds {}, which leaves the overlay", path.display())));

@@ -6,22 +6,11 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use left4me_state::Name;
-use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::api::Override;
+use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, write_atomic};
 use crate::host::Host;
-
-/// Who did what by hand, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Override {
-    pub who: String,
-    /// UTC, RFC 3339.
-    pub when: String,
-    /// The command, e.g. `stop`.
-    pub what: String,
-}
 
 pub fn mark(host: &Host, name: &Name, what: &str) -> Result<(), Error> {
     let marker = Override { who: operator(), when: rfc3339(SystemTime::now()), what: what.to_owned() };
@@ -45,14 +34,11 @@ pub fn load(path: &Path) -> Result<Option<Override>, String> {
     }
 }
 
-impl Override {
-    /// Stands for a marker that is there but cannot be read: someone changed the server by hand
-    /// (a marker is written before the change), so it is respected as any other.
-    pub fn unreadable(path: &Path) -> Override {
-        let when =
-            fs::metadata(path).and_then(|m| m.modified()).map(rfc3339).unwrap_or_else(|_| "an unknown time".into());
-        Override { who: "someone".into(), when, what: "a change whose marker cannot be read".into() }
-    }
+/// Stands for a marker that is there but cannot be read: someone changed the server by hand
+/// (a marker is written before the change), so it is respected as any other.
+pub fn unreadable(path: &Path) -> Override {
+    let when = fs::metadata(path).and_then(|m| m.modified()).map(rfc3339).unwrap_or_else(|_| "an unknown time".into());
+    Override { who: "someone".into(), when, what: "a change whose marker cannot be read".into() }
 }
 
 /// The servers that have an override marker, by name.

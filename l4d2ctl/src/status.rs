@@ -6,119 +6,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use left4me_state::Name;
-use serde::{Deserialize, Serialize};
+use left4me_state::{Digest, Name};
 
+use crate::api::{
+    ActiveState, Detail, InstanceStatus, LeftoverUnit, Observation, OrphanOverride, Override, Problem, QueryInfo,
+    Remedy, parse_digest,
+};
+use crate::error::Error;
 use crate::host::{Host, unit_name};
-use crate::overlay::{self, MaterialisedOverlay};
-use crate::overrides::{self, Override};
-use crate::problem::{Problem, Remedy};
-use crate::{Error, a2s, instance, mount, systemd, units};
+use crate::{a2s, instance, mount, overlay, overrides, systemd, units};
 
 /// How long status waits for game servers to answer their A2S query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
 
-/// The status of one instance: the contract the reconciler and the web read (`status --json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceStatus {
-    pub name: Name,
-    pub unit: String,
-    /// systemd's ActiveState: active, activating, deactivating, inactive, failed.
-    pub active_state: String,
-    /// systemd's SubState: running, start-pre, auto-restart, dead, …
-    pub sub_state: String,
-    /// When the unit entered its current state (RFC 3339), if it ever changed state.
-    pub since: Option<String>,
-    /// Enabled units start at boot.
-    pub enabled: bool,
-    pub main_pid: Option<u32>,
-    /// Restarts systemd made since the unit was started.
-    pub restarts: u32,
-    /// systemd's Result of the last run: success, exit-code, signal, start-limit-hit, …
-    pub result: String,
-    /// Whether the overlay is mounted on the instance's merged tree.
-    pub mounted: bool,
-    pub port: u16,
-    /// The digest of the rendered spec.
-    pub digest: String,
-    /// The digest the server was started with, while its unit runs: a server rendered anew
-    /// since it started runs the old render until it restarts.
-    pub started_digest: Option<String>,
-    /// The port the server was started on, while its unit runs (a render may have moved it since).
-    pub started_port: Option<u16>,
-    /// Set when someone changed this server by hand; the reconciler leaves it alone.
-    #[serde(rename = "override")]
-    pub override_marker: Option<Override>,
-    /// The game server's own A2S_INFO answer, when it gave one in time.
-    pub query: Option<QueryInfo>,
-    /// When the game last answered A2S (RFC 3339), as far as full looks have seen; a brief look
-    /// leaves it out.
-    #[serde(default)]
-    pub last_answer: Option<String>,
-    /// What of this server's files cannot be used as they are, and what puts each right.
-    #[serde(default)]
-    pub problems: Vec<Problem>,
-}
-
-/// What the game server says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueryInfo {
-    pub name: String,
-    pub map: String,
-    pub players: u8,
-    pub max_players: u8,
-    pub bots: u8,
-}
-
-/// How much a status asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detail {
-    /// Everything: systemd's restarts, main PID, result and timestamps of each unit, and each
-    /// running game's own A2S answer (waiting up to [`QUERY_TIMEOUT`] for it).
-    Full,
-    /// What a plan needs, quickly: each unit's state from one `systemctl list-units` and whether
-    /// it is enabled; no A2S query, no restarts, main PID, result or timestamps.
-    Brief,
-}
-
 const PROPERTIES: &[&str] = &["ActiveState", "SubState", "StateChangeTimestamp", "MainPID", "NRestarts", "Result"];
-
-/// Every instance's status, the overlays with their digests, and what else a pass may have to put
-/// right: what the reconciler observes, in one call (`l4d2ctl observe`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observation {
-    pub instances: Vec<InstanceStatus>,
-    pub overlays: Vec<MaterialisedOverlay>,
-    /// Markers of servers with no instance: made or deleted by hand.
-    pub overrides: Vec<OrphanOverride>,
-    /// The game's unit files where they differ from what l4d2ctl renders, or are missing.
-    #[serde(default)]
-    pub units: Vec<Problem>,
-    /// Units of servers with no instance that systemd still holds running, failed or enabled:
-    /// a deletion cut short (a power cut), an instance removed by hand.
-    #[serde(default)]
-    pub leftover_units: Vec<LeftoverUnit>,
-    /// Files of the host apart from any one server that cannot be used (an overlay's digest).
-    #[serde(default)]
-    pub problems: Vec<Problem>,
-}
-
-/// An override marker of a server with no instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrphanOverride {
-    pub name: Name,
-    pub marker: Override,
-}
-
-/// A server unit with no instance behind it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeftoverUnit {
-    pub name: Name,
-    pub unit: String,
-    /// systemd's ActiveState: failed, active, …; inactive for a unit only enabled.
-    pub active_state: String,
-    pub enabled: bool,
-}
 
 /// Looks at the whole host: one `systemctl` call for the units, whatever their number.
 pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
@@ -127,9 +28,9 @@ pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
     let is_instance = |name: &Name| instances.iter().any(|i| i.name == *name);
     let mut leftover = BTreeMap::new();
     for (unit, props) in look.unclaimed {
-        let active = props.get("ActiveState").cloned().unwrap_or_default();
+        let active = ActiveState::from(props.get("ActiveState").map_or("", String::as_str));
         if let Some(name) = server_of(&unit).filter(|name| !is_instance(name))
-            && active != "inactive"
+            && active != ActiveState::Inactive
         {
             let enabled = look.enabled.contains(&unit);
             leftover.insert(unit.clone(), LeftoverUnit { name, unit, active_state: active, enabled });
@@ -140,7 +41,7 @@ pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
             leftover.entry(unit.clone()).or_insert_with(|| LeftoverUnit {
                 name,
                 unit: unit.clone(),
-                active_state: "inactive".into(),
+                active_state: ActiveState::Inactive,
                 enabled: true,
             });
         }
@@ -221,12 +122,12 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
         });
         let get = |key: &str| props.get(key).cloned().unwrap_or_default();
         let is_enabled = enabled.contains(&unit);
-        let running = matches!(get("ActiveState").as_str(), "active" | "activating" | "reloading" | "deactivating");
-        let started = if running { started(&paths, &mut problems) } else { None };
+        let active_state = ActiveState::from(get("ActiveState"));
+        let started = if active_state.is_running() { started(&paths, &mut problems) } else { None };
         statuses.push(InstanceStatus {
             name: name.clone(),
             unit,
-            active_state: get("ActiveState"),
+            active_state,
             sub_state: get("SubState"),
             since: timestamp(&get("StateChangeTimestamp")),
             enabled: is_enabled,
@@ -235,9 +136,9 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             result: get("Result"),
             mounted: mounts.contains(&paths.merged()),
             port: record.as_ref().map_or(0, |r| r.spec.port.number()),
-            digest: record.as_ref().map(|r| r.digest.to_string()).unwrap_or_default(),
-            started_digest: started.as_ref().and_then(|s| s["digest"].as_str().map(str::to_owned)),
-            started_port: started.as_ref().and_then(|s| s["port"].as_u64()).and_then(|p| u16::try_from(p).ok()),
+            digest: record.as_ref().map(|r| r.digest.clone()),
+            started_digest: started.as_ref().and_then(|s| s.digest.clone()),
+            started_port: started.as_ref().and_then(|s| s.port),
             override_marker: marker(host, name, &mut problems),
             query: None,
             last_answer: None,
@@ -256,7 +157,7 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
 fn query(host: &Host, statuses: &mut [InstanceStatus], every: bool) {
     // A running server answers on the port it started on, which a later render may have moved.
     let queried = |s: &InstanceStatus| SocketAddr::from((Ipv4Addr::LOCALHOST, s.started_port.unwrap_or(s.port)));
-    let asked = |s: &InstanceStatus| s.active_state == "active" && queried(s).port() != 0;
+    let asked = |s: &InstanceStatus| s.active_state == ActiveState::Active && queried(s).port() != 0;
     let targets: Vec<SocketAddr> = statuses.iter().filter(|s| asked(s)).map(queried).collect();
     let mut answers: HashMap<SocketAddr, a2s::Info> = a2s::query_info_many(&targets, QUERY_TIMEOUT);
     let mut answered = answers::read(host);
@@ -349,13 +250,22 @@ fn check_files(paths: &crate::host::InstancePaths) -> Vec<Problem> {
     problems
 }
 
+/// What a running server started with, as `started.json` records it.
+struct Started {
+    digest: Option<Digest>,
+    port: Option<u16>,
+}
+
 /// What a running server started with (`started.json`). One that cannot be read is reported and
 /// taken as unknown until the next start writes it again.
-fn started(paths: &crate::host::InstancePaths, problems: &mut Vec<Problem>) -> Option<serde_json::Value> {
+fn started(paths: &crate::host::InstancePaths, problems: &mut Vec<Problem>) -> Option<Started> {
     let path = paths.started();
     match std::fs::read_to_string(&path) {
-        Ok(text) => match serde_json::from_str(&text) {
-            Ok(value) => Some(value),
+        Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(value) => Some(Started {
+                digest: value["digest"].as_str().and_then(|text| parse_digest(text).ok()),
+                port: value["port"].as_u64().and_then(|port| u16::try_from(port).ok()),
+            }),
             Err(e) => {
                 problems.push(Problem::new(&path, e, Remedy::NextStart));
                 None
@@ -376,7 +286,7 @@ fn marker(host: &Host, name: &Name, problems: &mut Vec<Problem>) -> Option<Overr
         Ok(marker) => marker,
         Err(cause) => {
             problems.push(Problem::new(&path, cause, Remedy::Release));
-            Some(Override::unreadable(&path))
+            Some(overrides::unreadable(&path))
         }
     }
 }
@@ -423,7 +333,7 @@ pub fn table(statuses: &[InstanceStatus]) -> String {
         let mut notes: Vec<String> = s.problems.iter().map(ToString::to_string).collect();
         match &s.override_marker {
             Some(o) => notes.push(format!("overridden by {} ({} at {})", o.who, o.what, o.when)),
-            None if s.active_state == "active" && s.query.is_none() => notes.push(match &s.last_answer {
+            None if s.active_state == ActiveState::Active && s.query.is_none() => notes.push(match &s.last_answer {
                 Some(at) => format!("not answering queries (last answer at {at})"),
                 None => "not answering queries".into(),
             }),

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
-use crate::Error;
+use crate::api::FailureKind;
+use crate::error::Error;
 
 /// Runs `systemctl <args>`. On failure its stderr is passed through and its exit code kept.
 pub fn systemctl(args: &[&str]) -> Result<String, Error> {
@@ -14,7 +15,7 @@ pub fn systemctl(args: &[&str]) -> Result<String, Error> {
         .output()
         .map_err(|e| Error::Invalid(format!("cannot run systemctl: {e}")))?;
     if !output.status.success() {
-        return Err(Error::child(format!("systemctl {}", args.join(" ")), output.status));
+        return Err(Error::child(format!("systemctl {}", args.join(" ")), output.status, FailureKind::Transient));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -4,10 +4,11 @@ use std::path::Path;
 
 use minijinja::{Environment, context};
 
+use crate::api::{Problem, Remedy};
+use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, write_atomic};
 use crate::host::Host;
-use crate::problem::{Problem, Remedy};
-use crate::{Error, systemd};
+use crate::systemd;
 
 /// (file name, template) of every unit l4d2ctl installs.
 const UNITS: &[(&str, &str)] = &[

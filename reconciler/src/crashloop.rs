@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use l4d2ctl::api::ActiveState;
 use left4me_state::{DesiredState, Name, PowerState};
 
 use crate::plan::{Action, Observed, Plan, ServerSync, Sync, Wish};
@@ -61,7 +62,7 @@ pub fn update(
         if wish != crash.wish || retried.contains(name) {
             continue;
         }
-        let failed = observed.active_state == "failed";
+        let failed = observed.active_state == ActiveState::Failed;
         let next = match crash.started {
             Some(_) if failed => {
                 let failures = crash.failures.saturating_add(1);

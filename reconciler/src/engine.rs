@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use l4d2ctl::status::Detail;
+pub use l4d2ctl::api::Detail;
 use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
 
 use crate::crashloop::{self, CrashLoop};

@@ -8,9 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, mpsc};
 
-use l4d2ctl::problem::Problem;
-use l4d2ctl::status::{Detail, Observation};
-use left4me_state::{DesiredState, Name};
+use l4d2ctl::api::{Detail, Observation, Override, Problem};
+use left4me_state::{DesiredState, Digest, Name};
 
 use crate::db::{Db, DbError};
 use crate::error::{End, Error, Retry};
@@ -19,9 +18,9 @@ use crate::plan::{HostRepairs, Inputs, Observed, Wish};
 /// What the host runs and holds.
 pub struct HostView {
     pub instances: Observed,
-    pub overlays: BTreeMap<Name, String>,
+    pub overlays: BTreeMap<Name, Digest>,
     /// Override markers of servers with no instance (made or deleted by hand).
-    pub overrides: BTreeMap<Name, l4d2ctl::overrides::Override>,
+    pub overrides: BTreeMap<Name, Override>,
     /// Unit files changed by hand or missing, units left behind by deleted servers.
     pub repairs: HostRepairs,
     /// Files of the host apart from any server that could not be used (an overlay's digest).

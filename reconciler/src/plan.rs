@@ -4,9 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use l4d2ctl::overrides::Override;
-use l4d2ctl::problem::{Problem, Remedy};
-use l4d2ctl::status::{InstanceStatus, LeftoverUnit};
+use l4d2ctl::api::{ActiveState, InstanceStatus, LeftoverUnit, Override, Problem, Remedy};
 use left4me_state::{DesiredState, Digest, InstanceSpec, Name, PowerState, Rollout};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +24,7 @@ pub struct Inputs<'a> {
     pub desired: &'a DesiredState,
     pub observed: &'a Observed,
     /// Overlays materialised on the host, with the digest of their tree.
-    pub overlays: &'a BTreeMap<Name, String>,
+    pub overlays: &'a BTreeMap<Name, Digest>,
     /// Override markers of servers with no instance: created or deleted by hand.
     pub orphan_overrides: &'a BTreeMap<Name, Override>,
     /// What the last applied revision wanted of each server.
@@ -259,7 +257,7 @@ pub fn needs_query(inputs: &Inputs<'_>) -> Vec<Name> {
             let digest = inputs.desired.instance_spec(name).expect("a declared server renders").digest();
             let wish = Wish { digest, state: server.state };
             // Only an active unit's game is asked; a server left alone is not planned at all.
-            observed.active_state == "active"
+            observed.active_state == ActiveState::Active
                 && runs_old_render(observed, &wish.digest)
                 && observed.query.is_none()
                 && !left_alone(inputs, name, observed, &wish)
@@ -276,12 +274,12 @@ fn left_alone(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus, wish:
 
 /// Whether a unit runs, or is on its way to (systemd's ActiveState).
 fn is_running(observed: &InstanceStatus) -> bool {
-    matches!(observed.active_state.as_str(), "active" | "activating" | "reloading")
+    matches!(observed.active_state, ActiveState::Active | ActiveState::Activating | ActiveState::Reloading)
 }
 
 /// Whether a running server was started from another render than `digest`.
 fn runs_old_render(observed: &InstanceStatus, digest: &Digest) -> bool {
-    observed.started_digest.as_deref().is_some_and(|started| started != digest.as_str())
+    observed.started_digest.as_ref().is_some_and(|started| started != digest)
 }
 
 /// A server cannot start on a port another server keeps: one that runs on it and is not stopped,
@@ -317,9 +315,8 @@ fn block_taken_ports(inputs: &Inputs<'_>, steps: &mut Vec<Step>, servers: &mut B
 /// The overlays to write (files), build (script) or fetch (workshop): those a declared server
 /// stacks that are absent or different on the host.
 fn overlays_to_write(inputs: &Inputs<'_>) -> Vec<Name> {
-    let current = |name: &Name| {
-        inputs.overlays.get(name).is_some_and(|digest| digest == inputs.desired.overlays[name].digest.as_str())
-    };
+    let current =
+        |name: &Name| inputs.overlays.get(name).is_some_and(|digest| *digest == inputs.desired.overlays[name].digest);
     let write: BTreeSet<Name> = inputs
         .desired
         .servers
@@ -370,7 +367,7 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
         steps.push(step(name, Action::Release, "the revision changes it since it was changed by hand"));
     }
 
-    let rendered = observed.digest == digest.as_str();
+    let rendered = observed.digest.as_ref() == Some(&digest);
     // What rendering again puts right: a record that cannot be read, a missing runtime folder.
     let broken: Vec<String> = observed
         .problems

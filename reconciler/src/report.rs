@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use l4d2ctl::status::InstanceStatus;
+use l4d2ctl::api::InstanceStatus;
 use left4me_state::{DesiredState, PowerState, Server};
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,7 @@ use std::sync::PoisonError;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use l4d2ctl::status::InstanceStatus;
+use l4d2ctl::api::InstanceStatus;
 use left4me_state::{DesiredState, Name, Revision};
 use reconciler::db::{Db, Event, Reader};
 use reconciler::engine::{self, Config, RevisionCache};

@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use l4d2ctl::overrides::Override;
-use l4d2ctl::status::{InstanceStatus, QueryInfo};
-use left4me_state::{DesiredState, Name, PowerState, Tree, validate};
+use l4d2ctl::api::{InstanceStatus, Override, QueryInfo, parse_digest};
+use left4me_state::{DesiredState, Digest, Name, PowerState, Tree, validate};
 use reconciler::plan::{HostRepairs, Inputs, Observed, Plan, Wish, plan};
 
 const BLUEPRINTS: &str = "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec:\n  \
@@ -78,8 +77,8 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                 result: "success".into(),
                 mounted: running,
                 port: h.port,
-                digest,
-                started_digest: started_unit.then_some(started),
+                digest: Some(parse_digest(&digest).unwrap()),
+                started_digest: started_unit.then(|| parse_digest(&started).unwrap()),
                 started_port: started_unit.then_some(h.started_port.unwrap_or(h.port)),
                 override_marker: h.overridden.then(|| Override {
                     who: "bob".into(),
@@ -293,8 +292,8 @@ fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed()
     });
     insta::assert_snapshot!("overlays-missing", format!("{missing}{:#?}", missing.servers));
     // Written and built already with the revision's digests: nothing to write.
-    let digest = |name: &str| desired.overlays[&Name::new(name).unwrap()].digest.to_string();
-    let current: BTreeMap<Name, String> =
+    let digest = |name: &str| desired.overlays[&Name::new(name).unwrap()].digest.clone();
+    let current: BTreeMap<Name, Digest> =
         ["rates", "plugins", "campaigns"].iter().map(|name| (Name::new(*name).unwrap(), digest(name))).collect();
     let written = plan(&Inputs {
         desired: &desired,
@@ -390,8 +389,7 @@ fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
 
 #[test]
 fn what_the_host_cannot_use_as_it_is_is_put_right() {
-    use l4d2ctl::problem::{Problem, Remedy};
-    use l4d2ctl::status::LeftoverUnit;
+    use l4d2ctl::api::{LeftoverUnit, Problem, Remedy};
     let d = desired(
         "immediate",
         &[("a", 27015, "running"), ("b", 27016, "running"), ("e", 27018, "stopped"), ("f", 27019, "running")],
@@ -400,7 +398,7 @@ fn what_the_host_cannot_use_as_it_is_is_put_right() {
     // a: its record cannot be read, so its render is unknown; what it started with is unknown too,
     // which only its next start puts right.
     let a = observed.get_mut(&Name::new("a").unwrap()).unwrap();
-    (a.digest, a.port) = (String::new(), 0);
+    (a.digest, a.port) = (None, 0);
     a.problems = vec![
         Problem::new("instances/a/instance.json", "EOF while parsing a value at line 1 column 0", Remedy::Initialize),
         Problem::new("runtime/a/started.json", "EOF while parsing a value at line 1 column 0", Remedy::NextStart),
@@ -447,7 +445,7 @@ fn what_the_host_cannot_use_as_it_is_is_put_right() {
     // Once put right, nothing is left to do for them.
     let mut healed = observed.clone();
     for status in healed.values_mut() {
-        status.digest = d.instance_spec(&status.name).unwrap().digest().to_string();
+        status.digest = Some(d.instance_spec(&status.name).unwrap().digest());
         status.problems.clear();
         status.active_state = "active".into();
     }

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use l4d2ctl::problem::{Problem, Remedy};
-use l4d2ctl::status::{InstanceStatus, Observation};
+use l4d2ctl::api::{InstanceStatus, Observation, Problem, Remedy, parse_digest};
 use left4me_state::{Name, PowerState};
 use reconciler::crashloop::CrashLoop;
 use reconciler::db::Db;
@@ -45,7 +44,7 @@ fn observation(digest: &str) -> Observation {
         result: "exit-code".into(),
         mounted: false,
         port: 27015,
-        digest: digest.into(),
+        digest: Some(parse_digest(digest).unwrap()),
         started_digest: None,
         started_port: None,
         override_marker: None,

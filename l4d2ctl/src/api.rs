@@ -1,0 +1,430 @@
+//! The host boundary of left4me: every type another program reads from `l4d2ctl` or hands to it.
+//!
+//! What `l4d2ctl observe` and `status --json` print is serialized from [`Observation`] and
+//! [`InstanceStatus`]; what a write prints under `--json` is a stream of [`Message`]s; what the
+//! reconciler and the web run is a [`Command`]. Nothing here does I/O: these are the words both
+//! sides of the boundary share, defined once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use left4me_state::{Digest, Name};
+use serde::{Deserialize, Serialize};
+
+mod command;
+
+pub use command::Command;
+
+/// Every instance's status, the overlays with their digests, and what else a pass may have to put
+/// right: what the reconciler observes, in one call (`l4d2ctl observe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub instances: Vec<InstanceStatus>,
+    pub overlays: Vec<MaterialisedOverlay>,
+    /// Markers of servers with no instance: made or deleted by hand.
+    pub overrides: Vec<OrphanOverride>,
+    /// The game's unit files where they differ from what l4d2ctl renders, or are missing.
+    #[serde(default)]
+    pub units: Vec<Problem>,
+    /// Units of servers with no instance that systemd still holds running, failed or enabled:
+    /// a deletion cut short (a power cut), an instance removed by hand.
+    #[serde(default)]
+    pub leftover_units: Vec<LeftoverUnit>,
+    /// Files of the host apart from any one server that cannot be used (an overlay's digest).
+    #[serde(default)]
+    pub problems: Vec<Problem>,
+}
+
+/// The status of one instance: the contract the reconciler and the web read (`status --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: Name,
+    pub unit: String,
+    pub active_state: ActiveState,
+    /// systemd's SubState: running, start-pre, auto-restart, dead, …
+    pub sub_state: String,
+    /// When the unit entered its current state (RFC 3339), if it ever changed state.
+    pub since: Option<String>,
+    /// Enabled units start at boot.
+    pub enabled: bool,
+    pub main_pid: Option<u32>,
+    /// Restarts systemd made since the unit was started.
+    pub restarts: u32,
+    /// systemd's Result of the last run: success, exit-code, signal, start-limit-hit, …
+    pub result: String,
+    /// Whether the overlay is mounted on the instance's merged tree.
+    pub mounted: bool,
+    pub port: u16,
+    /// The digest of the rendered spec; None when its record cannot be read (written `""`).
+    #[serde(with = "unknown_digest")]
+    pub digest: Option<Digest>,
+    /// The digest the server was started with, while its unit runs: a server rendered anew
+    /// since it started runs the old render until it restarts.
+    pub started_digest: Option<Digest>,
+    /// The port the server was started on, while its unit runs (a render may have moved it since).
+    pub started_port: Option<u16>,
+    /// Set when someone changed this server by hand; the reconciler leaves it alone.
+    #[serde(rename = "override")]
+    pub override_marker: Option<Override>,
+    /// The game server's own A2S_INFO answer, when it gave one in time.
+    pub query: Option<QueryInfo>,
+    /// When the game last answered A2S (RFC 3339), as far as full looks have seen; a brief look
+    /// leaves it out.
+    #[serde(default)]
+    pub last_answer: Option<String>,
+    /// What of this server's files cannot be used as they are, and what puts each right.
+    #[serde(default)]
+    pub problems: Vec<Problem>,
+}
+
+/// What the game server says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryInfo {
+    pub name: String,
+    pub map: String,
+    pub players: u8,
+    pub max_players: u8,
+    pub bots: u8,
+}
+
+/// systemd's ActiveState of a unit, written as systemd writes it.
+///
+/// A state a later systemd adds is kept as [`ActiveState::Other`] with its own word: an
+/// observation must still be read whole on a newer host (one unknown word must not hide every
+/// server), and the word is shown and written back exactly as systemd said it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ActiveState {
+    Active,
+    Reloading,
+    Inactive,
+    Failed,
+    Activating,
+    Deactivating,
+    Maintenance,
+    Refreshing,
+    Other(String),
+}
+
+impl ActiveState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ActiveState::Active => "active",
+            ActiveState::Reloading => "reloading",
+            ActiveState::Inactive => "inactive",
+            ActiveState::Failed => "failed",
+            ActiveState::Activating => "activating",
+            ActiveState::Deactivating => "deactivating",
+            ActiveState::Maintenance => "maintenance",
+            ActiveState::Refreshing => "refreshing",
+            ActiveState::Other(word) => word,
+        }
+    }
+
+    /// The unit has a process, or is on its way to or from one: what a start recorded may
+    /// still describe it.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            ActiveState::Active | ActiveState::Activating | ActiveState::Reloading | ActiveState::Deactivating
+        )
+    }
+}
+
+impl From<&str> for ActiveState {
+    fn from(word: &str) -> ActiveState {
+        match word {
+            "active" => ActiveState::Active,
+            "reloading" => ActiveState::Reloading,
+            "inactive" => ActiveState::Inactive,
+            "failed" => ActiveState::Failed,
+            "activating" => ActiveState::Activating,
+            "deactivating" => ActiveState::Deactivating,
+            "maintenance" => ActiveState::Maintenance,
+            "refreshing" => ActiveState::Refreshing,
+            other => ActiveState::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for ActiveState {
+    fn from(word: String) -> ActiveState {
+        ActiveState::from(word.as_str())
+    }
+}
+
+impl From<ActiveState> for String {
+    fn from(state: ActiveState) -> String {
+        match state {
+            ActiveState::Other(word) => word,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ActiveState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An overlay on the host and the digest of its tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialisedOverlay {
+    pub name: Name,
+    pub digest: Digest,
+}
+
+/// An override marker of a server with no instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanOverride {
+    pub name: Name,
+    pub marker: Override,
+}
+
+/// A server unit with no instance behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftoverUnit {
+    pub name: Name,
+    pub unit: String,
+    /// Failed, active, …; inactive for a unit only enabled.
+    pub active_state: ActiveState,
+    pub enabled: bool,
+}
+
+/// Who did what by hand, and when: a server with one is left alone by the reconciler until
+/// `l4d2ctl release` (DESIGN.md §6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    pub who: String,
+    /// UTC, RFC 3339.
+    pub when: String,
+    /// The command, e.g. `stop`.
+    pub what: String,
+}
+
+/// A file or folder that cannot be used as it is, why, and what puts it right. A problem is
+/// reported where it lies and healed there; it never stops a look at the rest of the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub path: String,
+    /// The reader's or the file system's own words.
+    pub cause: String,
+    pub remedy: Remedy,
+}
+
+/// What puts a problem right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Remedy {
+    /// `l4d2ctl initialize` writes it again: the record, the RCON password, the runtime folders.
+    Initialize,
+    /// Written again when the server next starts; until then what it holds is taken as unknown.
+    NextStart,
+    /// A person's override marker: respected as one until `l4d2ctl release` removes it.
+    Release,
+    /// `l4d2ctl install --units-only` writes the unit files again and reloads systemd.
+    InstallUnits,
+    /// Rewritten when the overlay is written again.
+    WriteOverlay,
+}
+
+impl Problem {
+    pub fn new(path: impl AsRef<Path>, cause: impl fmt::Display, remedy: Remedy) -> Problem {
+        Problem { path: path.as_ref().display().to_string(), cause: cause.to_string(), remedy }
+    }
+
+    /// A file that exists and cannot be read or parsed, or `None` for one that is missing.
+    pub fn unreadable(path: &Path, error: &std::io::Error, remedy: Remedy) -> Option<Problem> {
+        (error.kind() != std::io::ErrorKind::NotFound).then(|| Problem::new(path, error, remedy))
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let remedy = match self.remedy {
+            Remedy::Initialize => "initialize writes it again",
+            Remedy::NextStart => "the next start writes it again",
+            Remedy::Release => "`l4d2ctl release` removes it",
+            Remedy::InstallUnits => "`l4d2ctl install --units-only` writes it again",
+            Remedy::WriteOverlay => "writing the overlay again replaces it",
+        };
+        write!(f, "{}: {} ({remedy})", self.path, self.cause)
+    }
+}
+
+/// How much an observation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything: systemd's restarts, main PID, result and timestamps of each unit, and each
+    /// running game's own A2S answer.
+    Full,
+    /// What a plan needs, quickly: each unit's state from one `systemctl list-units` and whether
+    /// it is enabled; no A2S query, no restarts, main PID, result or timestamps.
+    Brief,
+}
+
+/// One line of a write's `--json` output (JSON Lines on stdout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// A line the write prints without `--json`, word for word, and the server it is about
+    /// when it is about one.
+    Progress { server: Option<Name>, text: String },
+    /// The write ran to its end (a `start` of which some servers failed included); the last line.
+    Done { outcome: Outcome },
+    /// The write failed as a whole; the last line, instead of `Done`.
+    Failed { failure: Failure },
+}
+
+/// What a write did, one variant per write command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `install`: the base game, the Steam SDK links, and the unit files written (those that differed).
+    Installed { files: Vec<PathBuf> },
+    /// `install --units-only`: the unit files written (those that differed; none: all were current).
+    UnitsWritten { files: Vec<PathBuf> },
+    /// `initialize`.
+    Initialized {
+        name: Name,
+        digest: Digest,
+        /// False when every file already held exactly what was rendered.
+        changed: bool,
+        /// What of an instance already on the host was put right on the way.
+        repaired: Vec<String>,
+    },
+    /// `start`: each server's own answer, in the order asked.
+    Started { servers: Vec<ServerStart> },
+    /// `stop`.
+    Stopped { name: Name },
+    /// `restart`.
+    Restarted { name: Name },
+    /// `delete`.
+    Deleted {
+        name: Name,
+        /// False when there was no instance: it was deleted already.
+        existed: bool,
+        /// Where the server's own data was archived, when it had any.
+        archive: Option<PathBuf>,
+        /// Its unit had failed; that failed state was cleared.
+        cleared_failed: bool,
+    },
+    /// `release`.
+    Released { name: Name, was_overridden: bool },
+    /// `overlay put`, `overlay build`, `overlay fetch`: the overlay now holds the tree of `digest`.
+    OverlayWritten { name: Name, digest: Digest },
+    /// `mount` (run by the server's unit): false when it was mounted already.
+    Mounted { name: Name, mounted: bool },
+    /// `umount` (run by the server's unit): false when it was not mounted.
+    Unmounted { name: Name, unmounted: bool },
+}
+
+/// One server's answer to a `start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStart {
+    pub name: Name,
+    pub started: bool,
+    /// Why it did not start, in the words its `failed to start` line gives.
+    pub error: Option<String>,
+}
+
+/// Why a write failed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The words of the `l4d2ctl: …` line on stderr.
+    pub message: String,
+}
+
+/// Whether the same command, unchanged, may succeed when run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The host was busy or cut it short: systemd failed or timed out (a D-Bus or job-queue
+    /// error), Steam did not deliver, a child was killed, a call was interrupted. Trying again
+    /// unchanged may well succeed.
+    Transient,
+    /// The command cannot succeed as it is: bad input, a broken spec or recipe, a missing
+    /// instance, a refused path, a file system that refuses the write (no permission, no space
+    /// left): a person puts the input or the host right first.
+    Permanent,
+}
+
+/// A digest from its text (`sha256:<hex>`), as the state model writes it.
+pub fn parse_digest(text: &str) -> Result<Digest, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| e.to_string())
+}
+
+/// The digest of an instance whose record cannot be read is written as `""`, as it always was.
+mod unknown_digest {
+    use left4me_state::Digest;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(digest: &Option<Digest>, serializer: S) -> Result<S::Ok, S::Error> {
+        match digest {
+            Some(digest) => digest.serialize(serializer),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Digest>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.is_empty() {
+            true => Ok(None),
+            false => super::parse_digest(&text).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_states_read_and_write_systemds_words() {
+        for word in
+            ["active", "reloading", "inactive", "failed", "activating", "deactivating", "maintenance", "refreshing"]
+        {
+            let state = ActiveState::from(word);
+            assert!(!matches!(state, ActiveState::Other(_)), "{word} is a known state");
+            assert_eq!(state.to_string(), word);
+            assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{word}\""));
+        }
+        let later: ActiveState = serde_json::from_str("\"hibernating\"").unwrap();
+        assert_eq!(later, ActiveState::Other("hibernating".into()));
+        assert_eq!(serde_json::to_string(&later).unwrap(), "\"hibernating\"");
+    }
+
+    #[test]
+    fn an_unknown_render_is_written_as_an_empty_digest() {
+        let json = r#"{"name":"coop-1","unit":"u","active_state":"inactive","sub_state":"dead","since":null,
+            "enabled":false,"main_pid":null,"restarts":0,"result":"","mounted":false,"port":0,"digest":"",
+            "started_digest":null,"started_port":null,"override":null,"query":null}"#;
+        let status: InstanceStatus = serde_json::from_str(json).unwrap();
+        assert_eq!(status.digest, None);
+        let written = serde_json::to_value(&status).unwrap();
+        assert_eq!(written["digest"], "");
+    }
+
+    #[test]
+    fn messages_are_tagged_by_type() {
+        let name = Name::new("coop-1").unwrap();
+        let progress = Message::Progress { server: Some(name.clone()), text: "coop-1: started".into() };
+        assert_eq!(
+            serde_json::to_string(&progress).unwrap(),
+            r#"{"type":"progress","server":"coop-1","text":"coop-1: started"}"#
+        );
+        let done = Message::Done { outcome: Outcome::Stopped { name } };
+        assert_eq!(
+            serde_json::to_string(&done).unwrap(),
+            r#"{"type":"done","outcome":{"kind":"stopped","name":"coop-1"}}"#
+        );
+        let failed = Message::Failed { failure: Failure { kind: FailureKind::Transient, message: "busy".into() } };
+        assert_eq!(
+            serde_json::to_string(&failed).unwrap(),
+            r#"{"type":"failed","failure":{"kind":"transient","message":"busy"}}"#
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The commands other programs run: the reconciler its observations and writes, the web a
+//! server's console and RCON. Each builds its own argv, so no caller spells one by hand.
+
+use left4me_state::{Digest, Name};
+
+use super::Detail;
+
+/// A command of `l4d2ctl` another program runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `observe [--brief]`: the whole host as one [`super::Observation`].
+    Observe(Detail),
+    /// `show <name>`: the instance's record (its rendered spec and digest) as JSON.
+    Show {
+        name: Name,
+    },
+    /// `install --units-only`: the unit files written again where they differ.
+    InstallUnits,
+    /// `initialize <name> -f -`: the rendered spec is written to its stdin.
+    Initialize {
+        name: Name,
+    },
+    /// `start <names>…`: several start together, as one systemd transaction.
+    Start {
+        names: Vec<Name>,
+    },
+    Stop {
+        name: Name,
+    },
+    Restart {
+        name: Name,
+    },
+    Delete {
+        name: Name,
+    },
+    Release {
+        name: Name,
+    },
+    /// `overlay put`: the tar of the tree is written to its stdin.
+    OverlayPut {
+        name: Name,
+        digest: Digest,
+    },
+    /// `overlay build`: the recipe (build.sh) is written to its stdin.
+    OverlayBuild {
+        name: Name,
+        digest: Digest,
+    },
+    OverlayFetch {
+        name: Name,
+        digest: Digest,
+        items: Vec<u64>,
+    },
+    /// `logs <name> --lines <n> [--follow]`: the server's console from the journal, as text.
+    Logs {
+        name: Name,
+        lines: u32,
+        follow: bool,
+    },
+    /// `rcon <name> -- <command>`: one console command; its answer is the output, as text.
+    Rcon {
+        name: Name,
+        command: String,
+    },
+}
+
+impl Command {
+    /// The arguments to run `l4d2ctl` with. A write is the reconciler's (`--reconciler`: it leaves
+    /// no override marker) and answers in [`super::Message`]s (`--json`); reads and the web's
+    /// commands answer as they always do.
+    pub fn argv(&self) -> Vec<String> {
+        let words = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<String>>();
+        let write = |words: &[&str]| {
+            let mut argv = vec!["--reconciler".to_owned(), "--json".to_owned()];
+            argv.extend(words.iter().map(|w| (*w).to_owned()));
+            argv
+        };
+        match self {
+            Command::Observe(Detail::Full) => words(&["observe"]),
+            Command::Observe(Detail::Brief) => words(&["observe", "--brief"]),
+            Command::Show { name } => words(&["show", name.as_str()]),
+            Command::InstallUnits => write(&["install", "--units-only"]),
+            Command::Initialize { name } => write(&["initialize", name.as_str(), "-f", "-"]),
+            Command::Start { names } => {
+                let mut argv = write(&["start"]);
+                argv.extend(names.iter().map(Name::to_string));
+                argv
+            }
+            Command::Stop { name } => write(&["stop", name.as_str()]),
+            Command::Restart { name } => write(&["restart", name.as_str()]),
+            Command::Delete { name } => write(&["delete", name.as_str()]),
+            Command::Release { name } => write(&["release", name.as_str()]),
+            Command::OverlayPut { name, digest } => {
+                write(&["overlay", "put", name.as_str(), "--digest", digest.as_str()])
+            }
+            Command::OverlayBuild { name, digest } => {
+                write(&["overlay", "build", name.as_str(), "--digest", digest.as_str()])
+            }
+            Command::OverlayFetch { name, digest, items } => {
+                let mut argv = write(&["overlay", "fetch", name.as_str(), "--digest", digest.as_str()]);
+                argv.extend(items.iter().flat_map(|item| ["--item".to_owned(), item.to_string()]));
+                argv
+            }
+            Command::Logs { name, lines, follow } => {
+                let mut argv = words(&["logs", name.as_str(), "--lines", &lines.to_string()]);
+                if *follow {
+                    argv.push("--follow".to_owned());
+                }
+                argv
+            }
+            Command::Rcon { name, command } => words(&["rcon", name.as_str(), "--", command]),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The command line of `l4d2ctl`: what a person or another program may ask of it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Runs Left 4 Dead 2 servers on this host: instances, units, overlay mounts, status.
+#[derive(Debug, PartialEq, Eq, Parser)]
+#[command(name = "l4d2ctl", version)]
+pub struct Cli {
+    /// Act for the reconciler: leave no override marker (a person's writes leave one).
+    #[arg(long, global = true)]
+    pub reconciler: bool,
+    /// Machine-readable output: a write prints JSON Lines (its progress, then what it did or why
+    /// it failed); `status`, `overlay list` print their JSON form.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum Cmd {
+    /// Install or update the base game (steamcmd), the Steam SDK links and the units.
+    Install {
+        /// Only write the unit files again where they differ from what l4d2ctl renders (and
+        /// reload systemd when one did); no steamcmd.
+        #[arg(long)]
+        units_only: bool,
+    },
+    /// Render an instance from a spec file (JSON or YAML, as `left4me` renders it).
+    Initialize {
+        name: String,
+        /// The rendered InstanceSpec (`-` for stdin).
+        #[arg(short = 'f', long = "file", value_name = "SPEC")]
+        file: PathBuf,
+    },
+    /// Enable and start servers (they also start after a reboot). Several start together, as
+    /// one systemd transaction.
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop and disable a server.
+    Stop { name: String },
+    /// Restart a running server (it runs its current render afterwards).
+    Restart { name: String },
+    /// Stop a server and remove its instance; a missing one is already deleted.
+    Delete { name: String },
+    /// Show every instance, or one.
+    Status { name: Option<String> },
+    /// Print an instance's rendered spec and digest (instance.json).
+    Show { name: String },
+    /// Show a server's console log from the journal.
+    Logs {
+        name: String,
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u32,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Hand a server changed by hand back to the reconciler.
+    Release { name: String },
+    /// Run a console command on a server over RCON.
+    Rcon {
+        name: String,
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Materialised overlays: `list`, or `put` one from a tar on stdin (as the reconciler does).
+    Overlay {
+        #[command(subcommand)]
+        command: OverlayCmd,
+    },
+    /// Every instance's status and every materialised overlay, as one JSON object: what the
+    /// reconciler observes, in one call.
+    #[command(hide = true)]
+    Observe {
+        /// Only what a plan needs: each unit's state from one `systemctl list-units`, no A2S
+        /// query, no restarts, main PID, result or timestamps.
+        #[arg(long)]
+        brief: bool,
+    },
+    /// Mount a server's overlay (run by its unit, as root).
+    #[command(hide = true)]
+    Mount { name: String },
+    /// Unmount a server's overlay (run by its unit, as root).
+    #[command(hide = true)]
+    Umount { name: String },
+    /// Become the server's srcds_run with its rendered argv (run by its unit).
+    #[command(hide = true)]
+    Exec { name: String },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum OverlayCmd {
+    /// Every materialised overlay and the digest of its tree.
+    List,
+    /// Build a script overlay: run its build.sh (read from stdin) in a confined transient unit.
+    Build {
+        name: String,
+        /// The digest of the recipe, as the state model computes it.
+        #[arg(long)]
+        digest: String,
+    },
+    /// Fetch a workshop overlay: its items through steamcmd into the cache, linked into addons/.
+    Fetch {
+        name: String,
+        /// The digest of the item list, as the state model computes it.
+        #[arg(long)]
+        digest: String,
+        /// A Steam Workshop item id; repeat for each.
+        #[arg(long = "item", required = true)]
+        items: Vec<u64>,
+    },
+    /// Replace an overlay with the tree of the tar read from stdin.
+    Put {
+        name: String,
+        /// The digest of the tree, as the state model computes it.
+        #[arg(long)]
+        digest: String,
+    },
+}
+
+impl Cmd {
+    /// A write answers `--json` with [`l4d2ctl::api::Message`]s; a read with its own JSON form.
+    pub fn is_write(&self) -> bool {
+        match self {
+            Cmd::Install { .. }
+            | Cmd::Initialize { .. }
+            | Cmd::Start { .. }
+            | Cmd::Stop { .. }
+            | Cmd::Restart { .. }
+            | Cmd::Delete { .. }
+            | Cmd::Release { .. }
+            | Cmd::Mount { .. }
+            | Cmd::Umount { .. } => true,
+            Cmd::Overlay { command } => !matches!(command, OverlayCmd::List),
+            Cmd::Status { .. } | Cmd::Show { .. } | Cmd::Logs { .. } | Cmd::Rcon { .. } | Cmd::Observe { .. } => false,
+            Cmd::Exec { .. } => false,
+        }
+    }
+
+    /// Output that is another program's own, word for word (the journal, the server's console,
+    /// srcds itself): it has no JSON form.
+    pub fn has_json_form(&self) -> bool {
+        !matches!(self, Cmd::Logs { .. } | Cmd::Rcon { .. } | Cmd::Exec { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use l4d2ctl::api::{Command, Detail, parse_digest};
+    use left4me_state::Name;
+
+    use super::{Cli, Cmd, OverlayCmd};
+
+    /// What each command another program runs must parse into: its own subcommand, for the
+    /// reconciler (`--reconciler --json`) when it is a write.
+    fn expected(command: Command) -> Cli {
+        let write = |command| Cli { reconciler: true, json: true, command };
+        let read = |command| Cli { reconciler: false, json: false, command };
+        let digest = |digest: &left4me_state::Digest| digest.to_string();
+        match command {
+            Command::Observe(Detail::Full) => read(Cmd::Observe { brief: false }),
+            Command::Observe(Detail::Brief) => read(Cmd::Observe { brief: true }),
+            Command::Show { name } => read(Cmd::Show { name: name.to_string() }),
+            Command::InstallUnits => write(Cmd::Install { units_only: true }),
+            Command::Initialize { name } => write(Cmd::Initialize { name: name.to_string(), file: "-".into() }),
+            Command::Start { names } => write(Cmd::Start { names: names.iter().map(Name::to_string).collect() }),
+            Command::Stop { name } => write(Cmd::Stop { name: name.to_string() }),
+            Command::Restart { name } => write(Cmd::Restart { name: name.to_string() }),
+            Command::Delete { name } => write(Cmd::Delete { name: name.to_string() }),
+            Command::Release { name } => write(Cmd::Release { name: name.to_string() }),
+            Command::OverlayPut { name, digest: d } => {
+                write(Cmd::Overlay { command: OverlayCmd::Put { name: name.to_string(), digest: digest(&d) } })
+            }
+            Command::OverlayBuild { name, digest: d } => {
+                write(Cmd::Overlay { command: OverlayCmd::Build { name: name.to_string(), digest: digest(&d) } })
+            }
+            Command::OverlayFetch { name, digest: d, items } => {
+                write(Cmd::Overlay { command: OverlayCmd::Fetch { name: name.to_string(), digest: digest(&d), items } })
+            }
+            Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
+            Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
+        }
+    }
+
+    #[test]
+    fn every_command_others_run_parses_into_the_command_it_names() {
+        let name = Name::new("coop-1").unwrap();
+        let other = Name::new("versus-2").unwrap();
+        let digest = parse_digest("sha256:0123abcd").unwrap();
+        let commands = [
+            Command::Observe(Detail::Full),
+            Command::Observe(Detail::Brief),
+            Command::Show { name: name.clone() },
+            Command::InstallUnits,
+            Command::Initialize { name: name.clone() },
+            Command::Start { names: vec![name.clone(), other] },
+            Command::Stop { name: name.clone() },
+            Command::Restart { name: name.clone() },
+            Command::Delete { name: name.clone() },
+            Command::Release { name: name.clone() },
+            Command::OverlayPut { name: name.clone(), digest: digest.clone() },
+            Command::OverlayBuild { name: name.clone(), digest: digest.clone() },
+            Command::OverlayFetch { name: name.clone(), digest, items: vec![123, 456] },
+            Command::Logs { name: name.clone(), lines: 500, follow: true },
+            Command::Logs { name: name.clone(), lines: 100, follow: false },
+            Command::Rcon { name, command: "-sv_cheats 1; status".into() },
+        ];
+        for command in commands {
+            let argv = command.argv();
+            let parsed = Cli::try_parse_from(std::iter::once("l4d2ctl".to_owned()).chain(argv.clone()))
+                .unwrap_or_else(|e| panic!("l4d2ctl {argv:?} does not parse: {e}"));
+            assert_eq!(parsed, expected(command), "l4d2ctl {argv:?}");
+        }
+    }
+}

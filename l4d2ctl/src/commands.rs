@@ -1,0 +1,373 @@
+//! One function per command: each reads its input, acts, says what it does through [`Out`] and
+//! returns what it did ([`Outcome`]) when it is a write.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use l4d2ctl::api::{Detail, Outcome, ServerStart, parse_digest};
+use l4d2ctl::host::unit_name;
+use l4d2ctl::rcon::Rcon;
+use l4d2ctl::{Error, Host, install, instance, mount, overlay, overrides, status, systemd};
+use left4me_state::{Digest, Name};
+
+use crate::cli::{Cli, Cmd, OverlayCmd};
+use crate::sink::Out;
+
+/// How long an RCON connection and each reply may take.
+const RCON_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the command `cli` names. A write returns what it did; a read prints its answer itself.
+pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
+    let host = Host::from_env()?;
+    let by = Actor { host: &host, by_hand: !cli.reconciler };
+    let json = cli.json;
+    match cli.command {
+        Cmd::Install { units_only } => install(&host, units_only, out).map(Some),
+        Cmd::Initialize { name, file } => initialize(&by, &name, &file, out).map(Some),
+        Cmd::Start { names } => start(&by, &names, out).map(Some),
+        Cmd::Restart { name } => restart(&by, &name, out).map(Some),
+        Cmd::Stop { name } => stop(&by, &name, out).map(Some),
+        Cmd::Delete { name } => delete(&by, &name, out).map(Some),
+        Cmd::Status { name } => show_status(&host, name.as_deref(), json).map(|()| None),
+        Cmd::Show { name } => show(&host, &name).map(|()| None),
+        Cmd::Logs { name, lines, follow } => logs(&name, lines, follow).map(|()| None),
+        Cmd::Release { name } => release(&host, &name, out).map(Some),
+        Cmd::Rcon { name, command } => rcon(&host, &name, &command).map(|()| None),
+        Cmd::Overlay { command: OverlayCmd::List } => list_overlays(&host, json).map(|()| None),
+        Cmd::Overlay { command: OverlayCmd::Build { name, digest } } => build(&host, &name, &digest, out).map(Some),
+        Cmd::Overlay { command: OverlayCmd::Fetch { name, digest, items } } => {
+            fetch(&host, &name, &digest, &items, out).map(Some)
+        }
+        Cmd::Overlay { command: OverlayCmd::Put { name, digest } } => put(&host, &name, &digest, out).map(Some),
+        Cmd::Observe { brief } => observe(&host, brief).map(|()| None),
+        Cmd::Mount { name } => mount(&host, &name).map(Some),
+        Cmd::Umount { name } => umount(&host, &name).map(Some),
+        Cmd::Exec { name } => exec(&host, &name).map(|()| None),
+    }
+}
+
+/// What a write that ran to its end still answers with its exit code: a `start` of which some
+/// servers did not start fails, after every server got its answer.
+pub fn verdict(outcome: &Outcome) -> Result<(), Error> {
+    let Outcome::Started { servers } = outcome else { return Ok(()) };
+    match servers.iter().filter(|s| !s.started).count() {
+        0 => Ok(()),
+        n => Err(Error::Invalid(format!("{n} of {} servers failed to start", servers.len()))),
+    }
+}
+
+/// Who writes: a person or the reconciler.
+struct Actor<'a> {
+    host: &'a Host,
+    by_hand: bool,
+}
+
+impl Actor<'_> {
+    /// A person's write waits for a running reconcile pass to end, so the pass never acts on a
+    /// server changed under it; the reconciler's own writes run inside its pass, which holds the
+    /// lock. Taken once the input is known good, so a refused command never waits.
+    fn lock(&self) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, Error> {
+        if !self.by_hand {
+            return Ok(None);
+        }
+        l4d2ctl::host::pass_lock(&self.host.root, || eprintln!("l4d2ctl: waiting for the reconciler's pass to end"))
+            .map(Some)
+    }
+
+    /// A write by a person leaves an override marker — before it acts, so the reconciler never
+    /// sees the change without the marker and undoes it.
+    fn mark(&self, name: &Name, what: &str) -> Result<(), Error> {
+        if self.by_hand { overrides::mark(self.host, name, what) } else { Ok(()) }
+    }
+}
+
+fn parse_name(text: &str) -> Result<Name, Error> {
+    Name::new(text).map_err(|e| Error::Invalid(format!("invalid server name {text:?}: {e}")))
+}
+
+fn parse_overlay(name: &str, digest: &str) -> Result<(Name, Digest), Error> {
+    let name = Name::new(name).map_err(|e| Error::Invalid(format!("invalid overlay name {name:?}: {e}")))?;
+    let digest = parse_digest(digest).map_err(|e| Error::Invalid(format!("invalid digest: {e}")))?;
+    Ok((name, digest))
+}
+
+fn require_root(what: &str) -> Result<(), Error> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("{what} must run as root (try sudo)")))
+    }
+}
+
+/// Root, or the host's game user (whom the web app runs as).
+fn require_root_or(user: &str, what: &str) -> Result<(), Error> {
+    let uid = nix::unistd::geteuid();
+    let is_user = nix::unistd::User::from_name(user).ok().flatten().is_some_and(|u| u.uid == uid);
+    if uid.is_root() || is_user {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("{what} must run as root or as {user} (try sudo)")))
+    }
+}
+
+fn not_initialized(name: &Name) -> Error {
+    Error::Invalid(format!("{name} is not initialized"))
+}
+
+fn install(host: &Host, units_only: bool, out: &mut Out) -> Result<Outcome, Error> {
+    require_root("install")?;
+    let mut say = |line: String| out.say(line);
+    match units_only {
+        true => install::install_units(host, &mut say).map(|files| Outcome::UnitsWritten { files }),
+        false => install::install(host, &mut say).map(|files| Outcome::Installed { files }),
+    }
+}
+
+fn initialize(by: &Actor, name: &str, file: &Path, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    let spec = instance::read_spec_file(file)?;
+    require_root("initialize")?;
+    let _lock = by.lock()?;
+    by.mark(&name, "initialize")?;
+    let done = instance::initialize(by.host, &name, &spec)?;
+    for repaired in &done.repaired {
+        out.about(&name, format!("{name}: repaired {repaired}"));
+    }
+    let what = if done.changed { "initialized" } else { "already up to date" };
+    out.about(&name, format!("{name}: {what} ({})", done.digest));
+    Ok(Outcome::Initialized { name, digest: done.digest, changed: done.changed, repaired: done.repaired })
+}
+
+/// Starts the servers together; each gets its own answer. A server that cannot start (not
+/// initialized, its record unreadable) is its own failure; the others start.
+fn start(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> {
+    let names = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>, _>>()?;
+    require_root("start")?;
+    let mut answers = Vec::new();
+    let mut startable = Vec::new();
+    for name in &names {
+        match instance::read_record(by.host, name) {
+            Ok(Some(_)) => startable.push(name),
+            Ok(None) => answers.push(ServerStart {
+                name: name.clone(),
+                started: false,
+                error: Some(format!("not initialized; run `l4d2ctl initialize {name} -f <spec>` first")),
+            }),
+            Err(e) => answers.push(ServerStart {
+                name: name.clone(),
+                started: false,
+                error: Some(format!("{e}; initialize it again")),
+            }),
+        }
+    }
+    for answer in &answers {
+        say_start(out, answer);
+    }
+    if startable.is_empty() {
+        return Ok(Outcome::Started { servers: answers });
+    }
+    let _lock = by.lock()?;
+    for name in &startable {
+        by.mark(name, "start")?;
+    }
+    let units: Vec<String> = startable.iter().map(|name| unit_name(name)).collect();
+    let not_started = systemd::enable_now(&units);
+    for (name, unit) in startable.iter().zip(&units) {
+        let error = not_started.iter().find(|(u, _)| u == unit).map(|(_, error)| error.clone());
+        let answer = ServerStart { name: (*name).clone(), started: error.is_none(), error };
+        say_start(out, &answer);
+        answers.push(answer);
+    }
+    // In the order asked, as they were named.
+    answers.sort_by_key(|answer| names.iter().position(|n| *n == answer.name));
+    Ok(Outcome::Started { servers: answers })
+}
+
+fn say_start(out: &mut Out, answer: &ServerStart) {
+    let name = &answer.name;
+    match &answer.error {
+        Some(error) => out.about(name, format!("{name}: failed to start: {error}")),
+        None => out.about(name, format!("{name}: started")),
+    }
+}
+
+fn restart(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    require_root("restart")?;
+    let _lock = by.lock()?;
+    by.mark(&name, "restart")?;
+    systemd::systemctl(&["restart", "--quiet", &unit_name(&name)])?;
+    out.about(&name, format!("{name}: restarted"));
+    Ok(Outcome::Restarted { name })
+}
+
+fn stop(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    require_root("stop")?;
+    let _lock = by.lock()?;
+    by.mark(&name, "stop")?;
+    systemd::disable_now(&unit_name(&name))?;
+    out.about(&name, format!("{name}: stopped"));
+    Ok(Outcome::Stopped { name })
+}
+
+fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    require_root("delete")?;
+    let _lock = by.lock()?;
+    let unit = unit_name(&name);
+    by.mark(&name, "delete")?;
+    // Stopping a unit that was never started is fine; a missing instance is deleted already.
+    systemd::disable_now(&unit)?;
+    // A unit that failed stays listed as failed after it is stopped, with nothing behind it.
+    let cleared_failed = systemd::reset_failed(&unit)?;
+    if cleared_failed {
+        out.about(&name, format!("{name}: {unit} had failed; its failed state is cleared"));
+    }
+    let deleted = instance::delete(by.host, &name)?;
+    match (deleted.existed, &deleted.archive) {
+        (_, Some(archive)) => {
+            out.about(&name, format!("{name}: deleted; its data is archived in {}", archive.display()))
+        }
+        (true, None) => out.about(&name, format!("{name}: deleted")),
+        (false, None) => out.about(&name, format!("{name}: already deleted")),
+    }
+    Ok(Outcome::Deleted { name, existed: deleted.existed, archive: deleted.archive, cleared_failed })
+}
+
+fn show_status(host: &Host, name: Option<&str>, json: bool) -> Result<(), Error> {
+    let name = name.map(parse_name).transpose()?;
+    let statuses = status::status(host, name.as_ref(), Detail::Full)?;
+    if json {
+        let text = serde_json::to_string_pretty(&statuses).expect("status always serializes");
+        println!("{text}");
+    } else {
+        print!("{}", status::table(&statuses));
+    }
+    Ok(())
+}
+
+fn show(host: &Host, name: &str) -> Result<(), Error> {
+    let name = parse_name(name)?;
+    let record = instance::read_record(host, &name)?.ok_or_else(|| not_initialized(&name))?;
+    println!("{}", serde_json::to_string_pretty(&record).expect("a record always serializes"));
+    Ok(())
+}
+
+fn logs(name: &str, lines: u32, follow: bool) -> Result<(), Error> {
+    let name = parse_name(name)?;
+    let mut command = Command::new("journalctl");
+    command.args(["--unit", &unit_name(&name), "--lines", &lines.to_string(), "--output", "cat", "--no-pager"]);
+    if follow {
+        command.arg("--follow");
+    }
+    // journalctl's own output and exit code are the answer.
+    Err(Error::Invalid(format!("cannot run journalctl: {}", command.exec())))
+}
+
+fn release(host: &Host, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    require_root("release")?;
+    let had = overrides::release(host, &name)?;
+    // Handing a server back is also a new attempt after a crash loop: a unit no longer
+    // failed is one the reconciler tries at once rather than holding it back.
+    let _ = systemd::systemctl(&["reset-failed", "--quiet", &unit_name(&name)]);
+    let what = if had { "released to the reconciler" } else { "was not overridden" };
+    out.about(&name, format!("{name}: {what}"));
+    Ok(Outcome::Released { name, was_overridden: had })
+}
+
+fn rcon(host: &Host, name: &str, command: &[String]) -> Result<(), Error> {
+    let name = parse_name(name)?;
+    require_root_or(&host.user, "rcon")?;
+    let record = instance::read_record(host, &name)?.ok_or_else(|| not_initialized(&name))?;
+    let password = instance::read_rcon_password(host, &name)?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, record.spec.port.number()));
+    let mut rcon = Rcon::connect(addr, &password, RCON_TIMEOUT).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    let output = rcon.exec(&command.join(" ")).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    print!("{output}");
+    if !output.is_empty() && !output.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+fn list_overlays(host: &Host, json: bool) -> Result<(), Error> {
+    let (all, problems) = overlay::list(host)?;
+    for problem in &problems {
+        eprintln!("l4d2ctl: {problem}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).expect("overlays always serialize"));
+    } else {
+        for o in all {
+            println!("{}  {}", o.name, o.digest);
+        }
+    }
+    Ok(())
+}
+
+fn build(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let (name, digest) = parse_overlay(name, digest)?;
+    require_root("overlay build")?;
+    let mut script = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 1024 * 1024), &mut script)
+        .map_err(|e| Error::io("stdin", e))?;
+    overlay::build(host, &name, &digest, &script)?;
+    out.say(format!("overlay {name}: built ({digest})"));
+    Ok(Outcome::OverlayWritten { name, digest })
+}
+
+fn fetch(host: &Host, name: &str, digest: &str, items: &[u64], out: &mut Out) -> Result<Outcome, Error> {
+    let (name, digest) = parse_overlay(name, digest)?;
+    require_root("overlay fetch")?;
+    overlay::fetch(host, &name, &digest, items)?;
+    out.say(format!("overlay {name}: {} workshop items ({digest})", items.len()));
+    Ok(Outcome::OverlayWritten { name, digest })
+}
+
+fn put(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let (name, digest) = parse_overlay(name, digest)?;
+    require_root("overlay put")?;
+    overlay::put(host, &name, &digest, std::io::stdin().lock())?;
+    out.say(format!("overlay {name}: {digest}"));
+    Ok(Outcome::OverlayWritten { name, digest })
+}
+
+fn observe(host: &Host, brief: bool) -> Result<(), Error> {
+    let detail = if brief { Detail::Brief } else { Detail::Full };
+    let observed = status::observe(host, detail)?;
+    println!("{}", serde_json::to_string(&observed).expect("an observation always serializes"));
+    Ok(())
+}
+
+fn mount(host: &Host, name: &str) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    require_root("mount")?;
+    let mounted = mount::mount(host, &name)?;
+    Ok(Outcome::Mounted { name, mounted })
+}
+
+fn umount(host: &Host, name: &str) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    require_root("umount")?;
+    let unmounted = mount::umount(host, &name)?;
+    Ok(Outcome::Unmounted { name, unmounted })
+}
+
+/// Replaces this process with the server's `srcds_run`, started by its path inside the merged
+/// tree (it `cd`s to its own folder), with the rendered argv word for word.
+fn exec(host: &Host, name: &str) -> Result<(), Error> {
+    let name = parse_name(name)?;
+    let record = instance::read_record(host, &name)?.ok_or_else(|| not_initialized(&name))?;
+    let srcds_run = host.instance(&name).merged().join("srcds_run");
+    let port = record.spec.port.to_string();
+    let mut command = Command::new(&srcds_run);
+    command.args(["-game", "left4dead2", "-norestart", "+ip", "0.0.0.0", "+hostport", &port]);
+    command.args(record.spec.arguments.iter().map(|a| a.get()));
+    let error = command.exec();
+    Err(Error::Invalid(format!("cannot run {}: {error}", srcds_run.display())))
+}
