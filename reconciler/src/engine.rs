@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use l4d2ctl::api;
 pub use l4d2ctl::api::Detail;
 use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
 
@@ -293,7 +294,7 @@ fn units_job(why: &[String]) -> Job {
     Job {
         kind: "units",
         target: Name::new("host").expect("host is a valid name"),
-        args: vec!["install".into(), "--units-only".into()],
+        command: api::Command::InstallUnits,
         input: None,
         reason: format!("{}; written again", why.join("; ")),
     }
@@ -304,22 +305,31 @@ fn overlay_jobs(desired: &DesiredState, overlays: &[Name]) -> Vec<Job> {
     overlays
         .iter()
         .map(|overlay| {
-            let digest = desired.overlays[overlay].digest.to_string();
-            let mut args = vec!["overlay".into(), String::new(), overlay.to_string(), "--digest".into(), digest];
-            let (kind, verb, input, reason) = match &desired.overlays[overlay].content {
-                OverlayContent::Files(_) => {
-                    ("overlay", "put", Some(overlay_tar(desired, overlay)), "its files changed in the revision")
-                }
-                OverlayContent::Script { build } => {
-                    ("build", "build", Some(build.clone()), "its build.sh changed in the revision")
-                }
+            let (name, digest) = (overlay.clone(), desired.overlays[overlay].digest.clone());
+            let (kind, command, input, reason) = match &desired.overlays[overlay].content {
+                OverlayContent::Files(_) => (
+                    "overlay",
+                    api::Command::OverlayPut { name, digest },
+                    Some(overlay_tar(desired, overlay)),
+                    "its files changed in the revision",
+                ),
+                OverlayContent::Script { build } => (
+                    "build",
+                    api::Command::OverlayBuild { name, digest },
+                    Some(build.clone()),
+                    "its build.sh changed in the revision",
+                ),
                 OverlayContent::Workshop(items) => {
-                    args.extend(items.iter().flat_map(|item| ["--item".to_owned(), item.get().to_string()]));
-                    ("fetch", "fetch", None, "its workshop items changed in the revision")
+                    let items = items.iter().map(|item| *item.get()).collect();
+                    (
+                        "fetch",
+                        api::Command::OverlayFetch { name, digest, items },
+                        None,
+                        "its workshop items changed in the revision",
+                    )
                 }
             };
-            args[1] = verb.into();
-            Job { kind, target: overlay.clone(), args, input, reason: reason.into() }
+            Job { kind, target: overlay.clone(), command, input, reason: reason.into() }
         })
         .collect()
 }
@@ -357,18 +367,18 @@ fn phases(steps: &[Step]) -> Vec<Vec<&Step>> {
 
 /// The job of one step of the plan.
 fn step_job(step: &Step) -> Job {
-    let name = step.server.to_string();
-    let (args, input): (Vec<String>, Option<Vec<u8>>) = match &step.action {
-        Action::Release => (vec!["release".into(), name], None),
+    let name = step.server.clone();
+    let (command, input) = match &step.action {
+        Action::Release => (api::Command::Release { name }, None),
         Action::Create { spec } | Action::Rerender { spec } | Action::Repair { spec } => {
-            (vec!["initialize".into(), name, "-f".into(), "-".into()], Some(spec.to_json().into_bytes()))
+            (api::Command::Initialize { name }, Some(spec.to_json().into_bytes()))
         }
-        Action::Start => (vec!["start".into(), name], None),
-        Action::Stop => (vec!["stop".into(), name], None),
-        Action::Restart => (vec!["restart".into(), name], None),
-        Action::Delete => (vec!["delete".into(), name], None),
+        Action::Start => (api::Command::Start { names: vec![name] }, None),
+        Action::Stop => (api::Command::Stop { name }, None),
+        Action::Restart => (api::Command::Restart { name }, None),
+        Action::Delete => (api::Command::Delete { name }, None),
     };
-    Job { kind: step.action.name(), target: step.server.clone(), args, input, reason: step.reason.clone() }
+    Job { kind: step.action.name(), target: step.server.clone(), command, input, reason: step.reason.clone() }
 }
 
 /// Remembers what the revision wanted of each server; a server whose steps failed keeps the wish
@@ -502,7 +512,7 @@ fn overlay_tar(desired: &DesiredState, name: &Name) -> Vec<u8> {
 struct Job {
     kind: &'static str,
     target: Name,
-    args: Vec<String>,
+    command: api::Command,
     input: Option<Vec<u8>>,
     reason: String,
 }
@@ -570,8 +580,7 @@ impl Runner<'_> {
     /// Records `job` as queued, with why, and runs it. Returns its failure, if it failed.
     fn run(&self, job: Job) -> Result<Option<Failure>, Error> {
         let id = self.queue(job.kind, &job.target, &job.reason)?;
-        let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
-        let end = host::run_job(self.l4d2ctl, &self.jobs, id, &args, job.input)?;
+        let end = host::run_job(self.l4d2ctl, &self.jobs, id, &job.command, job.input)?;
         Ok((!end.succeeded()).then(|| Failure {
             what: format!("{} {}", job.kind, job.target),
             target: job.target,

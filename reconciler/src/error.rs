@@ -77,6 +77,16 @@ pub enum Retry {
     Permanent,
 }
 
+impl From<l4d2ctl::api::FailureKind> for Retry {
+    /// As l4d2ctl says of a write that failed as a whole.
+    fn from(kind: l4d2ctl::api::FailureKind) -> Retry {
+        match kind {
+            l4d2ctl::api::FailureKind::Transient => Retry::Transient,
+            l4d2ctl::api::FailureKind::Permanent => Retry::Permanent,
+        }
+    }
+}
+
 impl Error {
     /// Whether it comes of a full disk: the database cannot grow.
     pub fn is_disk_full(&self) -> bool {
@@ -88,7 +98,7 @@ impl Error {
         match self {
             Error::Host(_) => Retry::Permanent,
             Error::Lock(l4d2ctl::Error::Io { cause, .. }) | Error::Spawn { cause, .. } => io_retry(cause),
-            Error::Lock(_) => Retry::Permanent,
+            Error::Lock(error) => Retry::from(error.kind()),
             Error::Load(error) => load_retry(error),
             Error::Db(error) => db_retry(error),
             Error::Failed { end, .. } => end.retry(),
