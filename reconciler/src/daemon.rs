@@ -11,7 +11,8 @@ use notify::{RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
-use crate::engine::{self, Config, Error};
+use crate::engine::{self, Config};
+use crate::error::{Error, Retry};
 
 /// What starts a pass, as recorded on its jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,20 +38,46 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The first retry of a failing pass.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Runs until killed. Returns only when it cannot go on (the database or the repo is gone).
 /// An upstream repository the state repo follows, fast-forward only.
 pub struct Upstream {
     pub url: String,
     pub every: Duration,
 }
 
+/// Runs until killed. Returns only when it cannot go on (the database or the repo is gone).
 pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Result<(), Error> {
-    let mut said = Said::default();
-    let mut db = Db::open(&config.db_path()).map_err(|e| {
+    let mut said = Said { last: None, resync };
+    let db = Db::open(&config.db_path()).map_err(|e| {
         let error = Error::from(e);
-        said.failed(config, &error);
+        // The service ends on it, and systemd starts it again (Restart=always).
+        said.failed(config, &error, Retry::Transient);
         error
     })?;
+    let (_watcher, triggers) = watch(config)?;
+    tracing::info!(state = %config.state.display(), resync_seconds = resync.as_secs(), "watching the state repo");
+    notify("READY=1");
+    let mut service = Service {
+        config,
+        db,
+        said,
+        resync,
+        upstream,
+        cache: engine::RevisionCache::default(),
+        backoff: Backoff::default(),
+        last_revision: None,
+        next_fetch: Instant::now(),
+    };
+    let mut trigger = Trigger::Commit;
+    loop {
+        service.follow_when_due();
+        let retry_at = service.pass(trigger).map(|wait| Instant::now() + wait);
+        trigger = service.next_trigger(&triggers, retry_at)?;
+    }
+}
+
+/// Watches the state repo's refs and the folder of retries asked for: what they report comes on
+/// the receiver, for as long as the watcher is kept.
+fn watch(config: &Config) -> Result<(notify::RecommendedWatcher, mpsc::Receiver<Trigger>), Error> {
     let (tx, rx) = mpsc::channel::<Trigger>();
     let git_dir = git_dir(&config.state);
     // A retry asked for is a file made in this folder, as the web app or `left4me retry` makes it.
@@ -80,92 +107,125 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
     watcher
         .watch(&requests, RecursiveMode::NonRecursive)
         .map_err(|e| Error::Host(format!("cannot watch {}: {e}", requests.display())))?;
-    tracing::info!(state = %config.state.display(), resync_seconds = resync.as_secs(), "watching the state repo");
-    notify("READY=1");
+    Ok((watcher, rx))
+}
 
-    let mut last_revision: Option<String> = None;
-    let mut backoff = FIRST_BACKOFF;
-    let mut trigger = Trigger::Commit;
-    let mut cache = engine::RevisionCache::default();
-    let mut next_fetch = Instant::now();
-    loop {
-        if let Some(upstream) = &upstream
-            && Instant::now() >= next_fetch
+/// The service between its passes.
+struct Service<'a> {
+    config: &'a Config,
+    db: Db,
+    said: Said,
+    resync: Duration,
+    upstream: Option<Upstream>,
+    cache: engine::RevisionCache,
+    backoff: Backoff,
+    last_revision: Option<String>,
+    next_fetch: Instant,
+}
+
+impl Service<'_> {
+    /// Fetches the upstream when it is time to.
+    fn follow_when_due(&mut self) {
+        if let Some(upstream) = &self.upstream
+            && Instant::now() >= self.next_fetch
         {
-            follow(config, &db, upstream);
-            next_fetch = Instant::now() + upstream.every;
+            follow(self.config, &self.db, upstream);
+            self.next_fetch = Instant::now() + upstream.every;
         }
-        let started = Instant::now();
-        let retry_at = match engine::apply(config, &mut db, &mut cache, trigger.name(), None) {
-            Ok(outcome) => {
-                let changed = last_revision.as_deref() != Some(outcome.revision.id());
-                last_revision = Some(outcome.revision.id().to_owned());
-                said.pass(config, &outcome);
-                if let Some(diagnostics) = &outcome.invalid {
-                    tracing::warn!(
-                        revision = outcome.revision.short(),
-                        "invalid revision, nothing applied:\n{diagnostics}"
-                    );
-                    None
-                } else if outcome.failed.is_empty() {
-                    if outcome.steps > 0 || changed {
-                        tracing::info!(
-                            revision = outcome.revision.short(),
-                            steps = outcome.steps,
-                            ms = started.elapsed().as_millis() as u64,
-                            "reconciled"
-                        );
-                    }
-                    backoff = FIRST_BACKOFF;
-                    None
-                } else {
-                    tracing::warn!(revision = outcome.revision.short(), failed = ?outcome.failed, retry_in = ?backoff, "steps failed");
-                    Some(retry(&mut backoff))
-                }
-            }
-            Err(error) => {
-                tracing::error!("pass failed: {error}");
-                said.failed(config, &error);
-                Some(retry(&mut backoff))
-            }
-        };
-        let next_resync = Instant::now() + resync;
+    }
 
-        // Wait for the next reason to run, then take every other one that came meanwhile. Fetching
-        // the upstream is not a pass: a fast-forward moves the ref, which the watch reports.
-        trigger = loop {
-            let mut deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
-            if upstream.is_some() {
-                deadline = deadline.min(next_fetch);
+    /// Runs a pass and says how it went. Returns how long to wait before trying it again
+    /// without a trigger: None waits for a trigger or the resync.
+    fn pass(&mut self, trigger: Trigger) -> Option<Duration> {
+        let started = Instant::now();
+        let result = engine::apply(self.config, &mut self.db, &mut self.cache, trigger.name(), None);
+        let wait = self.backoff.after(Ended::of(&result));
+        match &result {
+            Ok(outcome) => self.tell_outcome(outcome, started, wait),
+            Err(error) => self.tell_failure(error, wait),
+        }
+        wait
+    }
+
+    fn tell_outcome(&mut self, outcome: &engine::PassOutcome, started: Instant, wait: Option<Duration>) {
+        let changed = self.last_revision.as_deref() != Some(outcome.revision.id());
+        self.last_revision = Some(outcome.revision.id().to_owned());
+        self.said.pass(self.config, outcome, wait.is_some());
+        let revision = outcome.revision.short();
+        if let Some(diagnostics) = &outcome.invalid {
+            tracing::warn!(revision, "invalid revision, nothing applied:\n{diagnostics}");
+        } else if outcome.failed.is_empty() {
+            if outcome.steps > 0 || changed {
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(revision, steps = outcome.steps, ms, "reconciled");
             }
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(first) => {
-                    // Take the rest of a burst (a push moves several refs) into this one pass: a
-                    // commit among them names it.
-                    let mut trigger = first;
-                    while let Ok(next) = rx.try_recv() {
-                        if next == Trigger::Commit {
-                            trigger = next;
-                        }
-                    }
-                    break trigger;
-                }
+        } else if let Some(wait) = wait {
+            tracing::warn!(revision, failed = ?outcome.failed, retry_in = ?wait, "steps failed");
+        } else {
+            let resync_seconds = self.resync.as_secs();
+            tracing::warn!(
+                revision,
+                failed = ?outcome.failed,
+                resync_seconds,
+                "steps failed, and will not pass by themselves: tried again at the next commit, retry asked for or resync"
+            );
+        }
+    }
+
+    fn tell_failure(&mut self, error: &Error, wait: Option<Duration>) {
+        match wait {
+            Some(wait) => tracing::error!(retry_in = ?wait, "pass failed: {error}"),
+            None => tracing::error!(
+                resync_seconds = self.resync.as_secs(),
+                "pass failed: {error}; it will not pass by itself: tried again at the next commit, retry asked for or resync"
+            ),
+        }
+        self.said.failed(self.config, error, error.retry());
+    }
+
+    /// Waits for the next reason to run, then takes every other one that came meanwhile.
+    /// Fetching the upstream is not a pass: a fast-forward moves the ref, which the watch reports.
+    fn next_trigger(
+        &mut self,
+        triggers: &mpsc::Receiver<Trigger>,
+        retry_at: Option<Instant>,
+    ) -> Result<Trigger, Error> {
+        let next_resync = Instant::now() + self.resync;
+        loop {
+            let mut deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
+            if self.upstream.is_some() {
+                deadline = deadline.min(self.next_fetch);
+            }
+            match triggers.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(first) => return Ok(burst(first, triggers)),
                 Err(RecvTimeoutError::Timeout) if retry_at.is_some_and(|r| r <= Instant::now()) => {
-                    break Trigger::Retry;
+                    return Ok(Trigger::Retry);
                 }
-                Err(RecvTimeoutError::Timeout) if next_resync <= Instant::now() => break Trigger::Drift,
+                Err(RecvTimeoutError::Timeout) if next_resync <= Instant::now() => return Ok(Trigger::Drift),
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some(upstream) = &upstream {
-                        follow(config, &db, upstream);
-                        next_fetch = Instant::now() + upstream.every;
+                    if let Some(upstream) = &self.upstream {
+                        follow(self.config, &self.db, upstream);
+                        self.next_fetch = Instant::now() + upstream.every;
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Error::Host("the watch on the state repo ended".into()));
                 }
             }
-        };
+        }
     }
+}
+
+/// Takes the rest of a burst (a push moves several refs) into one pass: a commit among them
+/// names it.
+fn burst(first: Trigger, triggers: &mpsc::Receiver<Trigger>) -> Trigger {
+    let mut trigger = first;
+    while let Ok(next) = triggers.try_recv() {
+        if next == Trigger::Commit {
+            trigger = next;
+        }
+    }
+    trigger
 }
 
 /// Whether a changed path can move the branch: a ref, packed-refs or HEAD, once written — git
@@ -208,11 +268,61 @@ fn follow(config: &Config, db: &Db, upstream: &Upstream) {
     }
 }
 
-/// When to retry a failed pass; each retry waits twice as long, up to [`MAX_BACKOFF`].
-fn retry(backoff: &mut Duration) -> Instant {
-    let at = Instant::now() + *backoff;
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
-    at
+/// How a pass ended, as the retry policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Converged,
+    /// The revision is invalid: only a commit changes that.
+    Invalid,
+    /// Steps failed; transient when one of them may pass by itself soon.
+    StepsFailed(Retry),
+    /// The pass ended on an error.
+    Failed(Retry),
+}
+
+impl Ended {
+    fn of(result: &Result<engine::PassOutcome, Error>) -> Ended {
+        match result {
+            Ok(outcome) if outcome.invalid.is_some() => Ended::Invalid,
+            Ok(outcome) => outcome.retry.map_or(Ended::Converged, Ended::StepsFailed),
+            Err(error) => Ended::Failed(error.retry()),
+        }
+    }
+}
+
+/// The retry policy, as kube-runtime's `error_policy` answers each error with an action: what
+/// may pass by itself soon (a busy database, a full disk being freed, a killed l4d2ctl) is tried
+/// again after [`FIRST_BACKOFF`], doubling up to [`MAX_BACKOFF`]; what will not (a broken host
+/// config, l4d2ctl missing, a revision that cannot be read, an invalid one) waits for the next
+/// trigger or the resync rather than hammering the host. Only a pass that converges resets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff { next: FIRST_BACKOFF }
+    }
+}
+
+impl Backoff {
+    /// How long to wait, after a pass that ended so, before trying it again without a trigger;
+    /// None waits for a trigger or the resync.
+    fn after(&mut self, ended: Ended) -> Option<Duration> {
+        match ended {
+            Ended::Converged => {
+                self.next = FIRST_BACKOFF;
+                None
+            }
+            Ended::Invalid | Ended::StepsFailed(Retry::Permanent) | Ended::Failed(Retry::Permanent) => None,
+            Ended::StepsFailed(Retry::Transient) | Ended::Failed(Retry::Transient) => {
+                let wait = self.next;
+                self.next = (self.next * 2).min(MAX_BACKOFF);
+                Some(wait)
+            }
+        }
+    }
 }
 
 /// `.git` of a work tree, or the repository itself when it is bare.
@@ -325,30 +435,47 @@ fn bytes(n: u64) -> String {
 #[derive(Default)]
 struct Said {
     last: Option<(String, String)>,
+    /// The service's resync, which tries again what will not pass by itself.
+    resync: Duration,
 }
 
 impl Said {
-    fn pass(&mut self, config: &Config, outcome: &engine::PassOutcome) {
+    /// `retrying`: failed steps are tried again soon (they may pass by themselves).
+    fn pass(&mut self, config: &Config, outcome: &engine::PassOutcome, retrying: bool) {
         let revision = outcome.revision.short();
         let message = if outcome.invalid.is_some() {
             format!("Revision {revision} is invalid; the last good revision keeps running")
         } else if outcome.failed.is_empty() {
             format!("Converged to {revision}")
-        } else {
+        } else if retrying {
             format!("Steps failed at {revision}: {}; retrying", outcome.failed.join(", "))
+        } else {
+            format!("Steps failed at {revision}: {}; {}", outcome.failed.join(", "), self.waiting())
         };
         self.say(config, "ok", message, None);
     }
 
-    fn failed(&mut self, config: &Config, error: &Error) {
+    /// `retry`: whether the service tries again soon.
+    fn failed(&mut self, config: &Config, error: &Error, retry: Retry) {
         let disk = Disk::of(&config.root);
-        let message = match &disk {
+        let mut message = match &disk {
             Some(disk) if error.is_disk_full() || disk.is_full() => {
                 format!("Disk full: {disk}; passes fail: {error}")
             }
             _ => format!("Passes fail: {error}"),
         };
+        if retry == Retry::Permanent {
+            message = format!("{message}; {}", self.waiting());
+        }
         self.say(config, "failing", message, Some(error));
+    }
+
+    /// What the service does after a failure that will not pass by itself.
+    fn waiting(&self) -> String {
+        format!(
+            "this will not pass by itself: tried again at the next commit, retry asked for or resync (every {} s)",
+            self.resync.as_secs()
+        )
     }
 
     fn say(&mut self, config: &Config, state: &str, message: String, error: Option<&Error>) {
@@ -382,4 +509,43 @@ fn write_status(status: &ServiceStatus) -> std::io::Result<()> {
     let temporary = folder.join(format!(".status.json.{}", std::process::id()));
     std::fs::write(&temporary, serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
     std::fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds(waits: &[Option<Duration>]) -> Vec<Option<u64>> {
+        waits.iter().map(|wait| wait.map(|w| w.as_secs())).collect()
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_sooner_then_later_up_to_a_minute() {
+        let mut backoff = Backoff::default();
+        let waits: Vec<_> = (0..8).map(|_| backoff.after(Ended::Failed(Retry::Transient))).collect();
+        assert_eq!(seconds(&waits), [2, 4, 8, 16, 32, 60, 60, 60].map(Some));
+        // Failed steps that may pass by themselves go on from there.
+        assert_eq!(backoff.after(Ended::StepsFailed(Retry::Transient)), Some(MAX_BACKOFF));
+    }
+
+    #[test]
+    fn a_permanent_failure_waits_for_a_trigger_or_the_resync() {
+        let mut backoff = Backoff::default();
+        for ended in [Ended::Failed(Retry::Permanent), Ended::StepsFailed(Retry::Permanent), Ended::Invalid] {
+            assert_eq!(backoff.after(ended), None, "{ended:?}");
+        }
+        // It says nothing of whether what failed before it has passed: the backoff goes on.
+        backoff.after(Ended::Failed(Retry::Transient));
+        backoff.after(Ended::Failed(Retry::Permanent));
+        assert_eq!(backoff.after(Ended::Failed(Retry::Transient)), Some(Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn a_pass_that_converges_starts_the_backoff_over() {
+        let mut backoff = Backoff::default();
+        backoff.after(Ended::Failed(Retry::Transient));
+        backoff.after(Ended::Failed(Retry::Transient));
+        assert_eq!(backoff.after(Ended::Converged), None);
+        assert_eq!(backoff.after(Ended::StepsFailed(Retry::Transient)), Some(FIRST_BACKOFF));
+    }
 }

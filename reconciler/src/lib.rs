@@ -5,6 +5,8 @@ pub mod crashloop;
 pub mod daemon;
 pub mod db;
 pub mod engine;
+pub mod error;
+pub mod host;
 pub mod plan;
 pub mod report;
 pub mod retries;

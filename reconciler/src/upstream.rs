@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::engine::Error;
+use crate::error::Error;
 
 /// What a fetch of the upstream did to the branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,7 @@ fn is_ancestor(state: &Path, older: &str, newer: &str) -> Result<bool, Error> {
         .args(["merge-base", "--is-ancestor", older, newer])
         .stdin(Stdio::null())
         .status()
-        .map_err(|e| Error::Host(format!("cannot run git: {e}")))?;
+        .map_err(|e| Error::Upstream(format!("cannot run git: {e}")))?;
     Ok(status.success())
 }
 
@@ -63,9 +63,9 @@ fn git(state: &Path, args: &[&str]) -> Result<String, Error> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::Host(format!("cannot run git: {e}")))?;
+        .map_err(|e| Error::Upstream(format!("cannot run git: {e}")))?;
     if !output.status.success() {
-        return Err(Error::Host(format!(
+        return Err(Error::Upstream(format!(
             "git {} failed: {}",
             args.first().copied().unwrap_or_default(),
             String::from_utf8_lossy(&output.stderr).trim()

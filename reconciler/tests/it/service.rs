@@ -1,5 +1,6 @@
 //! `left4me run` as the service it is on a host: commits converge on their own, hand changes are
-//! respected until released, drift is healed, a mass deletion is held, a killed pass recovers.
+//! respected until released, drift is healed, a mass deletion is held, a killed pass recovers, a
+//! failure that will not pass by itself waits for the next trigger.
 
 use crate::support::Host;
 
@@ -203,4 +204,33 @@ fn an_upstream_is_followed_fast_forward_only() {
     });
     assert_eq!(host.status()["last_applied"], before);
     assert_ne!(host.server("coop-2")["health"], "Running");
+}
+
+#[test]
+fn a_failure_that_will_not_pass_by_itself_waits_for_the_next_trigger_and_says_so() {
+    let host = Host::installed(true);
+    // No resync within the test: only the retry policy could try again.
+    host.sandbox.run_ok("sh", &["-c", "echo LEFT4ME_RESYNC_SECONDS=3600 >> /etc/left4me/host.env"]);
+    host.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
+    // The state repo has no commit yet: every pass fails, until a commit puts it right.
+    host.expect_within(30, "the service says it waits", |h| {
+        let service = &h.status()["service"];
+        service["state"] == "failing"
+            && service["message"].as_str().is_some_and(|m| m.contains("this will not pass by itself"))
+    });
+    let invocation =
+        host.sandbox.run_ok("systemctl", &["show", "--property=InvocationID", "--value", "left4me-reconciler.service"]);
+    let journal = |h: &Host| {
+        let filter = format!("_SYSTEMD_INVOCATION_ID={}", invocation.trim());
+        h.sandbox.run_ok("journalctl", &["--no-pager", "--output=cat", &filter])
+    };
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let log = journal(&host);
+    assert_eq!(log.matches("pass failed").count(), 1, "tried again though nothing changed:\n{log}");
+    assert!(log.contains("it will not pass by itself"), "{log}");
+
+    // The commit is a trigger: acted on at once.
+    host.commit_examples();
+    host.expect_within(30, "coop-1 runs after the commit", |h| h.running("coop-1"));
+    assert_eq!(host.status()["service"]["state"], "ok");
 }
