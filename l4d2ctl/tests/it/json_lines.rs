@@ -92,3 +92,36 @@ fn a_write_that_fails_as_a_whole_says_why_and_whether_to_try_again() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn what_a_build_prints_reaches_the_caller_as_its_plain_run_shows_it() {
+    let host = Host::installed();
+    let recipe = host.shared_dir().join("chatty.sh");
+    std::fs::write(&recipe, "echo 'fetching plugins'\necho 'a warning' >&2\nmkdir -p left4dead2\necho 'done'\n")
+        .unwrap();
+    let build = |json: &str| {
+        let command = format!("l4d2ctl {json} overlay build chatty --digest sha256:0123 < {}", recipe.display());
+        let out = host.run("sh", &["-c", &command]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out
+    };
+    let plain = build("");
+    let json = build("--json");
+    let plain_lines: Vec<String> = text(&plain.stdout).lines().map(str::to_owned).collect();
+    assert!(plain_lines.iter().any(|line| line.contains("fetching plugins")), "{plain_lines:?}");
+
+    let messages = read_messages(&json.stdout);
+    let (last, progress) = messages.split_last().expect("some messages");
+    assert!(matches!(last, Message::Done { outcome: Outcome::OverlayWritten { .. } }), "{last:?}");
+    let lines: Vec<String> = progress
+        .iter()
+        .map(|message| match message {
+            Message::Progress { server: None, text } => text.clone(),
+            other => panic!("a build's lines are about no server: {other:?}"),
+        })
+        .collect();
+    // The recipe's stdout stays the caller's stdout (a job's log keeps it there), its stderr
+    // the caller's stderr.
+    assert_eq!(lines, plain_lines);
+    assert!(text(&json.stderr).contains("a warning") && !text(&json.stderr).contains("fetching plugins"));
+}
