@@ -10,8 +10,8 @@ use crate::app::App;
 use crate::views::metrics::{Counts, metrics_text};
 
 /// For monitoring: 200 while the app can read its databases and the host has been looked at.
-/// Why not is said in general words to anyone, and in full to a signed-in admin (and in the
-/// log): the details name paths and programs of the host.
+/// Why not is said in general words to everyone alike, reading no session: the details name paths
+/// and programs of the host, so they are on the dashboard for signed-in users and in the log.
 pub async fn health(State(app): State<Arc<App>>) -> Response {
     let snapshot = app.latest();
     let accounts = match app.blocking(|app| app.accounts.users().map(|_| ())).await {
