@@ -347,9 +347,41 @@ pub enum FailureKind {
     /// unchanged may well succeed.
     Transient,
     /// The command cannot succeed as it is: bad input, a broken spec or recipe, a missing
-    /// instance, a refused path, a file system that refuses the write (no permission, no space
-    /// left): a person puts the input or the host right first.
+    /// instance, a refused path, a file system that refuses the write (no permission, read-only):
+    /// a person puts the input or the host right first.
     Permanent,
+}
+
+impl FailureKind {
+    /// Whether an OS error passes by itself, for l4d2ctl and the reconciler alike: space or quota
+    /// freed (a full disk asks nothing of the state, and a retry recovers once space is freed), a
+    /// resource given back, a call interrupted or timed out, a file busy for a moment (a program
+    /// being replaced as it is run). An error with no errno (made up by a library) will not pass
+    /// unless it says it was cut short.
+    pub fn of_io(error: &std::io::Error) -> FailureKind {
+        use nix::libc;
+        const TRANSIENT: [i32; 11] = [
+            libc::ENOSPC,
+            libc::EDQUOT,
+            libc::EINTR,
+            libc::EAGAIN,
+            libc::EBUSY,
+            libc::ENOLCK,
+            libc::ENOMEM,
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ETXTBSY,
+            libc::ETIMEDOUT,
+        ];
+        let transient = match error.raw_os_error() {
+            Some(errno) => TRANSIENT.contains(&errno),
+            None => matches!(
+                error.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        if transient { FailureKind::Transient } else { FailureKind::Permanent }
+    }
 }
 
 /// A digest from its text (`sha256:<hex>`), as the state model writes it.
@@ -426,5 +458,19 @@ mod tests {
             serde_json::to_string(&failed).unwrap(),
             r#"{"type":"failed","failure":{"kind":"transient","message":"busy"}}"#
         );
+    }
+
+    #[test]
+    fn an_os_error_is_transient_when_it_may_pass_by_itself() {
+        use std::io::{Error, ErrorKind};
+        let of = |error: Error| FailureKind::of_io(&error);
+        for errno in [nix::libc::ENOSPC, nix::libc::EDQUOT, nix::libc::EINTR, nix::libc::EBUSY, nix::libc::ETIMEDOUT] {
+            assert_eq!(of(Error::from_raw_os_error(errno)), FailureKind::Transient, "errno {errno}");
+        }
+        for errno in [nix::libc::EACCES, nix::libc::EROFS, nix::libc::ENOENT, nix::libc::EISDIR] {
+            assert_eq!(of(Error::from_raw_os_error(errno)), FailureKind::Permanent, "errno {errno}");
+        }
+        assert_eq!(of(Error::new(ErrorKind::Interrupted, "cut short")), FailureKind::Transient);
+        assert_eq!(of(Error::other("made up")), FailureKind::Permanent);
     }
 }

@@ -145,6 +145,11 @@ impl Cmd {
         }
     }
 
+    /// It enters PID 1's mount namespace, which a process of more than one thread may not.
+    pub fn enters_pid1_namespace(&self) -> bool {
+        matches!(self, Cmd::Mount { .. } | Cmd::Umount { .. })
+    }
+
     /// Output that is another program's own, word for word (the journal, the server's console,
     /// srcds itself): it has no JSON form.
     pub fn has_json_form(&self) -> bool {

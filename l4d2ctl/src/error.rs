@@ -48,18 +48,11 @@ impl Error {
         }
     }
 
-    /// Whether the same command may succeed when run again unchanged. A file system's error is
-    /// transient only when the call was cut short or timed out: no permission, no space left, a
-    /// read-only file system stay until a person acts.
+    /// Whether the same command may succeed when run again unchanged; a file system's error as
+    /// [`FailureKind::of_io`] tells.
     pub fn kind(&self) -> FailureKind {
-        use std::io::ErrorKind;
         match self {
-            Error::Io { cause, .. } => match cause.kind() {
-                ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::ResourceBusy => {
-                    FailureKind::Transient
-                }
-                _ => FailureKind::Permanent,
-            },
+            Error::Io { cause, .. } => FailureKind::of_io(cause),
             Error::Invalid(_) => FailureKind::Permanent,
             Error::Child { kind, .. } => *kind,
             // Stopped from outside (a shutdown, the OOM killer): nothing about the command itself.

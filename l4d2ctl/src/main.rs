@@ -31,7 +31,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             "logs, rcon and exec pass another program's output on as it is: they have no --json form".into(),
         ));
     }
-    let mut out = if cli.json && cli.command.is_write() { Out::json_lines()? } else { Out::plain() };
+    let mut out = if cli.json && cli.command.is_write() {
+        Out::json_lines(!cli.command.enters_pid1_namespace())?
+    } else {
+        Out::plain()
+    };
     finish(commands::run(cli, &mut out), &mut out)
 }
 

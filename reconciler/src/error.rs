@@ -131,34 +131,15 @@ fn db_retry(error: &DbError) -> Retry {
             (Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::OperationInterrupted), _) => {
                 Retry::Transient
             }
-            (_, Some(errno)) => errno_retry(*errno),
+            (_, Some(errno)) => io_retry(&std::io::Error::from_raw_os_error(*errno)),
             _ => Retry::Permanent,
         },
     }
 }
 
-/// An OS error with no errno (made up by a library) is taken as one that will not pass.
+/// As l4d2ctl tells an OS error, so a step and a pass failing on the same cause are retried alike.
 fn io_retry(error: &std::io::Error) -> Retry {
-    error.raw_os_error().map_or(Retry::Permanent, errno_retry)
-}
-
-/// The OS errors that pass by themselves: space or quota freed, a resource given back, a call
-/// interrupted, a file busy for a moment (an l4d2ctl being replaced as it is run).
-fn errno_retry(errno: i32) -> Retry {
-    use nix::libc;
-    const TRANSIENT: [i32; 10] = [
-        libc::ENOSPC,
-        libc::EDQUOT,
-        libc::EINTR,
-        libc::EAGAIN,
-        libc::EBUSY,
-        libc::ENOLCK,
-        libc::ENOMEM,
-        libc::EMFILE,
-        libc::ENFILE,
-        libc::ETXTBSY,
-    ];
-    if TRANSIENT.contains(&errno) { Retry::Transient } else { Retry::Permanent }
+    Retry::from(l4d2ctl::api::FailureKind::of_io(error))
 }
 
 #[cfg(test)]

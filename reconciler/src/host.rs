@@ -235,7 +235,7 @@ pub fn start_together(l4d2ctl: &Path, jobs: &Jobs<'_>, servers: &[(Name, i64)]) 
             (Vec::new(), error.to_string(), None, error.retry())
         }
     };
-    let started = answer.started();
+    let started = answer.started(&stdout);
     let db = jobs.lock().expect("no worker panics");
     // Every job is ended, even when its lines cannot be written: the first error is returned.
     let mut first_error = None;
@@ -283,7 +283,7 @@ struct Answer {
 impl Answer {
     /// A stdout line of a write: the text the log keeps of it, as the plain output has it, and
     /// the server of `servers` it is about; None for a message that tells how it ended. A line
-    /// that is no message (an older l4d2ctl) is kept as it is, about the server it names.
+    /// that is no message (l4d2ctl writes none there: a guard) is kept as it is, about the server it names.
     fn read<'a>(&mut self, line: &'a str, servers: &[Name]) -> Option<(Option<Name>, Cow<'a, str>)> {
         match serde_json::from_str::<api::Message>(line) {
             Ok(api::Message::Progress { server, text }) => Some((server, Cow::Owned(text))),
@@ -299,13 +299,19 @@ impl Answer {
         }
     }
 
-    /// The servers a `start` says it started.
-    fn started(&self) -> Vec<&Name> {
+    /// The servers a `start` says it started: by its outcome, or — when it has none, as an
+    /// l4d2ctl killed after systemd started the units leaves none — by its `<name>: started`
+    /// lines (`lines` as [`Answer::read`] gave them), as a start's log has always read.
+    fn started<'a>(&'a self, lines: &'a [(Option<Name>, String)]) -> Vec<&'a Name> {
         match &self.outcome {
             Some(api::Outcome::Started { servers }) => {
                 servers.iter().filter(|server| server.started).map(|server| &server.name).collect()
             }
-            _ => Vec::new(),
+            Some(_) => Vec::new(),
+            None => lines
+                .iter()
+                .filter_map(|(about, text)| about.as_ref().filter(|about| *text == format!("{about}: started")))
+                .collect(),
         }
     }
 
@@ -379,8 +385,11 @@ mod tests {
         assert_eq!(read("coop-10: started"), Some((Some(name("coop-10")), "coop-10: started".to_owned())));
         assert_eq!(read("coop-1 is not a prefix here"), Some((None, "coop-1 is not a prefix here".to_owned())));
         assert_eq!(read("{\"type\":\"later\"}").map(|(about, _)| about), Some(None));
-        assert!(answer.read("coop-1: started", &servers).is_some());
-        assert!(answer.started().is_empty(), "a start is told by its outcome, not by its words");
+        let lines: Vec<(Option<Name>, String)> = ["coop-1: started", "coop-10: failed to start: port taken"]
+            .into_iter()
+            .filter_map(|line| answer.read(line, &servers).map(|(about, text)| (about, text.into_owned())))
+            .collect();
+        assert_eq!(answer.started(&lines), [&name("coop-1")], "with no outcome, its lines tell");
     }
 
     #[test]
@@ -396,7 +405,8 @@ mod tests {
             },
         });
         assert!(answer.read(&done, &servers).is_none(), "the end is no line of the log");
-        assert_eq!(answer.started(), [&name("coop-1")]);
+        let said = [(Some(name("coop-2")), "coop-2: started".to_owned())];
+        assert_eq!(answer.started(&said), [&name("coop-1")], "the outcome tells, not the words");
         assert_eq!(answer.retry(End::Code(1)), Retry::Transient, "l4d2ctl said nothing of it");
 
         for (kind, retry) in

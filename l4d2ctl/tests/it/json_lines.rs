@@ -125,3 +125,23 @@ fn what_a_build_prints_reaches_the_caller_as_its_plain_run_shows_it() {
     assert_eq!(lines, plain_lines);
     assert!(text(&json.stderr).contains("a warning") && !text(&json.stderr).contains("fetching plugins"));
 }
+
+#[test]
+fn a_mount_answers_in_messages_from_pid_1s_mount_namespace() {
+    let host = Host::installed();
+    host.put_example_overlays();
+    let spec = host.example_spec("coop-1");
+    host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
+    // Run from a mount namespace of its own, as a unit's `ExecStartPre=+` is: entering PID 1's
+    // is refused to a process of several threads, so the answer must not cost the mount it.
+    for (verb, done) in [("mount", true), ("umount", true), ("umount", false)] {
+        let out = host.run("unshare", &["--mount", "l4d2ctl", "--json", verb, "coop-1"]);
+        assert!(out.status.success(), "{verb}: {}", text(&out.stderr));
+        let messages = read_messages(&out.stdout);
+        let expected = match verb {
+            "mount" => Outcome::Mounted { name: Name::new("coop-1").unwrap(), mounted: done },
+            _ => Outcome::Unmounted { name: Name::new("coop-1").unwrap(), unmounted: done },
+        };
+        assert_eq!(messages.last(), Some(&Message::Done { outcome: expected }), "{verb}: {messages:?}");
+    }
+}
