@@ -119,6 +119,8 @@ impl Out {
         }
         let mut lines = lock(&messages.lines);
         lines.send_children_lines(false);
+        // Whatever a grandchild writes later is no part of this write: the last message stays last.
+        lines.pipe = None;
         lines.write(message);
     }
 }
