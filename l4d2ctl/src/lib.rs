@@ -18,8 +18,10 @@ pub mod overrides;
 pub mod rcon;
 pub mod record;
 pub mod status;
+pub mod steam;
 pub mod systemd;
 pub mod units;
+pub mod vdf;
 
 pub use error::{Error, describe};
 pub use host::Host;
