@@ -6,4 +6,5 @@ mod json_lines;
 mod lifecycle;
 mod overlays_hostile;
 mod protocols;
+mod steam_output;
 mod support;

@@ -10,6 +10,15 @@
 //! update again is a no-op ("already up to date"); `validate` compares every file and restores the missing or
 //! modified ones. Files are replaced by rename, so a running `srcds_linux` is never written to.
 //!
+//! `+app_info_update 1 +app_info_print 222860` prints steamcmd's log lines, then the app's VDF block
+//! (`common`, `config`, `depots` with `branches > public > buildid`). The public build is the number in
+//! `public-buildid` of the state folder (`/var/lib/fake-steamcmd`, or `FAKE_STEAMCMD_STATE_DIR`) when that file
+//! exists; otherwise it is the build `app_update` installs from this binary's own content, as before. Like
+//! steamcmd, the answer is cached in `~/.local/share/Steam/appcache/appinfo.vdf` (here as VDF text, not
+//! steamcmd's binary form): `app_info_print` answers from the cache, stale or not, and only
+//! `app_info_update 1` (or a missing cache) refreshes it. `app_update` installs the published build: its
+//! `left4dead2/steam.inf` says `PatchVersion=2.2.4.<build>` and `bin/` holds a file naming the build.
+//!
 //! Test knob: `FAKE_STEAMCMD_EXTRA_FILES=<n>` adds n files of 100 KiB with deterministic names and content
 //! under `left4dead2/sim_content/`, to make the base install large for performance tests.
 
@@ -27,6 +36,10 @@ const EXIT_APP_UPDATE_FAILED: u8 = 8;
 /// The exit code after a failed login.
 const EXIT_LOGIN_FAILED: u8 = 5;
 const EXTRA_FILE_SIZE: usize = 100 * 1024;
+/// Where a test publishes a build (`public-buildid`), as Steam would.
+const STATE_DIR: &str = "/var/lib/fake-steamcmd";
+/// The `timeupdated` of the public branch when no build is published by file.
+const DEFAULT_TIME_UPDATED: u64 = 1_731_434_533;
 
 /// Official campaign maps (c1 … c14), shipped as placeholder .bsp files.
 const MAPS: &[&str] = &[
@@ -230,6 +243,8 @@ impl Session {
             // Other steamcmd settings (@NoPromptForPassword 1, @ShutdownOnFailedCommand 1, …) change nothing here.
             setting if setting.starts_with('@') => {}
             "app_update" => self.app_update(args)?,
+            "app_info_update" => self.app_info_update()?,
+            "app_info_print" => self.app_info_print(args)?,
             "workshop_download_item" => self.workshop_download_item(args)?,
             _ => say(&format!("Unknown command \"{name}\"")),
         }
@@ -268,6 +283,48 @@ impl Session {
         Ok(())
     }
 
+    /// The platform `app_update` installs for; none for one steamcmd does not know.
+    fn install_platform(&self) -> Option<Platform> {
+        match self.platform.as_deref() {
+            None | Some("linux") => Some(Platform::Linux),
+            Some("windows") => Some(Platform::Windows),
+            Some(_) => None,
+        }
+    }
+
+    fn app_info_cache(&self) -> PathBuf {
+        self.home.join(".local/share/Steam/appcache/appinfo.vdf")
+    }
+
+    /// `app_info_update 1`: fetches the app's info afresh into the cache.
+    fn app_info_update(&mut self) -> Result<(), String> {
+        let published = match published()? {
+            Some(published) => published,
+            None => {
+                let platform = self.install_platform().unwrap_or(Platform::Linux);
+                let build_id = Depot::new(platform, self.extra_files, None)?.build_id();
+                Published { build_id, time_updated: DEFAULT_TIME_UPDATED }
+            }
+        };
+        write_file(&self.app_info_cache(), app_info(&published).as_bytes(), 0o644)
+    }
+
+    /// `app_info_print <app>`: the cached info, fetched first when there is none.
+    fn app_info_print(&mut self, args: &[String]) -> Result<(), String> {
+        let Some(app) = args.first().filter(|app| *app == APP_ID) else {
+            say(&format!("No app info for AppID {} found", args.first().map_or("", String::as_str)));
+            return Ok(());
+        };
+        let cache = self.app_info_cache();
+        if !cache.is_file() {
+            self.app_info_update()?;
+        }
+        let text = fs::read_to_string(&cache).map_err(|err| format!("cannot read {}: {err}", cache.display()))?;
+        say(&format!("AppID : {app}, change number : 26340421/0, last change : Tue Nov 12 18:02:13 2024"));
+        say(text.trim_end());
+        Ok(())
+    }
+
     fn fail(&mut self, app: &str, reason: &str) {
         say(&format!("ERROR! Failed to install app '{app}' ({reason})"));
         self.failure = Some(EXIT_APP_UPDATE_FAILED);
@@ -289,13 +346,9 @@ impl Session {
             self.fail(app, "No subscription");
             return Ok(());
         }
-        let platform = match self.platform.as_deref() {
-            None | Some("linux") => Platform::Linux,
-            Some("windows") => Platform::Windows,
-            Some(_) => {
-                self.fail(app, "Invalid platform");
-                return Ok(());
-            }
+        let Some(platform) = self.install_platform() else {
+            self.fail(app, "Invalid platform");
+            return Ok(());
         };
         let dir = match &self.install_dir {
             Some(dir) => dir.clone(),
@@ -309,9 +362,11 @@ impl Session {
             self.fail(app, "Invalid platform");
             return Ok(());
         }
-        let depot = Depot::new(platform, self.extra_files)?;
+        let depot = Depot::new(platform, self.extra_files, published()?.map(|published| published.build_id))?;
         let build_id = depot.build_id();
-        if !validate && manifest.as_ref().is_some_and(|m| m.platform == platform.name() && m.build_id == build_id) {
+        if !validate
+            && manifest.as_ref().is_some_and(|m| m.platform == platform.name() && m.build_id == build_id.to_string())
+        {
             say(&format!("Success! App '{APP_ID}' already up to date."));
             return Ok(());
         }
@@ -325,6 +380,56 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// A build Steam publishes on the public branch.
+struct Published {
+    build_id: u64,
+    time_updated: u64,
+}
+
+/// The build a test published in the state folder's `public-buildid`, if it did.
+fn published() -> Result<Option<Published>, String> {
+    let dir = std::env::var_os("FAKE_STEAMCMD_STATE_DIR").map_or_else(|| PathBuf::from(STATE_DIR), PathBuf::from);
+    let path = dir.join("public-buildid");
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    };
+    let build_id = text
+        .trim()
+        .parse()
+        .map_err(|err| format!("{} holds '{}', not a build id: {err}", path.display(), text.trim()))?;
+    let time_updated = fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(DEFAULT_TIME_UPDATED, |since| since.as_secs());
+    Ok(Some(Published { build_id, time_updated }))
+}
+
+/// The app's info block as `app_info_print` shows it (the shape of steamcmd's, with fewer keys).
+fn app_info(published: &Published) -> String {
+    let Published { build_id, time_updated } = published;
+    let depot = |id: u32, os: &str, size: u64| {
+        format!(
+            "\t\t\"{id}\"\n\t\t{{\n\t\t\t\"config\"\n\t\t\t{{\n\t\t\t\t\"oslist\"\t\t\"{os}\"\n\t\t\t}}\n\
+             \t\t\t\"manifests\"\n\t\t\t{{\n\t\t\t\t\"public\"\n\t\t\t\t{{\n\
+             \t\t\t\t\t\"gid\"\t\t\"{}\"\n\t\t\t\t\t\"size\"\t\t\"{size}\"\n\t\t\t\t}}\n\t\t\t}}\n\t\t}}\n",
+            u64::from(id) * 1_000_003 + build_id
+        )
+    };
+    format!(
+        "\"{APP_ID}\"\n{{\n\t\"common\"\n\t{{\n\t\t\"name\"\t\t\"{APP_NAME}\"\n\t\t\"type\"\t\t\"Tool\"\n\
+         \t\t\"oslist\"\t\t\"windows,linux\"\n\t\t\"gameid\"\t\t\"{APP_ID}\"\n\t}}\n\
+         \t\"config\"\n\t{{\n\t\t\"installdir\"\t\t\"{APP_NAME}\"\n\t}}\n\
+         \t\"depots\"\n\t{{\n{}{}\
+         \t\t\"branches\"\n\t\t{{\n\t\t\t\"public\"\n\t\t\t{{\n\t\t\t\t\"buildid\"\t\t\"{build_id}\"\n\
+         \t\t\t\t\"timeupdated\"\t\t\"{time_updated}\"\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n",
+        depot(222_861, "windows", 9_054_341_184),
+        depot(222_862, "linux", 8_912_336_720),
+    )
 }
 
 struct Manifest {
@@ -378,22 +483,34 @@ struct Depot {
     files: Vec<DepotFile>,
     dirs: Vec<&'static str>,
     extra_files: u32,
+    /// The published build this depot is, when a test published one; else its id is its content's hash.
+    published: Option<u64>,
 }
 
 impl Depot {
-    fn new(platform: Platform, extra_files: u32) -> Result<Self, String> {
-        let placeholder = |path: &str| DepotFile {
-            path: path.to_owned(),
-            content: Content::Bytes(format!("fake-steamcmd placeholder for {path}\n").into_bytes()),
-            mode: 0o644,
+    fn new(platform: Platform, extra_files: u32, published: Option<u64>) -> Result<Self, String> {
+        // The engine binary differs from build to build, as a real update's do.
+        let placeholder = |path: &str| {
+            let build = match published {
+                Some(build) if path.starts_with("bin/engine") => format!(" (build {build})"),
+                _ => String::new(),
+            };
+            DepotFile {
+                path: path.to_owned(),
+                content: Content::Bytes(format!("fake-steamcmd placeholder for {path}{build}\n").into_bytes()),
+                mode: 0o644,
+            }
         };
+        let patch_version = published.map_or_else(|| "2.2.4.3".to_owned(), |build| format!("2.2.4.{build}"));
         let mut files = vec![
             placeholder("left4dead2/gameinfo.txt"),
             DepotFile {
                 path: "left4dead2/steam.inf".to_owned(),
                 content: Content::Bytes(
-                    b"ClientVersion=2243\nServerVersion=2243\nPatchVersion=2.2.4.3\nProductName=left4dead2\nappID=550\n"
-                        .to_vec(),
+                    format!(
+                        "ClientVersion=2243\nServerVersion=2243\nPatchVersion={patch_version}\nProductName=left4dead2\nappID=550\n"
+                    )
+                    .into_bytes(),
                 ),
                 mode: 0o644,
             },
@@ -443,11 +560,14 @@ impl Depot {
                 files.push(DepotFile { path: "srcds_linux".to_owned(), content: sim_srcds()?, mode: 0o755 });
             }
         }
-        Ok(Depot { platform, files, dirs: vec!["left4dead2/addons", "steamapps"], extra_files })
+        Ok(Depot { platform, files, dirs: vec!["left4dead2/addons", "steamapps"], extra_files, published })
     }
 
     /// A build id that changes whenever the depot's content does (a rebuilt sim-srcds is a game update).
-    fn build_id(&self) -> String {
+    fn build_id(&self) -> u64 {
+        if let Some(build) = self.published {
+            return build;
+        }
         let mut hash = Fnv::new();
         hash.write(self.platform.name().as_bytes());
         for file in &self.files {
@@ -459,15 +579,15 @@ impl Depot {
         }
         // Extra files are a pure function of their index, so their count stands for their content.
         hash.write(&self.extra_files.to_le_bytes());
-        (hash.0 % 90_000_000 + 10_000_000).to_string()
+        hash.0 % 90_000_000 + 10_000_000
     }
 
-    fn manifest(&self, build_id: String) -> String {
+    fn manifest(&self, build_id: u64) -> String {
         let size: u64 = self.files.iter().map(|file| file.content.len()).sum();
         format!(
             "\"AppState\"\n{{\n\t\"appid\"\t\t\"{APP_ID}\"\n\t\"Universe\"\t\t\"1\"\n\t\"name\"\t\t\"{APP_NAME}\"\n\
              \t\"StateFlags\"\t\t\"4\"\n\t\"installdir\"\t\t\"{APP_NAME}\"\n\t\"SizeOnDisk\"\t\t\"{size}\"\n\
-             \t\"buildid\"\t\t\"{build_id}\"\n\t\"UserConfig\"\n\t{{\n\
+             \t\"buildid\"\t\t\"{build_id}\"\n\t\"BytesToDownload\"\t\t\"{size}\"\n\t\"BytesDownloaded\"\t\t\"{size}\"\n\t\"UserConfig\"\n\t{{\n\
              \t\t\"platform_override_dest\"\t\t\"{}\"\n\t}}\n}}\n",
             self.platform.name()
         )

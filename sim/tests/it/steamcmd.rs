@@ -1,5 +1,6 @@
 //! fake-steamcmd as `l4d2ctl install` uses it: the "Invalid platform" failure, the windows-then-linux
-//! workaround, a base tree whose `srcds_run` starts sim-srcds, no-op reruns and `validate`.
+//! workaround, a base tree whose `srcds_run` starts sim-srcds, no-op reruns and `validate`; the app info
+//! `app_info_print` shows, its cache, and installing the build it publishes.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -21,6 +22,7 @@ impl Host {
     fn new() -> Host {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         fs::create_dir_all(dir.path().join("home")).expect("creating the home directory");
+        fs::create_dir_all(dir.path().join("state")).expect("creating the state folder");
         Host { dir }
     }
 
@@ -32,16 +34,45 @@ impl Host {
         self.dir.path().join("installation")
     }
 
-    /// Runs fake-steamcmd the way l4d2ctl does; returns its exit status and stdout.
-    fn steamcmd(&self, platform: Option<&str>, validate: bool, env: &[(&str, &str)]) -> (ExitStatus, String) {
-        let install = self.install();
+    /// Publishes `build` on the public branch, as Steam would on an update.
+    fn publish(&self, build: u64) {
+        fs::write(self.dir.path().join("state/public-buildid"), format!("{build}\n")).expect("publishing a build");
+    }
+
+    /// `+login anonymous [+app_info_update 1] +app_info_print 222860 +quit`; returns its stdout.
+    fn app_info(&self, update: bool) -> String {
+        let mut command = self.command();
+        command.args(["+login", "anonymous"]);
+        if update {
+            command.args(["+app_info_update", "1"]);
+        }
+        command.args(["+app_info_print", "222860", "+quit"]);
+        let mut proc = Proc::spawn(command);
+        assert!(proc.exited().success(), "{}\n{}", proc.stdout(), proc.stderr());
+        proc.stdout()
+    }
+
+    /// fake-steamcmd with this host's home and state folder, and no knob from the caller's environment.
+    fn command(&self) -> Command {
         let mut command = Command::new(FAKE_STEAMCMD);
         command
             .current_dir(self.dir.path())
             .env("HOME", self.home())
-            .env_remove("FAKE_STEAMCMD_EXTRA_FILES")
-            .envs(env.iter().copied())
-            .args(["+force_install_dir".as_ref(), install.as_os_str(), "+login".as_ref(), "anonymous".as_ref()]);
+            .env("FAKE_STEAMCMD_STATE_DIR", self.dir.path().join("state"))
+            .env_remove("FAKE_STEAMCMD_EXTRA_FILES");
+        command
+    }
+
+    /// Runs fake-steamcmd the way l4d2ctl does; returns its exit status and stdout.
+    fn steamcmd(&self, platform: Option<&str>, validate: bool, env: &[(&str, &str)]) -> (ExitStatus, String) {
+        let install = self.install();
+        let mut command = self.command();
+        command.envs(env.iter().copied()).args([
+            "+force_install_dir".as_ref(),
+            install.as_os_str(),
+            "+login".as_ref(),
+            "anonymous".as_ref(),
+        ]);
         if let Some(platform) = platform {
             command.args(["+@sSteamCmdForcePlatformType", platform]);
         }
@@ -213,4 +244,71 @@ fn unknown_commands_are_reported_and_skipped() {
     assert!(proc.exited().success(), "{}", proc.stdout());
     assert!(proc.stdout().contains("Unknown command \"frobnicate\""), "{}", proc.stdout());
     assert!(install.join("srcds.exe").is_file());
+}
+
+/// The value of the first `"buildid"` line of VDF text.
+fn build_id_in(vdf: &str) -> String {
+    vdf.lines()
+        .find_map(|line| {
+            let mut quoted = line.split('"').skip(1).step_by(2);
+            (quoted.next() == Some("buildid")).then(|| quoted.next().unwrap_or_default().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no buildid in:\n{vdf}"))
+}
+
+fn text(path: &Path) -> String {
+    String::from_utf8(read(path)).unwrap_or_else(|err| panic!("{} is not text: {err}", path.display()))
+}
+
+#[test]
+fn app_info_print_shows_the_build_app_update_installs_when_none_is_published() {
+    let host = Host::new();
+    let out = host.app_info(true);
+    let block = out.find("\n\"222860\"\n{\n").unwrap_or_else(|| panic!("no app block in:\n{out}"));
+    assert!(out[..block].contains("Loading Steam API...OK"), "steamcmd's log lines come first:\n{out}");
+    assert!(out[..block].contains("AppID : 222860, change number : "), "{out}");
+    assert!(
+        out.contains("\t\"depots\"\n\t{\n") && out.contains("\t\t\"branches\"\n\t\t{\n\t\t\t\"public\"\n"),
+        "{out}"
+    );
+    host.install_base();
+    let manifest = text(&host.install().join("steamapps/appmanifest_222860.acf"));
+    assert_eq!(build_id_in(&out), build_id_in(&manifest));
+    assert!(text(&host.install().join("left4dead2/steam.inf")).contains("PatchVersion=2.2.4.3\n"));
+}
+
+#[test]
+fn a_published_build_is_cached_until_app_info_update_and_installed_by_app_update() {
+    let host = Host::new();
+    host.publish(16_046_151);
+    assert_eq!(build_id_in(&host.app_info(false)), "16046151", "a missing cache is fetched");
+    assert!(host.home().join(".local/share/Steam/appcache/appinfo.vdf").is_file());
+    host.install_base();
+    let install = host.install();
+    let manifest_path = install.join("steamapps/appmanifest_222860.acf");
+    assert_eq!(build_id_in(&text(&manifest_path)), "16046151");
+    assert!(text(&install.join("left4dead2/steam.inf")).contains("PatchVersion=2.2.4.16046151\n"));
+    assert!(text(&install.join("bin/engine_srv.so")).contains("(build 16046151)"));
+    let map = read(&install.join("left4dead2/maps/c1m1_hotel.bsp"));
+
+    host.publish(16_046_152);
+    assert_eq!(build_id_in(&host.app_info(false)), "16046151", "without app_info_update the cache answers");
+    assert_eq!(build_id_in(&host.app_info(true)), "16046152");
+    let (status, out) = host.steamcmd(Some("linux"), false, &[]);
+    assert!(status.success() && out.contains("Success! App '222860' fully installed."), "{out}");
+    assert_eq!(build_id_in(&text(&manifest_path)), "16046152");
+    assert!(text(&install.join("left4dead2/steam.inf")).contains("PatchVersion=2.2.4.16046152\n"));
+    assert!(text(&install.join("bin/engine_srv.so")).contains("(build 16046152)"));
+    assert_eq!(read(&install.join("left4dead2/maps/c1m1_hotel.bsp")), map, "what no build changes stays");
+}
+
+#[test]
+fn a_published_build_that_is_not_a_number_is_an_error_naming_the_file() {
+    let host = Host::new();
+    fs::write(host.dir.path().join("state/public-buildid"), "latest\n").expect("writing public-buildid");
+    let mut command = host.command();
+    command.args(["+login", "anonymous", "+app_info_update", "1", "+quit"]);
+    let mut proc = Proc::spawn(command);
+    assert!(!proc.exited().success());
+    assert!(proc.stderr().contains("public-buildid holds 'latest', not a build id"), "{}", proc.stderr());
 }

@@ -1,0 +1,47 @@
+//! The reader of steamcmd's output against fake-steamcmd's: the build `app_info_print` publishes and the
+//! build its install records are the ones l4d2ctl reads. No sandbox needed: steamcmd runs as this user.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use l4d2ctl::steam::{InstalledBuild, installed_build, published_build};
+use left4me_sim::built_binary;
+
+fn steamcmd(dir: &Path, args: &[&str]) -> String {
+    let binary = built_binary("fake-steamcmd").expect("fake-steamcmd is built (cargo build -p left4me-sim --bins)");
+    let out = Command::new(binary)
+        .current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env("FAKE_STEAMCMD_STATE_DIR", dir.join("state"))
+        .env_remove("FAKE_STEAMCMD_EXTRA_FILES")
+        .args(args)
+        .output()
+        .expect("running fake-steamcmd");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn the_published_build_reads_back_from_app_info_print_and_the_installed_manifest() {
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    for sub in ["home", "state"] {
+        fs::create_dir_all(dir.path().join(sub)).expect("creating a folder");
+    }
+    fs::write(dir.path().join("state/public-buildid"), "16046151\n").expect("publishing a build");
+    let out =
+        steamcmd(dir.path(), &["+login", "anonymous", "+app_info_update", "1", "+app_info_print", "222860", "+quit"]);
+    assert_eq!(published_build(&out, "public"), Ok(16_046_151), "{out}");
+    let missing = published_build(&out, "beta").expect_err("fake-steamcmd publishes no beta branch");
+    assert!(missing.to_string().contains("its branches are: public"), "{missing}");
+
+    let install = dir.path().join("installation");
+    let install = install.to_str().expect("a UTF-8 temporary path");
+    for platform in ["windows", "linux"] {
+        let args = ["+force_install_dir", install, "+login", "anonymous", "+@sSteamCmdForcePlatformType", platform];
+        steamcmd(dir.path(), &[&args[..], &["+app_update", "222860", "+quit"]].concat());
+    }
+    let manifest = fs::read_to_string(Path::new(install).join("steamapps/appmanifest_222860.acf")).expect("manifest");
+    assert_eq!(installed_build(&manifest), Ok(InstalledBuild { build_id: 16_046_151, complete: true }));
+}
