@@ -625,6 +625,24 @@ fn a2s_info_challenge_dance_and_fields() {
 }
 
 #[test]
+fn the_version_is_the_installed_builds_patch_version() {
+    let root = GameRoot::new(&cfg_with_password(""));
+    root.write(
+        "left4dead2/steam.inf",
+        "ClientVersion=2243\nServerVersion=2243\nPatchVersion=2.2.4.16046151\nProductName=left4dead2\nappID=550\n",
+    );
+    let server = root.start(&["+map", "c1m1_hotel"]);
+    assert_eq!(server.a2s().info().expect("info").version, "2.2.4.16046151");
+    let (status, _) = server.rcon(PASSWORD).exec("status").expect("status");
+    assert!(status.contains("version : 2.2.4.16046151 "), "{status}");
+
+    let without = GameRoot::new(&cfg_with_password(""));
+    without.write("left4dead2/steam.inf", "ProductName=left4dead2\nappID=550\n");
+    let server = without.start(&["+map", "c1m1_hotel"]);
+    assert_eq!(server.a2s().info().expect("info").version, "2.2.4.3", "no PatchVersion: the default");
+}
+
+#[test]
 fn a2s_player_lists_the_simulated_players() {
     let root = GameRoot::new(&cfg_with_password(""));
     let server = root.start(&["+map", "c1m1_hotel"]);

@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::console::{Server, State, VERSION, log};
+use crate::console::{Server, State, log};
 
 const WHOLE: [u8; 4] = [0xFF; 4];
 const SPLIT: [u8; 4] = [0xFE, 0xFF, 0xFF, 0xFF];
@@ -111,7 +111,7 @@ fn info_reply(server: &Server, st: &State) -> Vec<u8> {
     reply.byte(b'l');
     reply.byte(u8::from(!st.cvar_or_empty("sv_password").is_empty()));
     reply.byte(u8::from(!server.insecure));
-    reply.string(VERSION);
+    reply.string(&server.version);
     // Extra data: port (0x80), keywords (0x20), game id (0x01), written in the order the format fixes.
     reply.byte(0x80 | 0x20 | 0x01);
     reply.short(server.addr.port());

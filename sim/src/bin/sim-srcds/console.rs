@@ -3,14 +3,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The version srcds reports in A2S_INFO and `status`.
-pub const VERSION: &str = "2.2.4.3";
+/// The version srcds reports in A2S_INFO and `status` when its install has no readable `steam.inf`.
+const DEFAULT_VERSION: &str = "2.2.4.3";
+/// The install's version file, relative to the game root; srcds reports its `PatchVersion`.
+const STEAM_INF: &str = "left4dead2/steam.inf";
+/// A steam.inf is a few lines; anything longer is not one.
+const MAX_STEAM_INF: u64 = 64 * 1024;
 
 /// Where srcds looks for configs and maps, relative to the game root (the working directory).
 const CFG_DIR: &str = "left4dead2/cfg";
@@ -56,6 +60,8 @@ pub struct Server {
     max_players_arg: u32,
     pub insecure: bool,
     pub steam_ok: bool,
+    /// The build's version, as `steam.inf` says at start (srcds reads it once, too).
+    pub version: String,
     state: Mutex<State>,
 }
 
@@ -97,6 +103,7 @@ impl Server {
             max_players_arg,
             insecure,
             steam_ok,
+            version: patch_version(Path::new(STEAM_INF)),
             state: Mutex::new(State {
                 cvars,
                 map: String::new(),
@@ -271,7 +278,7 @@ impl Server {
         let public = if self.steam_ok { self.addr.to_string() } else { "n/a".to_owned() };
         let secure = if self.steam_ok && !self.insecure { "secure" } else { "insecure" };
         let _ = writeln!(out, "hostname: {}", st.cvar_or_empty("hostname"));
-        let _ = writeln!(out, "version : {} {secure}", VERSION);
+        let _ = writeln!(out, "version : {} {secure}", self.version);
         let _ = writeln!(out, "udp/ip  : {} [ public {public} ]", self.addr);
         let _ = writeln!(out, "os      : Linux Dedicated");
         let _ = writeln!(out, "map     : {}", st.map);
@@ -353,6 +360,20 @@ pub fn tokenize(line: &str) -> Vec<Vec<String>> {
         commands.push(words);
     }
     commands
+}
+
+/// `PatchVersion=…` of the install's steam.inf, or the default when the file is missing or holds none.
+fn patch_version(path: &Path) -> String {
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|file| file.take(MAX_STEAM_INF).read_to_string(&mut text));
+    let found = read.ok().and_then(|_| {
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            let value = value.trim();
+            (key.trim().eq_ignore_ascii_case("PatchVersion") && !value.is_empty()).then(|| value.to_owned())
+        })
+    });
+    found.unwrap_or_else(|| DEFAULT_VERSION.to_owned())
 }
 
 #[cfg(test)]
