@@ -43,14 +43,12 @@ const MANIFEST: &str = "app manifest";
 /// The build id `branch` publishes, from `steamcmd +app_info_print 222860`'s whole output (the log lines
 /// around the app's block are skipped).
 pub fn published_build(app_info_text: &str, branch: &str) -> Result<u64, SteamError> {
-    let heading = format!("\"{APP_ID}\"");
-    let start = app_info_text
-        .match_indices(&heading)
-        .map(|(at, _)| at)
-        .find(|&at| line_is(app_info_text, at, &heading))
-        .ok_or(SteamError::NoAppInfo)?;
-    let (_, app) =
-        vdf::parse_entry(&app_info_text[start..]).map_err(|source| SteamError::Vdf { what: APP_INFO, source })?;
+    let vdf_error = |source| SteamError::Vdf { what: APP_INFO, source };
+    if app_info_text.len() > vdf::MAX_INPUT {
+        return Err(vdf_error(VdfError::TooLarge { len: app_info_text.len() }));
+    }
+    let start = block_start(app_info_text).ok_or(SteamError::NoAppInfo)?;
+    let (_, app) = vdf::parse_entry(&app_info_text[start..]).map_err(vdf_error)?;
     let branches = app
         .get("depots")
         .and_then(|depots| depots.get("branches"))
@@ -80,11 +78,18 @@ pub fn installed_build(manifest_text: &str) -> Result<InstalledBuild, SteamError
 const STATE_FULLY_INSTALLED: u64 = 4;
 const STATE_UNFINISHED: u64 = 2 | 256 | 512 | 1024;
 
-/// Whether the `heading` found at `at` stands alone on its line (not a value inside another line).
-fn line_is(text: &str, at: usize, heading: &str) -> bool {
-    let line_start = text[..at].rfind('\n').map_or(0, |nl| nl + 1);
-    let line_end = text[at..].find('\n').map_or(text.len(), |nl| at + nl);
-    text[line_start..line_end].trim() == heading
+/// Where the app's block starts: the first line that is `"222860"` alone (log lines may name the app too).
+/// One pass over the lines, so no input makes the search slower than reading it.
+fn block_start(text: &str) -> Option<usize> {
+    let heading = format!("\"{APP_ID}\"");
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim() == heading {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
 }
 
 fn number(block: &Value, key: &str, what: &'static str, path: &'static str) -> Result<u64, SteamError> {
@@ -226,6 +231,9 @@ AppID : 222860, change number : 26340421/0, last change : Tue Nov 12 18:02:13 20
 
     #[test]
     fn hostile_output_is_an_error_never_a_panic() {
+        // A heading on every position of one long line must not make the search quadratic.
+        let crowded = format!("\"{APP_ID}\"").repeat(vdf::MAX_INPUT / 9);
+        assert_eq!(published_build(&crowded, "public"), Err(SteamError::NoAppInfo));
         let deep = format!("\"{APP_ID}\"\n{}", "{ \"k\" ".repeat(200_000));
         assert!(matches!(
             published_build(&deep, "public"),
