@@ -18,6 +18,11 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 /// is no part of the write) could keep it waiting longer.
 const CHILDREN_DRAIN: Duration = Duration::from_secs(2);
 
+/// The longest line a child's output is sent on as: a recipe that prints without a line break
+/// must not grow l4d2ctl (root, outside the build's memory limit) or its caller's reader without
+/// bound, so a longer run is sent on in pieces of this size.
+const MAX_CHILD_LINE: usize = 64 * 1024;
+
 /// The output of one command.
 pub struct Out {
     messages: Option<Messages>,
@@ -166,9 +171,23 @@ impl Lines {
                 }
             }
         }
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.write_child_line(&line[..end]);
+        loop {
+            match self.partial.iter().take(MAX_CHILD_LINE + 1).position(|b| *b == b'\n') {
+                Some(end) => {
+                    let line: Vec<u8> = self.partial.drain(..=end).collect();
+                    self.write_child_line(&line[..end]);
+                }
+                None if self.partial.len() > MAX_CHILD_LINE => {
+                    // Cut before a character's continuation bytes, so each piece reads whole.
+                    let cut = (MAX_CHILD_LINE - 3..=MAX_CHILD_LINE)
+                        .rev()
+                        .find(|at| self.partial[*at] & 0b1100_0000 != 0b1000_0000)
+                        .unwrap_or(MAX_CHILD_LINE);
+                    let piece: Vec<u8> = self.partial.drain(..cut).collect();
+                    self.write_child_line(&piece);
+                }
+                None => break,
+            }
         }
         if ended {
             let rest = std::mem::take(&mut self.partial);

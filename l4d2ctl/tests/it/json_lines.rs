@@ -145,3 +145,27 @@ fn a_mount_answers_in_messages_from_pid_1s_mount_namespace() {
         assert_eq!(messages.last(), Some(&Message::Done { outcome: expected }), "{verb}: {messages:?}");
     }
 }
+
+#[test]
+fn a_build_that_prints_megabytes_without_a_line_break_is_sent_on_in_bounded_lines() {
+    let host = Host::installed();
+    let recipe = host.shared_dir().join("flood.sh");
+    // 4 MiB of "é" (two bytes each) and no line break, then one ordinary line.
+    std::fs::write(&recipe, "head -c 2097152 /dev/zero | tr '\\0' 'x' | sed 's/x/é/g' | tr -d '\\n'\necho\necho after\nmkdir -p left4dead2\n").unwrap();
+    let command = format!("l4d2ctl --json overlay build flood --digest sha256:0123 < {}", recipe.display());
+    let out = host.run("sh", &["-c", &command]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let longest = text(&out.stdout).lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 100 * 1024, "a message line of {longest} bytes");
+    let texts: Vec<String> = read_messages(&out.stdout)
+        .into_iter()
+        .filter_map(|message| match message {
+            Message::Progress { server: None, text } => Some(text),
+            _ => None,
+        })
+        .collect();
+    let flood: String = texts.iter().take_while(|text| text.starts_with('é')).cloned().collect();
+    assert_eq!(flood.chars().count(), 2 * 1024 * 1024, "every character arrives, none cut in two");
+    assert!(flood.chars().all(|c| c == 'é'));
+    assert!(texts.contains(&"after".to_owned()), "{:?}", texts.iter().map(|t| t.len()).collect::<Vec<_>>());
+}
