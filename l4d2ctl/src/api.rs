@@ -33,6 +33,28 @@ pub struct Observation {
     /// Files of the host apart from any one server that cannot be used (an overlay's digest).
     #[serde(default)]
     pub problems: Vec<Problem>,
+    /// The game builds on the host and what Steam last said of the branch.
+    #[serde(default)]
+    pub game: Game,
+}
+
+/// The game builds of the host (`l4d2ctl game --json`, and in every observation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Game {
+    /// The build ids installed under `$ROOT/builds/`, ascending; each is complete and never
+    /// changed once installed.
+    pub installed: Vec<u64>,
+    /// The branch's build as Steam last said (`l4d2ctl game check`); None before any check.
+    pub published: Option<u64>,
+    /// The branch that check asked about.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// When that check was made (RFC 3339, UTC).
+    pub checked_at: Option<String>,
+    /// A base install from before builds (`$ROOT/installation/`) whose complete manifest names
+    /// this build, not yet adopted as one (`l4d2ctl game adopt`).
+    #[serde(default)]
+    pub adoptable: Option<u64>,
 }
 
 /// The status of one instance: the contract the reconciler and the web read (`status --json`).
@@ -72,6 +94,17 @@ pub struct InstanceStatus {
     /// leaves it out.
     #[serde(default)]
     pub last_answer: Option<String>,
+    /// The game build it runs when running (`started.json`), else the one its next start stacks
+    /// (its record's).
+    #[serde(default)]
+    pub build: Option<u64>,
+    /// The build its record stacks; None for a record from before builds (it stacks the base
+    /// install, `installation/`, reported as the build that install was adopted as, if known).
+    #[serde(default)]
+    pub rendered_build: Option<u64>,
+    /// The build the running server was started on, as `build` resolves it.
+    #[serde(default)]
+    pub started_build: Option<u64>,
     /// What of this server's files cannot be used as they are, and what puts each right.
     #[serde(default)]
     pub problems: Vec<Problem>,
@@ -85,6 +118,19 @@ pub struct QueryInfo {
     pub players: u8,
     pub max_players: u8,
     pub bots: u8,
+    /// Human players as the server's own RCON `status` counts them ("N humans"), asked only when
+    /// A2S reports none (A2S is cached, and hibernation or L4DToolZ can hide players): where the
+    /// two disagree, this is the one to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub humans: Option<u8>,
+}
+
+impl QueryInfo {
+    /// The human players on the server: RCON's count where it was asked, else A2S's players
+    /// less its bots.
+    pub fn human_players(&self) -> u8 {
+        self.humans.unwrap_or(self.players.saturating_sub(self.bots))
+    }
 }
 
 /// systemd's ActiveState of a unit, written as systemd writes it.
@@ -283,7 +329,22 @@ pub enum Message {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     /// `install`: the base game, the Steam SDK links, and the unit files written (those that differed).
-    Installed { files: Vec<PathBuf> },
+    /// `install`: the unit files it wrote, and the build it installed or found installed.
+    Installed {
+        files: Vec<PathBuf>,
+        #[serde(default)]
+        build: Option<u64>,
+        /// False when that build was on the host already and nothing was downloaded.
+        #[serde(default)]
+        downloaded: bool,
+    },
+    /// `game check`: the branch's build as Steam says it now.
+    GameChecked { branch: String, published: u64, checked_at: String },
+    /// `game adopt`: the base install from before builds, adopted as this build (None: there was
+    /// nothing to adopt).
+    Adopted { build: Option<u64> },
+    /// `game remove <build>`: whether it was on the host.
+    BuildRemoved { build: u64, removed: bool },
     /// `install --units-only`: the unit files written (those that differed; none: all were current).
     UnitsWritten { files: Vec<PathBuf> },
     /// `initialize`.

@@ -122,7 +122,9 @@ fn install(host: &Host, units_only: bool, out: &mut Out) -> Result<Outcome, Erro
     let mut say = |line: String| out.say(line);
     match units_only {
         true => install::install_units(host, &mut say).map(|files| Outcome::UnitsWritten { files }),
-        false => install::install(host, &mut say).map(|files| Outcome::Installed { files }),
+        false => {
+            install::install(host, &mut say).map(|files| Outcome::Installed { files, build: None, downloaded: false })
+        }
     }
 }
 

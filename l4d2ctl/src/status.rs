@@ -60,6 +60,7 @@ pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
         overlays,
         overrides,
         problems,
+        game: Default::default(),
     })
 }
 
@@ -142,6 +143,9 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             override_marker: marker(host, name, &mut problems),
             query: None,
             last_answer: None,
+            build: None,
+            rendered_build: None,
+            started_build: None,
             problems,
         });
     }
@@ -173,6 +177,7 @@ fn query(host: &Host, statuses: &mut [InstanceStatus], every: bool) {
                 players: info.players,
                 max_players: info.max_players,
                 bots: info.bots,
+                humans: None,
             });
             answered.insert(status.name.to_string(), now);
             any = true;

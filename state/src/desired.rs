@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use crate::digest::{Digest, Hasher};
-use crate::model::{Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem};
+use crate::model::{
+    Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port, PortRange, PowerState, Rollout,
+    WorkshopItem,
+};
 use crate::name::Name;
 use crate::render::{InstanceSpec, OverlayLayer};
 
@@ -28,6 +31,21 @@ pub struct Settings {
     pub job_retention_days: u32,
     pub default_state: PowerState,
     pub default_rollout: Rollout,
+    pub game: Game,
+}
+
+/// The game build the host follows (`spec.game` of left4me.yaml, defaults filled in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Game {
+    pub branch: Branch,
+    pub build: GameBuild,
+    pub check_every: Interval,
+}
+
+impl Default for Game {
+    fn default() -> Game {
+        Game { branch: Branch::public(), build: GameBuild::Latest, check_every: Interval::HOURLY }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +57,8 @@ pub struct Blueprint {
     pub arguments: Vec<Argument>,
     pub config: Vec<ConfigLine>,
     pub rollout: Rollout,
+    /// The build its servers run: its own `spec.game.build`, else the host's.
+    pub build: GameBuild,
     /// The file it was read from, relative to the repo.
     pub file: String,
 }
@@ -153,5 +173,21 @@ impl DesiredState {
     /// that holds the [`Server`] reads [`Server::spec`] instead.
     pub fn instance_spec(&self, server: &Name) -> Option<InstanceSpec> {
         self.servers.get(server).map(|server| server.spec.clone())
+    }
+
+    /// The game build a declared server is to run: its blueprint's, which is the host's unless
+    /// the blueprint pins one of its own.
+    pub fn game_build(&self, server: &Server) -> GameBuild {
+        self.blueprints.get(&server.blueprint).map_or(self.settings.game.build, |blueprint| blueprint.build)
+    }
+
+    /// Every build a blueprint or the host pins.
+    pub fn pinned_builds(&self) -> std::collections::BTreeSet<u64> {
+        let pinned = |build: &GameBuild| match build {
+            GameBuild::Pinned(build) => Some(*build),
+            GameBuild::Latest => None,
+        };
+        let host = pinned(&self.settings.game.build);
+        self.blueprints.values().filter_map(|b| pinned(&b.build)).chain(host).collect()
     }
 }

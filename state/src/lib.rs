@@ -29,13 +29,13 @@ mod yaml;
 
 use std::path::Path;
 
-pub use desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
+pub use desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use digest::Digest;
 pub use git::{Revision, cat_files, git, read_revision, resolve, signal_name, stopped_by};
 pub use model::{
-    Argument, ConfigLine, Hostname, OverlayType, Port, PortRange, PowerState, Rollout, WorkshopItem, declared_owner,
-    json_schema,
+    Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port, PortRange, PowerState, Rollout,
+    WorkshopItem, declared_owner, json_schema,
 };
 pub use name::{NAME_PATTERN, Name, NameError};
 pub use render::{InstanceSpec, OverlayLayer};

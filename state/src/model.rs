@@ -65,6 +65,109 @@ pub struct SettingsSpec {
     pub job_retention_days: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Defaults>,
+    /// Which Steam build of the game the servers run, and how often Steam is asked for a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game: Option<GameSettings>,
+}
+
+/// `spec.game` of `left4me.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GameSettings {
+    /// The Steam branch followed (default public).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<Branch>,
+    /// `latest` follows the branch; a build id pins that build (default latest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<GameBuild>,
+    /// How often Steam is asked for the branch's build, as `30m`, `1h`, `1d` (5 minutes to 7
+    /// days; default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_every: Option<Interval>,
+}
+
+/// `spec.game` of a blueprint: a build of its own, held while others follow the branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BlueprintGame {
+    /// `latest` or a build id; default: the one of left4me.yaml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<GameBuild>,
+}
+
+/// Which build of the game: the branch's newest, or one build pinned by its Steam build id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GameBuild {
+    Latest,
+    Pinned(u64),
+}
+
+impl fmt::Display for GameBuild {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GameBuild::Latest => f.write_str("latest"),
+            GameBuild::Pinned(build) => build.fmt(f),
+        }
+    }
+}
+
+impl Serialize for GameBuild {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            GameBuild::Latest => serializer.serialize_str("latest"),
+            GameBuild::Pinned(build) => serializer.serialize_u64(*build),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GameBuild {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = GameBuild;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("latest or a Steam build id")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<GameBuild, E> {
+                match value {
+                    "latest" => Ok(GameBuild::Latest),
+                    other => match other.parse::<u64>() {
+                        Ok(build) => self.visit_u64(build),
+                        Err(_) => Err(E::custom(format!(
+                            "build {other:?} is neither latest nor a Steam build id (a number such as 16754208)"
+                        ))),
+                    },
+                }
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<GameBuild, E> {
+                match value {
+                    0 => Err(E::custom("build 0 is no Steam build id; pin a build by its number, or write latest")),
+                    build => Ok(GameBuild::Pinned(build)),
+                }
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<GameBuild, E> {
+                match u64::try_from(value) {
+                    Ok(value) => self.visit_u64(value),
+                    Err(_) => Err(E::custom(format!("build {value} is no Steam build id"))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
+}
+
+impl JsonSchema for GameBuild {
+    fn schema_name() -> Cow<'static, str> {
+        "GameBuild".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "oneOf": [{ "const": "latest" }, { "type": "integer", "minimum": 1 }] })
+    }
 }
 
 /// An inclusive range of ports.
@@ -113,6 +216,9 @@ pub struct BlueprintSpec {
     /// When a change reaches a running server (default from left4me.yaml, else when-empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// The game build its servers run, when it differs from the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game: Option<BlueprintGame>,
 }
 
 /// `servers/<name>.yaml`: one game server.
@@ -332,6 +438,89 @@ checked_newtype!(
     check_workshop_item,
     { "type": "integer", "minimum": 1 }
 );
+
+checked_newtype!(
+    /// A Steam branch of the game (`public`, or a beta's name).
+    Branch(String),
+    string(Ok),
+    "a Steam branch",
+    check_branch,
+    { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$" }
+);
+
+checked_newtype!(
+    /// A period written as a number and a unit: `90s`, `30m`, `1h`, `7d`; kept in seconds.
+    Interval(u64),
+    string(parse_interval),
+    "a period such as 30m, 1h or 1d",
+    check_interval,
+    { "type": "string", "pattern": "^[0-9]+[smhd]$" }
+);
+
+impl Branch {
+    /// The branch every Steam app has.
+    pub fn public() -> Branch {
+        Branch("public".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Branch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Interval {
+    /// How often Steam is asked for a new build when `checkEvery` is not set.
+    pub const HOURLY: Interval = Interval(3600);
+    /// Asking Steam more often than this helps no one and risks being throttled.
+    pub const MIN_SECONDS: u64 = 300;
+    pub const MAX_SECONDS: u64 = 7 * 86_400;
+
+    pub fn seconds(&self) -> u64 {
+        self.0
+    }
+}
+
+fn check_branch(value: &str) -> Result<(), String> {
+    let fine = !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if fine {
+        Ok(())
+    } else {
+        Err(format!("{value:?} is not a Steam branch name (letters, digits, _ . -; at most 64)"))
+    }
+}
+
+fn parse_interval(text: String) -> Result<u64, String> {
+    let unit = text.chars().last().and_then(|unit| match unit {
+        's' => Some(1),
+        'm' => Some(60),
+        'h' => Some(3600),
+        'd' => Some(86_400),
+        _ => None,
+    });
+    let number = text.get(..text.len().saturating_sub(1)).and_then(|n| n.parse::<u64>().ok());
+    match (number, unit) {
+        (Some(number), Some(unit)) => {
+            number.checked_mul(unit).ok_or_else(|| format!("{text:?} is longer than any period left4me takes"))
+        }
+        _ => Err(format!("{text:?} is not a period; write a number and a unit: 90s, 30m, 1h, 1d")),
+    }
+}
+
+fn check_interval(seconds: &u64) -> Result<(), String> {
+    if (Interval::MIN_SECONDS..=Interval::MAX_SECONDS).contains(seconds) {
+        Ok(())
+    } else {
+        Err(format!("every {seconds} s is outside 5m to 7d; Steam is asked at most every 5 minutes"))
+    }
+}
 
 impl Port {
     pub fn number(&self) -> u16 {

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::desired::{Blueprint, DesiredState, FileKind, Overlay, OverlayContent, OverlayFile, Server, Settings};
+use crate::desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{
     BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port, PortRange, PowerState, Rollout, ServerDocument,
@@ -144,6 +144,7 @@ impl<'t> Validator<'t> {
             job_retention_days: DEFAULT_JOB_RETENTION_DAYS,
             default_state: PowerState::Running,
             default_rollout: Rollout::WhenEmpty,
+            game: Game::default(),
         };
         let mut ok = true;
         let mut seen: Option<&str> = None;
@@ -209,6 +210,14 @@ impl<'t> Validator<'t> {
             if let Some(defaults) = spec.defaults {
                 settings.default_state = defaults.state.unwrap_or(settings.default_state);
                 settings.default_rollout = defaults.rollout.unwrap_or(settings.default_rollout);
+            }
+            if let Some(game) = spec.game {
+                let fallback = Game::default();
+                settings.game = Game {
+                    branch: game.branch.unwrap_or(fallback.branch),
+                    build: game.build.unwrap_or(fallback.build),
+                    check_every: game.check_every.unwrap_or(fallback.check_every),
+                };
             }
         }
         (settings, ok)
@@ -506,6 +515,7 @@ impl<'t> Validator<'t> {
                     arguments: spec.arguments,
                     config: spec.config,
                     rollout: spec.rollout.unwrap_or(settings.default_rollout),
+                    build: spec.game.and_then(|game| game.build).unwrap_or(settings.game.build),
                     file,
                 },
             );

@@ -92,10 +92,14 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                         players,
                         max_players: 8,
                         bots: 0,
+                        humans: None,
                     }),
                     _ => None,
                 },
                 last_answer: None,
+                build: None,
+                rendered_build: None,
+                started_build: None,
                 problems: Vec::new(),
             };
             (name, status)

@@ -50,6 +50,9 @@ fn observation(digest: &str) -> Observation {
         override_marker: None,
         query: None,
         last_answer: None,
+        build: None,
+        rendered_build: None,
+        started_build: None,
         problems: Vec::new(),
     };
     Observation {
@@ -59,6 +62,7 @@ fn observation(digest: &str) -> Observation {
         units: vec![Problem::new("/etc/systemd/system/left4me-server@.service", UNIT_PROBLEM, Remedy::InstallUnits)],
         leftover_units: Vec::new(),
         problems: Vec::new(),
+        game: Default::default(),
     }
 }
 
