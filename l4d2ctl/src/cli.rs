@@ -80,6 +80,9 @@ pub enum Cmd {
         /// query, no restarts, main PID, result or timestamps.
         #[arg(long)]
         brief: bool,
+        /// Also ask these servers over RCON how many humans play, where A2S shows none.
+        #[arg(long = "count-humans", value_name = "NAME")]
+        count_humans: Vec<String>,
     },
     /// Mount a server's overlay (run by its unit, as root).
     #[command(hide = true)]
@@ -172,8 +175,11 @@ mod tests {
         let read = |command| Cli { reconciler: false, json: false, command };
         let digest = |digest: &left4me_state::Digest| digest.to_string();
         match command {
-            Command::Observe(Detail::Full) => read(Cmd::Observe { brief: false }),
-            Command::Observe(Detail::Brief) => read(Cmd::Observe { brief: true }),
+            Command::Observe(Detail::Full) => read(Cmd::Observe { brief: false, count_humans: Vec::new() }),
+            Command::Observe(Detail::Brief) => read(Cmd::Observe { brief: true, count_humans: Vec::new() }),
+            Command::ObserveHumans(names) => {
+                read(Cmd::Observe { brief: false, count_humans: names.iter().map(Name::to_string).collect() })
+            }
             Command::Show { name } => read(Cmd::Show { name: name.to_string() }),
             Command::InstallUnits => write(Cmd::Install { units_only: true }),
             Command::Initialize { name } => write(Cmd::Initialize { name: name.to_string(), file: "-".into() }),
@@ -204,6 +210,7 @@ mod tests {
         let commands = [
             Command::Observe(Detail::Full),
             Command::Observe(Detail::Brief),
+            Command::ObserveHumans(vec![name.clone(), Name::new("coop-2").unwrap()]),
             Command::Show { name: name.clone() },
             Command::InstallUnits,
             Command::Initialize { name: name.clone() },

@@ -10,7 +10,7 @@ use std::time::Duration;
 use l4d2ctl::api::{Detail, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
-use l4d2ctl::{Error, Host, install, instance, mount, overlay, overrides, record, status, systemd};
+use l4d2ctl::{Error, Host, humans, install, instance, mount, overlay, overrides, record, status, systemd};
 use left4me_state::{Digest, Name};
 
 use crate::cli::{Cli, Cmd, OverlayCmd};
@@ -42,7 +42,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
             fetch(&host, &name, &digest, &items, out).map(Some)
         }
         Cmd::Overlay { command: OverlayCmd::Put { name, digest } } => put(&host, &name, &digest, out).map(Some),
-        Cmd::Observe { brief } => observe(&host, brief).map(|()| None),
+        Cmd::Observe { brief, count_humans } => observe(&host, brief, &count_humans).map(|()| None),
         Cmd::Mount { name } => mount(&host, &name).map(Some),
         Cmd::Umount { name } => umount(&host, &name).map(Some),
         Cmd::Exec { name } => exec(&host, &name).map(|()| None),
@@ -339,9 +339,11 @@ fn put(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, 
     Ok(Outcome::OverlayWritten { name, digest })
 }
 
-fn observe(host: &Host, brief: bool) -> Result<(), Error> {
+fn observe(host: &Host, brief: bool, count_humans: &[String]) -> Result<(), Error> {
     let detail = if brief { Detail::Brief } else { Detail::Full };
-    let observed = status::observe(host, detail)?;
+    let names = count_humans.iter().map(|name| parse_name(name)).collect::<Result<Vec<_>, _>>()?;
+    let mut observed = status::observe(host, detail)?;
+    humans::count(host, &mut observed.instances, &names);
     println!("{}", serde_json::to_string(&observed).expect("an observation always serializes"));
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod error;
 pub mod fsutil;
 pub mod host;
+pub mod humans;
 pub mod install;
 pub mod instance;
 pub mod mount;

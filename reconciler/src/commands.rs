@@ -33,7 +33,7 @@ pub fn plan(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
                 outln!("revision {}", planned.revision.short());
                 out!("{}", planned.plan);
                 for step in &planned.plan.steps {
-                    if let reconciler::plan::Action::Rerender { spec } = &step.action {
+                    if let reconciler::plan::Action::Rerender { spec, .. } = &step.action {
                         match engine::rendered(&config, &step.server) {
                             Ok(current) => out!("{}", diff(&current, &spec.to_json(), step.server.as_str())),
                             Err(e) => outln!("(no diff for {}: {e})", step.server),
@@ -88,6 +88,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let last_pass = db.as_ref().ok().and_then(|db| db.events(1).ok()?.into_iter().next());
     let mut servers = Vec::new();
     let mut host_problems = Vec::new();
+    let mut game = None;
     let (planned, problem) = match &db {
         Ok(db) => match engine::plan_pass(&config, db, &mut Default::default(), None, engine::Detail::Full) {
             Ok(planned) => (planned.ok(), None),
@@ -98,6 +99,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     if let Some(planned) = planned {
         servers = report::reports(&planned);
         host_problems = planned.host.problems;
+        game = Some(planned.host.game);
     }
     // The service says how its passes go on /run, which it can write when $ROOT's disk is full.
     let service = ServiceStatus::read();
@@ -108,6 +110,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
             "last_applied": applied, "last_attempted": attempted, "revision_error": error,
             "last_pass": last_pass, "upstream_error": upstream_error, "problem": problem, "servers": servers,
             "host_problems": host_problems, "service": service, "disk": disk, "disk_full": disk_full,
+            "game": game,
         });
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -136,6 +139,9 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     for problem in &host_problems {
         outln!("host: {problem}");
     }
+    if let Some(game) = &game {
+        outln!("{}", game_line(game));
+    }
     if let Some(error) = &error {
         outln!("the attempted revision is invalid; the last applied one keeps running:");
         for line in error.lines() {
@@ -149,6 +155,19 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The game builds in one line: `game: public is at build 200 (checked 2026-…); installed: 100, 200`.
+fn game_line(game: &l4d2ctl::api::Game) -> String {
+    let published = match (&game.branch, game.published, &game.checked_at) {
+        (Some(branch), Some(build), Some(at)) => format!("{branch} is at build {build} (checked {at})"),
+        _ => "Steam has not been asked for a build yet".to_owned(),
+    };
+    let installed = match game.installed.is_empty() {
+        true => "no build installed".to_owned(),
+        false => format!("installed: {}", game.installed.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+    };
+    format!("game:                    {published}; {installed}")
 }
 
 /// `left4me retry <server>`: a server held back after crashing is tried again now, by a pass

@@ -110,8 +110,9 @@ pub fn plan_pass(
         None => false,
     };
     let mut observations = 1;
-    if detail == Detail::Brief && !plan::needs_query(&host.inputs(&desired, &previous, confirmed)).is_empty() {
-        host = host::observe(&config.l4d2ctl, Detail::Full)?;
+    let asked = plan::needs_query(&host.inputs(&desired, &previous, confirmed));
+    if detail == Detail::Brief && !asked.is_empty() {
+        host = host::observe_counting_humans(&config.l4d2ctl, asked)?;
         observations += 1;
     }
     let mut plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
@@ -370,7 +371,7 @@ fn step_job(step: &Step) -> Job {
     let name = step.server.clone();
     let (command, input) = match &step.action {
         Action::Release => (api::Command::Release { name }, None),
-        Action::Create { spec } | Action::Rerender { spec } | Action::Repair { spec } => {
+        Action::Create { spec, .. } | Action::Rerender { spec, .. } | Action::Repair { spec, .. } => {
             (api::Command::Initialize { name }, Some(spec.to_json().into_bytes()))
         }
         Action::Start => (api::Command::Start { names: vec![name] }, None),

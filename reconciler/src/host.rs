@@ -28,6 +28,8 @@ pub struct HostView {
     pub repairs: HostRepairs,
     /// Files of the host apart from any server that could not be used (an overlay's digest).
     pub problems: Vec<Problem>,
+    /// The game builds installed and the branch's as last checked.
+    pub game: api::Game,
 }
 
 impl HostView {
@@ -46,6 +48,7 @@ impl HostView {
             previous,
             prune_confirmed,
             host: &self.repairs,
+            game: &self.game,
         }
     }
 }
@@ -53,13 +56,24 @@ impl HostView {
 /// Observes the host in one `l4d2ctl observe`, whatever the number of servers; a brief
 /// observation asks systemd less and no game its A2S answer ([`Detail`]).
 pub fn observe(l4d2ctl: &Path, detail: Detail) -> Result<HostView, Error> {
-    let observed: Observation = read(l4d2ctl, &api::Command::Observe(detail))?;
+    look(l4d2ctl, &api::Command::Observe(detail))
+}
+
+/// A full look in which the named servers that A2S shows empty are also asked over RCON how many
+/// humans play: the look a `when-empty` rollout decides on.
+pub fn observe_counting_humans(l4d2ctl: &Path, names: Vec<Name>) -> Result<HostView, Error> {
+    look(l4d2ctl, &api::Command::ObserveHumans(names))
+}
+
+fn look(l4d2ctl: &Path, command: &api::Command) -> Result<HostView, Error> {
+    let observed: Observation = read(l4d2ctl, command)?;
     Ok(HostView {
         instances: observed.instances.into_iter().map(|s| (s.name.clone(), s)).collect(),
         overlays: observed.overlays.into_iter().map(|o| (o.name, o.digest)).collect(),
         overrides: observed.overrides.into_iter().map(|o| (o.name, o.marker)).collect(),
         repairs: HostRepairs { units: observed.units, leftover_units: observed.leftover_units },
         problems: observed.problems,
+        game: observed.game,
     })
 }
 

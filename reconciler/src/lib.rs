@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod game;
 pub mod host;
 pub mod plan;
 pub mod report;

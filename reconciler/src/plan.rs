@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use l4d2ctl::api::{ActiveState, InstanceStatus, LeftoverUnit, Override, Problem, Remedy};
+use l4d2ctl::api::{ActiveState, Game, InstanceStatus, LeftoverUnit, Override, Problem, Remedy};
 use left4me_state::{DesiredState, Digest, InstanceSpec, Name, PowerState, Rollout};
 use serde::{Deserialize, Serialize};
+
+use crate::game::{self, Install, Want};
 
 /// What the host runs: `l4d2ctl status --json`, by server.
 pub type Observed = BTreeMap<Name, InstanceStatus>;
@@ -33,6 +35,8 @@ pub struct Inputs<'a> {
     pub prune_confirmed: bool,
     /// What the host needs put right apart from its servers' own files.
     pub host: &'a HostRepairs,
+    /// The game builds on the host and the branch's as last checked.
+    pub game: &'a Game,
 }
 
 /// What the host needs put right apart from any server's own files.
@@ -61,6 +65,18 @@ pub struct Plan {
     /// Servers whose start is held back after crashing, with their Health (`crashloop.rs`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub crash_loops: BTreeMap<Name, String>,
+    /// A base install from before builds, adopted as this build first of all (`l4d2ctl game adopt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<u64>,
+    /// The game build installed before any server step, because servers are to run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Install>,
+    /// Installed builds removed after the servers' steps: nothing runs, stacks, pins or wants them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_builds: Vec<u64>,
+    /// The build each declared server is to run, where one is known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub builds: BTreeMap<Name, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,15 +97,24 @@ pub enum Action {
     /// Render an instance that does not exist yet.
     Create {
         spec: InstanceSpec,
+        /// The game build it stacks; None leaves it to l4d2ctl (a host with no build known).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        build: Option<u64>,
     },
     /// Render an instance anew (its digest differs).
     Rerender {
         spec: InstanceSpec,
+        /// The game build it stacks; None leaves it to l4d2ctl (a host with no build known).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        build: Option<u64>,
     },
     /// Render an instance again as it is, to put right what is broken or missing of it (its
     /// RCON password, its runtime folders).
     Repair {
         spec: InstanceSpec,
+        /// The game build it stacks; None leaves it to l4d2ctl (a host with no build known).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        build: Option<u64>,
     },
     Start,
     Stop,
@@ -145,7 +170,12 @@ pub struct ServerSync {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.overlays.is_empty() && self.units.is_empty()
+        self.steps.is_empty()
+            && self.overlays.is_empty()
+            && self.units.is_empty()
+            && self.adopt.is_none()
+            && self.install.is_none()
+            && self.remove_builds.is_empty()
     }
 }
 
@@ -157,6 +187,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let names: BTreeSet<&Name> = inputs.desired.servers.keys().chain(inputs.observed.keys()).collect();
     let mut deletions = Vec::new();
     let overlays = overlays_to_write(inputs);
+    let builds = game::builds(inputs.desired, inputs.game, inputs.observed);
 
     for name in names {
         let desired = inputs.desired.servers.get(name);
@@ -173,13 +204,17 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             continue;
         }
         let (sync, mut server_steps) = match (desired, observed) {
+            (Some(_), None) if let Some(Want::Unavailable(why)) = builds.wants.get(name) => {
+                (ServerSync { sync: Sync::OutOfSync, message: format!("not on the host yet: {why}") }, Vec::new())
+            }
             (Some(server), None) => {
                 let spec = server.spec().clone();
+                let build = builds.wants.get(name).and_then(Want::build);
                 let mut steps = Vec::new();
                 if inputs.orphan_overrides.contains_key(name) {
                     steps.push(step(name, Action::Release, "the revision changes it since it was deleted by hand"));
                 }
-                steps.push(step(name, Action::Create { spec }, "declared, not on the host"));
+                steps.push(step(name, Action::Create { spec, build }, "declared, not on the host"));
                 if server.state == PowerState::Running {
                     steps.push(step(name, Action::Start, "declared running"));
                 }
@@ -194,7 +229,8 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                 )
             }
             (Some(_), Some(observed)) => {
-                let (sync, steps, wait) = plan_server(inputs, name, observed);
+                let want = builds.wants.get(name).cloned().unwrap_or(Want::Unknown);
+                let (sync, steps, wait) = plan_server(inputs, name, observed, &want);
                 if let Some(wait) = wait {
                     waiting.insert(name.clone(), wait);
                 }
@@ -218,7 +254,20 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     // A stable sort: within a phase, servers by name, each server's steps in the order made.
     steps.sort_by(|a, b| (a.action.phase(), &a.server).cmp(&(b.action.phase(), &b.server)));
     let units = inputs.host.units.iter().map(|problem| format!("{}: {}", problem.path, problem.cause)).collect();
-    Plan { units, overlays, steps, servers, waiting, held, crash_loops: BTreeMap::new() }
+    let wanted = builds.wants.iter().filter_map(|(name, want)| Some((name.clone(), want.build()?))).collect();
+    Plan {
+        units,
+        overlays,
+        steps,
+        servers,
+        waiting,
+        held,
+        crash_loops: BTreeMap::new(),
+        adopt: builds.adopt,
+        install: builds.install,
+        remove_builds: builds.remove,
+        builds: wanted,
+    }
 }
 
 /// Units of servers with no instance (a deletion cut short by a power cut) are stopped,
@@ -256,9 +305,10 @@ pub fn needs_query(inputs: &Inputs<'_>) -> Vec<Name> {
         .filter(|(name, server, observed)| {
             let digest = server.spec().digest();
             let wish = Wish { digest, state: server.state };
+            let want = game::want(inputs.desired, inputs.game, inputs.desired.game_build(server));
             // Only an active unit's game is asked; a server left alone is not planned at all.
             observed.active_state == ActiveState::Active
-                && runs_old_render(observed, &wish.digest)
+                && (runs_old_render(observed, &wish.digest) || runs_old_build(observed, want.build()))
                 && observed.query.is_none()
                 && !left_alone(inputs, name, observed, &wish)
         })
@@ -280,6 +330,12 @@ fn is_running(observed: &InstanceStatus) -> bool {
 /// Whether a running server was started from another render than `digest`.
 fn runs_old_render(observed: &InstanceStatus, digest: &Digest) -> bool {
     observed.started_digest.as_ref().is_some_and(|started| started != digest)
+}
+
+/// Whether a running server was started on another build than `build` (None: no build is known,
+/// so none is old).
+fn runs_old_build(observed: &InstanceStatus, build: Option<u64>) -> bool {
+    build.is_some() && observed.started_build.is_some_and(|started| Some(started) != build)
 }
 
 /// A server cannot start on a port another server keeps: one that runs on it and is not stopped,
@@ -349,7 +405,12 @@ fn step(server: &Name, action: Action, reason: &str) -> Step {
 }
 
 /// A server that is declared and on the host: its sync, its steps, and what its rollout waits for.
-fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (ServerSync, Vec<Step>, Option<String>) {
+fn plan_server(
+    inputs: &Inputs<'_>,
+    name: &Name,
+    observed: &InstanceStatus,
+    want: &Want,
+) -> (ServerSync, Vec<Step>, Option<String>) {
     let server = &inputs.desired.servers[name];
     let spec = server.spec().clone();
     let digest = spec.digest();
@@ -367,43 +428,20 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
         steps.push(step(name, Action::Release, "the revision changes it since it was changed by hand"));
     }
 
-    let rendered = observed.digest.as_ref() == Some(&digest);
-    // What rendering again puts right: a record that cannot be read, a missing runtime folder.
-    let broken: Vec<String> = observed
-        .problems
-        .iter()
-        .filter(|problem| problem.remedy == Remedy::Initialize)
-        .map(|problem| format!("{}: {}", problem.path, problem.cause))
-        .collect();
-    match (rendered, broken.is_empty()) {
-        (true, true) => {}
-        (false, true) => steps.push(step(name, Action::Rerender { spec: spec.clone() }, "its rendered spec changed")),
-        (false, false) => {
-            let why = format!("{}; rendered again", broken.join("; "));
-            steps.push(step(name, Action::Rerender { spec: spec.clone() }, &why));
-        }
-        (true, false) => {
-            let why = format!("{}; rendered again to put it right", broken.join("; "));
-            steps.push(step(name, Action::Repair { spec: spec.clone() }, &why));
-        }
-    }
-    let blueprint = &inputs.desired.blueprints[&server.blueprint];
+    // A build that cannot be had leaves the server on the one it has, and says why.
+    let build = want.build().or(observed.rendered_build);
+    render_steps(name, observed, &spec, build, &mut steps);
     let running = is_running(observed);
-    let mut wait = None;
+    let mut wait = match want {
+        Want::Unavailable(why) => Some(why.clone()),
+        Want::Build(_) | Want::Unknown => None,
+    };
     match server.state {
         PowerState::Running if !running => steps.push(step(name, Action::Start, "declared running")),
         PowerState::Running => {
-            let stale = runs_old_render(observed, &digest);
-            let moves = observed.started_port.unwrap_or(observed.port) != spec.port.number();
-            if stale {
-                match rollout_now(blueprint.rollout, observed) {
-                    Ok(why) if moves => {
-                        steps.push(step(name, Action::Stop, &format!("{why}; its port moves")));
-                        steps.push(step(name, Action::Start, "on its new port"));
-                    }
-                    Ok(why) => steps.push(step(name, Action::Restart, &why)),
-                    Err(why) => wait = Some(why),
-                }
+            let rollout = inputs.desired.blueprints[&server.blueprint].rollout;
+            if let Some(why) = roll_out(name, observed, &spec, want.build(), rollout, &mut steps) {
+                wait = Some(why);
             }
             // Running but not enabled (started by hand with systemctl): enabled, so it also comes
             // back after a reboot — unless a stop and start on a new port does it already.
@@ -426,23 +464,105 @@ fn plan_server(inputs: &Inputs<'_>, name: &Name, observed: &InstanceStatus) -> (
     (sync, steps, wait)
 }
 
-/// Whether a running server that runs an old render restarts now: Ok(why) or Err(what it waits for).
-fn rollout_now(rollout: Rollout, observed: &InstanceStatus) -> Result<String, String> {
+/// Renders a server again when its spec or its build changed, or to put right what of its
+/// instance is broken.
+fn render_steps(
+    name: &Name,
+    observed: &InstanceStatus,
+    spec: &InstanceSpec,
+    build: Option<u64>,
+    steps: &mut Vec<Step>,
+) {
+    let rendered = observed.digest.as_ref() == Some(&spec.digest());
+    let build_moves = build.is_some() && observed.rendered_build != build;
+    // What rendering again puts right: a record that cannot be read, a missing runtime folder.
+    let broken: Vec<String> = observed
+        .problems
+        .iter()
+        .filter(|problem| problem.remedy == Remedy::Initialize)
+        .map(|problem| format!("{}: {}", problem.path, problem.cause))
+        .collect();
+    let rerender = |why: &str| step(name, Action::Rerender { spec: spec.clone(), build }, why);
+    match (rendered, broken.is_empty()) {
+        (true, true) if build_moves => {
+            let build = build.map(|b| b.to_string()).unwrap_or_default();
+            steps.push(rerender(&format!("its game build moves to {build}")));
+        }
+        (true, true) => {}
+        (false, true) => steps.push(rerender("its rendered spec changed")),
+        (false, false) => steps.push(rerender(&format!("{}; rendered again", broken.join("; ")))),
+        (true, false) => {
+            let why = format!("{}; rendered again to put it right", broken.join("; "));
+            steps.push(step(name, Action::Repair { spec: spec.clone(), build }, &why));
+        }
+    }
+}
+
+/// A running server that runs an older render or build than the revision's restarts by its
+/// rollout (a stop and a start when its port moves too). Returns what it waits for instead.
+fn roll_out(
+    name: &Name,
+    observed: &InstanceStatus,
+    spec: &InstanceSpec,
+    build: Option<u64>,
+    rollout: Rollout,
+    steps: &mut Vec<Step>,
+) -> Option<String> {
+    let old_render = runs_old_render(observed, &spec.digest());
+    let old_build = runs_old_build(observed, build);
+    if !old_render && !old_build {
+        return None;
+    }
+    let moves = observed.started_port.unwrap_or(observed.port) != spec.port.number();
+    // The words of a render's rollout stay as they were; a build alone says which build.
+    let what = match (old_render, build) {
+        (false, Some(build)) => Change::Build(build),
+        _ => Change::Render,
+    };
+    match rollout_now(rollout, observed, what) {
+        Ok(why) if moves => {
+            steps.push(step(name, Action::Stop, &format!("{why}; its port moves")));
+            steps.push(step(name, Action::Start, "on its new port"));
+            None
+        }
+        Ok(why) => {
+            steps.push(step(name, Action::Restart, &why));
+            None
+        }
+        Err(why) => Some(why),
+    }
+}
+
+/// What a rollout brings to a running server.
+#[derive(Clone, Copy)]
+enum Change {
+    Render,
+    Build(u64),
+}
+
+/// Whether a running server that runs an old render (or build) restarts now: Ok(why) or Err(what
+/// it waits for). Players are RCON's count where the look asked it, else A2S's.
+fn rollout_now(rollout: Rollout, observed: &InstanceStatus, change: Change) -> Result<String, String> {
+    let prefix = match change {
+        Change::Render => String::new(),
+        Change::Build(build) => format!("onto build {build}: "),
+    };
     match rollout {
-        Rollout::Immediate => Ok("rollout immediate".into()),
-        Rollout::NextStart => Err("the new render applies when the server next starts (rollout next-start)".into()),
+        Rollout::Immediate => Ok(format!("{prefix}rollout immediate")),
+        Rollout::NextStart => Err(match change {
+            Change::Render => "the new render applies when the server next starts (rollout next-start)".into(),
+            Change::Build(build) => format!("build {build} applies when the server next starts (rollout next-start)"),
+        }),
         Rollout::WhenEmpty => match &observed.query {
-            Some(query) if query.players.saturating_sub(query.bots) == 0 => {
-                Ok("rollout when-empty, and it is empty".into())
-            }
+            Some(query) if query.human_players() == 0 => Ok(format!("{prefix}rollout when-empty, and it is empty")),
             Some(query) => {
-                let humans = query.players.saturating_sub(query.bots);
-                Err(format!(
-                    "waiting for {humans} player{} to leave (rollout when-empty)",
-                    if humans == 1 { "" } else { "s" }
-                ))
+                let humans = query.human_players();
+                let plural = if humans == 1 { "" } else { "s" };
+                Err(format!("{prefix}waiting for {humans} player{plural} to leave (rollout when-empty)"))
             }
-            None => Err("waiting for the server to answer queries, to know it is empty (rollout when-empty)".into()),
+            None => Err(format!(
+                "{prefix}waiting for the server to answer queries, to know it is empty (rollout when-empty)"
+            )),
         },
     }
 }
@@ -477,6 +597,12 @@ impl fmt::Display for Plan {
         for unit in &self.units {
             writeln!(f, "{:<10} {unit}; written again", "units")?;
         }
+        if let Some(build) = self.adopt {
+            writeln!(f, "{:<10} {:<20} the base install from before builds is build {build}", "adopt", "game")?;
+        }
+        if let Some(install) = &self.install {
+            writeln!(f, "{:<10} {:<20} {}", "install", format!("build {}", install.build), install.reason)?;
+        }
         for overlay in &self.overlays {
             writeln!(f, "{:<10} {:<20} not on the host as the revision has it", "overlay", overlay.as_str())?;
         }
@@ -494,6 +620,10 @@ impl fmt::Display for Plan {
             if server.sync == Sync::Overridden {
                 writeln!(f, "{:<10} {:<20} {}", "overridden", name.as_str(), server.message)?;
             }
+        }
+        for build in &self.remove_builds {
+            let what = format!("build {build}");
+            writeln!(f, "{:<10} {what:<20} no server runs, stacks or wants it, and no blueprint pins it", "remove")?;
         }
         if let Some(held) = &self.held {
             writeln!(f, "held: {held}")?;

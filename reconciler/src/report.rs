@@ -35,6 +35,12 @@ pub struct ServerReport {
     pub players: Option<u8>,
     pub max_players: Option<u8>,
     pub map: Option<String>,
+    /// The game build it runs (or, stopped, the one its next start stacks).
+    #[serde(default)]
+    pub build: Option<u64>,
+    /// The build the revision has it run.
+    #[serde(default)]
+    pub desired_build: Option<u64>,
 }
 
 /// The health of a server from what the host reports about it; what of its files the host could
@@ -110,6 +116,7 @@ pub fn reports_of(plan: &Plan, desired: &DesiredState, observed: &Observed) -> V
             None => sync,
         };
         let mut report = report(name.as_str(), sync, desired, observed);
+        report.desired_build = plan.builds.get(name).copied();
         if let Some(crash_loop) = plan.crash_loops.get(name) {
             report.health = Health::Failed;
             report.health_message = format!("{crash_loop}; {}", report.health_message);
@@ -137,5 +144,7 @@ pub fn report(
         players: query.map(|q| q.players),
         max_players: query.map(|q| q.max_players),
         map: query.map(|q| q.map.clone()),
+        build: observed.and_then(|o| o.build),
+        desired_build: None,
     }
 }

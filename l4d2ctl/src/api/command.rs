@@ -10,6 +10,9 @@ use super::Detail;
 pub enum Command {
     /// `observe [--brief]`: the whole host as one [`super::Observation`].
     Observe(Detail),
+    /// `observe --count-humans <name>…`: a full look, and the named servers that A2S shows empty
+    /// asked over RCON how many humans play (`QueryInfo::humans`).
+    ObserveHumans(Vec<Name>),
     /// `show <name>`: the instance's record (its rendered spec and digest) as JSON.
     Show {
         name: Name,
@@ -78,6 +81,13 @@ impl Command {
         match self {
             Command::Observe(Detail::Full) => words(&["observe"]),
             Command::Observe(Detail::Brief) => words(&["observe", "--brief"]),
+            Command::ObserveHumans(names) => {
+                let mut argv = words(&["observe"]);
+                for name in names {
+                    argv.extend(["--count-humans".to_owned(), name.to_string()]);
+                }
+                argv
+            }
             Command::Show { name } => words(&["show", name.as_str()]),
             Command::InstallUnits => write(&["install", "--units-only"]),
             Command::Initialize { name } => write(&["initialize", name.as_str(), "-f", "-"]),

@@ -51,6 +51,21 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     host.l4d2ctl_ok(&["rcon", "coop-1", "sim_players", "2"]);
     let players = host.wait_for(5, |h| (h.answered("coop-1")?["query"]["players"] == 2).then_some(()));
     assert!(players.is_some(), "RCON changed what A2S reports");
+    // A2S can hide players (a cached answer, L4DToolZ): asked to count humans, a look asks the
+    // console of a server A2S shows empty, and only that one.
+    host.l4d2ctl_ok(&["rcon", "coop-1", "sim_a2s_hidden", "2"]);
+    let hidden = host.wait_for(5, |h| (h.answered("coop-1")?["query"]["players"] == 0).then_some(()));
+    assert!(hidden.is_some(), "A2S shows no players");
+    let counted = |args: &[&str]| -> serde_json::Value {
+        let observed: serde_json::Value = serde_json::from_str(&host.l4d2ctl_ok(args)).unwrap();
+        observed["instances"].as_array().unwrap().iter().find(|s| s["name"] == "coop-1").unwrap()["query"].clone()
+    };
+    let query = counted(&["observe", "--count-humans", "coop-1"]);
+    assert_eq!((&query["players"], &query["humans"]), (&0.into(), &2.into()), "{query}");
+    assert!(counted(&["observe"])["humans"].is_null(), "a plain look asks no console");
+    let refused = host.l4d2ctl(&["observe", "--count-humans", "../x"]);
+    assert!(!refused.status.success(), "a name that is no server name is refused");
+    host.l4d2ctl_ok(&["rcon", "coop-1", "sim_a2s_hidden", "0"]);
 
     // The game's own writes land in the instance's upper layer.
     host.ok(

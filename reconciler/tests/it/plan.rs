@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use l4d2ctl::api::{InstanceStatus, Override, QueryInfo, parse_digest};
+use l4d2ctl::api::{Game, InstanceStatus, Override, QueryInfo, parse_digest};
 use left4me_state::{DesiredState, Digest, Name, PowerState, Tree, validate};
 use reconciler::plan::{HostRepairs, Inputs, Observed, Plan, Wish, plan};
 
@@ -127,6 +127,7 @@ fn check(name: &str, desired: &DesiredState, hosts: &[Host], previous: &[(&str, 
         previous: &previous,
         prune_confirmed: confirmed,
         host: &HostRepairs::default(),
+        game: &Game::default(),
     };
     let plan = plan(&inputs);
     let again = reconciler::plan::plan(&inputs);
@@ -293,6 +294,7 @@ fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed()
         previous: &previous,
         prune_confirmed: false,
         host: &HostRepairs::default(),
+        game: &Game::default(),
     });
     insta::assert_snapshot!("overlays-missing", format!("{missing}{:#?}", missing.servers));
     // Written and built already with the revision's digests: nothing to write.
@@ -307,6 +309,7 @@ fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed()
         previous: &previous,
         prune_confirmed: false,
         host: &HostRepairs::default(),
+        game: &Game::default(),
     });
     assert!(written.overlays.is_empty());
 }
@@ -337,6 +340,7 @@ fn hand_creations_and_deletions_are_left_alone_and_held_ports_block_starts() {
         previous: &previous,
         prune_confirmed: false,
         host: &HostRepairs::default(),
+        game: &Game::default(),
     };
     let hand = plan(&inputs);
     insta::assert_snapshot!("hand-made-and-deleted", format!("{hand}{:#?}", hand.servers));
@@ -373,6 +377,7 @@ fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
             previous: &previous,
             prune_confirmed: false,
             host: &HostRepairs::default(),
+            game: &Game::default(),
         };
         reconciler::plan::needs_query(&inputs).iter().map(ToString::to_string).collect()
     };
@@ -442,6 +447,7 @@ fn what_the_host_cannot_use_as_it_is_is_put_right() {
         previous: &previous,
         prune_confirmed: false,
         host: &repairs,
+        game: &Game::default(),
     };
     let repaired = plan(&inputs);
     insta::assert_snapshot!("repairs", format!("{repaired}{:#?}", repaired.servers));
@@ -453,8 +459,13 @@ fn what_the_host_cannot_use_as_it_is_is_put_right() {
         status.problems.clear();
         status.active_state = "active".into();
     }
-    let inputs =
-        Inputs { observed: &healed, host: &HostRepairs::default(), orphan_overrides: &BTreeMap::new(), ..inputs };
+    let inputs = Inputs {
+        observed: &healed,
+        host: &HostRepairs::default(),
+        game: &Game::default(),
+        orphan_overrides: &BTreeMap::new(),
+        ..inputs
+    };
     assert!(plan(&inputs).steps.iter().all(|s| !["a", "b"].contains(&s.server.as_str())), "{}", plan(&inputs));
 }
 

@@ -42,7 +42,7 @@ pub async fn plan_context(app: &Arc<App>, session: &Session) -> Value {
 /// What a step that writes a server's files changes in them, as a diff against what the host
 /// has (read on the blocking pool); None for a step that writes none.
 async fn step_diff(app: &Arc<App>, step: &Step) -> Option<String> {
-    let (Action::Rerender { spec } | Action::Create { spec }) = &step.action else { return None };
+    let (Action::Rerender { spec, .. } | Action::Create { spec, .. }) = &step.action else { return None };
     let current = if matches!(step.action, Action::Create { .. }) {
         Ok(String::new())
     } else {

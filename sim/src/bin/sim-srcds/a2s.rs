@@ -91,7 +91,7 @@ fn challenge_reply(challenge: u32) -> Vec<u8> {
 }
 
 fn info_reply(server: &Server, st: &State) -> Vec<u8> {
-    let players = st.players;
+    let players = st.a2s_players();
     let max_players = u8::try_from(server.max_players(st)).unwrap_or(u8::MAX);
     let mut keywords = st.cvar("mp_gamemode").filter(|mode| !mode.is_empty()).unwrap_or("coop").to_owned();
     if players == 0 {
@@ -123,8 +123,8 @@ fn info_reply(server: &Server, st: &State) -> Vec<u8> {
 fn player_reply(st: &State) -> Vec<u8> {
     let seconds = st.players_since.elapsed().as_secs_f32();
     let mut reply = Packet::new(0x44);
-    reply.byte(st.players);
-    for index in 0..st.players {
+    reply.byte(st.a2s_players());
+    for index in 0..st.a2s_players() {
         reply.byte(index);
         reply.string(&format!("Player {}", u32::from(index) + 1));
         reply.long(0); // score

@@ -69,6 +69,9 @@ pub struct State {
     cvars: BTreeMap<String, String>,
     pub map: String,
     pub players: u8,
+    /// Players A2S leaves out (`sim_a2s_hidden`), as a hibernating server's cached answer or
+    /// L4DToolZ can: `status` still lists everyone.
+    pub a2s_hidden: u8,
     pub players_since: Instant,
     /// While a map change is simulated, A2S queries go unanswered until this instant.
     pub quiet_until: Option<Instant>,
@@ -80,6 +83,11 @@ impl State {
     /// Cvar names are case-insensitive in the Source console.
     pub fn cvar(&self, name: &str) -> Option<&str> {
         self.cvars.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// The players A2S reports: all but those it is told to hide.
+    pub fn a2s_players(&self) -> u8 {
+        self.players.saturating_sub(self.a2s_hidden)
     }
 
     pub fn cvar_or_empty(&self, name: &str) -> &str {
@@ -108,6 +116,7 @@ impl Server {
                 cvars,
                 map: String::new(),
                 players: 0,
+                a2s_hidden: 0,
                 players_since: Instant::now(),
                 quiet_until: None,
                 rcon_failures: HashMap::new(),
@@ -185,6 +194,13 @@ impl Server {
                     let _ = writeln!(out, "sim_players set to {players}");
                 }
                 _ => out.push_str("Usage: sim_players <0-255>\n"),
+            },
+            "sim_a2s_hidden" => match args.first().map(|n| n.parse::<u8>()) {
+                Some(Ok(hidden)) => {
+                    st.a2s_hidden = hidden;
+                    let _ = writeln!(out, "sim_a2s_hidden set to {hidden}");
+                }
+                _ => out.push_str("Usage: sim_a2s_hidden <0-255>\n"),
             },
             "changelevel" | "map" => match args.first() {
                 Some(map) => {
