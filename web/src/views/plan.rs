@@ -62,7 +62,13 @@ fn host_parts(plan: &Plan, session: &Session) -> Value {
     let admin = access::administers(&session.user);
     let overlays: Vec<String> = if admin { plan.overlays.iter().map(Name::to_string).collect() } else { vec![] };
     let units: Vec<String> = if admin { plan.units.clone() } else { vec![] };
-    context! { units, overlays }
+    // Which build is installed is everyone's to know; why names servers, which are their owners'.
+    let install = plan.install.as_ref().map(|install| {
+        let why = if admin { install.reason.clone() } else { format!("the {} branch's current build", install.branch) };
+        context! { build => install.build, why }
+    });
+    let (adopt, remove_builds) = if admin { (plan.adopt, plan.remove_builds.clone()) } else { (None, vec![]) };
+    context! { units, overlays, install, adopt, remove_builds }
 }
 
 /// The servers the pass waits on, of those the user sees.

@@ -152,3 +152,31 @@ fn the_plan_page_shows_the_unit_files_a_pass_writes_again_to_admins() {
     assert_eq!(page.status, 200);
     assert!(!page.body.contains(UNIT_PROBLEM), "{}", page.body);
 }
+
+#[test]
+fn the_plan_page_and_a_servers_page_show_the_game_build_to_install_and_whose_servers_are_kept_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(Setup { l4d2ctl: observing_l4d2ctl(dir.path()), ..Setup::default() });
+    let mut host = observation("none");
+    host.instances[0].build = Some(100);
+    host.game = l4d2ctl::api::Game {
+        installed: vec![100],
+        published: Some(200),
+        branch: Some("public".into()),
+        checked_at: Some("2026-12-01T10:00:00Z".into()),
+        adoptable: None,
+    };
+    std::fs::write(dir.path().join("observation.json"), serde_json::to_string(&host).unwrap()).unwrap();
+    wait_until(&app, "the plan installs build 200", |app| {
+        app.app.current().plan.as_ref().is_some_and(|plan| plan.install.is_some())
+    });
+    let admin = app.signed_in("ada").get("/plan");
+    assert!(admin.body.contains("Build <code>200</code> is installed"), "{}", admin.body);
+    assert!(admin.body.contains("versus-1"), "an admin is told which servers run it: {}", admin.body);
+    let alice = app.signed_in("alice").get("/plan");
+    assert!(alice.body.contains("Build <code>200</code> is installed"), "{}", alice.body);
+    assert!(alice.body.contains("the public branch&#x27;s current build"), "{}", alice.body);
+    assert!(!alice.body.contains("versus-1"), "bob's server is not named to alice: {}", alice.body);
+    let page = app.signed_in("alice").get("/servers/coop-1");
+    assert!(page.body.contains("id=\"build\">100") && page.body.contains("→ 200"), "{}", page.body);
+}
