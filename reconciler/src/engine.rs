@@ -371,7 +371,7 @@ fn step_job(step: &Step) -> Job {
     let (command, input) = match &step.action {
         Action::Release => (api::Command::Release { name }, None),
         Action::Create { spec } | Action::Rerender { spec } | Action::Repair { spec } => {
-            (api::Command::Initialize { name }, Some(spec.to_json().into_bytes()))
+            (api::Command::Initialize { name, build: None }, Some(spec.to_json().into_bytes()))
         }
         Action::Start => (api::Command::Start { names: vec![name] }, None),
         Action::Stop => (api::Command::Stop { name }, None),
