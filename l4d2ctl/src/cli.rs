@@ -21,12 +21,21 @@ pub struct Cli {
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum Cmd {
-    /// Install or update the base game (steamcmd), the Steam SDK links and the units.
+    /// Install the build a Steam branch publishes beside the others (steamcmd), unless it is
+    /// installed; the Steam SDK links and the units.
     Install {
         /// Only write the unit files again where they differ from what l4d2ctl renders (and
         /// reload systemd when one did); no steamcmd.
         #[arg(long)]
         units_only: bool,
+        /// The Steam branch whose build to install.
+        #[arg(long, default_value = "public")]
+        branch: String,
+    },
+    /// The game builds of this host and what Steam last said; or check, adopt, remove one.
+    Game {
+        #[command(subcommand)]
+        command: Option<GameCmd>,
     },
     /// Render an instance from a spec file (JSON or YAML, as `left4me` renders it).
     Initialize {
@@ -34,6 +43,9 @@ pub enum Cmd {
         /// The rendered InstanceSpec (`-` for stdin).
         #[arg(short = 'f', long = "file", value_name = "SPEC")]
         file: PathBuf,
+        /// The game build it stacks (default: the newest installed).
+        #[arg(long)]
+        build: Option<u64>,
     },
     /// Enable and start servers (they also start after a reboot). Several start together, as
     /// one systemd transaction.
@@ -96,6 +108,19 @@ pub enum Cmd {
 }
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum GameCmd {
+    /// Ask Steam which build a branch publishes now (steamcmd's app_info, fetched afresh).
+    Check {
+        #[arg(long, default_value = "public")]
+        branch: String,
+    },
+    /// Adopt the base install from before builds (`installation/`) as the build it holds.
+    Adopt,
+    /// Remove a build no server stacks.
+    Remove { build: u64 },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum OverlayCmd {
     /// Every materialised overlay and the digest of its tree.
     List,
@@ -139,6 +164,7 @@ impl Cmd {
             | Cmd::Mount { .. }
             | Cmd::Umount { .. } => true,
             Cmd::Overlay { command } => !matches!(command, OverlayCmd::List),
+            Cmd::Game { command } => command.is_some(),
             Cmd::Status { .. }
             | Cmd::Show { .. }
             | Cmd::Logs { .. }
@@ -166,7 +192,7 @@ mod tests {
     use l4d2ctl::api::{Command, Detail, parse_digest};
     use left4me_state::Name;
 
-    use super::{Cli, Cmd, OverlayCmd};
+    use super::{Cli, Cmd, GameCmd, OverlayCmd};
 
     /// What each command another program runs must parse into: its own subcommand, for the
     /// reconciler (`--reconciler --json`) when it is a write.
@@ -181,8 +207,15 @@ mod tests {
                 read(Cmd::Observe { brief: false, count_humans: names.iter().map(Name::to_string).collect() })
             }
             Command::Show { name } => read(Cmd::Show { name: name.to_string() }),
-            Command::InstallUnits => write(Cmd::Install { units_only: true }),
-            Command::Initialize { name } => write(Cmd::Initialize { name: name.to_string(), file: "-".into() }),
+            Command::InstallUnits => write(Cmd::Install { units_only: true, branch: "public".into() }),
+            Command::Install { branch } => write(Cmd::Install { units_only: false, branch }),
+            Command::Game => Cli { reconciler: false, json: true, command: Cmd::Game { command: None } },
+            Command::GameCheck { branch } => write(Cmd::Game { command: Some(GameCmd::Check { branch }) }),
+            Command::GameAdopt => write(Cmd::Game { command: Some(GameCmd::Adopt) }),
+            Command::GameRemove { build } => write(Cmd::Game { command: Some(GameCmd::Remove { build }) }),
+            Command::Initialize { name, build } => {
+                write(Cmd::Initialize { name: name.to_string(), file: "-".into(), build })
+            }
             Command::Start { names } => write(Cmd::Start { names: names.iter().map(Name::to_string).collect() }),
             Command::Stop { name } => write(Cmd::Stop { name: name.to_string() }),
             Command::Restart { name } => write(Cmd::Restart { name: name.to_string() }),
@@ -213,7 +246,14 @@ mod tests {
             Command::ObserveHumans(vec![name.clone(), Name::new("coop-2").unwrap()]),
             Command::Show { name: name.clone() },
             Command::InstallUnits,
-            Command::Initialize { name: name.clone() },
+            Command::Install { branch: "public".into() },
+            Command::Install { branch: "beta_2.2.5".into() },
+            Command::Game,
+            Command::GameCheck { branch: "public".into() },
+            Command::GameAdopt,
+            Command::GameRemove { build: 16_046_151 },
+            Command::Initialize { name: name.clone(), build: None },
+            Command::Initialize { name: name.clone(), build: Some(16_046_151) },
             Command::Start { names: vec![name.clone(), other] },
             Command::Stop { name: name.clone() },
             Command::Restart { name: name.clone() },

@@ -10,10 +10,10 @@ use std::time::Duration;
 use l4d2ctl::api::{Detail, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
-use l4d2ctl::{Error, Host, humans, install, instance, mount, overlay, overrides, record, status, systemd};
+use l4d2ctl::{Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd};
 use left4me_state::{Digest, Name};
 
-use crate::cli::{Cli, Cmd, OverlayCmd};
+use crate::cli::{Cli, Cmd, GameCmd, OverlayCmd};
 use crate::sink::Out;
 
 /// How long an RCON connection and each reply may take.
@@ -25,8 +25,10 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
     let by = Actor { host: &host, by_hand: !cli.reconciler };
     let json = cli.json;
     match cli.command {
-        Cmd::Install { units_only } => install(&host, units_only, out).map(Some),
-        Cmd::Initialize { name, file } => initialize(&by, &name, &file, out).map(Some),
+        Cmd::Install { units_only, branch } => install(&host, units_only, &branch, out).map(Some),
+        Cmd::Game { command: None } => show_game(&host, json).map(|()| None),
+        Cmd::Game { command: Some(command) } => game(&by, command, out).map(Some),
+        Cmd::Initialize { name, file, build } => initialize(&by, &name, &file, build, out).map(Some),
         Cmd::Start { names } => start(&by, &names, out).map(Some),
         Cmd::Restart { name } => restart(&by, &name, out).map(Some),
         Cmd::Stop { name } => stop(&by, &name, out).map(Some),
@@ -117,24 +119,86 @@ fn not_initialized(name: &Name) -> Error {
     Error::Invalid(format!("{name} is not initialized"))
 }
 
-fn install(host: &Host, units_only: bool, out: &mut Out) -> Result<Outcome, Error> {
+fn install(host: &Host, units_only: bool, branch: &str, out: &mut Out) -> Result<Outcome, Error> {
     require_root("install")?;
     let mut say = |line: String| out.say(line);
     match units_only {
         true => install::install_units(host, &mut say).map(|files| Outcome::UnitsWritten { files }),
-        false => {
-            install::install(host, &mut say).map(|files| Outcome::Installed { files, build: None, downloaded: false })
+        false => install::install(host, branch, &mut say).map(|done| Outcome::Installed {
+            files: done.files,
+            build: Some(done.build),
+            downloaded: done.downloaded,
+        }),
+    }
+}
+
+/// `l4d2ctl game`: what builds the host has, without asking Steam or running anything.
+fn show_game(host: &Host, json: bool) -> Result<(), Error> {
+    let game = builds::game(host)?;
+    if json {
+        println!("{}", serde_json::to_string(&game).expect("the game's builds always serialize"));
+        return Ok(());
+    }
+    println!("installed: {}", builds::list(&game.installed));
+    match (&game.published, &game.branch, &game.checked_at) {
+        (Some(build), branch, at) => println!(
+            "published: {build} (branch {}, checked at {})",
+            branch.as_deref().unwrap_or("public"),
+            at.as_deref().unwrap_or("an unknown time")
+        ),
+        (None, ..) => println!("published: not checked yet (`l4d2ctl game check`)"),
+    }
+    if let Some(build) = game.adoptable {
+        println!("adoptable: {} holds build {build} (`l4d2ctl game adopt`)", host.installation().display());
+    }
+    Ok(())
+}
+
+fn game(by: &Actor, command: GameCmd, out: &mut Out) -> Result<Outcome, Error> {
+    require_root("game")?;
+    let host = by.host;
+    let mut say = |line: String| out.say(line);
+    match command {
+        GameCmd::Check { branch } => {
+            let published = install::check(host, &branch, &mut say)?;
+            Ok(Outcome::GameChecked {
+                branch: published.branch,
+                published: published.build,
+                checked_at: published.checked_at,
+            })
+        }
+        GameCmd::Adopt => {
+            let _pass = by.lock()?;
+            let lock = builds::lock(host)?;
+            let build = builds::adopt(host, &lock, &mut say)?;
+            if build.is_none() {
+                say(format!("l4d2ctl: nothing to adopt ({} holds no complete build)", host.installation().display()));
+            }
+            Ok(Outcome::Adopted { build })
+        }
+        GameCmd::Remove { build } => {
+            let _pass = by.lock()?;
+            let lock = builds::lock(host)?;
+            let removed = builds::remove(host, &lock, build)?;
+            match removed {
+                true => say(format!("l4d2ctl: removed build {build}")),
+                false => say(format!(
+                    "l4d2ctl: build {build} is not installed on this host (installed: {}); nothing removed",
+                    builds::list(&builds::installed(host)?)
+                )),
+            }
+            Ok(Outcome::BuildRemoved { build, removed })
         }
     }
 }
 
-fn initialize(by: &Actor, name: &str, file: &Path, out: &mut Out) -> Result<Outcome, Error> {
+fn initialize(by: &Actor, name: &str, file: &Path, build: Option<u64>, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     let spec = instance::read_spec_file(file)?;
     require_root("initialize")?;
     let _lock = by.lock()?;
     by.mark(&name, "initialize")?;
-    let done = instance::initialize(by.host, &name, &spec)?;
+    let done = instance::initialize(by.host, &name, &spec, build)?;
     for repaired in &done.repaired {
         out.about(&name, format!("{name}: repaired {repaired}"));
     }

@@ -14,6 +14,10 @@ pub enum Error {
     Io { path: String, cause: std::io::Error },
     #[error("{0}")]
     Invalid(String),
+    /// The host cannot do it now and may once something apart from the command changes: Steam
+    /// delivers, space is freed.
+    #[error("{0}")]
+    NotNow(String),
     /// A child process failed; its stderr has been passed through, its exit code is kept. `kind`
     /// says what its failure means: systemd's or steamcmd's may pass, a recipe's will not.
     #[error("{command} failed with exit code {code}")]
@@ -54,6 +58,7 @@ impl Error {
         match self {
             Error::Io { cause, .. } => FailureKind::of_io(cause),
             Error::Invalid(_) => FailureKind::Permanent,
+            Error::NotNow(_) => FailureKind::Transient,
             Error::Child { kind, .. } => *kind,
             // Stopped from outside (a shutdown, the OOM killer): nothing about the command itself.
             Error::Killed { .. } => FailureKind::Transient,

@@ -63,6 +63,16 @@ impl Host {
         self.root.join("installation")
     }
 
+    /// `$ROOT/builds/`: one complete tree per Steam build of the game, never changed once installed.
+    pub fn builds(&self) -> PathBuf {
+        self.root.join("builds")
+    }
+
+    /// The tree of one build, `builds/<build id>`.
+    pub fn build(&self, id: u64) -> PathBuf {
+        self.builds().join(id.to_string())
+    }
+
     pub fn overlays(&self) -> PathBuf {
         self.root.join("overlays")
     }
@@ -139,7 +149,7 @@ impl InstancePaths {
         self.runtime.join("merged")
     }
 
-    /// The digest and port the running server was started with, written at each mount.
+    /// The digest, port and build the running server was started with, written at each mount.
     pub fn started(&self) -> PathBuf {
         self.runtime.join("started.json")
     }

@@ -9,7 +9,7 @@ use left4me_state::{Digest, InstanceSpec, Name};
 use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, remove_tree, write_atomic};
 use crate::host::{Host, is_under};
-use crate::{mount, record};
+use crate::{builds, mount, record};
 
 /// What `initialize` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,21 +57,16 @@ pub fn read_spec_file(path: &Path) -> Result<InstanceSpec, Error> {
     }
 }
 
-/// Renders `spec` as the instance `name`: its record, its config layer (server.cfg and each
-/// overlay's own server.cfg staged as `server_<overlay>.cfg`), its RCON password (generated once,
-/// kept), and its runtime folders. The same spec renders byte-identical files, and rendering it
-/// again touches nothing.
-pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initialized, Error> {
+/// Renders `spec` as the instance `name` for the game build `build` (None: the newest installed,
+/// or the base install from before builds on a host that has no build): its record, its config
+/// layer (server.cfg and each overlay's own server.cfg staged as `server_<overlay>.cfg`), its RCON
+/// password (generated once, kept), and its runtime folders. The same spec renders byte-identical
+/// files, and rendering it again touches nothing; nothing under a running server's mount changes.
+pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec, build: Option<u64>) -> Result<Initialized, Error> {
     if spec.name != *name {
         return Err(Error::Invalid(format!("the spec is for {}, not {name}", spec.name)));
     }
-    let base = host.installation();
-    if !base.join("srcds_run").is_file() {
-        return Err(Error::Invalid(format!(
-            "the base install is missing ({} has no srcds_run); run `l4d2ctl install` first",
-            base.display()
-        )));
-    }
+    let build = choose_build(host, build)?;
     for layer in &spec.overlays {
         let dir = host.overlay(&layer.name);
         if !dir.is_dir() {
@@ -136,11 +131,39 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec) -> Result<Initi
     ensure_dir(&paths.work(), 0o700, root)?;
     ensure_dir(&paths.merged(), 0o755, root)?;
 
-    let record = record::InstanceRecord { digest: digest.clone(), spec: spec.clone() };
+    let record = record::InstanceRecord { digest: digest.clone(), spec: spec.clone(), build };
     let mut json = serde_json::to_string_pretty(&record).expect("a record always serializes");
     json.push('\n');
     changed |= write_atomic(&paths.record(), json.as_bytes(), 0o644, root)?;
     Ok(Initialized { digest, changed, repaired })
+}
+
+/// The build an instance is rendered for: the one asked for, which must be installed; else the
+/// newest installed; else none, on a host with only the base install from before builds.
+fn choose_build(host: &Host, asked: Option<u64>) -> Result<Option<u64>, Error> {
+    let installed = builds::installed(host)?;
+    match asked {
+        Some(id) if installed.contains(&id) => return Ok(Some(id)),
+        Some(id) => {
+            return Err(Error::Invalid(format!(
+                "build {id} is not installed on this host (installed: {}); run `l4d2ctl install`",
+                builds::list(&installed)
+            )));
+        }
+        None => {}
+    }
+    if let Some(newest) = installed.last() {
+        return Ok(Some(*newest));
+    }
+    let base = host.installation();
+    if !base.join("srcds_run").is_file() {
+        return Err(Error::Invalid(format!(
+            "the game is not installed (no build in {}, and {} has no srcds_run); run `l4d2ctl install` first",
+            host.builds().display(),
+            base.display()
+        )));
+    }
+    Ok(None)
 }
 
 /// What a render of an instance already on the host puts right, said before it does: a record

@@ -6,6 +6,7 @@
 
 pub mod a2s;
 pub mod api;
+pub mod builds;
 pub mod error;
 pub mod fsutil;
 pub mod host;

@@ -1,5 +1,5 @@
 //! The overlay of an instance: `lowerdir` = its config layer, its overlays (first = uppermost),
-//! the base install; `upperdir` = the game's own writes.
+//! the game build it was rendered for; `upperdir` = the game's own writes.
 //!
 //! Mounting runs as root from the unit (`ExecStartPre=+l4d2ctl mount %i`). A hardened unit has a
 //! mount namespace of its own, made before ExecStartPre runs, so a mount made there would never be
@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::fsutil::{Owner, write_atomic};
 use crate::host::{Host, is_under};
 use crate::mountinfo::is_mounted;
-use crate::{overlay, record};
+use crate::{builds, overlay, record};
 
 /// Most layers one instance may stack (its config layer and the base install included).
 pub const MAX_LAYERS: usize = 500;
@@ -37,7 +37,13 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     let paths = host.instance(name);
     let mut lower = vec![paths.layer(&record.digest)];
     lower.extend(record.spec.overlays.iter().map(|layer| host.overlay(&layer.name)));
-    lower.push(host.installation());
+    let (base, build) = builds::layer(host, record.build);
+    // A start on the base install from before builds keeps it from being removed until mounted.
+    let legacy = match build {
+        None => Some(builds::legacy_lock(host)?),
+        Some(_) => None,
+    };
+    lower.push(base);
     if lower.len() > MAX_LAYERS {
         return Err(Error::Invalid(format!("{name} stacks {} layers; at most {MAX_LAYERS} are allowed", lower.len())));
     }
@@ -54,11 +60,15 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
         .filter(|dir| dir.starts_with(host.overlays()))
         .filter_map(|dir| fs::metadata(dir).ok().map(|m| m.ino()))
         .collect();
-    let started = serde_json::json!({
+    let mut started = serde_json::json!({
         "digest": record.digest,
         "port": record.spec.port.number(),
         "overlay_inodes": overlay_inodes,
     });
+    // No build: it stacks installation/, as every start did before builds.
+    if let Some(build) = build {
+        started["build"] = build.into();
+    }
     write_atomic(&paths.started(), format!("{started}\n").as_bytes(), 0o644, Owner::root())?;
     if is_mounted(&merged)? {
         return Ok(false);
@@ -91,8 +101,11 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
                 .unwrap_or_default();
             Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}{missing}", merged.display()))
         })?;
-    // This start may have let go of an overlay folder an earlier one stacked.
+    // This start may have let go of an overlay folder an earlier one stacked, or of the base
+    // install from before builds.
     overlay::collect_replaced(host)?;
+    drop(legacy);
+    builds::collect_legacy(host)?;
     // Earlier renders' layers served earlier starts; this start mounted the current one, and
     // nothing else mounts them.
     let current = paths.layer(&record.digest);
@@ -125,15 +138,18 @@ pub fn umount(host: &Host, name: &Name) -> Result<bool, Error> {
 }
 
 /// A lower layer must be one of this instance's allowed folders once every symlink is resolved:
-/// its config layer, an overlay folder, or the base install — never anything else on the host.
+/// its config layer, an overlay folder, a game build (`builds/<id>`, not a staging folder), or the
+/// base install from before builds — never anything else on the host.
 pub fn check_lowerdir(host: &Host, name: &Name, dir: &Path) -> Result<PathBuf, Error> {
     let root = host.root.canonicalize().map_err(|e| Error::io(&host.root, e))?;
     let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
     let in_layers = real.parent() == Some(root.join("instances").join(name.as_str()).join("layers").as_path());
     let in_overlays = real.parent() == Some(root.join("overlays").as_path());
-    if !((in_layers || in_overlays) && real.is_dir() || real == root.join("installation")) {
+    let is_build = real.parent() == Some(root.join("builds").as_path())
+        && real.file_name().and_then(|n| n.to_str()).and_then(builds::parse_id).is_some();
+    if !((in_layers || in_overlays || is_build) && real.is_dir() || real == root.join("installation")) {
         return Err(Error::Invalid(format!(
-            "{} resolves to {}, which is not a layer left4me may stack (its overlays, the base install)",
+            "{} resolves to {}, which is not a layer left4me may stack (its overlays, a game build, the base install)",
             dir.display(),
             real.display()
         )));

@@ -411,16 +411,19 @@ const BUILD_TIME: &str = "15 minutes";
 const BUILD_MEMORY: &str = "2 GiB";
 
 /// The build's unit settings: its own user; of `$ROOT` only its tree (writable), its recipe and
-/// the base install (read-only), as the game's unit hides it; nothing else writable; the
+/// the game's newest build (read-only), as the game's unit hides it; nothing else writable; the
 /// internet, not the LAN; bounded memory, CPU and time.
 fn confinement(host: &Host, tree: &Path, recipe: &Path) -> Vec<String> {
     let root = host.root.display();
+    let newest = crate::builds::installed(host).ok().and_then(|ids| ids.last().copied());
+    let base = newest.map_or_else(|| host.installation(), |id| host.build(id));
     let mut settings = vec![
         "DynamicUser=yes".to_owned(),
         format!("TemporaryFileSystem={root}:ro"),
         format!("BindPaths={}", tree.display()),
-        // The base install only where there is one: a host set up without the game builds too.
-        format!("BindReadOnlyPaths={} -{}", recipe.display(), host.installation().display()),
+        // The game where there is one (a host set up without it builds too), seen where it always
+        // was: the newest build at `installation/`.
+        format!("BindReadOnlyPaths={} -{}:{}", recipe.display(), base.display(), host.installation().display()),
         format!("WorkingDirectory={}", tree.display()),
     ];
     settings.extend(

@@ -11,12 +11,16 @@ use crate::error::Error;
 use crate::host::Host;
 
 /// What `instances/<name>/instance.json` holds: the rendered spec and its digest, which the
-/// reconciler compares with the digest of the revision.
+/// reconciler compares with the digest of the revision, and the game build it stacks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceRecord {
     pub digest: Digest,
     pub spec: InstanceSpec,
+    /// The game build (`builds/<id>`) its starts stack; None for a record from before builds,
+    /// which stacks the base install (`installation/`, or the build that was adopted as).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<u64>,
 }
 
 /// The record of an instance, or None when it is not initialized.

@@ -14,7 +14,7 @@ use crate::api::{
 };
 use crate::error::Error;
 use crate::host::{Host, unit_name};
-use crate::{a2s, instance, mountinfo, overlay, overrides, record, systemd, units};
+use crate::{a2s, builds, instance, mountinfo, overlay, overrides, record, systemd, units};
 
 /// How long status waits for game servers to answer their A2S query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
@@ -60,7 +60,7 @@ pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
         overlays,
         overrides,
         problems,
-        game: Default::default(),
+        game: builds::game(host)?,
     })
 }
 
@@ -99,6 +99,8 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
     // of a loaded unit is what it read when it last looked, and `enable --no-reload` does not
     // make it look again.
     let enabled = enabled_on_disk();
+    // The build a record or a start that names none stands for: one small file or two.
+    let unnamed = builds::unnamed(host);
     for (name, unit) in names.iter().zip(units) {
         let paths = host.instance(name);
         let mut problems = Vec::new();
@@ -125,6 +127,9 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
         let is_enabled = enabled.contains(&unit);
         let active_state = ActiveState::from(get("ActiveState"));
         let started = if active_state.is_running() { started(&paths, &mut problems) } else { None };
+        let rendered_build = record.as_ref().and_then(|r| r.build.or(unnamed));
+        let started_build = started.as_ref().and_then(|s| s.build.or(unnamed));
+        let build = if active_state.is_running() { started_build } else { rendered_build };
         statuses.push(InstanceStatus {
             name: name.clone(),
             unit,
@@ -143,9 +148,9 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             override_marker: marker(host, name, &mut problems),
             query: None,
             last_answer: None,
-            build: None,
-            rendered_build: None,
-            started_build: None,
+            build,
+            rendered_build,
+            started_build,
             problems,
         });
     }
@@ -259,6 +264,8 @@ fn check_files(paths: &crate::host::InstancePaths) -> Vec<Problem> {
 struct Started {
     digest: Option<Digest>,
     port: Option<u16>,
+    /// None: it started on the base install from before builds.
+    build: Option<u64>,
 }
 
 /// What a running server started with (`started.json`). One that cannot be read is reported and
@@ -270,6 +277,7 @@ fn started(paths: &crate::host::InstancePaths, problems: &mut Vec<Problem>) -> O
             Ok(value) => Some(Started {
                 digest: value["digest"].as_str().and_then(|text| parse_digest(text).ok()),
                 port: value["port"].as_u64().and_then(|port| u16::try_from(port).ok()),
+                build: value["build"].as_u64(),
             }),
             Err(e) => {
                 problems.push(Problem::new(&path, e, Remedy::NextStart));

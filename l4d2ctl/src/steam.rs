@@ -40,24 +40,54 @@ pub struct InstalledBuild {
 const APP_INFO: &str = "app_info_print output";
 const MANIFEST: &str = "app manifest";
 
+/// What `app_info_print` says of a branch: the build it publishes and what installing it
+/// downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BranchInfo {
+    pub build_id: u64,
+    /// The sum of the `download` sizes (else `size`) of the depots' manifests for the branch (a
+    /// depot without one of its own serves the public branch's); 0 when steamcmd names none.
+    pub download_bytes: u64,
+}
+
 /// The build id `branch` publishes, from `steamcmd +app_info_print 222860`'s whole output (the log lines
 /// around the app's block are skipped).
 pub fn published_build(app_info_text: &str, branch: &str) -> Result<u64, SteamError> {
+    branch_info(app_info_text, branch).map(|info| info.build_id)
+}
+
+/// The build `branch` publishes and its download size, from `app_info_print`'s whole output.
+pub fn branch_info(app_info_text: &str, branch: &str) -> Result<BranchInfo, SteamError> {
     let vdf_error = |source| SteamError::Vdf { what: APP_INFO, source };
     if app_info_text.len() > vdf::MAX_INPUT {
         return Err(vdf_error(VdfError::TooLarge { len: app_info_text.len() }));
     }
     let start = block_start(app_info_text).ok_or(SteamError::NoAppInfo)?;
     let (_, app) = vdf::parse_entry(&app_info_text[start..]).map_err(vdf_error)?;
-    let branches = app
-        .get("depots")
-        .and_then(|depots| depots.get("branches"))
-        .ok_or(SteamError::Missing { what: APP_INFO, path: "depots > branches" })?;
+    let depots = app.get("depots").ok_or(SteamError::Missing { what: APP_INFO, path: "depots" })?;
+    let branches = depots.get("branches").ok_or(SteamError::Missing { what: APP_INFO, path: "depots > branches" })?;
     let Some(found) = branches.get(branch) else {
         let available = branches.keys().into_iter().map(str::to_owned).collect();
         return Err(SteamError::NoBranch { branch: branch.to_owned(), available });
     };
-    number(found, "buildid", APP_INFO, "depots > branches > <branch> > buildid")
+    let build_id = number(found, "buildid", APP_INFO, "depots > branches > <branch> > buildid")?;
+    let mut download_bytes: u64 = 0;
+    for key in depots.keys().into_iter().filter(|key| key.bytes().all(|b| b.is_ascii_digit())) {
+        let Some(manifests) = depots.get(key).and_then(|depot| depot.get("manifests")) else { continue };
+        // An older steamcmd writes a manifest as its gid alone: no size to read.
+        let Some(manifest) = manifests.get(branch).or_else(|| manifests.get("public")).filter(|m| m.as_str().is_none())
+        else {
+            continue;
+        };
+        let path = "depots > <depot> > manifests > <branch> > download";
+        let bytes = match manifest.get("download") {
+            Some(_) => number(manifest, "download", APP_INFO, path)?,
+            None => optional_number_of(manifest, "size", APP_INFO, "depots > <depot> > manifests > <branch> > size")?
+                .unwrap_or(0),
+        };
+        download_bytes = download_bytes.saturating_add(bytes);
+    }
+    Ok(BranchInfo { build_id, download_bytes })
 }
 
 /// The build an install holds, from its `appmanifest_222860.acf`.
@@ -98,9 +128,18 @@ fn number(block: &Value, key: &str, what: &'static str, path: &'static str) -> R
 }
 
 fn optional_number(block: &Value, key: &str, path: &'static str) -> Result<Option<u64>, SteamError> {
+    optional_number_of(block, key, MANIFEST, path)
+}
+
+fn optional_number_of(
+    block: &Value,
+    key: &str,
+    what: &'static str,
+    path: &'static str,
+) -> Result<Option<u64>, SteamError> {
     match block.get(key) {
         None => Ok(None),
-        Some(_) => number(block, key, MANIFEST, path).map(Some),
+        Some(_) => number(block, key, what, path).map(Some),
     }
 }
 
@@ -184,6 +223,22 @@ AppID : 222860, change number : 26340421/0, last change : Tue Nov 12 18:02:13 20
     fn published_build_reads_the_branch_after_steamcmds_log_lines() {
         assert_eq!(published_build(APP_INFO_OUTPUT, "public"), Ok(16_046_151));
         assert_eq!(published_build(APP_INFO_OUTPUT, "previous"), Ok(15_933_247));
+    }
+
+    #[test]
+    fn the_download_is_the_sum_of_the_branchs_depot_manifests() {
+        let info = branch_info(APP_INFO_OUTPUT, "public").unwrap();
+        assert_eq!(info, BranchInfo { build_id: 16_046_151, download_bytes: 9_054_341_184 });
+        let two = APP_INFO_OUTPUT.replacen(
+            "\t\t\"branches\"",
+            "\t\t\"222862\"\n\t\t{\n\t\t\t\"manifests\"\n\t\t\t{\n\t\t\t\t\"previous\"\n\t\t\t\t{\n\
+             \t\t\t\t\t\"gid\"\t\"1\"\n\t\t\t\t\t\"size\"\t\"300\"\n\t\t\t\t}\n\t\t\t}\n\t\t}\n\t\t\"branches\"",
+            1,
+        );
+        // The branch's own manifest where a depot has one, the public one's elsewhere.
+        assert_eq!(branch_info(&two, "previous").unwrap().download_bytes, 9_054_341_184 + 300);
+        let bad = APP_INFO_OUTPUT.replace("\"download\"\t\t\"9054341184\"", "\"download\"\t\t\"lots\"");
+        assert!(matches!(branch_info(&bad, "public"), Err(SteamError::NotANumber { .. })));
     }
 
     #[test]

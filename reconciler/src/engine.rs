@@ -371,8 +371,8 @@ fn step_job(step: &Step) -> Job {
     let name = step.server.clone();
     let (command, input) = match &step.action {
         Action::Release => (api::Command::Release { name }, None),
-        Action::Create { spec, .. } | Action::Rerender { spec, .. } | Action::Repair { spec, .. } => {
-            (api::Command::Initialize { name }, Some(spec.to_json().into_bytes()))
+        Action::Create { spec, build } | Action::Rerender { spec, build } | Action::Repair { spec, build } => {
+            (api::Command::Initialize { name, build: *build }, Some(spec.to_json().into_bytes()))
         }
         Action::Start => (api::Command::Start { names: vec![name] }, None),
         Action::Stop => (api::Command::Stop { name }, None),

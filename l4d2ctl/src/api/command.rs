@@ -19,9 +19,28 @@ pub enum Command {
     },
     /// `install --units-only`: the unit files written again where they differ.
     InstallUnits,
-    /// `initialize <name> -f -`: the rendered spec is written to its stdin.
+    /// `install --branch <branch>`: the build the branch publishes, beside the others, unless it
+    /// is installed.
+    Install {
+        branch: String,
+    },
+    /// `game --json`: the game builds of the host as [`super::Game`] (a read).
+    Game,
+    /// `game check --branch <branch>`: ask Steam which build the branch publishes now.
+    GameCheck {
+        branch: String,
+    },
+    /// `game adopt`: the base install from before builds, adopted as the build it holds.
+    GameAdopt,
+    /// `game remove <build>`: a build no server stacks.
+    GameRemove {
+        build: u64,
+    },
+    /// `initialize <name> -f - [--build <id>]`: the rendered spec is written to its stdin; without
+    /// a build, the newest installed one.
     Initialize {
         name: Name,
+        build: Option<u64>,
     },
     /// `start <names>…`: several start together, as one systemd transaction.
     Start {
@@ -90,7 +109,18 @@ impl Command {
             }
             Command::Show { name } => words(&["show", name.as_str()]),
             Command::InstallUnits => write(&["install", "--units-only"]),
-            Command::Initialize { name } => write(&["initialize", name.as_str(), "-f", "-"]),
+            Command::Install { branch } => write(&["install", "--branch", branch]),
+            Command::Game => words(&["game", "--json"]),
+            Command::GameCheck { branch } => write(&["game", "check", "--branch", branch]),
+            Command::GameAdopt => write(&["game", "adopt"]),
+            Command::GameRemove { build } => write(&["game", "remove", &build.to_string()]),
+            Command::Initialize { name, build } => {
+                let mut argv = write(&["initialize", name.as_str(), "-f", "-"]);
+                if let Some(build) = build {
+                    argv.extend(["--build".to_owned(), build.to_string()]);
+                }
+                argv
+            }
             Command::Start { names } => {
                 let mut argv = write(&["start"]);
                 argv.extend(names.iter().map(Name::to_string));

@@ -296,17 +296,29 @@ impl Session {
         self.home.join(".local/share/Steam/appcache/appinfo.vdf")
     }
 
-    /// `app_info_update 1`: fetches the app's info afresh into the cache.
+    /// `app_info_update 1`: fetches the app's info afresh into the cache: every branch published in
+    /// the state folder, each depot's manifest for it with its size.
     fn app_info_update(&mut self) -> Result<(), String> {
-        let published = match published()? {
-            Some(published) => published,
-            None => {
-                let platform = self.install_platform().unwrap_or(Platform::Linux);
-                let build_id = Depot::new(platform, self.extra_files, None)?.build_id();
-                Published { build_id, time_updated: DEFAULT_TIME_UPDATED }
+        let mut branches = Vec::new();
+        for branch in branch_names()? {
+            let published = match (published(&branch)?, branch.as_str()) {
+                (Some(published), _) => published,
+                (None, "public") => {
+                    let platform = self.install_platform().unwrap_or(Platform::Linux);
+                    let build_id = Depot::new(platform, self.extra_files, None)?.build_id();
+                    Published { build_id, time_updated: DEFAULT_TIME_UPDATED }
+                }
+                (None, _) => continue,
+            };
+            let mut sizes = Vec::new();
+            for platform in [Platform::Windows, Platform::Linux] {
+                let depot = Depot::new(platform, self.extra_files, Some(published.build_id))?;
+                let size = depot.size();
+                sizes.push((size, knob("download-bytes")?.map_or(Ok(size), |text| parse_number(&text))?));
             }
-        };
-        write_file(&self.app_info_cache(), app_info(&published).as_bytes(), 0o644)
+            branches.push(Branch { name: branch, published, sizes });
+        }
+        write_file(&self.app_info_cache(), app_info(&branches).as_bytes(), 0o644)
     }
 
     /// `app_info_print <app>`: the cached info, fetched first when there is none.
@@ -337,6 +349,8 @@ impl Session {
             return Ok(());
         };
         let validate = args[1..].iter().any(|arg| arg.eq_ignore_ascii_case("validate"));
+        let branch =
+            args.iter().position(|arg| arg == "-beta").and_then(|at| args.get(at + 1)).map_or("public", String::as_str);
         if !self.logged_in {
             say("ERROR! Not logged on.");
             self.failure = Some(EXIT_APP_UPDATE_FAILED);
@@ -362,7 +376,19 @@ impl Session {
             self.fail(app, "Invalid platform");
             return Ok(());
         }
-        let depot = Depot::new(platform, self.extra_files, published()?.map(|published| published.build_id))?;
+        let published = match (published(branch)?, branch) {
+            (Some(published), _) => Some(published.build_id),
+            (None, "public") => None,
+            (None, _) => {
+                self.fail(app, &format!("Invalid beta branch '{branch}'"));
+                return Ok(());
+            }
+        };
+        if knob("fail")?.as_deref().map(str::trim) == Some("invalid-platform") {
+            self.fail(app, "Invalid platform");
+            return Ok(());
+        }
+        let depot = Depot::new(platform, self.extra_files, published)?;
         let build_id = depot.build_id();
         if !validate
             && manifest.as_ref().is_some_and(|m| m.platform == platform.name() && m.build_id == build_id.to_string())
@@ -371,10 +397,16 @@ impl Session {
             return Ok(());
         }
         say(" Update state (0x3) reconfiguring, progress: 0.00 (0 / 0)");
-        let installed = depot
-            .install(&dir, validate)
-            .and_then(|()| write_file(&manifest_path, depot.manifest(build_id).as_bytes(), 0o644));
+        let failure = Failure::from_knob()?;
+        let installed = depot.install(&dir, validate, failure).and_then(|()| {
+            let complete = failure != Some(Failure::Incomplete);
+            write_file(&manifest_path, depot.manifest(build_id, complete).as_bytes(), 0o644)
+        });
         match installed {
+            Err(_) if failure == Some(Failure::DiskFull) => {
+                say(&format!("Error! App '{APP_ID}' state is 0x202 after update job."));
+                self.failure = Some(EXIT_APP_UPDATE_FAILED);
+            }
             Ok(()) => say(&format!("Success! App '{APP_ID}' fully installed.")),
             Err(err) => self.fail(app, &format!("Disk write failure: {err}")),
         }
@@ -382,21 +414,61 @@ impl Session {
     }
 }
 
-/// A build Steam publishes on the public branch.
+/// A branch as `app_info_print` shows it: its build and, per depot (windows, linux), the size of
+/// its manifest and what downloading it takes.
+struct Branch {
+    name: String,
+    published: Published,
+    sizes: Vec<(u64, u64)>,
+}
+
+/// A build Steam publishes on a branch.
 struct Published {
     build_id: u64,
     time_updated: u64,
 }
 
-/// The build a test published in the state folder's `public-buildid`, if it did.
-fn published() -> Result<Option<Published>, String> {
-    let dir = std::env::var_os("FAKE_STEAMCMD_STATE_DIR").map_or_else(|| PathBuf::from(STATE_DIR), PathBuf::from);
-    let path = dir.join("public-buildid");
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+/// The state folder a test sets knobs in (`/var/lib/fake-steamcmd`, or `FAKE_STEAMCMD_STATE_DIR`).
+fn state_dir() -> PathBuf {
+    std::env::var_os("FAKE_STEAMCMD_STATE_DIR").map_or_else(|| PathBuf::from(STATE_DIR), PathBuf::from)
+}
+
+/// The text of a knob file in the state folder, if it is there.
+fn knob(name: &str) -> Result<Option<String>, String> {
+    let path = state_dir().join(name);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+    }
+}
+
+fn parse_number(text: &str) -> Result<u64, String> {
+    text.trim().parse().map_err(|err| format!("'{}' is not a number: {err}", text.trim()))
+}
+
+/// The branches Steam publishes: public, and each `<branch>-buildid` of the state folder.
+fn branch_names() -> Result<Vec<String>, String> {
+    let mut names = vec!["public".to_owned()];
+    let entries = match fs::read_dir(state_dir()) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(names),
+        Err(err) => return Err(format!("cannot read {}: {err}", state_dir().display())),
     };
+    let mut others: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.strip_suffix("-buildid").map(str::to_owned))
+        .filter(|name| name != "public")
+        .collect();
+    others.sort();
+    names.extend(others);
+    Ok(names)
+}
+
+/// The build a test published on `branch` in the state folder's `<branch>-buildid`, if it did.
+fn published(branch: &str) -> Result<Option<Published>, String> {
+    let path = state_dir().join(format!("{branch}-buildid"));
+    let Some(text) = knob(&format!("{branch}-buildid"))? else { return Ok(None) };
     let build_id = text
         .trim()
         .parse()
@@ -409,26 +481,67 @@ fn published() -> Result<Option<Published>, String> {
     Ok(Some(Published { build_id, time_updated }))
 }
 
-/// The app's info block as `app_info_print` shows it (the shape of steamcmd's, with fewer keys).
-fn app_info(published: &Published) -> String {
-    let Published { build_id, time_updated } = published;
-    let depot = |id: u32, os: &str, size: u64| {
+/// How a test makes `app_update` fail (the state folder's `fail`): `killed` (part of the files
+/// written, then SIGKILL), `disk-full` (part written, then steamcmd's state 0x202 error and exit
+/// 8), `invalid-platform`, `incomplete` (a manifest that says the update is not finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Killed,
+    DiskFull,
+    Incomplete,
+}
+
+impl Failure {
+    fn from_knob() -> Result<Option<Failure>, String> {
+        match knob("fail")?.as_deref().map(str::trim) {
+            None | Some("" | "invalid-platform") => Ok(None),
+            Some("killed") => Ok(Some(Failure::Killed)),
+            Some("disk-full") => Ok(Some(Failure::DiskFull)),
+            Some("incomplete") => Ok(Some(Failure::Incomplete)),
+            Some(other) => {
+                Err(format!("the fail knob holds '{other}', not killed, disk-full, invalid-platform or incomplete"))
+            }
+        }
+    }
+}
+
+/// The app's info block as `app_info_print` shows it (the shape of steamcmd's, with fewer keys):
+/// each branch's build, and each depot's manifest for each branch with its `size` and `download`.
+fn app_info(branches: &[Branch]) -> String {
+    let depot = |index: usize, id: u32, os: &str| {
+        let manifests: String = branches
+            .iter()
+            .map(|Branch { name: branch, published, sizes }| {
+                let (size, download) = sizes[index];
+                format!(
+                    "\t\t\t\t\"{branch}\"\n\t\t\t\t{{\n\t\t\t\t\t\"gid\"\t\t\"{}\"\n\
+                     \t\t\t\t\t\"size\"\t\t\"{size}\"\n\t\t\t\t\t\"download\"\t\t\"{download}\"\n\t\t\t\t}}\n",
+                    u64::from(id) * 1_000_003 + published.build_id
+                )
+            })
+            .collect();
         format!(
             "\t\t\"{id}\"\n\t\t{{\n\t\t\t\"config\"\n\t\t\t{{\n\t\t\t\t\"oslist\"\t\t\"{os}\"\n\t\t\t}}\n\
-             \t\t\t\"manifests\"\n\t\t\t{{\n\t\t\t\t\"public\"\n\t\t\t\t{{\n\
-             \t\t\t\t\t\"gid\"\t\t\"{}\"\n\t\t\t\t\t\"size\"\t\t\"{size}\"\n\t\t\t\t}}\n\t\t\t}}\n\t\t}}\n",
-            u64::from(id) * 1_000_003 + build_id
+             \t\t\t\"manifests\"\n\t\t\t{{\n{manifests}\t\t\t}}\n\t\t}}\n"
         )
     };
+    let branch_blocks: String = branches
+        .iter()
+        .map(|Branch { name: branch, published: Published { build_id, time_updated }, .. }| {
+            format!(
+                "\t\t\t\"{branch}\"\n\t\t\t{{\n\t\t\t\t\"buildid\"\t\t\"{build_id}\"\n\
+                 \t\t\t\t\"timeupdated\"\t\t\"{time_updated}\"\n\t\t\t}}\n"
+            )
+        })
+        .collect();
     format!(
         "\"{APP_ID}\"\n{{\n\t\"common\"\n\t{{\n\t\t\"name\"\t\t\"{APP_NAME}\"\n\t\t\"type\"\t\t\"Tool\"\n\
          \t\t\"oslist\"\t\t\"windows,linux\"\n\t\t\"gameid\"\t\t\"{APP_ID}\"\n\t}}\n\
          \t\"config\"\n\t{{\n\t\t\"installdir\"\t\t\"{APP_NAME}\"\n\t}}\n\
          \t\"depots\"\n\t{{\n{}{}\
-         \t\t\"branches\"\n\t\t{{\n\t\t\t\"public\"\n\t\t\t{{\n\t\t\t\t\"buildid\"\t\t\"{build_id}\"\n\
-         \t\t\t\t\"timeupdated\"\t\t\"{time_updated}\"\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n",
-        depot(222_861, "windows", 9_054_341_184),
-        depot(222_862, "linux", 8_912_336_720),
+         \t\t\"branches\"\n\t\t{{\n{branch_blocks}\t\t}}\n\t}}\n}}\n",
+        depot(0, 222_861, "windows"),
+        depot(1, 222_862, "linux"),
     )
 }
 
@@ -453,6 +566,13 @@ enum Content {
     Bytes(Vec<u8>),
     /// The n-th extra file of FAKE_STEAMCMD_EXTRA_FILES, generated when needed.
     Extra(u32),
+    /// The n-th file of the `base-files` knob's tree: `len` bytes seeded by its index and, for
+    /// the files that change with every build (one in a hundred), by the build.
+    Base {
+        index: u32,
+        len: u64,
+        build: Option<u64>,
+    },
 }
 
 impl Content {
@@ -460,6 +580,7 @@ impl Content {
         match self {
             Content::Bytes(bytes) => bytes.len() as u64,
             Content::Extra(_) => EXTRA_FILE_SIZE as u64,
+            Content::Base { len, .. } => *len,
         }
     }
 
@@ -467,7 +588,17 @@ impl Content {
         match self {
             Content::Bytes(bytes) => bytes.into(),
             Content::Extra(index) => extra_content(*index).into(),
+            Content::Base { index, len, build } => {
+                let seed = u64::from(*index) ^ build.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                noise(seed, usize::try_from(*len).unwrap_or(usize::MAX)).into()
+            }
         }
+    }
+
+    /// Generated content that is the same in every build: an update without `validate` checks
+    /// only its size, as reading gigabytes on every update would be.
+    fn is_generated_and_stable(&self) -> bool {
+        matches!(self, Content::Extra(_) | Content::Base { build: None, .. })
     }
 }
 
@@ -529,6 +660,12 @@ impl Depot {
             content: Content::Extra(index),
             mode: 0o644,
         }));
+        let (count, len) = base_files()?;
+        files.extend((0..count).map(|index| DepotFile {
+            path: format!("left4dead2/sim_base/base_{index:06}.bin"),
+            content: Content::Base { index, len, build: (index % 100 == 0).then(|| published.unwrap_or(0)) },
+            mode: 0o644,
+        }));
         match platform {
             Platform::Windows => files.extend(
                 [
@@ -577,25 +714,38 @@ impl Depot {
                 hash.write(bytes);
             }
         }
-        // Extra files are a pure function of their index, so their count stands for their content.
+        // Extra and base files are a pure function of their index (and the build), so their count
+        // stands for their content.
         hash.write(&self.extra_files.to_le_bytes());
+        if let Ok((count, len)) = base_files() {
+            hash.write(&count.to_le_bytes());
+            hash.write(&len.to_le_bytes());
+        }
         hash.0 % 90_000_000 + 10_000_000
     }
 
-    fn manifest(&self, build_id: u64) -> String {
-        let size: u64 = self.files.iter().map(|file| file.content.len()).sum();
+    /// The bytes of all its files.
+    fn size(&self) -> u64 {
+        self.files.iter().map(|file| file.content.len()).sum()
+    }
+
+    /// Its manifest; an incomplete one says an update is pending, half of it downloaded.
+    fn manifest(&self, build_id: u64, complete: bool) -> String {
+        let size = self.size();
+        let (flags, downloaded) = if complete { (4, size) } else { (1026, size / 2) };
         format!(
             "\"AppState\"\n{{\n\t\"appid\"\t\t\"{APP_ID}\"\n\t\"Universe\"\t\t\"1\"\n\t\"name\"\t\t\"{APP_NAME}\"\n\
-             \t\"StateFlags\"\t\t\"4\"\n\t\"installdir\"\t\t\"{APP_NAME}\"\n\t\"SizeOnDisk\"\t\t\"{size}\"\n\
-             \t\"buildid\"\t\t\"{build_id}\"\n\t\"BytesToDownload\"\t\t\"{size}\"\n\t\"BytesDownloaded\"\t\t\"{size}\"\n\t\"UserConfig\"\n\t{{\n\
+             \t\"StateFlags\"\t\t\"{flags}\"\n\t\"installdir\"\t\t\"{APP_NAME}\"\n\t\"SizeOnDisk\"\t\t\"{size}\"\n\
+             \t\"buildid\"\t\t\"{build_id}\"\n\t\"BytesToDownload\"\t\t\"{size}\"\n\t\"BytesDownloaded\"\t\t\"{downloaded}\"\n\t\"UserConfig\"\n\t{{\n\
              \t\t\"platform_override_dest\"\t\t\"{}\"\n\t}}\n}}\n",
             self.platform.name()
         )
     }
 
-    /// Writes the files that are missing or differ. Without `validate`, extra files are checked by size only,
-    /// as reading gigabytes on every update would be; with it, every byte is compared.
-    fn install(&self, dir: &Path, validate: bool) -> Result<(), String> {
+    /// Writes the files that are missing or differ. Without `validate`, generated files that do
+    /// not change between builds are checked by size only, as reading gigabytes on every update
+    /// would be; with it, every byte is compared. A `failure` stops it half-way through the files.
+    fn install(&self, dir: &Path, validate: bool, failure: Option<Failure>) -> Result<(), String> {
         let total: u64 = self.files.iter().map(|file| file.content.len()).sum();
         let mut verifying = Progress::new("(0x5) verifying install", total, validate);
         let mut stale = Vec::new();
@@ -612,9 +762,17 @@ impl Depot {
         }
         let total: u64 = stale.iter().map(|file| file.content.len()).sum();
         let mut downloading = Progress::new("(0x61) downloading", total, !stale.is_empty());
-        for file in stale {
+        let stop_at =
+            if matches!(failure, Some(Failure::Killed | Failure::DiskFull)) { stale.len() / 2 } else { usize::MAX };
+        for (index, file) in stale.into_iter().enumerate() {
+            if index == stop_at {
+                return stop(failure);
+            }
             write_file(&dir.join(&file.path), &file.content.bytes(), file.mode)?;
             downloading.advance(file.content.len());
+        }
+        if stop_at != usize::MAX {
+            return stop(failure);
         }
         for sub in &self.dirs {
             let path = dir.join(sub);
@@ -622,6 +780,15 @@ impl Depot {
         }
         Ok(())
     }
+}
+
+/// Where a failure knob stops an install: killed, as steamcmd is by the OOM killer or a reboot; or
+/// the job failing with the disk full.
+fn stop(failure: Option<Failure>) -> Result<(), String> {
+    if failure == Some(Failure::Killed) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+    Err("No space left on device".to_owned())
 }
 
 enum Current {
@@ -640,7 +807,7 @@ fn is_current(path: &Path, file: &DepotFile, validate: bool) -> io::Result<Curre
         return Ok(Current::No);
     }
     let same = match (&file.content, validate) {
-        (Content::Extra(_), false) => true,
+        (content, false) if content.is_generated_and_stable() => true,
         (content, _) => fs::read(path)? == *content.bytes(),
     };
     Ok(match (same, meta.permissions().mode() & 0o7777 == file.mode) {
@@ -680,6 +847,18 @@ fn sim_srcds() -> Result<Content, String> {
     Ok(Content::Bytes(bytes))
 }
 
+/// The `base-files` knob, `<count> <bytes each>`: a tree of that many generated files, of which
+/// one in a hundred changes with every build, so that a base of gigabytes can be measured.
+fn base_files() -> Result<(u32, u64), String> {
+    let Some(text) = knob("base-files")? else { return Ok((0, 0)) };
+    let mut words = text.split_whitespace();
+    let (Some(count), Some(len), None) = (words.next(), words.next(), words.next()) else {
+        return Err(format!("the base-files knob holds '{}', not '<count> <bytes each>'", text.trim()));
+    };
+    let count = u32::try_from(parse_number(count)?).map_err(|err| format!("base-files: {err}"))?;
+    Ok((count, parse_number(len)?))
+}
+
 fn extra_path(index: u32) -> String {
     format!("left4dead2/sim_content/sim_content_{index:06}.bin")
 }
@@ -687,15 +866,20 @@ fn extra_path(index: u32) -> String {
 /// The bytes of the n-th extra file: xorshift64* noise seeded by the index, so every file differs, no file
 /// compresses away, and every run writes the same bytes.
 fn extra_content(index: u32) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (u64::from(index) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let mut bytes = Vec::with_capacity(EXTRA_FILE_SIZE);
-    while bytes.len() < EXTRA_FILE_SIZE {
+    noise(u64::from(index), EXTRA_FILE_SIZE)
+}
+
+/// `len` bytes of xorshift64* noise seeded by `seed`.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (seed + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
         state ^= state >> 12;
         state ^= state << 25;
         state ^= state >> 27;
         bytes.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
     }
-    bytes.truncate(EXTRA_FILE_SIZE);
+    bytes.truncate(len);
     bytes
 }
 
