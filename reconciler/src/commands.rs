@@ -57,13 +57,28 @@ fn diff(current: &str, next: &str, server: &str) -> String {
 
 pub fn apply(state: Option<PathBuf>, confirm_prune: Option<&str>) -> anyhow::Result<ExitCode> {
     let (config, mut db) = open(state)?;
-    pass(&config, &mut db, confirm_prune)
+    pass(&config, &mut db, confirm_prune, "manual")
+}
+
+/// `left4me game check`: a pass that asks Steam first, whenever it last did; says what Steam
+/// said and what the pass did.
+pub fn game_check(state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (config, mut db) = open(state)?;
+    let code = pass(&config, &mut db, None, "check")?;
+    let check = db.jobs(50)?.into_iter().find(|job| job.kind == "check" && job.trigger == "check");
+    if let Some(job) = check.filter(|job| job.exit_code != Some(0)) {
+        outln!("asking Steam failed; its log is `left4me jobs {}`", job.id);
+        return Ok(ExitCode::FAILURE);
+    }
+    let host = reconciler::host::observe(&config.l4d2ctl, engine::Detail::Brief)?;
+    outln!("{}", game_line(&host.game).trim_start_matches("game:").trim_start());
+    Ok(code)
 }
 
 /// Runs one pass here and now and says how it went: 0 when every step succeeded, 1 when one
 /// failed, 2 when the revision is invalid.
-fn pass(config: &Config, db: &mut Db, confirm_prune: Option<&str>) -> anyhow::Result<ExitCode> {
-    let outcome = engine::apply(config, db, &mut Default::default(), "manual", confirm_prune)?;
+fn pass(config: &Config, db: &mut Db, confirm_prune: Option<&str>, trigger: &str) -> anyhow::Result<ExitCode> {
+    let outcome = engine::apply(config, db, &mut Default::default(), trigger, confirm_prune)?;
     if let Some(diagnostics) = &outcome.invalid {
         out!("{diagnostics}");
         eprintln!("left4me: revision {} is invalid; nothing applied", outcome.revision.short());
@@ -185,7 +200,7 @@ pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
         None => outln!("{name} is not held back after crashing; a pass runs now"),
     }
     reconciler::retries::ask(&config.root, &name)?;
-    pass(&config, &mut db, None)
+    pass(&config, &mut db, None, "manual")
 }
 
 pub fn jobs(id: Option<i64>, json: bool, follow: bool) -> anyhow::Result<ExitCode> {

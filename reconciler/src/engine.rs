@@ -194,7 +194,16 @@ fn pass(
     };
     db.set_meta("last_attempted", Some(planned.revision.id()))?;
     db.set_meta("revision_error", None)?;
-    let ran = run_plan(config, db, &planned, trigger)?;
+    let checked = check_game(config, db, &planned, trigger)?;
+    if checked.asked {
+        // What Steam said is planned on at once: a new build is installed by this pass.
+        planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
+            Ok(replanned) => Planned { observations: planned.observations + replanned.observations, ..replanned },
+            Err((revision, diagnostics)) => return record_invalid(db, revision, diagnostics, started),
+        };
+    }
+    let mut ran = run_plan(config, db, &planned, trigger)?;
+    ran.processes += usize::from(checked.asked);
     remember_wishes(db, &planned.desired, &ran.failures)?;
     record_tries(db, &mut planned.crash_loops, &planned.plan, &planned.desired)?;
     crate::retries::done(&config.root, &taken);
@@ -240,6 +249,8 @@ struct Failure {
 #[derive(Default)]
 struct Failures {
     units: Vec<Failure>,
+    /// Asking Steam, adopting, installing or removing a game build.
+    game: Vec<Failure>,
     overlays: Vec<Failure>,
     servers: Vec<Failure>,
 }
@@ -251,7 +262,7 @@ impl Failures {
     }
 
     fn all(&self) -> impl Iterator<Item = &Failure> {
-        self.units.iter().chain(&self.overlays).chain(&self.servers)
+        self.units.iter().chain(&self.game).chain(&self.overlays).chain(&self.servers)
     }
 
     /// Transient when one of them may pass by itself soon; None when nothing failed.
@@ -282,12 +293,62 @@ fn run_plan(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> R
     if !plan.units.is_empty() {
         ran.failures.units = runner.run_side_by_side(vec![units_job(&plan.units)], &mut ran.processes)?;
     }
+    let unbuilt = runner.install_build(planned, &mut ran)?;
     ran.failures.overlays = runner.run_side_by_side(overlay_jobs(desired, &plan.overlays), &mut ran.processes)?;
     ran.failures.servers = servers_stacking(desired, &ran.failures.overlays);
+    ran.failures.servers.extend(unbuilt);
     for phase in phases(&plan.steps) {
         runner.run_phase(&phase, &mut ran)?;
     }
+    runner.record_moves(planned, &ran.failures)?;
+    let removals: Vec<Job> = plan.remove_builds.iter().map(|build| game_job(
+        "remove",
+        api::Command::GameRemove { build: *build },
+        format!("build {build}: no server runs, stacks or wants it, and no blueprint pins it"),
+    )).collect();
+    let failed = runner.run_side_by_side(removals, &mut ran.processes)?;
+    ran.failures.game.extend(failed);
     Ok(ran)
+}
+
+/// A job about the host's game builds; its target is `game`.
+fn game_job(kind: &'static str, command: api::Command, reason: String) -> Job {
+    Job { kind, target: Name::new("game").expect("game is a valid name"), command, input: None, reason }
+}
+
+/// Whether a pass asked Steam. A check that failed is its job's to tell, not the pass's: the
+/// revision was applied all the same, and the check stays due, so the next pass (at the latest
+/// the next resync) asks again.
+struct Asked {
+    asked: bool,
+}
+
+/// Asks Steam for the branch's build as a job of its own (`l4d2ctl game check`) when the last
+/// check is older than `checkEvery`, of another branch, or none — or when a person asked
+/// (`left4me game check`, trigger `check`) — and records a build newly published as an event.
+fn check_game(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> Result<Asked, Error> {
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let game = &planned.host.game;
+    let why = match crate::game::check_due(&planned.desired, game, now) {
+        Some(why) => why,
+        None if trigger == "check" => "asked for by `left4me game check`".to_owned(),
+        None => return Ok(Asked { asked: false }),
+    };
+    let branch = planned.desired.settings.game.branch.to_string();
+    let runner = Runner { l4d2ctl: &config.l4d2ctl, jobs: Mutex::new(db), revision: planned.revision.id(), trigger };
+    let (failure, end) = runner.run_ended(game_job("check", api::Command::GameCheck { branch: branch.clone() }, why))?;
+    let before = crate::game::published(&planned.desired, game);
+    if let Some(api::Outcome::GameChecked { published, .. }) = end.outcome
+        && before != Some(published)
+    {
+        let was = before.map(|b| format!(" (was {b})")).unwrap_or_default();
+        let installed = if game.installed.contains(&published) { "; it is installed" } else { "" };
+        runner.event(planned, format!("build {published} available on the {branch} branch{was}{installed}"))?;
+    }
+    if let Some(failure) = failure {
+        tracing::warn!(job = failure.what, "asking Steam for the {branch} branch's build failed; asked again next pass");
+    }
+    Ok(Asked { asked: true })
 }
 
 /// The job that writes the unit files again.
@@ -431,7 +492,8 @@ fn record_event(
 ) -> Result<PassOutcome, Error> {
     let (plan, revision) = (&planned.plan, &planned.revision);
     let failed: Vec<String> = failures.all().map(|failure| failure.what.clone()).collect();
-    let steps = usize::from(!plan.units.is_empty()) + plan.overlays.len() + plan.steps.len();
+    let game = usize::from(plan.adopt.is_some()) + usize::from(plan.install.is_some()) + plan.remove_builds.len();
+    let steps = usize::from(!plan.units.is_empty()) + game + plan.overlays.len() + plan.steps.len();
     let elapsed = started.elapsed();
     if failed.is_empty() {
         db.set_meta("last_applied", Some(revision.id()))?;
@@ -580,14 +642,87 @@ impl Runner<'_> {
 
     /// Records `job` as queued, with why, and runs it. Returns its failure, if it failed.
     fn run(&self, job: Job) -> Result<Option<Failure>, Error> {
+        self.run_ended(job).map(|(failure, _)| failure)
+    }
+
+    /// [`Runner::run`], with how the job ended (what it said it did).
+    fn run_ended(&self, job: Job) -> Result<(Option<Failure>, host::JobEnd), Error> {
         let id = self.queue(job.kind, &job.target, &job.reason)?;
         let end = host::run_job(self.l4d2ctl, &self.jobs, id, &job.command, job.input)?;
-        Ok((!end.succeeded()).then(|| Failure {
+        let failure = (!end.succeeded()).then(|| Failure {
             what: format!("{} {}", job.kind, job.target),
             target: job.target,
             retry: end.retry,
-        }))
+        });
+        Ok((failure, end))
     }
+
+    /// An event of the pass about the game's builds.
+    fn event(&self, planned: &Planned, message: String) -> Result<(), Error> {
+        let db = self.jobs.lock().expect("no worker panics");
+        let event = Event {
+            at: now(),
+            kind: "build".into(),
+            revision: Some(planned.revision.id().into()),
+            duration_ms: None,
+            steps: None,
+            message,
+        };
+        db.add_event(&event).map_err(Error::from)
+    }
+
+    /// Adopts a base install from before builds and installs the build servers are to run, each
+    /// a job, before anything stacks them. Returns the servers that cannot be rendered for a
+    /// build that was not installed.
+    fn install_build(&self, planned: &Planned, ran: &mut Ran) -> Result<Vec<Failure>, Error> {
+        let plan = &planned.plan;
+        if let Some(build) = plan.adopt {
+            let why = format!("the base install from before builds is build {build}; adopted, no download");
+            let failed = self.run_side_by_side(vec![game_job("adopt", api::Command::GameAdopt, why)], &mut ran.processes)?;
+            ran.failures.game.extend(failed);
+        }
+        let Some(install) = &plan.install else { return Ok(Vec::new()) };
+        ran.processes += 1;
+        let command = api::Command::Install { branch: install.branch.clone() };
+        let (failure, end) = self.run_ended(game_job("install", command, install.reason.clone()))?;
+        let Some(failure) = failure else {
+            if let Some(api::Outcome::Installed { build: Some(build), downloaded: true, .. }) = end.outcome {
+                self.event(planned, format!("build {build} installed beside the running builds"))?;
+            }
+            return Ok(Vec::new());
+        };
+        let servers = plan
+            .builds
+            .iter()
+            .filter(|(_, build)| **build == install.build)
+            .map(|(server, build)| Failure {
+                target: server.clone(),
+                what: format!("{server} (its build {build} was not installed)"),
+                retry: failure.retry,
+            })
+            .collect();
+        ran.failures.game.push(failure);
+        Ok(servers)
+    }
+
+    /// Records each server a restart or start of this pass moved onto another build.
+    fn record_moves(&self, planned: &Planned, failures: &Failures) -> Result<(), Error> {
+        let broken = failures.broken();
+        for step in &planned.plan.steps {
+            let server = &step.server;
+            let Some(build) = planned.plan.builds.get(server) else { continue };
+            let was = planned.host.instances.get(server).and_then(|observed| observed.started_build);
+            let moved = matches!(step.action, Action::Restart | Action::Start)
+                && was.is_some_and(|was| was != *build)
+                && !broken.contains(&server);
+            if moved {
+                let was = was.map(|was| was.to_string()).unwrap_or_default();
+                self.event(planned, format!("{server} moved to build {build} (from {was})"))?;
+            }
+        }
+        Ok(())
+    }
+
 
     /// Starts several servers with one `l4d2ctl start a b …`, a job per server.
     fn start_together(&self, servers: &[Name]) -> Result<Vec<Failure>, Error> {

@@ -107,12 +107,14 @@ fn read<T: serde::de::DeserializeOwned>(l4d2ctl: &Path, command: &api::Command) 
 }
 
 /// How a job's l4d2ctl ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobEnd {
     /// The job's exit code: 0 when it did what it was asked.
     pub code: i32,
     /// When it did not: whether trying again soon may help.
     pub retry: Retry,
+    /// What it said it did (its `done` message), when it said so.
+    pub outcome: Option<api::Outcome>,
 }
 
 impl JobEnd {
@@ -149,7 +151,7 @@ pub fn run_job(
             let error = Error::Spawn { program: l4d2ctl.to_owned(), cause };
             db(&|db| db.append_line(job, "stderr", &error.to_string()))?;
             db(&|db| db.finish_job(job, 127))?;
-            return Ok(JobEnd { code: 127, retry: error.retry() });
+            return Ok(JobEnd { code: 127, retry: error.retry(), outcome: None });
         }
     };
     let writer = match (child.stdin.take(), input) {
@@ -186,7 +188,10 @@ pub fn run_job(
     let finished = db(&|db| db.finish_job(job, end.code()));
     match first_error {
         Some(e) => Err(e.into()),
-        None => finished.map(|()| JobEnd { code: end.code(), retry: answer.retry(end) }).map_err(Error::from),
+        None => {
+            let retry = answer.retry(end);
+            finished.map(|()| JobEnd { code: end.code(), retry, outcome: answer.outcome }).map_err(Error::from)
+        }
     }
 }
 
@@ -274,7 +279,7 @@ pub fn start_together(l4d2ctl: &Path, jobs: &Jobs<'_>, servers: &[(Name, i64)]) 
         if let Some(said) = &said {
             keep(db.append_line(*id, "stderr", said));
         }
-        let end = JobEnd { code: if started.contains(&server) { 0 } else { 1 }, retry };
+        let end = JobEnd { code: if started.contains(&server) { 0 } else { 1 }, retry, outcome: None };
         keep(db.finish_job(*id, end.code));
         ends.push(end);
     }

@@ -74,6 +74,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
     },
+    /// The game's Steam builds: `check` asks Steam now which build the branch publishes, as the
+    /// service does every `spec.game.checkEvery`, and runs a pass that acts on it.
+    Game {
+        #[command(subcommand)]
+        command: GameCommand,
+    },
     /// List recent jobs, or show one job's log.
     Jobs {
         /// A job to show with its whole log.
@@ -83,6 +89,16 @@ enum Command {
         /// With a job id: keep printing its log as it grows, until the job ends.
         #[arg(long, requires = "id")]
         follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GameCommand {
+    /// Ask Steam for the branch's build now (a job), then run a pass: a new build is installed
+    /// and servers move to it by their rollout.
+    Check {
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
     },
 }
 
@@ -138,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan { state, json } => commands::plan(state, json),
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
+        Command::Game { command: GameCommand::Check { state } } => commands::game_check(state),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
         Command::Retry { server, state } => commands::retry(state, &server),
         Command::Run { state, resync, upstream, fetch_every } => {
