@@ -6,6 +6,8 @@
 
 pub mod a2s;
 pub mod api;
+pub mod archive;
+pub mod confined;
 pub mod error;
 pub mod fsutil;
 pub mod host;
