@@ -141,6 +141,15 @@ pub enum OverlayCmd {
         #[arg(long = "item", required = true)]
         items: Vec<u64>,
     },
+    /// Unpack an archive overlay: its archives (JSON on stdin, as the reconciler writes them),
+    /// each downloaded once into the cache by a confined transient unit and checked against its
+    /// SHA-256, unpacked in order into the new tree.
+    Unpack {
+        name: String,
+        /// The digest of the archive list, as the state model computes it.
+        #[arg(long)]
+        digest: String,
+    },
     /// Replace an overlay with the tree of the tar read from stdin.
     Put {
         name: String,
@@ -230,6 +239,9 @@ mod tests {
             Command::OverlayFetch { name, digest: d, items } => {
                 write(Cmd::Overlay { command: OverlayCmd::Fetch { name: name.to_string(), digest: digest(&d), items } })
             }
+            Command::OverlayArchive { name, digest: d } => {
+                write(Cmd::Overlay { command: OverlayCmd::Unpack { name: name.to_string(), digest: digest(&d) } })
+            }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
             Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
         }
@@ -261,7 +273,8 @@ mod tests {
             Command::Release { name: name.clone() },
             Command::OverlayPut { name: name.clone(), digest: digest.clone() },
             Command::OverlayBuild { name: name.clone(), digest: digest.clone() },
-            Command::OverlayFetch { name: name.clone(), digest, items: vec![123, 456] },
+            Command::OverlayFetch { name: name.clone(), digest: digest.clone(), items: vec![123, 456] },
+            Command::OverlayArchive { name: name.clone(), digest },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
             Command::Rcon { name, command: "-sv_cheats 1; status".into() },

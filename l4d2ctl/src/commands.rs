@@ -43,6 +43,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Overlay { command: OverlayCmd::Fetch { name, digest, items } } => {
             fetch(&host, &name, &digest, &items, out).map(Some)
         }
+        Cmd::Overlay { command: OverlayCmd::Unpack { name, digest } } => unpack(&host, &name, &digest, out).map(Some),
         Cmd::Overlay { command: OverlayCmd::Put { name, digest } } => put(&host, &name, &digest, out).map(Some),
         Cmd::Observe { brief, count_humans } => observe(&host, brief, &count_humans).map(|()| None),
         Cmd::Mount { name } => mount(&host, &name).map(Some),
@@ -376,12 +377,18 @@ fn list_overlays(host: &Host, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// An overlay write's input from stdin: a recipe or an archive list, at most 1 MiB of it.
+fn read_stdin() -> Result<Vec<u8>, Error> {
+    let mut input = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 1024 * 1024), &mut input)
+        .map_err(|e| Error::io("stdin", e))?;
+    Ok(input)
+}
+
 fn build(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, Error> {
     let (name, digest) = parse_overlay(name, digest)?;
     require_root("overlay build")?;
-    let mut script = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 1024 * 1024), &mut script)
-        .map_err(|e| Error::io("stdin", e))?;
+    let script = read_stdin()?;
     overlay::build(host, &name, &digest, &script)?;
     out.say(format!("overlay {name}: built ({digest})"));
     Ok(Outcome::OverlayWritten { name, digest })
@@ -392,6 +399,25 @@ fn fetch(host: &Host, name: &str, digest: &str, items: &[u64], out: &mut Out) ->
     require_root("overlay fetch")?;
     overlay::fetch(host, &name, &digest, items)?;
     out.say(format!("overlay {name}: {} workshop items ({digest})", items.len()));
+    Ok(Outcome::OverlayWritten { name, digest })
+}
+
+/// The archives are read from stdin as JSON, through the same checks as overlay.yaml's: a list
+/// of URLs up to 2 KiB each does not belong on a command line, where `ps` shows it.
+fn unpack(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let (name, digest) = parse_overlay(name, digest)?;
+    require_root("overlay unpack")?;
+    let input = read_stdin()?;
+    let sources: Vec<left4me_state::ArchiveSource> = serde_json::from_slice(&input).map_err(|e| {
+        Error::Invalid(format!(
+            "stdin is not a list of archives (JSON: [{{\"url\": …, \"sha256\": …, \"strip\": …, \"into\": …}}]): {e}"
+        ))
+    })?;
+    if sources.is_empty() {
+        return Err(Error::Invalid(format!("overlay {name}: stdin lists no archive to unpack")));
+    }
+    overlay::unpack(host, &name, &digest, &sources)?;
+    out.say(format!("overlay {name}: {} archives unpacked ({digest})", sources.len()));
     Ok(Outcome::OverlayWritten { name, digest })
 }
 

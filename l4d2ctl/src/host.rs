@@ -22,6 +22,9 @@ pub struct Host {
     pub user: String,
     /// This program, as the units call it (`LEFT4ME_L4D2CTL`, default the running executable).
     pub l4d2ctl: PathBuf,
+    /// Networks an archive's download may reach although they are private (`LEFT4ME_DOWNLOAD_ALLOW`,
+    /// addresses and blocks such as `10.1.2.0/24`; default none).
+    pub download_allow: String,
 }
 
 impl Host {
@@ -56,6 +59,7 @@ impl Host {
             steamcmd: PathBuf::from(get("LEFT4ME_STEAMCMD").unwrap_or_else(|| "steamcmd".into())),
             user: get("LEFT4ME_USER").unwrap_or_else(|| "left4me".into()),
             l4d2ctl,
+            download_allow: get("LEFT4ME_DOWNLOAD_ALLOW").unwrap_or_default(),
         })
     }
 

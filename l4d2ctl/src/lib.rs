@@ -6,7 +6,9 @@
 
 pub mod a2s;
 pub mod api;
+pub mod archive;
 pub mod builds;
+pub mod confined;
 pub mod error;
 pub mod fsutil;
 pub mod host;

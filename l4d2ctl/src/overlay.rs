@@ -8,10 +8,12 @@ use std::process::{Command, Stdio};
 
 use nix::fcntl::Flock;
 
-use left4me_state::{Digest, Name};
+use left4me_state::{ArchiveSource, Digest, Name};
 
 use crate::api::{FailureKind, MaterialisedOverlay, parse_digest};
 use crate::api::{Problem, Remedy};
+use crate::archive;
+use crate::confined::{self, Ending, Units};
 use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, hand_over, lchown, remove_tree, write_atomic};
 use crate::host::Host;
@@ -60,7 +62,7 @@ pub fn list(host: &Host) -> Result<(Vec<MaterialisedOverlay>, Vec<Problem>), Err
 pub fn put(host: &Host, name: &Name, digest: &Digest, input: impl Read) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
     let writing = Writing::begin(host, name, || ())?;
-    unpack(&writing.tree(), input, game)?;
+    unpack_tar(&writing.tree(), input, game)?;
     writing.swap_in(digest)
 }
 
@@ -73,7 +75,7 @@ pub fn put(host: &Host, name: &Name, digest: &Digest, input: impl Read) -> Resul
 /// however it ends, and a build of the same overlay stops a unit left behind before it starts.
 pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
-    let units = BuildUnits::new(name);
+    let units = Units::new(confined::BUILD, name);
     // A unit a killed build left running ends before its staging folder goes.
     let writing = Writing::begin(host, name, || units.stop())?;
     let recipe = writing.dir.join("build.sh");
@@ -83,21 +85,51 @@ pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result
     let tree = writing.tree();
     ensure_dir(&tree, 0o777, Owner::root())?;
     let _watcher = units.watch_caller()?;
-    let status = Command::new("systemd-run")
-        .args(["--quiet", "--wait", "--pipe", "--unit", &units.build])
-        .arg(format!("--property=BindsTo={}", units.watcher))
-        .arg(format!("--property=After={}", units.watcher))
-        .args(confinement(host, &tree, &recipe))
+    // The game where there is one (a host set up without it builds too), seen where it always
+    // was: the newest build at `installation/`.
+    let newest = crate::builds::installed(host).ok().and_then(|ids| ids.last().copied());
+    let base = newest.map_or_else(|| host.installation(), |id| host.build(id));
+    let settings = [
+        format!("BindPaths={}", tree.display()),
+        format!("BindReadOnlyPaths={} -{}:{}", recipe.display(), base.display(), host.installation().display()),
+        format!("WorkingDirectory={}", tree.display()),
+    ];
+    let status = units
+        .command(host, &settings)
         .args(["--", "/bin/bash"])
         .arg(&recipe)
         .stdin(Stdio::null())
         .status()
         .map_err(|e| Error::Invalid(format!("cannot run systemd-run (for the build of overlay {name}): {e}")))?;
     if !status.success() {
-        return Err(units.failure(name, status));
+        return Err(build_failure(&units, name, status));
     }
     hand_over(&tree, 0o755, game)?;
     writing.swap_in(digest)
+}
+
+/// What a failed build's unit says of its end: its exit code, the signal that stopped it, or
+/// the limit it ran into.
+fn build_failure(units: &Units, name: &Name, status: std::process::ExitStatus) -> Error {
+    let command = format!("build.sh of overlay {name}");
+    let limits = units.limits;
+    match units.ending() {
+        Ending::TimedOut => {
+            Error::Invalid(format!("the build of overlay {name} ran longer than {} and was stopped", limits.time))
+        }
+        Ending::OutOfMemory => {
+            Error::Invalid(format!("the build of overlay {name} ran out of its {} of memory", limits.memory))
+        }
+        Ending::Signal(signal) => {
+            Error::Invalid(format!("the build of overlay {name} was stopped by {}", left4me_state::signal_name(signal)))
+        }
+        Ending::SetUp(code) => Error::Invalid(format!(
+            "systemd could not set up the build of overlay {name} (status {code}); `journalctl -u {}` says why",
+            units.unit
+        )),
+        Ending::Exit(code) => Error::Child { command, code, kind: FailureKind::Permanent },
+        Ending::Unknown => Error::child(command, status, FailureKind::Permanent),
+    }
 }
 
 /// Fetches a workshop overlay: each item into the deduplicated cache `$ROOT/workshop/<id>.vpk`
@@ -156,6 +188,201 @@ pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result
         fs::hard_link(cache.join(format!("{id}.vpk")), &target).map_err(|e| Error::io(&target, e))?;
     }
     writing.swap_in(digest)
+}
+
+/// The largest archive downloaded: ten times a SourceMod release, a small share of a disk.
+const MAX_DOWNLOAD: u64 = 512 << 20;
+
+/// Unpacks an archive overlay: each archive is taken from the cache `$ROOT/archives/<sha256>`
+/// (hashed again first: a changed file is fetched anew), or downloaded by curl in the confined
+/// unit `left4me-download-<name>.service`, streamed to this process, hashed here and kept only
+/// when it is the pinned file. Once every archive is at hand they unpack in order into a fresh
+/// tree (a later one replaces an earlier one's files) with `overlay put`'s safety, bounded in
+/// bytes and entries, and the tree is swapped in.
+pub fn unpack(host: &Host, name: &Name, digest: &Digest, sources: &[ArchiveSource]) -> Result<(), Error> {
+    let game = Owner::user(&host.user)?;
+    let allowed = confined::download_allow(host)?;
+    let units = Units::new(confined::DOWNLOAD, name);
+    let writing = Writing::begin(host, name, || units.stop())?;
+    let cache = host.root.join("archives");
+    ensure_dir(&cache, 0o755, Owner::root())?;
+    let mut files = Vec::with_capacity(sources.len());
+    for source in sources {
+        let fetch = Fetch { host, name, units: &units, staging: &writing.dir, allowed: &allowed };
+        files.push(fetch.cached(&cache, source)?);
+    }
+    let tree = writing.tree();
+    let mut budget = archive::Budget::new(archive::Limits::OVERLAY);
+    for (source, file) in sources.iter().zip(&files) {
+        let into = source.into.as_ref().map_or_else(PathBuf::new, |into| PathBuf::from(into.as_str()));
+        let name = format!("the archive {} of overlay {name}", source.url.as_str());
+        let how =
+            archive::Unpacking { name: &name, tree: &tree, into: &into, strip: source.strip.count(), owner: game };
+        archive::unpack(file, &how, &mut budget)?;
+    }
+    archive::check_symlinks(&tree, name.as_str())?;
+    writing.swap_in(digest)
+}
+
+/// What fetching the archives of one overlay needs.
+struct Fetch<'a> {
+    host: &'a Host,
+    name: &'a Name,
+    units: &'a Units,
+    /// The write's staging folder, root's alone: a download lands there until it is checked.
+    staging: &'a Path,
+    allowed: &'a [confined::Block],
+}
+
+impl Fetch<'_> {
+    /// The cached file of `source`, downloaded first when the cache lacks it or holds something
+    /// else under its name.
+    fn cached(&self, cache: &Path, source: &ArchiveSource) -> Result<PathBuf, Error> {
+        let want = source.sha256.as_str();
+        let path = cache.join(want);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                let file = fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                let (got, _) = archive::sha256(file).map_err(|e| Error::io(&path, e))?;
+                if got == want {
+                    return Ok(path);
+                }
+                eprintln!(
+                    "l4d2ctl: the cached {} has sha256 {got}, not its name; downloading it again",
+                    path.display()
+                );
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+            Ok(_) => remove_tree(&path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        let downloaded = self.download(source)?;
+        // The staging folder and the cache are both under $ROOT, so this is a rename; where a
+        // mount splits them, a copy under a temporary name.
+        if fs::rename(&downloaded, &path).is_err() {
+            let partial = cache.join(format!(".{want}.tmp-{}", std::process::id()));
+            fs::copy(&downloaded, &partial).map_err(|e| Error::io(&partial, e))?;
+            fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(path)
+    }
+
+    /// Downloads `source` into the staging folder: curl in the confined unit writes it to its
+    /// stdout, which this process hashes and writes, at most [`MAX_DOWNLOAD`] bytes of it.
+    fn download(&self, source: &ArchiveSource) -> Result<PathBuf, Error> {
+        let (url, name, want) = (source.url.as_str(), self.name, source.sha256.as_str());
+        if let Some((address, what)) = confined::literal_denied(url, self.allowed) {
+            return Err(Error::Invalid(format!(
+                "the archive {url} of overlay {name} is at {address}, {what}: downloads may not reach the \
+                 host's own or private networks (LEFT4ME_DOWNLOAD_ALLOW in {} allows one)",
+                crate::host::HOST_ENV
+            )));
+        }
+        eprintln!("l4d2ctl: downloading {url}");
+        let target = self.staging.join(format!("download-{want}"));
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&target)
+                .map_err(|e| Error::io(&target, e))?
+        };
+        let _watcher = self.units.watch_caller()?;
+        let mut settings = vec!["WorkingDirectory=/tmp".to_owned()];
+        if !self.allowed.is_empty() {
+            let allowed: Vec<String> = self.allowed.iter().map(ToString::to_string).collect();
+            settings.push(format!("IPAddressAllow={}", allowed.join(" ")));
+        }
+        let mut child = self
+            .units
+            .command(self.host, &settings)
+            .args(["--", "curl", "--fail", "--location", "--silent", "--show-error", "--max-redirs", "5"])
+            .args(["--proto", "=https,http", "--proto-redir", "=https,http", "--connect-timeout", "30"])
+            .args(["--max-filesize", &MAX_DOWNLOAD.to_string(), "--output", "-", "--", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Invalid(format!("cannot run systemd-run (for the download of {url}): {e}")))?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let mut writer = archive::HashingWriter::new(file);
+        let copied = std::io::copy(&mut stdout.take(MAX_DOWNLOAD + 1), &mut writer);
+        if !matches!(copied, Ok(n) if n <= MAX_DOWNLOAD) {
+            // Stopped before it is waited for: a download past the limit ends here.
+            self.units.stop();
+        }
+        let status = child.wait().map_err(|e| Error::Invalid(format!("cannot wait for the download of {url}: {e}")))?;
+        match copied {
+            Ok(n) if n > MAX_DOWNLOAD => {
+                return Err(Error::Invalid(format!(
+                    "the archive {url} of overlay {name} is larger than {} MiB: refused",
+                    MAX_DOWNLOAD >> 20
+                )));
+            }
+            Err(e) => return Err(Error::io(&target, e)),
+            Ok(_) => {}
+        }
+        if !status.success() {
+            return Err(download_failure(self.units, url, name, status));
+        }
+        let (file, got) = writer.finish();
+        file.sync_all().map_err(|e| Error::io(&target, e))?;
+        if got != want {
+            return Err(Error::Invalid(format!(
+                "the archive {url} of overlay {name} has sha256 {got}, but the overlay pins sha256 {want}: \
+                 refused; nothing was kept or changed (pin the hash of the file you mean, or fix the url)"
+            )));
+        }
+        Ok(target)
+    }
+}
+
+/// Why a download failed, from curl's exit code or the limit its unit ran into; a failed
+/// download may pass later, so it is transient.
+fn download_failure(units: &Units, url: &str, name: &Name, status: std::process::ExitStatus) -> Error {
+    let limits = units.limits;
+    let why = match units.ending() {
+        Ending::TimedOut => format!("it ran longer than {} and was stopped", limits.time),
+        Ending::OutOfMemory => format!("curl ran out of its {} of memory", limits.memory),
+        Ending::Signal(signal) => format!("it was stopped by {}", left4me_state::signal_name(signal)),
+        Ending::SetUp(code) => {
+            format!("systemd could not set up its unit (status {code}); `journalctl -u {}` says why", units.unit)
+        }
+        Ending::Exit(code) => curl_failure(code).to_owned(),
+        Ending::Unknown => "curl failed".to_owned(),
+    };
+    let command = format!("the download of {url} for overlay {name} ({why})");
+    let code = match status.code() {
+        Some(code) if code != 0 => code,
+        _ => 1,
+    };
+    Error::Child { command, code, kind: FailureKind::Transient }
+}
+
+/// What curl's exit codes that a download meets mean (curl(1), EXIT CODES).
+fn curl_failure(code: i32) -> &'static str {
+    match code {
+        1 => "the url or a redirect is not http or https",
+        6 => "its host name could not be resolved",
+        7 => {
+            "no connection: the server is down, or it is on the host's own or a private network, which \
+              downloads may not reach (LEFT4ME_DOWNLOAD_ALLOW allows one)"
+        }
+        22 => "the server answered with an HTTP error",
+        28 => {
+            "no answer in time: the server is slow or unreachable, or it is on the host's own or a private \
+               network, which downloads may not reach (LEFT4ME_DOWNLOAD_ALLOW allows one)"
+        }
+        35 | 60 => "the TLS handshake or the server's certificate failed",
+        47 => "it was redirected more than 5 times",
+        56 => "the connection broke off",
+        63 => "the file is larger than the download limit",
+        127 => "curl is not installed",
+        _ => "curl failed",
+    }
 }
 
 /// Removes the overlay folders set aside by newer writes (`.old-<name>-<n>`) that no running
@@ -292,181 +519,9 @@ fn remove_leftovers(host: &Host, own: &Name) -> Result<(), Error> {
     Ok(())
 }
 
-/// The two units of a build: the build itself, and the watcher it is bound to, which ends when
-/// the `l4d2ctl` that started it does. (A process cannot be a unit's dependency; a unit that
-/// follows it can. `tail --pid` is that unit: coreutils, on every host.)
-struct BuildUnits {
-    build: String,
-    watcher: String,
-}
-
-impl BuildUnits {
-    fn new(name: &Name) -> BuildUnits {
-        // `@` is in no overlay's name: one overlay's watcher is never another's build.
-        BuildUnits {
-            build: format!("left4me-build-{name}.service"),
-            watcher: format!("left4me-build-caller@{name}.service"),
-        }
-    }
-
-    /// Stops the units a build of the same overlay left behind, if any: the new build runs alone.
-    fn stop(&self) {
-        for verb in ["stop", "reset-failed"] {
-            let _ = Command::new("systemctl")
-                .args([verb, "--quiet", &self.build, &self.watcher])
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-
-    /// Starts the watcher of this process; dropped, it is stopped. It watches a sentinel, a
-    /// child of this process that the kernel kills when this process dies, not this process
-    /// itself: a parent that reads a dead `l4d2ctl`'s output to its end before reaping it (as
-    /// `Command::output` does) keeps it a zombie, which `tail --pid` takes for alive, and the
-    /// build that holds that output open would never end. The sentinel, orphaned, is reaped by
-    /// init at once.
-    fn watch_caller(&self) -> Result<Watcher<'_>, Error> {
-        use std::os::unix::process::CommandExt;
-        let parent = nix::unistd::getpid();
-        let mut sentinel = Command::new("sleep");
-        sentinel.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: between fork and exec the closure calls only prctl and getppid, both
-        // async-signal-safe, and allocates nothing.
-        unsafe {
-            sentinel.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                // This process may have died before the line above: then nobody would kill it.
-                match nix::unistd::getppid() == parent {
-                    true => Ok(()),
-                    false => Err(std::io::Error::from_raw_os_error(nix::errno::Errno::ESRCH as i32)),
-                }
-            });
-        }
-        let sentinel =
-            sentinel.spawn().map_err(|e| Error::Invalid(format!("cannot run sleep (the sentinel of a build): {e}")))?;
-        let watcher = Watcher { unit: &self.watcher, sentinel };
-        let status = Command::new("systemd-run")
-            .args(["--quiet", "--collect", "--unit", &self.watcher])
-            .args(["--property=DynamicUser=yes", "--property=PrivateNetwork=yes"])
-            .args(["--", "tail", "--sleep-interval=1", &format!("--pid={}", watcher.sentinel.id()), "-f", "/dev/null"])
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| Error::Invalid(format!("cannot run systemd-run (for {}): {e}", self.watcher)))?;
-        if !status.success() {
-            return Err(Error::child(format!("systemd-run of {}", self.watcher), status, FailureKind::Transient));
-        }
-        Ok(watcher)
-    }
-
-    /// What a failed build's unit says of its end: its exit code, the signal that stopped it, or
-    /// the limit it ran into. The unit, failed, stays loaded until read; then it is let go.
-    fn failure(&self, name: &Name, status: std::process::ExitStatus) -> Error {
-        let shown = crate::systemd::systemctl(&["show", "--property=Result,ExecMainCode,ExecMainStatus", &self.build]);
-        let _ = Command::new("systemctl").args(["reset-failed", "--quiet", &self.build]).stderr(Stdio::null()).status();
-        let command = format!("build.sh of overlay {name}");
-        let Ok(shown) = shown else { return Error::child(command, status, FailureKind::Permanent) };
-        let value = |key: &str| shown.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix('='));
-        let (result, code) = (value("Result"), value("ExecMainCode"));
-        let main_status = value("ExecMainStatus").and_then(|s| s.trim().parse::<i32>().ok());
-        match (result, code, main_status) {
-            (Some("timeout"), _, _) => {
-                Error::Invalid(format!("the build of overlay {name} ran longer than {BUILD_TIME} and was stopped"))
-            }
-            (Some("oom-kill"), _, _) => {
-                Error::Invalid(format!("the build of overlay {name} ran out of its {BUILD_MEMORY} of memory"))
-            }
-            // CLD_KILLED, CLD_DUMPED: the main process was ended by that signal.
-            (_, Some("2" | "3"), Some(signal)) => Error::Invalid(format!(
-                "the build of overlay {name} was stopped by {}",
-                left4me_state::signal_name(signal)
-            )),
-            // systemd's own codes (200–243): the unit's set-up failed before bash ran.
-            (_, Some("1"), Some(code)) if (200..=243).contains(&code) => Error::Invalid(format!(
-                "systemd could not set up the build of overlay {name} (status {code}); \
-                 `journalctl -u {}` says why",
-                self.build
-            )),
-            (_, Some("1"), Some(code)) if code != 0 => Error::Child { command, code, kind: FailureKind::Permanent },
-            _ => Error::child(command, status, FailureKind::Permanent),
-        }
-    }
-}
-
-/// A started watcher unit and its sentinel; both end when dropped, once the build is over.
-struct Watcher<'a> {
-    unit: &'a str,
-    sentinel: std::process::Child,
-}
-
-impl Drop for Watcher<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("systemctl").args(["stop", "--quiet", self.unit]).stderr(Stdio::null()).status();
-        let _ = self.sentinel.kill();
-        let _ = self.sentinel.wait();
-    }
-}
-
-const BUILD_TIME: &str = "15 minutes";
-const BUILD_MEMORY: &str = "2 GiB";
-
-/// The build's unit settings: its own user; of `$ROOT` only its tree (writable), its recipe and
-/// the game's newest build (read-only), as the game's unit hides it; nothing else writable; the
-/// internet, not the LAN; bounded memory, CPU and time.
-fn confinement(host: &Host, tree: &Path, recipe: &Path) -> Vec<String> {
-    let root = host.root.display();
-    let newest = crate::builds::installed(host).ok().and_then(|ids| ids.last().copied());
-    let base = newest.map_or_else(|| host.installation(), |id| host.build(id));
-    let mut settings = vec![
-        "DynamicUser=yes".to_owned(),
-        format!("TemporaryFileSystem={root}:ro"),
-        format!("BindPaths={}", tree.display()),
-        // The game where there is one (a host set up without it builds too), seen where it always
-        // was: the newest build at `installation/`.
-        format!("BindReadOnlyPaths={} -{}:{}", recipe.display(), base.display(), host.installation().display()),
-        format!("WorkingDirectory={}", tree.display()),
-    ];
-    settings.extend(
-        [
-            "ProtectSystem=strict",
-            "ProtectHome=yes",
-            "PrivateTmp=yes",
-            "PrivateDevices=yes",
-            "PrivateIPC=yes",
-            "ProtectProc=invisible",
-            "NoNewPrivileges=yes",
-            "CapabilityBoundingSet=",
-            "ProtectKernelTunables=yes",
-            "ProtectKernelModules=yes",
-            "ProtectKernelLogs=yes",
-            "ProtectControlGroups=yes",
-            "ProtectClock=yes",
-            "ProtectHostname=yes",
-            "RestrictNamespaces=yes",
-            "RestrictSUIDSGID=yes",
-            "RestrictRealtime=yes",
-            "LockPersonality=yes",
-            // The internet yes (plugin downloads), the LAN no.
-            // (Prefixes, not systemd's names for them: systemd-run does not take those.)
-            "IPAddressDeny=127.0.0.0/8 ::1/128 169.254.0.0/16 fe80::/10 224.0.0.0/4 ff00::/8 \
-             10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 fc00::/7",
-            "MemoryMax=2G",
-            "CPUQuota=100%",
-            "RuntimeMaxSec=900",
-            // Stopped (by hand, by its watcher, at shutdown) is a failure, never a finished build:
-            // systemd counts a main process ended by SIGTERM as a clean exit.
-            "KillSignal=SIGKILL",
-        ]
-        .map(str::to_owned),
-    );
-    let mut args: Vec<String> = settings.into_iter().map(|s| format!("--property={s}")).collect();
-    args.push("--setenv=HOME=/tmp".to_owned());
-    args
-}
-
 /// Unpacks regular files, folders and symlinks whose paths stay inside `dir`; anything else in
 /// the tar is refused.
-fn unpack(dir: &Path, input: impl Read, owner: Owner) -> Result<(), Error> {
+fn unpack_tar(dir: &Path, input: impl Read, owner: Owner) -> Result<(), Error> {
     let mut archive = tar::Archive::new(input);
     let entries = archive
         .entries()

@@ -362,7 +362,7 @@ fn units_job(why: &[String]) -> Job {
     }
 }
 
-/// A job per overlay to write (files), build (script) or fetch (workshop items).
+/// A job per overlay to write (files), build (script), fetch (workshop items) or unpack (archives).
 fn overlay_jobs(desired: &DesiredState, overlays: &[Name]) -> Vec<Job> {
     overlays
         .iter()
@@ -390,6 +390,12 @@ fn overlay_jobs(desired: &DesiredState, overlays: &[Name]) -> Vec<Job> {
                         "its workshop items changed in the revision",
                     )
                 }
+                OverlayContent::Archive(sources) => (
+                    "unpack",
+                    api::Command::OverlayArchive { name, digest },
+                    Some(serde_json::to_vec(sources).expect("archive sources always serialize")),
+                    "its archives changed in the revision",
+                ),
             };
             Job { kind, target: overlay.clone(), command, input, reason: reason.into() }
         })

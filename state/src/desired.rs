@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::digest::{Digest, Hasher};
 use crate::model::{
-    Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port, PortRange, PowerState, Rollout,
-    WorkshopItem,
+    ArchiveSource, Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port, PortRange,
+    PowerState, Rollout, WorkshopItem,
 };
 use crate::name::Name;
 use crate::render::{InstanceSpec, OverlayLayer};
@@ -99,6 +99,8 @@ pub enum OverlayContent {
         build: Vec<u8>,
     },
     Workshop(Vec<WorkshopItem>),
+    /// Archives pinned by their SHA-256, unpacked in this order.
+    Archive(Vec<ArchiveSource>),
 }
 
 /// A file of a `files` overlay, by its path under `files/`.
@@ -134,6 +136,7 @@ impl OverlayContent {
             OverlayContent::Files(_) => OverlayType::Files,
             OverlayContent::Script { .. } => OverlayType::Script,
             OverlayContent::Workshop(_) => OverlayType::Workshop,
+            OverlayContent::Archive(_) => OverlayType::Archive,
         }
     }
 
@@ -161,6 +164,14 @@ impl OverlayContent {
             OverlayContent::Workshop(items) => {
                 for item in items {
                     hasher.field(&item.get().to_le_bytes());
+                }
+            }
+            OverlayContent::Archive(sources) => {
+                for source in sources {
+                    hasher.field(source.url.as_str().as_bytes());
+                    hasher.field(source.sha256.as_str().as_bytes());
+                    hasher.field(&[*source.strip.get()]);
+                    hasher.field(source.into.as_ref().map_or("", |into| into.as_str()).as_bytes());
                 }
             }
         }

@@ -34,8 +34,8 @@ pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use digest::Digest;
 pub use git::{Revision, cat_files, git, read_revision, resolve, signal_name, stopped_by};
 pub use model::{
-    Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port, PortRange, PowerState, Rollout,
-    WorkshopItem, declared_owner, json_schema,
+    ArchiveSource, ArchiveUrl, Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port,
+    PortRange, PowerState, Rollout, Sha256Hex, Strip, TreePath, WorkshopItem, declared_owner, json_schema,
 };
 pub use name::{NAME_PATTERN, Name, NameError};
 pub use render::{InstanceSpec, OverlayLayer};

@@ -261,7 +261,8 @@ pub struct OverlayDocument {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OverlaySpec {
-    /// files: the tree under files/; script: built by build.sh; workshop: Steam Workshop items.
+    /// files: the tree under files/; script: built by build.sh; workshop: Steam Workshop items;
+    /// archive: release archives pinned by their SHA-256, unpacked in order.
     #[serde(rename = "type")]
     pub source: OverlayType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,6 +270,27 @@ pub struct OverlaySpec {
     /// Steam Workshop item ids (type workshop only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<WorkshopItem>,
+    /// The archives unpacked into the tree, in order; a later one may replace an earlier one's
+    /// files (type archive only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<ArchiveSource>,
+}
+
+/// One archive of an archive overlay: where it is published, the SHA-256 of the file, and where
+/// in the tree its entries go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSource {
+    /// An http(s) URL of a .tar.gz or .zip (at most 2 KiB).
+    pub url: ArchiveUrl,
+    /// The SHA-256 of the published file, as 64 lowercase hex digits.
+    pub sha256: Sha256Hex,
+    /// Leading path components dropped from each entry (at most 16; default 0).
+    #[serde(default, skip_serializing_if = "Strip::is_zero")]
+    pub strip: Strip,
+    /// A relative folder of the tree the entries go under (default: the tree itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<TreePath>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -322,6 +344,7 @@ pub enum OverlayType {
     Files,
     Script,
     Workshop,
+    Archive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -349,6 +372,7 @@ impl fmt::Display for OverlayType {
             OverlayType::Files => "files",
             OverlayType::Script => "script",
             OverlayType::Workshop => "workshop",
+            OverlayType::Archive => "archive",
         })
     }
 }
@@ -456,6 +480,142 @@ checked_newtype!(
     check_interval,
     { "type": "string", "pattern": "^[0-9]+[smhd]$" }
 );
+
+checked_newtype!(
+    /// Where an archive is downloaded from: an http or https URL of at most 2 KiB.
+    ArchiveUrl(String),
+    string(Ok),
+    "an http(s) URL",
+    check_archive_url,
+    { "type": "string", "maxLength": 2048, "pattern": "^https?://[^\\s]+$" }
+);
+
+checked_newtype!(
+    /// A SHA-256 written as 64 lowercase hex digits, as `sha256sum` prints it.
+    Sha256Hex(String),
+    string(Ok),
+    "a SHA-256 in hex",
+    check_sha256,
+    { "type": "string", "pattern": "^[0-9a-f]{64}$" }
+);
+
+checked_newtype!(
+    /// How many leading path components of each archive entry are dropped: 0 to 16 (default 0).
+    #[derive(Default)]
+    Strip(u8),
+    integer(strip_count),
+    "a number of path components",
+    check_strip,
+    { "type": "integer", "minimum": 0, "maximum": 16 }
+);
+
+checked_newtype!(
+    /// A relative folder inside an overlay's tree: no `..`, `.` or empty component, not absolute.
+    TreePath(String),
+    string(Ok),
+    "a relative path",
+    check_tree_path,
+    { "type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[^/]" }
+);
+
+impl ArchiveUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Sha256Hex {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Strip {
+    pub fn count(&self) -> usize {
+        usize::from(self.0)
+    }
+
+    fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl TreePath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The longest archive URL taken: a pinned release link is far shorter.
+pub const MAX_ARCHIVE_URL: usize = 2048;
+/// The most leading components `strip` drops.
+pub const MAX_STRIP: u8 = 16;
+
+fn check_archive_url(value: &str) -> Result<(), String> {
+    if value.len() > MAX_ARCHIVE_URL {
+        return Err(format!("url has {} bytes; at most {MAX_ARCHIVE_URL} are taken", value.len()));
+    }
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return Err(format!("url {value:?} is not a URL; write https://host/path"));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!("url {value:?} is not http or https; archives are downloaded over http(s) only"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("url {value:?} names no host"));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("url {value:?} holds {c:?}; percent-encode it"));
+    }
+    Ok(())
+}
+
+fn check_sha256(value: &str) -> Result<(), String> {
+    if value.len() == 64 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(format!("sha256 {value:?} is not 64 lowercase hex digits (as sha256sum prints it)"))
+    }
+}
+
+fn strip_count(value: u64) -> Result<u8, String> {
+    u8::try_from(value).map_err(|_| format!("strip {value} is more than {MAX_STRIP} path components"))
+}
+
+fn check_strip(value: &u8) -> Result<(), String> {
+    if *value > MAX_STRIP {
+        return Err(format!("strip {value} is more than {MAX_STRIP} path components"));
+    }
+    Ok(())
+}
+
+fn check_tree_path(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("into is empty; leave it out to unpack into the overlay's tree itself".into());
+    }
+    if value.len() > 1024 {
+        return Err(format!("into has {} bytes; at most 1024 are taken", value.len()));
+    }
+    if value.starts_with('/') {
+        return Err(format!("into {value:?} is absolute; write a path relative to the overlay's tree"));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control() || *c == '\\') {
+        return Err(format!("into {value:?} holds {c:?}"));
+    }
+    for component in value.split('/') {
+        match component {
+            "" => return Err(format!("into {value:?} has an empty component")),
+            "." | ".." => {
+                return Err(format!(
+                    "into {value:?} has a {component:?} component; it must name folders inside the tree"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 impl Branch {
     /// The branch every Steam app has.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{
-    BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port, PortRange, PowerState, Rollout, ServerDocument,
-    SettingsDocument, WorkshopItem,
+    ArchiveSource, BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port, PortRange, PowerState, Rollout,
+    ServerDocument, SettingsDocument, WorkshopItem,
 };
 use crate::name::Name;
 use crate::render::InstanceSpec;
@@ -264,12 +264,13 @@ impl<'t> Validator<'t> {
         };
         ok &= self.overlay_name_is_its_folder(&file, &doc.metadata.name, name, folder);
         let source = doc.spec.source;
-        let items = doc.spec.items;
-        ok &= self.overlay_has_only_its_type_parts(&file, name, folder, source, &items, &parts);
+        let (items, sources) = (doc.spec.items, doc.spec.sources);
+        ok &= self.overlay_has_only_its_type_parts(&file, name, folder, source, (&items, &sources), &parts);
         let content = match source {
             OverlayType::Files => self.files_content(&file, folder, &parts.files)?,
             OverlayType::Script => self.script_content(&file, folder, parts.build)?,
             OverlayType::Workshop => self.workshop_content(&file, items)?,
+            OverlayType::Archive => self.archive_content(&file, sources)?,
         };
         if !ok {
             return None;
@@ -352,15 +353,15 @@ impl<'t> Validator<'t> {
         false
     }
 
-    /// Only workshop overlays list items, only script overlays have a build.sh, only files
-    /// overlays have a files/ folder.
+    /// Only workshop overlays list items, only archive overlays list sources, only script
+    /// overlays have a build.sh, only files overlays have a files/ folder.
     fn overlay_has_only_its_type_parts(
         &mut self,
         file: &str,
         name: &Name,
         folder: &str,
         source: OverlayType,
-        items: &[WorkshopItem],
+        (items, sources): (&[WorkshopItem], &[ArchiveSource]),
         parts: &OverlayParts<'_, 't>,
     ) -> bool {
         let mut ok = true;
@@ -369,6 +370,14 @@ impl<'t> Validator<'t> {
                 file,
                 &[Seg::Key("spec"), Seg::Key("items")],
                 format!("spec.items: only workshop overlays list items; this overlay is of type {source}"),
+            );
+            ok = false;
+        }
+        if source != OverlayType::Archive && !sources.is_empty() {
+            self.at(
+                file,
+                &[Seg::Key("spec"), Seg::Key("sources")],
+                format!("spec.sources: only archive overlays list sources; this overlay is of type {source}"),
             );
             ok = false;
         }
@@ -439,6 +448,20 @@ impl<'t> Validator<'t> {
             }
         }
         ok.then_some(OverlayContent::Workshop(items))
+    }
+
+    /// An archive overlay lists at least one source. (Each source's fields were checked as they
+    /// were read; the same archive listed twice is allowed: unpacking it again changes nothing.)
+    fn archive_content(&mut self, file: &str, sources: Vec<ArchiveSource>) -> Option<OverlayContent> {
+        if sources.is_empty() {
+            self.at(
+                file,
+                &AT_TYPE,
+                "an archive overlay lists at least one archive in spec.sources (url and sha256 each)",
+            );
+            return None;
+        }
+        Some(OverlayContent::Archive(sources))
     }
 
     /// The tree of a files overlay, with every symlink checked to stay inside it.

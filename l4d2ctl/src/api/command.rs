@@ -73,6 +73,12 @@ pub enum Command {
         digest: Digest,
         items: Vec<u64>,
     },
+    /// `overlay unpack`: the archives, in order, are written to its stdin as the JSON array of
+    /// their [`left4me_state::ArchiveSource`]s (read back through the same checks as the YAML).
+    OverlayArchive {
+        name: Name,
+        digest: Digest,
+    },
     /// `logs <name> --lines <n> [--follow]`: the server's console from the journal, as text.
     Logs {
         name: Name,
@@ -140,6 +146,9 @@ impl Command {
                 let mut argv = write(&["overlay", "fetch", name.as_str(), "--digest", digest.as_str()]);
                 argv.extend(items.iter().flat_map(|item| ["--item".to_owned(), item.to_string()]));
                 argv
+            }
+            Command::OverlayArchive { name, digest } => {
+                write(&["overlay", "unpack", name.as_str(), "--digest", digest.as_str()])
             }
             Command::Logs { name, lines, follow } => {
                 let mut argv = words(&["logs", name.as_str(), "--lines", &lines.to_string()]);

@@ -4,6 +4,7 @@ mod bad_input;
 mod faults;
 mod json_lines;
 mod lifecycle;
+mod overlays_archive;
 mod overlays_hostile;
 mod protocols;
 mod steam_output;

@@ -22,10 +22,10 @@ fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
     let applied = host.left4me(&["apply"]);
     assert_eq!(code(&applied), Some(0), "{}", text(&applied));
     assert!(text(&applied).contains("Reconciliation finished in"), "{}", text(&applied));
-    // Three overlays written, built or fetched; three servers created, the two running ones started
-    // in one `l4d2ctl start`: 8 steps. Processes: rev-parse, ls-tree, cat-file, one brief look,
-    // 3 + 3 + 1 for the steps.
-    assert!(text(&applied).contains(": 8 steps (11 processes)"), "{}", text(&applied));
+    // Two overlays written or fetched; three servers created, the two running ones started in one
+    // `l4d2ctl start`: 7 steps. Processes: rev-parse, ls-tree, cat-file, one brief look, 2 + 3 + 1
+    // for the steps.
+    assert!(text(&applied).contains(": 7 steps (10 processes)"), "{}", text(&applied));
 
     // The law: after apply, plan is empty.
     let again = host.left4me(&["plan"]);
@@ -37,14 +37,14 @@ fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
     assert_eq!(coop["map"], "c1m1_hotel");
     let stopped = host.server("coop-2");
     assert_eq!((stopped["sync"].as_str(), stopped["health"].as_str()), (Some("Synced"), Some("Stopped")));
-    // versus-1 stacks all three kinds: the competitive pack built by its script (offline here: its
-    // core settings), the campaigns fetched from the workshop, and the tickrate files.
+    // versus-1 stacks the campaigns fetched from the workshop and the tickrate files (the
+    // examples' pinned SourceMod archives are left out of it: there is no internet here).
     assert!(host.wait_for(15, |h| h.server("versus-1")["health"] == "Running"), "{}", host.server("versus-1"));
     assert_eq!(host.server("versus-1")["sync"], "Synced");
     let merged = "/var/lib/left4me/runtime/versus-1/merged/left4dead2";
     host.sandbox.run_ok("test", &["-f", &format!("{merged}/addons/121275675.vpk")]);
-    let staged = host.sandbox.run_ok("cat", &[&format!("{merged}/cfg/server_competitive.cfg")]);
-    assert!(staged.contains("versus_force_start_time"), "{staged}");
+    let config = host.sandbox.run_ok("cat", &[&format!("{merged}/cfg/server.cfg")]);
+    assert!(config.contains("versus_force_start_time 90"), "{config}");
     // The workshop cache holds each item once; the overlay links to it.
     host.sandbox.run_ok("test", &["-f", "/var/lib/left4me/workshop/2268506826.vpk"]);
     // Written by the reconciler: no override marker.

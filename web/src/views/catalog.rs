@@ -42,6 +42,19 @@ pub fn rollout_name(rollout: left4me_state::Rollout) -> &'static str {
     }
 }
 
+/// An archive of an archive overlay as the catalogue lists it: where it comes from, the hash
+/// it is pinned to, and where it goes.
+fn archive_line(source: &left4me_state::ArchiveSource) -> String {
+    let mut line = format!("{} (sha256 {})", source.url.as_str(), source.sha256.as_str());
+    if let Some(into) = &source.into {
+        line.push_str(&format!(" into {}", into.as_str()));
+    }
+    if source.strip.count() > 0 {
+        line.push_str(&format!(", {} leading folders dropped", source.strip.count()));
+    }
+    line
+}
+
 /// The overlay catalogue, with the blueprints of `user`'s that use each.
 pub fn overlays(snapshot: &Snapshot, user: &User) -> Vec<Value> {
     snapshot
@@ -57,6 +70,7 @@ pub fn overlays(snapshot: &Snapshot, user: &User) -> Vec<Value> {
                         left4me_state::OverlayContent::Workshop(items) => {
                             items.iter().map(|i| format!("workshop item {}", i.get())).collect()
                         }
+                        left4me_state::OverlayContent::Archive(sources) => sources.iter().map(archive_line).collect(),
                     };
                     let folder = o.file.trim_end_matches("overlay.yaml").to_owned();
                     context! {

@@ -1,6 +1,6 @@
 //! HTTP-level tests: sign-in, sessions, CSRF, authorisation, the edit flow and its commits.
 
-use crate::support::{PASSWORD, TestApp, git_out, hidden_fields, unescape};
+use crate::support::{PASSWORD, TestApp, git, git_out, hidden_fields, unescape};
 
 #[test]
 fn sign_in_and_out() {
@@ -410,8 +410,21 @@ fn jobs_are_listed_and_followed_only_by_whom_they_concern() {
 #[test]
 fn an_admin_edits_an_overlay_file_and_it_keeps_its_mode() {
     let app = TestApp::start();
+    // A script overlay's recipe, committed executable, as git keeps a build.sh.
+    let repo = app.repo();
+    std::fs::create_dir_all(repo.join("overlays/installer")).unwrap();
+    std::fs::write(
+        repo.join("overlays/installer/overlay.yaml"),
+        "apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: installer}\nspec: {type: script}\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("overlays/installer/build.sh"), "curl --max-time 120 -O https://example.org/x\n").unwrap();
+    git(&repo, &["add", "overlays/installer"]);
+    git(&repo, &["update-index", "--chmod=+x", "overlays/installer/build.sh"]);
+    git(&repo, &["commit", "--quiet", "--message", "an installer"]);
+    app.wait_seen();
     let mut ada = app.signed_in("ada");
-    let path = "overlays/competitive/build.sh";
+    let path = "overlays/installer/build.sh";
     let before = git_out(&app.repo(), &["ls-tree", "main", "--", path]);
     assert!(before.starts_with("100755"), "{before}");
     let editor = ada.get(&format!("/edit?path={path}"));
