@@ -20,7 +20,7 @@ fn open(state: Option<PathBuf>) -> anyhow::Result<(Config, Db)> {
 
 pub fn plan(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let (config, db) = open(state)?;
-    match engine::plan_pass(&config, &db, &mut Default::default(), None, engine::Detail::Full)? {
+    match engine::plan_pass(&config, &db, &mut Default::default(), None, engine::Detail::Full, engine::Humans::Count)? {
         Err((revision, diagnostics)) => {
             out!("{diagnostics}");
             eprintln!("left4me: revision {} is invalid; a pass would apply nothing", revision.short());
@@ -105,7 +105,14 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let mut host_problems = Vec::new();
     let mut game = None;
     let (planned, problem) = match &db {
-        Ok(db) => match engine::plan_pass(&config, db, &mut Default::default(), None, engine::Detail::Full) {
+        Ok(db) => match engine::plan_pass(
+            &config,
+            db,
+            &mut Default::default(),
+            None,
+            engine::Detail::Full,
+            engine::Humans::Count,
+        ) {
             Ok(planned) => (planned.ok(), None),
             Err(e) => (None, Some(e.to_string())),
         },
@@ -201,6 +208,19 @@ pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
     }
     reconciler::retries::ask(&config.root, &name)?;
     pass(&config, &mut db, None, "manual")
+}
+
+pub fn events(lines: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env(None)?;
+    let events = Db::open(&config.db_path())?.events(lines.min(10_000))?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for event in events {
+        outln!("{}  {:<10} {}", event.at, event.kind, event.message);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn jobs(id: Option<i64>, json: bool, follow: bool) -> anyhow::Result<ExitCode> {

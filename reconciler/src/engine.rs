@@ -73,6 +73,16 @@ pub fn load(config: &Config, cache: &mut RevisionCache) -> Result<(Revision, Che
     Ok((revision, checked))
 }
 
+/// Whether a plan whose `when-empty` rollout hangs on a server A2S shows empty asks its console
+/// how many humans play (`l4d2ctl observe --count-humans`): a pass and a person's `left4me
+/// status` do; the web's looks, every 2 s while watched, do not (each ask is a line in the
+/// server's console), so a page may show as empty a server the pass finds is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Humans {
+    Count,
+    LeaveToA2s,
+}
+
 /// The plan for the current revision and host. None when the revision is invalid.
 pub struct Planned {
     pub revision: Revision,
@@ -96,6 +106,7 @@ pub fn plan_pass(
     cache: &mut RevisionCache,
     confirm_prune: Option<&str>,
     detail: Detail,
+    humans: Humans,
 ) -> Result<Result<Planned, (Revision, String)>, Error> {
     let (loaded, observed) = load_and_observe(config, cache, detail);
     let (revision, checked) = loaded?;
@@ -111,7 +122,7 @@ pub fn plan_pass(
     };
     let mut observations = 1;
     let asked = plan::needs_query(&host.inputs(&desired, &previous, confirmed));
-    if detail == Detail::Brief && !asked.is_empty() {
+    if humans == Humans::Count && !asked.is_empty() {
         host = host::observe_counting_humans(&config.l4d2ctl, asked)?;
         observations += 1;
     }
@@ -188,7 +199,7 @@ fn pass(
     // Taken before the look at the host, removed once recorded: a retry asked from now on is the
     // next pass's.
     let taken = crate::retries::take(&config.root);
-    let mut planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
+    let mut planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief, Humans::Count)? {
         Ok(planned) => planned,
         Err((revision, diagnostics)) => return record_invalid(db, revision, diagnostics, started),
     };
@@ -197,7 +208,7 @@ fn pass(
     let checked = check_game(config, db, &planned, trigger)?;
     if checked.asked {
         // What Steam said is planned on at once: a new build is installed by this pass.
-        planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
+        planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief, Humans::Count)? {
             Ok(replanned) => Planned { observations: planned.observations + replanned.observations, ..replanned },
             Err((revision, diagnostics)) => return record_invalid(db, revision, diagnostics, started),
         };
@@ -301,11 +312,17 @@ fn run_plan(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> R
         runner.run_phase(&phase, &mut ran)?;
     }
     runner.record_moves(planned, &ran.failures)?;
-    let removals: Vec<Job> = plan.remove_builds.iter().map(|build| game_job(
-        "remove",
-        api::Command::GameRemove { build: *build },
-        format!("build {build}: no server runs, stacks or wants it, and no blueprint pins it"),
-    )).collect();
+    let removals: Vec<Job> = plan
+        .remove_builds
+        .iter()
+        .map(|build| {
+            game_job(
+                "remove",
+                api::Command::GameRemove { build: *build },
+                format!("build {build}: no server runs, stacks or wants it, and no blueprint pins it"),
+            )
+        })
+        .collect();
     let failed = runner.run_side_by_side(removals, &mut ran.processes)?;
     ran.failures.game.extend(failed);
     Ok(ran)
@@ -336,7 +353,8 @@ fn check_game(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) ->
     };
     let branch = planned.desired.settings.game.branch.to_string();
     let runner = Runner { l4d2ctl: &config.l4d2ctl, jobs: Mutex::new(db), revision: planned.revision.id(), trigger };
-    let (failure, end) = runner.run_ended(game_job("check", api::Command::GameCheck { branch: branch.clone() }, why))?;
+    let (failure, end) =
+        runner.run_ended(game_job("check", api::Command::GameCheck { branch: branch.clone() }, why))?;
     let before = crate::game::published(&planned.desired, game);
     if let Some(api::Outcome::GameChecked { published, .. }) = end.outcome
         && before != Some(published)
@@ -346,7 +364,10 @@ fn check_game(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) ->
         runner.event(planned, format!("build {published} available on the {branch} branch{was}{installed}"))?;
     }
     if let Some(failure) = failure {
-        tracing::warn!(job = failure.what, "asking Steam for the {branch} branch's build failed; asked again next pass");
+        tracing::warn!(
+            job = failure.what,
+            "asking Steam for the {branch} branch's build failed; asked again next pass"
+        );
     }
     Ok(Asked { asked: true })
 }
@@ -684,7 +705,8 @@ impl Runner<'_> {
         let plan = &planned.plan;
         if let Some(build) = plan.adopt {
             let why = format!("the base install from before builds is build {build}; adopted, no download");
-            let failed = self.run_side_by_side(vec![game_job("adopt", api::Command::GameAdopt, why)], &mut ran.processes)?;
+            let failed =
+                self.run_side_by_side(vec![game_job("adopt", api::Command::GameAdopt, why)], &mut ran.processes)?;
             ran.failures.game.extend(failed);
         }
         let Some(install) = &plan.install else { return Ok(Vec::new()) };
@@ -728,7 +750,6 @@ impl Runner<'_> {
         }
         Ok(())
     }
-
 
     /// Starts several servers with one `l4d2ctl start a b …`, a job per server.
     fn start_together(&self, servers: &[Name]) -> Result<Vec<Failure>, Error> {

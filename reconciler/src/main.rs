@@ -80,6 +80,15 @@ enum Command {
         #[command(subcommand)]
         command: GameCommand,
     },
+    /// What passes did, newest first: each pass, an invalid revision, a build published,
+    /// installed, a server moved to it.
+    Events {
+        /// How many to show.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// List recent jobs, or show one job's log.
     Jobs {
         /// A job to show with its whole log.
@@ -155,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
         Command::Game { command: GameCommand::Check { state } } => commands::game_check(state),
+        Command::Events { lines, json } => commands::events(lines, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
         Command::Retry { server, state } => commands::retry(state, &server),
         Command::Run { state, resync, upstream, fetch_every } => {

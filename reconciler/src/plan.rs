@@ -292,8 +292,10 @@ fn clear_leftover_units(inputs: &Inputs<'_>) -> Vec<Step> {
         .collect()
 }
 
-/// Servers whose plan hangs on their game's A2S answer, which a brief observation leaves out:
-/// running a render older than the revision's, declared running, with a when-empty rollout.
+/// Servers whose plan hangs on how many humans play — running a render or build older than the
+/// revision's, declared running, with a when-empty rollout — and whose look has not said: a
+/// brief look asks no game, and a full one that A2S answered with no humans has not asked the
+/// server's own console, which A2S may be hiding players from.
 pub fn needs_query(inputs: &Inputs<'_>) -> Vec<Name> {
     inputs
         .desired
@@ -309,7 +311,7 @@ pub fn needs_query(inputs: &Inputs<'_>) -> Vec<Name> {
             // Only an active unit's game is asked; a server left alone is not planned at all.
             observed.active_state == ActiveState::Active
                 && (runs_old_render(observed, &wish.digest) || runs_old_build(observed, want.build()))
-                && observed.query.is_none()
+                && observed.query.as_ref().is_none_or(|query| query.humans.is_none() && query.human_players() == 0)
                 && !left_alone(inputs, name, observed, &wish)
         })
         .map(|(name, _, _)| name.clone())

@@ -116,7 +116,7 @@ fn look(
     let mut snapshot = Snapshot { taken_at: reconciler::db::now(), taken: Some(started), ..Snapshot::default() };
     snapshot.last_pass = db.events(1).ok().and_then(|events| events.into_iter().next());
     snapshot.last_applied = db.meta("last_applied").ok().flatten();
-    match engine::plan_pass(config, db, cache, None, engine::Detail::Full) {
+    match engine::plan_pass(config, db, cache, None, engine::Detail::Full, engine::Humans::LeaveToA2s) {
         Ok(Ok(planned)) => {
             let engine::Planned { revision, desired, host, plan, .. } = planned;
             let desired = keep(kept, &revision, desired);

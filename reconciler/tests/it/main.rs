@@ -4,6 +4,7 @@ mod builds;
 mod converge;
 mod db;
 mod faults;
+mod game;
 mod killed;
 mod plan;
 mod repairs;

@@ -387,8 +387,10 @@ fn only_a_when_empty_rollout_of_an_old_render_needs_the_games_answers() {
     assert_eq!(needs("when-empty", &brief), ["a"]);
     assert!(needs("immediate", &brief).is_empty(), "an immediate rollout restarts whoever plays");
     assert!(needs("next-start", &brief).is_empty());
-    // With the answer at hand, nothing more is needed.
-    assert!(needs("when-empty", &[Host { old_start: true, ..host("a", 27015) }]).is_empty());
+    // With players in the answer, nothing more is needed; an answer of none is A2S's word, which
+    // may hide players: the server's console is asked.
+    assert!(needs("when-empty", &[Host { old_start: true, players: Some(2), ..host("a", 27015) }]).is_empty());
+    assert_eq!(needs("when-empty", &[Host { old_start: true, ..host("a", 27015) }]), ["a"]);
     // Nor is it for a game that is not up to answer (a crash loop between restarts), nor for a
     // server changed by hand, which is left alone whatever its players.
     let restarting = Host { active: "activating", old_start: true, players: None, ..host("a", 27015) };
