@@ -158,6 +158,11 @@ fn a_new_build_installs_beside_a_running_server_and_shares_what_did_not_change()
     let game = host.game();
     assert_eq!((game.installed, game.published, game.branch.as_deref()), (vec![A, B], Some(B), Some("public")));
     assert!(game.checked_at.is_some());
+    // What a plan reads: the builds, and what each server runs, in a brief look too.
+    let brief: serde_json::Value = serde_json::from_str(&host.l4d2ctl_ok(&["observe", "--brief"])).unwrap();
+    assert_eq!(brief["game"]["installed"], serde_json::json!([A, B]), "{brief}");
+    assert_eq!(brief["game"]["published"], B);
+    assert_eq!((&brief["instances"][0]["build"], &brief["instances"][0]["rendered_build"]), (&A.into(), &A.into()));
     assert_eq!(host.status_json("coop-1")["main_pid"], pid, "the server ran on");
 
     // Rendered for B while running: the record changes, nothing under its mount does.
