@@ -23,13 +23,19 @@ fn steamcmd(dir: &Path, args: &[&str]) -> String {
     stdout
 }
 
-#[test]
-fn the_published_build_reads_back_from_app_info_print_and_the_installed_manifest() {
+/// A home and a state folder for fake-steamcmd, with build 16046151 published.
+fn publishing_16046151() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("creating a temporary directory");
     for sub in ["home", "state"] {
         fs::create_dir_all(dir.path().join(sub)).expect("creating a folder");
     }
     fs::write(dir.path().join("state/public-buildid"), "16046151\n").expect("publishing a build");
+    dir
+}
+
+#[test]
+fn the_published_build_reads_back_from_app_info_print_and_the_installed_manifest() {
+    let dir = publishing_16046151();
     let out =
         steamcmd(dir.path(), &["+login", "anonymous", "+app_info_update", "1", "+app_info_print", "222860", "+quit"]);
     assert_eq!(published_build(&out, "public"), Ok(16_046_151), "{out}");
@@ -48,11 +54,7 @@ fn the_published_build_reads_back_from_app_info_print_and_the_installed_manifest
 
 #[test]
 fn a_beta_branch_and_the_download_size_read_back_from_app_info_print() {
-    let dir = tempfile::tempdir().expect("creating a temporary directory");
-    for sub in ["home", "state"] {
-        fs::create_dir_all(dir.path().join(sub)).expect("creating a folder");
-    }
-    fs::write(dir.path().join("state/public-buildid"), "16046151\n").expect("publishing a build");
+    let dir = publishing_16046151();
     fs::write(dir.path().join("state/beta-buildid"), "16046200\n").expect("publishing a beta build");
     let app_info = ["+login", "anonymous", "+app_info_update", "1", "+app_info_print", "222860", "+quit"];
     let out = steamcmd(dir.path(), &app_info);
