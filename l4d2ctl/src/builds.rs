@@ -188,8 +188,10 @@ pub fn started_build(path: &Path) -> Option<Option<u64>> {
     Some(value["build"].as_u64())
 }
 
-/// Removes the build `id`, unless a server stacks it. False: it was not installed.
+/// Removes the build `id`, unless a server stacks it. False: it was not installed. The base
+/// install from before builds goes too once nothing stacks it.
 pub fn remove(host: &Host, _lock: &Lock, id: u64) -> Result<bool, Error> {
+    collect_legacy(host)?;
     if !is_installed(host, id) {
         return Ok(false);
     }

@@ -170,9 +170,9 @@ fn a_new_build_installs_beside_a_running_server_and_shares_what_did_not_change()
     host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec, "--build", &B.to_string()]);
     assert_eq!(host.builds_of("coop-1"), [Some(A), Some(B), Some(A)]);
     assert_eq!(host.ok("sh", &["-c", &read_all]), before);
-    let out = host.l4d2ctl(&["game", "remove", &A.to_string()]);
-    assert!(!out.status.success(), "A is stacked while coop-1 runs on it");
-    assert!(text(&out.stderr).contains(&format!("build {A} is stacked by coop-1")), "{}", text(&out.stderr));
+    let (kind, message) = host.failure(&["game", "remove", &A.to_string()]);
+    assert_eq!(kind, FailureKind::Permanent, "A is stacked while coop-1 runs on it");
+    assert!(message.starts_with(&format!("build {A} is stacked by coop-1; ")), "{message}");
     assert!(host.root_path(&a).is_dir());
 
     host.l4d2ctl_ok(&["restart", "coop-1"]);
