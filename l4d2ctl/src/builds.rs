@@ -105,7 +105,12 @@ pub fn manifest(tree: &Path) -> Result<InstalledBuild, String> {
 /// The build of the base install from before builds (`installation/`), when its manifest is
 /// complete.
 pub fn legacy(host: &Host) -> Option<u64> {
-    manifest(&host.installation()).ok().filter(|build| build.complete).map(|build| build.build_id)
+    let base = host.installation();
+    // A symlink there is no base install: it is never adopted, so it is no build either.
+    if !fs::symlink_metadata(&base).is_ok_and(|meta| meta.is_dir()) {
+        return None;
+    }
+    manifest(&base).ok().filter(|build| build.complete).map(|build| build.build_id)
 }
 
 /// The build `installation/` was adopted as (`builds/adopted`), if it was.

@@ -208,6 +208,7 @@ fn a_failed_install_leaves_every_build_and_the_running_server_as_they_were() {
         assert!(message.contains(&words), "{fail}: {message}");
         assert_eq!(host.game().installed, [A], "{fail}");
         assert_eq!(host.staging_left(), Vec::<String>::new(), "{fail}");
+        assert!(!host.ok("cat", &["/proc/self/mountinfo"]).contains(".staging-"), "{fail}: no mount left behind");
         assert_eq!(host.tree_hash(&build_dir(A)), a_hash, "{fail}");
         let status = host.status_json("coop-1");
         assert_eq!((&status["active_state"], &status["main_pid"]), (&"active".into(), &pid), "{fail}");
