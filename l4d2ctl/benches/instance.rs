@@ -24,9 +24,17 @@ fn main() {
     let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots (build the workspace's binaries first)");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_l4d2ctl")).parent().unwrap().to_path_buf();
     sandbox.install_left4me(&bin_dir, true);
-    let base = disk.path().join("root/installation");
+    // The one build the install made (the bench fills it before any server stacks it).
+    let build = std::fs::read_dir(disk.path().join("root/builds"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|name| l4d2ctl::builds::parse_id(name).is_some())
+        .expect("the install made a build");
+    let base = disk.path().join("root/builds").join(&build);
     let written = fill(&base.join("left4dead2/bench-content"));
-    let (files, kib) = count(&sandbox, "/var/lib/left4me/installation");
+    let inside = format!("/var/lib/left4me/builds/{build}");
+    let (files, kib) = count(&sandbox, &inside);
     println!(
         "base install: {files} files, {:.2} GiB ({} MiB generated)",
         kib as f64 / 1024.0 / 1024.0,
@@ -59,7 +67,7 @@ fn main() {
     let mut copy_kib = Vec::new();
     for round in 0..COPY_ROUNDS {
         let script = format!(
-            "set -e; a=$(date +%s%N); cp -a /var/lib/left4me/installation /var/lib/left4me/copy-{round}; sync -f /var/lib/left4me; \
+            "set -e; a=$(date +%s%N); cp -a {inside} /var/lib/left4me/copy-{round}; sync -f /var/lib/left4me; \
              b=$(date +%s%N); echo $(( (b - a) / 1000 )); du -sk /var/lib/left4me/copy-{round} | cut -f1; \
              rm -rf /var/lib/left4me/copy-{round}"
         );

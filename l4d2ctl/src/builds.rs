@@ -105,7 +105,12 @@ pub fn manifest(tree: &Path) -> Result<InstalledBuild, String> {
 /// The build of the base install from before builds (`installation/`), when its manifest is
 /// complete.
 pub fn legacy(host: &Host) -> Option<u64> {
-    manifest(&host.installation()).ok().filter(|build| build.complete).map(|build| build.build_id)
+    let base = host.installation();
+    // A symlink there is no base install: it is never adopted, so it is no build either.
+    if !fs::symlink_metadata(&base).is_ok_and(|meta| meta.is_dir()) {
+        return None;
+    }
+    manifest(&base).ok().filter(|build| build.complete).map(|build| build.build_id)
 }
 
 /// The build `installation/` was adopted as (`builds/adopted`), if it was.
@@ -188,8 +193,10 @@ pub fn started_build(path: &Path) -> Option<Option<u64>> {
     Some(value["build"].as_u64())
 }
 
-/// Removes the build `id`, unless a server stacks it. False: it was not installed.
+/// Removes the build `id`, unless a server stacks it. False: it was not installed. The base
+/// install from before builds goes too once nothing stacks it.
 pub fn remove(host: &Host, _lock: &Lock, id: u64) -> Result<bool, Error> {
+    collect_legacy(host)?;
     if !is_installed(host, id) {
         return Ok(false);
     }

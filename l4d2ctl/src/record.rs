@@ -52,3 +52,35 @@ pub fn list(host: &Host) -> Result<Vec<Name>, Error> {
     names.sort();
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> InstanceSpec {
+        serde_json::from_str(
+            r#"{"name":"coop-1","port":27015,"hostname":"coop","overlays":[],"arguments":["+map","c1m1_hotel"],
+                "config":[]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_record_from_before_builds_reads_and_writes_byte_identical() {
+        let spec = spec();
+        // The record as written before builds.
+        #[derive(Serialize)]
+        struct Before {
+            digest: Digest,
+            spec: InstanceSpec,
+        }
+        let old = serde_json::to_string_pretty(&Before { digest: spec.digest(), spec }).unwrap();
+        let record: InstanceRecord = serde_json::from_str(&old).unwrap();
+        assert_eq!(record.build, None);
+        assert_eq!(serde_json::to_string_pretty(&record).unwrap(), old);
+        let with_build = InstanceRecord { build: Some(16_046_151), ..record };
+        let text = serde_json::to_string_pretty(&with_build).unwrap();
+        assert!(text.contains("\"build\": 16046151"), "{text}");
+        assert_eq!(serde_json::from_str::<InstanceRecord>(&text).unwrap(), with_build);
+    }
+}

@@ -96,6 +96,9 @@ fn a_missing_base_install_is_reported() {
     host.put_example_overlays();
     let spec = host.example_spec("coop-1");
     let stderr = refused(&host, &["initialize", "coop-1", "-f", &spec]);
-    assert!(stderr.contains("the base install is missing") && stderr.contains("l4d2ctl install"), "{stderr}");
+    assert!(
+        stderr.contains("the game is not installed (no build in") && stderr.contains("l4d2ctl install"),
+        "{stderr}"
+    );
     assert_eq!(instances(&host), Vec::<String>::new());
 }

@@ -4,14 +4,7 @@
 use l4d2ctl::api::{FailureKind, Message, Outcome};
 use left4me_state::Name;
 
-use crate::support::{Host, ROOT, text};
-
-fn read_messages(stdout: &[u8]) -> Vec<Message> {
-    text(stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is no message: {e}")))
-        .collect()
-}
+use crate::support::{Host, ROOT, read_messages, text};
 
 #[test]
 fn a_start_of_two_servers_answers_each_and_its_lines_are_the_plain_runs() {

@@ -99,8 +99,11 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
 #[test]
 fn the_first_overlay_wins_over_later_ones_and_the_base() {
     let host = Host::installed();
-    // The same file in the base install, in two overlays: the first overlay's copy is what runs.
-    let base_cfg = host.root_path(&format!("{ROOT}/installation/left4dead2/cfg/precedence.cfg"));
+    // The same file in the base install (the build a render stacks), in two overlays: the first
+    // overlay's copy is what runs.
+    let game: serde_json::Value = serde_json::from_str(&host.l4d2ctl_ok(&["game", "--json"])).unwrap();
+    let build = &game["installed"][0];
+    let base_cfg = host.root_path(&format!("{ROOT}/builds/{build}/left4dead2/cfg/precedence.cfg"));
     std::fs::write(&base_cfg, "sv_tags from_base\n").unwrap();
     host.put_overlay("upper", &[("left4dead2/cfg/precedence.cfg", "sv_tags from_upper\n")]);
     host.put_overlay("lower", &[("left4dead2/cfg/precedence.cfg", "sv_tags from_lower\n")]);

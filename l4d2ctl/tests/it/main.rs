@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod faults;
+mod game_builds;
 mod json_lines;
 mod lifecycle;
 mod overlays_archive;

@@ -176,3 +176,11 @@ fn logs(host: &Host, server: &str) -> String {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// The `--json` messages of a write, one per line.
+pub fn read_messages(stdout: &[u8]) -> Vec<l4d2ctl::api::Message> {
+    text(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is no message: {e}")))
+        .collect()
+}

@@ -19,8 +19,17 @@
 //! `app_info_update 1` (or a missing cache) refreshes it. `app_update` installs the published build: its
 //! `left4dead2/steam.inf` says `PatchVersion=2.2.4.<build>` and `bin/` holds a file naming the build.
 //!
-//! Test knob: `FAKE_STEAMCMD_EXTRA_FILES=<n>` adds n files of 100 KiB with deterministic names and content
-//! under `left4dead2/sim_content/`, to make the base install large for performance tests.
+//! `app_update 222860 -beta <branch>` installs the build of `<branch>-buildid` in the state folder, and
+//! `app_info_print` lists every branch published there, with each depot's manifest per branch (`gid`, `size`,
+//! `download`: the depot's files, or the `download-bytes` knob). `app_update` prints steamcmd's
+//! `Update state (0x61) downloading, progress: …` lines and writes only the files that differ.
+//!
+//! Test knobs: `FAKE_STEAMCMD_EXTRA_FILES=<n>` adds n files of 100 KiB with deterministic names and content
+//! under `left4dead2/sim_content/`, to make the base install large for performance tests. In the state
+//! folder: `base-files` (`<count> <bytes each>`) adds a tree under `left4dead2/sim_base/` of which one file
+//! in a hundred changes with every build; `fail` makes `app_update` fail: `killed` (part of the files
+//! written, then SIGKILL), `disk-full` (part written, then "Error! App '222860' state is 0x202 after update
+//! job." and exit 8), `invalid-platform`, `incomplete` (a manifest that says the update is not finished).
 
 use std::ffi::OsString;
 use std::fs;
