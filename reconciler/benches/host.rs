@@ -8,11 +8,14 @@
 //!   duration and processes, against one `systemctl list-units` of the same units, the least a look
 //!   at them can cost;
 //! - the reconciler and the web app at rest for 60 s with 100 servers running: CPU and memory,
-//!   next to systemd's own over the same minute.
+//!   next to systemd's own over the same minute;
+//! - a new game build that changes 1 % of a ~2 GiB base: its disk and time, against a full copy of
+//!   the base; and the time from "build published" to every empty server running it, against a
+//!   plain steamcmd update in place and a `systemctl restart` of the same servers.
 //!
 //! Needs root and release binaries of the whole workspace:
 //! `cargo build --release --workspace --bins && cargo bench -p left4me-reconciler --bench host`
-//! (`-- commit`, `-- noop` or `-- idle` runs one part).
+//! (`-- commit`, `-- noop`, `-- idle` or `-- game` runs one part).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +25,9 @@ use nix::time::{ClockId, clock_gettime};
 use reconciler::db::Db;
 
 const ROUNDS: usize = 5;
+const ROOT: &str = "/var/lib/left4me";
+/// fake-steamcmd's state folder: what Steam publishes, its knobs.
+const FAKE: &str = "/var/lib/fake-steamcmd";
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
@@ -37,7 +43,7 @@ fn main() {
     sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
     let bench = Bench { sandbox, repo: disk.path().join("root/state"), db: disk.path().join("root/left4me.db") };
     bench.commit_servers(&[], "base");
-    // `cargo bench --bench host -- commit idle` runs only those parts (commit, noop, idle).
+    // `cargo bench --bench host -- commit idle` runs only those parts (commit, noop, idle, game).
     let asked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wanted = |part: &str| asked.is_empty() || asked.iter().any(|a| a == part);
 
@@ -49,6 +55,9 @@ fn main() {
     }
     if wanted("idle") {
         bench.at_rest();
+    }
+    if wanted("game") {
+        bench.game_builds();
     }
     bench.sandbox.power_off();
 }
@@ -238,6 +247,131 @@ impl Bench {
     }
 
     /// Commits the servers in `state`.
+    /// A new build over a ~2 GiB base, and a build's way to every empty server, each against its
+    /// plain counterpart.
+    fn game_builds(&self) {
+        const BASE_FILES: &str = "2048 1048576";
+        self.sandbox.run_ok("sh", &["-c", &format!("mkdir -p {FAKE} && echo {BASE_FILES} > {FAKE}/base-files")]);
+        let mut build = self.builds().last().copied().expect("the install made a build") + 1;
+        // The base: the knob's ~2 GiB tree, installed whole (its build before had none of it).
+        self.publish(build);
+        self.sandbox.run_ok("l4d2ctl", &["install"]);
+        let base_kib = self.du_kib(&[&format!("{ROOT}/builds/{build}")])[0];
+        println!();
+        println!("a new game build over a base of {BASE_FILES} (files × bytes), 1 in 100 files changed:");
+        build += 1;
+        self.publish(build);
+        let t0 = monotonic_us();
+        self.sandbox.run_ok("l4d2ctl", &["install"]);
+        let install_us = monotonic_us() - t0;
+        let own = self.du_kib(&[&format!("{ROOT}/builds/{}", build - 1), &format!("{ROOT}/builds/{build}")])[1];
+        let t0 = monotonic_us();
+        self.sandbox.run_ok("cp", &["-a", &format!("{ROOT}/builds/{build}"), &format!("{ROOT}/plain")]);
+        let copy_us = monotonic_us() - t0;
+        let copy_kib = self.du_kib(&[&format!("{ROOT}/plain")])[0];
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "  new build: {:.1} MiB of its own ({:.2} % of the base's {:.0} MiB), installed in {:.1} s",
+            mib(own),
+            own as f64 * 100.0 / base_kib as f64,
+            mib(base_kib),
+            install_us as f64 / 1e6
+        );
+        println!(
+            "  full copy: {:.0} MiB in {:.1} s; the new build takes {:.2}x its disk",
+            mib(copy_kib),
+            copy_us as f64 / 1e6,
+            own as f64 / copy_kib as f64
+        );
+        self.build_to_empty_servers(build);
+        self.sandbox.run_ok("rm", &["-rf", &format!("{ROOT}/plain"), &format!("{FAKE}/base-files")]);
+    }
+
+    /// "Build published" → every empty server running it: `left4me game check` (Steam asked, the
+    /// build installed beside, every server restarted onto it by its `when-empty` rollout), against
+    /// steamcmd updating a copy in place and one `systemctl restart` of the same servers.
+    fn build_to_empty_servers(&self, mut build: u64) {
+        let names: Vec<String> = (0..10).map(|i| format!("g{i:03}")).collect();
+        self.commit_servers(&names, "10 empty servers");
+        let blueprint = self.repo.join("blueprints/bench.yaml");
+        let text = std::fs::read_to_string(&blueprint).unwrap().replace("rollout: immediate", "rollout: when-empty");
+        std::fs::write(&blueprint, text).unwrap();
+        self.git(&["commit", "--quiet", "--all", "--message", "when-empty"]);
+        self.wait_active(&names);
+        println!("build published → 10 empty servers running it, median of {ROUNDS}:");
+        let (mut left4me, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            build += 1;
+            self.publish(build);
+            let t0 = monotonic_us();
+            self.sandbox.run_ok("left4me", &["game", "check"]);
+            self.wait_on_build(&names, build);
+            left4me.push(monotonic_us() - t0);
+            // The same work done by hand: steamcmd over a copy in place, then a restart.
+            build += 1;
+            self.publish(build);
+            let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+            let update = format!(
+                ". /etc/left4me/host.env; for p in windows linux; do runuser -u left4me -- \"${{LEFT4ME_STEAMCMD:-steamcmd}}\"                  +@sSteamCmdForcePlatformType $p +force_install_dir {ROOT}/plain +login anonymous +app_update 222860 validate +quit >/dev/null; done"
+            );
+            let t0 = monotonic_us();
+            self.sandbox.run_ok("sh", &["-c", &update]);
+            let mut restart = vec!["restart"];
+            restart.extend(units.iter().map(String::as_str));
+            self.sandbox.run_ok("systemctl", &restart);
+            self.wait_active(&names);
+            plain.push(monotonic_us() - t0);
+        }
+        let (left4me, plain) = (median(&mut left4me), median(&mut plain));
+        println!(
+            "  left4me game check: {:.1} s; steamcmd in place + systemctl restart: {:.1} s; {:.2}x",
+            left4me as f64 / 1e6,
+            plain as f64 / 1e6,
+            left4me as f64 / plain as f64
+        );
+        self.commit_servers(&[], "back to base");
+        self.wait_gone(&names);
+    }
+
+    fn builds(&self) -> Vec<u64> {
+        let game: serde_json::Value =
+            serde_json::from_str(&self.sandbox.run_ok("l4d2ctl", &["game", "--json"])).unwrap();
+        game["installed"].as_array().unwrap().iter().filter_map(serde_json::Value::as_u64).collect()
+    }
+
+    fn publish(&self, build: u64) {
+        self.sandbox.run_ok("sh", &["-c", &format!("mkdir -p {FAKE} && echo {build} > {FAKE}/public-buildid")]);
+    }
+
+    /// Each folder's own disk use in KiB, in the order given: a block shared by hard links is
+    /// counted for the first folder that has it.
+    fn du_kib(&self, dirs: &[&str]) -> Vec<u64> {
+        let mut args = vec!["-sk"];
+        args.extend(dirs);
+        let out = self.sandbox.run_ok("du", &args);
+        out.lines().filter_map(|line| line.split_whitespace().next()?.parse().ok()).collect()
+    }
+
+    /// Waits until every one of `names` runs, started on `build`.
+    fn wait_on_build(&self, names: &[String], build: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        while std::time::Instant::now() < deadline {
+            let observed = self.sandbox.run_ok("l4d2ctl", &["observe", "--brief"]);
+            let observed: serde_json::Value = serde_json::from_str(&observed).unwrap();
+            let on =
+                |name: &String| {
+                    observed["instances"].as_array().unwrap().iter().any(|s| {
+                        s["name"] == name.as_str() && s["active_state"] == "active" && s["started_build"] == build
+                    })
+                };
+            if names.iter().all(on) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the servers never ran build {build}");
+    }
+
     fn commit_state(&self, names: &[String], state: &str, message: &str) {
         self.write_state(names, state);
         self.git(&["add", "--all"]);
