@@ -266,7 +266,21 @@ fn restart(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     require_root("restart")?;
     let _lock = by.lock()?;
     by.mark(&name, "restart")?;
-    systemd::systemctl(&["restart", "--quiet", &unit_name(&name)])?;
+    let unit = unit_name(&name);
+    let since = std::time::SystemTime::now();
+    if systemd::systemctl(&["restart", "--quiet", &unit]).is_err() {
+        // A restart asked for is a new attempt. systemd's start limit (StartLimitBurst=5 in 60 s,
+        // which keeps a crashing game from being restarted for ever) counts every start, asked
+        // for or not: a few rollouts in a minute would find the next restart refused. Only then
+        // is it reset, as a start of several servers retries each alone.
+        systemd::systemctl(&["reset-failed", "--quiet", "--", &unit])?;
+        if let Err(error) = systemd::systemctl(&["restart", "--quiet", &unit]) {
+            return Err(match systemd::why_failed(&unit, since) {
+                Some(why) => Error::NotNow(format!("{name} did not start again: {why}")),
+                None => error,
+            });
+        }
+    }
     out.about(&name, format!("{name}: restarted"));
     Ok(Outcome::Restarted { name })
 }

@@ -304,7 +304,14 @@ impl Bench {
             build += 1;
             self.publish(build);
             let t0 = monotonic_us();
-            self.sandbox.run_ok("left4me", &["game", "check"]);
+            let checked = self.sandbox.run("left4me", &["game", "check"]);
+            if !checked.status.success() {
+                let jobs = self.sandbox.run_ok("left4me", &["jobs"]);
+                let failed =
+                    jobs.lines().find(|line| line.contains("failed")).and_then(|line| line.split_whitespace().next());
+                let log = failed.map(|id| self.sandbox.run_ok("left4me", &["jobs", id])).unwrap_or_default();
+                panic!("`left4me game check` failed: {}\n{jobs}\n{log}", String::from_utf8_lossy(&checked.stdout));
+            }
             self.wait_on_build(&names, build);
             left4me.push(monotonic_us() - t0);
             // The same work done by hand: steamcmd over a copy in place, then a restart.

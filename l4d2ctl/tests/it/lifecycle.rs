@@ -66,6 +66,13 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     let refused = host.l4d2ctl(&["observe", "--count-humans", "../x"]);
     assert!(!refused.status.success(), "a name that is no server name is refused");
     host.l4d2ctl_ok(&["rcon", "coop-1", "sim_a2s_hidden", "0"]);
+    // Restarts asked for are new attempts: systemd's start limit (5 starts in 60 s, there to stop a
+    // crash loop) does not refuse the sixth of a minute's rollouts.
+    for round in 0..6 {
+        let out = host.l4d2ctl(&["restart", "coop-1"]);
+        assert!(out.status.success(), "restart {round}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 answers after its restarts");
 
     // The game's own writes land in the instance's upper layer.
     host.ok(
