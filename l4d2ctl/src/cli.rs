@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use l4d2ctl::api::FetchItem;
 
 /// Runs Left 4 Dead 2 servers on this host: instances, units, overlay mounts, status.
 #[derive(Debug, PartialEq, Eq, Parser)]
@@ -72,6 +73,11 @@ pub enum Cmd {
         #[command(subcommand)]
         command: OverlayCmd,
     },
+    /// Steam Workshop items and collections: `check` asks Steam what they hold now.
+    Workshop {
+        #[command(subcommand)]
+        command: WorkshopCmd,
+    },
     /// Every instance's status and every materialised overlay, as one JSON object: what the
     /// reconciler observes, in one call.
     #[command(hide = true)]
@@ -112,9 +118,10 @@ pub enum OverlayCmd {
         /// The digest of the item list, as the state model computes it.
         #[arg(long)]
         digest: String,
-        /// A Steam Workshop item id; repeat for each.
-        #[arg(long = "item", required = true)]
-        items: Vec<u64>,
+        /// A Steam Workshop item id, with the version (`time_updated`) it must have as
+        /// `<id>@<time_updated>`; repeat for each (none: an empty collection's overlay).
+        #[arg(long = "item")]
+        items: Vec<FetchItem>,
     },
     /// Replace an overlay with the tree of the tar read from stdin.
     Put {
@@ -122,6 +129,20 @@ pub enum OverlayCmd {
         /// The digest of the tree, as the state model computes it.
         #[arg(long)]
         digest: String,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum WorkshopCmd {
+    /// Ask the Steam Web API for items' versions and collections' items (collections in them
+    /// expanded), and keep the answer in `$ROOT/workshop/details.json`.
+    Check {
+        /// A Steam Workshop item id; repeat for each.
+        #[arg(long = "item", value_parser = clap::value_parser!(u64).range(1..))]
+        items: Vec<u64>,
+        /// A Steam Workshop collection id; repeat for each.
+        #[arg(long = "collection", value_parser = clap::value_parser!(u64).range(1..))]
+        collections: Vec<u64>,
     },
 }
 
@@ -137,7 +158,8 @@ impl Cmd {
             | Cmd::Delete { .. }
             | Cmd::Release { .. }
             | Cmd::Mount { .. }
-            | Cmd::Umount { .. } => true,
+            | Cmd::Umount { .. }
+            | Cmd::Workshop { .. } => true,
             Cmd::Overlay { command } => !matches!(command, OverlayCmd::List),
             Cmd::Status { .. }
             | Cmd::Show { .. }
@@ -163,10 +185,10 @@ impl Cmd {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
-    use l4d2ctl::api::{Command, Detail, parse_digest};
+    use l4d2ctl::api::{Command, Detail, FetchItem, parse_digest};
     use left4me_state::Name;
 
-    use super::{Cli, Cmd, OverlayCmd};
+    use super::{Cli, Cmd, OverlayCmd, WorkshopCmd};
 
     /// What each command another program runs must parse into: its own subcommand, for the
     /// reconciler (`--reconciler --json`) when it is a write.
@@ -197,6 +219,9 @@ mod tests {
             Command::OverlayFetch { name, digest: d, items } => {
                 write(Cmd::Overlay { command: OverlayCmd::Fetch { name: name.to_string(), digest: digest(&d), items } })
             }
+            Command::WorkshopCheck { items, collections } => {
+                write(Cmd::Workshop { command: WorkshopCmd::Check { items, collections } })
+            }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
             Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
         }
@@ -221,7 +246,16 @@ mod tests {
             Command::Release { name: name.clone() },
             Command::OverlayPut { name: name.clone(), digest: digest.clone() },
             Command::OverlayBuild { name: name.clone(), digest: digest.clone() },
-            Command::OverlayFetch { name: name.clone(), digest, items: vec![123, 456] },
+            Command::OverlayFetch {
+                name: name.clone(),
+                digest,
+                items: vec![
+                    FetchItem { id: 123, time_updated: None },
+                    FetchItem { id: 456, time_updated: Some(1_733_000_000) },
+                ],
+            },
+            Command::WorkshopCheck { items: vec![123, 456], collections: vec![789] },
+            Command::WorkshopCheck { items: Vec::new(), collections: vec![789, 790] },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
             Command::Rcon { name, command: "-sv_cheats 1; status".into() },

@@ -22,6 +22,8 @@ pub struct Host {
     pub user: String,
     /// This program, as the units call it (`LEFT4ME_L4D2CTL`, default the running executable).
     pub l4d2ctl: PathBuf,
+    /// The Steam Web API's base URL (`LEFT4ME_STEAM_API`, default `https://api.steampowered.com`).
+    pub steam_api: String,
 }
 
 impl Host {
@@ -56,6 +58,7 @@ impl Host {
             steamcmd: PathBuf::from(get("LEFT4ME_STEAMCMD").unwrap_or_else(|| "steamcmd".into())),
             user: get("LEFT4ME_USER").unwrap_or_else(|| "left4me".into()),
             l4d2ctl,
+            steam_api: get("LEFT4ME_STEAM_API").unwrap_or_else(|| "https://api.steampowered.com".into()),
         })
     }
 

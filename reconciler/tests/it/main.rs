@@ -11,3 +11,4 @@ mod retries;
 mod service;
 mod support;
 mod validate;
+mod workshop;
