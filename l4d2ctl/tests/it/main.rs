@@ -8,3 +8,4 @@ mod overlays_hostile;
 mod protocols;
 mod steam_output;
 mod support;
+mod workshop;

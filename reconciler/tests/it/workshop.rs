@@ -191,3 +191,98 @@ fn an_api_that_misbehaves_is_a_clear_failure_that_changes_nothing() {
     }
     assert!(host.running("s-fast") && host.running("s-slow"));
 }
+
+/// A revision whose server `s` stacks the workshop overlay `maps` (item 111, collection 900).
+fn maps_revision() -> left4me_state::DesiredState {
+    let mut tree = left4me_state::Tree::default();
+    tree.insert_file(
+        "overlays/maps/overlay.yaml",
+        b"apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: maps}\nspec: {type: workshop, items: [111], collections: [900]}\n"
+            .to_vec(),
+    );
+    tree.insert_file(
+        "blueprints/b.yaml",
+        b"apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: b, owner: alice}\nspec: {overlays: [maps]}\n"
+            .to_vec(),
+    );
+    tree.insert_file(
+        "servers/s.yaml",
+        b"apiVersion: left4me/v1\nkind: Server\nmetadata: {name: s, owner: alice}\nspec: {blueprint: b, port: 27015}\n"
+            .to_vec(),
+    );
+    left4me_state::validate(&tree).expect("the revision is valid")
+}
+
+/// Steam's answer: item 111 and collection 900's only item 222, at these versions.
+fn checked(item_111: u64, checked_at: &str) -> l4d2ctl::api::WorkshopDetails {
+    let item = |time_updated| l4d2ctl::api::WorkshopItemDetails { time_updated, title: String::new() };
+    l4d2ctl::api::WorkshopDetails {
+        items: [(111, item(item_111)), (222, item(1000))].into(),
+        collections: [(900, vec![222, 111])].into(),
+        checked_at: Some(checked_at.into()),
+    }
+}
+
+#[test]
+fn an_item_updated_upstream_changes_its_overlays_digest_and_its_servers_render() {
+    use l4d2ctl::api::FetchItem;
+    use reconciler::workshop;
+    let name = left4me_state::Name::new("maps").unwrap();
+    let revision = maps_revision();
+    let (before, after) = (checked(1000, "2026-12-01T00:00:00Z"), checked(2000, "2026-12-01T01:00:00Z"));
+    // Its items and its collection's, each once, at the versions last checked.
+    let items = workshop::items(&revision.overlays[&name], &before);
+    let at = |id, time| FetchItem { id, time_updated: Some(time) };
+    assert_eq!(items, [at(111, 1000), at(222, 1000)]);
+    let unchecked = workshop::items(&revision.overlays[&name], &Default::default());
+    assert_eq!(unchecked, [FetchItem { id: 111, time_updated: None }], "its collection's items are not known yet");
+
+    let (old, new) = (workshop::pinned(revision.clone(), &before), workshop::pinned(revision.clone(), &after));
+    assert_ne!(old.overlays[&name].digest, revision.overlays[&name].digest, "the versions count");
+    assert_ne!(new.overlays[&name].digest, old.overlays[&name].digest, "an update upstream is another tree");
+    assert_eq!(
+        workshop::pinned(revision.clone(), &checked(1000, "later")).overlays[&name].digest,
+        old.overlays[&name].digest
+    );
+    let server = left4me_state::Name::new("s").unwrap();
+    let (old_spec, new_spec) = (old.instance_spec(&server).unwrap(), new.instance_spec(&server).unwrap());
+    assert_eq!(old_spec.overlays[0].digest, old.overlays[&name].digest, "the server stacks the host's tree");
+    assert_ne!(new_spec.digest(), old_spec.digest(), "so it renders anew and rolls out");
+
+    // The planner writes the overlay again when the host has the old tree, and not otherwise.
+    let plan_with = |desired: &left4me_state::DesiredState, host_digest: &left4me_state::Digest| {
+        reconciler::plan::plan(&reconciler::plan::Inputs {
+            desired,
+            observed: &Default::default(),
+            overlays: &[(name.clone(), host_digest.clone())].into(),
+            orphan_overrides: &Default::default(),
+            previous: &Default::default(),
+            prune_confirmed: false,
+            host: &Default::default(),
+            game: &Default::default(),
+        })
+        .overlays
+    };
+    assert!(plan_with(&old, &old.overlays[&name].digest).is_empty());
+    assert_eq!(plan_with(&new, &old.overlays[&name].digest), std::slice::from_ref(&name));
+}
+
+#[test]
+fn the_workshop_is_checked_when_never_asked_missing_something_or_as_old_as_check_every() {
+    use reconciler::workshop::{check_due, wanted};
+    let revision = maps_revision();
+    assert_eq!(wanted(&revision), (vec![111], vec![900]));
+    let at = left4me_state::clock::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+    let fresh = checked(1000, "2026-12-01T00:00:00Z");
+    assert!(check_due(&revision, &Default::default(), at).unwrap().contains("not been asked"));
+    assert_eq!(check_due(&revision, &fresh, at + 59 * 60), None, "within the hour of checkEvery");
+    assert!(check_due(&revision, &fresh, at + 60 * 60).unwrap().contains("60 min ago"));
+    let mut without = fresh.clone();
+    without.collections.clear();
+    assert!(check_due(&revision, &without, at).unwrap().contains("collection 900 has not been checked"));
+    let mut without = fresh;
+    without.items.remove(&111);
+    assert!(check_due(&revision, &without, at).unwrap().contains("item 111 has not been checked"));
+    let no_workshop = left4me_state::validate(&left4me_state::Tree::default()).unwrap();
+    assert_eq!(check_due(&no_workshop, &Default::default(), at), None, "nothing to ask about");
+}
