@@ -89,8 +89,9 @@ impl Api<'_> {
     /// answer; more is refused, and curl is ended.
     fn post(&self, url: &str, body: &str) -> Result<Vec<u8>, Error> {
         use std::os::unix::process::CommandExt;
+        // `--disable` first: no .curlrc of anyone's changes what is asked.
         let mut child = Command::new("curl")
-            .args(["--silent", "--show-error", "--fail", "--proto", "=https,http", "--max-redirs", "0"])
+            .args(["--disable", "--silent", "--show-error", "--fail", "--proto", "=https,http", "--max-redirs", "0"])
             .args(["--max-time", TIMEOUT_SECONDS, "--connect-timeout", CONNECT_SECONDS])
             .args(["--max-filesize", &MAX_ANSWER.to_string()])
             .args(["--header", "Content-Type: application/x-www-form-urlencoded", "--data-binary", "@-"])

@@ -197,7 +197,8 @@ fn pass(
     db.set_meta("revision_error", None)?;
     let read_tree = cache.read_tree;
     let (checked, check_failures) = check_workshop(config, db, &planned, trigger)?;
-    if checked > 0 {
+    let replanned = checked > 0 && check_failures.is_empty();
+    if replanned {
         // What Steam said now shapes the workshop overlays' digests: plan again with it.
         planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
             Ok(planned) => planned,
@@ -210,8 +211,9 @@ fn pass(
     record_tries(db, &mut planned.crash_loops, &planned.plan, &planned.desired)?;
     crate::retries::done(&config.root, &taken);
     // rev-parse, ls-tree and cat-file when the tree was read, the observations, and the jobs'.
-    // A workshop check adds itself and the look after it.
-    let processes = 1 + if read_tree { 2 } else { 0 } + planned.observations + ran.processes + checked * 2;
+    // A workshop check adds itself, and the look after it when it learnt something.
+    let processes =
+        1 + if read_tree { 2 } else { 0 } + planned.observations + ran.processes + checked + usize::from(replanned);
     let outcome = record_event(db, &planned, ran.failures, processes, started)?;
     forget_old(db, planned.desired.settings.job_retention_days)?;
     Ok(outcome)

@@ -59,11 +59,17 @@ pub fn pinned(desired: DesiredState, details: &WorkshopDetails) -> DesiredState 
 /// a declared server stacks, each once.
 pub fn wanted(desired: &DesiredState) -> (Vec<u64>, Vec<u64>) {
     let (mut items, mut collections) = (Vec::new(), Vec::new());
+    let add = |list: &mut Vec<u64>, ids: &[left4me_state::WorkshopItem]| {
+        for id in ids.iter().map(|id| *id.get()) {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+    };
     for overlay in stacked(desired) {
         if let OverlayContent::Workshop { items: own, collections: theirs } = &overlay.content {
-            items.extend(own.iter().map(|item| *item.get()).filter(|id| !items.contains(id)).collect::<Vec<_>>());
-            let new: Vec<u64> = theirs.iter().map(|c| *c.get()).filter(|id| !collections.contains(id)).collect();
-            collections.extend(new);
+            add(&mut items, own);
+            add(&mut collections, theirs);
         }
     }
     (items, collections)
