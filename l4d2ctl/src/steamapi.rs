@@ -95,6 +95,8 @@ impl Api<'_> {
             .args(["--max-time", TIMEOUT_SECONDS, "--connect-timeout", CONNECT_SECONDS])
             .args(["--max-filesize", &MAX_ANSWER.to_string()])
             .args(["--header", "Content-Type: application/x-www-form-urlencoded", "--data-binary", "@-"])
+            // The whole form at once: no wait for a `100 Continue` a server may never send.
+            .args(["--header", "Expect:"])
             .arg("--")
             .arg(url)
             .uid(self.user.uid.as_raw())
@@ -194,10 +196,14 @@ pub fn parse_collections(body: &[u8]) -> Result<Vec<Collection>, String> {
         .collect()
 }
 
-/// No list of one answer holds more than the most an overlay may have.
+/// At most this many entries in one list of an answer: ten times what an overlay may hold, so
+/// a collection too large is refused by what it holds, with its own words, and a hostile answer
+/// cannot make a list without end.
+const MAX_LISTED: usize = 10 * crate::api::MAX_WORKSHOP_ITEMS;
+
 fn bounded(count: usize) -> Result<(), String> {
-    match count > crate::api::MAX_WORKSHOP_ITEMS {
-        true => Err(format!("it lists {count} entries, more than {}", crate::api::MAX_WORKSHOP_ITEMS)),
+    match count > MAX_LISTED {
+        true => Err(format!("it lists {count} entries, more than any answer of Steam's ({MAX_LISTED})")),
         false => Ok(()),
     }
 }

@@ -195,25 +195,24 @@ fn pass(
     };
     db.set_meta("last_attempted", Some(planned.revision.id()))?;
     db.set_meta("revision_error", None)?;
-    let read_tree = cache.read_tree;
+    let (read_tree, mut looks) = (cache.read_tree, planned.observations);
     let (checked, check_failures) = check_workshop(config, db, &planned, trigger)?;
-    let replanned = checked > 0 && check_failures.is_empty();
-    if replanned {
+    if checked > 0 && check_failures.is_empty() {
         // What Steam said now shapes the workshop overlays' digests: plan again with it.
         planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief)? {
             Ok(planned) => planned,
             Err((revision, diagnostics)) => return record_invalid(db, revision, diagnostics, started),
         };
+        looks += planned.observations;
     }
     let mut ran = run_plan(config, db, &planned, trigger)?;
     ran.failures.checks = check_failures;
     remember_wishes(db, &planned.desired, &ran.failures)?;
     record_tries(db, &mut planned.crash_loops, &planned.plan, &planned.desired)?;
     crate::retries::done(&config.root, &taken);
-    // rev-parse, ls-tree and cat-file when the tree was read, the observations, and the jobs'.
-    // A workshop check adds itself, and the look after it when it learnt something.
-    let processes =
-        1 + if read_tree { 2 } else { 0 } + planned.observations + ran.processes + checked + usize::from(replanned);
+    // rev-parse, ls-tree and cat-file when the tree was read, the observations (again after a
+    // workshop check that learnt something), the check and the jobs'.
+    let processes = 1 + if read_tree { 2 } else { 0 } + looks + checked + ran.processes;
     let outcome = record_event(db, &planned, ran.failures, processes, started)?;
     forget_old(db, planned.desired.settings.job_retention_days)?;
     Ok(outcome)

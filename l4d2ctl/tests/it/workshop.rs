@@ -56,6 +56,28 @@ fn a_check_is_kept_and_observed_and_a_fetch_downloads_only_what_moved() {
 }
 
 #[test]
+fn a_large_collection_is_asked_in_batches_and_one_too_large_is_refused() {
+    let host = Host::installed();
+    host.sandbox.serve_steam_api();
+    let requests = || -> u64 { host.ok("cat", &["/var/lib/fake-steamcmd/steam-api.requests"]).trim().parse().unwrap() };
+    let children = |n: u64| (1000..1000 + n).map(|id| id.to_string()).collect::<Vec<_>>().join(", ");
+    publish(&host, &format!(r#"{{"collections": {{"70": [{}]}}}}"#, children(150)));
+    host.l4d2ctl_ok(&["workshop", "check", "--collection", "70"]);
+    // The collection, then its 150 items in two requests of at most 100.
+    assert_eq!(requests(), 3);
+    let observed: serde_json::Value = serde_json::from_str(&host.l4d2ctl_ok(&["observe", "--brief"])).unwrap();
+    assert_eq!(observed["workshop"]["items"].as_object().unwrap().len(), 150);
+    let before = host.ok("cat", &[&format!("{ROOT}/workshop/details.json")]);
+
+    publish(&host, &format!(r#"{{"collections": {{"70": [{}]}}}}"#, children(1001)));
+    let out = host.l4d2ctl(&["workshop", "check", "--collection", "70"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("workshop collection 70 holds more than 1000 items"), "{}", text(&out.stderr));
+    assert_eq!(requests(), 4, "refused before any item is asked about");
+    assert_eq!(host.ok("cat", &[&format!("{ROOT}/workshop/details.json")]), before, "the last answer is kept");
+}
+
+#[test]
 fn a_broken_details_file_is_a_problem_of_the_host_and_bad_versions_are_refused() {
     let host = Host::installed();
     let details = format!("{ROOT}/workshop/details.json");
