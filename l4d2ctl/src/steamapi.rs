@@ -172,7 +172,8 @@ pub fn parse_items(body: &[u8]) -> Result<Vec<Item>, String> {
             id: raw.publishedfileid,
             result: raw.result,
             time_updated: raw.time_updated,
-            title: raw.title.unwrap_or_default().chars().take(MAX_TITLE).collect(),
+            // Shown in a job's log, one line each: no control characters of anyone's.
+            title: raw.title.unwrap_or_default().chars().filter(|c| !c.is_control()).take(MAX_TITLE).collect(),
         })
         .collect())
 }
@@ -312,6 +313,9 @@ mod tests {
             Item { id: 121275675, result: 1, time_updated: Some(1700000000), title: "Diescraper Redux".into() }
         );
         assert_eq!(items[1], Item { id: 404, result: RESULT_NOT_FOUND, time_updated: None, title: String::new() });
+        let titled =
+            br#"{"response":{"publishedfiledetails":[{"publishedfileid":"1","result":1,"title":"a\nb\u001b[2J"}]}}"#;
+        assert_eq!(parse_items(titled).unwrap()[0].title, "ab[2J");
     }
 
     #[test]
