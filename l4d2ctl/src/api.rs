@@ -5,6 +5,7 @@
 //! reconciler and the web run is a [`Command`]. Nothing here does I/O: these are the words both
 //! sides of the boundary share, defined once.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,71 @@ pub struct Observation {
     /// The game builds on the host and what Steam last said of the branch.
     #[serde(default)]
     pub game: Game,
+    /// What Steam last said of workshop items and collections (`l4d2ctl workshop check`).
+    #[serde(default)]
+    pub workshop: WorkshopDetails,
+}
+
+/// The most workshop items one check, one answer or one overlay may hold, collections expanded.
+pub const MAX_WORKSHOP_ITEMS: usize = 1000;
+
+/// What Steam said of workshop items and collections at the last `l4d2ctl workshop check`
+/// (`$ROOT/workshop/details.json`). Ids are Steam's published file ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkshopDetails {
+    /// Each item checked, and collections' items.
+    #[serde(default)]
+    pub items: BTreeMap<u64, WorkshopItemDetails>,
+    /// Each collection checked and the items it holds, in its order (collections in it expanded).
+    #[serde(default)]
+    pub collections: BTreeMap<u64, Vec<u64>>,
+    /// When the last check was made (RFC 3339, UTC); None before any.
+    #[serde(default)]
+    pub checked_at: Option<String>,
+}
+
+/// One workshop item as Steam described it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkshopItemDetails {
+    /// When its file last changed upstream (Unix seconds): the version an overlay is fetched at.
+    pub time_updated: u64,
+    #[serde(default)]
+    pub title: String,
+}
+
+/// A workshop item an overlay is fetched with, and the version it must have (`--item <id>` or
+/// `--item <id>@<time_updated>`); without one, whatever the cache holds will do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FetchItem {
+    pub id: u64,
+    pub time_updated: Option<u64>,
+}
+
+impl fmt::Display for FetchItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.time_updated {
+            Some(time) => write!(f, "{}@{time}", self.id),
+            None => write!(f, "{}", self.id),
+        }
+    }
+}
+
+impl std::str::FromStr for FetchItem {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<FetchItem, String> {
+        let number = |part: &str, what: &str| {
+            part.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("{text:?}: {what} {part:?} is not a number above 0 (write <id> or <id>@<time_updated>)")
+            })
+        };
+        match text.split_once('@') {
+            Some((id, time)) => {
+                Ok(FetchItem { id: number(id, "the item id")?, time_updated: Some(number(time, "the version")?) })
+            }
+            None => Ok(FetchItem { id: number(text, "the item id")?, time_updated: None }),
+        }
+    }
 }
 
 /// The game builds of the host (`l4d2ctl game --json`, and in every observation).
@@ -274,6 +340,8 @@ pub enum Remedy {
     InstallUnits,
     /// Rewritten when the overlay is written again.
     WriteOverlay,
+    /// Written again by the next `l4d2ctl workshop check`.
+    CheckWorkshop,
 }
 
 impl Problem {
@@ -295,6 +363,7 @@ impl fmt::Display for Problem {
             Remedy::Release => "`l4d2ctl release` removes it",
             Remedy::InstallUnits => "`l4d2ctl install --units-only` writes it again",
             Remedy::WriteOverlay => "writing the overlay again replaces it",
+            Remedy::CheckWorkshop => "the next `l4d2ctl workshop check` writes it again",
         };
         write!(f, "{}: {} ({remedy})", self.path, self.cause)
     }
@@ -338,6 +407,9 @@ pub enum Outcome {
         #[serde(default)]
         downloaded: bool,
     },
+    /// `workshop check`: what Steam says now of the items and collections asked about (each
+    /// collection expanded to its items), as written to `$ROOT/workshop/details.json`.
+    WorkshopChecked { details: WorkshopDetails },
     /// `game check`: the branch's build as Steam says it now.
     GameChecked { branch: String, published: u64, checked_at: String },
     /// `game adopt`: the base install from before builds, adopted as this build (None: there was

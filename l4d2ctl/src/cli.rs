@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use l4d2ctl::api::FetchItem;
 
 /// Runs Left 4 Dead 2 servers on this host: instances, units, overlay mounts, status.
 #[derive(Debug, PartialEq, Eq, Parser)]
@@ -84,6 +85,11 @@ pub enum Cmd {
         #[command(subcommand)]
         command: OverlayCmd,
     },
+    /// Steam Workshop items and collections: `check` asks Steam what they hold now.
+    Workshop {
+        #[command(subcommand)]
+        command: WorkshopCmd,
+    },
     /// Every instance's status and every materialised overlay, as one JSON object: what the
     /// reconciler observes, in one call.
     #[command(hide = true)]
@@ -137,9 +143,10 @@ pub enum OverlayCmd {
         /// The digest of the item list, as the state model computes it.
         #[arg(long)]
         digest: String,
-        /// A Steam Workshop item id; repeat for each.
-        #[arg(long = "item", required = true)]
-        items: Vec<u64>,
+        /// A Steam Workshop item id, with the version (`time_updated`) it must have as
+        /// `<id>@<time_updated>`; repeat for each (none: an empty collection's overlay).
+        #[arg(long = "item")]
+        items: Vec<FetchItem>,
     },
     /// Unpack an archive overlay: its archives (JSON on stdin, as the reconciler writes them),
     /// each downloaded once into the cache by a confined transient unit and checked against its
@@ -159,6 +166,20 @@ pub enum OverlayCmd {
     },
 }
 
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum WorkshopCmd {
+    /// Ask the Steam Web API for items' versions and collections' items (collections in them
+    /// expanded), and keep the answer in `$ROOT/workshop/details.json`.
+    Check {
+        /// A Steam Workshop item id; repeat for each.
+        #[arg(long = "item", value_parser = clap::value_parser!(u64).range(1..))]
+        items: Vec<u64>,
+        /// A Steam Workshop collection id; repeat for each.
+        #[arg(long = "collection", value_parser = clap::value_parser!(u64).range(1..))]
+        collections: Vec<u64>,
+    },
+}
+
 impl Cmd {
     /// A write answers `--json` with [`l4d2ctl::api::Message`]s; a read with its own JSON form.
     pub fn is_write(&self) -> bool {
@@ -171,7 +192,8 @@ impl Cmd {
             | Cmd::Delete { .. }
             | Cmd::Release { .. }
             | Cmd::Mount { .. }
-            | Cmd::Umount { .. } => true,
+            | Cmd::Umount { .. }
+            | Cmd::Workshop { .. } => true,
             Cmd::Overlay { command } => !matches!(command, OverlayCmd::List),
             Cmd::Game { command } => command.is_some(),
             Cmd::Status { .. }
@@ -198,10 +220,10 @@ impl Cmd {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
-    use l4d2ctl::api::{Command, Detail, parse_digest};
+    use l4d2ctl::api::{Command, Detail, FetchItem, parse_digest};
     use left4me_state::Name;
 
-    use super::{Cli, Cmd, GameCmd, OverlayCmd};
+    use super::{Cli, Cmd, GameCmd, OverlayCmd, WorkshopCmd};
 
     /// What each command another program runs must parse into: its own subcommand, for the
     /// reconciler (`--reconciler --json`) when it is a write.
@@ -242,6 +264,9 @@ mod tests {
             Command::OverlayArchive { name, digest: d } => {
                 write(Cmd::Overlay { command: OverlayCmd::Unpack { name: name.to_string(), digest: digest(&d) } })
             }
+            Command::WorkshopCheck { items, collections } => {
+                write(Cmd::Workshop { command: WorkshopCmd::Check { items, collections } })
+            }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
             Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
         }
@@ -273,8 +298,17 @@ mod tests {
             Command::Release { name: name.clone() },
             Command::OverlayPut { name: name.clone(), digest: digest.clone() },
             Command::OverlayBuild { name: name.clone(), digest: digest.clone() },
-            Command::OverlayFetch { name: name.clone(), digest: digest.clone(), items: vec![123, 456] },
+            Command::OverlayFetch {
+                name: name.clone(),
+                digest: digest.clone(),
+                items: vec![
+                    FetchItem { id: 123, time_updated: None },
+                    FetchItem { id: 456, time_updated: Some(1_733_000_000) },
+                ],
+            },
             Command::OverlayArchive { name: name.clone(), digest },
+            Command::WorkshopCheck { items: vec![123, 456], collections: vec![789] },
+            Command::WorkshopCheck { items: Vec::new(), collections: vec![789, 790] },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
             Command::Rcon { name, command: "-sv_cheats 1; status".into() },

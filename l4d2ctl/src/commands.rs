@@ -7,13 +7,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use l4d2ctl::api::{Detail, Outcome, ServerStart, parse_digest};
+use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
-use l4d2ctl::{Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd};
+use l4d2ctl::{
+    Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd, workshop,
+};
 use left4me_state::{Digest, Name};
 
-use crate::cli::{Cli, Cmd, GameCmd, OverlayCmd};
+use crate::cli::{Cli, Cmd, GameCmd, OverlayCmd, WorkshopCmd};
 use crate::sink::Out;
 
 /// How long an RCON connection and each reply may take.
@@ -45,6 +47,9 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         }
         Cmd::Overlay { command: OverlayCmd::Unpack { name, digest } } => unpack(&host, &name, &digest, out).map(Some),
         Cmd::Overlay { command: OverlayCmd::Put { name, digest } } => put(&host, &name, &digest, out).map(Some),
+        Cmd::Workshop { command: WorkshopCmd::Check { items, collections } } => {
+            workshop_check(&host, &items, &collections, out).map(Some)
+        }
         Cmd::Observe { brief, count_humans } => observe(&host, brief, &count_humans).map(|()| None),
         Cmd::Mount { name } => mount(&host, &name).map(Some),
         Cmd::Umount { name } => umount(&host, &name).map(Some),
@@ -408,7 +413,7 @@ fn build(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome
     Ok(Outcome::OverlayWritten { name, digest })
 }
 
-fn fetch(host: &Host, name: &str, digest: &str, items: &[u64], out: &mut Out) -> Result<Outcome, Error> {
+fn fetch(host: &Host, name: &str, digest: &str, items: &[FetchItem], out: &mut Out) -> Result<Outcome, Error> {
     let (name, digest) = parse_overlay(name, digest)?;
     require_root("overlay fetch")?;
     overlay::fetch(host, &name, &digest, items)?;
@@ -433,6 +438,23 @@ fn unpack(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcom
     overlay::unpack(host, &name, &digest, &sources)?;
     out.say(format!("overlay {name}: {} archives unpacked ({digest})", sources.len()));
     Ok(Outcome::OverlayWritten { name, digest })
+}
+
+/// Asks Steam about workshop items and collections and keeps what it says.
+fn workshop_check(host: &Host, items: &[u64], collections: &[u64], out: &mut Out) -> Result<Outcome, Error> {
+    if items.is_empty() && collections.is_empty() {
+        return Err(Error::Invalid("workshop check needs an --item or a --collection to ask about".into()));
+    }
+    require_root("workshop check")?;
+    let now = left4me_state::clock::rfc3339(std::time::SystemTime::now());
+    let details = workshop::check(host, items, collections, &now)?;
+    for (id, children) in &details.collections {
+        out.say(format!("workshop collection {id}: {} items", children.len()));
+    }
+    for (id, item) in &details.items {
+        out.say(format!("workshop item {id}: updated {} ({})", item.time_updated, item.title));
+    }
+    Ok(Outcome::WorkshopChecked { details })
 }
 
 fn put(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, Error> {

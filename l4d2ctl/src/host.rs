@@ -25,6 +25,8 @@ pub struct Host {
     /// Networks an archive's download may reach although they are private (`LEFT4ME_DOWNLOAD_ALLOW`,
     /// addresses and blocks such as `10.1.2.0/24`; default none).
     pub download_allow: String,
+    /// The Steam Web API's base URL (`LEFT4ME_STEAM_API`, default `https://api.steampowered.com`).
+    pub steam_api: String,
 }
 
 impl Host {
@@ -60,6 +62,7 @@ impl Host {
             user: get("LEFT4ME_USER").unwrap_or_else(|| "left4me".into()),
             l4d2ctl,
             download_allow: get("LEFT4ME_DOWNLOAD_ALLOW").unwrap_or_default(),
+            steam_api: get("LEFT4ME_STEAM_API").unwrap_or_else(|| "https://api.steampowered.com".into()),
         })
     }
 

@@ -23,9 +23,11 @@ pub mod rcon;
 pub mod record;
 pub mod status;
 pub mod steam;
+pub mod steamapi;
 pub mod systemd;
 pub mod units;
 pub mod vdf;
+pub mod workshop;
 
 pub use error::{Error, describe};
 pub use host::Host;

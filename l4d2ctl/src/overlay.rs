@@ -10,7 +10,7 @@ use nix::fcntl::Flock;
 
 use left4me_state::{ArchiveSource, Digest, Name};
 
-use crate::api::{FailureKind, MaterialisedOverlay, parse_digest};
+use crate::api::{FailureKind, FetchItem, MaterialisedOverlay, parse_digest};
 use crate::api::{Problem, Remedy};
 use crate::archive;
 use crate::confined::{self, Ending, Units};
@@ -133,59 +133,27 @@ fn build_failure(units: &Units, name: &Name, status: std::process::ExitStatus) -
 }
 
 /// Fetches a workshop overlay: each item into the deduplicated cache `$ROOT/workshop/<id>.vpk`
-/// (downloaded by steamcmd as the game's user, only when not cached), then the overlay's tree is
+/// (downloaded by steamcmd as the game's user when not cached, or cached at a version older than
+/// the one asked for; `<id>.json` beside it keeps the version), then the overlay's tree is
 /// `left4dead2/addons/<id>.vpk`, hard links into the cache — the game's unit sees nothing of
-/// `$ROOT` beyond its own tree, so a symlink would point nowhere.
-pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[u64]) -> Result<(), Error> {
+/// `$ROOT` beyond its own tree, so a symlink would point nowhere. A new version is a new file
+/// renamed over the cached one: a running server's link keeps the bytes it started with.
+pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[FetchItem]) -> Result<(), Error> {
     let game = Owner::user(&host.user)?;
     let writing = Writing::begin(host, name, || ())?;
     let cache = host.root.join("workshop");
     ensure_dir(&cache, 0o755, game)?;
-    let missing: Vec<u64> = items.iter().copied().filter(|id| !cache.join(format!("{id}.vpk")).is_file()).collect();
+    let missing: Vec<FetchItem> = items.iter().copied().filter(|item| !is_cached(&cache, item)).collect();
     if !missing.is_empty() {
-        let download = cache.join(".steamcmd");
-        ensure_dir(&download, 0o755, game)?;
-        let mut command = Command::new(&host.steamcmd);
-        command.arg("+force_install_dir").arg(&download).args(["+login", "anonymous"]);
-        for id in &missing {
-            command.args(["+workshop_download_item", "550", &id.to_string()]);
-        }
-        use std::os::unix::process::CommandExt;
-        let status = command
-            .arg("+quit")
-            .current_dir(&host.root)
-            .env("HOME", &host.root)
-            .uid(game.uid.as_raw())
-            .gid(game.gid.as_raw())
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| Error::Invalid(format!("cannot run steamcmd ({}): {e}", host.steamcmd.display())))?;
-        for id in &missing {
-            let folder = download.join("steamapps/workshop/content/550").join(id.to_string());
-            let file = match fs::read_dir(&folder) {
-                Ok(entries) => entries.flatten().map(|e| e.path()).find(|p| p.is_file()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(Error::io(&folder, e)),
-            };
-            let Some(file) = file else {
-                let command = format!("steamcmd (workshop item {id} of overlay {name}: nothing downloaded)");
-                return Err(match status.success() {
-                    true => Error::Child { command, code: 1, kind: FailureKind::Transient },
-                    false => Error::child(command, status, FailureKind::Transient),
-                });
-            };
-            let cached = cache.join(format!("{id}.vpk"));
-            fs::rename(&file, &cached).map_err(|e| Error::io(&file, e))?;
-            lchown(&cached, game)?;
-        }
+        download(host, name, &cache, &missing, game)?;
     }
     let tree = writing.tree();
     let addons = tree.join("left4dead2/addons");
     ensure_dir(&tree.join("left4dead2"), 0o755, game)?;
     ensure_dir(&addons, 0o755, game)?;
-    for id in items {
-        let target = addons.join(format!("{id}.vpk"));
-        fs::hard_link(cache.join(format!("{id}.vpk")), &target).map_err(|e| Error::io(&target, e))?;
+    for item in items {
+        let target = addons.join(format!("{}.vpk", item.id));
+        fs::hard_link(cache.join(format!("{}.vpk", item.id)), &target).map_err(|e| Error::io(&target, e))?;
     }
     writing.swap_in(digest)
 }
@@ -383,6 +351,77 @@ fn curl_failure(code: i32) -> &'static str {
         127 => "curl is not installed",
         _ => "curl failed",
     }
+}
+
+/// The version a cached item was downloaded at, as `<id>.json` records it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    time_updated: u64,
+}
+
+/// Whether the cache holds the item at the version asked for (or later); any version will do
+/// when none is asked for.
+fn is_cached(cache: &Path, item: &FetchItem) -> bool {
+    if !cache.join(format!("{}.vpk", item.id)).is_file() {
+        return false;
+    }
+    let Some(wanted) = item.time_updated else { return true };
+    let recorded = crate::fsutil::read_bounded(&cache.join(format!("{}.json", item.id)), 4096)
+        .and_then(|bytes| serde_json::from_slice::<Cached>(&bytes).ok());
+    recorded.is_some_and(|cached| cached.time_updated >= wanted)
+}
+
+/// Downloads `items` with one steamcmd and moves each into the cache, with its version.
+fn download(host: &Host, name: &Name, cache: &Path, items: &[FetchItem], game: Owner) -> Result<(), Error> {
+    let download = cache.join(".steamcmd");
+    ensure_dir(&download, 0o755, game)?;
+    let mut command = Command::new(&host.steamcmd);
+    command.arg("+force_install_dir").arg(&download).args(["+login", "anonymous"]);
+    for item in items {
+        command.args(["+workshop_download_item", "550", &item.id.to_string()]);
+    }
+    use std::os::unix::process::CommandExt;
+    let status = command
+        .arg("+quit")
+        .current_dir(&host.root)
+        .env("HOME", &host.root)
+        .uid(game.uid.as_raw())
+        .gid(game.gid.as_raw())
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| Error::Invalid(format!("cannot run steamcmd ({}): {e}", host.steamcmd.display())))?;
+    for item in items {
+        let id = item.id;
+        let folder = download.join("steamapps/workshop/content/550").join(id.to_string());
+        let file = match fs::read_dir(&folder) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).find(|p| p.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&folder, e)),
+        };
+        let Some(file) = file else {
+            let command = format!("steamcmd (workshop item {id} of overlay {name}: nothing downloaded)");
+            return Err(match status.success() {
+                true => Error::Child { command, code: 1, kind: FailureKind::Transient },
+                false => Error::child(command, status, FailureKind::Transient),
+            });
+        };
+        let cached = cache.join(format!("{id}.vpk"));
+        let version = cache.join(format!("{id}.json"));
+        // The old version's record goes first: a write cut short between the two leaves a file
+        // of unknown version, which is downloaded again, never one taken for newer than it is.
+        match fs::remove_file(&version) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&version, e)),
+        }
+        fs::rename(&file, &cached).map_err(|e| Error::io(&file, e))?;
+        lchown(&cached, game)?;
+        if let Some(time_updated) = item.time_updated {
+            let record = serde_json::to_vec(&Cached { time_updated }).expect("a version always serializes");
+            write_atomic(&version, &record, 0o644, Owner::root())?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes the overlay folders set aside by newer writes (`.old-<name>-<n>`) that no running

@@ -53,6 +53,7 @@ pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
             overrides.push(OrphanOverride { name, marker });
         }
     }
+    let workshop = crate::workshop::read(host, &mut problems);
     Ok(Observation {
         units: units::drift(host)?,
         leftover_units: leftover.into_values().collect(),
@@ -61,6 +62,7 @@ pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
         overrides,
         problems,
         game: builds::game(host)?,
+        workshop,
     })
 }
 

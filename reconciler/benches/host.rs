@@ -300,9 +300,15 @@ impl Bench {
         self.wait_active(&names);
         println!("build published → 10 empty servers running it, median of {ROUNDS}:");
         let (mut left4me, mut plain) = (Vec::new(), Vec::new());
+        let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+        // Rounds come faster than systemd's start limit allows (5 starts in 60 s): its counters
+        // are reset before each timing, outside it.
+        let mut reset = vec!["reset-failed"];
+        reset.extend(units.iter().map(String::as_str));
         for _ in 0..ROUNDS {
             build += 1;
             self.publish(build);
+            self.sandbox.run_ok("systemctl", &reset);
             let t0 = monotonic_us();
             let checked = self.sandbox.run("left4me", &["game", "check"]);
             if !checked.status.success() {
@@ -317,7 +323,7 @@ impl Bench {
             // The same work done by hand: steamcmd over a copy in place, then a restart.
             build += 1;
             self.publish(build);
-            let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+            self.sandbox.run_ok("systemctl", &reset);
             let update = format!(
                 ". /etc/left4me/host.env; for p in windows linux; do runuser -u left4me -- \"${{LEFT4ME_STEAMCMD:-steamcmd}}\"                  +@sSteamCmdForcePlatformType $p +force_install_dir {ROOT}/plain +login anonymous +app_update 222860 validate +quit >/dev/null; done"
             );

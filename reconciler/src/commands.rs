@@ -65,7 +65,8 @@ pub fn apply(state: Option<PathBuf>, confirm_prune: Option<&str>) -> anyhow::Res
 pub fn game_check(state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (config, mut db) = open(state)?;
     let code = pass(&config, &mut db, None, "check")?;
-    let check = db.jobs(50)?.into_iter().find(|job| job.kind == "check" && job.trigger == "check");
+    let check =
+        db.jobs(50)?.into_iter().find(|job| job.kind == "check" && job.target == "game" && job.trigger == "check");
     if let Some(job) = check.filter(|job| job.exit_code != Some(0)) {
         outln!("asking Steam failed; its log is `left4me jobs {}`", job.id);
         return Ok(ExitCode::FAILURE);

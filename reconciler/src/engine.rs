@@ -115,6 +115,7 @@ pub fn plan_pass(
         Err(diagnostics) => return Ok(Err((revision, diagnostics.to_string()))),
     };
     let mut host = observed?;
+    let desired = crate::workshop::pinned(desired, &host.workshop);
     let previous = db.wishes()?;
     let confirmed = match confirm_prune {
         Some(rev) => left4me_state::resolve(&config.state, rev)? == revision,
@@ -205,21 +206,28 @@ fn pass(
     };
     db.set_meta("last_attempted", Some(planned.revision.id()))?;
     db.set_meta("revision_error", None)?;
-    let checked = check_game(config, db, &planned, trigger)?;
-    if checked.asked {
-        // What Steam said is planned on at once: a new build is installed by this pass.
+    let (read_tree, mut looks) = (cache.read_tree, planned.observations);
+    // Steam is asked first, when that is due: the branch's build, the workshop's items.
+    let game = check_game(config, db, &planned, trigger)?;
+    let (checked, check_failures) = check_workshop(config, db, &planned, trigger)?;
+    if game.asked || (checked > 0 && check_failures.is_empty()) {
+        // What Steam said is planned on at once: a new build is installed, and an item updated
+        // upstream (which shapes its overlay's digest) fetched, by this pass.
         planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief, Humans::Count)? {
-            Ok(replanned) => Planned { observations: planned.observations + replanned.observations, ..replanned },
+            Ok(planned) => planned,
             Err((revision, diagnostics)) => return record_invalid(db, revision, diagnostics, started),
         };
+        looks += planned.observations;
     }
     let mut ran = run_plan(config, db, &planned, trigger)?;
-    ran.processes += usize::from(checked.asked);
+    ran.processes += usize::from(game.asked);
+    ran.failures.checks = check_failures;
     remember_wishes(db, &planned.desired, &ran.failures)?;
     record_tries(db, &mut planned.crash_loops, &planned.plan, &planned.desired)?;
     crate::retries::done(&config.root, &taken);
-    // rev-parse, ls-tree and cat-file when the tree was read, the observations, and the jobs'.
-    let processes = 1 + if cache.read_tree { 2 } else { 0 } + planned.observations + ran.processes;
+    // rev-parse, ls-tree and cat-file when the tree was read, the observations (again after a
+    // workshop check that learnt something), the check and the jobs'.
+    let processes = 1 + if read_tree { 2 } else { 0 } + looks + checked + ran.processes;
     let outcome = record_event(db, &planned, ran.failures, processes, started)?;
     forget_old(db, planned.desired.settings.job_retention_days)?;
     Ok(outcome)
@@ -259,8 +267,10 @@ struct Failure {
 /// overlay may share its name with a server.
 #[derive(Default)]
 struct Failures {
+    /// Asking Steam about the workshop (a failed game check is its job's only, see [`Asked`]).
+    checks: Vec<Failure>,
     units: Vec<Failure>,
-    /// Asking Steam, adopting, installing or removing a game build.
+    /// Adopting, installing or removing a game build.
     game: Vec<Failure>,
     overlays: Vec<Failure>,
     servers: Vec<Failure>,
@@ -273,7 +283,7 @@ impl Failures {
     }
 
     fn all(&self) -> impl Iterator<Item = &Failure> {
-        self.units.iter().chain(&self.game).chain(&self.overlays).chain(&self.servers)
+        self.checks.iter().chain(&self.units).chain(&self.game).chain(&self.overlays).chain(&self.servers)
     }
 
     /// Transient when one of them may pass by itself soon; None when nothing failed.
@@ -305,7 +315,8 @@ fn run_plan(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> R
         ran.failures.units = runner.run_side_by_side(vec![units_job(&plan.units)], &mut ran.processes)?;
     }
     let unbuilt = runner.install_build(planned, &mut ran)?;
-    ran.failures.overlays = runner.run_side_by_side(overlay_jobs(desired, &plan.overlays), &mut ran.processes)?;
+    let overlays = overlay_jobs(desired, &planned.host.workshop, &plan.overlays);
+    ran.failures.overlays = runner.run_side_by_side(overlays, &mut ran.processes)?;
     ran.failures.servers = servers_stacking(desired, &ran.failures.overlays);
     ran.failures.servers.extend(unbuilt);
     for phase in phases(&plan.steps) {
@@ -383,8 +394,38 @@ fn units_job(why: &[String]) -> Job {
     }
 }
 
-/// A job per overlay to write (files), build (script), fetch (workshop items) or unpack (archives).
-fn overlay_jobs(desired: &DesiredState, overlays: &[Name]) -> Vec<Job> {
+/// Asks Steam about the revision's workshop items and collections (`l4d2ctl workshop check`, one
+/// job) when that is due (`workshop::check_due`): before the overlays are planned, since what
+/// Steam says shapes their digests. Returns the processes it ran (none, or the check) and its
+/// failure. A failed check changes nothing: the overlays stay as the last check had them, and
+/// the next pass asks again.
+fn check_workshop(
+    config: &Config,
+    db: &mut Db,
+    planned: &Planned,
+    trigger: &str,
+) -> Result<(usize, Vec<Failure>), Error> {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let Some(reason) = crate::workshop::check_due(&planned.desired, &planned.host.workshop, now) else {
+        return Ok((0, Vec::new()));
+    };
+    let (items, collections) = crate::workshop::wanted(&planned.desired);
+    let job = Job {
+        kind: "check",
+        target: Name::new("host").expect("host is a valid name"),
+        command: api::Command::WorkshopCheck { items, collections },
+        input: None,
+        reason: format!("{reason}; Steam is asked about the workshop"),
+    };
+    let runner = Runner { l4d2ctl: &config.l4d2ctl, jobs: Mutex::new(db), revision: planned.revision.id(), trigger };
+    let mut processes = 0;
+    let failures = runner.run_side_by_side(vec![job], &mut processes)?;
+    Ok((processes, failures))
+}
+
+/// A job per overlay to write (files), build (script), fetch (workshop items, at the versions
+/// last checked) or unpack (archives).
+fn overlay_jobs(desired: &DesiredState, workshop: &api::WorkshopDetails, overlays: &[Name]) -> Vec<Job> {
     overlays
         .iter()
         .map(|overlay| {
@@ -402,13 +443,13 @@ fn overlay_jobs(desired: &DesiredState, overlays: &[Name]) -> Vec<Job> {
                     Some(build.clone()),
                     "its build.sh changed in the revision",
                 ),
-                OverlayContent::Workshop(items) => {
-                    let items = items.iter().map(|item| *item.get()).collect();
+                OverlayContent::Workshop { .. } => {
+                    let items = crate::workshop::items(&desired.overlays[overlay], workshop);
                     (
                         "fetch",
                         api::Command::OverlayFetch { name, digest, items },
                         None,
-                        "its workshop items changed in the revision",
+                        "its workshop items changed in the revision or on Steam",
                     )
                 }
                 OverlayContent::Archive(sources) => (
@@ -526,7 +567,8 @@ fn record_event(
         db.set_meta("last_applied", Some(revision.id()))?;
     }
     let message = match (steps, failed.is_empty()) {
-        (0, _) => {
+        // A pass with no step may still have failed: the workshop check runs before any.
+        (0, true) => {
             format!("Reconciliation finished in {} ms: nothing to do ({processes} processes)", elapsed.as_millis())
         }
         (_, true) => {

@@ -30,6 +30,8 @@ pub struct HostView {
     pub problems: Vec<Problem>,
     /// The game builds installed and the branch's as last checked.
     pub game: api::Game,
+    /// What Steam said of workshop items and collections at the last check.
+    pub workshop: api::WorkshopDetails,
 }
 
 impl HostView {
@@ -74,6 +76,7 @@ fn look(l4d2ctl: &Path, command: &api::Command) -> Result<HostView, Error> {
         repairs: HostRepairs { units: observed.units, leftover_units: observed.leftover_units },
         problems: observed.problems,
         game: observed.game,
+        workshop: observed.workshop,
     })
 }
 

@@ -12,3 +12,4 @@ pub mod plan;
 pub mod report;
 pub mod retries;
 pub mod upstream;
+pub mod workshop;

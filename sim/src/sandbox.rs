@@ -66,6 +66,13 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The path of a binary of this workspace, built next to the running test or program.
+/// The port fake-steam-api listens on inside a sandbox host.
+pub const STEAM_API_PORT: u16 = 27080;
+
+/// What fake-steam-api knows on a fresh host: the collection examples/state's campaigns overlay
+/// lists, holding one item the overlay lists itself and one of its own.
+const STEAM_API_EXAMPLES: &str = r#"{"collections": {"3014185046": [1575673903, 2784163006]}}"#;
+
 pub fn built_binary(name: &str) -> Result<PathBuf, SandboxError> {
     let exe = std::env::current_exe().map_err(|cause| SandboxError::Spawn { what: "current_exe".into(), cause })?;
     // Tests run from target/<profile>/deps/, binaries sit in target/<profile>/.
@@ -212,7 +219,32 @@ impl Sandbox {
         if !game {
             args.push("--no-game");
         }
-        self.run_ok(install.to_str().expect("a UTF-8 path"), &args)
+        let installed = self.run_ok(install.to_str().expect("a UTF-8 path"), &args);
+        self.serve_steam_api();
+        installed
+    }
+
+    /// Starts `fake-steam-api` on the host's loopback (unit `fake-steam-api.service`, enabled, so
+    /// it is back after a reboot; port [`STEAM_API_PORT`]) and points the host's
+    /// `LEFT4ME_STEAM_API` at it. It answers from
+    /// `/var/lib/fake-steamcmd/steam-api.json`, which this writes when missing with the example
+    /// state's collection, so the examples converge as they would against Steam.
+    pub fn serve_steam_api(&self) {
+        let api = built_binary("fake-steam-api").expect("fake-steam-api is built");
+        let state = "/var/lib/fake-steamcmd";
+        self.run_ok("mkdir", &["-p", state]);
+        let known = format!("{state}/steam-api.json");
+        self.run_ok("sh", &["-c", &format!("[ -e {known} ] || echo '{STEAM_API_EXAMPLES}' > {known}")]);
+        let listen = format!("127.0.0.1:{STEAM_API_PORT}");
+        let api = api.to_str().expect("a UTF-8 path");
+        let unit = format!(
+            "[Unit]\nDescription=fake-steam-api\n[Service]\nExecStart={api} --listen {listen}\n\
+             [Install]\nWantedBy=multi-user.target\n"
+        );
+        self.run_ok("sh", &["-c", &format!("printf '{unit}' > /etc/systemd/system/fake-steam-api.service")]);
+        self.run_ok("systemctl", &["enable", "--now", "--quiet", "fake-steam-api.service"]);
+        let line = format!("LEFT4ME_STEAM_API=http://{listen}");
+        self.run_ok("sh", &["-c", &format!("echo {line} >> /etc/left4me/host.env")]);
     }
 
     /// Commits the files of `from` to the installed host's state repo as the web app's user

@@ -95,10 +95,9 @@ pub enum OverlayContent {
     /// The tree under `files/`, sorted by path.
     Files(Vec<OverlayFile>),
     /// The bytes of `build.sh`.
-    Script {
-        build: Vec<u8>,
-    },
-    Workshop(Vec<WorkshopItem>),
+    Script { build: Vec<u8> },
+    /// Steam Workshop items, and collections whose items the host learns from Steam.
+    Workshop { items: Vec<WorkshopItem>, collections: Vec<WorkshopItem> },
     /// Archives pinned by their SHA-256, unpacked in this order.
     Archive(Vec<ArchiveSource>),
 }
@@ -135,7 +134,7 @@ impl OverlayContent {
         match self {
             OverlayContent::Files(_) => OverlayType::Files,
             OverlayContent::Script { .. } => OverlayType::Script,
-            OverlayContent::Workshop(_) => OverlayType::Workshop,
+            OverlayContent::Workshop { .. } => OverlayType::Workshop,
             OverlayContent::Archive(_) => OverlayType::Archive,
         }
     }
@@ -161,9 +160,17 @@ impl OverlayContent {
                 }
             }
             OverlayContent::Script { build } => hasher.field(build),
-            OverlayContent::Workshop(items) => {
+            OverlayContent::Workshop { items, collections } => {
                 for item in items {
                     hasher.field(&item.get().to_le_bytes());
+                }
+                // Its own field of another length than an id's: an overlay without collections
+                // keeps the digest it always had, and no list of items reads as one with them.
+                if !collections.is_empty() {
+                    hasher.field(b"collections");
+                }
+                for collection in collections {
+                    hasher.field(&collection.get().to_le_bytes());
                 }
             }
             OverlayContent::Archive(sources) => {
@@ -190,6 +197,26 @@ impl DesiredState {
     /// the blueprint pins one of its own.
     pub fn game_build(&self, server: &Server) -> GameBuild {
         self.blueprints.get(&server.blueprint).map_or(self.settings.game.build, |blueprint| blueprint.build)
+    }
+
+    /// The revision with some overlays pinned to other digests, each server's spec with them: for
+    /// an overlay whose tree the host learns more of than the revision says (a workshop item's
+    /// version), so every server stacking it renders anew when that changes. Names that are no
+    /// overlay of the revision are ignored.
+    pub fn with_overlay_digests(mut self, digests: &BTreeMap<Name, Digest>) -> DesiredState {
+        for (name, digest) in digests {
+            if let Some(overlay) = self.overlays.get_mut(name) {
+                overlay.digest = digest.clone();
+            }
+        }
+        for server in self.servers.values_mut() {
+            for layer in &mut server.spec.overlays {
+                if let Some(digest) = digests.get(&layer.name) {
+                    layer.digest = digest.clone();
+                }
+            }
+        }
+        self
     }
 
     /// Every build a blueprint or the host pins.

@@ -22,22 +22,23 @@ impl fmt::Display for Digest {
     }
 }
 
-/// Hashes a sequence of length-prefixed fields, so that no two different sequences hash alike.
-pub(crate) struct Hasher(Sha256);
+/// Hashes a sequence of length-prefixed fields, so that no two different sequences hash alike;
+/// `domain` keeps digests of different things apart.
+pub struct Hasher(Sha256);
 
 impl Hasher {
-    pub(crate) fn new(domain: &str) -> Self {
+    pub fn new(domain: &str) -> Self {
         let mut hasher = Hasher(Sha256::new());
         hasher.field(domain.as_bytes());
         hasher
     }
 
-    pub(crate) fn field(&mut self, bytes: &[u8]) {
+    pub fn field(&mut self, bytes: &[u8]) {
         self.0.update((bytes.len() as u64).to_le_bytes());
         self.0.update(bytes);
     }
 
-    pub(crate) fn finish(self) -> Digest {
+    pub fn finish(self) -> Digest {
         let bytes = self.0.finalize();
         let mut text = String::with_capacity(7 + 64);
         text.push_str("sha256:");

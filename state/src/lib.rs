@@ -31,7 +31,7 @@ use std::path::Path;
 
 pub use desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
-pub use digest::Digest;
+pub use digest::{Digest, Hasher};
 pub use git::{Revision, cat_files, git, read_revision, resolve, signal_name, stopped_by};
 pub use model::{
     ArchiveSource, ArchiveUrl, Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port,

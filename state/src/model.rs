@@ -270,6 +270,10 @@ pub struct OverlaySpec {
     /// Steam Workshop item ids (type workshop only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<WorkshopItem>,
+    /// Steam Workshop collection ids (type workshop only): the overlay holds each collection's
+    /// items as Steam last listed them, beside `items`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<WorkshopItem>,
     /// The archives unpacked into the tree, in order; a later one may replace an earlier one's
     /// files (type archive only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -455,7 +459,8 @@ checked_newtype!(
 );
 
 checked_newtype!(
-    /// A Steam Workshop item id.
+    /// A Steam Workshop published file id: an item, or a collection (a collection is a published
+    /// file too).
     WorkshopItem(u64),
     integer(Ok),
     "a workshop item id",
@@ -867,7 +872,7 @@ fn check_hostname(value: &str) -> Result<(), String> {
 
 fn check_workshop_item(value: &u64) -> Result<(), String> {
     if *value == 0 {
-        return Err("workshop item id 0 does not exist".into());
+        return Err("workshop id 0 does not exist (ids start at 1)".into());
     }
     Ok(())
 }

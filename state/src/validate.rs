@@ -264,12 +264,13 @@ impl<'t> Validator<'t> {
         };
         ok &= self.overlay_name_is_its_folder(&file, &doc.metadata.name, name, folder);
         let source = doc.spec.source;
-        let (items, sources) = (doc.spec.items, doc.spec.sources);
-        ok &= self.overlay_has_only_its_type_parts(&file, name, folder, source, (&items, &sources), &parts);
+        let (items, collections, sources) = (doc.spec.items, doc.spec.collections, doc.spec.sources);
+        let lists = (&items[..], &collections[..], &sources[..]);
+        ok &= self.overlay_has_only_its_type_parts(&file, name, folder, source, lists, &parts);
         let content = match source {
             OverlayType::Files => self.files_content(&file, folder, &parts.files)?,
             OverlayType::Script => self.script_content(&file, folder, parts.build)?,
-            OverlayType::Workshop => self.workshop_content(&file, items)?,
+            OverlayType::Workshop => self.workshop_content(&file, items, collections)?,
             OverlayType::Archive => self.archive_content(&file, sources)?,
         };
         if !ok {
@@ -353,25 +354,27 @@ impl<'t> Validator<'t> {
         false
     }
 
-    /// Only workshop overlays list items, only archive overlays list sources, only script
-    /// overlays have a build.sh, only files overlays have a files/ folder.
+    /// Only workshop overlays list items and collections, only archive overlays list sources,
+    /// only script overlays have a build.sh, only files overlays have a files/ folder.
     fn overlay_has_only_its_type_parts(
         &mut self,
         file: &str,
         name: &Name,
         folder: &str,
         source: OverlayType,
-        (items, sources): (&[WorkshopItem], &[ArchiveSource]),
+        (items, collections, sources): (&[WorkshopItem], &[WorkshopItem], &[ArchiveSource]),
         parts: &OverlayParts<'_, 't>,
     ) -> bool {
         let mut ok = true;
-        if source != OverlayType::Workshop && !items.is_empty() {
-            self.at(
-                file,
-                &[Seg::Key("spec"), Seg::Key("items")],
-                format!("spec.items: only workshop overlays list items; this overlay is of type {source}"),
-            );
-            ok = false;
+        for (key, ids) in [("items", items), ("collections", collections)] {
+            if source != OverlayType::Workshop && !ids.is_empty() {
+                self.at(
+                    file,
+                    &[Seg::Key("spec"), Seg::Key(key)],
+                    format!("spec.{key}: only workshop overlays list {key}; this overlay is of type {source}"),
+                );
+                ok = false;
+            }
         }
         if source != OverlayType::Archive && !sources.is_empty() {
             self.at(
@@ -429,25 +432,36 @@ impl<'t> Validator<'t> {
         Some(OverlayContent::Script { build: data.to_vec() })
     }
 
-    /// A workshop overlay lists at least one item, each once.
-    fn workshop_content(&mut self, file: &str, items: Vec<WorkshopItem>) -> Option<OverlayContent> {
-        if items.is_empty() {
-            self.at(file, &AT_TYPE, "a workshop overlay lists at least one item id in spec.items");
+    /// A workshop overlay lists at least one item or collection, each once in its list.
+    fn workshop_content(
+        &mut self,
+        file: &str,
+        items: Vec<WorkshopItem>,
+        collections: Vec<WorkshopItem>,
+    ) -> Option<OverlayContent> {
+        if items.is_empty() && collections.is_empty() {
+            self.at(
+                file,
+                &AT_TYPE,
+                "a workshop overlay lists at least one item id in spec.items or collection id in spec.collections",
+            );
             return None;
         }
         let mut ok = true;
-        let mut seen = BTreeMap::new();
-        for (index, item) in items.iter().enumerate() {
-            if let Some(first) = seen.insert(item.get(), index) {
-                self.at(
-                    file,
-                    &[Seg::Key("spec"), Seg::Key("items"), Seg::Index(index)],
-                    format!("spec.items[{index}]: item {} is already listed as spec.items[{first}]", item.get()),
-                );
-                ok = false;
+        for (key, what, ids) in [("items", "item", &items), ("collections", "collection", &collections)] {
+            let mut seen = BTreeMap::new();
+            for (index, id) in ids.iter().enumerate() {
+                if let Some(first) = seen.insert(id.get(), index) {
+                    self.at(
+                        file,
+                        &[Seg::Key("spec"), Seg::Key(key), Seg::Index(index)],
+                        format!("spec.{key}[{index}]: {what} {} is already listed as spec.{key}[{first}]", id.get()),
+                    );
+                    ok = false;
+                }
             }
         }
-        ok.then_some(OverlayContent::Workshop(items))
+        ok.then_some(OverlayContent::Workshop { items, collections })
     }
 
     /// An archive overlay lists at least one source. (Each source's fields were checked as they

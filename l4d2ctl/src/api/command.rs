@@ -3,7 +3,7 @@
 
 use left4me_state::{Digest, Name};
 
-use super::Detail;
+use super::{Detail, FetchItem};
 
 /// A command of `l4d2ctl` another program runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,10 +68,17 @@ pub enum Command {
         name: Name,
         digest: Digest,
     },
+    /// `overlay fetch`: each item at the version it must have, where one is known.
     OverlayFetch {
         name: Name,
         digest: Digest,
+        items: Vec<FetchItem>,
+    },
+    /// `workshop check`: Steam asked about these items and collections; what it says is kept in
+    /// `$ROOT/workshop/details.json`, read back in every observation.
+    WorkshopCheck {
         items: Vec<u64>,
+        collections: Vec<u64>,
     },
     /// `overlay unpack`: the archives, in order, are written to its stdin as the JSON array of
     /// their [`left4me_state::ArchiveSource`]s (read back through the same checks as the YAML).
@@ -149,6 +156,12 @@ impl Command {
             }
             Command::OverlayArchive { name, digest } => {
                 write(&["overlay", "unpack", name.as_str(), "--digest", digest.as_str()])
+            }
+            Command::WorkshopCheck { items, collections } => {
+                let mut argv = write(&["workshop", "check"]);
+                argv.extend(items.iter().flat_map(|item| ["--item".to_owned(), item.to_string()]));
+                argv.extend(collections.iter().flat_map(|id| ["--collection".to_owned(), id.to_string()]));
+                argv
             }
             Command::Logs { name, lines, follow } => {
                 let mut argv = words(&["logs", name.as_str(), "--lines", &lines.to_string()]);

@@ -10,3 +10,4 @@ mod overlays_hostile;
 mod protocols;
 mod steam_output;
 mod support;
+mod workshop;

@@ -45,7 +45,7 @@ impl Host {
     }
 
     /// Steam publishes `build` on the public branch (fake-steamcmd's knob).
-    fn publish(&self, build: u64) {
+    fn publish_build(&self, build: u64) {
         self.sandbox.run_ok(
             "sh",
             &[
@@ -95,7 +95,7 @@ fn a_published_build_is_installed_beside_and_reaches_empty_servers_while_players
 
     // A failing download changes nothing: both keep running the old build.
     let new = old + 1000;
-    host.publish(new);
+    host.publish_build(new);
     host.fail_downloads(Some("killed"));
     let failed = host.left4me(&["game", "check"]);
     assert_ne!(code(&failed), Some(0), "the install failed: {}", text(&failed));
@@ -172,7 +172,7 @@ fn a_pin_holds_its_build_while_latest_moves_and_a_pin_to_an_older_installed_buil
     host.git(&["add", "--all"]);
     host.commit("servers/busy-1.yaml", "blueprint: coop", "blueprint: held", "busy-1 holds its build");
     let new = old + 7;
-    host.publish(new);
+    host.publish_build(new);
     let checked = host.left4me(&["game", "check"]);
     assert_eq!(code(&checked), Some(0), "{}", text(&checked));
     host.expect_within(20, "empty-1 moves", |h| h.build_of("empty-1").0 == Some(new) && h.running("empty-1"));

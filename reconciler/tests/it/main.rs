@@ -12,3 +12,4 @@ mod retries;
 mod service;
 mod support;
 mod validate;
+mod workshop;

@@ -262,7 +262,9 @@ impl Session {
 
     /// `workshop_download_item <app> <item>`: the item's file under the install folder's
     /// `steamapps/workshop/content/<app>/<item>/`, as steamcmd leaves it. Item 404 does not exist
-    /// (to test failures); any other item downloads a small VPK whose bytes depend on its id only.
+    /// (to test failures); any other item downloads a small VPK whose bytes depend on its id and
+    /// its current version: the `time_updated` fake-steam-api answers for it (`steam-api.json` of
+    /// the state folder), so an update published there downloads other bytes.
     fn workshop_download_item(&mut self, args: &[String]) -> Result<(), String> {
         let (Some(app), Some(item)) = (args.first(), args.get(1)) else {
             say("ERROR! workshop_download_item needs an app id and an item id");
@@ -285,7 +287,8 @@ impl Session {
         fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
         // A VPK's signature, then content that is the item's own.
         let mut bytes = vec![0x34, 0x12, 0xaa, 0x55];
-        bytes.extend(format!("fake-steamcmd workshop item {item}\n").repeat(64).into_bytes());
+        let version = workshop_version(item);
+        bytes.extend(format!("fake-steamcmd workshop item {item} version {version}\n").repeat(64).into_bytes());
         let file = dir.join(format!("{item}_legacy.bin"));
         fs::write(&file, &bytes).map_err(|err| format!("cannot write {}: {err}", file.display()))?;
         say(&format!("Success. Downloaded item {item} to \"{}\" ({} bytes)", dir.display(), bytes.len()));
@@ -940,4 +943,14 @@ impl Progress {
         let percent = if self.total == 0 { 0.0 } else { self.done as f64 * 100.0 / self.total as f64 };
         say(&format!(" Update state {}, progress: {percent:.2} ({} / {})", self.label, self.done, self.total));
     }
+}
+
+/// The `time_updated` of a workshop item as fake-steam-api answers it: from `steam-api.json` of
+/// the state folder, else its default.
+fn workshop_version(item: &str) -> u64 {
+    const DEFAULT_WORKSHOP_TIME_UPDATED: u64 = 1_700_000_000;
+    let known = fs::read(state_dir().join("steam-api.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    known.and_then(|k| k["items"][item]["time_updated"].as_u64()).unwrap_or(DEFAULT_WORKSHOP_TIME_UPDATED)
 }

@@ -158,7 +158,10 @@ fn serve(
             &install.display().to_string(),
             &["--bin-dir", &bin_dir.display().to_string(), "--steamcmd", &steamcmd.display().to_string()],
         )
-        .map(drop)
+        .map(drop)?;
+        // The Steam Web API of this host: fake-steam-api on its loopback, as the tests have it.
+        sandbox.serve_steam_api();
+        Ok(())
     })?;
     let repo = disk.join("root/state");
     stage("committing examples/state to the host's state repo", || {

@@ -67,9 +67,11 @@ pub fn overlays(snapshot: &Snapshot, user: &User) -> Vec<Value> {
                     let files: Vec<String> = match &o.content {
                         left4me_state::OverlayContent::Files(files) => files.iter().map(|f| f.path.clone()).collect(),
                         left4me_state::OverlayContent::Script { .. } => vec!["build.sh".into()],
-                        left4me_state::OverlayContent::Workshop(items) => {
-                            items.iter().map(|i| format!("workshop item {}", i.get())).collect()
-                        }
+                        left4me_state::OverlayContent::Workshop { items, collections } => items
+                            .iter()
+                            .map(|i| format!("workshop item {}", i.get()))
+                            .chain(collections.iter().map(|c| format!("workshop collection {}", c.get())))
+                            .collect(),
                         left4me_state::OverlayContent::Archive(sources) => sources.iter().map(archive_line).collect(),
                     };
                     let folder = o.file.trim_end_matches("overlay.yaml").to_owned();

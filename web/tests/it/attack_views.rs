@@ -92,6 +92,9 @@ fn the_overlays_page_names_only_the_users_own_blueprints() {
     assert!(alices.iter().any(|u| u.contains("coop")), "{alices:?}");
     assert!(!alices.iter().any(|u| u.contains("versus")), "bob's blueprint is named: {alices:?}");
     assert!(used_by("ada").iter().any(|u| u.contains("versus")));
+    // A workshop overlay lists its items and its collections.
+    let page = app.signed_in("alice").get("/overlays").body;
+    assert!(page.contains("workshop item 121275675") && page.contains("workshop collection 3014185046"), "{page}");
 }
 
 #[test]

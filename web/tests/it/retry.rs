@@ -63,6 +63,7 @@ fn observation(digest: &str) -> Observation {
         leftover_units: Vec::new(),
         problems: Vec::new(),
         game: Default::default(),
+        workshop: Default::default(),
     }
 }
 
