@@ -129,15 +129,16 @@ pub struct Unpacking<'a> {
     pub owner: Owner,
 }
 
-/// Unpacks the archive `file` — a gzipped tar or a zip, told by its first bytes, not its name.
-pub fn unpack(file: &Path, how: &Unpacking<'_>, budget: &mut Budget) -> Result<(), Error> {
+/// Unpacks the open archive `opened` (at `file`, for messages) — a gzipped tar or a zip, told
+/// by its first bytes, not its name. The file is read as it was opened, never again by its path.
+pub fn unpack(mut opened: fs::File, file: &Path, how: &Unpacking<'_>, budget: &mut Budget) -> Result<(), Error> {
+    use std::io::Seek;
     let mut magic = [0u8; 4];
-    let mut opened = fs::File::open(file).map_err(|e| Error::io(file, e))?;
     let read = opened.read(&mut magic).map_err(|e| Error::io(file, e))?;
-    drop(opened);
+    opened.rewind().map_err(|e| Error::io(file, e))?;
     match &magic[..read] {
-        [0x1f, 0x8b, ..] => unpack_tar_gz(file, how, budget),
-        [b'P', b'K', 3, 4] | [b'P', b'K', 5, 6] => unpack_zip(file, how, budget),
+        [0x1f, 0x8b, ..] => unpack_tar_gz(opened, how, budget),
+        [b'P', b'K', 3, 4] | [b'P', b'K', 5, 6] => unpack_zip(opened, how, budget),
         first => Err(Error::Invalid(format!(
             "{} is neither a .tar.gz nor a .zip (it begins with {})",
             how.name,
@@ -153,8 +154,7 @@ enum Kind {
     Symlink(PathBuf),
 }
 
-fn unpack_tar_gz(file: &Path, how: &Unpacking<'_>, budget: &mut Budget) -> Result<(), Error> {
-    let opened = fs::File::open(file).map_err(|e| Error::io(file, e))?;
+fn unpack_tar_gz(opened: fs::File, how: &Unpacking<'_>, budget: &mut Budget) -> Result<(), Error> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(opened)));
     let unreadable = |e: std::io::Error| Error::Invalid(format!("{} is unreadable: {}", how.name, crate::describe(&e)));
     for entry in archive.entries().map_err(unreadable)? {
@@ -178,8 +178,7 @@ fn unpack_tar_gz(file: &Path, how: &Unpacking<'_>, budget: &mut Budget) -> Resul
     Ok(())
 }
 
-fn unpack_zip(file: &Path, how: &Unpacking<'_>, budget: &mut Budget) -> Result<(), Error> {
-    let opened = fs::File::open(file).map_err(|e| Error::io(file, e))?;
+fn unpack_zip(opened: fs::File, how: &Unpacking<'_>, budget: &mut Budget) -> Result<(), Error> {
     let unreadable = |e: zip::result::ZipError| Error::Invalid(format!("{} is unreadable: {e}", how.name));
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(opened)).map_err(unreadable)?;
     // A zip lists its entries up front: too many is refused before anything is written.

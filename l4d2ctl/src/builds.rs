@@ -7,19 +7,20 @@
 //! whole length, so two never interleave.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use left4me_state::Name;
-use nix::fcntl::Flock;
+use nix::fcntl::{AtFlags, Flock, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Game;
 use crate::error::Error;
-use crate::fsutil::{Owner, ensure_dir, lchown, read_bounded, remove_tree, write_atomic};
+use crate::fsutil::{Owner, ensure_dir, read_bounded, remove_tree, write_atomic};
 use crate::host::Host;
 use crate::steam::{self, APP_ID, InstalledBuild};
 use crate::{mountinfo, record};
@@ -328,81 +329,152 @@ pub fn remove_leftovers(host: &Host, _lock: &Lock) -> Result<(), Error> {
 /// (`trusted.overlay.opaque` = `y`) taking nothing of the lower below it, symlinks copied, and
 /// folders made anew with their owner, mode and times. Nothing of `lower` is changed. With no
 /// upper it is a hard-link copy of `lower`.
+///
+/// Every step goes through folder descriptors, each opened without following a symlink, never
+/// by a path walked again: the upper is the game user's, who may swap a folder of it for a
+/// symlink while it is read, and root must not then move, link or give away anything outside it.
 pub fn flatten(lower: Option<&Path>, upper: Option<&Path>, out: &Path) -> Result<(), Error> {
-    let from = upper.or(lower).ok_or_else(|| Error::Invalid(format!("nothing to make {} of", out.display())))?;
-    let meta = fs::symlink_metadata(from).map_err(|e| Error::io(from, e))?;
-    fs::create_dir(out).map_err(|e| Error::io(out, e))?;
+    let lower = lower.map(open_dir).transpose()?;
+    let upper = upper.map(open_dir).transpose()?;
+    let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
+        return Err(Error::Invalid(format!("cannot make {}", out.display())));
+    };
+    let parent = open_dir(parent)?;
+    let out_dir = make_dir_at(&parent, Path::new(name), out)?;
+    flatten_at(lower.as_ref(), upper.as_ref(), &out_dir, out)
+}
+
+/// [`flatten`] on open folders; `shown` names `out` in messages.
+fn flatten_at(lower: Option<&OwnedFd>, upper: Option<&OwnedFd>, out: &OwnedFd, shown: &Path) -> Result<(), Error> {
+    let from = upper.or(lower).ok_or_else(|| Error::Invalid(format!("nothing to make {} of", shown.display())))?;
+    let meta = nix::sys::stat::fstat(from).map_err(|e| Error::io(shown, e.into()))?;
     let lower = match upper {
-        Some(upper) if is_opaque(upper)? => None,
+        Some(upper) if is_opaque(upper, shown)? => None,
         _ => lower,
     };
     let mut names = BTreeSet::new();
     for dir in [upper, lower].into_iter().flatten() {
-        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            names.insert(entry.map_err(|e| Error::io(dir, e))?.file_name());
-        }
+        names.extend(names_in(dir, shown)?);
     }
+    let stat = |dir: Option<&OwnedFd>, name: &OsStr| {
+        dir.and_then(|dir| nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok())
+    };
     for name in names {
-        let target = out.join(&name);
-        let above = upper.map(|dir| dir.join(&name)).and_then(|path| Some((fs::symlink_metadata(&path).ok()?, path)));
-        let below = lower.map(|dir| dir.join(&name)).and_then(|path| Some((fs::symlink_metadata(&path).ok()?, path)));
-        match (above, below) {
-            (Some((meta, _)), _) if is_whiteout(&meta) => {}
-            (Some((meta, path)), below) if meta.is_dir() => {
-                let below = below.filter(|(meta, _)| meta.is_dir()).map(|(_, path)| path);
-                flatten(below.as_deref(), Some(&path), &target)?;
+        let name = name.as_os_str();
+        let target = shown.join(name);
+        let kind = |st: &FileStat| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        match (stat(upper, name), stat(lower, name)) {
+            (Some(above), _) if kind(&above) == SFlag::S_IFCHR && above.st_rdev == 0 => {}
+            (Some(above), below) if kind(&above) == SFlag::S_IFDIR => {
+                let up = open_dir_at(upper.expect("an entry above is in the upper"), name, &target)?;
+                let down = match (lower, below) {
+                    (Some(lower), Some(below)) if kind(&below) == SFlag::S_IFDIR => {
+                        Some(open_dir_at(lower, name, &target)?)
+                    }
+                    _ => None,
+                };
+                let made = make_dir_at(out, Path::new(name), &target)?;
+                flatten_at(down.as_ref(), Some(&up), &made, &target)?;
             }
-            (Some((_, path)), _) => {
-                fs::rename(&path, &target).map_err(|e| Error::io(&target, e))?;
-                drop_overlay_xattrs(&target)?;
+            (Some(_), _) => {
+                let upper = upper.expect("an entry above is in the upper");
+                nix::fcntl::renameat(upper, name, out, name).map_err(|e| Error::io(&target, e.into()))?;
+                drop_overlay_xattrs(&fd_path(out, Some(name)))?;
             }
-            (None, Some((meta, path))) if meta.is_dir() => flatten(Some(&path), None, &target)?,
-            (None, Some((meta, path))) if meta.file_type().is_symlink() => copy_symlink(&path, &target, &meta)?,
-            (None, Some((_, path))) => fs::hard_link(&path, &target).map_err(|e| Error::io(&target, e))?,
+            (None, Some(below)) if kind(&below) == SFlag::S_IFDIR => {
+                let down = open_dir_at(lower.expect("an entry below is in the lower"), name, &target)?;
+                let made = make_dir_at(out, Path::new(name), &target)?;
+                flatten_at(Some(&down), None, &made, &target)?;
+            }
+            (None, Some(below)) if kind(&below) == SFlag::S_IFLNK => {
+                copy_symlink(lower.expect("an entry below is in the lower"), out, name, &below, &target)?;
+            }
+            (None, Some(_)) => {
+                let lower = lower.expect("an entry below is in the lower");
+                nix::unistd::linkat(lower, name, out, name, AtFlags::empty())
+                    .map_err(|e| Error::io(&target, e.into()))?;
+            }
             (None, None) => {}
         }
     }
-    let owner = Owner { uid: nix::unistd::Uid::from_raw(meta.uid()), gid: nix::unistd::Gid::from_raw(meta.gid()) };
-    lchown(out, owner)?;
-    fs::set_permissions(out, fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(|e| Error::io(out, e))?;
-    set_times(out, &meta)
+    let (uid, gid) = (nix::unistd::Uid::from_raw(meta.st_uid), nix::unistd::Gid::from_raw(meta.st_gid));
+    nix::unistd::fchown(out, Some(uid), Some(gid)).map_err(|e| Error::io(shown, e.into()))?;
+    nix::sys::stat::fchmod(out, Mode::from_bits_truncate(meta.st_mode & 0o7777))
+        .map_err(|e| Error::io(shown, e.into()))?;
+    let (atime, mtime) = times(&meta);
+    nix::sys::stat::futimens(out, &atime, &mtime).map_err(|e| Error::io(shown, e.into()))
 }
 
-fn is_whiteout(meta: &fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-fn copy_symlink(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), Error> {
-    let target = fs::read_link(from).map_err(|e| Error::io(from, e))?;
-    std::os::unix::fs::symlink(&target, to).map_err(|e| Error::io(to, e))?;
-    lchown(to, Owner { uid: nix::unistd::Uid::from_raw(meta.uid()), gid: nix::unistd::Gid::from_raw(meta.gid()) })?;
-    set_times(to, meta)
-}
-
-fn set_times(path: &Path, meta: &fs::Metadata) -> Result<(), Error> {
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let atime = TimeSpec::new(meta.atime(), meta.atime_nsec());
-    let mtime = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    utimensat(nix::fcntl::AT_FDCWD, path, &atime, &mtime, UtimensatFlags::NoFollowSymlink)
+/// A folder opened for walking, refusing a symlink at its last component.
+fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
+    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::io(path, e.into()))
+}
+
+/// The folder `name` of `dir`, never through a symlink.
+fn open_dir_at(dir: &OwnedFd, name: &OsStr, shown: &Path) -> Result<OwnedFd, Error> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    nix::fcntl::openat(dir, name, flags, Mode::empty()).map_err(|e| Error::io(shown, e.into()))
+}
+
+/// A new folder `name` in `dir` (root's, 0700 until [`flatten_at`] gives it its own), opened.
+fn make_dir_at(dir: &OwnedFd, name: &Path, shown: &Path) -> Result<OwnedFd, Error> {
+    nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o700)).map_err(|e| Error::io(shown, e.into()))?;
+    open_dir_at(dir, name.as_os_str(), shown)
+}
+
+/// The names in an open folder, read through the kernel's own link to it ([`fd_path`]).
+fn names_in(dir: &OwnedFd, shown: &Path) -> Result<Vec<std::ffi::OsString>, Error> {
+    let path = fd_path(dir, None);
+    let mut names = Vec::new();
+    for entry in fs::read_dir(&path).map_err(|e| Error::io(shown, e))? {
+        names.push(entry.map_err(|e| Error::io(shown, e))?.file_name());
+    }
+    Ok(names)
+}
+
+/// A path that reaches `name` in the open folder `dir` through the kernel's own link to it,
+/// `/proc/self/fd/<n>/<name>`: no folder on the way can be swapped for a symlink. For the calls
+/// that take only a path (a listing, extended attributes with their no-follow variants, which
+/// leave `name` itself unfollowed).
+fn fd_path(dir: &OwnedFd, name: Option<&OsStr>) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let folder = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    name.map_or(folder.clone(), |name| folder.join(name))
+}
+
+fn copy_symlink(from: &OwnedFd, to: &OwnedFd, name: &OsStr, meta: &FileStat, shown: &Path) -> Result<(), Error> {
+    let target = nix::fcntl::readlinkat(from, name).map_err(|e| Error::io(shown, e.into()))?;
+    nix::unistd::symlinkat(target.as_os_str(), to, name).map_err(|e| Error::io(shown, e.into()))?;
+    let (uid, gid) = (nix::unistd::Uid::from_raw(meta.st_uid), nix::unistd::Gid::from_raw(meta.st_gid));
+    nix::unistd::fchownat(to, name, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::io(shown, e.into()))?;
+    let (atime, mtime) = times(meta);
+    nix::sys::stat::utimensat(to, name, &atime, &mtime, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        .map_err(|e| Error::io(shown, e.into()))
+}
+
+fn times(meta: &FileStat) -> (nix::sys::time::TimeSpec, nix::sys::time::TimeSpec) {
+    use nix::sys::time::TimeSpec;
+    (TimeSpec::new(meta.st_atime, meta.st_atime_nsec), TimeSpec::new(meta.st_mtime, meta.st_mtime_nsec))
 }
 
 const OPAQUE: &str = "trusted.overlay.opaque";
 
-/// Whether overlayfs marked the upper folder opaque: it hides everything of the lower below it.
-fn is_opaque(dir: &Path) -> Result<bool, Error> {
-    let path = c_path(dir)?;
+/// Whether overlayfs marked the open upper folder opaque: it hides everything of the lower below
+/// it. `shown` names it in messages.
+fn is_opaque(dir: &OwnedFd, shown: &Path) -> Result<bool, Error> {
+    use std::os::fd::AsRawFd;
     let name = CString::new(OPAQUE).expect("no NUL in a constant");
     let mut value = [0u8; 8];
-    // SAFETY: both strings are NUL-terminated and live across the call; the buffer's length is
-    // passed with it.
-    let len = unsafe { nix::libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    // SAFETY: the name is NUL-terminated and lives across the call; the buffer's length is passed
+    // with it; the descriptor is open for the call's length.
+    let len = unsafe { nix::libc::fgetxattr(dir.as_raw_fd(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
     if len < 0 {
         let error = std::io::Error::last_os_error();
         return match error.raw_os_error() {
             Some(nix::libc::ENODATA) | Some(nix::libc::ENOTSUP) => Ok(false),
-            _ => Err(Error::io(dir, error)),
+            _ => Err(Error::io(shown, error)),
         };
     }
     Ok(&value[..len as usize] == b"y")
@@ -440,7 +512,7 @@ fn c_path(path: &Path) -> Result<CString, Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     use super::*;
 

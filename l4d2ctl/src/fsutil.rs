@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
-use nix::unistd::{Gid, Uid, User, chown};
+use nix::unistd::{Gid, Uid, User};
 
 use crate::error::Error;
 
@@ -107,11 +107,55 @@ pub fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
     (contents.len() as u64 <= max).then_some(contents)
 }
 
-/// Creates a folder (and its parents) and sets its mode and owner.
+/// Creates a folder (and its parents) and sets its mode and owner — never through a symlink.
+///
+/// `$ROOT` belongs to the game's user, who may rename what lies in it and put a symlink in its
+/// place: a folder root then made, chmod'ed or chown'ed by path would be the symlink's target
+/// (`/etc`, given to the game's user). So no component of `path` may be a symlink
+/// (`RESOLVE_NO_SYMLINKS`); a missing folder is made inside the folder descriptor checked above
+/// it, and the mode and owner are set through the folder's own descriptor.
 pub fn ensure_dir(path: &Path, mode: u32, owner: Owner) -> Result<(), Error> {
-    fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))?;
-    chown(path, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(path, e.into()))
+    let dir = open_dir_creating(path)?;
+    nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(mode))
+        .map_err(|e| Error::io(path, e.into()))?;
+    nix::unistd::fchown(&dir, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(path, e.into()))
+}
+
+/// The folder at `path`, made (with its missing parents, 0755) when missing, opened with no
+/// symlink followed anywhere on its path.
+fn open_dir_creating(path: &Path) -> Result<std::os::fd::OwnedFd, Error> {
+    use nix::errno::Errno;
+    use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
+    let how = || {
+        OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
+    };
+    // The kernel says ELOOP or ENOTDIR for a symlink, as it meets it; which one is found by looking.
+    let symlinked = || path.ancestors().any(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()));
+    let refused = |e: Errno| match e {
+        Errno::ELOOP | Errno::ENOTDIR if symlinked() => Error::Invalid(format!(
+            "{}: it or a folder above it is a symlink; left4me makes no folder through a symlink (remove it, \
+             and look at who put it there)",
+            path.display()
+        )),
+        Errno::ENOTDIR => Error::Invalid(format!("{}: it or a part of its path is not a folder", path.display())),
+        e => Error::io(path, e.into()),
+    };
+    match openat2(AT_FDCWD, path, how()) {
+        Ok(dir) => return Ok(dir),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(refused(e)),
+    }
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Invalid(format!("{}: cannot make this folder", path.display())));
+    };
+    let parent = open_dir_creating(parent)?;
+    match nix::sys::stat::mkdirat(&parent, name, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(Error::io(path, e.into())),
+    }
+    openat2(&parent, name, how()).map_err(refused)
 }
 
 /// Sets the owner of `path` itself, not of what a symlink points to.
@@ -201,6 +245,31 @@ mod tests {
 
     fn me() -> Owner {
         Owner { uid: nix::unistd::getuid(), gid: nix::unistd::getgid() }
+    }
+
+    #[test]
+    fn a_folder_is_never_made_or_given_away_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let elsewhere = root.join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o700)).unwrap();
+        // The folder itself replaced by a symlink: refused, the target's mode untouched.
+        symlink(&elsewhere, root.join("workshop")).unwrap();
+        let refused = ensure_dir(&root.join("workshop"), 0o755, me()).unwrap_err().to_string();
+        assert!(refused.contains("is a symlink"), "{refused}");
+        assert_eq!(fs::metadata(&elsewhere).unwrap().mode() & 0o777, 0o700);
+        // A symlink above it: nothing is made in the target.
+        let below = ensure_dir(&root.join("workshop/.steamcmd"), 0o755, me()).unwrap_err().to_string();
+        assert!(below.contains("is a symlink"), "{below}");
+        assert!(!elsewhere.join(".steamcmd").exists());
+        // A plain path is made with its parents, and given its mode.
+        ensure_dir(&root.join("a/b/c"), 0o750, me()).unwrap();
+        assert_eq!(fs::metadata(root.join("a/b/c")).unwrap().mode() & 0o777, 0o750);
+        ensure_dir(&root.join("a/b/c"), 0o755, me()).unwrap();
+        assert_eq!(fs::metadata(root.join("a/b/c")).unwrap().mode() & 0o777, 0o755, "again, its mode is set");
+        fs::write(root.join("file"), "x").unwrap();
+        assert!(ensure_dir(&root.join("file/sub"), 0o755, me()).unwrap_err().to_string().contains("not a folder"));
     }
 
     #[test]

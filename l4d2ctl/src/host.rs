@@ -57,7 +57,13 @@ impl Host {
         let root = root.canonicalize().unwrap_or(root);
         Ok(Host {
             root,
-            unit_dir: PathBuf::from(get("LEFT4ME_UNIT_DIR").unwrap_or_else(|| "/usr/local/lib/systemd/system".into())),
+            // Folders are made with no symlink followed (fsutil::ensure_dir): a unit folder an
+            // operator reaches through one is taken at its real path.
+            unit_dir: {
+                let dir =
+                    PathBuf::from(get("LEFT4ME_UNIT_DIR").unwrap_or_else(|| "/usr/local/lib/systemd/system".into()));
+                dir.canonicalize().unwrap_or(dir)
+            },
             steamcmd: PathBuf::from(get("LEFT4ME_STEAMCMD").unwrap_or_else(|| "steamcmd".into())),
             user: get("LEFT4ME_USER").unwrap_or_else(|| "left4me".into()),
             l4d2ctl,

@@ -167,6 +167,9 @@ fn install_build(host: &Host, game: Owner, branch: &str, id: u64, say: &mut dyn 
             let over = Over::new(&staging.dir, host.build(base), game)?;
             say(format!("l4d2ctl: installing build {id} over build {base} in {}", staging.dir.display()));
             steamcmd_passes(host, game, branch, &over.merged, Some(&over))?;
+            // steamcmd is done with the upper: closed to the game's user from here (root's alone),
+            // and read by descriptors that follow no symlink it may have left or planted.
+            ensure_dir(&staging.dir, 0o700, Owner::root())?;
             builds::flatten(Some(&over.lower), Some(&over.upper), &tree)?;
         }
         None => {

@@ -142,7 +142,8 @@ pub fn fetch(host: &Host, name: &Name, digest: &Digest, items: &[FetchItem]) -> 
     let game = Owner::user(&host.user)?;
     let writing = Writing::begin(host, name, || ())?;
     let cache = host.root.join("workshop");
-    ensure_dir(&cache, 0o755, game)?;
+    // Root's: the game's user downloads into `.steamcmd` below it, and root moves each item in.
+    ensure_dir(&cache, 0o755, Owner::root())?;
     let missing: Vec<FetchItem> = items.iter().copied().filter(|item| !is_cached(&cache, item)).collect();
     if !missing.is_empty() {
         download(host, name, &cache, &missing, game)?;
@@ -181,15 +182,45 @@ pub fn unpack(host: &Host, name: &Name, digest: &Digest, sources: &[ArchiveSourc
     }
     let tree = writing.tree();
     let mut budget = archive::Budget::new(archive::Limits::OVERLAY);
-    for (source, file) in sources.iter().zip(&files) {
+    for (source, (path, file)) in sources.iter().zip(files) {
         let into = source.into.as_ref().map_or_else(PathBuf::new, |into| PathBuf::from(into.as_str()));
         let name = format!("the archive {} of overlay {name}", source.url.as_str());
         let how =
             archive::Unpacking { name: &name, tree: &tree, into: &into, strip: source.strip.count(), owner: game };
-        archive::unpack(file, &how, &mut budget)?;
+        archive::unpack(file, &path, &how, &mut budget)?;
     }
     archive::check_symlinks(&tree, name.as_str())?;
     writing.swap_in(digest)
+}
+
+/// The cached archive at `path`, opened without following a symlink, if it is a regular file
+/// whose SHA-256 is `want`; rewound for reading. Anything else there is removed (a file with
+/// another hash is said so), and None says to download it.
+fn checked(path: &Path, want: &str) -> Result<Option<fs::File>, Error> {
+    use std::io::Seek;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A symlink (ELOOP) or anything that cannot be opened as a file: not the cached archive.
+        Err(_) => {
+            remove_tree(path)?;
+            return Ok(None);
+        }
+    };
+    if !file.metadata().map_err(|e| Error::io(path, e))?.is_file() {
+        remove_tree(path)?;
+        return Ok(None);
+    }
+    let (got, _) = archive::sha256(&mut file).map_err(|e| Error::io(path, e))?;
+    if got != want {
+        eprintln!("l4d2ctl: the cached {} has sha256 {got}, not its name; downloading it again", path.display());
+        fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+        return Ok(None);
+    }
+    file.rewind().map_err(|e| Error::io(path, e))?;
+    Ok(Some(file))
 }
 
 /// What fetching the archives of one overlay needs.
@@ -204,26 +235,13 @@ struct Fetch<'a> {
 
 impl Fetch<'_> {
     /// The cached file of `source`, downloaded first when the cache lacks it or holds something
-    /// else under its name.
-    fn cached(&self, cache: &Path, source: &ArchiveSource) -> Result<PathBuf, Error> {
+    /// else under its name — open, checked to be the pinned file as it is open: what is unpacked
+    /// is the very file whose hash was taken, whatever is renamed in at its name meanwhile.
+    fn cached(&self, cache: &Path, source: &ArchiveSource) -> Result<(PathBuf, fs::File), Error> {
         let want = source.sha256.as_str();
         let path = cache.join(want);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => {
-                let file = fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                let (got, _) = archive::sha256(file).map_err(|e| Error::io(&path, e))?;
-                if got == want {
-                    return Ok(path);
-                }
-                eprintln!(
-                    "l4d2ctl: the cached {} has sha256 {got}, not its name; downloading it again",
-                    path.display()
-                );
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            }
-            Ok(_) => remove_tree(&path)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&path, e)),
+        if let Some(file) = checked(&path, want)? {
+            return Ok((path, file));
         }
         let downloaded = self.download(source)?;
         // The staging folder and the cache are both under $ROOT, so this is a rename; where a
@@ -233,7 +251,13 @@ impl Fetch<'_> {
             fs::copy(&downloaded, &partial).map_err(|e| Error::io(&partial, e))?;
             fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
         }
-        Ok(path)
+        let file = checked(&path, want)?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} is not the file just downloaded and checked (sha256 {want}): something replaced it; refused",
+                path.display()
+            ))
+        })?;
+        Ok((path, file))
     }
 
     /// Downloads `source` into the staging folder: curl in the confined unit writes it to its

@@ -96,8 +96,9 @@ pub fn check(host: &Host, items: &[u64], collections: &[u64], now: &str) -> Resu
         }
     }
     let checked = WorkshopDetails { items: details, collections: expanded, checked_at: Some(now.to_owned()) };
-    let dir = cache(host);
-    ensure_dir(&dir, 0o755, game)?;
+    // Root's, as every record of what a server runs: the game's user downloads into its
+    // `.steamcmd` only, and may not replace what root reads back.
+    ensure_dir(&cache(host), 0o755, Owner::root())?;
     let text = serde_json::to_string_pretty(&checked).expect("workshop details always serialize");
     write_atomic(&details_path(host), format!("{text}\n").as_bytes(), 0o644, Owner::root())?;
     Ok(checked)

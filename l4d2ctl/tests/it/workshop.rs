@@ -113,3 +113,24 @@ fn a_broken_details_file_is_a_problem_of_the_host_and_bad_versions_are_refused()
     }
     assert!(!host.root_path(&format!("{ROOT}/overlays/maps")).exists(), "nothing was fetched");
 }
+
+#[test]
+fn a_workshop_folder_swapped_for_a_symlink_is_refused_and_its_target_left_as_it_was() {
+    let host = Host::installed();
+    host.sandbox.serve_steam_api();
+    publish(&host, r#"{"items": {"7": {"time_updated": 100, "title": "Seven"}}}"#);
+    // The game's user owns $ROOT, so it may rename what is in it: here it puts a symlink to a
+    // folder of root's where the workshop cache was.
+    host.ok("mkdir", &["-p", "/var/lib/roots-own"]);
+    host.ok("chmod", &["0700", "/var/lib/roots-own"]);
+    host.ok("runuser", &["-u", "left4me", "--", "mv", &format!("{ROOT}/workshop"), &format!("{ROOT}/workshop.moved")]);
+    host.ok("runuser", &["-u", "left4me", "--", "ln", "-s", "/var/lib/roots-own", &format!("{ROOT}/workshop")]);
+    let out = host.l4d2ctl(&["workshop", "check", "--item", "7"]);
+    assert!(!out.status.success(), "the check went through the symlink");
+    assert!(text(&out.stderr).contains("is a symlink"), "{}", text(&out.stderr));
+    assert_eq!(host.ok("stat", &["-c", "%U %a", "/var/lib/roots-own"]).trim(), "root 700", "its target is as it was");
+    assert!(!host.run("test", &["-e", "/var/lib/roots-own/details.json"]).status.success());
+    let fetch = host.l4d2ctl(&["overlay", "fetch", "maps", "--digest", DIGEST, "--item", "7@100"]);
+    assert!(!fetch.status.success() && text(&fetch.stderr).contains("is a symlink"), "{}", text(&fetch.stderr));
+    assert_eq!(host.ok("stat", &["-c", "%U %a", "/var/lib/roots-own"]).trim(), "root 700");
+}
