@@ -406,10 +406,15 @@ fn check_workshop(
     trigger: &str,
 ) -> Result<(usize, Vec<Failure>), Error> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    let Some(reason) = crate::workshop::check_due(&planned.desired, &planned.host.workshop, now) else {
-        return Ok((0, Vec::new()));
-    };
     let (items, collections) = crate::workshop::wanted(&planned.desired);
+    let reason = match crate::workshop::check_due(&planned.desired, &planned.host.workshop, now) {
+        Some(reason) => reason,
+        // `left4me game check` asks about the workshop too, when the revision has any of it.
+        None if trigger == "check" && !(items.is_empty() && collections.is_empty()) => {
+            "asked for by `left4me game check`".to_owned()
+        }
+        None => return Ok((0, Vec::new())),
+    };
     let job = Job {
         kind: "check",
         target: Name::new("host").expect("host is a valid name"),
