@@ -21,7 +21,7 @@ pub fn count(host: &Host, statuses: &mut [InstanceStatus], names: &[Name]) {
     let asked: Vec<&mut InstanceStatus> = statuses
         .iter_mut()
         .filter(|status| names.contains(&status.name))
-        .filter(|status| status.query.as_ref().is_some_and(|query| query.players.saturating_sub(query.bots) == 0))
+        .filter(|status| status.query.as_ref().is_some_and(|query| query.human_players() == 0))
         .collect();
     std::thread::scope(|scope| {
         for status in asked {

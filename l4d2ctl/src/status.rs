@@ -172,7 +172,7 @@ fn query(host: &Host, statuses: &mut [InstanceStatus], every: bool) {
     let targets: Vec<SocketAddr> = statuses.iter().filter(|s| asked(s)).map(queried).collect();
     let mut answers: HashMap<SocketAddr, a2s::Info> = a2s::query_info_many(&targets, QUERY_TIMEOUT);
     let mut answered = answers::read(host);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = left4me_state::clock::unix_seconds(SystemTime::now());
     let mut any = false;
     for status in statuses.iter_mut() {
         if asked(status)

@@ -65,7 +65,7 @@ pub fn reset_failed(unit: &str) -> Result<bool, Error> {
 /// step that failed — read from the journal since `since` (journald may take a moment to store
 /// them, so it is asked a few times).
 pub fn why_failed(unit: &str, since: std::time::SystemTime) -> Option<String> {
-    let secs = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = left4me_state::clock::unix_seconds(since);
     let since = format!("@{secs}");
     for _ in 0..10 {
         let output = Command::new("journalctl")

@@ -57,18 +57,16 @@ fn diff(current: &str, next: &str, server: &str) -> String {
 
 pub fn apply(state: Option<PathBuf>, confirm_prune: Option<&str>) -> anyhow::Result<ExitCode> {
     let (config, mut db) = open(state)?;
-    pass(&config, &mut db, confirm_prune, "manual")
+    pass(&config, &mut db, confirm_prune, "manual").map(|(code, _)| code)
 }
 
 /// `left4me game check`: a pass that asks Steam first, whenever it last did; says what Steam
 /// said and what the pass did.
 pub fn game_check(state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (config, mut db) = open(state)?;
-    let code = pass(&config, &mut db, None, "check")?;
-    let check =
-        db.jobs(50)?.into_iter().find(|job| job.kind == "check" && job.target == "game" && job.trigger == "check");
-    if let Some(job) = check.filter(|job| job.exit_code != Some(0)) {
-        outln!("asking Steam failed; its log is `left4me jobs {}`", job.id);
+    let (code, outcome) = pass(&config, &mut db, None, "check")?;
+    if let Some(job) = outcome.failed_check {
+        outln!("asking Steam failed; its log is `left4me jobs {job}`");
         return Ok(ExitCode::FAILURE);
     }
     let host = reconciler::host::observe(&config.l4d2ctl, engine::Detail::Brief)?;
@@ -77,18 +75,24 @@ pub fn game_check(state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs one pass here and now and says how it went: 0 when every step succeeded, 1 when one
-/// failed, 2 when the revision is invalid.
-fn pass(config: &Config, db: &mut Db, confirm_prune: Option<&str>, trigger: &str) -> anyhow::Result<ExitCode> {
+/// failed, 2 when the revision is invalid; with what the pass did.
+fn pass(
+    config: &Config,
+    db: &mut Db,
+    confirm_prune: Option<&str>,
+    trigger: &str,
+) -> anyhow::Result<(ExitCode, engine::PassOutcome)> {
     let outcome = engine::apply(config, db, &mut Default::default(), trigger, confirm_prune)?;
     if let Some(diagnostics) = &outcome.invalid {
         out!("{diagnostics}");
         eprintln!("left4me: revision {} is invalid; nothing applied", outcome.revision.short());
-        return Ok(ExitCode::from(2));
+        return Ok((ExitCode::from(2), outcome));
     }
     if let Some(event) = db.events(1)?.first() {
         outln!("{}", event.message);
     }
-    Ok(if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let code = if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    Ok((code, outcome))
 }
 
 pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
@@ -208,7 +212,7 @@ pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
         None => outln!("{name} is not held back after crashing; a pass runs now"),
     }
     reconciler::retries::ask(&config.root, &name)?;
-    pass(&config, &mut db, None, "manual")
+    pass(&config, &mut db, None, "manual").map(|(code, _)| code)
 }
 
 pub fn events(lines: usize, json: bool) -> anyhow::Result<ExitCode> {

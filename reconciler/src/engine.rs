@@ -161,6 +161,8 @@ pub struct PassOutcome {
     pub retry: Option<Retry>,
     /// The revision was invalid: nothing was applied.
     pub invalid: Option<String>,
+    /// The job of this pass's check of the game's build, when that check failed.
+    pub failed_check: Option<i64>,
 }
 
 /// Runs one pass: nothing is applied from an invalid revision, one server's failure never stops
@@ -228,7 +230,8 @@ fn pass(
     // rev-parse, ls-tree and cat-file when the tree was read, the observations (again after a
     // workshop check that learnt something), the check and the jobs'.
     let processes = 1 + if read_tree { 2 } else { 0 } + looks + checked + ran.processes;
-    let outcome = record_event(db, &planned, ran.failures, processes, started)?;
+    let mut outcome = record_event(db, &planned, ran.failures, processes, started)?;
+    outcome.failed_check = game.failed_job;
     forget_old(db, planned.desired.settings.job_retention_days)?;
     Ok(outcome)
 }
@@ -253,7 +256,8 @@ fn record_invalid(
             revision.short()
         ),
     })?;
-    Ok(PassOutcome { revision, steps: 0, processes: 0, failed: Vec::new(), retry: None, invalid: Some(diagnostics) })
+    let invalid = Some(diagnostics);
+    Ok(PassOutcome { revision, steps: 0, processes: 0, failed: Vec::new(), retry: None, invalid, failed_check: None })
 }
 
 /// A job of a pass that did not succeed, or a server not rendered for another's failure.
@@ -341,7 +345,14 @@ fn run_plan(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> R
 
 /// A job about the host's game builds; its target is `game`.
 fn game_job(kind: &'static str, command: api::Command, reason: String) -> Job {
-    Job { kind, target: Name::new("game").expect("game is a valid name"), command, input: None, reason }
+    host_job(kind, "game", command, reason)
+}
+
+/// A job about the host rather than one server or overlay, with no input: its target is `host`
+/// or `game`.
+fn host_job(kind: &'static str, target: &'static str, command: api::Command, reason: String) -> Job {
+    let target = Name::new(target).expect("host and game are valid names");
+    Job { kind, target, command, input: None, reason }
 }
 
 /// Whether a pass asked Steam. A check that failed is its job's to tell, not the pass's: the
@@ -349,22 +360,24 @@ fn game_job(kind: &'static str, command: api::Command, reason: String) -> Job {
 /// the next resync) asks again.
 struct Asked {
     asked: bool,
+    /// The check's job, when it failed.
+    failed_job: Option<i64>,
 }
 
 /// Asks Steam for the branch's build as a job of its own (`l4d2ctl game check`) when the last
 /// check is older than `checkEvery`, of another branch, or none — or when a person asked
 /// (`left4me game check`, trigger `check`) — and records a build newly published as an event.
 fn check_game(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> Result<Asked, Error> {
-    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = left4me_state::clock::unix_seconds(SystemTime::now());
     let game = &planned.host.game;
     let why = match crate::game::check_due(&planned.desired, game, now) {
         Some(why) => why,
         None if trigger == "check" => "asked for by `left4me game check`".to_owned(),
-        None => return Ok(Asked { asked: false }),
+        None => return Ok(Asked { asked: false, failed_job: None }),
     };
     let branch = planned.desired.settings.game.branch.to_string();
     let runner = Runner { l4d2ctl: &config.l4d2ctl, jobs: Mutex::new(db), revision: planned.revision.id(), trigger };
-    let (failure, end) =
+    let (failure, end, job) =
         runner.run_ended(game_job("check", api::Command::GameCheck { branch: branch.clone() }, why))?;
     let before = crate::game::published(&planned.desired, game);
     if let Some(api::Outcome::GameChecked { published, .. }) = end.outcome
@@ -374,24 +387,18 @@ fn check_game(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) ->
         let installed = if game.installed.contains(&published) { "; it is installed" } else { "" };
         runner.event(planned, format!("build {published} available on the {branch} branch{was}{installed}"))?;
     }
-    if let Some(failure) = failure {
+    if let Some(failure) = &failure {
         tracing::warn!(
             job = failure.what,
             "asking Steam for the {branch} branch's build failed; asked again next pass"
         );
     }
-    Ok(Asked { asked: true })
+    Ok(Asked { asked: true, failed_job: failure.map(|_| job) })
 }
 
 /// The job that writes the unit files again.
 fn units_job(why: &[String]) -> Job {
-    Job {
-        kind: "units",
-        target: Name::new("host").expect("host is a valid name"),
-        command: api::Command::InstallUnits,
-        input: None,
-        reason: format!("{}; written again", why.join("; ")),
-    }
+    host_job("units", "host", api::Command::InstallUnits, format!("{}; written again", why.join("; ")))
 }
 
 /// Asks Steam about the revision's workshop items and collections (`l4d2ctl workshop check`, one
@@ -405,7 +412,7 @@ fn check_workshop(
     planned: &Planned,
     trigger: &str,
 ) -> Result<(usize, Vec<Failure>), Error> {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let now = left4me_state::clock::unix_seconds(SystemTime::now());
     let (items, collections) = crate::workshop::wanted(&planned.desired);
     let reason = match crate::workshop::check_due(&planned.desired, &planned.host.workshop, now) {
         Some(reason) => reason,
@@ -415,13 +422,8 @@ fn check_workshop(
         }
         None => return Ok((0, Vec::new())),
     };
-    let job = Job {
-        kind: "check",
-        target: Name::new("host").expect("host is a valid name"),
-        command: api::Command::WorkshopCheck { items, collections },
-        input: None,
-        reason: format!("{reason}; Steam is asked about the workshop"),
-    };
+    let command = api::Command::WorkshopCheck { items, collections };
+    let job = host_job("check", "host", command, format!("{reason}; Steam is asked about the workshop"));
     let runner = Runner { l4d2ctl: &config.l4d2ctl, jobs: Mutex::new(db), revision: planned.revision.id(), trigger };
     let mut processes = 0;
     let failures = runner.run_side_by_side(vec![job], &mut processes)?;
@@ -594,7 +596,7 @@ fn record_event(
         message,
     })?;
     let retry = failures.retry();
-    Ok(PassOutcome { revision: revision.clone(), steps, processes, failed, retry, invalid: None })
+    Ok(PassOutcome { revision: revision.clone(), steps, processes, failed, retry, invalid: None, failed_check: None })
 }
 
 /// Removes jobs and events older than the retention setting, at most once an hour: a pass with
@@ -716,11 +718,11 @@ impl Runner<'_> {
 
     /// Records `job` as queued, with why, and runs it. Returns its failure, if it failed.
     fn run(&self, job: Job) -> Result<Option<Failure>, Error> {
-        self.run_ended(job).map(|(failure, _)| failure)
+        self.run_ended(job).map(|(failure, _, _)| failure)
     }
 
-    /// [`Runner::run`], with how the job ended (what it said it did).
-    fn run_ended(&self, job: Job) -> Result<(Option<Failure>, host::JobEnd), Error> {
+    /// [`Runner::run`], with how the job ended (what it said it did) and its id.
+    fn run_ended(&self, job: Job) -> Result<(Option<Failure>, host::JobEnd, i64), Error> {
         let id = self.queue(job.kind, &job.target, &job.reason)?;
         let end = host::run_job(self.l4d2ctl, &self.jobs, id, &job.command, job.input)?;
         let failure = (!end.succeeded()).then(|| Failure {
@@ -728,7 +730,7 @@ impl Runner<'_> {
             target: job.target,
             retry: end.retry,
         });
-        Ok((failure, end))
+        Ok((failure, end, id))
     }
 
     /// An event of the pass about the game's builds.
@@ -759,7 +761,7 @@ impl Runner<'_> {
         let Some(install) = &plan.install else { return Ok(Vec::new()) };
         ran.processes += 1;
         let command = api::Command::Install { branch: install.branch.clone() };
-        let (failure, end) = self.run_ended(game_job("install", command, install.reason.clone()))?;
+        let (failure, end, _) = self.run_ended(game_job("install", command, install.reason.clone()))?;
         let Some(failure) = failure else {
             if let Some(api::Outcome::Installed { build: Some(build), downloaded: true, .. }) = end.outcome {
                 self.event(planned, format!("build {build} installed beside the running builds"))?;

@@ -1,6 +1,6 @@
 //! What `left4me status` and the web show: per server Sync and Health, side by side.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use l4d2ctl::api::InstanceStatus;
 use left4me_state::{DesiredState, PowerState, Server};
@@ -46,7 +46,7 @@ pub struct ServerReport {
 /// The health of a server from what the host reports about it; what of its files the host could
 /// not use is told after it.
 pub fn health(desired: Option<&Server>, observed: Option<&InstanceStatus>) -> (Health, String) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = left4me_state::clock::unix_seconds(SystemTime::now());
     let (health, mut message) = health_at(desired, observed, now);
     for problem in observed.map(|o| o.problems.as_slice()).unwrap_or_default() {
         message.push_str(&format!("; {problem}"));

@@ -247,6 +247,13 @@ fn a_failed_install_leaves_every_build_and_the_running_server_as_they_were() {
     };
     assert_eq!((branch.as_str(), published), ("public", B));
     assert_eq!(host.game().published, Some(B));
+    // What Steam said, cut short by a power cut: no check is known (a pass asks again), the
+    // builds are as they were, and the next check writes it whole.
+    host.ok("sh", &["-c", &format!("printf '{{\"branch\": \"pub' > {ROOT}/builds/published.json")]);
+    let game = host.game();
+    assert_eq!((game.published, game.checked_at, game.installed), (None, None, vec![A, B, 3003]));
+    host.write_json(&["game", "check"]);
+    assert_eq!(host.game().published, Some(B));
     assert_eq!(host.status_json("coop-1")["main_pid"], pid);
 }
 

@@ -37,7 +37,7 @@ pub fn server_context(
     let row = snapshot.servers.iter().find(|r| r.name == name).and_then(|r| row(&snapshot, r, &session.user, &host));
     let instance = snapshot.instances.get(name);
     let server_cfg = snapshot.desired.as_ref().and_then(|d| rendered_cfg(d, name));
-    let desired_build = snapshot.plan.as_ref().and_then(|plan| plan.builds.iter().find(|(n, _)| n.as_str() == name));
+    let desired_build = snapshot.plan.as_ref().and_then(|plan| plan.builds.get(name).copied());
     let is_owner = declared.is_some_and(|s| access::is_owner(&session.user, &s.owner));
     let rcon_history = if is_owner && history == RconHistory::Read {
         app.accounts.rcon_history(&session.user, name, 50).unwrap_or_default()
@@ -56,7 +56,7 @@ pub fn server_context(
             }),
             instance => v(instance),
             build => instance.and_then(|i| i.build),
-            desired_build => desired_build.map(|(_, build)| *build),
+            desired_build,
             server_cfg,
             is_owner,
             rcon_history,
