@@ -123,6 +123,26 @@ pub struct Game {
     pub adoptable: Option<u64>,
 }
 
+/// One backup of a server's own data (its upper layer), as `l4d2ctl backups <name> --json` lists
+/// it, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// What names it to `restore`: the time it was taken, as `2026-12-01T06-00-00Z` (its file's
+    /// name without the extension). The same id names the same backup in either place.
+    pub id: String,
+    /// When it was taken (RFC 3339, UTC).
+    pub taken_at: String,
+    /// Its size in bytes (compressed).
+    pub bytes: u64,
+    /// Where it is: on the host (`$ROOT/backups/<name>/<id>.tar.gz`), in the restic repository
+    /// of host.env, or both.
+    pub local: bool,
+    pub restic: bool,
+    /// Why it was taken: `manual`, `schedule <name>`, `before restore`, `delete`.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// The status of one instance: the contract the reconciler and the web read (`status --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
@@ -446,6 +466,12 @@ pub enum Outcome {
     },
     /// `release`.
     Released { name: Name, was_overridden: bool },
+    /// `backup`: the backup taken, and the ids of older ones removed to keep `--keep`.
+    BackedUp { name: Name, backup: Backup, removed: Vec<String> },
+    /// `restore`: the backup restored, the one of the data it replaced, and whether the server
+    /// was started again.
+    Restored { name: Name, backup: String, kept: Backup, started: bool },
+
     /// `overlay put`, `overlay build`, `overlay fetch`: the overlay now holds the tree of `digest`.
     OverlayWritten { name: Name, digest: Digest },
     /// `mount` (run by the server's unit): false when it was mounted already.

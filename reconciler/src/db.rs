@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LockResult, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use left4me_state::{Digest, Name, PowerState};
+use left4me_state::{AlertEvent, Digest, Name, PowerState};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,14 @@ const MIGRATIONS: &[&str] = &[
         started INTEGER,
         digest TEXT NOT NULL,
         state TEXT NOT NULL
+    );",
+    // 3: notices for the alerts: what happened, of which kind, about which server, delivered or not.
+    "CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        server TEXT,
+        message TEXT NOT NULL
     );",
 ];
 
@@ -174,6 +182,17 @@ pub struct JobLine {
     /// stdout or stderr.
     pub stream: String,
     pub line: String,
+}
+
+/// Something an alert may be told: raised where it happens (a pass, a job, a schedule's run), and
+/// delivered later by the alerts, so raising one never waits on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub id: i64,
+    pub at: String,
+    pub kind: AlertEvent,
+    pub server: Option<Name>,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,6 +461,43 @@ impl Db {
             )
             .map(drop)
             .map_err(self.err())
+    }
+
+    /// Raises a notice of this kind, about this server (None: the host).
+    pub fn add_notice(&self, kind: AlertEvent, server: Option<&Name>, message: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO notices (at, kind, server, message) VALUES (?1, ?2, ?3, ?4)",
+                params![now(), kind.as_str(), server.map(Name::as_str), message],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    /// The notices after `after` (an id), oldest first, at most `limit`.
+    pub fn notices_after(&self, after: i64, limit: usize) -> Result<Vec<Notice>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, at, kind, server, message FROM notices WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(self.err())?;
+        let mut notices = Vec::new();
+        for row in rows {
+            let (id, at, kind, server, message): (i64, String, String, Option<String>, String) =
+                row.map_err(self.err())?;
+            // A kind or server this release does not know (written by a newer one) is passed over.
+            let Some(kind) = AlertEvent::parse(&kind) else { continue };
+            let server = match server.map(Name::new).transpose() {
+                Ok(server) => server,
+                Err(_) => continue,
+            };
+            notices.push(Notice { id, at, kind, server, message });
+        }
+        Ok(notices)
     }
 
     pub fn events(&self, limit: usize) -> Result<Vec<Event>> {

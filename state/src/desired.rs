@@ -8,6 +8,7 @@ use crate::model::{
     PowerState, Rollout, WorkshopItem,
 };
 use crate::name::Name;
+use crate::operations::{Alert, Backups, Schedule, ScheduleServers};
 use crate::render::{InstanceSpec, OverlayLayer};
 
 /// Everything one valid revision asks of the host. Built only by validation, so every rule of the
@@ -18,6 +19,8 @@ pub struct DesiredState {
     pub blueprints: BTreeMap<Name, Blueprint>,
     pub servers: BTreeMap<Name, Server>,
     pub overlays: BTreeMap<Name, Overlay>,
+    pub schedules: BTreeMap<Name, Schedule>,
+    pub alerts: BTreeMap<Name, Alert>,
 }
 
 /// Host settings with their defaults filled in.
@@ -59,6 +62,8 @@ pub struct Blueprint {
     pub rollout: Rollout,
     /// The build its servers run: its own `spec.game.build`, else the host's.
     pub build: GameBuild,
+    /// How many backups of each of its servers are kept (`spec.backups`).
+    pub backups: Backups,
     /// The file it was read from, relative to the repo.
     pub file: String,
 }
@@ -217,6 +222,26 @@ impl DesiredState {
             }
         }
         self
+    }
+
+    /// The servers a schedule acts on, as this revision declares them, in name order.
+    pub fn schedule_servers(&self, schedule: &Schedule) -> Vec<&Server> {
+        match &schedule.servers {
+            ScheduleServers::Named(names) => {
+                let mut servers: Vec<&Server> = names.iter().filter_map(|name| self.servers.get(name)).collect();
+                servers.sort_by(|a, b| a.name.cmp(&b.name));
+                servers.dedup_by(|a, b| a.name == b.name);
+                servers
+            }
+            ScheduleServers::Blueprint(blueprint) => {
+                self.servers.values().filter(|server| &server.blueprint == blueprint).collect()
+            }
+        }
+    }
+
+    /// How many backups of a declared server are kept: its blueprint's `spec.backups.keep`.
+    pub fn backups_keep(&self, server: &Server) -> u32 {
+        self.blueprints.get(&server.blueprint).map_or(Backups::DEFAULT_KEEP, |blueprint| blueprint.backups.keep)
     }
 
     /// Every build a blueprint or the host pins.

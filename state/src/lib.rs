@@ -21,6 +21,7 @@ mod digest;
 mod git;
 pub mod model;
 mod name;
+mod operations;
 mod render;
 mod scalar;
 mod tree;
@@ -34,10 +35,14 @@ pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use digest::{Digest, Hasher};
 pub use git::{Revision, cat_files, git, read_revision, resolve, signal_name, stopped_by};
 pub use model::{
-    ArchiveSource, ArchiveUrl, Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port,
-    PortRange, PowerState, Rollout, Sha256Hex, Strip, TreePath, WorkshopItem, declared_owner, json_schema,
+    ArchiveSource, ArchiveUrl, Argument, Branch, Calendar, ConfigLine, GameBuild, Hostname, Interval, OverlayType,
+    Port, PortRange, PowerState, Rollout, SecretRef, Sha256Hex, Strip, TreePath, WorkshopItem, declared_owner,
+    json_schema,
 };
 pub use name::{NAME_PATTERN, Name, NameError};
+pub use operations::{
+    Alert, AlertEvent, AlertProvider, Backups, Schedule, ScheduleAction, ScheduleServers, Warning, When,
+};
 pub use render::{InstanceSpec, OverlayLayer};
 pub use tree::{Limits, LoadError, Tree, read_dir};
 pub use validate::{

@@ -487,6 +487,25 @@ checked_newtype!(
 );
 
 checked_newtype!(
+    /// When a schedule fires: a systemd calendar expression (`OnCalendar=`), such as
+    /// `*-*-* 06:00:00`, `Mon..Fri 04:30` or `daily`.
+    Calendar(String),
+    string(Ok),
+    "a systemd calendar expression",
+    check_calendar,
+    { "type": "string", "minLength": 1, "maxLength": 256 }
+);
+
+checked_newtype!(
+    /// The name of a variable of `/etc/left4me/secrets.env`: capital letters, digits and `_`.
+    SecretRef(String),
+    string(Ok),
+    "a secret's name",
+    check_secret_ref,
+    { "type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,63}$" }
+);
+
+checked_newtype!(
     /// Where an archive is downloaded from: an http or https URL of at most 2 KiB.
     ArchiveUrl(String),
     string(Ok),
@@ -620,6 +639,45 @@ fn check_tree_path(value: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+impl Calendar {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl SecretRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check_calendar(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err("the calendar expression is empty; write one such as \"*-*-* 06:00:00\" or daily".into());
+    }
+    if value.len() > 256 {
+        return Err(format!("the calendar expression has {} bytes; at most 256 are taken", value.len()));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("the calendar expression holds {c:?}"));
+    }
+    Ok(())
+}
+
+fn check_secret_ref(value: &str) -> Result<(), String> {
+    let mut bytes = value.bytes();
+    let fine = value.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_uppercase())
+        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if fine {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a secret's name: capital letters, digits and _, starting with a letter (as OPS_WEBHOOK)"
+        ))
+    }
 }
 
 impl Branch {

@@ -77,7 +77,14 @@ impl<'t> Validator<'t> {
         let overlays = self.overlays(&layout.overlays, &mut broken);
         let blueprints = self.blueprints(&layout.blueprints, &settings, &overlays, &mut broken);
         let servers = self.servers(&layout.servers, &settings, settings_ok, &blueprints, &overlays, &broken);
-        Some(DesiredState { settings, blueprints, servers, overlays })
+        Some(DesiredState {
+            settings,
+            blueprints,
+            servers,
+            overlays,
+            schedules: BTreeMap::new(),
+            alerts: BTreeMap::new(),
+        })
     }
 
     fn layout(&mut self) -> Layout<'t> {
@@ -553,6 +560,7 @@ impl<'t> Validator<'t> {
                     config: spec.config,
                     rollout: spec.rollout.unwrap_or(settings.default_rollout),
                     build: spec.game.and_then(|game| game.build).unwrap_or(settings.game.build),
+                    backups: crate::operations::Backups::default(),
                     file,
                 },
             );

@@ -86,6 +86,23 @@ pub enum Command {
         name: Name,
         digest: Digest,
     },
+    /// `backup <name> [--keep <n>] [--reason <why>]`: the server's own data saved (and sent to
+    /// restic when host.env names a repository); with `--keep`, only the newest n are kept.
+    Backup {
+        name: Name,
+        keep: Option<u32>,
+        reason: String,
+    },
+    /// `backups <name> --json`: its backups, newest first, as [`super::Backup`]s (a read).
+    Backups {
+        name: Name,
+    },
+    /// `restore <name> <id>`: the server stopped, its data kept as one more backup, the backup
+    /// put back, the server started again if it ran.
+    Restore {
+        name: Name,
+        id: String,
+    },
     /// `logs <name> --lines <n> [--follow]`: the server's console from the journal, as text.
     Logs {
         name: Name,
@@ -163,6 +180,15 @@ impl Command {
                 argv.extend(collections.iter().flat_map(|id| ["--collection".to_owned(), id.to_string()]));
                 argv
             }
+            Command::Backup { name, keep, reason } => {
+                let mut argv = write(&["backup", name.as_str(), "--reason", reason]);
+                if let Some(keep) = keep {
+                    argv.extend(["--keep".to_owned(), keep.to_string()]);
+                }
+                argv
+            }
+            Command::Backups { name } => words(&["backups", name.as_str(), "--json"]),
+            Command::Restore { name, id } => write(&["restore", name.as_str(), id]),
             Command::Logs { name, lines, follow } => {
                 let mut argv = words(&["logs", name.as_str(), "--lines", &lines.to_string()]);
                 if *follow {
