@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: GameCommand,
     },
+    /// The state repo's schedules: `run` runs one now, as its timer does.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// What passes did, newest first: each pass, an invalid revision, a build published,
     /// installed, a server moved to it.
     Events {
@@ -98,6 +103,18 @@ enum Command {
         /// With a job id: keep printing its log as it grows, until the job ends.
         #[arg(long, requires = "id")]
         follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Run a schedule of the branch's committed revision once (its timer,
+    /// left4me-schedule@<name>.timer, starts this): a job whose log says what happened to each
+    /// server.
+    Run {
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
     },
 }
 
@@ -164,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
         Command::Game { command: GameCommand::Check { state } } => commands::game_check(state),
+        Command::Schedule { command: ScheduleCommand::Run { name, state } } => commands::schedule_run(state, &name),
         Command::Events { lines, json } => commands::events(lines, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
         Command::Retry { server, state } => commands::retry(state, &server),
