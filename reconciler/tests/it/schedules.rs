@@ -283,6 +283,12 @@ fn l4d2ctl_puts_timers_systemd_fires_and_refuses_what_is_no_calendar() {
     let result = host.sandbox.run_ok("systemctl", &["show", "-P", "Result", "left4me-schedule@probe.service"]);
     assert_eq!(result.trim(), "success");
 
+    // Another calendar: the timer fires at that one.
+    let out = put(&host, r#"[{"name": "probe", "calendar": "*-*-* 03:00:00"}]"#);
+    assert!(out.status.success(), "{}", text(&out));
+    let calendar = host.sandbox.run_ok("systemctl", &["show", "-P", "TimersCalendar", "left4me-schedule@probe.timer"]);
+    assert!(calendar.contains("03:00:00"), "{calendar}");
+
     // A calendar that would add a line to the unit, a name that is none, input that is no list:
     // refused, naming what and why, and nothing changed.
     let before = host.sandbox.run_ok("cat", &[&format!("{UNIT_DIR}/left4me-schedule@probe.timer")]);
@@ -436,12 +442,19 @@ fn a_schedule_waits_for_players_to_leave_warns_skips_and_its_stop_is_not_undone(
 }
 
 #[test]
-fn a_run_missed_while_the_host_was_off_happens_once_at_boot() {
+fn a_run_missed_while_the_host_was_off_happens_once_at_boot_and_one_cut_short_is_ended() {
     let host = Host::installed(true);
     host.commit_examples();
-    let at = seconds_ahead(20);
+    host.expect_within(60, "coop-1 runs", |h| h.running("coop-1"));
+    rcon(&host, "sim_players 2");
+    // A run waiting for players to leave when the power goes.
+    commit_schedule(&host, "waiting", &seconds_ahead(8), "  action: restart\n  when: empty\n  within: 1h\n");
+    host.expect_within(40, "a run waits", |h| {
+        run_of(h, "waiting").is_some_and(|(state, log)| state == "running" && log.contains("2 human players"))
+    });
+    let at = seconds_ahead(15);
     commit_schedule(&host, "missed", &at, "  action: restart\n");
-    host.expect_within(15, "the timer is listed", |h| timers(h).contains("left4me-schedule@missed.timer"));
+    host.expect_within(10, "the timer is listed", |h| timers(h).contains("left4me-schedule@missed.timer"));
     // systemd makes the stamp when a timer that never ran starts: a run due after that and
     // missed is known to be missed at boot.
     let stamp = "/var/lib/systemd/timers/stamp-left4me-schedule@missed.timer";
@@ -454,6 +467,12 @@ fn a_run_missed_while_the_host_was_off_happens_once_at_boot() {
     host.expect_within(60, "the missed run happens at boot", |h| job(h, "schedule", "missed").is_some());
     ended_run(&host, "missed", 60);
     std::thread::sleep(std::time::Duration::from_secs(5));
-    let runs = jobs(&host).into_iter().filter(|job| job["kind"] == "schedule" && job["target"] == "missed").count();
-    assert_eq!(runs, 1, "once, not again: {:?}", jobs(&host));
+    let runs =
+        |schedule: &str| jobs(&host).into_iter().filter(|j| j["kind"] == "schedule" && j["target"] == schedule).count();
+    assert_eq!(runs("missed"), 1, "once, not again: {:?}", jobs(&host));
+    // The run the power cut short is ended by a pass, saying why; it ran, so it is not run again.
+    let (state, log) = run_of(&host, "waiting").unwrap();
+    assert_eq!(state, "cancelled", "{log}");
+    assert!(log.contains("the run of this schedule ended before its job did"), "{log}");
+    assert_eq!(runs("waiting"), 1);
 }
