@@ -28,6 +28,10 @@ pub struct Where<'a> {
 /// How often a `when: empty` run asks whether its servers have emptied.
 pub const POLL: Duration = Duration::from_secs(10);
 
+/// How long a console command waits for a server that runs but does not answer yet (it is
+/// starting: a run missed while the host was off comes at boot, beside the servers' starts).
+const CONSOLE_WAIT: Duration = Duration::from_secs(90);
+
 /// Where a running schedule holds its lock: on `/run`, so a run the host's end cut short holds
 /// none after a boot.
 const RUN_LOCKS: &str = "/run/left4me";
@@ -295,6 +299,9 @@ impl<'a> Run<'a> {
     /// that server's.
     fn act(&self, server: &Acting, failed: &mut Vec<Name>) -> Result<(), Error> {
         let name = &server.target.name;
+        if server.commands.iter().any(|command| matches!(command, api::Command::Rcon { .. })) {
+            self.wait_for_console(name)?;
+        }
         let _lock = l4d2ctl::host::pass_lock(self.at.root, || tracing::info!("waiting for a pass to end"))
             .map_err(Error::Lock)?;
         for command in &server.commands {
@@ -314,6 +321,27 @@ impl<'a> Run<'a> {
             self.line(&format!("{name}: {kind} done (job {sub})"))?;
         }
         Ok(())
+    }
+
+    /// Waits, up to [`CONSOLE_WAIT`], until a running server answers queries, so that its console
+    /// takes the command; one that never does is sent it all the same, and l4d2ctl says why it
+    /// failed.
+    fn wait_for_console(&self, name: &Name) -> Result<(), Error> {
+        let deadline = Instant::now() + CONSOLE_WAIT;
+        let mut told = false;
+        loop {
+            let answers = host::observe(self.at.l4d2ctl, Detail::Full)
+                .ok()
+                .is_some_and(|view| view.instances.get(name).is_some_and(|status| status.query.is_some()));
+            if answers || Instant::now() >= deadline {
+                return Ok(());
+            }
+            if !told {
+                self.line(&format!("{name}: not answering queries yet (starting?); waiting for its console"))?;
+                told = true;
+            }
+            sleep_until(deadline.min(Instant::now() + Duration::from_secs(2)));
+        }
     }
 
     /// A server the run leaves out: a line, an event and a notice for the alerts.

@@ -453,7 +453,7 @@ fn a_run_missed_while_the_host_was_off_happens_once_at_boot_and_one_cut_short_is
         run_of(h, "waiting").is_some_and(|(state, log)| state == "running" && log.contains("2 human players"))
     });
     let at = seconds_ahead(15);
-    commit_schedule(&host, "missed", &at, "  action: restart\n");
+    commit_schedule(&host, "missed", &at, "  action: command\n  command: \"say missed while off\"\n");
     host.expect_within(10, "the timer is listed", |h| timers(h).contains("left4me-schedule@missed.timer"));
     // systemd makes the stamp when a timer that never ran starts: a run due after that and
     // missed is known to be missed at boot.
@@ -465,7 +465,9 @@ fn a_run_missed_while_the_host_was_off_happens_once_at_boot_and_one_cut_short_is
     std::thread::sleep(std::time::Duration::from_secs(25));
     let host = Host { sandbox: left4me_sim::Sandbox::boot(disk.path(), &[]).expect("the sandbox boots again"), disk };
     host.expect_within(60, "the missed run happens at boot", |h| job(h, "schedule", "missed").is_some());
-    ended_run(&host, "missed", 60);
+    ended_run(&host, "missed", 120);
+    // At boot, beside coop-1's own start: its console takes the command once it answers.
+    assert!(console(&host).contains("Console: missed while off"), "{}", console(&host));
     std::thread::sleep(std::time::Duration::from_secs(5));
     let runs =
         |schedule: &str| jobs(&host).into_iter().filter(|j| j["kind"] == "schedule" && j["target"] == schedule).count();
