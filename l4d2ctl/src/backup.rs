@@ -144,9 +144,10 @@ impl Folder {
         Ok(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
     }
 
-    /// A new file, root's with the game's group, 0640; never a planted link's target.
+    /// A new file, root's with the game's group, 0640; never a planted link's target. Open to
+    /// read as well: a copy from restic is read back through it.
     fn create(&self, file: &str, group: Owner) -> Result<fs::File, Error> {
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(&self.fd, file, flags, Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::io(self.path.join(file), e.into()))?;
         nix::unistd::fchown(&fd, Some(group.uid), Some(group.gid))

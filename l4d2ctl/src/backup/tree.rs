@@ -248,8 +248,28 @@ enum Kind {
 /// holds. Read through once before anything is changed, so a crafted tar is refused whole.
 pub fn check(input: impl Read, what: &str) -> Result<u64, Error> {
     let mut entries = 0;
-    walk(input, what, &mut |_, _, _| {
+    // Every entry below a folder an earlier entry made, none twice: what unpacking needs, said
+    // here, before anything has changed (unpacking never follows a symlink, nor makes a folder
+    // the tar did not list).
+    let mut seen = std::collections::HashSet::new();
+    let mut folders = std::collections::HashSet::new();
+    walk(input, what, &mut |path, kind, _| {
         entries += 1;
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if !parent.as_os_str().is_empty() && !folders.contains(parent) {
+            let why = if seen.contains(parent) { "which is no folder" } else { "which comes after it or not at all" };
+            return Err(Error::Invalid(format!(
+                "{what} holds {} below {}, {why}: refused",
+                path.display(),
+                parent.display()
+            )));
+        }
+        if !seen.insert(path.to_path_buf()) {
+            return Err(Error::Invalid(format!("{what} holds {} twice: refused", path.display())));
+        }
+        if matches!(kind, Kind::Folder) {
+            folders.insert(path.to_path_buf());
+        }
         Ok(())
     })?;
     Ok(entries)
