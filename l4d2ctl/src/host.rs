@@ -32,6 +32,10 @@ pub struct Host {
     pub restic_repository: Option<String>,
     /// The file holding that repository's password, root's (`LEFT4ME_RESTIC_PASSWORD_FILE`).
     pub restic_password_file: Option<PathBuf>,
+    /// Whose snapshots in that repository are this host's (`LEFT4ME_RESTIC_HOST`, default the
+    /// host's name): a new host that takes over from a lost one names the old one to restore its
+    /// backups.
+    pub restic_host: Option<String>,
 }
 
 impl Host {
@@ -76,6 +80,7 @@ impl Host {
             steam_api: get("LEFT4ME_STEAM_API").unwrap_or_else(|| "https://api.steampowered.com".into()),
             restic_repository: get("LEFT4ME_RESTIC_REPOSITORY"),
             restic_password_file: get("LEFT4ME_RESTIC_PASSWORD_FILE").map(PathBuf::from),
+            restic_host: get("LEFT4ME_RESTIC_HOST"),
         })
     }
 

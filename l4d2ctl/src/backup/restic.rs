@@ -19,7 +19,8 @@ use crate::host::Host;
 pub struct Restic {
     repository: String,
     password_file: PathBuf,
-    /// This host's name: a repository may hold several hosts' servers of the same name.
+    /// Whose snapshots are this host's (its name, or `LEFT4ME_RESTIC_HOST`): a repository may
+    /// hold several hosts' servers of the same name.
     hostname: String,
 }
 
@@ -61,10 +62,13 @@ impl Restic {
                 ));
             }
         };
-        let hostname = nix::unistd::gethostname()
-            .map_err(|e| Error::Invalid(format!("cannot read this host's name: {e}")))?
-            .to_string_lossy()
-            .into_owned();
+        let hostname = match &host.restic_host {
+            Some(name) => name.clone(),
+            None => nix::unistd::gethostname()
+                .map_err(|e| Error::Invalid(format!("cannot read this host's name: {e}")))?
+                .to_string_lossy()
+                .into_owned(),
+        };
         Ok(Some(Restic { repository, password_file, hostname }))
     }
 

@@ -283,6 +283,14 @@ fn restic_is_a_second_target_restored_from_when_the_host_has_lost_the_file() {
     }
     assert_eq!(snapshots_in_restic(&host), 2);
     assert_eq!(backups(&host).iter().filter(|b| b.restic).count(), 2);
+    // A host's snapshots are its own: another name (a new host taking over names the old one)
+    // sees another host's.
+    let as_host = |name: &str| -> usize {
+        let out = host.ok("sh", &["-c", &format!("LEFT4ME_RESTIC_HOST={name} l4d2ctl backups coop-1 --json")]);
+        serde_json::from_str::<Vec<Backup>>(&out).unwrap().iter().filter(|b| b.restic).count()
+    };
+    assert_eq!(as_host("elsewhere"), 0);
+    assert_eq!(as_host("$(hostname)"), 2);
 
     // restic failing (a wrong password) keeps the backup on the host and says both.
     host.ok("sh", &["-c", &format!("echo wrong > {PASSWORD}")]);
