@@ -46,7 +46,10 @@ pub struct GameUser<'a> {
 /// links that the game's user does not own: a hard link is how it could make root copy out a
 /// file it cannot read.
 pub fn pack<W: Write>(dir: &Path, out: W, game: GameUser<'_>) -> Result<(W, Skipped), Error> {
-    let top = open_dir_at(nix::fcntl::AT_FDCWD, dir.as_os_str()).map_err(|e| refused(dir, e))?;
+    // No symlink anywhere on the way: a `runtime` the game's user swapped for a link must not
+    // make root pack a tree of its choosing into a file its group may read.
+    let top = crate::fsutil::open_existing_dir(dir)?
+        .ok_or_else(|| Error::Invalid(format!("{} is missing; initialize the server again", dir.display())))?;
     let mut builder = tar::Builder::new(out);
     let mut skipped = Vec::new();
     // Folders still to list, by their path inside the tree; each is opened again from the top

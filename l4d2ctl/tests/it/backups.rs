@@ -424,6 +424,20 @@ fn a_symlink_the_game_plants_for_its_backups_folder_makes_root_read_or_write_not
     }
     assert_eq!(roots_own(), untouched, "nothing read into the game's reach, nothing written");
     assert_eq!(host.ok("cat", &[&format!("{UPPER}/data.txt")]), "data\n", "the data is as it was");
+
+    // The runtime folder swapped for a link to a folder of root's shaped like one: its secret
+    // is never packed into a file the game's group may read.
+    host.ok("sh", &["-c", &format!("rm -r {ROOT}/backups && mv {ROOT}/backups.moved {ROOT}/backups")]);
+    host.ok(
+        "sh",
+        &["-c", "mkdir -p /var/lib/roots-own/coop-1/upper && echo secret > /var/lib/roots-own/coop-1/upper/key"],
+    );
+    game(&host, &format!("mv {ROOT}/runtime {ROOT}/runtime.moved && ln -s /var/lib/roots-own {ROOT}/runtime"));
+    let out = host.l4d2ctl(&["backup", "coop-1"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("is a symlink"), "{}", text(&out.stderr));
+    let listed = host.ok("sh", &["-c", &format!("ls {FOLDER}")]);
+    assert_eq!(listed.lines().filter(|f| f.ends_with(".tar.gz")).count(), 1, "only the first backup: {listed}");
 }
 
 #[test]
