@@ -453,3 +453,21 @@ fn a_write_to_a_server_waits_for_the_backup_or_restore_that_holds_it() {
     assert!(out.contains("waiting for another write to coop-1 to end"), "{out}");
     assert!(out.contains("coop-1: deleted"), "{out}");
 }
+
+#[test]
+fn a_killed_backup_is_never_listed_and_what_it_left_goes_with_the_next() {
+    let host = Host::installed();
+    host.initialize_example("coop-1");
+    // Enough data that the backup is still writing when it is killed.
+    game(&host, &format!("head -c 64M /dev/urandom > {UPPER}/big.dem"));
+    let killed = host.run("timeout", &["-s", "KILL", "1", "l4d2ctl", "backup", "coop-1"]);
+    assert!(!killed.status.success(), "killed halfway: {}", text(&killed.stdout));
+    assert!(backups(&host).is_empty(), "nothing listed");
+    let left = host.ok("ls", &["-A", FOLDER]);
+    assert!(left.lines().any(|f| f.starts_with('.') && f.ends_with(".tar.gz.tmp")), "{left}");
+    let (taken, _) = backed_up(&host, &["backup", "coop-1"]);
+    assert_eq!(backups(&host), vec![taken.clone()]);
+    let files = host.ok("ls", &["-A", FOLDER]);
+    let expected = format!("{id}.json\n{id}.tar.gz\n", id = taken.id);
+    assert_eq!(files, expected, "the leftover is gone");
+}
