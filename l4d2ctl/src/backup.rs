@@ -437,7 +437,15 @@ pub fn restore(host: &Host, name: &Name, id: &str, say: &mut dyn FnMut(String)) 
     })();
     // Started again whether or not the restore worked: a failed one left the old data.
     if running {
-        systemd::systemctl(&["start", "--quiet", "--", &unit])?;
+        let since = std::time::SystemTime::now();
+        if let Err(e) = systemd::systemctl(&["start", "--quiet", "--", &unit]) {
+            let why = systemd::why_failed(&unit, since).unwrap_or_else(|| e.to_string());
+            let done = match &restored {
+                Ok(_) => format!("restored {id}"),
+                Err(failed) => format!("not restored ({failed})"),
+            };
+            return Err(Error::NotNow(format!("{name}: {done}, but it did not start again: {why}")));
+        }
         say(format!("{name}: started again"));
     }
     Ok(Restored { kept: restored?, started: running })
