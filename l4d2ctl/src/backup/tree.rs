@@ -202,7 +202,7 @@ fn xattrs(fd: &OwnedFd) -> Vec<(OsString, Vec<u8>)> {
     }
     names.truncate(n as usize);
     let mut found = Vec::new();
-    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+    for name in names.split(|b| *b == 0).filter(|n| kept_xattr(n)) {
         let Ok(key) = CString::new(name) else { continue };
         let mut value = vec![0u8; 64 * 1024];
         // SAFETY: as above; `key` is NUL-terminated.
@@ -214,6 +214,15 @@ fn xattrs(fd: &OwnedFd) -> Vec<(OsString, Vec<u8>)> {
     }
     found.sort();
     found
+}
+
+/// The extended attributes an upper layer's data is: overlayfs's own (an opaque folder, a
+/// redirect) and the game's `user.` ones. Never `security.` (a file capability restored from a
+/// crafted backup would be a file that gives root to whoever runs it) nor any other.
+const KEPT_XATTRS: [&str; 2] = ["trusted.overlay.", "user."];
+
+fn kept_xattr(name: &[u8]) -> bool {
+    KEPT_XATTRS.iter().any(|prefix| name.starts_with(prefix.as_bytes()) && name.len() > prefix.len())
 }
 
 fn set_xattr(fd: &OwnedFd, key: &OsStr, value: &[u8]) -> Result<(), Errno> {
@@ -272,8 +281,25 @@ pub fn check(input: impl Read, what: &str) -> Result<u64, Error> {
     // the tar did not list).
     let mut seen = std::collections::HashSet::new();
     let mut folders = std::collections::HashSet::new();
-    walk(input, what, &mut |path, kind, _| {
+    walk(input, what, &mut |path, kind, entry| {
         entries += 1;
+        let xattrs = entry_xattrs(entry).map_err(|e| Error::Invalid(format!("{what} is unreadable: {e}")))?;
+        if let Some((key, _)) = xattrs.iter().find(|(key, _)| !kept_xattr(key.as_bytes())) {
+            return Err(Error::Invalid(format!(
+                "{what} gives {} the extended attribute {}, which is no server's data (only {} are restored): \
+                 refused",
+                path.display(),
+                key.to_string_lossy(),
+                KEPT_XATTRS.map(|p| format!("{p}*")).join(", ")
+            )));
+        }
+        if !xattrs.is_empty() && matches!(kind, Kind::Symlink(_) | Kind::Whiteout) {
+            return Err(Error::Invalid(format!(
+                "{what} gives the {} {} extended attributes, which are never restored on one: refused",
+                if matches!(kind, Kind::Symlink(_)) { "symlink" } else { "whiteout" },
+                path.display()
+            )));
+        }
         let parent = path.parent().unwrap_or(Path::new(""));
         if !parent.as_os_str().is_empty() && !folders.contains(parent) {
             let why = if seen.contains(parent) { "which is no folder" } else { "which comes after it or not at all" };
