@@ -234,7 +234,6 @@ pub fn backup(
     keep: Option<u32>,
     say: &mut dyn FnMut(String),
 ) -> Result<BackedUp, Error> {
-    let restic = Restic::of(host)?;
     let folder = Folder::open(host, name)?;
     let mut backup = take(host, name, &folder, reason, say)?;
     let mut removed = Vec::new();
@@ -244,7 +243,23 @@ pub fn backup(
             say(format!("{name}: removed {} older backups to keep {keep}: {}", removed.len(), removed.join(", ")));
         }
     }
-    let Some(restic) = restic else { return Ok(BackedUp { backup, removed }) };
+    // Whatever restic does, the backup on the host stands; a failure says both.
+    let not_to_restic = |backup: &Backup, e: Error| {
+        let said = format!(
+            "{name}: backed up as {} on this host ({}), but not to restic: {e}",
+            backup.id,
+            folder.path.join(format!("{}{EXTENSION}", backup.id)).display()
+        );
+        match e {
+            Error::Invalid(_) => Error::Invalid(said),
+            _ => Error::NotNow(said),
+        }
+    };
+    let restic = match Restic::of(host) {
+        Ok(Some(restic)) => restic,
+        Ok(None) => return Ok(BackedUp { backup, removed }),
+        Err(e) => return Err(not_to_restic(&backup, e)),
+    };
     let sent = send(&restic, name, &folder, &backup, keep);
     // What restic holds now, for the web's list, whether or not the send worked.
     let _ = refresh_cache(&restic, host, name, &folder);
@@ -254,11 +269,7 @@ pub fn backup(
             say(format!("{name}: {} sent to the restic repository", backup.id));
             Ok(BackedUp { backup, removed })
         }
-        Err(e) => Err(Error::NotNow(format!(
-            "{name}: backed up as {} on this host ({}), but not to restic: {e}",
-            backup.id,
-            folder.path.join(format!("{}{EXTENSION}", backup.id)).display()
-        ))),
+        Err(e) => Err(not_to_restic(&backup, e)),
     }
 }
 

@@ -503,4 +503,12 @@ fn a_killed_backup_is_never_listed_and_what_it_left_goes_with_the_next() {
     let files = host.ok("ls", &["-A", FOLDER]);
     let expected = format!("{id}.json\n{id}.tar.gz\n", id = taken.id);
     assert_eq!(files, expected, "the leftover is gone");
+
+    // A restic repository named without its password file: the backup on the host is taken all
+    // the same, and the failure says both.
+    let half = host.run("sh", &["-c", "LEFT4ME_RESTIC_REPOSITORY=/var/lib/nowhere l4d2ctl backup coop-1"]);
+    assert!(!half.status.success());
+    let said = text(&half.stderr);
+    assert!(said.contains("on this host") && said.contains("LEFT4ME_RESTIC_PASSWORD_FILE"), "{said}");
+    assert_eq!(backups(&host).len(), 2, "{said}");
 }
