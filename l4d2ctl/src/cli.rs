@@ -76,6 +76,12 @@ pub enum Cmd {
     Release { name: String },
     /// Run a console command on a server over RCON.
     Rcon {
+        /// Record the command as this web user's (the web app sends its users' commands).
+        #[arg(long = "as", value_name = "USER", requires = "from")]
+        on_behalf: Option<String>,
+        /// The address the web user sent it from.
+        #[arg(long, value_name = "ADDRESS", requires = "on_behalf")]
+        from: Option<String>,
         name: String,
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -268,7 +274,15 @@ mod tests {
                 write(Cmd::Workshop { command: WorkshopCmd::Check { items, collections } })
             }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
-            Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
+            Command::Rcon { name, command } => {
+                read(Cmd::Rcon { on_behalf: None, from: None, name: name.to_string(), command: vec![command] })
+            }
+            Command::RconAs { name, command, user, from } => read(Cmd::Rcon {
+                on_behalf: Some(user.to_string()),
+                from: Some(from),
+                name: name.to_string(),
+                command: vec![command],
+            }),
             Command::Backup { .. } | Command::Backups { .. } | Command::Restore { .. } => {
                 unreachable!("not in the list below until l4d2ctl parses them")
             }
@@ -314,7 +328,13 @@ mod tests {
             Command::WorkshopCheck { items: Vec::new(), collections: vec![789, 790] },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
-            Command::Rcon { name, command: "-sv_cheats 1; status".into() },
+            Command::Rcon { name: name.clone(), command: "-sv_cheats 1; status".into() },
+            Command::RconAs {
+                name,
+                command: "say hi".into(),
+                user: Name::new("alice").unwrap(),
+                from: "203.0.113.7".into(),
+            },
         ];
         for command in commands {
             let argv = command.argv();

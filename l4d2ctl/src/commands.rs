@@ -11,7 +11,7 @@ use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
 use l4d2ctl::{
-    Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd, workshop,
+    Error, Host, audit, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd, workshop,
 };
 use left4me_state::{Digest, Name};
 
@@ -39,7 +39,9 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Show { name } => show(&host, &name).map(|()| None),
         Cmd::Logs { name, lines, follow } => logs(&name, lines, follow).map(|()| None),
         Cmd::Release { name } => release(&host, &name, out).map(Some),
-        Cmd::Rcon { name, command } => rcon(&host, &name, &command).map(|()| None),
+        Cmd::Rcon { name, command, on_behalf, from } => {
+            rcon(&host, &name, &command, on_behalf.as_deref(), from.as_deref()).map(|()| None)
+        }
         Cmd::Overlay { command: OverlayCmd::List } => list_overlays(&host, json).map(|()| None),
         Cmd::Overlay { command: OverlayCmd::Build { name, digest } } => build(&host, &name, &digest, out).map(Some),
         Cmd::Overlay { command: OverlayCmd::Fetch { name, digest, items } } => {
@@ -86,9 +88,15 @@ impl Actor<'_> {
     }
 
     /// A write by a person leaves an override marker — before it acts, so the reconciler never
-    /// sees the change without the marker and undoes it.
+    /// sees the change without the marker and undoes it — and an entry in the audit trail, who
+    /// and what as the marker says.
     fn mark(&self, name: &Name, what: &str) -> Result<(), Error> {
-        if self.by_hand { overrides::mark(self.host, name, what) } else { Ok(()) }
+        if !self.by_hand {
+            return Ok(());
+        }
+        overrides::mark(self.host, name, what)?;
+        audit::record_by_hand(&self.host.root, what, Some(name), &format!("{what} by hand"));
+        Ok(())
     }
 }
 
@@ -366,14 +374,37 @@ fn release(host: &Host, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     Ok(Outcome::Released { name, was_overridden: had })
 }
 
-fn rcon(host: &Host, name: &str, command: &[String]) -> Result<(), Error> {
+/// `l4d2ctl rcon`: one console command, recorded in the audit trail (its passwords hidden) once
+/// the caller may send it, before anything else can fail: an attempt is recorded too — as the person behind sudo's, or as `--as`'s from `--from` when the web app
+/// sends it for its user.
+fn rcon(host: &Host, name: &str, command: &[String], on_behalf: Option<&str>, from: Option<&str>) -> Result<(), Error> {
     let name = parse_name(name)?;
+    let on_behalf = on_behalf
+        .map(|user| Name::new(user).map_err(|e| Error::Invalid(format!("invalid user {user:?} for --as: {e}"))))
+        .transpose()?;
+    if let Some(from) = from
+        && (from.is_empty() || from.len() > 64 || from.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        return Err(Error::Invalid(format!("invalid address {from:?} for --from: one word of at most 64 bytes")));
+    }
     require_root_or(&host.user, "rcon")?;
+    let line = command.join(" ");
+    let entry = audit::Entry {
+        who: on_behalf.map_or_else(overrides::operator, |user| user.to_string()),
+        action: "rcon".into(),
+        server: Some(name.to_string()),
+        detail: audit::redact(&line),
+        origin: match from {
+            Some(from) => format!("web {from}"),
+            None => audit::shell_origin(),
+        },
+    };
+    audit::record_or_say(&host.root, &entry);
     let record = record::read(host, &name)?.ok_or_else(|| not_initialized(&name))?;
     let password = instance::read_rcon_password(host, &name)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, record.spec.port.number()));
     let mut rcon = Rcon::connect(addr, &password, RCON_TIMEOUT).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
-    let output = rcon.exec(&command.join(" ")).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    let output = rcon.exec(&line).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
     print!("{output}");
     if !output.is_empty() && !output.ends_with('\n') {
         println!();

@@ -7,6 +7,7 @@
 pub mod a2s;
 pub mod api;
 pub mod archive;
+pub mod audit;
 pub mod builds;
 pub mod confined;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod overlay;
 pub mod overrides;
 pub mod rcon;
 pub mod record;
+pub mod sqlite;
 pub mod status;
 pub mod steam;
 pub mod steamapi;

@@ -114,6 +114,14 @@ pub enum Command {
         name: Name,
         command: String,
     },
+    /// `rcon --as <user> --from <address> <name> -- <command>`: one console command a web user
+    /// sends, recorded in the audit trail as theirs.
+    RconAs {
+        name: Name,
+        command: String,
+        user: Name,
+        from: String,
+    },
 }
 
 impl Command {
@@ -197,6 +205,9 @@ impl Command {
                 argv
             }
             Command::Rcon { name, command } => words(&["rcon", name.as_str(), "--", command]),
+            Command::RconAs { name, command, user, from } => {
+                words(&["rcon", "--as", user.as_str(), "--from", from, name.as_str(), "--", command])
+            }
         }
     }
 }
