@@ -313,6 +313,59 @@ mod tests {
         }
     }
 
+    fn entry(server: &str) -> Entry {
+        Entry {
+            who: "ada".into(),
+            action: "stop".into(),
+            server: Some(server.into()),
+            detail: "stop by hand".into(),
+            origin: "l4d2ctl".into(),
+        }
+    }
+
+    #[test]
+    fn entries_are_read_by_scope_and_page_and_forgotten_by_age() {
+        let root = tempfile::tempdir().unwrap();
+        let audit = Audit::open(root.path()).unwrap();
+        let ids: Vec<i64> = ["a", "b", "a", "c"].iter().map(|s| audit.record(&entry(s)).unwrap()).collect();
+        let (a, c) = (Name::new("a").unwrap(), Name::new("c").unwrap());
+        let (a_and_c, just_a, none) = ([a.clone(), c], [a], []);
+        let read = |scope, before, limit| {
+            let filter = Filter { scope, server: None, before, limit };
+            audit.entries(&filter).unwrap().iter().map(|e| e.id).collect::<Vec<_>>()
+        };
+        assert_eq!(read(Scope::All, None, 10), [ids[3], ids[2], ids[1], ids[0]], "newest first");
+        assert_eq!(read(Scope::Servers(&a_and_c), None, 10), [ids[3], ids[2], ids[0]]);
+        assert_eq!(read(Scope::Servers(&just_a), Some(ids[2]), 10), [ids[0]], "older than an id");
+        assert_eq!(read(Scope::Servers(&none), None, 10), Vec::<i64>::new(), "no servers, no entries");
+        assert_eq!(read(Scope::All, None, 2), [ids[3], ids[2]]);
+        let now = unix_seconds(SystemTime::now());
+        assert_eq!(audit.forget_before(now - 86_400).unwrap(), 0, "nothing is a day old");
+        assert_eq!(audit.forget_before(now + 60).unwrap(), 4);
+        assert!(read(Scope::All, None, 10).is_empty());
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_trail_is_refused_and_its_target_untouched() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("precious");
+        fs::write(&target, "keep me").unwrap();
+        std::os::unix::fs::symlink(&target, root.path().join(FILE)).unwrap();
+        let error = Audit::open(root.path()).err().expect("a symlink is not opened");
+        assert!(error.to_string().contains("audit.db"), "{error}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_ne!(mode, 0o660, "the target's mode is not changed");
+    }
+
+    #[test]
+    fn the_trail_is_made_0660() {
+        let root = tempfile::tempdir().unwrap();
+        drop(Audit::open(root.path()).unwrap());
+        let mode = fs::metadata(root.path().join(FILE)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+    }
+
     #[test]
     fn long_values_are_cut_at_a_character() {
         let long = "é".repeat(MAX_DETAIL);
