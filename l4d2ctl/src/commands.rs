@@ -38,7 +38,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Status { name } => show_status(&host, name.as_deref(), json).map(|()| None),
         Cmd::Show { name } => show(&host, &name).map(|()| None),
         Cmd::Logs { name, lines, follow } => logs(&name, lines, follow).map(|()| None),
-        Cmd::Release { name } => release(&host, &name, out).map(Some),
+        Cmd::Release { name } => release(&by, &name, out).map(Some),
         Cmd::Rcon { name, command, on_behalf, from } => {
             rcon(&host, &name, &command, on_behalf.as_deref(), from.as_deref()).map(|()| None)
         }
@@ -362,10 +362,13 @@ fn logs(name: &str, lines: u32, follow: bool) -> Result<(), Error> {
     Err(Error::Invalid(format!("cannot run journalctl: {}", command.exec())))
 }
 
-fn release(host: &Host, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+fn release(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("release")?;
-    let had = overrides::release(host, &name)?;
+    let had = overrides::release(by.host, &name)?;
+    if had && by.by_hand {
+        audit::record_by_hand(&by.host.root, "release", Some(&name), "released to the reconciler by hand");
+    }
     // Handing a server back is also a new attempt after a crash loop: a unit no longer
     // failed is one the reconciler tries at once rather than holding it back.
     let _ = systemd::systemctl(&["reset-failed", "--quiet", &unit_name(&name)]);
@@ -375,8 +378,8 @@ fn release(host: &Host, name: &str, out: &mut Out) -> Result<Outcome, Error> {
 }
 
 /// `l4d2ctl rcon`: one console command, recorded in the audit trail (its passwords hidden) once
-/// the caller may send it, before anything else can fail: an attempt is recorded too — as the person behind sudo's, or as `--as`'s from `--from` when the web app
-/// sends it for its user.
+/// the caller may send it, before anything else can fail, so an attempt is recorded too: as the
+/// person's behind sudo, or as `--as`'s from `--from` when the web app sends it for its user.
 fn rcon(host: &Host, name: &str, command: &[String], on_behalf: Option<&str>, from: Option<&str>) -> Result<(), Error> {
     let name = parse_name(name)?;
     let on_behalf = on_behalf

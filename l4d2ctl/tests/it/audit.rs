@@ -17,6 +17,7 @@ fn writes_by_hand_and_rcon_are_in_the_audit_trail() {
     host.l4d2ctl_ok(&["rcon", "--as", "alice", "--from", "203.0.113.7", "coop-1", "status"]);
     let marker = host.status_json("coop-1")["override"].clone();
     host.l4d2ctl_ok(&["stop", "coop-1"]);
+    host.l4d2ctl_ok(&["release", "coop-1"]);
 
     let file = format!("{ROOT}/audit.db");
     assert_eq!(host.ok("stat", &["-c", "%a %U", &file]).trim(), "660 left4me", "the game's user's, 0660");
@@ -34,9 +35,10 @@ fn writes_by_hand_and_rcon_are_in_the_audit_trail() {
             (who, "rcon", "sv_password <hidden>"),
             ("alice", "rcon", "status"),
             (who, "stop", "stop by hand"),
+            (who, "release", "released to the reconciler by hand"),
         ]
     );
-    assert_eq!(entries[1].origin, "web 203.0.113.7");
+    assert_eq!(entries[2].origin, "web 203.0.113.7");
     assert_eq!(entries[0].origin, "l4d2ctl");
     for file in ["audit.db", "audit.db-wal"] {
         let bytes = std::fs::read(host.root_path(file)).unwrap_or_default();
