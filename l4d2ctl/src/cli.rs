@@ -100,6 +100,12 @@ pub enum Cmd {
     },
     /// Run a console command on a server over RCON.
     Rcon {
+        /// Record the command as this web user's (the web app sends its users' commands).
+        #[arg(long = "as", value_name = "USER", requires = "from")]
+        on_behalf: Option<String>,
+        /// The address the web user sent it from.
+        #[arg(long, value_name = "ADDRESS", requires = "on_behalf")]
+        from: Option<String>,
         name: String,
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -311,7 +317,15 @@ mod tests {
                 write(Cmd::Workshop { command: WorkshopCmd::Check { items, collections } })
             }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
-            Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
+            Command::Rcon { name, command } => {
+                read(Cmd::Rcon { on_behalf: None, from: None, name: name.to_string(), command: vec![command] })
+            }
+            Command::RconAs { name, command, user, from } => read(Cmd::Rcon {
+                on_behalf: Some(user.to_string()),
+                from: Some(from),
+                name: name.to_string(),
+                command: vec![command],
+            }),
             Command::SchedulesPut => write(Cmd::Schedules { command: SchedulesCmd::Put }),
             Command::ForSchedule { schedule, write } => {
                 Cli { schedule: Some(schedule.to_string()), ..expected(*write) }
@@ -375,7 +389,13 @@ mod tests {
             },
             Command::ForSchedule {
                 schedule: Name::new("morning").unwrap(),
-                write: Box::new(Command::Start { names: vec![name] }),
+                write: Box::new(Command::Start { names: vec![name.clone()] }),
+            },
+            Command::RconAs {
+                name,
+                command: "say hi".into(),
+                user: Name::new("alice").unwrap(),
+                from: "203.0.113.7".into(),
             },
         ];
         for command in commands {
