@@ -175,6 +175,12 @@ pub fn pass_lock(root: &Path, waiting: impl FnOnce()) -> Result<nix::fcntl::Floc
     crate::fsutil::lock(&root.join("left4me.lock"), waiting)
 }
 
+/// The host's pass lock if nobody holds it now, else None: for a waiter that looks at something
+/// else between tries (a job's cancelling).
+pub fn try_pass_lock(root: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, Error> {
+    crate::fsutil::try_lock(&root.join("left4me.lock"))
+}
+
 /// `KEY=VALUE` lines, `#` comments, optional double quotes — the subset of systemd's
 /// EnvironmentFile= syntax the files left4me writes use.
 pub fn parse_env_file(text: &str) -> Vec<(String, String)> {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use left4me_state::Name;
+use reconciler::backups::Operation;
 use reconciler::daemon::{Disk, ServiceStatus};
-use reconciler::db::Db;
+use reconciler::db::{CancelAsked, Db};
 use reconciler::engine::{self, Config};
 use reconciler::report;
 
@@ -279,4 +280,95 @@ pub fn jobs(id: Option<i64>, json: bool, follow: bool) -> anyhow::Result<ExitCod
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `left4me jobs cancel <id>`: asks for the job to be cancelled, as the web does, and waits (at
+/// most a minute) for whoever runs it to end it; says how it ended.
+pub fn cancel(id: i64) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env(None)?;
+    let db = Db::open(&config.db_path())?;
+    match db.request_cancel(id, "manual")? {
+        CancelAsked::Unknown => anyhow::bail!("there is no job {id}; `left4me jobs` lists the recent ones"),
+        CancelAsked::Finished(state) => {
+            outln!("job {id} has already {}: there is nothing to cancel, and nothing was changed", finished(&state));
+            return Ok(ExitCode::FAILURE);
+        }
+        CancelAsked::AlreadyAsked(by) => {
+            outln!("job {id}: cancelling was asked already (by {by}); waiting for it to end")
+        }
+        CancelAsked::Asked => outln!("job {id}: cancelling asked for; waiting for it to end"),
+    }
+    // The audit trail's spot for a cancel asked from the command line: (manual, job id).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = db.job(id)?.with_context(|| format!("job {id} disappeared"))?;
+        if !matches!(job.state.as_str(), "queued" | "running") {
+            let last = db.lines(id, 0)?.pop().map(|line| line.line).unwrap_or_default();
+            outln!("job {id} {} {}: {}; {last}", job.kind, job.target, finished(&job.state));
+            return Ok(if job.state == "cancelled" { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        if std::time::Instant::now() >= deadline {
+            outln!(
+                "job {id} is still {} after a minute; it ends at its runner's next look (`left4me jobs {id} --follow` \
+                 shows when), or at the next pass if its runner is gone",
+                job.state
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn finished(state: &str) -> &str {
+    match state {
+        "succeeded" => "succeeded",
+        "failed" => "failed",
+        "cancelled" => "been cancelled",
+        other => other,
+    }
+}
+
+/// `left4me backup <server>` and `left4me restore <server> <backup>`: one job, queued at once and
+/// run once no pass runs; its log printed when it ends.
+pub fn backup(server: &str, operation: Operation) -> anyhow::Result<ExitCode> {
+    let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
+    let (config, mut db) = open(None)?;
+    let ran = reconciler::backups::run(&config, &mut db, &name, &operation, "manual", |job| {
+        let _ = writeln!(
+            std::io::stdout(),
+            "job {job}: {} {name} queued (`left4me jobs cancel {job}` cancels it)",
+            operation.kind()
+        );
+    })?;
+    for line in db.lines(ran.job, 0)? {
+        if line.stream != "plan" {
+            outln!("{}", line.line);
+        }
+    }
+    let state = db.job(ran.job)?.map(|job| job.state).unwrap_or_default();
+    outln!("job {} {}", ran.job, state);
+    Ok(if ran.end.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `left4me backups <server>`: its backups, newest first.
+pub fn backups(server: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
+    let config = Config::from_env(None)?;
+    let backups = reconciler::backups::list(&config, &name)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&backups)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if backups.is_empty() {
+        outln!("{name} has no backups yet; `left4me backup {name}` takes one");
+    }
+    for backup in backups {
+        let place = match (backup.local, backup.restic) {
+            (true, true) => "here+restic",
+            (true, false) => "here",
+            (false, _) => "restic",
+        };
+        outln!("{:<22} {:<22} {:>10} {:<11} {}", backup.id, backup.taken_at, backup.bytes, place, backup.reason);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The reconciler: the planner on plain values, and the `left4me` command line.
 
 mod builds;
+mod cancel;
 mod converge;
 mod db;
 mod faults;
