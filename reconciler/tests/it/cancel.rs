@@ -136,3 +136,28 @@ fn a_job_cancelled_while_it_waits_never_starts() {
     let unknown = host.left4me(&["jobs", "cancel", "999999"]);
     assert!(text(&unknown).contains("there is no job 999999"), "{}", text(&unknown));
 }
+
+#[test]
+fn the_service_cancels_a_running_build_the_web_asks_it_to() {
+    let host = Host::installed(true);
+    host.commit_examples();
+    host.stack_script_overlay("slow", "echo building\nsleep 600\n");
+    let mut id = None;
+    host.expect_within(120, "the build of slow runs", |h| {
+        id = job_of(h, "build", "slow", "running");
+        id.is_some()
+    });
+    let id = id.unwrap();
+    // As the web app asks: written whole under a dot name, then renamed into the inbox.
+    let inbox = host.disk.path().join("root/requests");
+    let request =
+        format!(r#"{{"version":1,"what":"cancel","job":{id},"who":"web alice","at":"2026-12-01T00:00:00Z"}}"#);
+    std::fs::write(inbox.join(".new-cancel-1.json"), request).unwrap();
+    std::fs::rename(inbox.join(".new-cancel-1.json"), inbox.join("cancel-1.json")).unwrap();
+    host.expect_within(60, "the build's job is cancelled", |h| {
+        jobs(h).into_iter().any(|j| j["id"] == id && j["state"] == "cancelled")
+    });
+    let log = host.sandbox.run_ok("left4me", &["jobs", &id.to_string()]);
+    assert!(log.contains("cancelled by web alice"), "{log}");
+    assert!(!inbox.join("cancel-1.json").exists(), "the service took the request");
+}
