@@ -74,6 +74,26 @@ pub enum Cmd {
     },
     /// Hand a server changed by hand back to the reconciler.
     Release { name: String },
+    /// Back up what a server wrote itself (its upper layer) to `$ROOT/backups/<name>/`, and to
+    /// restic when host.env names a repository.
+    Backup {
+        name: String,
+        /// Why it is taken, kept beside it: `manual`, `schedule <name>`, …
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        /// Then remove the oldest backups beyond this many (the newest is never removed).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
+    /// List a server's backups, newest first: on this host and in restic.
+    Backups { name: String },
+    /// Put a backup's data back: the server stopped, its data kept as one more backup, the
+    /// backup restored exactly, the server started again if it ran.
+    Restore {
+        name: String,
+        /// The backup's id, as `backups` lists it.
+        id: String,
+    },
     /// Run a console command on a server over RCON.
     Rcon {
         name: String,
@@ -191,6 +211,8 @@ impl Cmd {
             | Cmd::Restart { .. }
             | Cmd::Delete { .. }
             | Cmd::Release { .. }
+            | Cmd::Backup { .. }
+            | Cmd::Restore { .. }
             | Cmd::Mount { .. }
             | Cmd::Umount { .. }
             | Cmd::Workshop { .. } => true,
@@ -198,6 +220,7 @@ impl Cmd {
             Cmd::Game { command } => command.is_some(),
             Cmd::Status { .. }
             | Cmd::Show { .. }
+            | Cmd::Backups { .. }
             | Cmd::Logs { .. }
             | Cmd::Rcon { .. }
             | Cmd::Observe { .. }
@@ -269,9 +292,11 @@ mod tests {
             }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
             Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
-            Command::Backup { .. } | Command::Backups { .. } | Command::Restore { .. } => {
-                unreachable!("not in the list below until l4d2ctl parses them")
+            Command::Backup { name, keep, reason } => write(Cmd::Backup { name: name.to_string(), reason, keep }),
+            Command::Backups { name } => {
+                Cli { reconciler: false, json: true, command: Cmd::Backups { name: name.to_string() } }
             }
+            Command::Restore { name, id } => write(Cmd::Restore { name: name.to_string(), id }),
         }
     }
 
@@ -312,6 +337,10 @@ mod tests {
             Command::OverlayArchive { name: name.clone(), digest },
             Command::WorkshopCheck { items: vec![123, 456], collections: vec![789] },
             Command::WorkshopCheck { items: Vec::new(), collections: vec![789, 790] },
+            Command::Backup { name: name.clone(), keep: None, reason: "manual".into() },
+            Command::Backup { name: name.clone(), keep: Some(7), reason: "schedule nightly".into() },
+            Command::Backups { name: name.clone() },
+            Command::Restore { name: name.clone(), id: "2026-12-01T06-00-00Z".into() },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
             Command::Rcon { name, command: "-sv_cheats 1; status".into() },

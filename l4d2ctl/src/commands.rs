@@ -11,7 +11,8 @@ use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
 use l4d2ctl::{
-    Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd, workshop,
+    Error, Host, backup, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd,
+    workshop,
 };
 use left4me_state::{Digest, Name};
 
@@ -39,6 +40,9 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Show { name } => show(&host, &name).map(|()| None),
         Cmd::Logs { name, lines, follow } => logs(&name, lines, follow).map(|()| None),
         Cmd::Release { name } => release(&host, &name, out).map(Some),
+        Cmd::Backup { name, reason, keep } => backup(&by, &name, &reason, keep, out).map(Some),
+        Cmd::Backups { name } => show_backups(&host, &name, json).map(|()| None),
+        Cmd::Restore { name, id } => restore(&by, &name, &id, out).map(Some),
         Cmd::Rcon { name, command } => rcon(&host, &name, &command).map(|()| None),
         Cmd::Overlay { command: OverlayCmd::List } => list_overlays(&host, json).map(|()| None),
         Cmd::Overlay { command: OverlayCmd::Build { name, digest } } => build(&host, &name, &digest, out).map(Some),
@@ -84,6 +88,31 @@ impl Actor<'_> {
         l4d2ctl::host::pass_lock(&self.host.root, || eprintln!("l4d2ctl: waiting for the reconciler's pass to end"))
             .map(Some)
     }
+
+    /// The locks of these servers, taken in name order so that two writes of several never wait
+    /// for each other: no write stops, starts, renders, deletes, backs up or restores a server
+    /// another is halfway through (the reconciler's included).
+    fn server_locks<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n Name>,
+    ) -> Result<Vec<nix::fcntl::Flock<std::fs::File>>, Error> {
+        let mut names: Vec<&Name> = names.into_iter().collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                l4d2ctl::host::server_lock(&self.host.root, name, || {
+                    eprintln!("l4d2ctl: waiting for another write to {name} to end")
+                })
+            })
+            .collect()
+    }
+
+    /// Where a person's backup or restore is written to the host's audit trail (the reconciler's
+    /// own are its jobs'). A backup and a restore change no desired state, so they leave no
+    /// override marker; what was done by hand is recorded here alone.
+    fn audit_by_hand(&self, _name: &Name, _what: &str) {}
 
     /// A write by a person leaves an override marker — before it acts, so the reconciler never
     /// sees the change without the marker and undoes it.
@@ -203,6 +232,7 @@ fn initialize(by: &Actor, name: &str, file: &Path, build: Option<u64>, out: &mut
     let spec = instance::read_spec_file(file)?;
     require_root("initialize")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     by.mark(&name, "initialize")?;
     let done = instance::initialize(by.host, &name, &spec, build)?;
     for repaired in &done.repaired {
@@ -242,6 +272,7 @@ fn start(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> 
         return Ok(Outcome::Started { servers: answers });
     }
     let _lock = by.lock()?;
+    let _servers = by.server_locks(startable.iter().copied())?;
     for name in &startable {
         by.mark(name, "start")?;
     }
@@ -270,6 +301,7 @@ fn restart(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("restart")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     by.mark(&name, "restart")?;
     let unit = unit_name(&name);
     let since = std::time::SystemTime::now();
@@ -294,6 +326,7 @@ fn stop(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("stop")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     by.mark(&name, "stop")?;
     systemd::disable_now(&unit_name(&name))?;
     out.about(&name, format!("{name}: stopped"));
@@ -304,6 +337,7 @@ fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("delete")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     let unit = unit_name(&name);
     by.mark(&name, "delete")?;
     // Stopping a unit that was never started is fine; a missing instance is deleted already.
@@ -322,6 +356,65 @@ fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
         (false, None) => out.about(&name, format!("{name}: already deleted")),
     }
     Ok(Outcome::Deleted { name, existed: deleted.existed, archive: deleted.archive, cleared_failed })
+}
+
+/// The locks a backup or a restore of an initialized server holds while it runs; a person's is
+/// recorded in the audit trail.
+fn hold_server_data(by: &Actor, name: &Name, what: &str) -> Result<Vec<nix::fcntl::Flock<std::fs::File>>, Error> {
+    require_root(what)?;
+    record::read(by.host, name)?.ok_or_else(|| not_initialized(name))?;
+    let mut held: Vec<_> = by.lock()?.into_iter().collect();
+    held.extend(by.server_locks([name])?);
+    by.audit_by_hand(name, what);
+    Ok(held)
+}
+
+/// `backup`: only a server that is initialized has data of its own to back up.
+fn backup(by: &Actor, name: &str, reason: &str, keep: Option<u32>, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 200 || reason.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "--reason {reason:?}: say why in one line of at most 200 characters (`manual`, `schedule nightly`)"
+        )));
+    }
+    let _locks = hold_server_data(by, &name, "backup")?;
+    let mut say = |line: String| out.about(&name, line);
+    let done = backup::backup(by.host, &name, reason, keep, &mut say)?;
+    Ok(Outcome::BackedUp { name, backup: done.backup, removed: done.removed })
+}
+
+/// `backups`: for root, and for the game's user the web app runs as (restic as root last heard).
+fn show_backups(host: &Host, name: &str, json: bool) -> Result<(), Error> {
+    let name = parse_name(name)?;
+    require_root_or(&host.user, "backups")?;
+    let all = backup::list(host, &name)?;
+    if json {
+        println!("{}", serde_json::to_string(&all).expect("backups always serialize"));
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("{name} has no backups (`l4d2ctl backup {name}` takes one)");
+    }
+    for b in all {
+        let place = match (b.local, b.restic) {
+            (true, true) => "host+restic",
+            (true, false) => "host",
+            (false, _) => "restic",
+        };
+        println!("{}  {:>10} KiB  {place:<11}  {}", b.id, b.bytes.div_ceil(1024), b.reason);
+    }
+    Ok(())
+}
+
+/// `restore`: the id and the server are checked before anything stops.
+fn restore(by: &Actor, name: &str, id: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    backup::parse_id(id)?;
+    let _locks = hold_server_data(by, &name, "restore")?;
+    let mut say = |line: String| out.about(&name, line);
+    let done = backup::restore(by.host, &name, id, &mut say)?;
+    Ok(Outcome::Restored { name, backup: id.to_owned(), kept: done.kept, started: done.started })
 }
 
 fn show_status(host: &Host, name: Option<&str>, json: bool) -> Result<(), Error> {

@@ -7,6 +7,7 @@
 pub mod a2s;
 pub mod api;
 pub mod archive;
+pub mod backup;
 pub mod builds;
 pub mod confined;
 pub mod error;

@@ -1,0 +1,425 @@
+//! A server's upper layer as a tar, and back: exactly what overlayfs keeps there — files with
+//! their mode, owner and mtime, folders, symlinks (as links), whiteouts (character devices 0/0)
+//! and extended attributes (an opaque folder's `trusted.overlay.opaque`) as PAX
+//! `SCHILY.xattr.` records.
+//!
+//! The upper layer belongs to the game's user, who may change it while it is read and plant a
+//! symlink anywhere in it: it is walked through folder descriptors, every name opened with
+//! `O_NOFOLLOW` inside the folder it was listed in, so root reads nothing outside it. A tar is
+//! unpacked the same way into a folder only root can reach, refusing anything overlayfs would
+//! not have written.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+
+use crate::error::Error;
+
+/// The PAX record prefix GNU tar and bsdtar keep an extended attribute under.
+const XATTR: &str = "SCHILY.xattr.";
+
+/// Most entries an upper layer's tar may hold: far more than a server writes, few enough that a
+/// crafted tar cannot keep a restore busy for ever.
+const MAX_ENTRIES: u64 = 1_000_000;
+
+/// What one walk of a tree left out, in words.
+pub type Skipped = Vec<String>;
+
+/// Writes the tree of the folder `dir` (itself not included) as a tar to `out`. Sockets, FIFOs
+/// and devices other than whiteouts are not data and are left out, as is a file of several
+/// links that the game's user does not own (`game_uid`): a hard link is how it could make root
+/// copy out a file it cannot read.
+pub fn pack<W: Write>(dir: &Path, out: W, game_uid: u32) -> Result<(W, Skipped), Error> {
+    let top = open_dir_at(nix::fcntl::AT_FDCWD, dir.as_os_str()).map_err(|e| refused(dir, e))?;
+    let mut builder = tar::Builder::new(out);
+    let mut skipped = Vec::new();
+    // Folders still to list, by their path inside the tree; each is opened again from the top
+    // with no symlink resolved, so no descriptor is held for a folder waiting its turn.
+    let mut folders = vec![PathBuf::new()];
+    while let Some(folder) = folders.pop() {
+        let fd = match folder.as_os_str().is_empty() {
+            true => top.try_clone().map_err(|e| Error::io(dir, e))?,
+            false => open_beneath(&top, &folder).map_err(|e| refused(&dir.join(&folder), e))?,
+        };
+        let mut names = list(&fd).map_err(|e| Error::io(dir.join(&folder), e))?;
+        names.sort();
+        // Reversed onto the stack, so the tar lists each folder's children in name order.
+        let mut below = Vec::new();
+        for name in names {
+            let inside = folder.join(&name);
+            match append(&mut builder, &fd, &name, &inside, game_uid) {
+                Ok(Appended::Folder) => below.push(inside),
+                Ok(Appended::Entry) => {}
+                Ok(Appended::Skipped(why)) => skipped.push(format!("{}: {why}", inside.display())),
+                // Gone between the listing and the look: the game removed it meanwhile.
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(refused(&dir.join(&inside), e)),
+            }
+        }
+        folders.extend(below.into_iter().rev());
+    }
+    let out = builder.into_inner().map_err(|e| Error::io(dir, e))?;
+    Ok((out, skipped))
+}
+
+enum Appended {
+    Folder,
+    Entry,
+    Skipped(&'static str),
+}
+
+/// Appends the entry `name` of the folder `dir` as `inside`.
+fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    dir: &OwnedFd,
+    name: &OsStr,
+    inside: &Path,
+    game_uid: u32,
+) -> Result<Appended, Errno> {
+    let stat = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO));
+    match kind {
+        SFlag::S_IFDIR => {
+            let fd = open_dir_at(dir, name)?;
+            let stat = fstat(&fd)?;
+            pax(builder, &xattrs(&fd)).map_err(io)?;
+            let mut header = header(&stat, tar::EntryType::Directory);
+            builder.append_data(&mut header, inside, std::io::empty()).map_err(io)?;
+            Ok(Appended::Folder)
+        }
+        SFlag::S_IFREG => {
+            let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+            let fd = openat(dir, name, flags, Mode::empty())?;
+            let stat = fstat(&fd)?;
+            if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+                return Ok(Appended::Skipped("replaced while it was read"));
+            }
+            if stat.st_nlink > 1 && stat.st_uid != game_uid {
+                return Ok(Appended::Skipped("a hard link to a file the game's user does not own"));
+            }
+            pax(builder, &xattrs(&fd)).map_err(io)?;
+            let mut header = header(&stat, tar::EntryType::Regular);
+            let size = stat.st_size.max(0) as u64;
+            header.set_size(size);
+            // The file may change while it is read: exactly the size the header says is written,
+            // cut or padded, so the tar stays whole.
+            let data = fs::File::from(fd).take(size).chain(std::io::repeat(0)).take(size);
+            builder.append_data(&mut header, inside, data).map_err(io)?;
+            Ok(Appended::Entry)
+        }
+        SFlag::S_IFLNK => {
+            let target = readlinkat(dir, name)?;
+            let mut header = header(&stat, tar::EntryType::Symlink);
+            builder.append_link(&mut header, inside, PathBuf::from(target)).map_err(io)?;
+            Ok(Appended::Entry)
+        }
+        SFlag::S_IFCHR if stat.st_rdev == 0 => {
+            let mut header = header(&stat, tar::EntryType::Char);
+            header.set_device_major(0).map_err(io)?;
+            header.set_device_minor(0).map_err(io)?;
+            builder.append_data(&mut header, inside, std::io::empty()).map_err(io)?;
+            Ok(Appended::Entry)
+        }
+        _ => Ok(Appended::Skipped("not a file, folder, symlink or whiteout")),
+    }
+}
+
+fn header(stat: &FileStat, kind: tar::EntryType) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(stat.st_mode & 0o7777);
+    header.set_uid(u64::from(stat.st_uid));
+    header.set_gid(u64::from(stat.st_gid));
+    header.set_mtime(stat.st_mtime.max(0) as u64);
+    header.set_size(0);
+    header
+}
+
+/// A PAX extended header with the entry's extended attributes, before the entry; none when it
+/// has none.
+fn pax<W: Write>(builder: &mut tar::Builder<W>, xattrs: &[(OsString, Vec<u8>)]) -> std::io::Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let mut records = Vec::new();
+    for (key, value) in xattrs {
+        let body_len = 1 + XATTR.len() + key.len() + 1 + value.len() + 1;
+        // The length counts its own digits.
+        let mut len = body_len + 1;
+        while len != body_len + len.to_string().len() {
+            len = body_len + len.to_string().len();
+        }
+        records.extend_from_slice(format!("{len} {XATTR}").as_bytes());
+        records.extend_from_slice(key.as_bytes());
+        records.push(b'=');
+        records.extend_from_slice(value);
+        records.push(b'\n');
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_path("PaxHeaders/entry")?;
+    header.set_mode(0o644);
+    header.set_size(records.len() as u64);
+    header.set_cksum();
+    builder.append(&header, records.as_slice())
+}
+
+/// The extended attributes of an open file or folder that it may read (an unreadable one is
+/// not the game's data).
+fn xattrs(fd: &OwnedFd) -> Vec<(OsString, Vec<u8>)> {
+    let mut names = vec![0u8; 64 * 1024];
+    // SAFETY: the buffer is as long as the length passed; the kernel writes within it.
+    let n = unsafe { nix::libc::flistxattr(fd.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    let mut found = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(key) = CString::new(name) else { continue };
+        let mut value = vec![0u8; 64 * 1024];
+        // SAFETY: as above; `key` is NUL-terminated.
+        let n = unsafe { nix::libc::fgetxattr(fd.as_raw_fd(), key.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        if n >= 0 {
+            value.truncate(n as usize);
+            found.push((OsString::from_vec(name.to_vec()), value));
+        }
+    }
+    found.sort();
+    found
+}
+
+fn set_xattr(fd: &OwnedFd, key: &OsStr, value: &[u8]) -> Result<(), Errno> {
+    let key = CString::new(key.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `key` is NUL-terminated, `value` is as long as the length passed.
+    let done = unsafe { nix::libc::fsetxattr(fd.as_raw_fd(), key.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    Errno::result(done).map(drop)
+}
+
+/// The names in an open folder. Listed through the descriptor's own `/proc` entry, which is the
+/// folder it was opened as, whatever has been renamed since.
+fn list(dir: &OwnedFd) -> std::io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        names.push(entry?.file_name());
+    }
+    Ok(names)
+}
+
+fn open_dir_at<Fd: AsFd, P: ?Sized + nix::NixPath>(dir: Fd, name: &P) -> Result<OwnedFd, Errno> {
+    openat(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// The folder at `inside` below `top`, with no symlink and no `..` resolved on the way.
+pub(super) fn open_beneath(top: &OwnedFd, inside: &Path) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    openat2(top, inside, how)
+}
+
+fn refused(path: &Path, e: Errno) -> Error {
+    match e {
+        Errno::ELOOP | Errno::EXDEV => Error::Invalid(format!(
+            "{}: it or a folder above it is a symlink; left4me reads and writes no data through one",
+            path.display()
+        )),
+        e => Error::io(path, e.into()),
+    }
+}
+
+/// One entry of a tar, as overlayfs could have written it into an upper layer.
+enum Kind {
+    Folder,
+    File,
+    Symlink(PathBuf),
+    Whiteout,
+}
+
+/// What a tar holds, checked: every entry a plain path inside the tree, of a kind an upper layer
+/// holds. Read through once before anything is changed, so a crafted tar is refused whole.
+pub fn check(input: impl Read, what: &str) -> Result<u64, Error> {
+    let mut entries = 0;
+    walk(input, what, &mut |_, _, _| {
+        entries += 1;
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// Unpacks a tar (checked by [`check`]) into the empty folder `into`, which only root can reach,
+/// exactly as it was packed: owners, modes, mtimes and extended attributes.
+pub fn unpack(input: impl Read, what: &str, into: &OwnedFd) -> Result<(), Error> {
+    // Folders' mtimes are set last: each entry made in one changes it.
+    let mut folders = Vec::new();
+    walk(input, what, &mut |path, kind, entry| {
+        let fail = |e: Errno| Error::Invalid(format!("{what}: cannot restore {}: {e}", path.display()));
+        let (parent, name) = split(path);
+        let parent = match parent.as_os_str().is_empty() {
+            true => into.try_clone().map_err(|e| Error::io(path, e))?,
+            false => open_beneath(into, parent).map_err(|e| match e {
+                Errno::ENOENT => Error::Invalid(format!("{what} holds {} before its folder", path.display())),
+                e => fail(e),
+            })?,
+        };
+        let header = entry.header();
+        let (uid, gid) = (header.uid().unwrap_or(0) as u32, header.gid().unwrap_or(0) as u32);
+        // No set-ID bit: a server's unit may not make one (RestrictSUIDSGID), so none is its.
+        let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o1777);
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        let xattrs = entry_xattrs(entry).map_err(|e| Error::io(path, e))?;
+        let owner = |fd: &OwnedFd| {
+            nix::unistd::fchown(fd, Some(uid.into()), Some(gid.into()))?;
+            nix::sys::stat::fchmod(fd, mode)?;
+            for (key, value) in &xattrs {
+                set_xattr(fd, key, value)?;
+            }
+            Ok::<(), Errno>(())
+        };
+        match kind {
+            Kind::Folder => {
+                nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o700)).map_err(|e| match e {
+                    Errno::EEXIST => Error::Invalid(format!("{what} holds {} twice", path.display())),
+                    e => fail(e),
+                })?;
+                let fd = open_dir_at(&parent, name).map_err(fail)?;
+                owner(&fd).map_err(fail)?;
+                folders.push((path.to_path_buf(), mtime));
+            }
+            Kind::File => {
+                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let fd = openat(&parent, name, flags, Mode::from_bits_truncate(0o600)).map_err(|e| match e {
+                    Errno::EEXIST => Error::Invalid(format!("{what} holds {} twice", path.display())),
+                    e => fail(e),
+                })?;
+                let mut file = fs::File::from(fd);
+                std::io::copy(entry, &mut file)
+                    .map_err(|e| Error::Invalid(format!("{what}: cannot restore {}: {e}", path.display())))?;
+                let fd = OwnedFd::from(file);
+                owner(&fd).map_err(fail)?;
+                set_mtime(&fd, None, mtime).map_err(fail)?;
+            }
+            Kind::Symlink(target) => {
+                nix::unistd::symlinkat(&target, &parent, name).map_err(fail)?;
+                at_owner_mtime(&parent, name, uid, gid, mtime).map_err(fail)?;
+            }
+            Kind::Whiteout => {
+                nix::sys::stat::mknodat(&parent, name, SFlag::S_IFCHR, mode, 0).map_err(fail)?;
+                // The mode mknod gave went through the umask; the folder is root's alone, so the
+                // name is the node just made.
+                let follow = nix::sys::stat::FchmodatFlags::FollowSymlink;
+                nix::sys::stat::fchmodat(&parent, name, mode, follow).map_err(fail)?;
+                at_owner_mtime(&parent, name, uid, gid, mtime).map_err(fail)?;
+            }
+        }
+        Ok(())
+    })?;
+    for (path, mtime) in folders.iter().rev() {
+        let fd = open_beneath(into, path).map_err(|e| refused(path, e))?;
+        set_mtime(&fd, None, mtime.to_owned()).map_err(|e| Error::io(path, e.into()))?;
+    }
+    Ok(())
+}
+
+fn split(path: &Path) -> (&Path, &OsStr) {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    (parent, path.file_name().unwrap_or_default())
+}
+
+/// Owner and mtime of a symlink or whiteout, by its name in its folder, never followed.
+fn at_owner_mtime(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32, mtime: i64) -> Result<(), Errno> {
+    nix::unistd::fchownat(dir, name, Some(uid.into()), Some(gid.into()), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    set_mtime(dir, Some(name), mtime)
+}
+
+fn set_mtime(fd: &OwnedFd, name: Option<&OsStr>, mtime: i64) -> Result<(), Errno> {
+    use nix::sys::time::TimeSpec;
+    let time = TimeSpec::new(mtime, 0);
+    match name {
+        Some(name) => {
+            nix::sys::stat::utimensat(fd, name, &time, &time, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        }
+        None => nix::sys::stat::futimens(fd, &time, &time),
+    }
+}
+
+fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Vec<(OsString, Vec<u8>)>> {
+    let mut found = Vec::new();
+    let Some(extensions) = entry.pax_extensions()? else { return Ok(found) };
+    for extension in extensions {
+        let extension = extension?;
+        if let Some(key) = extension.key_bytes().strip_prefix(XATTR.as_bytes()) {
+            found.push((OsString::from_vec(key.to_vec()), extension.value_bytes().to_vec()));
+        }
+    }
+    Ok(found)
+}
+
+type Visit<'a> = dyn FnMut(&Path, Kind, &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), Error> + 'a;
+
+/// Reads every entry of a gzipped tar, refusing what an upper layer never holds.
+fn walk(mut input: impl Read, what: &str, visit: &mut Visit<'_>) -> Result<(), Error> {
+    let mut gz = flate2::read::GzDecoder::new(&mut input);
+    let reader: &mut dyn Read = &mut gz;
+    let mut archive = tar::Archive::new(reader);
+    let unreadable = |e: std::io::Error| Error::Invalid(format!("{what} is unreadable: {}", crate::describe(&e)));
+    let mut count = 0u64;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(Error::Invalid(format!("{what} holds more than {MAX_ENTRIES} entries: refused")));
+        }
+        let raw = entry.path().map_err(unreadable)?.into_owned();
+        let path = plain_path(&raw)
+            .ok_or_else(|| Error::Invalid(format!("{what} holds {:?}, which leaves the server's data", raw)))?;
+        let header = entry.header();
+        let kind = header.entry_type();
+        let kind = if kind.is_dir() {
+            Kind::Folder
+        } else if kind.is_file() {
+            Kind::File
+        } else if kind.is_symlink() {
+            // Restored as the link it was, never followed: its target is the game's own business.
+            let target = entry.link_name().map_err(unreadable)?.map(|t| t.into_owned()).unwrap_or_default();
+            if target.as_os_str().is_empty() {
+                return Err(Error::Invalid(format!("{what} holds the symlink {} to nothing", raw.display())));
+            }
+            Kind::Symlink(target)
+        } else if kind.is_character_special()
+            && header.device_major().ok().flatten() == Some(0)
+            && header.device_minor().ok().flatten() == Some(0)
+        {
+            Kind::Whiteout
+        } else {
+            return Err(Error::Invalid(format!(
+                "{what} holds {} ({kind:?}), which an upper layer never holds (hard links and devices other \
+                 than whiteouts are refused)",
+                raw.display()
+            )));
+        };
+        visit(&path, kind, &mut entry)?;
+    }
+    Ok(())
+}
+
+/// The path of an entry as plain names below the tree; None for `..`, an absolute path or none.
+fn plain_path(raw: &Path) -> Option<PathBuf> {
+    let mut path = PathBuf::new();
+    for component in raw.components() {
+        match component {
+            Component::Normal(part) => path.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!path.as_os_str().is_empty()).then_some(path)
+}
