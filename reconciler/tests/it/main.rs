@@ -10,6 +10,7 @@ mod game;
 mod killed;
 mod plan;
 mod repairs;
+mod requests;
 mod retries;
 mod service;
 mod support;
