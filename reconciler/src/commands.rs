@@ -329,25 +329,56 @@ fn finished(state: &str) -> &str {
 }
 
 /// `left4me backup <server>` and `left4me restore <server> <backup>`: one job, queued at once and
-/// run once no pass runs; its log printed when it ends.
+/// run once no pass runs; its log printed as it grows, from a connection of its own.
 pub fn backup(server: &str, operation: Operation) -> anyhow::Result<ExitCode> {
     let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
     let (config, mut db) = open(None)?;
-    let ran = reconciler::backups::run(&config, &mut db, &name, &operation, "manual", |job| {
-        let _ = writeln!(
-            std::io::stdout(),
-            "job {job}: {} {name} queued (`left4me jobs cancel {job}` cancels it)",
-            operation.kind()
-        );
-    })?;
-    for line in db.lines(ran.job, 0)? {
-        if line.stream != "plan" {
-            outln!("{}", line.line);
-        }
-    }
-    let state = db.job(ran.job)?.map(|job| job.state).unwrap_or_default();
-    outln!("job {} {}", ran.job, state);
+    let (queued, job) = std::sync::mpsc::channel();
+    let ended = std::sync::atomic::AtomicBool::new(false);
+    let path = config.db_path();
+    let (ran, followed) = std::thread::scope(|scope| {
+        let (path, ended_ref) = (&path, &ended);
+        let follower = scope.spawn(move || follow_job(path, job, ended_ref));
+        let ran = reconciler::backups::run(&config, &mut db, &name, &operation, "manual", move |id| {
+            let _ = queued.send(id);
+        });
+        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        (ran, follower.join())
+    });
+    let ran = ran?;
+    followed.map_err(|_| anyhow::anyhow!("printing the job's log failed"))??;
     Ok(if ran.end.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints the log of the job `job` sends as it grows (but why it was queued), then how it ended;
+/// stops when the job ends, or once `ended` says its runner gave up.
+fn follow_job(
+    path: &std::path::Path,
+    job: std::sync::mpsc::Receiver<i64>,
+    ended: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    let Ok(id) = job.recv() else { return Ok(()) };
+    let db = Db::open(path)?;
+    outln!("job {id}: queued; `left4me jobs cancel {id}` cancels it");
+    let mut seen = 0;
+    loop {
+        let last = ended.load(std::sync::atomic::Ordering::SeqCst);
+        for line in db.lines(id, seen)? {
+            seen = line.seq;
+            if line.stream != "plan" {
+                outln!("{}", line.line);
+            }
+        }
+        let job = db.job(id)?.with_context(|| format!("job {id} disappeared"))?;
+        if !matches!(job.state.as_str(), "queued" | "running") {
+            outln!("job {id} {}", job.state);
+            return Ok(());
+        }
+        if last {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `left4me backups <server>`: its backups, newest first.
