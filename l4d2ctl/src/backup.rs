@@ -31,7 +31,7 @@ use crate::mountinfo::is_mounted;
 use crate::systemd;
 
 pub use restic::Restic;
-pub use tree::pack;
+pub use tree::{GameUser, pack};
 
 /// Why the backup a restore takes of the data it replaces was taken.
 pub const BEFORE_RESTORE: &str = "before restore";
@@ -104,6 +104,14 @@ fn order(id: &str) -> (String, u32) {
     (time.to_owned(), n.trim_start_matches('-').parse().unwrap_or(0))
 }
 
+/// The host's game user; one that does not exist owns nothing (no number matches).
+pub fn game_user(host: &Host) -> GameUser<'_> {
+    match Owner::user(&host.user) {
+        Ok(owner) => GameUser { name: &host.user, uid: owner.uid.as_raw(), gid: owner.gid.as_raw() },
+        Err(_) => GameUser { name: &host.user, uid: u32::MAX, gid: u32::MAX },
+    }
+}
+
 /// What `<id>.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct About {
@@ -144,9 +152,10 @@ impl Folder {
         Ok(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
     }
 
-    /// A new file, root's with the game's group, 0640; never a planted link's target.
+    /// A new file, root's with the game's group, 0640; never a planted link's target. Open to
+    /// read as well: a copy from restic is read back through it.
     fn create(&self, file: &str, group: Owner) -> Result<fs::File, Error> {
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(&self.fd, file, flags, Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::io(self.path.join(file), e.into()))?;
         nix::unistd::fchown(&fd, Some(group.uid), Some(group.gid))
@@ -282,7 +291,7 @@ fn take(host: &Host, name: &Name, folder: &Folder, reason: &str, say: &mut dyn F
     let result = (|| {
         let file = folder.create(&temp, group)?;
         let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
-        let (gz, skipped) = tree::pack(&upper, gz, game.uid.as_raw())?;
+        let (gz, skipped) = tree::pack(&upper, gz, game_user(host))?;
         for skip in &skipped {
             say(format!("{name}: left out {skip}"));
         }
@@ -360,15 +369,28 @@ fn refresh_cache(restic: &Restic, host: &Host, name: &Name, folder: &Folder) -> 
 }
 
 /// `name`'s backups, newest first: those on the host, and those in restic — asked afresh when
-/// this is root and host.env names a repository, else as root last heard.
-pub fn list(host: &Host, name: &Name) -> Result<Vec<Backup>, Error> {
-    let Some(folder) = Folder::existing(host, name)? else { return Ok(Vec::new()) };
+/// this is root and host.env names a repository (restic out of reach: as root last heard, said
+/// through `say`), else as root last heard.
+pub fn list(host: &Host, name: &Name, say: &mut dyn FnMut(String)) -> Result<Vec<Backup>, Error> {
+    let restic = Restic::of(host)?.filter(|_| nix::unistd::geteuid().is_root());
+    let folder = match (Folder::existing(host, name)?, &restic) {
+        (Some(folder), _) => folder,
+        // A host that lost its backups folder still has what restic holds.
+        (None, Some(_)) => Folder::open(host, name)?,
+        (None, None) => return Ok(Vec::new()),
+    };
     let mut all = folder.local()?;
-    let in_restic = match Restic::of(host)? {
-        Some(restic) if nix::unistd::geteuid().is_root() => refresh_cache(&restic, host, name, &folder)?,
-        _ => crate::fsutil::read_bounded(&folder.proc_path(RESTIC_CACHE), 16 << 20)
+    let heard = || {
+        crate::fsutil::read_bounded(&folder.proc_path(RESTIC_CACHE), 16 << 20)
             .and_then(|text| serde_json::from_slice::<Vec<Backup>>(&text).ok())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+    };
+    let in_restic = match &restic {
+        Some(restic) => refresh_cache(restic, host, name, &folder).unwrap_or_else(|e| {
+            say(format!("{e}; its backups in restic as last heard"));
+            heard()
+        }),
+        None => heard(),
     };
     for remote in in_restic {
         match all.iter_mut().find(|b| b.id == remote.id) {
@@ -436,7 +458,7 @@ fn fetch(host: &Host, name: &Name, folder: &Folder, id: &str, say: &mut dyn FnMu
     let Some(restic) = Restic::of(host)? else { return Err(unknown(&folder.local()?)) };
     let snapshots = restic.snapshots(name)?;
     let Some(snapshot) = snapshots.iter().find(|s| s.id == id) else {
-        return Err(unknown(&list(host, name)?));
+        return Err(unknown(&list(host, name, say)?));
     };
     say(format!("{name}: {id} is not on this host; reading it from restic (snapshot {})", snapshot.snapshot));
     let temp = format!(".{id}{EXTENSION}.restic.tmp");
@@ -467,7 +489,7 @@ fn swap_in(host: &Host, name: &Name, opened: fs::File, what: &str) -> Result<(),
     let unpacked = (|| {
         let staging =
             tree::open_beneath(&dir, Path::new(STAGING)).map_err(|e| Error::io(runtime.join(STAGING), e.into()))?;
-        tree::unpack(std::io::BufReader::new(opened), what, &staging)?;
+        tree::unpack(std::io::BufReader::new(opened), what, &staging, game_user(host))?;
         nix::unistd::fchown(&staging, Some(upper_stat.st_uid.into()), Some(upper_stat.st_gid.into()))
             .and_then(|()| nix::sys::stat::fchmod(&staging, Mode::from_bits_truncate(upper_stat.st_mode & 0o7777)))
             .map_err(|e| Error::io(runtime.join(STAGING), e.into()))?;

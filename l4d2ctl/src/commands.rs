@@ -388,7 +388,7 @@ fn backup(by: &Actor, name: &str, reason: &str, keep: Option<u32>, out: &mut Out
 fn show_backups(host: &Host, name: &str, json: bool) -> Result<(), Error> {
     let name = parse_name(name)?;
     require_root_or(&host.user, "backups")?;
-    let all = backup::list(host, &name)?;
+    let all = backup::list(host, &name, &mut |line| eprintln!("l4d2ctl: {line}"))?;
     if json {
         println!("{}", serde_json::to_string(&all).expect("backups always serialize"));
         return Ok(());

@@ -310,8 +310,8 @@ fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>,
     let result = (|| {
         let file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         // The same tar as a backup's, uncompressed: everything overlayfs kept, read as a backup is.
-        let game_uid = Owner::user(&host.user).map_or(u32::MAX, |game| game.uid.as_raw());
-        let (file, _left_out) = crate::backup::pack(&upper, file, game_uid)?;
+        let game = crate::backup::game_user(host);
+        let (file, _left_out) = crate::backup::pack(&upper, file, game)?;
         file.sync_all().map_err(|e| Error::io(&temp, e))?;
         fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))
     })();

@@ -27,16 +27,25 @@ const XATTR: &str = "SCHILY.xattr.";
 
 /// Most entries an upper layer's tar may hold: far more than a server writes, few enough that a
 /// crafted tar cannot keep a restore busy for ever.
-const MAX_ENTRIES: u64 = 1_000_000;
+const MAX_ENTRIES: u64 = 200_000;
 
 /// What one walk of a tree left out, in words.
 pub type Skipped = Vec<String>;
 
+/// The game's user. A tar names its files' owner by name as well as by number, so a restore on a
+/// host where that user has another number gives them to it.
+#[derive(Debug, Clone, Copy)]
+pub struct GameUser<'a> {
+    pub name: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// Writes the tree of the folder `dir` (itself not included) as a tar to `out`. Sockets, FIFOs
 /// and devices other than whiteouts are not data and are left out, as is a file of several
-/// links that the game's user does not own (`game_uid`): a hard link is how it could make root
-/// copy out a file it cannot read.
-pub fn pack<W: Write>(dir: &Path, out: W, game_uid: u32) -> Result<(W, Skipped), Error> {
+/// links that the game's user does not own: a hard link is how it could make root copy out a
+/// file it cannot read.
+pub fn pack<W: Write>(dir: &Path, out: W, game: GameUser<'_>) -> Result<(W, Skipped), Error> {
     let top = open_dir_at(nix::fcntl::AT_FDCWD, dir.as_os_str()).map_err(|e| refused(dir, e))?;
     let mut builder = tar::Builder::new(out);
     let mut skipped = Vec::new();
@@ -54,7 +63,7 @@ pub fn pack<W: Write>(dir: &Path, out: W, game_uid: u32) -> Result<(W, Skipped),
         let mut below = Vec::new();
         for name in names {
             let inside = folder.join(&name);
-            match append(&mut builder, &fd, &name, &inside, game_uid) {
+            match append(&mut builder, &fd, &name, &inside, game) {
                 Ok(Appended::Folder) => below.push(inside),
                 Ok(Appended::Entry) => {}
                 Ok(Appended::Skipped(why)) => skipped.push(format!("{}: {why}", inside.display())),
@@ -81,7 +90,7 @@ fn append<W: Write>(
     dir: &OwnedFd,
     name: &OsStr,
     inside: &Path,
-    game_uid: u32,
+    game: GameUser<'_>,
 ) -> Result<Appended, Errno> {
     let stat = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
     let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
@@ -91,7 +100,7 @@ fn append<W: Write>(
             let fd = open_dir_at(dir, name)?;
             let stat = fstat(&fd)?;
             pax(builder, &xattrs(&fd)).map_err(io)?;
-            let mut header = header(&stat, tar::EntryType::Directory);
+            let mut header = header(&stat, game, tar::EntryType::Directory);
             builder.append_data(&mut header, inside, std::io::empty()).map_err(io)?;
             Ok(Appended::Folder)
         }
@@ -102,11 +111,11 @@ fn append<W: Write>(
             if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
                 return Ok(Appended::Skipped("replaced while it was read"));
             }
-            if stat.st_nlink > 1 && stat.st_uid != game_uid {
+            if stat.st_nlink > 1 && stat.st_uid != game.uid {
                 return Ok(Appended::Skipped("a hard link to a file the game's user does not own"));
             }
             pax(builder, &xattrs(&fd)).map_err(io)?;
-            let mut header = header(&stat, tar::EntryType::Regular);
+            let mut header = header(&stat, game, tar::EntryType::Regular);
             let size = stat.st_size.max(0) as u64;
             header.set_size(size);
             // The file may change while it is read: exactly the size the header says is written,
@@ -117,12 +126,12 @@ fn append<W: Write>(
         }
         SFlag::S_IFLNK => {
             let target = readlinkat(dir, name)?;
-            let mut header = header(&stat, tar::EntryType::Symlink);
+            let mut header = header(&stat, game, tar::EntryType::Symlink);
             builder.append_link(&mut header, inside, PathBuf::from(target)).map_err(io)?;
             Ok(Appended::Entry)
         }
         SFlag::S_IFCHR if stat.st_rdev == 0 => {
-            let mut header = header(&stat, tar::EntryType::Char);
+            let mut header = header(&stat, game, tar::EntryType::Char);
             header.set_device_major(0).map_err(io)?;
             header.set_device_minor(0).map_err(io)?;
             builder.append_data(&mut header, inside, std::io::empty()).map_err(io)?;
@@ -132,12 +141,19 @@ fn append<W: Write>(
     }
 }
 
-fn header(stat: &FileStat, kind: tar::EntryType) -> tar::Header {
+fn header(stat: &FileStat, game: GameUser<'_>, kind: tar::EntryType) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(kind);
     header.set_mode(stat.st_mode & 0o7777);
     header.set_uid(u64::from(stat.st_uid));
     header.set_gid(u64::from(stat.st_gid));
+    // A user name too long for the header is left out: the number stands.
+    if stat.st_uid == game.uid {
+        let _ = header.set_username(game.name);
+    }
+    if stat.st_gid == game.gid {
+        let _ = header.set_groupname(game.name);
+    }
     header.set_mtime(stat.st_mtime.max(0) as u64);
     header.set_size(0);
     header
@@ -248,8 +264,28 @@ enum Kind {
 /// holds. Read through once before anything is changed, so a crafted tar is refused whole.
 pub fn check(input: impl Read, what: &str) -> Result<u64, Error> {
     let mut entries = 0;
-    walk(input, what, &mut |_, _, _| {
+    // Every entry below a folder an earlier entry made, none twice: what unpacking needs, said
+    // here, before anything has changed (unpacking never follows a symlink, nor makes a folder
+    // the tar did not list).
+    let mut seen = std::collections::HashSet::new();
+    let mut folders = std::collections::HashSet::new();
+    walk(input, what, &mut |path, kind, _| {
         entries += 1;
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if !parent.as_os_str().is_empty() && !folders.contains(parent) {
+            let why = if seen.contains(parent) { "which is no folder" } else { "which comes after it or not at all" };
+            return Err(Error::Invalid(format!(
+                "{what} holds {} below {}, {why}: refused",
+                path.display(),
+                parent.display()
+            )));
+        }
+        if !seen.insert(path.to_path_buf()) {
+            return Err(Error::Invalid(format!("{what} holds {} twice: refused", path.display())));
+        }
+        if matches!(kind, Kind::Folder) {
+            folders.insert(path.to_path_buf());
+        }
         Ok(())
     })?;
     Ok(entries)
@@ -257,7 +293,7 @@ pub fn check(input: impl Read, what: &str) -> Result<u64, Error> {
 
 /// Unpacks a tar (checked by [`check`]) into the empty folder `into`, which only root can reach,
 /// exactly as it was packed: owners, modes, mtimes and extended attributes.
-pub fn unpack(input: impl Read, what: &str, into: &OwnedFd) -> Result<(), Error> {
+pub fn unpack(input: impl Read, what: &str, into: &OwnedFd, game: GameUser<'_>) -> Result<(), Error> {
     // Folders' mtimes are set last: each entry made in one changes it.
     let mut folders = Vec::new();
     walk(input, what, &mut |path, kind, entry| {
@@ -271,7 +307,9 @@ pub fn unpack(input: impl Read, what: &str, into: &OwnedFd) -> Result<(), Error>
             })?,
         };
         let header = entry.header();
-        let (uid, gid) = (header.uid().unwrap_or(0) as u32, header.gid().unwrap_or(0) as u32);
+        let named = |name: Option<&str>| name == Some(game.name);
+        let uid = if named(header.username().ok().flatten()) { game.uid } else { header.uid().unwrap_or(0) as u32 };
+        let gid = if named(header.groupname().ok().flatten()) { game.gid } else { header.gid().unwrap_or(0) as u32 };
         // No set-ID bit: a server's unit may not make one (RestrictSUIDSGID), so none is its.
         let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o1777);
         let mtime = header.mtime().unwrap_or(0) as i64;
@@ -422,4 +460,113 @@ fn plain_path(raw: &Path) -> Option<PathBuf> {
         }
     }
     (!path.as_os_str().is_empty()).then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    use super::*;
+
+    fn packed(dir: &Path, game: GameUser<'_>) -> (Vec<u8>, Skipped) {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let (gz, skipped) = pack(dir, gz, game).unwrap();
+        (gz.finish().unwrap(), skipped)
+    }
+
+    fn unpacked(bytes: &[u8], game: GameUser<'_>) -> tempfile::TempDir {
+        check(bytes, "the test's tar").unwrap();
+        let into = tempfile::tempdir().unwrap();
+        let fd = open_dir_at(nix::fcntl::AT_FDCWD, into.path()).unwrap();
+        unpack(bytes, "the test's tar", &fd, game).unwrap();
+        into
+    }
+
+    /// Path, type, mode, owner, mtime (not a folder's), contents or target, extended attributes.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut folders = vec![dir.to_path_buf()];
+        while let Some(folder) = folders.pop() {
+            for entry in fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+                let fd = (meta.is_dir() || meta.is_file())
+                    .then(|| openat(nix::fcntl::AT_FDCWD, &path, flags, Mode::empty()).unwrap());
+                let contents = match meta.is_file() {
+                    true => String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned(),
+                    false => fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default(),
+                };
+                let mtime = if meta.is_dir() { 0 } else { meta.mtime() };
+                let attrs = fd.map(|fd| format!("{:?}", xattrs(&fd))).unwrap_or_default();
+                let inside = path.strip_prefix(dir).unwrap().display().to_string();
+                let (mode, uid, gid, rdev) = (meta.mode(), meta.uid(), meta.gid(), meta.rdev());
+                lines.push(format!("{inside} {mode:o} {uid}:{gid} {rdev} {mtime} {contents:?} {attrs}"));
+                if meta.is_dir() {
+                    folders.push(path);
+                }
+            }
+        }
+        lines.sort();
+        lines
+    }
+
+    /// A tree with everything an upper layer holds, as root makes it (the tests run as root).
+    fn upper_like() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("left4dead2/addons/sourcemod/data")).unwrap();
+        fs::write(root.join("left4dead2/addons/sourcemod/data/prefs.sq3"), "sqlite").unwrap();
+        fs::set_permissions(root.join("left4dead2/addons/sourcemod/data/prefs.sq3"), fs::Permissions::from_mode(0o600))
+            .unwrap();
+        symlink("/etc/shadow", root.join("left4dead2/shadow")).unwrap();
+        nix::sys::stat::mknod(&root.join("left4dead2/gone.txt"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+        fs::create_dir(root.join("left4dead2/maps")).unwrap();
+        let maps = open_dir_at(nix::fcntl::AT_FDCWD, &root.join("left4dead2/maps")).unwrap();
+        set_xattr(&maps, OsStr::new("trusted.overlay.opaque"), b"y").unwrap();
+        nix::unistd::mkfifo(&root.join("fifo"), Mode::S_IRWXU).unwrap();
+        nix::unistd::chown(&root.join("left4dead2/addons"), Some(4000.into()), Some(4001.into())).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_upper_layer_comes_back_exactly_and_what_is_no_data_is_left_out() {
+        let dir = upper_like();
+        let game = GameUser { name: "game", uid: 4000, gid: 4001 };
+        let (bytes, skipped) = packed(dir.path(), game);
+        assert_eq!(skipped, vec!["fifo: not a file, folder, symlink or whiteout".to_owned()]);
+        fs::remove_file(dir.path().join("fifo")).unwrap();
+        let into = unpacked(&bytes, game);
+        let (before, after) = (listing(dir.path()), listing(into.path()));
+        assert!(before.iter().any(|l| l.contains("trusted.overlay.opaque")), "{before:#?}");
+        assert_eq!(after, before);
+    }
+
+    #[test]
+    fn the_game_users_files_are_given_to_its_number_on_the_host_they_come_back_to() {
+        let dir = upper_like();
+        let (bytes, _) = packed(dir.path(), GameUser { name: "game", uid: 4000, gid: 4001 });
+        let into = unpacked(&bytes, GameUser { name: "game", uid: 5000, gid: 5001 });
+        let addons = fs::metadata(into.path().join("left4dead2/addons")).unwrap();
+        assert_eq!((addons.uid(), addons.gid()), (5000, 5001), "the game's, by name");
+        let data = fs::metadata(into.path().join("left4dead2/addons/sourcemod")).unwrap();
+        assert_eq!((data.uid(), data.gid()), (0, 0), "root's stays root's");
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_folder_is_kept_as_a_link_and_never_read_through() {
+        let dir = upper_like();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "root's").unwrap();
+        fs::remove_dir_all(dir.path().join("left4dead2/maps")).unwrap();
+        symlink(outside.path(), dir.path().join("left4dead2/maps")).unwrap();
+        let (bytes, _) = packed(dir.path(), GameUser { name: "game", uid: 4000, gid: 4001 });
+        let mut names = Vec::new();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+        for entry in archive.entries().unwrap() {
+            names.push(entry.unwrap().path().unwrap().display().to_string());
+        }
+        assert!(names.contains(&"left4dead2/maps".to_owned()), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("secret")), "{names:?}");
+    }
 }

@@ -210,3 +210,224 @@ fn a_backup_is_taken_listed_restored_exactly_over_changed_data_and_pruned_to_kee
     assert_eq!(files.lines().filter(|f| f.ends_with(".tar.gz")).count(), 2, "{files}");
     assert_eq!(files.lines().filter(|f| f.ends_with(".json")).count(), 2, "{files}");
 }
+
+const REPOSITORY: &str = "/var/lib/restic-test";
+const PASSWORD: &str = "/etc/left4me/restic-password";
+
+/// A restic repository folder inside the sandbox, named in host.env with its password file.
+fn with_restic(host: &Host) {
+    host.ok(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "set -e; umask 077; echo 'a long enough password' > {PASSWORD}; \
+                 RESTIC_PASSWORD_FILE={PASSWORD} restic init --quiet --repo {REPOSITORY}; \
+                 printf 'LEFT4ME_RESTIC_REPOSITORY={REPOSITORY}\\nLEFT4ME_RESTIC_PASSWORD_FILE={PASSWORD}\\n' \
+                 >> /etc/left4me/host.env"
+            ),
+        ],
+    );
+}
+
+fn snapshots_in_restic(host: &Host) -> usize {
+    let out = host.ok(
+        "sh",
+        &[
+            "-c",
+            &format!("RESTIC_PASSWORD_FILE={PASSWORD} restic snapshots --json --repo {REPOSITORY} --tag server:coop-1"),
+        ],
+    );
+    serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap().len()
+}
+
+#[test]
+fn restic_is_a_second_target_restored_from_when_the_host_has_lost_the_file() {
+    let host = Host::installed();
+    host.initialize_example("coop-1");
+    game(
+        &host,
+        &format!(
+            "set -e; mkdir -p {UPPER}/left4dead2/addons/sourcemod/data; \
+             printf 'one' > {UPPER}/left4dead2/addons/sourcemod/data/clientprefs.sq3; ln -s ../x {UPPER}/link"
+        ),
+    );
+    with_restic(&host);
+    let upper = host.root_path(UPPER);
+    let before = listing(&upper);
+
+    let (taken, _) = backed_up(&host, &["backup", "coop-1", "--keep", "2"]);
+    assert!(taken.local && taken.restic, "{taken:?}");
+    assert_eq!(snapshots_in_restic(&host), 1);
+    assert_eq!(backups(&host).iter().map(|b| (b.local, b.restic)).collect::<Vec<_>>(), vec![(true, true)]);
+
+    // The host loses the file; the data changes; the backup comes back from restic.
+    game(&host, &format!("printf 'two' > {UPPER}/left4dead2/addons/sourcemod/data/clientprefs.sq3; touch {UPPER}/new"));
+    host.ok("rm", &[&format!("{FOLDER}/{}.tar.gz", taken.id), &format!("{FOLDER}/{}.json", taken.id)]);
+    let listed = backups(&host);
+    assert_eq!(
+        listed.iter().map(|b| (b.id.as_str(), b.local, b.restic)).collect::<Vec<_>>(),
+        vec![(taken.id.as_str(), false, true)]
+    );
+    assert_eq!(listed[0].reason, "manual", "the reason is kept in restic too");
+    let restored = write(&host, &["restore", "coop-1", &taken.id]);
+    let Ok(Outcome::Restored { started, kept, .. }) = restored else { panic!("{restored:?}") };
+    assert!(!started, "it did not run, so it is not started");
+    assert_eq!(kept.reason, "before restore");
+    assert_eq!(listing(&upper), before, "the data is exactly back, from restic");
+    assert!(!host.ok("ls", &["-A", FOLDER]).contains(".tmp"), "no copy of restic's file left behind");
+
+    // Kept to two in restic as well: the oldest snapshots are forgotten.
+    for _ in 0..3 {
+        backed_up(&host, &["backup", "coop-1", "--keep", "2"]);
+    }
+    assert_eq!(snapshots_in_restic(&host), 2);
+    assert_eq!(backups(&host).iter().filter(|b| b.restic).count(), 2);
+
+    // restic failing (a wrong password) keeps the backup on the host and says both.
+    host.ok("sh", &["-c", &format!("echo wrong > {PASSWORD}")]);
+    let failed = write(&host, &["backup", "coop-1"]).expect_err("restic failed");
+    assert!(failed.contains("on this host") && failed.contains("restic"), "{failed}");
+    let id = failed.split("backed up as ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
+    assert!(host.run("test", &["-f", &format!("{FOLDER}/{id}.tar.gz")]).status.success(), "{failed}");
+}
+
+/// A gzipped tar of `entries` as given — names, types and link targets no honest writer makes.
+fn crafted(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, kind, target) in entries {
+        let mut header = tar::Header::new_gnu();
+        let name = &mut header.as_gnu_mut().unwrap().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_entry_type(*kind);
+        header.set_mode(0o644);
+        if !target.is_empty() {
+            header.set_link_name(target).unwrap();
+        }
+        let data: &[u8] = if *kind == tar::EntryType::Regular { b"crafted\n" } else { b"" };
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// Places `bytes` as the backup `id` of `server`, as root would have.
+fn place_backup(host: &Host, server: &str, id: &str, bytes: &[u8]) {
+    let shared = host.shared_dir().join(format!("{id}.tar.gz"));
+    fs::write(&shared, bytes).unwrap();
+    let folder = format!("{ROOT}/backups/{server}");
+    host.ok("sh", &["-c", &format!("mkdir -p {folder} && cp {} {folder}/{id}.tar.gz", shared.display())]);
+}
+
+#[test]
+fn a_restore_of_what_is_no_backup_of_the_server_or_would_leave_its_data_is_refused_with_nothing_changed() {
+    use tar::EntryType::{Block, Directory, Link, Regular, Symlink};
+    let host = Host::installed();
+    host.start_example("coop-1");
+    write_game_data_without_base(&host);
+    let (taken, _) = backed_up(&host, &["backup", "coop-1"]);
+    let upper = host.root_path(UPPER);
+    let before = listing(&upper);
+    let pid = host.status_json("coop-1")["main_pid"].clone();
+    assert!(pid.is_u64(), "it runs");
+    // Another server's backup, under an id coop-1 has none of.
+    let other = fs::read(host.root_path(&format!("{FOLDER}/{}.tar.gz", taken.id))).unwrap();
+    place_backup(&host, "versus-2", "2026-01-01T00-00-00Z", &other);
+    let crafted_backups = [
+        ("2026-01-02T00-00-00Z", crafted(&[("../../../../etc/crafted", Regular, "")]), "leaves the server's data"),
+        ("2026-01-03T00-00-00Z", crafted(&[("/etc/crafted", Regular, "")]), "leaves the server's data"),
+        ("2026-01-04T00-00-00Z", crafted(&[("left4dead2/passwd", Link, "/etc/passwd")]), "hard links"),
+        ("2026-01-05T00-00-00Z", crafted(&[("sda", Block, "")]), "devices other than whiteouts"),
+        (
+            "2026-01-06T00-00-00Z",
+            crafted(&[("out", Symlink, "/etc"), ("out/crafted", Regular, "")]),
+            "out/crafted below out, which is no folder",
+        ),
+        (
+            "2026-01-07T00-00-00Z",
+            crafted(&[("a", Directory, ""), ("a/b", Regular, ""), ("a/b", Regular, "")]),
+            "a/b twice",
+        ),
+    ];
+    for (id, bytes, _) in &crafted_backups {
+        place_backup(&host, "coop-1", id, bytes);
+    }
+    let mut refused = vec![
+        ("coop-1", "../x", "is not a backup's id".to_owned()),
+        ("coop-1", "/etc/passwd", "is not a backup's id".to_owned()),
+        ("coop-1", "2026-01-01T00-00-00Z", "coop-1 has no backup 2026-01-01T00-00-00Z".to_owned()),
+        ("nosuch-1", taken.id.as_str(), "nosuch-1 is not initialized".to_owned()),
+    ];
+    refused.extend(crafted_backups.iter().map(|(id, _, why)| ("coop-1", *id, (*why).to_owned())));
+    for (server, id, why) in &refused {
+        let out = host.l4d2ctl(&["restore", server, id]);
+        assert!(!out.status.success(), "{server} {id}");
+        assert!(text(&out.stderr).contains(why.as_str()), "{server} {id}: {}", text(&out.stderr));
+        assert_eq!(listing(&upper), before, "{server} {id}: the data is as it was");
+    }
+    assert!(!host.run("test", &["-e", "/etc/crafted"]).status.success(), "nothing written outside");
+    assert_eq!(host.status_json("coop-1")["main_pid"], pid, "never stopped");
+    let files = host.ok("ls", &["-A", FOLDER]);
+    assert_eq!(
+        files.lines().filter(|f| f.ends_with(".json") && *f != "restic.json").count(),
+        1,
+        "no backup before a refused restore: {files}"
+    );
+    assert!(!host.ok("ls", &["-A", &format!("{ROOT}/runtime/coop-1")]).contains(".upper-restore"));
+}
+
+/// Data of the game's own, in folders of its own (no base file touched).
+fn write_game_data_without_base(host: &Host) {
+    host.ok(
+        "sh",
+        &["-c", &format!("set -e; mkdir -p {MERGED}/left4dead2/logs; chown left4me:left4me {MERGED}/left4dead2/logs")],
+    );
+    game(host, &format!("echo 'L 12/01/2026' > {MERGED}/left4dead2/logs/L1201.log"));
+}
+
+#[test]
+fn a_symlink_the_game_plants_for_its_backups_folder_makes_root_read_or_write_nothing_through_it() {
+    let host = Host::installed();
+    host.initialize_example("coop-1");
+    game(&host, &format!("echo data > {UPPER}/data.txt"));
+    let (taken, _) = backed_up(&host, &["backup", "coop-1"]);
+    // A folder of root's with a backup-shaped file the game's user may not read.
+    host.ok("sh", &["-c", &format!("set -e; mkdir -p /var/lib/roots-own/coop-1; chmod 0700 /var/lib/roots-own; cp {FOLDER}/{}.tar.gz /var/lib/roots-own/coop-1/2026-01-01T00-00-00Z.tar.gz", taken.id)]);
+    let roots_own = || host.ok("sh", &["-c", "ls -lAnR --time-style=+%s /var/lib/roots-own"]);
+    let untouched = roots_own();
+    // The game's user owns $ROOT: it moves the backups aside and puts symlinks in their place —
+    // the whole folder, then the server's own.
+    game(&host, &format!("mv {ROOT}/backups {ROOT}/backups.moved && ln -s /var/lib/roots-own {ROOT}/backups"));
+    for args in [vec!["backup", "coop-1"], vec!["backups", "coop-1"], vec!["restore", "coop-1", "2026-01-01T00-00-00Z"]]
+    {
+        let out = host.l4d2ctl(&args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("is a symlink"), "{args:?}: {}", text(&out.stderr));
+    }
+    game(
+        &host,
+        &format!("rm {ROOT}/backups && mkdir {ROOT}/backups && ln -s /var/lib/roots-own/coop-1 {ROOT}/backups/coop-1"),
+    );
+    for args in [vec!["backup", "coop-1"], vec!["restore", "coop-1", "2026-01-01T00-00-00Z"]] {
+        let out = host.l4d2ctl(&args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("is a symlink"), "{args:?}: {}", text(&out.stderr));
+    }
+    assert_eq!(roots_own(), untouched, "nothing read into the game's reach, nothing written");
+    assert_eq!(host.ok("cat", &[&format!("{UPPER}/data.txt")]), "data\n", "the data is as it was");
+}
+
+#[test]
+fn a_write_to_a_server_waits_for_the_backup_or_restore_that_holds_it() {
+    let host = Host::installed();
+    host.initialize_example("coop-1");
+    // A backup halfway, as far as the lock says: the reconciler's delete (which no pass lock
+    // keeps apart from a backup job) waits for it, then deletes.
+    let lock = format!("{ROOT}/locks/coop-1.lock");
+    host.ok("sh", &["-c", &format!("mkdir -p {ROOT}/locks && touch {lock}")]);
+    let out = host
+        .ok("sh", &["-c", &format!("flock {lock} sleep 3 & sleep 1; l4d2ctl --reconciler delete coop-1 2>&1; wait")]);
+    assert!(out.contains("waiting for another write to coop-1 to end"), "{out}");
+    assert!(out.contains("coop-1: deleted"), "{out}");
+}
