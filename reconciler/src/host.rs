@@ -1,6 +1,7 @@
 //! The host as `l4d2ctl` shows and changes it: the only place the reconciler runs l4d2ctl — its
-//! reads (`observe`, `show`), a write run as a job with every output line stored as it comes,
-//! and a phase of starts as one `l4d2ctl start a b …`. Every command line is an
+//! reads (`observe`, `show`, `backups`), a write run as a job with every output line stored as it
+//! comes (and stopped when its cancelling is asked), and a phase of starts as one `l4d2ctl start
+//! a b …`. Every command line is an
 //! [`api::Command`]'s; a write answers in [`api::Message`]s (`--json`), which the job's log keeps
 //! as the plain output's lines.
 
