@@ -18,8 +18,12 @@ fn only_a_request_of_this_version_from_a_web_user_is_taken_and_anything_else_is_
     requests::ask(root.path(), What::Backup { server: coop.clone() }, &alice).unwrap();
     let folder = root.path().join("requests");
     let valid = |what: &str| format!(r#"{{"version":1,"what":"cancel","job":4,"who":{what:?},"at":"x"}}"#);
-    std::os::unix::fs::symlink("/etc/passwd", folder.join("cancel-link.json")).unwrap();
-    std::fs::write(folder.join("cancel-huge.json"), " ".repeat(4 * 1024 * 1024)).unwrap();
+    // A valid request elsewhere, linked in; and one a thousand times too big (trailing spaces
+    // keep it valid JSON): neither is read.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("request.json"), valid("web alice")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("request.json"), folder.join("cancel-link.json")).unwrap();
+    std::fs::write(folder.join("cancel-huge.json"), valid("web alice") + &" ".repeat(4 * 1024 * 1024)).unwrap();
     std::fs::write(folder.join("cancel-v2.json"), valid("web alice").replace("\"version\":1", "\"version\":2"))
         .unwrap();
     std::fs::write(folder.join("cancel-root.json"), valid("manual")).unwrap();
@@ -36,7 +40,7 @@ fn only_a_request_of_this_version_from_a_web_user_is_taken_and_anything_else_is_
     left.sort();
     assert_eq!(left.len(), 2, "a request being written and the backup stay: {left:?}");
     assert!(left[0].starts_with(".new-") && left[1].starts_with("backup-"), "{left:?}");
-    assert!(std::fs::read_to_string("/etc/passwd").is_ok_and(|text| !text.is_empty()), "a link is not followed");
+    assert!(outside.path().join("request.json").is_file(), "a link is removed, not what it points to");
     // The main loop takes the rest.
     let rest = requests::take(root.path(), false);
     assert_eq!(rest.iter().map(|r| &r.what).collect::<Vec<_>>(), [&What::Backup { server: coop }]);
