@@ -1,6 +1,7 @@
 //! The reconciler: it compares a revision of the state repo with what the host runs and converges
 //! the host by running `l4d2ctl` (docs/DESIGN.md §6).
 
+pub mod backups;
 pub mod crashloop;
 pub mod daemon;
 pub mod db;
@@ -10,6 +11,7 @@ pub mod game;
 pub mod host;
 pub mod plan;
 pub mod report;
+pub mod requests;
 pub mod retries;
 pub mod schedule_run;
 pub mod schedules;

@@ -1,6 +1,8 @@
 //! The reconciler: the planner on plain values, and the `left4me` command line.
 
+mod backups;
 mod builds;
+mod cancel;
 mod converge;
 mod db;
 mod faults;
@@ -8,6 +10,7 @@ mod game;
 mod killed;
 mod plan;
 mod repairs;
+mod requests;
 mod retries;
 mod schedules;
 mod service;
