@@ -22,9 +22,12 @@ fn the_examples_validate_as_a_folder() {
 
     let nightly = &state.schedules["nightly"];
     assert_eq!((nightly.action.name(), nightly.when, nightly.within), ("restart", When::Empty, 7200));
-    assert_eq!(nightly.warn.as_ref().map(|w| w.before.clone()), Some(vec![600, 60]), "longest first");
+    assert_eq!(nightly.warn, None, "nobody is left to warn once a server is empty");
     let scheduled: Vec<&str> = state.schedule_servers(nightly).iter().map(|s| s.name.as_str()).collect();
     assert_eq!(scheduled, ["coop-1", "coop-2"], "every server of the coop blueprint");
+    let weekly = &state.schedules["weekly-backup"];
+    let scheduled: Vec<&str> = state.schedule_servers(weekly).iter().map(|s| s.name.as_str()).collect();
+    assert_eq!((weekly.action.name(), weekly.when, scheduled), ("backup", When::Always, vec!["versus-1"]));
     assert_eq!(names(state.alerts.keys().map(|n| n.as_str()).collect()), "ops");
     assert_eq!(state.alerts["ops"].servers, None, "ops hears about every server");
     assert_eq!(state.backups_keep(&state.servers["coop-1"]), 14);
@@ -52,7 +55,7 @@ fn schedules_at_their_floors_validate() {
     }
     let checked = left4me_state::load_dir(dir.path()).unwrap();
     let state = checked.unwrap_or_else(|diagnostics| panic!("the floors are taken:\n{diagnostics}"));
-    assert_eq!(state.schedules.len(), 1 + floors.len());
+    assert_eq!(state.schedules.len(), 2 + floors.len());
 }
 
 #[test]

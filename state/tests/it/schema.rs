@@ -52,5 +52,5 @@ fn every_example_names_the_committed_schema() {
             }
         }
     }
-    assert_eq!(checked, 11);
+    assert_eq!(checked, 12);
 }
