@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: GameCommand,
     },
+    /// The revision's alerts (`alerts/*.yaml`): `test` sends one message through an alert now.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// What passes did, newest first: each pass, an invalid revision, a build published,
     /// installed, a server moved to it.
     Events {
@@ -106,6 +111,18 @@ enum GameCommand {
     /// Ask Steam for the branch's build now (a job), then run a pass: a new build is installed
     /// and servers move to it by their rollout.
     Check {
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Send a test message through an alert of the committed revision now, and say what the
+    /// receiver answered. Exits 0 when it took it, 1 when it did not.
+    Test {
+        /// The alert's name (its file in alerts/).
+        name: String,
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
     },
@@ -164,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
         Command::Game { command: GameCommand::Check { state } } => commands::game_check(state),
+        Command::Alerts { command: AlertsCommand::Test { name, state } } => commands::alerts_test(state, &name),
         Command::Events { lines, json } => commands::events(lines, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
         Command::Retry { server, state } => commands::retry(state, &server),
