@@ -235,5 +235,9 @@ mod tests {
         assert!(unset.contains("CHAT_WEBHOOK is not set in") && unset.contains("secrets.env"), "{unset}");
         let file_url = secret_url(&file, "FILE_URL").expect_err("not http");
         assert!(file_url.contains("is not an http(s) URL"), "{file_url}");
+        // An alert naming another secret of the file (a password) neither sends it nor says it.
+        std::fs::write(&file, "RESTIC_PASSWORD=hunter2 and more\n").expect("written");
+        let password = secret_url(&file, "RESTIC_PASSWORD").expect_err("not a URL");
+        assert!(!password.contains("hunter2"), "{password}");
     }
 }

@@ -21,21 +21,35 @@ fn host_with_receiver(quiet: u64, secrets: &[(&str, &str)]) -> Host {
     host
 }
 
-/// Writes `alerts/<name>.yaml` into the repo (committed with the next commit).
-fn alert(host: &Host, name: &str, provider: &str, secret: &str, events: &[&str], servers: Option<&[&str]>) {
-    let servers = servers.map(|s| format!("  servers: [{}]\n", s.join(", "))).unwrap_or_default();
-    let text = format!(
-        "apiVersion: left4me/v1\nkind: Alert\nmetadata:\n  name: {name}\nspec:\n  provider: {provider}\n  \
-         secretRef: {secret}\n  events: [{}]\n{servers}",
-        events.join(", ")
-    );
-    std::fs::create_dir_all(host.repo().join("alerts")).unwrap();
-    std::fs::write(host.repo().join(format!("alerts/{name}.yaml")), text).unwrap();
+/// An alert: name, provider, secret, events, servers.
+type AlertFile<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], Option<&'a [&'a str]>);
+
+/// The examples committed with these alerts instead of theirs.
+fn commit_with_alerts(host: &Host, alerts: &[AlertFile<'_>]) {
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(left4me_sim::workspace().join("examples/state/."))
+        .arg(host.repo())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let folder = host.repo().join("alerts");
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, provider, secret, events, servers) in alerts {
+        let servers = servers.map(|s| format!("  servers: [{}]\n", s.join(", "))).unwrap_or_default();
+        let text = format!(
+            "apiVersion: left4me/v1\nkind: Alert\nmetadata:\n  name: {name}\nspec:\n  provider: {provider}\n  \
+             secretRef: {secret}\n  events: [{}]\n{servers}",
+            events.join(", ")
+        );
+        std::fs::write(folder.join(format!("{name}.yaml")), text).unwrap();
+    }
+    host.git(&["add", "--all"]);
+    host.git(&["commit", "--quiet", "--message", "examples with alerts"]);
 }
 
-/// The examples and the alerts written, committed; coop-1 running.
-fn commit_with_alerts(host: &Host) {
-    host.commit_examples();
+fn coop_1_runs(host: &Host) {
     host.expect_within(60, "coop-1 runs after the commit", |h| h.running("coop-1"));
 }
 
@@ -74,16 +88,17 @@ fn every_provider_gets_its_payload_and_a_storm_is_collapsed() {
     let secrets =
         [("DISCORD_URL", "/discord"), ("SLACK_URL", "/slack"), ("HOOK_URL", "/hook"), ("NTFY_URL", "/ntfy/left4me")];
     let host = host_with_receiver(8, &secrets);
-    let events_wanted = ["revision-invalid", "server-failed"];
-    for (name, provider, secret) in [
-        ("chat", "discord", "DISCORD_URL"),
-        ("team", "slack", "SLACK_URL"),
-        ("ops", "webhook", "HOOK_URL"),
-        ("phone", "ntfy", "NTFY_URL"),
-    ] {
-        alert(&host, name, provider, secret, &events_wanted, Some(&["coop-1"]));
-    }
-    commit_with_alerts(&host);
+    let (events, coop): (&[&str], Option<&[&str]>) = (&["revision-invalid", "server-failed"], Some(&["coop-1"]));
+    commit_with_alerts(
+        &host,
+        &[
+            ("chat", "discord", "DISCORD_URL", events, coop),
+            ("team", "slack", "SLACK_URL", events, coop),
+            ("ops", "webhook", "HOOK_URL", events, coop),
+            ("phone", "ntfy", "NTFY_URL", events, coop),
+        ],
+    );
+    coop_1_runs(&host);
     let out = host.left4me(&["alerts", "test", "ops"]);
     let said = crate::support::text(&out);
     assert!(out.status.success() && said.contains("delivered; the receiver answered 200: ok"), "{said}");
@@ -160,9 +175,14 @@ fn every_provider_gets_its_payload_and_a_storm_is_collapsed() {
 #[test]
 fn a_failing_receiver_is_tried_again_and_one_that_keeps_failing_is_an_event_while_passes_go_on() {
     let host = host_with_receiver(600, &[("OPS_WEBHOOK", "/ops"), ("GONE_WEBHOOK", "/gone")]);
-    alert(&host, "ops", "webhook", "OPS_WEBHOOK", &["revision-invalid"], None);
-    alert(&host, "unset", "slack", "NOT_IN_THE_FILE", &["revision-invalid"], None);
-    commit_with_alerts(&host);
+    commit_with_alerts(
+        &host,
+        &[
+            ("ops", "webhook", "OPS_WEBHOOK", &["revision-invalid"], None),
+            ("unset", "slack", "NOT_IN_THE_FILE", &["revision-invalid"], None),
+        ],
+    );
+    coop_1_runs(&host);
 
     // 500 twice, then 200: delivered once, on the third try.
     fail(&host, "2");
@@ -200,7 +220,6 @@ fn a_failing_receiver_is_tried_again_and_one_that_keeps_failing_is_an_event_whil
 #[test]
 fn a_server_that_keeps_crashing_raises_server_failed_and_crash_loop_for_the_alerts_that_name_it() {
     let host = host_with_receiver(600, &[("OPS_WEBHOOK", "/ops")]);
-    alert(&host, "ops", "webhook", "OPS_WEBHOOK", &["server-failed", "crash-loop"], Some(&["coop-1"]));
     // coop-1's and versus-1's games exit as soon as they start.
     for server in ["coop-1", "versus-1"] {
         let dropin = format!("/etc/systemd/system/left4me-server@{server}.service.d");
@@ -211,7 +230,10 @@ fn a_server_that_keeps_crashing_raises_server_failed_and_crash_loop_for_the_aler
         );
     }
     host.sandbox.run_ok("systemctl", &["daemon-reload"]);
-    host.commit_examples();
+    commit_with_alerts(
+        &host,
+        &[("ops", "webhook", "OPS_WEBHOOK", &["server-failed", "crash-loop"], Some(&["coop-1"]))],
+    );
     let told = |h: &Host, event: &str| -> Vec<Value> {
         taken(h, "/ops").iter().map(body).filter(|b| b["event"] == event).collect()
     };
