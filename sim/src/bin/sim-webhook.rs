@@ -71,7 +71,8 @@ fn serve(stream: TcpStream, dir: &Path) -> Result<(), String> {
             .append(true)
             .open(dir.join("requests.jsonl"))
             .map_err(|e| format!("cannot open the log: {e}"))?;
-        writeln!(log, "{line}").map_err(|e| format!("cannot write the log: {e}"))?;
+        // One write of the whole line: a reader never sees half of it.
+        log.write_all(format!("{line}\n").as_bytes()).map_err(|e| format!("cannot write the log: {e}"))?;
         status
     };
     let (line, body) = if status == 500 { ("500 Internal Server Error", "failing") } else { ("200 OK", "ok") };
