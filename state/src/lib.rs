@@ -14,6 +14,7 @@
 //! # Ok::<(), left4me_state::LoadError>(())
 //! ```
 
+mod calendar;
 pub mod clock;
 mod desired;
 mod diagnostic;

@@ -33,6 +33,8 @@ kind!(SettingsKind, Settings);
 kind!(BlueprintKind, Blueprint);
 kind!(ServerKind, Server);
 kind!(OverlayKind, Overlay);
+kind!(ScheduleKind, Schedule);
+kind!(AlertKind, Alert);
 
 /// `left4me.yaml`: settings of the host. Optional; every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -219,6 +221,18 @@ pub struct BlueprintSpec {
     /// The game build its servers run, when it differs from the host's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub game: Option<BlueprintGame>,
+    /// How many backups of each of its servers are kept (default 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsSpec>,
+}
+
+/// `spec.backups` of a blueprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsSpec {
+    /// The newest this many backups of each server are kept (1 to 1000).
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep: u32,
 }
 
 /// `servers/<name>.yaml`: one game server.
@@ -295,6 +309,90 @@ pub struct ArchiveSource {
     /// A relative folder of the tree the entries go under (default: the tree itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub into: Option<TreePath>,
+}
+
+/// `schedules/<name>.yaml`: an action on some of the owner's servers at the times of a calendar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Schedule")]
+pub struct ScheduleDocument {
+    pub api_version: ApiVersion,
+    pub kind: ScheduleKind,
+    pub metadata: Metadata,
+    pub spec: ScheduleSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    /// The owner's servers it acts on, by name (or `blueprint`, not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<Vec<Name>>,
+    /// Every server of this blueprint of the owner's (or `servers`, not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blueprint: Option<Name>,
+    /// When: systemd's calendar syntax (`OnCalendar=`), such as `*-*-* 06:00:00` or `Mon..Fri 04:30`.
+    pub at: Calendar,
+    pub action: ActionName,
+    /// The console command sent over RCON (action command only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<RconCommand>,
+    /// empty: wait up to `within` for no human players, else skip the run; always: act at once
+    /// (default always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<When>,
+    /// How long `when: empty` waits, as `30m` or `2h` (10s to 24h; default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Period>,
+    /// Players told (RCON `say`) before the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<WarnSpec>,
+}
+
+/// What a schedule does, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionName {
+    Restart,
+    Start,
+    Stop,
+    Backup,
+    Command,
+}
+
+/// `spec.warn` of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarnSpec {
+    /// How long before the action each warning is said, as `10m`, `1m`, `30s` (at most 8, each
+    /// at most 1h).
+    pub before: Vec<Period>,
+    /// The text said; `{minutes}` is replaced by the minutes left.
+    pub message: WarnText,
+}
+
+/// `alerts/<name>.yaml`: where notices of some kinds are delivered. Kept by admins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Alert")]
+pub struct AlertDocument {
+    pub api_version: ApiVersion,
+    pub kind: AlertKind,
+    pub metadata: OverlayMetadata,
+    pub spec: AlertSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AlertSpec {
+    pub provider: AlertProvider,
+    /// The variable of /etc/left4me/secrets.env that holds the URL; the URL is never in git.
+    pub secret_ref: SecretRef,
+    /// The kinds of notice delivered (at least one).
+    pub events: Vec<AlertEvent>,
+    /// Only notices about these servers (and those about the host); default every server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<Vec<Name>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -378,6 +476,89 @@ impl fmt::Display for OverlayType {
             OverlayType::Workshop => "workshop",
             OverlayType::Archive => "archive",
         })
+    }
+}
+
+/// Whether a run waits for its server to have no human players.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum When {
+    /// Wait up to `within` for no human players; the run is skipped for that server when the
+    /// window passes.
+    Empty,
+    /// Act at once.
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertProvider {
+    /// A Discord webhook: `{"content": …}`.
+    Discord,
+    /// A Slack incoming webhook: `{"text": …}`.
+    Slack,
+    /// Any URL: the notice as generic JSON.
+    Webhook,
+    /// An ntfy topic URL: the text as the body, the title and tags as headers.
+    Ntfy,
+}
+
+/// The kinds of notice an alert can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertEvent {
+    /// A server's unit failed.
+    ServerFailed,
+    /// A server runs but is not healthy (no answer, a problem on the host).
+    ServerDegraded,
+    /// A server keeps crashing; its starts are held.
+    CrashLoop,
+    /// A committed revision does not validate; the last good one keeps running.
+    RevisionInvalid,
+    /// A job failed.
+    JobFailed,
+    /// Steam publishes a game build the host does not have.
+    BuildAvailable,
+    /// A backup could not be taken.
+    BackupFailed,
+    /// A schedule's run was skipped for a server (it did not empty in time, or it could not run).
+    ScheduleSkipped,
+}
+
+impl AlertEvent {
+    pub const ALL: [AlertEvent; 8] = [
+        AlertEvent::ServerFailed,
+        AlertEvent::ServerDegraded,
+        AlertEvent::CrashLoop,
+        AlertEvent::RevisionInvalid,
+        AlertEvent::JobFailed,
+        AlertEvent::BuildAvailable,
+        AlertEvent::BackupFailed,
+        AlertEvent::ScheduleSkipped,
+    ];
+
+    /// The kind as written in YAML, stored and delivered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::ServerFailed => "server-failed",
+            AlertEvent::ServerDegraded => "server-degraded",
+            AlertEvent::CrashLoop => "crash-loop",
+            AlertEvent::RevisionInvalid => "revision-invalid",
+            AlertEvent::JobFailed => "job-failed",
+            AlertEvent::BuildAvailable => "build-available",
+            AlertEvent::BackupFailed => "backup-failed",
+            AlertEvent::ScheduleSkipped => "schedule-skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AlertEvent> {
+        AlertEvent::ALL.into_iter().find(|event| event.as_str() == text)
+    }
+}
+
+impl fmt::Display for AlertEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -484,6 +665,36 @@ checked_newtype!(
     "a period such as 30m, 1h or 1d",
     check_interval,
     { "type": "string", "pattern": "^[0-9]+[smhd]$" }
+);
+
+checked_newtype!(
+    /// A period written as a number and a unit (`90s`, `10m`, `2h`) of at most a day; kept in
+    /// seconds. Each field that takes one has its own bounds within that.
+    Period(u64),
+    string(parse_interval),
+    "a period such as 90s, 10m or 2h",
+    check_period,
+    { "type": "string", "pattern": "^[0-9]+[smhd]$" }
+);
+
+checked_newtype!(
+    /// One console command sent over RCON: one line, at most 512 bytes, setting no cvar left4me
+    /// owns.
+    RconCommand(String),
+    string(Ok),
+    "a console command",
+    check_rcon_command,
+    { "type": "string", "minLength": 1, "maxLength": 512, "pattern": "^[^\\u0000-\\u001f\\u007f]+$" }
+);
+
+checked_newtype!(
+    /// What players are told before a scheduled action, as `say "<text>"`: one line of at most 200
+    /// bytes, without `"`.
+    WarnText(String),
+    string(Ok),
+    "a message",
+    check_warn_text,
+    { "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\"\\u0000-\\u001f\\u007f]+$" }
 );
 
 checked_newtype!(
@@ -641,6 +852,68 @@ fn check_tree_path(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl Period {
+    /// The longest period any field takes.
+    pub const MAX_SECONDS: u64 = 86_400;
+
+    pub fn seconds(&self) -> u64 {
+        self.0
+    }
+}
+
+impl RconCommand {
+    /// The longest command taken.
+    pub const MAX_BYTES: usize = 512;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl WarnText {
+    pub const MAX_BYTES: usize = 200;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check_period(seconds: &u64) -> Result<(), String> {
+    match *seconds {
+        0 => Err("a period of 0 is no time at all; write 30s, 10m or 1h".into()),
+        s if s > Period::MAX_SECONDS => Err(format!("{s} s is more than a day, the longest period taken here")),
+        _ => Ok(()),
+    }
+}
+
+/// One line of text for the game's console: not empty, no control character, at most `max` bytes.
+fn check_console_text(what: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if value.len() > max {
+        return Err(format!("the {what} has {} bytes; at most {max} are taken", value.len()));
+    }
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!("the {what} holds {c:?}; it must be one line of text")),
+        None => Ok(()),
+    }
+}
+
+fn check_rcon_command(value: &str) -> Result<(), String> {
+    check_console_text("command", value, RconCommand::MAX_BYTES)?;
+    // The same rules as server.cfg: a command setting rcon_password would lock left4me out.
+    check_console_line(value, 0).map_err(|why| why.replacen("config line", "command", 1))
+}
+
+fn check_warn_text(value: &str) -> Result<(), String> {
+    check_console_text("message", value, WarnText::MAX_BYTES)?;
+    if value.contains('"') {
+        return Err("the message holds \", which would end the text said; leave it out".into());
+    }
+    Ok(())
+}
+
 impl Calendar {
     pub fn as_str(&self) -> &str {
         &self.0
@@ -657,13 +930,17 @@ fn check_calendar(value: &str) -> Result<(), String> {
     if value.trim().is_empty() {
         return Err("the calendar expression is empty; write one such as \"*-*-* 06:00:00\" or daily".into());
     }
-    if value.len() > 256 {
-        return Err(format!("the calendar expression has {} bytes; at most 256 are taken", value.len()));
+    if value.len() > crate::calendar::MAX_LEN {
+        return Err(format!(
+            "the calendar expression has {} bytes; at most {} are taken",
+            value.len(),
+            crate::calendar::MAX_LEN
+        ));
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(format!("the calendar expression holds {c:?}"));
     }
-    Ok(())
+    crate::calendar::check(value).map_err(|why| format!("calendar expression {value:?}: {why}"))
 }
 
 fn check_secret_ref(value: &str) -> Result<(), String> {
@@ -946,6 +1223,8 @@ enum AnyDocument {
     Blueprint(BlueprintDocument),
     Server(ServerDocument),
     Overlay(OverlayDocument),
+    Schedule(ScheduleDocument),
+    Alert(AlertDocument),
 }
 
 /// The JSON Schema of every document, as `left4me schema` prints it.

@@ -1,10 +1,7 @@
 //! The day-2 resources of a revision, resolved: schedules (`schedules/<name>.yaml`), alerts
 //! (`alerts/<name>.yaml`) and a blueprint's backup policy. Built only by validation.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
+pub use crate::model::{AlertEvent, AlertProvider, When};
 use crate::model::{Calendar, SecretRef};
 use crate::name::Name;
 
@@ -75,17 +72,6 @@ impl ScheduleAction {
     }
 }
 
-/// Whether a run waits for its server to have no human players.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum When {
-    /// Wait up to `within` for no human players; the run is skipped for that server when the
-    /// window passes.
-    Empty,
-    /// Act at once.
-    Always,
-}
-
 /// Players told over RCON (`say`) before the action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
@@ -123,77 +109,5 @@ impl Alert {
                 (Some(servers), Some(server)) => servers.contains(server),
                 _ => true,
             }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertProvider {
-    /// A Discord webhook: `{"content": …}`.
-    Discord,
-    /// A Slack incoming webhook: `{"text": …}`.
-    Slack,
-    /// Any URL: the notice as generic JSON.
-    Webhook,
-    /// An ntfy topic URL: the text as the body, the title and tags as headers.
-    Ntfy,
-}
-
-/// The kinds of notice an alert can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertEvent {
-    /// A server's unit failed.
-    ServerFailed,
-    /// A server runs but is not healthy (no answer, a problem on the host).
-    ServerDegraded,
-    /// A server keeps crashing; its starts are held.
-    CrashLoop,
-    /// A committed revision does not validate; the last good one keeps running.
-    RevisionInvalid,
-    /// A job failed.
-    JobFailed,
-    /// Steam publishes a game build the host does not have.
-    BuildAvailable,
-    /// A backup could not be taken.
-    BackupFailed,
-    /// A schedule's run was skipped for a server (it did not empty in time, or it could not run).
-    ScheduleSkipped,
-}
-
-impl AlertEvent {
-    pub const ALL: [AlertEvent; 8] = [
-        AlertEvent::ServerFailed,
-        AlertEvent::ServerDegraded,
-        AlertEvent::CrashLoop,
-        AlertEvent::RevisionInvalid,
-        AlertEvent::JobFailed,
-        AlertEvent::BuildAvailable,
-        AlertEvent::BackupFailed,
-        AlertEvent::ScheduleSkipped,
-    ];
-
-    /// The kind as written in YAML, stored and delivered.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertEvent::ServerFailed => "server-failed",
-            AlertEvent::ServerDegraded => "server-degraded",
-            AlertEvent::CrashLoop => "crash-loop",
-            AlertEvent::RevisionInvalid => "revision-invalid",
-            AlertEvent::JobFailed => "job-failed",
-            AlertEvent::BuildAvailable => "build-available",
-            AlertEvent::BackupFailed => "backup-failed",
-            AlertEvent::ScheduleSkipped => "schedule-skipped",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<AlertEvent> {
-        AlertEvent::ALL.into_iter().find(|event| event.as_str() == text)
-    }
-}
-
-impl fmt::Display for AlertEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }

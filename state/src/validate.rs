@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{
-    ArchiveSource, BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port, PortRange, PowerState, Rollout,
-    ServerDocument, SettingsDocument, WorkshopItem,
+    ActionName, AlertDocument, ArchiveSource, BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port,
+    PortRange, PowerState, Rollout, ScheduleDocument, ScheduleSpec, ServerDocument, SettingsDocument, WarnSpec,
+    WorkshopItem,
 };
 use crate::name::Name;
+use crate::operations::{Alert, Backups, Schedule, ScheduleAction, ScheduleServers, Warning, When};
 use crate::render::InstanceSpec;
 use crate::tree::{Entry, Tree};
 use crate::yaml::{Seg, locate, parse};
@@ -21,6 +23,16 @@ pub const DEFAULT_MAX_SERVERS: u32 = 64;
 pub const DEFAULT_PRUNE_LIMIT_PERCENT: u8 = 50;
 pub const DEFAULT_JOB_RETENTION_DAYS: u32 = 30;
 pub const MAX_JOB_RETENTION_DAYS: u32 = 3650;
+/// The most backups of a server a blueprint may keep.
+pub const MAX_BACKUPS_KEEP: u32 = 1000;
+/// How long `when: empty` waits when a schedule names no `within`.
+pub const DEFAULT_WITHIN_SECONDS: u64 = 3600;
+/// The shortest and longest `within`: the schedule runner's own tests wait seconds, and a run
+/// that waits more than a day would meet the next one.
+pub const WITHIN_SECONDS: (u64, u64) = (10, 86_400);
+/// The most warnings one schedule says, and the longest before its action.
+pub const MAX_WARNINGS: usize = 8;
+pub const MAX_WARNING_SECONDS: u64 = 3600;
 
 /// Diagnostics placed in one file beyond this many are summed up in one line, so a file full of
 /// mistakes cannot make validation slow or its output unreadable.
@@ -60,6 +72,8 @@ struct Layout<'t> {
     settings: Vec<(&'t str, &'t Entry)>,
     blueprints: Vec<(&'t str, &'t str, &'t Entry)>,
     servers: Vec<(&'t str, &'t str, &'t Entry)>,
+    schedules: Vec<(&'t str, &'t str, &'t Entry)>,
+    alerts: Vec<(&'t str, &'t str, &'t Entry)>,
     /// Overlay folder name → (path inside the folder, full path, entry).
     overlays: BTreeMap<&'t str, Vec<(&'t str, &'t str, &'t Entry)>>,
 }
@@ -77,14 +91,13 @@ impl<'t> Validator<'t> {
         let overlays = self.overlays(&layout.overlays, &mut broken);
         let blueprints = self.blueprints(&layout.blueprints, &settings, &overlays, &mut broken);
         let servers = self.servers(&layout.servers, &settings, settings_ok, &blueprints, &overlays, &broken);
-        Some(DesiredState {
-            settings,
-            blueprints,
-            servers,
-            overlays,
-            schedules: BTreeMap::new(),
-            alerts: BTreeMap::new(),
-        })
+        // A server whose file is there but that was refused is reported already; a schedule or
+        // alert naming it is not told again that it does not exist.
+        broken.servers = layout.servers.iter().map(|(stem, ..)| stem.to_string()).collect();
+        let scope = Scope { blueprints: &blueprints, servers: &servers, broken: &broken };
+        let schedules = self.schedules(&layout.schedules, &scope);
+        let alerts = self.alerts(&layout.alerts, &scope);
+        Some(DesiredState { settings, blueprints, servers, overlays, schedules, alerts })
     }
 
     fn layout(&mut self) -> Layout<'t> {
@@ -109,18 +122,25 @@ impl<'t> Validator<'t> {
                         "must be a file holding the host's settings, not a folder",
                     );
                 }
-                [folder @ ("blueprints" | "servers" | "overlays")] => {
+                [folder @ ("blueprints" | "servers" | "overlays" | "schedules" | "alerts")] => {
                     self.file_error(path, format!("must be a folder holding the {folder}"));
                 }
-                [folder @ ("blueprints" | "servers"), file] => match yaml_stem(file) {
-                    Some(stem) if *folder == "blueprints" => layout.blueprints.push((stem, path, entry)),
-                    Some(stem) => layout.servers.push((stem, path, entry)),
+                [folder @ ("blueprints" | "servers" | "schedules" | "alerts"), file] => match yaml_stem(file) {
+                    Some(stem) => {
+                        let files = match *folder {
+                            "blueprints" => &mut layout.blueprints,
+                            "servers" => &mut layout.servers,
+                            "schedules" => &mut layout.schedules,
+                            _ => &mut layout.alerts,
+                        };
+                        files.push((stem, path, entry));
+                    }
                     None => self.file_error(
                         path,
                         format!("{folder}/ holds one <name>.yaml file per resource; this is not a .yaml file"),
                     ),
                 },
-                [folder @ ("blueprints" | "servers"), sub, ..] => {
+                [folder @ ("blueprints" | "servers" | "schedules" | "alerts"), sub, ..] => {
                     self.file_error(
                         &format!("{folder}/{sub}/"),
                         format!("{folder}/ holds .yaml files only, not folders"),
@@ -545,10 +565,11 @@ impl<'t> Validator<'t> {
                     ok = false;
                 }
             }
-            if !ok {
+            let backups = self.backups_in_bounds(&file, doc.spec.backups.as_ref().map(|b| b.keep));
+            let Some(backups) = backups.filter(|_| ok) else {
                 broken.blueprints.insert(doc.metadata.name.to_string());
                 continue;
-            }
+            };
             let spec = doc.spec;
             blueprints.insert(
                 doc.metadata.name.clone(),
@@ -560,7 +581,7 @@ impl<'t> Validator<'t> {
                     config: spec.config,
                     rollout: spec.rollout.unwrap_or(settings.default_rollout),
                     build: spec.game.and_then(|game| game.build).unwrap_or(settings.game.build),
-                    backups: crate::operations::Backups::default(),
+                    backups,
                     file,
                 },
             );
@@ -591,7 +612,8 @@ impl<'t> Validator<'t> {
             if settings_ok {
                 ok &= self.port_in_range(file, doc, settings);
             }
-            let blueprint = self.blueprint_of_own_owner(file, doc, blueprints, broken);
+            let blueprint =
+                self.blueprint_of_own_owner(file, &doc.spec.blueprint, &doc.metadata.owner, blueprints, broken);
             let Some(blueprint) = blueprint.filter(|_| ok) else { continue };
             // Every overlay of an admitted blueprint resolves, or it is broken and already reported.
             let Some(spec) = render(doc, blueprint, overlays) else { continue };
@@ -674,32 +696,303 @@ impl<'t> Validator<'t> {
         false
     }
 
-    /// A server is built from a blueprint of its own owner; the blueprint, when it is.
+    /// A server (or a schedule) names a blueprint of its own owner; the blueprint, when it does.
     fn blueprint_of_own_owner<'b>(
         &mut self,
         file: &str,
-        doc: &ServerDocument,
+        wanted: &Name,
+        owner: &Name,
         blueprints: &'b BTreeMap<Name, Blueprint>,
         broken: &Broken,
     ) -> Option<&'b Blueprint> {
-        let wanted = &doc.spec.blueprint;
         match blueprints.get(wanted) {
-            Some(blueprint) if blueprint.owner == doc.metadata.owner => return Some(blueprint),
+            Some(blueprint) if &blueprint.owner == owner => return Some(blueprint),
             None if broken.blueprints.contains(wanted.as_str()) => return None,
             // Another owner's blueprint is told exactly as one that does not exist: blueprints
             // are private, and the message must not tell one user what another has.
             _ => {}
         }
-        let own = blueprints.values().filter(|b| b.owner == doc.metadata.owner).map(|b| &b.name);
+        let own = blueprints.values().filter(|b| &b.owner == owner).map(|b| &b.name);
         self.at(
             file,
             &[Seg::Key("spec"), Seg::Key("blueprint")],
             format!(
                 "spec.blueprint: blueprint {wanted} does not exist{}",
-                known(&format!("blueprints of {}", doc.metadata.owner), own)
+                known(&format!("blueprints of {owner}"), own)
             ),
         );
         None
+    }
+
+    /// A blueprint keeps from 1 to 1000 backups of each server; its policy, when it does.
+    fn backups_in_bounds(&mut self, file: &str, keep: Option<u32>) -> Option<Backups> {
+        let Some(keep) = keep else { return Some(Backups::default()) };
+        if (1..=MAX_BACKUPS_KEEP).contains(&keep) {
+            return Some(Backups { keep });
+        }
+        self.at(
+            file,
+            &[Seg::Key("spec"), Seg::Key("backups"), Seg::Key("keep")],
+            format!("spec.backups.keep: {keep} is outside 1 to {MAX_BACKUPS_KEEP} backups"),
+        );
+        None
+    }
+
+    /// The schedules, their rules checked in turn: what they act on, what they do, when they
+    /// wait, what they say first.
+    fn schedules(&mut self, files: &[(&'t str, &'t str, &'t Entry)], scope: &Scope<'_>) -> BTreeMap<Name, Schedule> {
+        let mut ignored = BTreeSet::new();
+        let docs = self.resources::<ScheduleDocument>("schedule", files, &mut ignored, |d| &d.metadata.name);
+        let mut schedules = BTreeMap::new();
+        for Parsed { file, doc } in docs {
+            let (name, owner, spec) = (doc.metadata.name, doc.metadata.owner, doc.spec);
+            let servers = self.schedule_targets(&file, &owner, &spec, scope);
+            let action = self.schedule_action(&file, &spec);
+            let window = self.schedule_window(&file, &spec);
+            let warn = match spec.warn {
+                Some(warn) => self.schedule_warning(&file, warn).map(Some),
+                None => Some(None),
+            };
+            let (Some(servers), Some(action), Some((when, within)), Some(warn)) = (servers, action, window, warn)
+            else {
+                continue;
+            };
+            schedules
+                .insert(name.clone(), Schedule { name, owner, servers, at: spec.at, action, when, within, warn, file });
+        }
+        schedules
+    }
+
+    /// A schedule names its servers or one blueprint, not both; each of the owner's.
+    fn schedule_targets(
+        &mut self,
+        file: &str,
+        owner: &Name,
+        spec: &ScheduleSpec,
+        scope: &Scope<'_>,
+    ) -> Option<ScheduleServers> {
+        match (&spec.servers, &spec.blueprint) {
+            (Some(_), Some(_)) => {
+                self.at(
+                    file,
+                    &[Seg::Key("spec"), Seg::Key("blueprint")],
+                    "spec.blueprint: a schedule acts on the servers it names or on every server of a blueprint, \
+                     not both; keep spec.servers or spec.blueprint",
+                );
+                None
+            }
+            (None, None) => {
+                self.at(
+                    file,
+                    &[Seg::Key("spec")],
+                    "spec: name the servers the schedule acts on (spec.servers) or a blueprint (spec.blueprint)",
+                );
+                None
+            }
+            (None, Some(blueprint)) => {
+                self.blueprint_of_own_owner(file, blueprint, owner, scope.blueprints, scope.broken)?;
+                Some(ScheduleServers::Blueprint(blueprint.clone()))
+            }
+            (Some(names), None) => {
+                let ok = self.servers_of(file, Some(owner), names, scope);
+                ok.then(|| ScheduleServers::Named(names.clone()))
+            }
+        }
+    }
+
+    /// A list of servers (a schedule's or an alert's) is not empty, names each once, and names
+    /// servers that exist: the owner's, when there is one. Another owner's server is told exactly
+    /// as one that does not exist: servers are private too.
+    fn servers_of(&mut self, file: &str, owner: Option<&Name>, names: &[Name], scope: &Scope<'_>) -> bool {
+        let at = [Seg::Key("spec"), Seg::Key("servers")];
+        if names.is_empty() {
+            let hint = match owner {
+                Some(_) => "name at least one server, or the blueprint whose servers it acts on",
+                None => "leave it out to hear about every server",
+            };
+            self.at(file, &at, format!("spec.servers is empty; {hint}"));
+            return false;
+        }
+        let mut ok = true;
+        let mut seen: BTreeMap<&Name, usize> = BTreeMap::new();
+        for (index, name) in names.iter().enumerate() {
+            let at = [Seg::Key("spec"), Seg::Key("servers"), Seg::Index(index)];
+            if let Some(first) = seen.insert(name, index) {
+                self.at(
+                    file,
+                    &at,
+                    format!("spec.servers[{index}]: server {name} is already listed as spec.servers[{first}]"),
+                );
+                ok = false;
+                continue;
+            }
+            match scope.servers.get(name) {
+                Some(server) if owner.is_none_or(|owner| &server.owner == owner) => continue,
+                None if scope.broken.servers.contains(name.as_str()) => {
+                    ok = false;
+                    continue;
+                }
+                _ => {}
+            }
+            let (what, listed): (String, Vec<&Name>) = match owner {
+                Some(owner) => (
+                    format!("servers of {owner}"),
+                    scope.servers.values().filter(|s| &s.owner == owner).map(|s| &s.name).collect(),
+                ),
+                None => ("servers".to_owned(), scope.servers.keys().collect()),
+            };
+            self.at(
+                file,
+                &at,
+                format!("spec.servers[{index}]: server {name} does not exist{}", known(&what, listed.into_iter())),
+            );
+            ok = false;
+        }
+        ok
+    }
+
+    /// `spec.command` is there for action command, and only for it.
+    fn schedule_action(&mut self, file: &str, spec: &ScheduleSpec) -> Option<ScheduleAction> {
+        let action = match (spec.action, &spec.command) {
+            (ActionName::Command, Some(command)) => ScheduleAction::Command(command.as_str().to_owned()),
+            (ActionName::Command, None) => {
+                self.at(
+                    file,
+                    &[Seg::Key("spec"), Seg::Key("action")],
+                    "spec.action: action command sends a console command; write the command in spec.command",
+                );
+                return None;
+            }
+            (other, Some(_)) => {
+                let name = match other {
+                    ActionName::Restart => "restart",
+                    ActionName::Start => "start",
+                    ActionName::Stop => "stop",
+                    _ => "backup",
+                };
+                self.at(
+                    file,
+                    &[Seg::Key("spec"), Seg::Key("command")],
+                    format!("spec.command: only action command sends a command; this schedule's action is {name}"),
+                );
+                return None;
+            }
+            (ActionName::Restart, None) => ScheduleAction::Restart,
+            (ActionName::Start, None) => ScheduleAction::Start,
+            (ActionName::Stop, None) => ScheduleAction::Stop,
+            (ActionName::Backup, None) => ScheduleAction::Backup,
+        };
+        Some(action)
+    }
+
+    /// `spec.within` goes with `when: empty`, from 10s to 24h; `when` and `within` with their
+    /// defaults filled in.
+    fn schedule_window(&mut self, file: &str, spec: &ScheduleSpec) -> Option<(When, u64)> {
+        let when = spec.when.unwrap_or(When::Always);
+        let Some(within) = &spec.within else { return Some((when, DEFAULT_WITHIN_SECONDS)) };
+        let at = [Seg::Key("spec"), Seg::Key("within")];
+        if when != When::Empty {
+            self.at(
+                file,
+                &at,
+                "spec.within: only when: empty waits; set when: empty, or leave within out to act at once",
+            );
+            return None;
+        }
+        let (shortest, longest) = WITHIN_SECONDS;
+        if !(shortest..=longest).contains(&within.seconds()) {
+            self.at(file, &at, format!("spec.within: {} s is outside {shortest}s to 24h", within.seconds()));
+            return None;
+        }
+        Some((when, within.seconds()))
+    }
+
+    /// `spec.warn.before` lists 1 to 8 distinct times, each at most 1h; kept longest first.
+    fn schedule_warning(&mut self, file: &str, warn: WarnSpec) -> Option<Warning> {
+        let at = [Seg::Key("spec"), Seg::Key("warn"), Seg::Key("before")];
+        if warn.before.is_empty() || warn.before.len() > MAX_WARNINGS {
+            self.at(
+                file,
+                &at,
+                format!(
+                    "spec.warn.before lists {} times; list 1 to {MAX_WARNINGS}, or leave warn out",
+                    warn.before.len()
+                ),
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+        for (index, before) in warn.before.iter().enumerate() {
+            let at = [Seg::Key("spec"), Seg::Key("warn"), Seg::Key("before"), Seg::Index(index)];
+            let seconds = before.seconds();
+            let problem = if let Some(first) = seen.insert(seconds, index) {
+                format!("{seconds} s before is already listed as spec.warn.before[{first}]")
+            } else if seconds > MAX_WARNING_SECONDS {
+                format!("{seconds} s is more than 1h; players are warned at most an hour before")
+            } else {
+                continue;
+            };
+            self.at(file, &at, format!("spec.warn.before[{index}]: {problem}"));
+            ok = false;
+        }
+        let mut before: Vec<u64> = warn.before.iter().map(|b| b.seconds()).collect();
+        before.sort_unstable_by(|a, b| b.cmp(a));
+        ok.then(|| Warning { before, message: warn.message.as_str().to_owned() })
+    }
+
+    /// The alerts: at least one event, each once; the servers they name exist.
+    fn alerts(&mut self, files: &[(&'t str, &'t str, &'t Entry)], scope: &Scope<'_>) -> BTreeMap<Name, Alert> {
+        let mut ignored = BTreeSet::new();
+        let docs = self.resources::<AlertDocument>("alert", files, &mut ignored, |d| &d.metadata.name);
+        let mut alerts = BTreeMap::new();
+        for Parsed { file, doc } in docs {
+            let spec = doc.spec;
+            let mut ok = self.events_listed_once(&file, &spec.events);
+            if let Some(servers) = &spec.servers {
+                ok &= self.servers_of(&file, None, servers, scope);
+            }
+            if !ok {
+                continue;
+            }
+            let name = doc.metadata.name;
+            alerts.insert(
+                name.clone(),
+                Alert {
+                    name,
+                    provider: spec.provider,
+                    secret_ref: spec.secret_ref,
+                    events: spec.events,
+                    servers: spec.servers,
+                    file,
+                },
+            );
+        }
+        alerts
+    }
+
+    fn events_listed_once(&mut self, file: &str, events: &[crate::model::AlertEvent]) -> bool {
+        if events.is_empty() {
+            self.at(
+                file,
+                &[Seg::Key("spec"), Seg::Key("events")],
+                "spec.events is empty; list the kinds of notice this alert delivers, as server-failed",
+            );
+            return false;
+        }
+        let mut ok = true;
+        let mut seen = BTreeMap::new();
+        for (index, event) in events.iter().enumerate() {
+            if let Some(first) = seen.insert(event, index) {
+                self.at(
+                    file,
+                    &[Seg::Key("spec"), Seg::Key("events"), Seg::Index(index)],
+                    format!("spec.events[{index}]: {event} is already listed as spec.events[{first}]"),
+                );
+                ok = false;
+            }
+        }
+        ok
     }
 
     /// Parses the `<name>.yaml` files of one folder, checking each name against its file name and
@@ -833,6 +1126,15 @@ const AT_TYPE: [Seg<'static>; 2] = [Seg::Key("spec"), Seg::Key("type")];
 struct Broken {
     overlays: BTreeSet<String>,
     blueprints: BTreeSet<String>,
+    /// Every server with a file; those not admitted were reported.
+    servers: BTreeSet<String>,
+}
+
+/// What schedules and alerts may name: the admitted blueprints and servers, and what is broken.
+struct Scope<'k> {
+    blueprints: &'k BTreeMap<Name, Blueprint>,
+    servers: &'k BTreeMap<Name, Server>,
+    broken: &'k Broken,
 }
 
 /// The instance a server renders to: its own name, port and hostname (by default its name) with its

@@ -1,7 +1,8 @@
 //! Who may see or change what: the one place the web app decides it. An admin sees and changes
-//! everything; a user sees and changes their own servers and blueprints (`metadata.owner` is
-//! them), sees the shared catalogue (overlays, `left4me.yaml`) and the history of it, and
-//! nothing of other users' objects — which answer as if they did not exist.
+//! everything (alerts are admins' alone); a user sees and changes their own servers, blueprints
+//! and schedules (`metadata.owner` is them), sees the shared catalogue (overlays, `left4me.yaml`)
+//! and the history of it, and nothing of other users' objects — which answer as if they did not
+//! exist.
 
 use left4me_state::{Diagnostic, Name};
 
@@ -94,21 +95,24 @@ pub fn sees_change<'a, E>(
     Ok(owns(user, owner_of(before)?.as_deref()) || owns(user, owner_of(after)?.as_deref()))
 }
 
-/// Files a user may own: `servers/<name>.yaml` and `blueprints/<name>.yaml`.
+/// Files a user may own: `servers/<name>.yaml`, `blueprints/<name>.yaml` and
+/// `schedules/<name>.yaml`.
 fn owned_kind(path: &str) -> bool {
     let Some((folder, file)) = path.split_once('/') else { return false };
-    matches!(folder, "servers" | "blueprints") && !file.contains('/') && file.ends_with(".yaml")
+    matches!(folder, "servers" | "blueprints" | "schedules") && !file.contains('/') && file.ends_with(".yaml")
 }
 
 /// Whether `user` may change `path` from `head` (what the branch has) to `new`. An admin may
-/// change anything; a user only their own servers and blueprints, and may not give them away.
+/// change anything; a user only their own servers, blueprints and schedules, and may not give them
+/// away. (That a schedule names only its owner's servers is validation's rule, told as for a
+/// server that does not exist.)
 pub fn authorize(user: &User, path: &str, head: Option<&[u8]>, new: Option<&[u8]>) -> Result<(), Denied> {
     if user.admin {
         return Ok(());
     }
     if !owned_kind(path) {
         return Err(Denied::Forbidden(format!(
-            "{path}: only admins change overlays and the host's settings; your own servers and blueprints are yours to change"
+            "{path}: only admins change overlays, alerts and the host's settings; your own servers, blueprints and schedules are yours to change"
         )));
     }
     // The owner is read as validation reads it (the state crate's bounded reader, the same

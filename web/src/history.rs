@@ -136,7 +136,8 @@ impl OwnedSince {
 fn visible_files(entry: &Entry, user: &User, owners: &mut Owners) -> Result<Vec<String>> {
     let mut paths = Vec::new();
     for file in &entry.files {
-        let object = object_name(&file.path, "servers").or_else(|| object_name(&file.path, "blueprints")).is_some();
+        let object =
+            ["servers", "blueprints", "schedules"].iter().any(|folder| object_name(&file.path, folder).is_some());
         let versions = [file.old.as_deref(), file.new.as_deref()];
         let visible = access::sees_change(user, &file.path, object, versions, |blob| owners.owner(blob))?;
         if visible {

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use left4me_state::{LoadError, PowerState};
+use left4me_state::{LoadError, PowerState, When};
 
 use crate::support::{commit_tree, examples, git};
 
@@ -19,6 +19,15 @@ fn the_examples_validate_as_a_folder() {
     assert_eq!(state.servers["coop-2"].state, PowerState::Stopped);
     // versus-1 names no state; it takes the default of left4me.yaml.
     assert_eq!(state.servers["versus-1"].state, PowerState::Running);
+
+    let nightly = &state.schedules["nightly"];
+    assert_eq!((nightly.action.name(), nightly.when, nightly.within), ("restart", When::Empty, 7200));
+    assert_eq!(nightly.warn.as_ref().map(|w| w.before.clone()), Some(vec![600, 60]), "longest first");
+    assert_eq!(state.schedule_servers(nightly).iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["coop-1"]);
+    assert_eq!(names(state.alerts.keys().map(|n| n.as_str()).collect()), "ops");
+    assert_eq!(state.alerts["ops"].servers, None, "ops hears about every server");
+    assert_eq!(state.backups_keep(&state.servers["coop-1"]), 14);
+    assert_eq!(state.backups_keep(&state.servers["versus-1"]), 7, "versus says nothing and keeps the default");
 }
 
 #[test]

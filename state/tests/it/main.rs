@@ -1,6 +1,7 @@
 //! Integration tests of the state model: the invalid corpus, loading bounds, the examples,
 //! rendering, the schema and the YAML reader.
 
+mod calendar;
 mod changes;
 mod corpus;
 mod examples;

@@ -19,7 +19,7 @@ fn the_committed_schema_is_current() {
 #[test]
 fn the_schema_knows_every_kind() {
     let schema: serde_json::Value = serde_json::from_str(&left4me_state::json_schema()).unwrap();
-    for kind in ["Settings", "Blueprint", "Server", "Overlay"] {
+    for kind in ["Settings", "Blueprint", "Server", "Overlay", "Schedule", "Alert"] {
         let document = &schema["$defs"][format!("{kind}Document")];
         assert_eq!(document["additionalProperties"], false, "{kind} refuses unknown fields");
         let kind_def = document["properties"]["kind"]["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
@@ -52,5 +52,5 @@ fn every_example_names_the_committed_schema() {
             }
         }
     }
-    assert_eq!(checked, 9);
+    assert_eq!(checked, 11);
 }

@@ -131,12 +131,14 @@ pub fn check_path(path: &str) -> Result<(), String> {
         && !path.starts_with('/')
         && path.split('/').all(|part| !part.is_empty() && part != "." && part != ".." && !part.starts_with('.'))
         && !path.chars().any(|c| c.is_control() || c == '\\')
-        && (path == "left4me.yaml" || ["servers/", "blueprints/", "overlays/"].iter().any(|p| path.starts_with(p)));
+        && (path == "left4me.yaml"
+            || ["servers/", "blueprints/", "overlays/", "schedules/", "alerts/"].iter().any(|p| path.starts_with(p)));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "{path:?} is not a file of the state repo's resources (left4me.yaml, servers/, blueprints/, overlays/)"
+            "{path:?} is not a file of the state repo's resources (left4me.yaml, servers/, blueprints/, overlays/, \
+             schedules/, alerts/)"
         ))
     }
 }

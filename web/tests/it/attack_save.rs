@@ -574,3 +574,61 @@ fn a_branch_git_cannot_move_is_said_without_the_hosts_paths() {
     std::fs::remove_file(&lock).unwrap();
     assert_eq!(commit(&mut alice, &app, "servers/coop-2.yaml", &coop, "Rename").status, 303);
 }
+
+/// A schedule of `owner`'s named `name`, restarting `server` daily.
+fn schedule(name: &str, owner: &str, server: &str) -> String {
+    format!(
+        "apiVersion: left4me/v1\nkind: Schedule\nmetadata: {{name: {name}, owner: {owner}}}\nspec:\n  servers: [{server}]\n  \
+         at: daily\n  action: restart\n"
+    )
+}
+
+#[test]
+fn a_user_saves_only_schedules_of_their_own_servers_and_no_alert() {
+    let app = TestApp::start();
+    let commits = app.commits();
+    let mut bob = app.signed_in("bob");
+    let alert = "apiVersion: left4me/v1\nkind: Alert\nmetadata: {name: mine}\nspec:\n  provider: webhook\n  \
+                 secretRef: MINE\n  events: [job-failed]\n";
+    for reply in
+        [edit(&mut bob, &app, "alerts/mine.yaml", alert), commit(&mut bob, &app, "alerts/mine.yaml", alert, "mine")]
+    {
+        assert_eq!(reply.status, 403, "{}", reply.body);
+        assert!(unescape(&reply.body).contains("only admins change overlays, alerts"), "{}", reply.body);
+    }
+    // Owned by another: refused as any object given away is.
+    let gift = schedule("gift", "alice", "coop-1");
+    let reply = edit(&mut bob, &app, "schedules/gift.yaml", &gift);
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(unescape(&reply.body).contains("metadata.owner is \"alice\"; what you save must be owned by you (bob)"));
+    // Alice's own schedule answers as a missing one does.
+    let (theirs, missing) =
+        (bob.get("/edit?path=schedules/nightly.yaml"), bob.get("/edit?path=schedules/no-such.yaml"));
+    assert_eq!((theirs.status, &theirs.body), (missing.status, &missing.body));
+    // Bob's schedule of alice's server is refused by validation, exactly as one of no server.
+    let mut answers = Vec::new();
+    for server in ["coop-1", "no-such"] {
+        let document = schedule("probe", "bob", server);
+        for reply in [
+            edit(&mut bob, &app, "schedules/probe.yaml", &document),
+            commit(&mut bob, &app, "schedules/probe.yaml", &document, "probe"),
+        ] {
+            assert_eq!(reply.status, 422, "{server}: {}", reply.body);
+            no_host_path(&app, &reply);
+            answers.push(unescape(&reply.body).replace(server, "SERVER"));
+        }
+    }
+    assert!(
+        answers[0].contains("spec.servers[0]: server SERVER does not exist; servers of bob: versus-1"),
+        "{}",
+        answers[0]
+    );
+    assert!(!answers[0].contains("alice"), "{}", answers[0]);
+    assert_eq!(answers[0], answers[2]);
+    assert_eq!(answers[1], answers[3]);
+    assert_eq!(app.commits(), commits, "nothing was committed");
+    // Bob's schedule of his own server is his to save.
+    let preview = edit(&mut bob, &app, "schedules/mine.yaml", &schedule("mine", "bob", "versus-1"));
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(preview.body.contains("Review the change"), "{}", preview.body);
+}
