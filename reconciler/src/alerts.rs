@@ -35,6 +35,9 @@ const POLL: Duration = Duration::from_secs(3);
 /// How often the servers' health is looked at when no pass wakes the thread, while an alert
 /// wants it: the grace a running game has to answer.
 const HEALTH_EVERY: Duration = Duration::from_secs(crate::report::QUERY_GRACE_SECONDS);
+/// The least time between two looks at the servers' health, however often passes run (a failing
+/// pass is retried every 2 s at first): a full look asks every game over A2S.
+const HEALTH_AT_MOST: Duration = Duration::from_secs(10);
 /// Notices read at once.
 const BATCH: usize = 100;
 
@@ -143,7 +146,8 @@ impl Deliverer<'_> {
         self.refresh_alerts()?;
         let Some(known) = &self.known else { return self.skip_notices() };
         let alerts: Vec<Alert> = known.alerts.values().cloned().collect();
-        if woken || self.looked.is_none_or(|at| at.elapsed() >= HEALTH_EVERY) {
+        let due = if woken { HEALTH_AT_MOST } else { HEALTH_EVERY };
+        if self.looked.is_none_or(|at| at.elapsed() >= due) {
             self.look_at_health(&alerts)?;
         }
         let mut outgoing = Vec::new();
@@ -489,6 +493,16 @@ mod tests {
             )
         );
         assert_eq!(raised[1].1, None, "an overlay of the same name is no server");
+    }
+
+    #[test]
+    fn notices_are_forgotten_with_the_jobs_and_events_of_their_age() {
+        let (_dir, mut db) = db();
+        db.add_notice(AlertEvent::BuildAvailable, None, "build 9 available").expect("raised");
+        db.forget_before("2000-01-01T00:00:00.000Z").expect("forgotten");
+        assert_eq!(notices(&db).len(), 1, "a new notice is kept");
+        db.forget_before("9999-01-01T00:00:00.000Z").expect("forgotten");
+        assert_eq!(notices(&db), []);
     }
 
     #[test]

@@ -381,6 +381,8 @@ impl Db {
                 [cutoff],
             )?;
             let events = tx.execute("DELETE FROM events WHERE at < ?1", [cutoff])?;
+            // Notices are delivered within seconds; one as old as this is long delivered.
+            tx.execute("DELETE FROM notices WHERE at < ?1", [cutoff])?;
             Ok((jobs, events))
         })
     }
