@@ -1,7 +1,7 @@
 //! Alerts delivered by `left4me run` to a receiver on the sandbox host (sim-webhook): each
 //! provider's payload, a storm collapsed, a failing receiver retried, one that keeps failing an
-//! event while passes go on, a server an alert does not name left out, and the notices raised by
-//! a server that keeps crashing.
+//! event while passes go on, a server an alert does not name left out, the notices raised by a
+//! server that keeps crashing, and a game that stops answering told Degraded once.
 
 use left4me_sim::WEBHOOK_DIR;
 use left4me_state::{AlertEvent, Name};
@@ -269,4 +269,29 @@ fn a_server_that_keeps_crashing_raises_server_failed_and_crash_loop_for_the_aler
     assert!(sent.iter().map(body).all(|b| b["server"] == "coop-1"), "{sent:#?}");
     // One message per kind within the window, however often it crashed again.
     assert_eq!((told(&host, "server-failed").len(), told(&host, "crash-loop").len()), (1, 1), "{sent:#?}");
+}
+
+#[test]
+fn a_game_that_stops_answering_is_told_degraded_once() {
+    let host = host_with_receiver(600, &[("OPS_WEBHOOK", "/ops")]);
+    commit_with_alerts(&host, &[("ops", "webhook", "OPS_WEBHOOK", &["server-degraded"], None)]);
+    coop_1_runs(&host);
+    let degraded = |h: &Host| -> Vec<Value> {
+        taken(h, "/ops").iter().map(body).filter(|b| b["event"] == "server-degraded").collect()
+    };
+    // A hung game: Degraded once the grace from its last answer has passed.
+    let pid = host.instance("coop-1")["main_pid"].to_string();
+    host.sandbox.run_ok("kill", &["-STOP", &pid]);
+    let grace = reconciler::report::QUERY_GRACE_SECONDS;
+    host.expect_within(grace + 60, "coop-1's degradation is told", |h| !degraded(h).is_empty());
+    let told = &degraded(&host)[0];
+    assert_eq!(told["server"], "coop-1", "{told}");
+    assert!(told["message"].as_str().unwrap().starts_with("coop-1 is degraded: running, but not answering"), "{told}");
+    // Looked at again while it stays so: no new notice (the window would only count it).
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    host.sandbox.run_ok("kill", &["-CONT", &pid]);
+    let db = reconciler::db::Db::open(&host.disk.path().join("root/left4me.db")).unwrap();
+    let notices = db.notices_after(0, 1000).unwrap();
+    let raised = notices.iter().filter(|n| n.kind == AlertEvent::ServerDegraded).count();
+    assert_eq!(raised, 1, "{notices:#?}");
 }
