@@ -295,3 +295,35 @@ fn a_game_that_stops_answering_is_told_degraded_once() {
     let raised = notices.iter().filter(|n| n.kind == AlertEvent::ServerDegraded).count();
     assert_eq!(raised, 1, "{notices:#?}");
 }
+
+#[test]
+fn a_published_build_and_a_failed_job_are_told_to_an_alert_that_names_servers() {
+    let host = host_with_receiver(600, &[("OPS_WEBHOOK", "/ops")]);
+    let events: &[&str] = &["build-available", "job-failed"];
+    commit_with_alerts(&host, &[("ops", "webhook", "OPS_WEBHOOK", events, Some(&["coop-1"]))]);
+    coop_1_runs(&host);
+    let game: Value = serde_json::from_str(&host.sandbox.run_ok("l4d2ctl", &["game", "--json"])).unwrap();
+    let new = game["installed"][0].as_u64().unwrap() + 1000;
+    // Steam publishes a build whose download is killed: the build is told, and the failed install.
+    let knobs = format!(
+        "mkdir -p /var/lib/fake-steamcmd && echo {new} > /var/lib/fake-steamcmd/public-buildid && \
+         echo killed > /var/lib/fake-steamcmd/fail"
+    );
+    host.sandbox.run_ok("sh", &["-c", &knobs]);
+    let checked = host.left4me(&["game", "check"]);
+    assert_ne!(checked.status.code(), Some(0), "{}", crate::support::text(&checked));
+    let told = |h: &Host, event: &str| -> Vec<Value> {
+        taken(h, "/ops").iter().map(body).filter(|b| b["event"] == event).collect()
+    };
+    host.expect_within(30, "the new build is told", |h| {
+        told(h, "build-available")
+            .iter()
+            .any(|b| b["message"].as_str().unwrap().starts_with(&format!("build {new} available")))
+    });
+    host.expect_within(30, "the failed install is told", |h| !told(h, "job-failed").is_empty());
+    let failed = &told(&host, "job-failed")[0];
+    // About the host's game, not a server: told although the alert names servers.
+    assert_eq!(failed["server"], Value::Null, "{failed}");
+    let text = failed["message"].as_str().unwrap();
+    assert!(text.contains("failed: install game (exit ") && text.contains("its log: `left4me jobs "), "{text}");
+}
