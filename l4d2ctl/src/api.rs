@@ -40,6 +40,29 @@ pub struct Observation {
     /// What Steam last said of workshop items and collections (`l4d2ctl workshop check`).
     #[serde(default)]
     pub workshop: WorkshopDetails,
+    /// The schedules' timers installed (`l4d2ctl schedules put`), read back from their files.
+    #[serde(default)]
+    pub schedules: Vec<InstalledTimer>,
+}
+
+/// A schedule's timer as `l4d2ctl schedules put` is asked for it: `left4me-schedule@<name>.timer`
+/// firing at `calendar` (systemd's `OnCalendar=`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleTimer {
+    pub name: Name,
+    pub calendar: String,
+}
+
+/// A schedule's timer as the host has it, read from its unit file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledTimer {
+    pub name: Name,
+    /// Its `OnCalendar=`; None when the file is not what l4d2ctl writes (changed by hand, cut
+    /// short), so that a pass writes it again.
+    pub calendar: Option<String>,
+    /// Linked into `timers.target` (`systemctl enable`), so it runs after a reboot.
+    pub enabled: bool,
 }
 
 /// The most workshop items one check, one answer or one overlay may hold, collections expanded.
@@ -439,6 +462,9 @@ pub enum Outcome {
     BuildRemoved { build: u64, removed: bool },
     /// `install --units-only`: the unit files written (those that differed; none: all were current).
     UnitsWritten { files: Vec<PathBuf> },
+    /// `schedules put`: the schedules whose timers were written (new or changed) and those
+    /// whose timers were stopped and removed.
+    SchedulesWritten { written: Vec<Name>, removed: Vec<Name> },
     /// `initialize`.
     Initialized {
         name: Name,

@@ -16,6 +16,10 @@ pub struct Cli {
     /// it failed); `status`, `overlay list` print their JSON form.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Act for this schedule of the state repo (with `--reconciler`): the write leaves an
+    /// override marker naming it (`schedule <name>`).
+    #[arg(long, global = true, value_name = "NAME", requires = "reconciler")]
+    pub schedule: Option<String>,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -89,6 +93,11 @@ pub enum Cmd {
     Workshop {
         #[command(subcommand)]
         command: WorkshopCmd,
+    },
+    /// The schedules' systemd timers: `put` makes them match the list on stdin.
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCmd,
     },
     /// Every instance's status and every materialised overlay, as one JSON object: what the
     /// reconciler observes, in one call.
@@ -180,6 +189,14 @@ pub enum WorkshopCmd {
     },
 }
 
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum SchedulesCmd {
+    /// Make the timers `left4me-schedule@<name>.timer` match the JSON array on stdin
+    /// (`[{"name": …, "calendar": …}]`): write new and changed ones, enable and start them;
+    /// stop, disable and remove those not listed.
+    Put,
+}
+
 impl Cmd {
     /// A write answers `--json` with [`l4d2ctl::api::Message`]s; a read with its own JSON form.
     pub fn is_write(&self) -> bool {
@@ -193,7 +210,8 @@ impl Cmd {
             | Cmd::Release { .. }
             | Cmd::Mount { .. }
             | Cmd::Umount { .. }
-            | Cmd::Workshop { .. } => true,
+            | Cmd::Workshop { .. }
+            | Cmd::Schedules { .. } => true,
             Cmd::Overlay { command } => !matches!(command, OverlayCmd::List),
             Cmd::Game { command } => command.is_some(),
             Cmd::Status { .. }
@@ -223,13 +241,13 @@ mod tests {
     use l4d2ctl::api::{Command, Detail, FetchItem, parse_digest};
     use left4me_state::Name;
 
-    use super::{Cli, Cmd, GameCmd, OverlayCmd, WorkshopCmd};
+    use super::{Cli, Cmd, GameCmd, OverlayCmd, SchedulesCmd, WorkshopCmd};
 
     /// What each command another program runs must parse into: its own subcommand, for the
     /// reconciler (`--reconciler --json`) when it is a write.
     fn expected(command: Command) -> Cli {
-        let write = |command| Cli { reconciler: true, json: true, command };
-        let read = |command| Cli { reconciler: false, json: false, command };
+        let write = |command| Cli { reconciler: true, json: true, schedule: None, command };
+        let read = |command| Cli { reconciler: false, json: false, schedule: None, command };
         let digest = |digest: &left4me_state::Digest| digest.to_string();
         match command {
             Command::Observe(Detail::Full) => read(Cmd::Observe { brief: false, count_humans: Vec::new() }),
@@ -240,7 +258,9 @@ mod tests {
             Command::Show { name } => read(Cmd::Show { name: name.to_string() }),
             Command::InstallUnits => write(Cmd::Install { units_only: true, branch: "public".into() }),
             Command::Install { branch } => write(Cmd::Install { units_only: false, branch }),
-            Command::Game => Cli { reconciler: false, json: true, command: Cmd::Game { command: None } },
+            Command::Game => {
+                Cli { reconciler: false, json: true, schedule: None, command: Cmd::Game { command: None } }
+            }
             Command::GameCheck { branch } => write(Cmd::Game { command: Some(GameCmd::Check { branch }) }),
             Command::GameAdopt => write(Cmd::Game { command: Some(GameCmd::Adopt) }),
             Command::GameRemove { build } => write(Cmd::Game { command: Some(GameCmd::Remove { build }) }),
@@ -269,6 +289,10 @@ mod tests {
             }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
             Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
+            Command::SchedulesPut => write(Cmd::Schedules { command: SchedulesCmd::Put }),
+            Command::ForSchedule { schedule, write } => {
+                Cli { schedule: Some(schedule.to_string()), ..expected(*write) }
+            }
             Command::Backup { .. } | Command::Backups { .. } | Command::Restore { .. } => {
                 unreachable!("not in the list below until l4d2ctl parses them")
             }
@@ -314,7 +338,16 @@ mod tests {
             Command::WorkshopCheck { items: Vec::new(), collections: vec![789, 790] },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
-            Command::Rcon { name, command: "-sv_cheats 1; status".into() },
+            Command::Rcon { name: name.clone(), command: "-sv_cheats 1; status".into() },
+            Command::SchedulesPut,
+            Command::ForSchedule {
+                schedule: Name::new("nightly").unwrap(),
+                write: Box::new(Command::Stop { name: name.clone() }),
+            },
+            Command::ForSchedule {
+                schedule: Name::new("morning").unwrap(),
+                write: Box::new(Command::Start { names: vec![name] }),
+            },
         ];
         for command in commands {
             let argv = command.argv();

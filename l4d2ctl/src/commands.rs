@@ -11,11 +11,12 @@ use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
 use l4d2ctl::{
-    Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, status, systemd, workshop,
+    Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, schedules, status, systemd,
+    workshop,
 };
 use left4me_state::{Digest, Name};
 
-use crate::cli::{Cli, Cmd, GameCmd, OverlayCmd, WorkshopCmd};
+use crate::cli::{Cli, Cmd, GameCmd, OverlayCmd, SchedulesCmd, WorkshopCmd};
 use crate::sink::Out;
 
 /// How long an RCON connection and each reply may take.
@@ -24,7 +25,8 @@ const RCON_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs the command `cli` names. A write returns what it did; a read prints its answer itself.
 pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
     let host = Host::from_env()?;
-    let by = Actor { host: &host, by_hand: !cli.reconciler };
+    let for_schedule = cli.schedule.as_deref().map(|schedule| format!("schedule {schedule}"));
+    let by = Actor { host: &host, by_hand: !cli.reconciler, for_schedule };
     let json = cli.json;
     match cli.command {
         Cmd::Install { units_only, branch } => install(&host, units_only, &branch, out).map(Some),
@@ -50,6 +52,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Workshop { command: WorkshopCmd::Check { items, collections } } => {
             workshop_check(&host, &items, &collections, out).map(Some)
         }
+        Cmd::Schedules { command: SchedulesCmd::Put } => schedules_put(&host, out).map(Some),
         Cmd::Observe { brief, count_humans } => observe(&host, brief, &count_humans).map(|()| None),
         Cmd::Mount { name } => mount(&host, &name).map(Some),
         Cmd::Umount { name } => umount(&host, &name).map(Some),
@@ -67,10 +70,12 @@ pub fn verdict(outcome: &Outcome) -> Result<(), Error> {
     }
 }
 
-/// Who writes: a person or the reconciler.
+/// Who writes: a person, or the reconciler (for one of the state repo's schedules, maybe).
 struct Actor<'a> {
     host: &'a Host,
     by_hand: bool,
+    /// The reconciler writes for a schedule: `schedule <name>`, the marker's `who`.
+    for_schedule: Option<String>,
 }
 
 impl Actor<'_> {
@@ -87,8 +92,14 @@ impl Actor<'_> {
 
     /// A write by a person leaves an override marker — before it acts, so the reconciler never
     /// sees the change without the marker and undoes it.
+    /// A schedule's write leaves one too, naming the schedule: what it did departs from the
+    /// revision until a later run of a schedule (or a release) hands the server back.
     fn mark(&self, name: &Name, what: &str) -> Result<(), Error> {
-        if self.by_hand { overrides::mark(self.host, name, what) } else { Ok(()) }
+        match (&self.for_schedule, self.by_hand) {
+            (Some(schedule), _) => overrides::mark_as(self.host, name, schedule, what),
+            (None, true) => overrides::mark(self.host, name, what),
+            (None, false) => Ok(()),
+        }
     }
 }
 
@@ -463,6 +474,18 @@ fn put(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, 
     overlay::put(host, &name, &digest, std::io::stdin().lock())?;
     out.say(format!("overlay {name}: {digest}"));
     Ok(Outcome::OverlayWritten { name, digest })
+}
+
+/// Makes the schedules' timers match the list on stdin (JSON, as the reconciler writes it).
+fn schedules_put(host: &Host, out: &mut Out) -> Result<Outcome, Error> {
+    require_root("schedules put")?;
+    let input = read_stdin()?;
+    let timers: Vec<l4d2ctl::api::ScheduleTimer> = serde_json::from_slice(&input).map_err(|e| {
+        Error::Invalid(format!("stdin is not a list of schedules (JSON: [{{\"name\": …, \"calendar\": …}}]): {e}"))
+    })?;
+    let mut say = |line: String| out.say(line);
+    let (written, removed) = schedules::put(host, &timers, &mut say)?;
+    Ok(Outcome::SchedulesWritten { written, removed })
 }
 
 fn observe(host: &Host, brief: bool, count_humans: &[String]) -> Result<(), Error> {

@@ -21,6 +21,7 @@ pub mod overlay;
 pub mod overrides;
 pub mod rcon;
 pub mod record;
+pub mod schedules;
 pub mod status;
 pub mod steam;
 pub mod steamapi;

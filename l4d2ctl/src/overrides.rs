@@ -13,8 +13,14 @@ use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, write_atomic};
 use crate::host::Host;
 
+/// Marks a write by the person running l4d2ctl.
 pub fn mark(host: &Host, name: &Name, what: &str) -> Result<(), Error> {
-    let marker = Override { who: operator(), when: rfc3339(SystemTime::now()), what: what.to_owned() };
+    mark_as(host, name, &operator(), what)
+}
+
+/// Marks a write made for `who` (a schedule: `schedule <name>`).
+pub fn mark_as(host: &Host, name: &Name, who: &str, what: &str) -> Result<(), Error> {
+    let marker = Override { who: who.to_owned(), when: rfc3339(SystemTime::now()), what: what.to_owned() };
     ensure_dir(&host.overrides(), 0o755, Owner::root())?;
     let mut json = serde_json::to_string_pretty(&marker).expect("a marker always serializes");
     json.push('\n');

@@ -14,7 +14,7 @@ use crate::api::{
 };
 use crate::error::Error;
 use crate::host::{Host, unit_name};
-use crate::{a2s, builds, instance, mountinfo, overlay, overrides, record, systemd, units};
+use crate::{a2s, builds, instance, mountinfo, overlay, overrides, record, schedules, systemd, units};
 
 /// How long status waits for game servers to answer their A2S query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
@@ -63,6 +63,7 @@ pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
         problems,
         game: builds::game(host)?,
         workshop,
+        schedules: schedules::installed(host)?,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::systemd;
 const UNITS: &[(&str, &str)] = &[
     ("left4me-server@.service", include_str!("../templates/left4me-server@.service")),
     ("left4me-game.slice", include_str!("../templates/left4me-game.slice")),
+    ("left4me-schedule@.service", include_str!("../templates/left4me-schedule@.service")),
     ("left4me-reconciler.service", include_str!("../templates/left4me-reconciler.service")),
     ("left4me-web.service", include_str!("../templates/left4me-web.service")),
 ];
@@ -48,9 +49,12 @@ pub fn render(host: &Host) -> Result<Vec<(&'static str, String)>, Error> {
         .collect()
 }
 
-/// The units a game server needs to start as left4me means it to: what a look at the host
-/// compares with what l4d2ctl renders.
-pub const GAME_UNITS: &[&str] = &["left4me-server@.service", "left4me-game.slice"];
+/// The units a game server needs to start and a schedule to run as left4me means them to: what a
+/// look at the host compares with what l4d2ctl renders.
+pub const GAME_UNITS: &[&str] = &["left4me-server@.service", "left4me-game.slice", SCHEDULE_SERVICE];
+
+/// The template every schedule's timer starts (`left4me-schedule@<name>.service`).
+pub const SCHEDULE_SERVICE: &str = "left4me-schedule@.service";
 
 /// Writes the units into the unit folder and reloads systemd when one changed. Returns the
 /// files it wrote.

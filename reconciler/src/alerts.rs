@@ -308,14 +308,16 @@ pub fn revision_invalid(db: &Db, revision: &str, diagnostics: &str) -> Result<()
     db.add_notice(AlertEvent::RevisionInvalid, None, &message)
 }
 
-/// Job kinds about the host, the game's builds or an overlay, rather than a server.
-const NOT_ABOUT_A_SERVER: [&str; 9] =
-    ["units", "check", "adopt", "install", "remove", "overlay", "build", "fetch", "unpack"];
+/// Job kinds whose target is a server: a step of the plan, a backup or a restore. Any other job
+/// (units, a check, the game's builds, an overlay, the schedules' timers) is about no server, so
+/// its notice goes to every alert of its kind rather than to none.
+const ABOUT_A_SERVER: [&str; 10] =
+    ["release", "create", "re-render", "repair", "start", "stop", "restart", "delete", "backup", "restore"];
 
 /// Raises `job-failed` for job `id`, about its target when that is a server; with the job's last
 /// line, which usually says why.
 pub fn job_failed(db: &Db, id: i64, kind: &str, target: &Name, code: i32) -> Result<(), DbError> {
-    let server = (!NOT_ABOUT_A_SERVER.contains(&kind)).then_some(target);
+    let server = ABOUT_A_SERVER.contains(&kind).then_some(target);
     let why = db.last_output(id)?.map(|line| format!(": {line}")).unwrap_or_default();
     let message = format!("job {id} failed: {kind} {target} (exit {code}){why}; its log: `left4me jobs {id}`");
     db.add_notice(AlertEvent::JobFailed, server, &message)
@@ -493,6 +495,9 @@ mod tests {
             )
         );
         assert_eq!(raised[1].1, None, "an overlay of the same name is no server");
+        let timers = db.create_job("schedules", "host", None, "commit").expect("a job");
+        job_failed(&db, timers, "schedules", &name("host"), 1).expect("raised");
+        assert_eq!(notices(&db)[2].1, None, "the host is no server");
     }
 
     #[test]

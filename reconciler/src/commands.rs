@@ -309,3 +309,32 @@ pub fn jobs(id: Option<i64>, json: bool, follow: bool) -> anyhow::Result<ExitCod
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `left4me schedule run <name>`: one run of a schedule, as its timer starts it. Its lines go to
+/// the journal of its unit as they go to its job.
+pub fn schedule_run(state: Option<PathBuf>, name: &str) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt().with_target(false).with_ansi(false).without_time().init();
+    let name = Name::new(name).map_err(|e| anyhow::anyhow!("{name:?} is not a schedule's name: {e}"))?;
+    let config = Config::from_env(state)?;
+    let at = reconciler::schedule_run::Where {
+        root: &config.root,
+        state: &config.state,
+        branch: &config.branch,
+        l4d2ctl: &config.l4d2ctl,
+    };
+    match reconciler::schedule_run::run(&at, &name)? {
+        reconciler::schedule_run::Ran::Gone(why) => {
+            outln!("{why}");
+            Ok(ExitCode::SUCCESS)
+        }
+        reconciler::schedule_run::Ran::Done { job, failed } if failed.is_empty() => {
+            outln!("schedule {name} ran; its log is `left4me jobs {job}`");
+            Ok(ExitCode::SUCCESS)
+        }
+        reconciler::schedule_run::Ran::Done { job, failed } => {
+            let failed: Vec<&str> = failed.iter().map(Name::as_str).collect();
+            outln!("schedule {name} failed on {}; its log is `left4me jobs {job}`", failed.join(", "));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -350,7 +350,11 @@ impl Db {
         }
         let at = now();
         let mut stmt =
-            self.conn.prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running')").map_err(self.err())?;
+            // A schedule's run outlives passes (it may wait hours for players to leave): its job is
+            // ended by `schedule_run::settle` once nothing runs it.
+            self.conn
+                .prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running') AND kind <> 'schedule'")
+                .map_err(self.err())?;
         let ids: Vec<i64> = stmt
             .query_map([], |r| r.get(0))
             .map_err(self.err())?
@@ -369,6 +373,28 @@ impl Db {
         }
         *self.abandoned.borrow_mut() = None;
         Ok(ids.len())
+    }
+
+    /// The schedule runs whose job is unfinished: (job, schedule).
+    pub fn unfinished_runs(&self) -> Result<Vec<(i64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, target FROM jobs WHERE state IN ('queued', 'running') AND kind = 'schedule'")
+            .map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        rows.collect::<std::result::Result<_, _>>().map_err(self.err())
+    }
+
+    /// Ends one unfinished job as cancelled, saying why.
+    pub fn cancel_job(&self, id: i64, why: &str) -> Result<()> {
+        self.append_line(id, "reconciler", why)?;
+        self.conn
+            .execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?2 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![id, now()],
+            )
+            .map(drop)
+            .map_err(self.err())
     }
 
     /// Removes the jobs that finished before `cutoff` (a [`stamp`]), their lines with them, and

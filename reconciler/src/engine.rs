@@ -128,6 +128,7 @@ pub fn plan_pass(
         observations += 1;
     }
     let mut plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
+    plan.schedules = crate::schedules::put(&desired, &host.schedules);
     let now = SystemTime::now();
     let retried = crate::retries::asked(&config.root);
     let crash_loops = crashloop::update(&db.crash_loops()?, &desired, &host.instances, &retried, now);
@@ -198,6 +199,7 @@ fn pass(
     confirm_prune: Option<&str>,
 ) -> Result<PassOutcome, Error> {
     db.cancel_unfinished()?;
+    crate::schedule_run::settle(db)?;
     let started = Instant::now();
     // Taken before the look at the host, removed once recorded: a retry asked from now on is the
     // next pass's.
@@ -321,6 +323,10 @@ fn run_plan(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> R
     if !plan.units.is_empty() {
         ran.failures.units = runner.run_side_by_side(vec![units_job(&plan.units)], &mut ran.processes)?;
     }
+    if let Some(put) = &plan.schedules {
+        let failed = runner.run_side_by_side(vec![schedules_job(put)], &mut ran.processes)?;
+        ran.failures.units.extend(failed);
+    }
     let unbuilt = runner.install_build(planned, &mut ran)?;
     let overlays = overlay_jobs(desired, &planned.host.workshop, &plan.overlays);
     ran.failures.overlays = runner.run_side_by_side(overlays, &mut ran.processes)?;
@@ -344,6 +350,19 @@ fn run_plan(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) -> R
     let failed = runner.run_side_by_side(removals, &mut ran.processes)?;
     ran.failures.game.extend(failed);
     Ok(ran)
+}
+
+/// The job that makes the host's schedule timers the revision's: every timer, one command.
+fn schedules_job(put: &plan::TimersPut) -> Job {
+    let input = serde_json::to_vec(&put.timers).expect("schedule timers always serialize");
+    let target = Name::new("host").expect("host is a valid name");
+    Job {
+        kind: "schedules",
+        target,
+        command: api::Command::SchedulesPut,
+        input: Some(input),
+        reason: put.reason.clone(),
+    }
 }
 
 /// A job about the host's game builds; its target is `game`.
@@ -573,7 +592,11 @@ fn record_event(
     let (plan, revision) = (&planned.plan, &planned.revision);
     let failed: Vec<String> = failures.all().map(|failure| failure.what.clone()).collect();
     let game = usize::from(plan.adopt.is_some()) + usize::from(plan.install.is_some()) + plan.remove_builds.len();
-    let steps = usize::from(!plan.units.is_empty()) + game + plan.overlays.len() + plan.steps.len();
+    let steps = usize::from(!plan.units.is_empty())
+        + usize::from(plan.schedules.is_some())
+        + game
+        + plan.overlays.len()
+        + plan.steps.len();
     let elapsed = started.elapsed();
     if failed.is_empty() {
         db.set_meta("last_applied", Some(revision.id()))?;

@@ -32,6 +32,8 @@ pub struct HostView {
     pub game: api::Game,
     /// What Steam said of workshop items and collections at the last check.
     pub workshop: api::WorkshopDetails,
+    /// The schedules' timers on the host, as their files read.
+    pub schedules: Vec<api::InstalledTimer>,
 }
 
 impl HostView {
@@ -77,6 +79,7 @@ fn look(l4d2ctl: &Path, command: &api::Command) -> Result<HostView, Error> {
         problems: observed.problems,
         game: observed.game,
         workshop: observed.workshop,
+        schedules: observed.schedules,
     })
 }
 
@@ -88,8 +91,22 @@ pub fn rendered(l4d2ctl: &Path, server: &Name) -> Result<String, Error> {
     Ok(spec.to_json())
 }
 
+/// What an l4d2ctl command that answers in text prints (`rcon`: the console's answer).
+pub fn text(l4d2ctl: &Path, command: &api::Command) -> Result<String, Error> {
+    output(l4d2ctl, command).map(|stdout| String::from_utf8_lossy(&stdout).into_owned())
+}
+
 /// The JSON an l4d2ctl read prints.
 fn read<T: serde::de::DeserializeOwned>(l4d2ctl: &Path, command: &api::Command) -> Result<T, Error> {
+    let stdout = output(l4d2ctl, command)?;
+    serde_json::from_slice(&stdout).map_err(|cause| Error::Unexpected {
+        what: format!("l4d2ctl {} answered something unexpected", command.argv().join(" ")),
+        cause,
+    })
+}
+
+/// The stdout of an l4d2ctl read that succeeded.
+fn output(l4d2ctl: &Path, command: &api::Command) -> Result<Vec<u8>, Error> {
     let argv = command.argv();
     let output = Process::new(l4d2ctl)
         .args(&argv)
@@ -103,10 +120,7 @@ fn read<T: serde::de::DeserializeOwned>(l4d2ctl: &Path, command: &api::Command) 
             end: ended(Ok(output.status)).0,
         });
     }
-    serde_json::from_slice(&output.stdout).map_err(|cause| Error::Unexpected {
-        what: format!("l4d2ctl {} answered something unexpected", argv.join(" ")),
-        cause,
-    })
+    Ok(output.stdout)
 }
 
 /// How a job's l4d2ctl ended.

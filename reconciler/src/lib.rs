@@ -12,5 +12,7 @@ pub mod host;
 pub mod plan;
 pub mod report;
 pub mod retries;
+pub mod schedule_run;
+pub mod schedules;
 pub mod upstream;
 pub mod workshop;

@@ -85,6 +85,11 @@ enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// The state repo's schedules: `run` runs one now, as its timer does.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// What passes did, newest first: each pass, an invalid revision, a build published,
     /// installed, a server moved to it.
     Events {
@@ -103,6 +108,18 @@ enum Command {
         /// With a job id: keep printing its log as it grows, until the job ends.
         #[arg(long, requires = "id")]
         follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Run a schedule of the branch's committed revision once (its timer,
+    /// left4me-schedule@<name>.timer, starts this): a job whose log says what happened to each
+    /// server.
+    Run {
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
     },
 }
 
@@ -182,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { state, json } => commands::status(state, json),
         Command::Game { command: GameCommand::Check { state } } => commands::game_check(state),
         Command::Alerts { command: AlertsCommand::Test { name, state } } => commands::alerts_test(state, &name),
+        Command::Schedule { command: ScheduleCommand::Run { name, state } } => commands::schedule_run(state, &name),
         Command::Events { lines, json } => commands::events(lines, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
         Command::Retry { server, state } => commands::retry(state, &server),

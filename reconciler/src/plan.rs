@@ -77,6 +77,18 @@ pub struct Plan {
     /// The build each declared server is to run, where one is known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub builds: BTreeMap<Name, u64>,
+    /// The schedules' timers, all of them, when the host's differ (`schedules.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules: Option<TimersPut>,
+}
+
+/// The host's schedule timers made to match the revision's schedules, one `l4d2ctl schedules put`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimersPut {
+    /// Every schedule's timer, as the revision has them.
+    pub timers: Vec<l4d2ctl::api::ScheduleTimer>,
+    /// What differs, for the plan's reader and the job's log.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +188,7 @@ impl Plan {
             && self.adopt.is_none()
             && self.install.is_none()
             && self.remove_builds.is_empty()
+            && self.schedules.is_none()
     }
 }
 
@@ -267,6 +280,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         install: builds.install,
         remove_builds: builds.remove,
         builds: wanted,
+        // The pass puts the schedules' timers beside the plan (`schedules::put`): they are no
+        // server's, and the planner's inputs stay what they were.
+        schedules: None,
     }
 }
 
@@ -607,6 +623,9 @@ impl fmt::Display for Plan {
         }
         for overlay in &self.overlays {
             writeln!(f, "{:<10} {:<20} not on the host as the revision has it", "overlay", overlay.as_str())?;
+        }
+        if let Some(schedules) = &self.schedules {
+            writeln!(f, "{:<10} {:<20} {}", "schedules", "host", schedules.reason)?;
         }
         for step in &self.steps {
             writeln!(f, "{:<10} {:<20} {}", step.action.name(), step.server.as_str(), step.reason)?;

@@ -114,6 +114,16 @@ pub enum Command {
         name: Name,
         command: String,
     },
+    /// `schedules put`: the host's schedule timers made to match the JSON array of
+    /// [`super::ScheduleTimer`]s written to its stdin.
+    SchedulesPut,
+    /// A write run for a schedule of the state repo (`--schedule <name>`): it leaves an override
+    /// marker naming the schedule (`schedule <name>`), so a pass leaves the server as the
+    /// schedule put it; like every reconciler write it takes no lock (its caller holds it).
+    ForSchedule {
+        schedule: Name,
+        write: Box<Command>,
+    },
 }
 
 impl Command {
@@ -197,6 +207,12 @@ impl Command {
                 argv
             }
             Command::Rcon { name, command } => words(&["rcon", name.as_str(), "--", command]),
+            Command::SchedulesPut => write(&["schedules", "put"]),
+            Command::ForSchedule { schedule, write } => {
+                let mut argv = vec!["--schedule".to_owned(), schedule.to_string()];
+                argv.extend(write.argv());
+                argv
+            }
         }
     }
 }

@@ -22,10 +22,11 @@ fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
     let applied = host.left4me(&["apply"]);
     assert_eq!(code(&applied), Some(0), "{}", text(&applied));
     assert!(text(&applied).contains("Reconciliation finished in"), "{}", text(&applied));
-    // Two overlays written or fetched; three servers created, the two running ones started in one
-    // `l4d2ctl start`: 7 steps. Processes: rev-parse, ls-tree, cat-file, one brief look, the
-    // workshop check (never made on this host) and the look after it, 2 + 3 + 1 for the steps.
-    assert!(text(&applied).contains(": 7 steps (12 processes)"), "{}", text(&applied));
+    // The schedule's timer put; two overlays written or fetched; three servers created, the two
+    // running ones started in one `l4d2ctl start`: 8 steps. Processes: rev-parse, ls-tree,
+    // cat-file, one brief look, the workshop check (never made on this host) and the look after
+    // it, 1 + 2 + 3 + 1 for the steps.
+    assert!(text(&applied).contains(": 8 steps (13 processes)"), "{}", text(&applied));
 
     // The law: after apply, plan is empty.
     let again = host.left4me(&["plan"]);

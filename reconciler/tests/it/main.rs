@@ -10,6 +10,7 @@ mod killed;
 mod plan;
 mod repairs;
 mod retries;
+mod schedules;
 mod service;
 mod support;
 mod validate;

@@ -64,6 +64,7 @@ fn observation(digest: &str) -> Observation {
         problems: Vec::new(),
         game: Default::default(),
         workshop: Default::default(),
+        schedules: Vec::new(),
     }
 }
 
