@@ -55,10 +55,19 @@ pub struct Settings {
 impl Settings {
     /// From the environment (host.env is the service's environment file).
     pub fn from_env() -> Settings {
-        let quiet = std::env::var("LEFT4ME_ALERT_QUIET_SECONDS")
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_QUIET, |seconds| Duration::from_secs(seconds.max(1)));
+        let quiet = match std::env::var("LEFT4ME_ALERT_QUIET_SECONDS") {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(seconds) => Duration::from_secs(seconds.max(1)),
+                Err(_) => {
+                    tracing::warn!(
+                        "LEFT4ME_ALERT_QUIET_SECONDS={text:?} is not a number of seconds; alerts use {} s",
+                        DEFAULT_QUIET.as_secs()
+                    );
+                    DEFAULT_QUIET
+                }
+            },
+            Err(_) => DEFAULT_QUIET,
+        };
         let host = nix::unistd::gethostname()
             .ok()
             .and_then(|name| name.into_string().ok())

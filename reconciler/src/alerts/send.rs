@@ -32,11 +32,14 @@ impl Answer {
 
 /// The URL of secret `key`, from `file` (`KEY=value` lines): it must be there, and http(s).
 pub fn secret_url(file: &Path, key: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        format!(
+    let text = std::fs::read_to_string(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot read {}: {e}; it is root's: run this as root", file.display())
+        }
+        _ => format!(
             "cannot read {}: {e}; create it (root's, mode 0600) with a line {key}=https://… (deploy/install.sh makes an empty one)",
             file.display()
-        )
+        ),
     })?;
     let url = l4d2ctl::host::parse_env_file(&text).into_iter().rev().find(|(name, _)| name == key).map(|(_, url)| url);
     let Some(url) = url.filter(|url| !url.is_empty()) else {
