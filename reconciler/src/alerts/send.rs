@@ -80,7 +80,8 @@ pub fn post(url: &str, request: &Request) -> Result<Answer, String> {
     }
     let mut answer = Vec::new();
     let read = child.stdout.take().map(|out| out.take(MAX_ANSWER).read_to_end(&mut answer));
-    if answer.len() as u64 >= MAX_ANSWER {
+    let too_big = answer.len() as u64 >= MAX_ANSWER;
+    if too_big {
         let _ = child.kill();
     }
     let mut said = String::new();
@@ -88,6 +89,12 @@ pub fn post(url: &str, request: &Request) -> Result<Answer, String> {
         let _ = err.take(4096).read_to_string(&mut said);
     }
     let status = child.wait().map_err(|e| format!("curl was lost: {e}"))?;
+    if too_big {
+        return Err(format!(
+            "the receiver answered more than {} KiB, more than any receiver of alerts does",
+            MAX_ANSWER / 1024
+        ));
+    }
     if let Some(Err(e)) = read {
         return Err(format!("cannot read curl's answer: {e}"));
     }
@@ -200,6 +207,37 @@ mod tests {
         assert!(seen.starts_with("POST /hook/secret-token HTTP/1.1\r\n"), "{seen}");
         assert!(seen.contains("\r\nContent-Type: text/plain\r\n") && seen.contains("\r\nTitle: a title\r\n"), "{seen}");
         assert!(seen.ends_with("\r\n\r\n@/etc/passwd \"quoted\"\nline two"), "the body as it is: {seen}");
+    }
+
+    /// A receiver that reads the request and then does `then` with the connection.
+    fn hostile(then: fn(std::net::TcpStream)) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let url = format!("http://{}/", listener.local_addr().expect("an address"));
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("a connection");
+            let mut buffer = [0; 4096];
+            let _ = stream.read(&mut buffer);
+            then(stream);
+        });
+        url
+    }
+
+    #[test]
+    fn a_receiver_that_never_answers_or_answers_without_end_costs_a_bounded_try() {
+        let request = Request { body: "{}".into(), headers: Vec::new() };
+        let silent = hostile(|stream| {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            drop(stream);
+        });
+        let error = post(&silent, &request).expect_err("no answer");
+        assert!(error.contains("timed out") && error.contains("curl exit 28"), "{error}");
+        let endless = hostile(|mut stream| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+            let chunk = vec![b'x'; 64 * 1024];
+            while stream.write_all(&chunk).is_ok() {}
+        });
+        let error = post(&endless, &request).expect_err("too much");
+        assert!(error.contains("answered more than 64 KiB"), "{error}");
     }
 
     #[test]
