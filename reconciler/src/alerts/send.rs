@@ -101,7 +101,11 @@ pub fn post(url: &str, request: &Request) -> Result<Answer, String> {
     if !status.success() {
         let said = said.trim().trim_start_matches("curl: ");
         let code = status.code().map_or_else(|| "killed".to_owned(), |code| format!("exit {code}"));
-        return Err(format!("no answer ({said}; curl {code})"));
+        return Err(if said.is_empty() {
+            format!("no answer (curl {code})")
+        } else {
+            format!("no answer ({said}; curl {code})")
+        });
     }
     read_answer(&answer).ok_or_else(|| "curl said no HTTP status".to_owned())
 }
