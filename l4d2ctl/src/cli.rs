@@ -78,8 +78,34 @@ pub enum Cmd {
     },
     /// Hand a server changed by hand back to the reconciler.
     Release { name: String },
+    /// Back up what a server wrote itself (its upper layer) to `$ROOT/backups/<name>/`, and to
+    /// restic when host.env names a repository.
+    Backup {
+        name: String,
+        /// Why it is taken, kept beside it: `manual`, `schedule <name>`, …
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        /// Then remove the oldest backups beyond this many (the newest is never removed).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
+    /// List a server's backups, newest first: on this host and in restic.
+    Backups { name: String },
+    /// Put a backup's data back: the server stopped, its data kept as one more backup, the
+    /// backup restored exactly, the server started again if it ran.
+    Restore {
+        name: String,
+        /// The backup's id, as `backups` lists it.
+        id: String,
+    },
     /// Run a console command on a server over RCON.
     Rcon {
+        /// Record the command as this web user's (the web app sends its users' commands).
+        #[arg(long = "as", value_name = "USER", requires = "from")]
+        on_behalf: Option<String>,
+        /// The address the web user sent it from.
+        #[arg(long, value_name = "ADDRESS", requires = "on_behalf")]
+        from: Option<String>,
         name: String,
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -208,6 +234,8 @@ impl Cmd {
             | Cmd::Restart { .. }
             | Cmd::Delete { .. }
             | Cmd::Release { .. }
+            | Cmd::Backup { .. }
+            | Cmd::Restore { .. }
             | Cmd::Mount { .. }
             | Cmd::Umount { .. }
             | Cmd::Workshop { .. }
@@ -216,6 +244,7 @@ impl Cmd {
             Cmd::Game { command } => command.is_some(),
             Cmd::Status { .. }
             | Cmd::Show { .. }
+            | Cmd::Backups { .. }
             | Cmd::Logs { .. }
             | Cmd::Rcon { .. }
             | Cmd::Observe { .. }
@@ -288,14 +317,24 @@ mod tests {
                 write(Cmd::Workshop { command: WorkshopCmd::Check { items, collections } })
             }
             Command::Logs { name, lines, follow } => read(Cmd::Logs { name: name.to_string(), lines, follow }),
-            Command::Rcon { name, command } => read(Cmd::Rcon { name: name.to_string(), command: vec![command] }),
+            Command::Rcon { name, command } => {
+                read(Cmd::Rcon { on_behalf: None, from: None, name: name.to_string(), command: vec![command] })
+            }
+            Command::RconAs { name, command, user, from } => read(Cmd::Rcon {
+                on_behalf: Some(user.to_string()),
+                from: Some(from),
+                name: name.to_string(),
+                command: vec![command],
+            }),
             Command::SchedulesPut => write(Cmd::Schedules { command: SchedulesCmd::Put }),
             Command::ForSchedule { schedule, write } => {
                 Cli { schedule: Some(schedule.to_string()), ..expected(*write) }
             }
-            Command::Backup { .. } | Command::Backups { .. } | Command::Restore { .. } => {
-                unreachable!("not in the list below until l4d2ctl parses them")
+            Command::Backup { name, keep, reason } => write(Cmd::Backup { name: name.to_string(), reason, keep }),
+            Command::Backups { name } => {
+                Cli { reconciler: false, json: true, schedule: None, command: Cmd::Backups { name: name.to_string() } }
             }
+            Command::Restore { name, id } => write(Cmd::Restore { name: name.to_string(), id }),
         }
     }
 
@@ -336,6 +375,10 @@ mod tests {
             Command::OverlayArchive { name: name.clone(), digest },
             Command::WorkshopCheck { items: vec![123, 456], collections: vec![789] },
             Command::WorkshopCheck { items: Vec::new(), collections: vec![789, 790] },
+            Command::Backup { name: name.clone(), keep: None, reason: "manual".into() },
+            Command::Backup { name: name.clone(), keep: Some(7), reason: "schedule nightly".into() },
+            Command::Backups { name: name.clone() },
+            Command::Restore { name: name.clone(), id: "2026-12-01T06-00-00Z".into() },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
             Command::Rcon { name: name.clone(), command: "-sv_cheats 1; status".into() },
@@ -346,7 +389,13 @@ mod tests {
             },
             Command::ForSchedule {
                 schedule: Name::new("morning").unwrap(),
-                write: Box::new(Command::Start { names: vec![name] }),
+                write: Box::new(Command::Start { names: vec![name.clone()] }),
+            },
+            Command::RconAs {
+                name,
+                command: "say hi".into(),
+                user: Name::new("alice").unwrap(),
+                from: "203.0.113.7".into(),
             },
         ];
         for command in commands {

@@ -11,8 +11,8 @@ use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
 use l4d2ctl::{
-    Error, Host, builds, humans, install, instance, mount, overlay, overrides, record, schedules, status, systemd,
-    workshop,
+    Error, Host, audit, backup, builds, humans, install, instance, mount, overlay, overrides, record, schedules,
+    status, systemd, workshop,
 };
 use left4me_state::{Digest, Name};
 
@@ -40,8 +40,13 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Status { name } => show_status(&host, name.as_deref(), json).map(|()| None),
         Cmd::Show { name } => show(&host, &name).map(|()| None),
         Cmd::Logs { name, lines, follow } => logs(&name, lines, follow).map(|()| None),
-        Cmd::Release { name } => release(&host, &name, out).map(Some),
-        Cmd::Rcon { name, command } => rcon(&host, &name, &command).map(|()| None),
+        Cmd::Release { name } => release(&by, &name, out).map(Some),
+        Cmd::Backup { name, reason, keep } => backup(&by, &name, &reason, keep, out).map(Some),
+        Cmd::Backups { name } => show_backups(&host, &name, json).map(|()| None),
+        Cmd::Restore { name, id } => restore(&by, &name, &id, out).map(Some),
+        Cmd::Rcon { name, command, on_behalf, from } => {
+            rcon(&host, &name, &command, on_behalf.as_deref(), from.as_deref()).map(|()| None)
+        }
         Cmd::Overlay { command: OverlayCmd::List } => list_overlays(&host, json).map(|()| None),
         Cmd::Overlay { command: OverlayCmd::Build { name, digest } } => build(&host, &name, &digest, out).map(Some),
         Cmd::Overlay { command: OverlayCmd::Fetch { name, digest, items } } => {
@@ -90,14 +95,48 @@ impl Actor<'_> {
             .map(Some)
     }
 
+    /// The locks of these servers, taken in name order so that two writes of several never wait
+    /// for each other: no write stops, starts, renders, deletes, backs up or restores a server
+    /// another is halfway through (the reconciler's included).
+    fn server_locks<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n Name>,
+    ) -> Result<Vec<nix::fcntl::Flock<std::fs::File>>, Error> {
+        let mut names: Vec<&Name> = names.into_iter().collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                l4d2ctl::host::server_lock(&self.host.root, name, || {
+                    eprintln!("l4d2ctl: waiting for another write to {name} to end")
+                })
+            })
+            .collect()
+    }
+
+    /// Where a person's backup or restore is written to the host's audit trail (the reconciler's
+    /// own are its jobs'). A backup and a restore change no desired state, so they leave no
+    /// override marker; what was done by hand is recorded here alone.
+    fn audit_by_hand(&self, name: &Name, what: &str) {
+        if self.by_hand {
+            audit::record_by_hand(&self.host.root, what, Some(name), &format!("{what} by hand"));
+        }
+    }
+
     /// A write by a person leaves an override marker — before it acts, so the reconciler never
-    /// sees the change without the marker and undoes it.
+    /// sees the change without the marker and undoes it — and an entry in the audit trail, who
+    /// and what as the marker says.
     /// A schedule's write leaves one too, naming the schedule: what it did departs from the
     /// revision until a later run of a schedule (or a release) hands the server back.
     fn mark(&self, name: &Name, what: &str) -> Result<(), Error> {
         match (&self.for_schedule, self.by_hand) {
             (Some(schedule), _) => overrides::mark_as(self.host, name, schedule, what),
-            (None, true) => overrides::mark(self.host, name, what),
+            (None, true) => {
+                overrides::mark(self.host, name, what)?;
+                audit::record_by_hand(&self.host.root, what, Some(name), &format!("{what} by hand"));
+                Ok(())
+            }
             (None, false) => Ok(()),
         }
     }
@@ -214,6 +253,7 @@ fn initialize(by: &Actor, name: &str, file: &Path, build: Option<u64>, out: &mut
     let spec = instance::read_spec_file(file)?;
     require_root("initialize")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     by.mark(&name, "initialize")?;
     let done = instance::initialize(by.host, &name, &spec, build)?;
     for repaired in &done.repaired {
@@ -253,6 +293,7 @@ fn start(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> 
         return Ok(Outcome::Started { servers: answers });
     }
     let _lock = by.lock()?;
+    let _servers = by.server_locks(startable.iter().copied())?;
     for name in &startable {
         by.mark(name, "start")?;
     }
@@ -281,6 +322,7 @@ fn restart(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("restart")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     by.mark(&name, "restart")?;
     let unit = unit_name(&name);
     let since = std::time::SystemTime::now();
@@ -305,6 +347,7 @@ fn stop(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("stop")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     by.mark(&name, "stop")?;
     systemd::disable_now(&unit_name(&name))?;
     out.about(&name, format!("{name}: stopped"));
@@ -315,6 +358,7 @@ fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("delete")?;
     let _lock = by.lock()?;
+    let _server = by.server_locks([&name])?;
     let unit = unit_name(&name);
     by.mark(&name, "delete")?;
     // Stopping a unit that was never started is fine; a missing instance is deleted already.
@@ -333,6 +377,65 @@ fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
         (false, None) => out.about(&name, format!("{name}: already deleted")),
     }
     Ok(Outcome::Deleted { name, existed: deleted.existed, archive: deleted.archive, cleared_failed })
+}
+
+/// The locks a backup or a restore of an initialized server holds while it runs; a person's is
+/// recorded in the audit trail.
+fn hold_server_data(by: &Actor, name: &Name, what: &str) -> Result<Vec<nix::fcntl::Flock<std::fs::File>>, Error> {
+    require_root(what)?;
+    record::read(by.host, name)?.ok_or_else(|| not_initialized(name))?;
+    let mut held: Vec<_> = by.lock()?.into_iter().collect();
+    held.extend(by.server_locks([name])?);
+    by.audit_by_hand(name, what);
+    Ok(held)
+}
+
+/// `backup`: only a server that is initialized has data of its own to back up.
+fn backup(by: &Actor, name: &str, reason: &str, keep: Option<u32>, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 200 || reason.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "--reason {reason:?}: say why in one line of at most 200 characters (`manual`, `schedule nightly`)"
+        )));
+    }
+    let _locks = hold_server_data(by, &name, "backup")?;
+    let mut say = |line: String| out.about(&name, line);
+    let done = backup::backup(by.host, &name, reason, keep, &mut say)?;
+    Ok(Outcome::BackedUp { name, backup: done.backup, removed: done.removed })
+}
+
+/// `backups`: for root, and for the game's user the web app runs as (restic as root last heard).
+fn show_backups(host: &Host, name: &str, json: bool) -> Result<(), Error> {
+    let name = parse_name(name)?;
+    require_root_or(&host.user, "backups")?;
+    let all = backup::list(host, &name, &mut |line| eprintln!("l4d2ctl: {line}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&all).expect("backups always serialize"));
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("{name} has no backups (`l4d2ctl backup {name}` takes one)");
+    }
+    for b in all {
+        let place = match (b.local, b.restic) {
+            (true, true) => "host+restic",
+            (true, false) => "host",
+            (false, _) => "restic",
+        };
+        println!("{}  {:>10} KiB  {place:<11}  {}", b.id, b.bytes.div_ceil(1024), b.reason);
+    }
+    Ok(())
+}
+
+/// `restore`: the id and the server are checked before anything stops.
+fn restore(by: &Actor, name: &str, id: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    backup::parse_id(id)?;
+    let _locks = hold_server_data(by, &name, "restore")?;
+    let mut say = |line: String| out.about(&name, line);
+    let done = backup::restore(by.host, &name, id, &mut say)?;
+    Ok(Outcome::Restored { name, backup: id.to_owned(), kept: done.kept, started: done.started })
 }
 
 fn show_status(host: &Host, name: Option<&str>, json: bool) -> Result<(), Error> {
@@ -365,10 +468,13 @@ fn logs(name: &str, lines: u32, follow: bool) -> Result<(), Error> {
     Err(Error::Invalid(format!("cannot run journalctl: {}", command.exec())))
 }
 
-fn release(host: &Host, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+fn release(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
     require_root("release")?;
-    let had = overrides::release(host, &name)?;
+    let had = overrides::release(by.host, &name)?;
+    if had && by.by_hand {
+        audit::record_by_hand(&by.host.root, "release", Some(&name), "released to the reconciler by hand");
+    }
     // Handing a server back is also a new attempt after a crash loop: a unit no longer
     // failed is one the reconciler tries at once rather than holding it back.
     let _ = systemd::systemctl(&["reset-failed", "--quiet", &unit_name(&name)]);
@@ -377,14 +483,37 @@ fn release(host: &Host, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     Ok(Outcome::Released { name, was_overridden: had })
 }
 
-fn rcon(host: &Host, name: &str, command: &[String]) -> Result<(), Error> {
+/// `l4d2ctl rcon`: one console command, recorded in the audit trail (its passwords hidden) once
+/// the caller may send it, before anything else can fail, so an attempt is recorded too: as the
+/// person's behind sudo, or as `--as`'s from `--from` when the web app sends it for its user.
+fn rcon(host: &Host, name: &str, command: &[String], on_behalf: Option<&str>, from: Option<&str>) -> Result<(), Error> {
     let name = parse_name(name)?;
+    let on_behalf = on_behalf
+        .map(|user| Name::new(user).map_err(|e| Error::Invalid(format!("invalid user {user:?} for --as: {e}"))))
+        .transpose()?;
+    if let Some(from) = from
+        && (from.is_empty() || from.len() > 64 || from.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        return Err(Error::Invalid(format!("invalid address {from:?} for --from: one word of at most 64 bytes")));
+    }
     require_root_or(&host.user, "rcon")?;
+    let line = command.join(" ");
+    let entry = audit::Entry {
+        who: on_behalf.map_or_else(overrides::operator, |user| user.to_string()),
+        action: "rcon".into(),
+        server: Some(name.to_string()),
+        detail: audit::redact(&line),
+        origin: match from {
+            Some(from) => format!("web {from}"),
+            None => audit::shell_origin(),
+        },
+    };
+    audit::record_or_say(&host.root, &entry);
     let record = record::read(host, &name)?.ok_or_else(|| not_initialized(&name))?;
     let password = instance::read_rcon_password(host, &name)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, record.spec.port.number()));
     let mut rcon = Rcon::connect(addr, &password, RCON_TIMEOUT).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
-    let output = rcon.exec(&command.join(" ")).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    let output = rcon.exec(&line).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
     print!("{output}");
     if !output.is_empty() && !output.ends_with('\n') {
         println!();

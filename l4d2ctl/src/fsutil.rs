@@ -115,10 +115,36 @@ pub fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
 /// (`RESOLVE_NO_SYMLINKS`); a missing folder is made inside the folder descriptor checked above
 /// it, and the mode and owner are set through the folder's own descriptor.
 pub fn ensure_dir(path: &Path, mode: u32, owner: Owner) -> Result<(), Error> {
+    open_dir(path, mode, owner).map(drop)
+}
+
+/// [`ensure_dir`], keeping the folder open: what is then made in it through the descriptor is
+/// made in this folder, whatever is renamed above it meanwhile.
+pub fn open_dir(path: &Path, mode: u32, owner: Owner) -> Result<std::os::fd::OwnedFd, Error> {
     let dir = open_dir_creating(path)?;
     nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(mode))
         .map_err(|e| Error::io(path, e.into()))?;
-    nix::unistd::fchown(&dir, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(path, e.into()))
+    nix::unistd::fchown(&dir, Some(owner.uid), Some(owner.gid)).map_err(|e| Error::io(path, e.into()))?;
+    Ok(dir)
+}
+
+/// The folder at `path`, opened with no symlink followed anywhere on its path; None when it is
+/// not there.
+pub fn open_existing_dir(path: &Path) -> Result<Option<std::os::fd::OwnedFd>, Error> {
+    use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(AT_FDCWD, path, how) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(nix::errno::Errno::ELOOP) => Err(Error::Invalid(format!(
+            "{}: it or a folder above it is a symlink; left4me reads no folder through one (remove it, and look \
+             at who put it there)",
+            path.display()
+        ))),
+        Err(e) => Err(Error::io(path, e.into())),
+    }
 }
 
 /// The folder at `path`, made (with its missing parents, 0755) when missing, opened with no
@@ -209,8 +235,15 @@ pub fn lock(path: &Path, waiting: impl FnOnce()) -> Result<Flock<fs::File>, Erro
 
 /// The lock on `path` if nobody holds it, else None.
 pub fn try_lock(path: &Path) -> Result<Option<Flock<fs::File>>, Error> {
-    let file =
-        fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::io(path, e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never a planted symlink's target: a lock file is made or opened as itself.
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),

@@ -27,6 +27,15 @@ pub struct Host {
     pub download_allow: String,
     /// The Steam Web API's base URL (`LEFT4ME_STEAM_API`, default `https://api.steampowered.com`).
     pub steam_api: String,
+    /// The restic repository every backup is sent to as well (`LEFT4ME_RESTIC_REPOSITORY`, as
+    /// restic's `-r` takes it; default none: backups stay on this host).
+    pub restic_repository: Option<String>,
+    /// The file holding that repository's password, root's (`LEFT4ME_RESTIC_PASSWORD_FILE`).
+    pub restic_password_file: Option<PathBuf>,
+    /// Whose snapshots in that repository are this host's (`LEFT4ME_RESTIC_HOST`, default the
+    /// host's name): a new host that takes over from a lost one names the old one to restore its
+    /// backups.
+    pub restic_host: Option<String>,
 }
 
 impl Host {
@@ -69,6 +78,9 @@ impl Host {
             l4d2ctl,
             download_allow: get("LEFT4ME_DOWNLOAD_ALLOW").unwrap_or_default(),
             steam_api: get("LEFT4ME_STEAM_API").unwrap_or_else(|| "https://api.steampowered.com".into()),
+            restic_repository: get("LEFT4ME_RESTIC_REPOSITORY"),
+            restic_password_file: get("LEFT4ME_RESTIC_PASSWORD_FILE").map(PathBuf::from),
+            restic_host: get("LEFT4ME_RESTIC_HOST"),
         })
     }
 
@@ -113,6 +125,12 @@ impl Host {
 
     pub fn override_marker(&self, name: &Name) -> PathBuf {
         self.overrides().join(format!("{name}.json"))
+    }
+
+    /// `$ROOT/backups/`: each server's backups in a folder of its own, root's, readable by the
+    /// game's group (the web app lists and downloads them; a server's unit hides `$ROOT`).
+    pub fn backups(&self) -> PathBuf {
+        self.root.join("backups")
     }
 }
 
@@ -173,6 +191,20 @@ impl InstancePaths {
 /// dropped, or when the holder dies; `waiting` is told when the wait passes a second.
 pub fn pass_lock(root: &Path, waiting: impl FnOnce()) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
     crate::fsutil::lock(&root.join("left4me.lock"), waiting)
+}
+
+/// The lock of one server (`$ROOT/locks/<name>.lock`): held by every write that stops, starts,
+/// renders, deletes, backs up or restores it, so none of them acts on a server another is
+/// halfway through — the reconciler's writes included, which the pass lock does not keep apart
+/// from a backup that runs beside a pass. Released when dropped, or when the holder dies.
+pub fn server_lock(
+    root: &Path,
+    name: &Name,
+    waiting: impl FnOnce(),
+) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let dir = root.join("locks");
+    crate::fsutil::ensure_dir(&dir, 0o755, crate::fsutil::Owner::root())?;
+    crate::fsutil::lock(&dir.join(format!("{name}.lock")), waiting)
 }
 
 /// `KEY=VALUE` lines, `#` comments, optional double quotes — the subset of systemd's

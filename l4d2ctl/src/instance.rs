@@ -295,25 +295,6 @@ pub fn delete(host: &Host, name: &Name) -> Result<Deleted, Error> {
     Ok(Deleted { existed, archive })
 }
 
-/// Adds files, folders and symlinks below `dir`; sockets, FIFOs and devices a game left behind
-/// are not data, and a tar cannot hold some of them.
-fn append_tree(builder: &mut tar::Builder<fs::File>, dir: &Path, inside: &Path) -> Result<(), Error> {
-    let mut entries: Vec<_> = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let name = inside.join(entry.file_name());
-        let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
-        if kind.is_dir() {
-            builder.append_dir(&name, &path).map_err(|e| Error::io(&path, e))?;
-            append_tree(builder, &path, &name)?;
-        } else if kind.is_file() || kind.is_symlink() {
-            builder.append_path_with_name(&path, &name).map_err(|e| Error::io(&path, e))?;
-        }
-    }
-    Ok(())
-}
-
 /// Archives the upper layer as `$ROOT/archive/<name>-<time>.tar`, unless it is empty.
 fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>, Error> {
     let upper = host.instance(name).upper();
@@ -328,10 +309,9 @@ fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>,
     let temp = dir.join(format!(".{name}-{stamp}.tar.tmp"));
     let result = (|| {
         let file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
-        let mut builder = tar::Builder::new(file);
-        builder.follow_symlinks(false);
-        append_tree(&mut builder, &upper, Path::new("."))?;
-        let file = builder.into_inner().map_err(|e| Error::io(&temp, e))?;
+        // The same tar as a backup's, uncompressed: everything overlayfs kept, read as a backup is.
+        let game = crate::backup::game_user(host);
+        let (file, _left_out) = crate::backup::pack(&upper, file, game)?;
         file.sync_all().map_err(|e| Error::io(&temp, e))?;
         fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))
     })();

@@ -7,6 +7,8 @@
 pub mod a2s;
 pub mod api;
 pub mod archive;
+pub mod audit;
+pub mod backup;
 pub mod builds;
 pub mod confined;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod overrides;
 pub mod rcon;
 pub mod record;
 pub mod schedules;
+pub mod sqlite;
 pub mod status;
 pub mod steam;
 pub mod steamapi;

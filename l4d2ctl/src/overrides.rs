@@ -69,7 +69,7 @@ pub fn release(host: &Host, name: &Name) -> Result<bool, Error> {
 }
 
 /// The person behind a command run through sudo, else the user running it.
-fn operator() -> String {
+pub fn operator() -> String {
     for variable in ["SUDO_USER", "USER", "LOGNAME"] {
         if let Ok(name) = std::env::var(variable)
             && !name.is_empty()

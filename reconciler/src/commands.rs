@@ -1,4 +1,4 @@
-//! `left4me plan`, `apply`, `status` and `jobs`.
+//! `left4me plan`, `apply`, `status`, `jobs` and `audit`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -253,6 +253,31 @@ pub fn events(lines: usize, json: bool) -> anyhow::Result<ExitCode> {
     }
     for event in events {
         outln!("{}  {:<10} {}", event.at, event.kind, event.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `left4me audit`: the newest entries of the audit trail, every one (this is the host's operator).
+pub fn audit(lines: usize, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env(None)?;
+    let audit = l4d2ctl::audit::Audit::open(&config.root)?;
+    let filter = l4d2ctl::audit::Filter { scope: l4d2ctl::audit::Scope::All, server, before: None, limit: lines };
+    let entries = audit.entries(&filter)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in entries {
+        outln!(
+            "{:>6}  {}  {:<12} {:<16} {:<12} {}  ({})",
+            e.id,
+            e.at,
+            e.who,
+            e.action,
+            e.server.as_deref().unwrap_or("-"),
+            e.detail,
+            e.origin
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -236,7 +236,7 @@ fn pass(
     let processes = 1 + if read_tree { 2 } else { 0 } + looks + checked + ran.processes;
     let mut outcome = record_event(db, &planned, ran.failures, processes, started)?;
     outcome.failed_check = game.failed_job;
-    forget_old(db, planned.desired.settings.job_retention_days)?;
+    forget_old(db, &config.root, planned.desired.settings.job_retention_days)?;
     Ok(outcome)
 }
 
@@ -627,9 +627,10 @@ fn record_event(
     Ok(PassOutcome { revision: revision.clone(), steps, processes, failed, retry, invalid: None, failed_check: None })
 }
 
-/// Removes jobs and events older than the retention setting, at most once an hour: a pass with
-/// nothing to do should not scan the job table.
-fn forget_old(db: &mut Db, days: u32) -> Result<(), Error> {
+/// Removes jobs, events and audit entries older than the retention setting, at most once an hour:
+/// a pass with nothing to do should not scan the job table. An audit trail that cannot be opened
+/// is logged; it fails no pass.
+fn forget_old(db: &mut Db, root: &std::path::Path, days: u32) -> Result<(), Error> {
     let now = SystemTime::now();
     let hour_ago = stamp(now - Duration::from_secs(3600));
     if db.meta("forgotten_at")?.is_some_and(|at| at > hour_ago) {
@@ -639,6 +640,12 @@ fn forget_old(db: &mut Db, days: u32) -> Result<(), Error> {
     let (jobs, events) = db.forget_before(&cutoff)?;
     if jobs + events > 0 {
         tracing::info!(jobs, events, days, "removed jobs and events older than the retention setting");
+    }
+    let audit_cutoff = left4me_state::clock::unix_seconds(now).saturating_sub(u64::from(days) * 86_400);
+    match l4d2ctl::audit::Audit::open(root).and_then(|audit| audit.forget_before(audit_cutoff)) {
+        Ok(0) => {}
+        Ok(entries) => tracing::info!(entries, days, "removed audit entries older than the retention setting"),
+        Err(e) => tracing::warn!("{e}"),
     }
     db.set_meta("forgotten_at", Some(&stamp(now)))?;
     Ok(())

@@ -99,6 +99,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who did what to the host, newest first: sign-ins, RCON commands, writes by hand, backups,
+    /// restores, user administration, job cancellations.
+    Audit {
+        /// How many to show.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+        /// Only the entries about this server.
+        #[arg(long, value_name = "NAME")]
+        server: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List recent jobs, or show one job's log.
     Jobs {
         /// A job to show with its whole log.
@@ -202,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule { command: ScheduleCommand::Run { name, state } } => commands::schedule_run(state, &name),
         Command::Events { lines, json } => commands::events(lines, json),
         Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
+        Command::Audit { lines, server, json } => commands::audit(lines, server.as_deref(), json),
         Command::Retry { server, state } => commands::retry(state, &server),
         Command::Run { state, resync, upstream, fetch_every } => {
             tracing_subscriber::fmt().with_target(false).with_ansi(false).init();

@@ -360,6 +360,18 @@ pub enum ActionName {
     Command,
 }
 
+impl ActionName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionName::Restart => "restart",
+            ActionName::Start => "start",
+            ActionName::Stop => "stop",
+            ActionName::Backup => "backup",
+            ActionName::Command => "command",
+        }
+    }
+}
+
 /// `spec.warn` of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

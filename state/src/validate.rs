@@ -864,12 +864,7 @@ impl<'t> Validator<'t> {
                 return None;
             }
             (other, Some(_)) => {
-                let name = match other {
-                    ActionName::Restart => "restart",
-                    ActionName::Start => "start",
-                    ActionName::Stop => "stop",
-                    _ => "backup",
-                };
+                let name = other.as_str();
                 self.at(
                     file,
                     &[Seg::Key("spec"), Seg::Key("command")],

@@ -59,6 +59,16 @@ pub fn target_visible(snapshot: &Snapshot, user: &User, target: &str) -> bool {
     may_see(user, snapshot.owner(target))
 }
 
+/// The servers whose audit entries `user` sees: None for every entry (an admin); else the servers
+/// that are theirs in the current revision (a server they gave up, or that is gone, no longer).
+pub fn audit_servers(snapshot: &Snapshot, user: &User) -> Option<Vec<Name>> {
+    if user.admin {
+        return None;
+    }
+    let Some(desired) = &snapshot.desired else { return Some(Vec::new()) };
+    Some(desired.servers.values().filter(|s| s.owner == user.name).map(|s| s.name.clone()).collect())
+}
+
 /// The names of the blueprints `user` may see.
 pub fn visible_blueprints(snapshot: &Snapshot, user: &User) -> Vec<String> {
     let Some(desired) = &snapshot.desired else { return Vec::new() };

@@ -12,6 +12,7 @@ use reconciler::engine::Config;
 use tokio::sync::watch;
 
 use crate::accounts::Accounts;
+use crate::audit::AuditTrail;
 use crate::repo::StateRepo;
 use crate::snapshot::{self, Snapshot};
 use crate::{auth, live, templates};
@@ -21,6 +22,8 @@ pub struct App {
     pub config: Config,
     pub repo: StateRepo,
     pub accounts: Accounts,
+    /// The audit trail: sign-ins and user administration are recorded here.
+    pub audit: AuditTrail,
     /// The reconciler's database, read for jobs and events: read-only, never made or migrated
     /// here (no jobs yet until the reconciler has made it).
     pub jobs: Reader,
@@ -57,6 +60,7 @@ impl App {
         let config = options.config;
         let accounts = Accounts::open(&web_db(&config.root))?;
         let jobs = Reader::open(&config.db_path())?;
+        let audit = AuditTrail::new(&config.root);
         let (poke, pokes) = mpsc::channel();
         let (publish, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let watcher_config = config.clone();
@@ -71,6 +75,7 @@ impl App {
             repo: StateRepo::new(&config.state, &config.branch),
             config,
             accounts,
+            audit,
             jobs,
             snapshot,
             poke: Mutex::new(poke),

@@ -3,6 +3,7 @@
 //! of the host comes from the background look (`snapshot.rs`, through the reconciler) and the
 //! reconciler's database.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -37,13 +38,17 @@ pub enum RconAnswer {
     TimedOut,
 }
 
-/// `l4d2ctl rcon <server> -- <command>`, waited for at most [`RCON_TIMEOUT`].
-pub async fn rcon(l4d2ctl: &Path, server: &Name, command: &str) -> RconAnswer {
-    let output = tokio::process::Command::new(l4d2ctl)
-        .args(Command::Rcon { name: server.clone(), command: command.to_owned() }.argv())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+/// `l4d2ctl rcon --as <user> --from <address> <server> -- <command>`, waited for at most
+/// [`RCON_TIMEOUT`]: l4d2ctl records it in the audit trail as the user's.
+pub async fn rcon(l4d2ctl: &Path, server: &Name, command: &str, user: &Name, from: IpAddr) -> RconAnswer {
+    let rcon = Command::RconAs {
+        name: server.clone(),
+        command: command.to_owned(),
+        user: user.clone(),
+        from: from.to_string(),
+    };
+    let output =
+        tokio::process::Command::new(l4d2ctl).args(rcon.argv()).stdin(Stdio::null()).kill_on_drop(true).output();
     match tokio::time::timeout(RCON_TIMEOUT, output).await {
         Ok(Ok(output)) if output.status.success() => {
             RconAnswer::Answered(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())

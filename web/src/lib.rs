@@ -13,6 +13,7 @@
 mod access;
 pub mod accounts;
 pub mod app;
+mod audit;
 pub mod auth;
 mod ctl;
 mod editor;
@@ -66,6 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs", get(pages::jobs))
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/log", get(events::job_log))
+        .route("/audit", get(pages::audit))
         .route("/events/servers", get(events::dashboard_events))
         .route("/account", get(admin::account).post(admin::change_password))
         .route("/users", get(admin::users).post(admin::add_user))

@@ -87,6 +87,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let accounts = Accounts::open(&web::web_db(&config.root))?;
             let user = accounts.create_user(&name, email.as_deref(), &password, admin)?;
+            let made = if user.admin { format!("{} (admin)", user.name) } else { user.name.to_string() };
+            l4d2ctl::audit::record_by_hand(&config.root, "user-created", None, &made);
             println!("created {}{} <{}>", user.name, if user.admin { " (admin)" } else { "" }, user.email);
             Ok(())
         }

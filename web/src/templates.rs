@@ -10,6 +10,7 @@ macro_rules! templates {
 
 const TEMPLATES: &[(&str, &str)] = templates![
     "base.html",
+    "audit.html",
     "login.html",
     "error.html",
     "dashboard.html",

@@ -124,6 +124,14 @@ pub enum Command {
         schedule: Name,
         write: Box<Command>,
     },
+    /// `rcon --as <user> --from <address> <name> -- <command>`: one console command a web user
+    /// sends, recorded in the audit trail as theirs.
+    RconAs {
+        name: Name,
+        command: String,
+        user: Name,
+        from: String,
+    },
 }
 
 impl Command {
@@ -212,6 +220,9 @@ impl Command {
                 let mut argv = vec!["--schedule".to_owned(), schedule.to_string()];
                 argv.extend(write.argv());
                 argv
+            }
+            Command::RconAs { name, command, user, from } => {
+                words(&["rcon", "--as", user.as_str(), "--from", from, name.as_str(), "--", command])
             }
         }
     }

@@ -1,5 +1,7 @@
 //! l4d2ctl on a real host: a sandbox with a real systemd, real overlayfs and the simulated game.
 
+mod audit;
+mod backups;
 mod bad_input;
 mod faults;
 mod game_builds;

@@ -110,12 +110,17 @@ impl Host {
         self.put_overlay("tickrate", &[("left4dead2/cfg/server.cfg", &cfg)]);
     }
 
-    /// Installs, materialises the example overlays, initializes and starts an example server, and
-    /// waits until it answers A2S. Returns its status.
-    pub fn start_example(&self, server: &str) -> serde_json::Value {
+    /// Materialises the example overlays and initializes an example server.
+    pub fn initialize_example(&self, server: &str) {
         self.put_example_overlays();
         let spec = self.example_spec(server);
         self.l4d2ctl_ok(&["initialize", server, "-f", &spec]);
+    }
+
+    /// Installs, materialises the example overlays, initializes and starts an example server, and
+    /// waits until it answers A2S. Returns its status.
+    pub fn start_example(&self, server: &str) -> serde_json::Value {
+        self.initialize_example(server);
         self.l4d2ctl_ok(&["start", server]);
         self.wait_for(15, |h| h.answered(server))
             .unwrap_or_else(|| panic!("{server} never answered: {}", logs(self, server)))

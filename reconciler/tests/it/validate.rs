@@ -108,3 +108,33 @@ fn schema_prints_the_committed_schema() {
     let committed = fs::read_to_string(workspace().join("state/schema/left4me.schema.json")).unwrap();
     assert_eq!(text(&out.stdout), committed);
 }
+
+#[test]
+fn audit_prints_the_trail_newest_first_as_json() {
+    let root = tempfile::tempdir().unwrap();
+    let audit = l4d2ctl::audit::Audit::open(root.path()).unwrap();
+    for (who, action, server) in [("alice", "rcon", Some("coop-1")), ("ada", "user-created", None)] {
+        let entry = l4d2ctl::audit::Entry {
+            who: who.into(),
+            action: action.into(),
+            server: server.map(str::to_owned),
+            detail: "status".into(),
+            origin: "web 203.0.113.7".into(),
+        };
+        audit.record(&entry).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_left4me")).args(args).env("LEFT4ME_ROOT", root.path()).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let all = run(&["audit", "--json"]);
+    let actions: Vec<&str> = all.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["user-created", "rcon"], "newest first");
+    assert_eq!(all[1]["who"], "alice");
+    assert_eq!(all[1]["origin"], "web 203.0.113.7");
+    let coop = run(&["audit", "--json", "--server", "coop-1", "-n", "5"]);
+    assert_eq!(coop.as_array().map(Vec::len), Some(1));
+    assert_eq!(coop[0]["server"], "coop-1");
+}

@@ -23,7 +23,8 @@ fn the_examples_validate_as_a_folder() {
     let nightly = &state.schedules["nightly"];
     assert_eq!((nightly.action.name(), nightly.when, nightly.within), ("restart", When::Empty, 7200));
     assert_eq!(nightly.warn.as_ref().map(|w| w.before.clone()), Some(vec![600, 60]), "longest first");
-    assert_eq!(state.schedule_servers(nightly).iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["coop-1"]);
+    let scheduled: Vec<&str> = state.schedule_servers(nightly).iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(scheduled, ["coop-1", "coop-2"], "every server of the coop blueprint");
     assert_eq!(names(state.alerts.keys().map(|n| n.as_str()).collect()), "ops");
     assert_eq!(state.alerts["ops"].servers, None, "ops hears about every server");
     assert_eq!(state.backups_keep(&state.servers["coop-1"]), 14);

@@ -1,11 +1,12 @@
 //! What a server's page does to the server at once, without a commit: "Retry now" and one RCON
 //! command.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use left4me_state::Name;
 use minijinja::context;
@@ -64,6 +65,8 @@ pub struct RconForm {
 pub async fn rcon(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(name): Path<String>,
     Form(form): Form<RconForm>,
 ) -> Response {
@@ -79,7 +82,8 @@ pub async fn rcon(
     let (user, server, kept) = (session.user.clone(), name.clone(), command.clone());
     // Kept in the history whatever comes of it; a history that cannot be written costs no command.
     let _ = app.blocking(move |app| app.accounts.add_rcon(&user, &server, &kept)).await;
-    match ctl::rcon(&app.config.l4d2ctl, &declared.name, &command).await {
+    let address = app.trusted_proxies.client(peer.ip(), &headers);
+    match ctl::rcon(&app.config.l4d2ctl, &declared.name, &command, &session.user.name, address).await {
         RconAnswer::Answered(answer) => rcon_answer(&command, &answer, false),
         RconAnswer::Failed(problem) => rcon_answer(&command, &problem, true),
         RconAnswer::NotRun(e) => rcon_answer(&command, &format!("cannot run l4d2ctl: {e}"), true),

@@ -56,10 +56,15 @@ pub async fn change_password(
     }
     let (user, new, keep) = (session.user.clone(), form.new.clone(), session.token_hash.clone());
     match hashing(&app, move |accounts| accounts.set_password(&user, &new, Some(&keep))).await {
-        Ok(Ok(())) => app.render(
+        Ok(Ok(())) => {
+            let who = session.user.name.to_string();
+            let detail = format!("of {who}, by themself");
+            let _ = app.blocking(move |app| app.audit.record(&who, "password-set", None, &detail, address)).await;
+            app.render(
             "account.html",
             context! { ..base(&session, "account"), ..context! { email => session.user.email, done => "Your password is changed; your other sessions have ended." } },
-        ),
+        )
+        }
         Ok(Err(e)) => problem(e.to_string()),
         Err(e) => app.server_error(&e),
     }
@@ -107,7 +112,13 @@ pub struct NewUserForm {
     admin: Option<String>,
 }
 
-pub async fn add_user(State(app): State<Arc<App>>, Auth(session): Auth, Form(form): Form<NewUserForm>) -> Response {
+pub async fn add_user(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<NewUserForm>,
+) -> Response {
     if let Some(refused) = admin_only(&app, &session.user) {
         return refused;
     }
@@ -121,6 +132,9 @@ pub async fn add_user(State(app): State<Arc<App>>, Auth(session): Auth, Form(for
     match created {
         Ok(Ok(user)) => {
             tracing::info!(by = %session.user.name, user = %user.name, admin = user.admin, "user added");
+            let address = app.trusted_proxies.client(peer.ip(), &headers);
+            let (who, detail) = (session.user.name.to_string(), user_made(&user));
+            let _ = app.blocking(move |app| app.audit.record(&who, "user-created", None, &detail, address)).await;
             Redirect::to("/users").into_response()
         }
         Ok(Err(e)) => users_problem(&app, &session, &all_users(&app).await, e.to_string(), Some(form.name)),
@@ -138,6 +152,8 @@ pub struct ResetForm {
 pub async fn user_action(
     State(app): State<Arc<App>>,
     Auth(session): Auth,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
     Form(form): Form<ResetForm>,
 ) -> Response {
@@ -154,6 +170,7 @@ pub async fn user_action(
         let why = "You cannot disable yourself; another admin can.".to_owned();
         return users_problem(&app, &session, &all_users(&app).await, why, None);
     }
+    let (target, recorded) = (user.name.to_string(), action.clone());
     let done = hashing(&app, move |accounts| match action.as_str() {
         "disable" => accounts.set_disabled(&user, true).map(|_| true),
         "enable" => accounts.set_disabled(&user, false).map(|_| true),
@@ -162,9 +179,24 @@ pub async fn user_action(
     })
     .await;
     match done {
-        Ok(Ok(true)) => Redirect::to("/users").into_response(),
+        Ok(Ok(true)) => {
+            let address = app.trusted_proxies.client(peer.ip(), &headers);
+            let what = match recorded.as_str() {
+                "disable" => "user-disabled",
+                "enable" => "user-enabled",
+                _ => "password-set",
+            };
+            let (who, detail) = (session.user.name.to_string(), format!("of {target}"));
+            let _ = app.blocking(move |app| app.audit.record(&who, what, None, &detail, address)).await;
+            Redirect::to("/users").into_response()
+        }
         Ok(Ok(false)) => app.not_found(),
         Ok(Err(e)) => users_problem(&app, &session, &all_users(&app).await, e.to_string(), None),
         Err(e) => app.server_error(&e),
     }
+}
+
+/// What the trail says of a user made: the name, and whether an admin.
+pub fn user_made(user: &User) -> String {
+    format!("{}{}", user.name, if user.admin { " (admin)" } else { "" })
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::accounts::SESSION_MAX;
 use crate::app::App;
+use crate::audit::typed;
 use crate::auth::{safe_next, same_origin, session_cookie};
 use crate::session::{Auth, check_password};
 
@@ -54,7 +55,15 @@ pub async fn login(
     let address = app.trusted_proxies.client(peer.ip(), &headers);
     let page =
         |error: String| app.render("login.html", context! { next => next.clone(), name => form.name.clone(), error });
-    let user = match check_password(&app, &name, &form.password, address, page).await {
+    let checked = check_password(&app, &name, &form.password, address, page).await;
+    let (who, action) = match &checked {
+        Ok(Some(user)) => (user.name.to_string(), "sign-in"),
+        Ok(None) => (typed(&name), "sign-in-failed"),
+        Err(refused) if refused.status() == StatusCode::TOO_MANY_REQUESTS => (typed(&name), "sign-in-locked"),
+        Err(_) => (typed(&name), "sign-in-failed"),
+    };
+    let _ = app.blocking(move |app| app.audit.record(&who, action, None, "", address)).await;
+    let user = match checked {
         Ok(Some(user)) => user,
         Ok(None) => {
             return app.render_status(

@@ -178,3 +178,46 @@ pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Pat
         context! { ..base(&session, "jobs"), ..context! { job => v(&job), lines => v(&lines), last_seq, running } },
     )
 }
+
+/// Entries on one page of the audit trail.
+const AUDIT_PAGE: usize = 100;
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    before: Option<i64>,
+}
+
+/// `/audit`: the audit trail, newest first, a page at a time — every entry for an admin, the
+/// entries of their own servers for anyone else.
+pub async fn audit(State(app): State<Arc<App>>, Auth(session): Auth, Query(query): Query<AuditQuery>) -> Response {
+    let user = session.user.clone();
+    let before = query.before;
+    let found = app
+        .blocking(move |app| {
+            let servers = access::audit_servers(&app.current(), &user);
+            let scope = match &servers {
+                None => l4d2ctl::audit::Scope::All,
+                Some(servers) => l4d2ctl::audit::Scope::Servers(servers),
+            };
+            // One more than a page tells whether there is an older page.
+            let filter = l4d2ctl::audit::Filter { scope, server: None, before, limit: AUDIT_PAGE + 1 };
+            app.audit.entries(&filter)
+        })
+        .await;
+    let mut entries = match found {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(e)) => return app.server_error(&e.to_string()),
+        Err(e) => return app.interrupted("reading the audit trail", &e),
+    };
+    let older = (entries.len() > AUDIT_PAGE).then(|| {
+        entries.truncate(AUDIT_PAGE);
+        entries.last().map(|e| e.id)
+    });
+    app.render(
+        "audit.html",
+        context! {
+            ..base(&session, "audit"),
+            ..context! { entries => v(&entries), older => older.flatten(), paged => before.is_some() }
+        },
+    )
+}

@@ -47,16 +47,21 @@ fn a_user_sees_only_the_history_of_their_own_and_the_shared_objects() {
     let first = unescape(&first.body);
     assert!(first.contains("servers/coop-1.yaml") && first.contains("overlays/tickrate"), "{first}");
     assert!(!first.contains("servers/versus-1.yaml") && !first.contains("blueprints/versus.yaml"), "{first}");
+    // Her schedule is hers to see; the alerts are admins'.
+    assert!(first.contains("schedules/nightly.yaml") && !first.contains("alerts/ops.yaml"), "{first}");
 
     let mut bob = app.signed_in("bob");
     let page = bob.get(&format!("/history/{theirs}"));
     assert_eq!(page.status, 200);
     assert!(page.body.contains("27021"), "{}", page.body);
-    assert!(!bob.get(&format!("/history/{seed}")).body.contains("coop-1"));
+    let bobs_first = unescape(&bob.get(&format!("/history/{seed}")).body);
+    assert!(!bobs_first.contains("coop-1") && !bobs_first.contains("schedules/nightly.yaml"), "{bobs_first}");
     // Admins see all.
     let mut ada = app.signed_in("ada");
     let whole = ada.get(&format!("/history/{seed}"));
     assert!(whole.body.contains("versus-1") && whole.body.contains("coop-1"), "{}", whole.body);
+    let whole = unescape(&whole.body);
+    assert!(whole.contains("schedules/nightly.yaml") && whole.contains("alerts/ops.yaml"), "{whole}");
     assert!(ada.get("/history").body.contains("Move versus-1"));
     // A hidden deletion of bob's server: undoing it would name its owner, so it is not there.
     let deleted = push(&app, "servers/versus-1.yaml", None, "Delete versus-1");

@@ -4,6 +4,7 @@
 mod attack_auth;
 mod attack_save;
 mod attack_views;
+mod audit;
 mod browser;
 mod http;
 mod retry;

@@ -1,0 +1,522 @@
+//! Backups of what a server wrote itself — its upper layer: SourceMod's data, bans, logs — as
+//! `$ROOT/backups/<name>/<id>.tar.gz`, listed, pruned to a number, restored exactly; and, when
+//! host.env names one, in a restic repository as well.
+//!
+//! A backup's file is written under a temporary name in its folder, synced and renamed: a
+//! backup that was killed halfway is never listed. Beside it, `<id>.json` says when and why it
+//! was taken. The folders are root's, the files root's with the game's group (0640): the web
+//! app, which runs as the game's user, lists and downloads them; a server, whose unit hides
+//! `$ROOT`, sees none.
+
+mod restic;
+mod tree;
+
+use std::fs;
+use std::io::{Seek, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use left4me_state::Name;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, RenameFlags, openat, renameat, renameat2};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
+use serde::{Deserialize, Serialize};
+
+use crate::api::Backup;
+use crate::error::Error;
+use crate::fsutil::{Owner, open_dir, open_existing_dir};
+use crate::host::{Host, unit_name};
+use crate::mountinfo::is_mounted;
+use crate::systemd;
+
+pub use restic::Restic;
+pub use tree::{GameUser, pack};
+
+/// Why the backup a restore takes of the data it replaces was taken.
+pub const BEFORE_RESTORE: &str = "before restore";
+
+const EXTENSION: &str = ".tar.gz";
+
+/// What root last heard from restic about a server's backups, for a reader that is not root
+/// (the restic password is root's alone).
+const RESTIC_CACHE: &str = "restic.json";
+
+/// The folder a restore unpacks into, beside the upper layer, before the two are swapped.
+const STAGING: &str = ".upper-restore";
+
+/// What `backup` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackedUp {
+    pub backup: Backup,
+    /// The ids of older backups removed to keep the number asked for.
+    pub removed: Vec<String>,
+}
+
+/// What `restore` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The backup of the data the restore replaced.
+    pub kept: Backup,
+    /// The server ran before and was started again.
+    pub started: bool,
+}
+
+/// Checks that `text` is a backup's id as this host writes them: `2026-12-01T06-00-00Z`, or with
+/// `-<n>` for a later one of the same second. Nothing else — no `/`, no `..` — names a backup.
+pub fn parse_id(text: &str) -> Result<(), Error> {
+    let bytes = text.as_bytes();
+    if !text.is_ascii() {
+        return Err(not_an_id(text));
+    }
+    let digits = |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = bytes.len() >= 20
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10)
+        && digits(11..13)
+        && digits(14..16)
+        && digits(17..19)
+        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b'-'), (16, b'-'), (19, b'Z')].iter().all(|(i, c)| bytes[*i] == *c);
+    let suffix = &text[text.len().min(20)..];
+    let suffix_ok = suffix.is_empty()
+        || suffix
+            .strip_prefix('-')
+            .is_some_and(|n| (1..=4).contains(&n.len()) && n.bytes().all(|d| d.is_ascii_digit()));
+    if shape && suffix_ok { Ok(()) } else { Err(not_an_id(text)) }
+}
+
+fn not_an_id(text: &str) -> Error {
+    Error::Invalid(format!(
+        "{text:?} is not a backup's id (one looks like 2026-12-01T06-00-00Z; `l4d2ctl backups <name>` lists them)"
+    ))
+}
+
+/// When the backup `id` was taken, as RFC 3339.
+pub fn taken_at(id: &str) -> String {
+    let (date, time) = id[..id.len().min(20)].split_at(id.len().min(11));
+    format!("{date}{}", time.replace('-', ":"))
+}
+
+/// Oldest first: by time, then by the number of a later one of the same second.
+fn order(id: &str) -> (String, u32) {
+    let (time, n) = id.split_at(id.len().min(20));
+    (time.to_owned(), n.trim_start_matches('-').parse().unwrap_or(0))
+}
+
+/// The host's game user; one that does not exist owns nothing (no number matches).
+pub fn game_user(host: &Host) -> GameUser<'_> {
+    match Owner::user(&host.user) {
+        Ok(owner) => GameUser { name: &host.user, uid: owner.uid.as_raw(), gid: owner.gid.as_raw() },
+        Err(_) => GameUser { name: &host.user, uid: u32::MAX, gid: u32::MAX },
+    }
+}
+
+/// What `<id>.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct About {
+    taken_at: String,
+    reason: String,
+}
+
+/// A server's backups folder, open: what is made, renamed or removed in it is made there,
+/// whatever the game's user renames in `$ROOT` meanwhile.
+struct Folder {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Folder {
+    /// Made when missing, with its owner and mode (root writes it).
+    fn open(host: &Host, name: &Name) -> Result<Folder, Error> {
+        let game = Owner::user(&host.user)?.root_with_group_of();
+        open_dir(&host.backups(), 0o750, game)?;
+        let path = host.backups().join(name.as_str());
+        Ok(Folder { fd: open_dir(&path, 0o750, game)?, path })
+    }
+
+    /// As it is, for reading; None when there is none.
+    fn existing(host: &Host, name: &Name) -> Result<Option<Folder>, Error> {
+        let path = host.backups().join(name.as_str());
+        Ok(open_existing_dir(&path)?.map(|fd| Folder { fd, path }))
+    }
+
+    /// The folder's own path through this process's descriptor of it.
+    fn proc_path(&self, file: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}/{file}", self.fd.as_raw_fd()))
+    }
+
+    fn names(&self) -> Result<Vec<String>, Error> {
+        let dir = self.proc_path("");
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io(&self.path, e))?;
+        Ok(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+    }
+
+    /// A new file, root's with the game's group, 0640; never a planted link's target. Open to
+    /// read as well: a copy from restic is read back through it.
+    fn create(&self, file: &str, group: Owner) -> Result<fs::File, Error> {
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(&self.fd, file, flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::io(self.path.join(file), e.into()))?;
+        nix::unistd::fchown(&fd, Some(group.uid), Some(group.gid))
+            .and_then(|()| nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o640)))
+            .map_err(|e| Error::io(self.path.join(file), e.into()))?;
+        Ok(fs::File::from(fd))
+    }
+
+    fn read(&self, file: &str) -> Result<Option<fs::File>, Error> {
+        match openat(&self.fd, file, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => Ok(Some(fs::File::from(fd))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(Error::io(self.path.join(file), e.into())),
+        }
+    }
+
+    /// Writes `contents` as `file`, whole or not at all.
+    fn write(&self, file: &str, contents: &[u8], group: Owner) -> Result<(), Error> {
+        let temp = format!(".{file}.tmp");
+        self.remove(&temp)?;
+        let mut out = self.create(&temp, group)?;
+        let written = out.write_all(contents).and_then(|()| out.sync_all());
+        if let Err(e) = written {
+            let _ = self.remove(&temp);
+            return Err(Error::io(self.path.join(file), e));
+        }
+        self.rename(&temp, file)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        renameat(&self.fd, from, &self.fd, to).map_err(|e| Error::io(self.path.join(to), e.into()))?;
+        nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, e.into()))
+    }
+
+    /// Removes a file; a missing one is removed already.
+    fn remove(&self, file: &str) -> Result<(), Error> {
+        match unlinkat(&self.fd, file, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(Error::io(self.path.join(file), e.into())),
+        }
+    }
+
+    /// The backups in the folder, oldest first.
+    fn local(&self) -> Result<Vec<Backup>, Error> {
+        let mut found = Vec::new();
+        for file in self.names()? {
+            let Some(id) = file.strip_suffix(EXTENSION) else { continue };
+            if parse_id(id).is_err() {
+                continue;
+            }
+            let Some(opened) = self.read(&file)? else { continue };
+            let bytes = opened.metadata().map_err(|e| Error::io(self.path.join(&file), e))?.len();
+            let about = crate::fsutil::read_bounded(&self.proc_path(&format!("{id}.json")), 64 * 1024)
+                .and_then(|text| serde_json::from_slice::<About>(&text).ok());
+            found.push(Backup {
+                id: id.to_owned(),
+                taken_at: about.as_ref().map_or_else(|| taken_at(id), |a| a.taken_at.clone()),
+                bytes,
+                local: true,
+                restic: false,
+                reason: about.map(|a| a.reason).unwrap_or_default(),
+            });
+        }
+        found.sort_by_key(|b| order(&b.id));
+        Ok(found)
+    }
+}
+
+/// Takes a backup of `name`'s upper layer, then removes the oldest beyond `keep`; sends it to
+/// restic when host.env names a repository. A restic that fails leaves the backup on the host
+/// and fails the command, saying both.
+pub fn backup(
+    host: &Host,
+    name: &Name,
+    reason: &str,
+    keep: Option<u32>,
+    say: &mut dyn FnMut(String),
+) -> Result<BackedUp, Error> {
+    let folder = Folder::open(host, name)?;
+    let mut backup = take(host, name, &folder, reason, say)?;
+    let mut removed = Vec::new();
+    if let Some(keep) = keep {
+        removed = prune(&folder, keep)?;
+        if !removed.is_empty() {
+            say(format!("{name}: removed {} older backups to keep {keep}: {}", removed.len(), removed.join(", ")));
+        }
+    }
+    // Whatever restic does, the backup on the host stands; a failure says both.
+    let not_to_restic = |backup: &Backup, e: Error| {
+        let said = format!(
+            "{name}: backed up as {} on this host ({}), but not to restic: {e}",
+            backup.id,
+            folder.path.join(format!("{}{EXTENSION}", backup.id)).display()
+        );
+        match e {
+            Error::Invalid(_) => Error::Invalid(said),
+            _ => Error::NotNow(said),
+        }
+    };
+    let restic = match Restic::of(host) {
+        Ok(Some(restic)) => restic,
+        Ok(None) => return Ok(BackedUp { backup, removed }),
+        Err(e) => return Err(not_to_restic(&backup, e)),
+    };
+    let sent = send(&restic, name, &folder, &backup, keep);
+    // What restic holds now, for the web's list, whether or not the send worked.
+    let _ = refresh_cache(&restic, host, name, &folder);
+    match sent {
+        Ok(()) => {
+            backup.restic = true;
+            say(format!("{name}: {} sent to the restic repository", backup.id));
+            Ok(BackedUp { backup, removed })
+        }
+        Err(e) => Err(not_to_restic(&backup, e)),
+    }
+}
+
+fn send(restic: &Restic, name: &Name, folder: &Folder, backup: &Backup, keep: Option<u32>) -> Result<(), Error> {
+    let file = format!("{}{EXTENSION}", backup.id);
+    let opened = folder.read(&file)?.ok_or_else(|| Error::Invalid(format!("{file} is gone")))?;
+    restic.backup(name, &backup.id, &backup.reason, backup.bytes, opened)?;
+    if let Some(keep) = keep {
+        restic.forget(name, keep)?;
+    }
+    Ok(())
+}
+
+/// Writes the backup's file under a temporary name, syncs it, says when and why beside it, and
+/// only then gives it its name.
+fn take(host: &Host, name: &Name, folder: &Folder, reason: &str, say: &mut dyn FnMut(String)) -> Result<Backup, Error> {
+    let game = Owner::user(&host.user)?;
+    let group = game.root_with_group_of();
+    let upper = host.instance(name).upper();
+    // What a backup that was killed left.
+    for file in folder.names()? {
+        if file.starts_with('.') && file.ends_with(".tmp") {
+            folder.remove(&file)?;
+        }
+    }
+    let now = std::time::SystemTime::now();
+    let id = new_id(folder, now)?;
+    say(format!("{name}: backing up {} as {id}", upper.display()));
+    let temp = format!(".{id}{EXTENSION}.tmp");
+    let result = (|| {
+        let file = folder.create(&temp, group)?;
+        let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
+        let (gz, skipped) = tree::pack(&upper, gz, game_user(host))?;
+        for skip in &skipped {
+            say(format!("{name}: left out {skip}"));
+        }
+        let file = gz
+            .finish()
+            .and_then(|out| out.into_inner().map_err(std::io::IntoInnerError::into_error))
+            .map_err(|e| Error::io(folder.path.join(&temp), e))?;
+        file.sync_all().map_err(|e| Error::io(folder.path.join(&temp), e))?;
+        let bytes = file.metadata().map_err(|e| Error::io(folder.path.join(&temp), e))?.len();
+        let about = About { taken_at: left4me_state::clock::rfc3339(now), reason: reason.to_owned() };
+        let mut json = serde_json::to_vec_pretty(&about).expect("a backup's note always serializes");
+        json.push(b'\n');
+        folder.write(&format!("{id}.json"), &json, group)?;
+        folder.rename(&temp, &format!("{id}{EXTENSION}"))?;
+        Ok(Backup { id: id.clone(), taken_at: about.taken_at, bytes, local: true, restic: false, reason: about.reason })
+    })();
+    if result.is_err() {
+        let _ = folder.remove(&temp);
+    }
+    let backup = result?;
+    say(format!("{name}: backed up as {id} ({} KiB)", backup.bytes.div_ceil(1024)));
+    Ok(backup)
+}
+
+/// The time as an id; a later backup of the same second gets `-2`, `-3`, … after the highest
+/// that second has had, so an id is never given twice, even once the first is pruned.
+fn new_id(folder: &Folder, now: std::time::SystemTime) -> Result<String, Error> {
+    let base = left4me_state::clock::rfc3339(now).replace(':', "-");
+    let highest = folder
+        .names()?
+        .iter()
+        .filter_map(|file| file.strip_suffix(EXTENSION).or_else(|| file.strip_suffix(".json")))
+        .filter(|id| id.starts_with(&base) && parse_id(id).is_ok())
+        .map(|id| order(id).1.max(1))
+        .max();
+    match highest {
+        None => Ok(base),
+        Some(n) => Ok(format!("{base}-{}", n + 1)),
+    }
+}
+
+/// Removes the oldest backups beyond the newest `keep` (at least one: the newest is never
+/// removed). Returns their ids, oldest first.
+fn prune(folder: &Folder, keep: u32) -> Result<Vec<String>, Error> {
+    let local = folder.local()?;
+    let keep = usize::try_from(keep.max(1)).unwrap_or(usize::MAX);
+    let excess = local.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for backup in &local[..excess] {
+        folder.remove(&format!("{}{EXTENSION}", backup.id))?;
+        folder.remove(&format!("{}.json", backup.id))?;
+        removed.push(backup.id.clone());
+    }
+    Ok(removed)
+}
+
+/// Writes what restic holds of `name`'s backups where a reader that is not root finds it.
+fn refresh_cache(restic: &Restic, host: &Host, name: &Name, folder: &Folder) -> Result<Vec<Backup>, Error> {
+    let snapshots = restic.snapshots(name)?;
+    let listed: Vec<Backup> = snapshots
+        .into_iter()
+        .map(|s| Backup {
+            id: s.id,
+            taken_at: s.taken_at,
+            bytes: s.bytes,
+            local: false,
+            restic: true,
+            reason: s.reason,
+        })
+        .collect();
+    let mut json = serde_json::to_vec_pretty(&listed).expect("backups always serialize");
+    json.push(b'\n');
+    folder.write(RESTIC_CACHE, &json, Owner::user(&host.user)?.root_with_group_of())?;
+    Ok(listed)
+}
+
+/// `name`'s backups, newest first: those on the host, and those in restic — asked afresh when
+/// this is root and host.env names a repository (restic out of reach: as root last heard, said
+/// through `say`), else as root last heard.
+pub fn list(host: &Host, name: &Name, say: &mut dyn FnMut(String)) -> Result<Vec<Backup>, Error> {
+    let restic = Restic::of(host)?.filter(|_| nix::unistd::geteuid().is_root());
+    let folder = match (Folder::existing(host, name)?, &restic) {
+        (Some(folder), _) => folder,
+        // A host that lost its backups folder still has what restic holds.
+        (None, Some(_)) => Folder::open(host, name)?,
+        (None, None) => return Ok(Vec::new()),
+    };
+    let mut all = folder.local()?;
+    let heard = || {
+        crate::fsutil::read_bounded(&folder.proc_path(RESTIC_CACHE), 16 << 20)
+            .and_then(|text| serde_json::from_slice::<Vec<Backup>>(&text).ok())
+            .unwrap_or_default()
+    };
+    let in_restic = match &restic {
+        Some(restic) => refresh_cache(restic, host, name, &folder).unwrap_or_else(|e| {
+            say(format!("{e}; its backups in restic as last heard"));
+            heard()
+        }),
+        None => heard(),
+    };
+    for remote in in_restic {
+        match all.iter_mut().find(|b| b.id == remote.id) {
+            Some(local) => local.restic = true,
+            None => all.push(remote),
+        }
+    }
+    all.sort_by_key(|b| std::cmp::Reverse(order(&b.id)));
+    Ok(all)
+}
+
+/// Restores `name`'s upper layer from the backup `id` (on the host, else from restic): the
+/// server stopped if it runs, its data kept as one more backup, the backup's tree put in place
+/// of its upper layer exactly, the server started again if it ran. The backup is read through
+/// and checked whole before anything is changed; a failure halfway leaves the old data.
+pub fn restore(host: &Host, name: &Name, id: &str, say: &mut dyn FnMut(String)) -> Result<Restored, Error> {
+    parse_id(id)?;
+    let folder = Folder::open(host, name)?;
+    let mut opened = fetch(host, name, &folder, id, say)?;
+    let what = format!("backup {id} of {name}");
+    let entries = tree::check(&mut opened, &what)?;
+    opened.rewind().map_err(|e| Error::io(&folder.path, e))?;
+    say(format!("{name}: {what} holds {entries} entries"));
+
+    let unit = unit_name(name);
+    let state = systemd::systemctl(&["show", "--property", "ActiveState", "--value", "--", &unit])?;
+    let running = matches!(state.trim(), "active" | "activating" | "reloading");
+    if running {
+        say(format!("{name}: stopping it to restore its data"));
+        systemd::systemctl(&["stop", "--quiet", "--", &unit])?;
+    }
+    let restored = (|| {
+        let merged = host.instance(name).merged();
+        if is_mounted(&merged)? {
+            return Err(Error::NotNow(format!(
+                "{name}: its tree is still mounted on {} after its unit stopped; run `l4d2ctl umount {name}`",
+                merged.display()
+            )));
+        }
+        let kept = take(host, name, &folder, BEFORE_RESTORE, say)?;
+        swap_in(host, name, opened, &what)?;
+        say(format!("{name}: restored {id}; its data before is kept as {}", kept.id));
+        Ok(kept)
+    })();
+    // Started again whether or not the restore worked: a failed one left the old data.
+    if running {
+        let since = std::time::SystemTime::now();
+        if let Err(e) = systemd::systemctl(&["start", "--quiet", "--", &unit]) {
+            let why = systemd::why_failed(&unit, since).unwrap_or_else(|| e.to_string());
+            let done = match &restored {
+                Ok(_) => format!("restored {id}"),
+                Err(failed) => format!("not restored ({failed})"),
+            };
+            return Err(Error::NotNow(format!("{name}: {done}, but it did not start again: {why}")));
+        }
+        say(format!("{name}: started again"));
+    }
+    Ok(Restored { kept: restored?, started: running })
+}
+
+/// The backup's file, open: the host's, else a copy restic dumps (unlinked once open).
+fn fetch(host: &Host, name: &Name, folder: &Folder, id: &str, say: &mut dyn FnMut(String)) -> Result<fs::File, Error> {
+    if let Some(file) = folder.read(&format!("{id}{EXTENSION}"))? {
+        return Ok(file);
+    }
+    let unknown = |known: &[Backup]| {
+        let ids: Vec<&str> = known.iter().map(|b| b.id.as_str()).collect();
+        Error::Invalid(format!(
+            "{name} has no backup {id} (its backups: {})",
+            if ids.is_empty() { "none".to_owned() } else { ids.join(", ") }
+        ))
+    };
+    let Some(restic) = Restic::of(host)? else { return Err(unknown(&folder.local()?)) };
+    let snapshots = restic.snapshots(name)?;
+    let Some(snapshot) = snapshots.iter().find(|s| s.id == id) else {
+        return Err(unknown(&list(host, name, say)?));
+    };
+    say(format!("{name}: {id} is not on this host; reading it from restic (snapshot {})", snapshot.snapshot));
+    let temp = format!(".{id}{EXTENSION}.restic.tmp");
+    folder.remove(&temp)?;
+    let out = folder.create(&temp, Owner::root())?;
+    let mut file = out.try_clone().map_err(|e| Error::io(folder.path.join(&temp), e))?;
+    let dumped = restic.dump(snapshot, out);
+    // Read through the descriptor kept: nothing of it stays behind under a name.
+    folder.remove(&temp)?;
+    dumped?;
+    file.rewind().map_err(|e| Error::io(folder.path.join(&temp), e))?;
+    Ok(file)
+}
+
+/// Unpacks the backup into a folder beside the upper layer that only root can reach, gives it
+/// the upper layer's owner and mode, and swaps the two in one rename.
+fn swap_in(host: &Host, name: &Name, opened: fs::File, what: &str) -> Result<(), Error> {
+    let runtime = host.instance(name).runtime;
+    let dir = open_existing_dir(&runtime)?
+        .ok_or_else(|| Error::Invalid(format!("{name} is not initialized ({} is missing)", runtime.display())))?;
+    let in_dir = |file: &str| PathBuf::from(format!("/proc/self/fd/{}/{file}", dir.as_raw_fd()));
+    let upper = tree::open_beneath(&dir, Path::new("upper")).map_err(|e| Error::io(runtime.join("upper"), e.into()))?;
+    let upper_stat = nix::sys::stat::fstat(&upper).map_err(|e| Error::io(runtime.join("upper"), e.into()))?;
+    // What a restore that was killed left.
+    crate::fsutil::remove_tree(&in_dir(STAGING))?;
+    nix::sys::stat::mkdirat(&dir, STAGING, Mode::from_bits_truncate(0o700))
+        .map_err(|e| Error::io(runtime.join(STAGING), e.into()))?;
+    let unpacked = (|| {
+        let staging =
+            tree::open_beneath(&dir, Path::new(STAGING)).map_err(|e| Error::io(runtime.join(STAGING), e.into()))?;
+        tree::unpack(std::io::BufReader::new(opened), what, &staging, game_user(host))?;
+        nix::unistd::fchown(&staging, Some(upper_stat.st_uid.into()), Some(upper_stat.st_gid.into()))
+            .and_then(|()| nix::sys::stat::fchmod(&staging, Mode::from_bits_truncate(upper_stat.st_mode & 0o7777)))
+            .map_err(|e| Error::io(runtime.join(STAGING), e.into()))?;
+        renameat2(&dir, STAGING, &dir, "upper", RenameFlags::RENAME_EXCHANGE)
+            .map_err(|e| Error::io(runtime.join("upper"), e.into()))?;
+        nix::unistd::fsync(&dir).map_err(|e| Error::io(&runtime, e.into()))
+    })();
+    // The staging folder holds the old data once swapped, the half-unpacked backup if not.
+    let cleaned = crate::fsutil::remove_tree(&in_dir(STAGING));
+    unpacked.and(cleaned)
+}

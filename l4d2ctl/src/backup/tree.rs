@@ -1,0 +1,601 @@
+//! A server's upper layer as a tar, and back: exactly what overlayfs keeps there — files with
+//! their mode, owner and mtime, folders, symlinks (as links), whiteouts (character devices 0/0)
+//! and extended attributes (an opaque folder's `trusted.overlay.opaque`) as PAX
+//! `SCHILY.xattr.` records.
+//!
+//! The upper layer belongs to the game's user, who may change it while it is read and plant a
+//! symlink anywhere in it: it is walked through folder descriptors, every name opened with
+//! `O_NOFOLLOW` inside the folder it was listed in, so root reads nothing outside it. A tar is
+//! unpacked the same way into a folder only root can reach, refusing anything overlayfs would
+//! not have written.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+
+use crate::error::Error;
+
+/// The PAX record prefix GNU tar and bsdtar keep an extended attribute under.
+const XATTR: &str = "SCHILY.xattr.";
+
+/// Most entries an upper layer's tar may hold: far more than a server writes, few enough that a
+/// crafted tar cannot keep a restore busy for ever.
+const MAX_ENTRIES: u64 = 200_000;
+
+/// What one walk of a tree left out, in words.
+pub type Skipped = Vec<String>;
+
+/// The game's user. A tar names its files' owner by name as well as by number, so a restore on a
+/// host where that user has another number gives them to it.
+#[derive(Debug, Clone, Copy)]
+pub struct GameUser<'a> {
+    pub name: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Writes the tree of the folder `dir` (itself not included) as a tar to `out`. Sockets, FIFOs
+/// and devices other than whiteouts are not data and are left out, as is a file of several
+/// links that the game's user does not own: a hard link is how it could make root copy out a
+/// file it cannot read.
+pub fn pack<W: Write>(dir: &Path, out: W, game: GameUser<'_>) -> Result<(W, Skipped), Error> {
+    // No symlink anywhere on the way: a `runtime` the game's user swapped for a link must not
+    // make root pack a tree of its choosing into a file its group may read.
+    let top = crate::fsutil::open_existing_dir(dir)?
+        .ok_or_else(|| Error::Invalid(format!("{} is missing; initialize the server again", dir.display())))?;
+    let mut builder = tar::Builder::new(out);
+    let mut skipped = Vec::new();
+    // Folders still to list, by their path inside the tree; each is opened again from the top
+    // with no symlink resolved, so no descriptor is held for a folder waiting its turn.
+    let mut folders = vec![PathBuf::new()];
+    while let Some(folder) = folders.pop() {
+        let fd = match folder.as_os_str().is_empty() {
+            true => top.try_clone().map_err(|e| Error::io(dir, e))?,
+            false => open_beneath(&top, &folder).map_err(|e| refused(&dir.join(&folder), e))?,
+        };
+        let mut names = list(&fd).map_err(|e| Error::io(dir.join(&folder), e))?;
+        names.sort();
+        // Reversed onto the stack, so the tar lists each folder's children in name order.
+        let mut below = Vec::new();
+        for name in names {
+            let inside = folder.join(&name);
+            match append(&mut builder, &fd, &name, &inside, game) {
+                Ok(Appended::Folder) => below.push(inside),
+                Ok(Appended::Entry) => {}
+                Ok(Appended::Skipped(why)) => skipped.push(format!("{}: {why}", inside.display())),
+                // Gone between the listing and the look: the game removed it meanwhile.
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(refused(&dir.join(&inside), e)),
+            }
+        }
+        folders.extend(below.into_iter().rev());
+    }
+    let out = builder.into_inner().map_err(|e| Error::io(dir, e))?;
+    Ok((out, skipped))
+}
+
+enum Appended {
+    Folder,
+    Entry,
+    Skipped(&'static str),
+}
+
+/// Appends the entry `name` of the folder `dir` as `inside`.
+fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    dir: &OwnedFd,
+    name: &OsStr,
+    inside: &Path,
+    game: GameUser<'_>,
+) -> Result<Appended, Errno> {
+    let stat = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO));
+    match kind {
+        SFlag::S_IFDIR => {
+            let fd = open_dir_at(dir, name)?;
+            let stat = fstat(&fd)?;
+            pax(builder, &xattrs(&fd)).map_err(io)?;
+            let mut header = header(&stat, game, tar::EntryType::Directory);
+            builder.append_data(&mut header, inside, std::io::empty()).map_err(io)?;
+            Ok(Appended::Folder)
+        }
+        SFlag::S_IFREG => {
+            let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+            let fd = openat(dir, name, flags, Mode::empty())?;
+            let stat = fstat(&fd)?;
+            if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+                return Ok(Appended::Skipped("replaced while it was read"));
+            }
+            if stat.st_nlink > 1 && stat.st_uid != game.uid {
+                return Ok(Appended::Skipped("a hard link to a file the game's user does not own"));
+            }
+            pax(builder, &xattrs(&fd)).map_err(io)?;
+            let mut header = header(&stat, game, tar::EntryType::Regular);
+            let size = stat.st_size.max(0) as u64;
+            header.set_size(size);
+            // The file may change while it is read: exactly the size the header says is written,
+            // cut or padded, so the tar stays whole.
+            let data = fs::File::from(fd).take(size).chain(std::io::repeat(0)).take(size);
+            builder.append_data(&mut header, inside, data).map_err(io)?;
+            Ok(Appended::Entry)
+        }
+        SFlag::S_IFLNK => {
+            let target = readlinkat(dir, name)?;
+            let mut header = header(&stat, game, tar::EntryType::Symlink);
+            builder.append_link(&mut header, inside, PathBuf::from(target)).map_err(io)?;
+            Ok(Appended::Entry)
+        }
+        SFlag::S_IFCHR if stat.st_rdev == 0 => {
+            let mut header = header(&stat, game, tar::EntryType::Char);
+            header.set_device_major(0).map_err(io)?;
+            header.set_device_minor(0).map_err(io)?;
+            builder.append_data(&mut header, inside, std::io::empty()).map_err(io)?;
+            Ok(Appended::Entry)
+        }
+        _ => Ok(Appended::Skipped("not a file, folder, symlink or whiteout")),
+    }
+}
+
+fn header(stat: &FileStat, game: GameUser<'_>, kind: tar::EntryType) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(stat.st_mode & 0o7777);
+    header.set_uid(u64::from(stat.st_uid));
+    header.set_gid(u64::from(stat.st_gid));
+    // A user name too long for the header is left out: the number stands.
+    if stat.st_uid == game.uid {
+        let _ = header.set_username(game.name);
+    }
+    if stat.st_gid == game.gid {
+        let _ = header.set_groupname(game.name);
+    }
+    header.set_mtime(stat.st_mtime.max(0) as u64);
+    header.set_size(0);
+    header
+}
+
+/// A PAX extended header with the entry's extended attributes, before the entry; none when it
+/// has none.
+fn pax<W: Write>(builder: &mut tar::Builder<W>, xattrs: &[(OsString, Vec<u8>)]) -> std::io::Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let mut records = Vec::new();
+    for (key, value) in xattrs {
+        let body_len = 1 + XATTR.len() + key.len() + 1 + value.len() + 1;
+        // The length counts its own digits.
+        let mut len = body_len + 1;
+        while len != body_len + len.to_string().len() {
+            len = body_len + len.to_string().len();
+        }
+        records.extend_from_slice(format!("{len} {XATTR}").as_bytes());
+        records.extend_from_slice(key.as_bytes());
+        records.push(b'=');
+        records.extend_from_slice(value);
+        records.push(b'\n');
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_path("PaxHeaders/entry")?;
+    header.set_mode(0o644);
+    header.set_size(records.len() as u64);
+    header.set_cksum();
+    builder.append(&header, records.as_slice())
+}
+
+/// The extended attributes of an open file or folder that it may read (an unreadable one is
+/// not the game's data).
+fn xattrs(fd: &OwnedFd) -> Vec<(OsString, Vec<u8>)> {
+    let mut names = vec![0u8; 64 * 1024];
+    // SAFETY: the buffer is as long as the length passed; the kernel writes within it.
+    let n = unsafe { nix::libc::flistxattr(fd.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    let mut found = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| kept_xattr(n)) {
+        let Ok(key) = CString::new(name) else { continue };
+        let mut value = vec![0u8; 64 * 1024];
+        // SAFETY: as above; `key` is NUL-terminated.
+        let n = unsafe { nix::libc::fgetxattr(fd.as_raw_fd(), key.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        if n >= 0 {
+            value.truncate(n as usize);
+            found.push((OsString::from_vec(name.to_vec()), value));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The extended attributes an upper layer's data is: overlayfs's own (an opaque folder, a
+/// redirect) and the game's `user.` ones. Never `security.` (a file capability restored from a
+/// crafted backup would be a file that gives root to whoever runs it) nor any other.
+const KEPT_XATTRS: [&str; 2] = ["trusted.overlay.", "user."];
+
+fn kept_xattr(name: &[u8]) -> bool {
+    KEPT_XATTRS.iter().any(|prefix| name.starts_with(prefix.as_bytes()) && name.len() > prefix.len())
+}
+
+fn set_xattr(fd: &OwnedFd, key: &OsStr, value: &[u8]) -> Result<(), Errno> {
+    let key = CString::new(key.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `key` is NUL-terminated, `value` is as long as the length passed.
+    let done = unsafe { nix::libc::fsetxattr(fd.as_raw_fd(), key.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    Errno::result(done).map(drop)
+}
+
+/// The names in an open folder. Listed through the descriptor's own `/proc` entry, which is the
+/// folder it was opened as, whatever has been renamed since.
+fn list(dir: &OwnedFd) -> std::io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        names.push(entry?.file_name());
+    }
+    Ok(names)
+}
+
+fn open_dir_at<Fd: AsFd, P: ?Sized + nix::NixPath>(dir: Fd, name: &P) -> Result<OwnedFd, Errno> {
+    openat(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// The folder at `inside` below `top`, with no symlink and no `..` resolved on the way.
+pub(super) fn open_beneath(top: &OwnedFd, inside: &Path) -> Result<OwnedFd, Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    openat2(top, inside, how)
+}
+
+fn refused(path: &Path, e: Errno) -> Error {
+    match e {
+        Errno::ELOOP | Errno::EXDEV => Error::Invalid(format!(
+            "{}: it or a folder above it is a symlink; left4me reads and writes no data through one",
+            path.display()
+        )),
+        e => Error::io(path, e.into()),
+    }
+}
+
+/// One entry of a tar, as overlayfs could have written it into an upper layer.
+enum Kind {
+    Folder,
+    File,
+    Symlink(PathBuf),
+    Whiteout,
+}
+
+/// What a tar holds, checked: every entry a plain path inside the tree, of a kind an upper layer
+/// holds. Read through once before anything is changed, so a crafted tar is refused whole.
+pub fn check(input: impl Read, what: &str) -> Result<u64, Error> {
+    let mut entries = 0;
+    // Every entry below a folder an earlier entry made, none twice: what unpacking needs, said
+    // here, before anything has changed (unpacking never follows a symlink, nor makes a folder
+    // the tar did not list).
+    let mut seen = std::collections::HashSet::new();
+    let mut folders = std::collections::HashSet::new();
+    walk(input, what, &mut |path, kind, entry| {
+        entries += 1;
+        let xattrs = entry_xattrs(entry).map_err(|e| Error::Invalid(format!("{what} is unreadable: {e}")))?;
+        if let Some((key, _)) = xattrs.iter().find(|(key, _)| !kept_xattr(key.as_bytes())) {
+            return Err(Error::Invalid(format!(
+                "{what} gives {} the extended attribute {}, which is no server's data (only {} are restored): \
+                 refused",
+                path.display(),
+                key.to_string_lossy(),
+                KEPT_XATTRS.map(|p| format!("{p}*")).join(", ")
+            )));
+        }
+        if !xattrs.is_empty() && matches!(kind, Kind::Symlink(_) | Kind::Whiteout) {
+            return Err(Error::Invalid(format!(
+                "{what} gives the {} {} extended attributes, which are never restored on one: refused",
+                if matches!(kind, Kind::Symlink(_)) { "symlink" } else { "whiteout" },
+                path.display()
+            )));
+        }
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if !parent.as_os_str().is_empty() && !folders.contains(parent) {
+            let why = if seen.contains(parent) { "which is no folder" } else { "which comes after it or not at all" };
+            return Err(Error::Invalid(format!(
+                "{what} holds {} below {}, {why}: refused",
+                path.display(),
+                parent.display()
+            )));
+        }
+        if !seen.insert(path.to_path_buf()) {
+            return Err(Error::Invalid(format!("{what} holds {} twice: refused", path.display())));
+        }
+        if matches!(kind, Kind::Folder) {
+            folders.insert(path.to_path_buf());
+        }
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// Unpacks a tar (checked by [`check`]) into the empty folder `into`, which only root can reach,
+/// exactly as it was packed: owners, modes, mtimes and extended attributes.
+pub fn unpack(input: impl Read, what: &str, into: &OwnedFd, game: GameUser<'_>) -> Result<(), Error> {
+    // Folders' mtimes are set last: each entry made in one changes it.
+    let mut folders = Vec::new();
+    walk(input, what, &mut |path, kind, entry| {
+        let fail = |e: Errno| Error::Invalid(format!("{what}: cannot restore {}: {e}", path.display()));
+        let (parent, name) = split(path);
+        let parent = match parent.as_os_str().is_empty() {
+            true => into.try_clone().map_err(|e| Error::io(path, e))?,
+            false => open_beneath(into, parent).map_err(|e| match e {
+                Errno::ENOENT => Error::Invalid(format!("{what} holds {} before its folder", path.display())),
+                e => fail(e),
+            })?,
+        };
+        let header = entry.header();
+        let named = |name: Option<&str>| name == Some(game.name);
+        let uid = if named(header.username().ok().flatten()) { game.uid } else { header.uid().unwrap_or(0) as u32 };
+        let gid = if named(header.groupname().ok().flatten()) { game.gid } else { header.gid().unwrap_or(0) as u32 };
+        // No set-ID bit: a server's unit may not make one (RestrictSUIDSGID), so none is its.
+        let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o1777);
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        let xattrs = entry_xattrs(entry).map_err(|e| Error::io(path, e))?;
+        let owner = |fd: &OwnedFd| {
+            nix::unistd::fchown(fd, Some(uid.into()), Some(gid.into()))?;
+            nix::sys::stat::fchmod(fd, mode)?;
+            for (key, value) in &xattrs {
+                set_xattr(fd, key, value)?;
+            }
+            Ok::<(), Errno>(())
+        };
+        match kind {
+            Kind::Folder => {
+                nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o700)).map_err(|e| match e {
+                    Errno::EEXIST => Error::Invalid(format!("{what} holds {} twice", path.display())),
+                    e => fail(e),
+                })?;
+                let fd = open_dir_at(&parent, name).map_err(fail)?;
+                owner(&fd).map_err(fail)?;
+                folders.push((path.to_path_buf(), mtime));
+            }
+            Kind::File => {
+                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let fd = openat(&parent, name, flags, Mode::from_bits_truncate(0o600)).map_err(|e| match e {
+                    Errno::EEXIST => Error::Invalid(format!("{what} holds {} twice", path.display())),
+                    e => fail(e),
+                })?;
+                let mut file = fs::File::from(fd);
+                std::io::copy(entry, &mut file)
+                    .map_err(|e| Error::Invalid(format!("{what}: cannot restore {}: {e}", path.display())))?;
+                let fd = OwnedFd::from(file);
+                owner(&fd).map_err(fail)?;
+                set_mtime(&fd, None, mtime).map_err(fail)?;
+            }
+            Kind::Symlink(target) => {
+                nix::unistd::symlinkat(&target, &parent, name).map_err(fail)?;
+                at_owner_mtime(&parent, name, uid, gid, mtime).map_err(fail)?;
+            }
+            Kind::Whiteout => {
+                nix::sys::stat::mknodat(&parent, name, SFlag::S_IFCHR, mode, 0).map_err(fail)?;
+                // The mode mknod gave went through the umask; the folder is root's alone, so the
+                // name is the node just made.
+                let follow = nix::sys::stat::FchmodatFlags::FollowSymlink;
+                nix::sys::stat::fchmodat(&parent, name, mode, follow).map_err(fail)?;
+                at_owner_mtime(&parent, name, uid, gid, mtime).map_err(fail)?;
+            }
+        }
+        Ok(())
+    })?;
+    for (path, mtime) in folders.iter().rev() {
+        let fd = open_beneath(into, path).map_err(|e| refused(path, e))?;
+        set_mtime(&fd, None, mtime.to_owned()).map_err(|e| Error::io(path, e.into()))?;
+    }
+    Ok(())
+}
+
+fn split(path: &Path) -> (&Path, &OsStr) {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    (parent, path.file_name().unwrap_or_default())
+}
+
+/// Owner and mtime of a symlink or whiteout, by its name in its folder, never followed.
+fn at_owner_mtime(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32, mtime: i64) -> Result<(), Errno> {
+    nix::unistd::fchownat(dir, name, Some(uid.into()), Some(gid.into()), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    set_mtime(dir, Some(name), mtime)
+}
+
+fn set_mtime(fd: &OwnedFd, name: Option<&OsStr>, mtime: i64) -> Result<(), Errno> {
+    use nix::sys::time::TimeSpec;
+    let time = TimeSpec::new(mtime, 0);
+    match name {
+        Some(name) => {
+            nix::sys::stat::utimensat(fd, name, &time, &time, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        }
+        None => nix::sys::stat::futimens(fd, &time, &time),
+    }
+}
+
+fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Vec<(OsString, Vec<u8>)>> {
+    let mut found = Vec::new();
+    let Some(extensions) = entry.pax_extensions()? else { return Ok(found) };
+    for extension in extensions {
+        let extension = extension?;
+        if let Some(key) = extension.key_bytes().strip_prefix(XATTR.as_bytes()) {
+            found.push((OsString::from_vec(key.to_vec()), extension.value_bytes().to_vec()));
+        }
+    }
+    Ok(found)
+}
+
+type Visit<'a> = dyn FnMut(&Path, Kind, &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), Error> + 'a;
+
+/// Reads every entry of a gzipped tar, refusing what an upper layer never holds.
+fn walk(mut input: impl Read, what: &str, visit: &mut Visit<'_>) -> Result<(), Error> {
+    let mut gz = flate2::read::GzDecoder::new(&mut input);
+    let reader: &mut dyn Read = &mut gz;
+    let mut archive = tar::Archive::new(reader);
+    let unreadable = |e: std::io::Error| Error::Invalid(format!("{what} is unreadable: {}", crate::describe(&e)));
+    let mut count = 0u64;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(Error::Invalid(format!("{what} holds more than {MAX_ENTRIES} entries: refused")));
+        }
+        let raw = entry.path().map_err(unreadable)?.into_owned();
+        let path = plain_path(&raw)
+            .ok_or_else(|| Error::Invalid(format!("{what} holds {:?}, which leaves the server's data", raw)))?;
+        let header = entry.header();
+        let kind = header.entry_type();
+        let kind = if kind.is_dir() {
+            Kind::Folder
+        } else if kind.is_file() {
+            Kind::File
+        } else if kind.is_symlink() {
+            // Restored as the link it was, never followed: its target is the game's own business.
+            let target = entry.link_name().map_err(unreadable)?.map(|t| t.into_owned()).unwrap_or_default();
+            if target.as_os_str().is_empty() {
+                return Err(Error::Invalid(format!("{what} holds the symlink {} to nothing", raw.display())));
+            }
+            Kind::Symlink(target)
+        } else if kind.is_character_special()
+            && header.device_major().ok().flatten() == Some(0)
+            && header.device_minor().ok().flatten() == Some(0)
+        {
+            Kind::Whiteout
+        } else {
+            return Err(Error::Invalid(format!(
+                "{what} holds {} ({kind:?}), which an upper layer never holds (hard links and devices other \
+                 than whiteouts are refused)",
+                raw.display()
+            )));
+        };
+        visit(&path, kind, &mut entry)?;
+    }
+    Ok(())
+}
+
+/// The path of an entry as plain names below the tree; None for `..`, an absolute path or none.
+fn plain_path(raw: &Path) -> Option<PathBuf> {
+    let mut path = PathBuf::new();
+    for component in raw.components() {
+        match component {
+            Component::Normal(part) => path.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!path.as_os_str().is_empty()).then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    use super::*;
+
+    fn packed(dir: &Path, game: GameUser<'_>) -> (Vec<u8>, Skipped) {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let (gz, skipped) = pack(dir, gz, game).unwrap();
+        (gz.finish().unwrap(), skipped)
+    }
+
+    fn unpacked(bytes: &[u8], game: GameUser<'_>) -> tempfile::TempDir {
+        check(bytes, "the test's tar").unwrap();
+        let into = tempfile::tempdir().unwrap();
+        let fd = open_dir_at(nix::fcntl::AT_FDCWD, into.path()).unwrap();
+        unpack(bytes, "the test's tar", &fd, game).unwrap();
+        into
+    }
+
+    /// Path, type, mode, owner, mtime (not a folder's), contents or target, extended attributes.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut folders = vec![dir.to_path_buf()];
+        while let Some(folder) = folders.pop() {
+            for entry in fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+                let fd = (meta.is_dir() || meta.is_file())
+                    .then(|| openat(nix::fcntl::AT_FDCWD, &path, flags, Mode::empty()).unwrap());
+                let contents = match meta.is_file() {
+                    true => String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned(),
+                    false => fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default(),
+                };
+                let mtime = if meta.is_dir() { 0 } else { meta.mtime() };
+                let attrs = fd.map(|fd| format!("{:?}", xattrs(&fd))).unwrap_or_default();
+                let inside = path.strip_prefix(dir).unwrap().display().to_string();
+                let (mode, uid, gid, rdev) = (meta.mode(), meta.uid(), meta.gid(), meta.rdev());
+                lines.push(format!("{inside} {mode:o} {uid}:{gid} {rdev} {mtime} {contents:?} {attrs}"));
+                if meta.is_dir() {
+                    folders.push(path);
+                }
+            }
+        }
+        lines.sort();
+        lines
+    }
+
+    /// A tree with everything an upper layer holds, as root makes it (the tests run as root).
+    fn upper_like() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("left4dead2/addons/sourcemod/data")).unwrap();
+        fs::write(root.join("left4dead2/addons/sourcemod/data/prefs.sq3"), "sqlite").unwrap();
+        fs::set_permissions(root.join("left4dead2/addons/sourcemod/data/prefs.sq3"), fs::Permissions::from_mode(0o600))
+            .unwrap();
+        symlink("/etc/shadow", root.join("left4dead2/shadow")).unwrap();
+        nix::sys::stat::mknod(&root.join("left4dead2/gone.txt"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+        fs::create_dir(root.join("left4dead2/maps")).unwrap();
+        let maps = open_dir_at(nix::fcntl::AT_FDCWD, &root.join("left4dead2/maps")).unwrap();
+        set_xattr(&maps, OsStr::new("trusted.overlay.opaque"), b"y").unwrap();
+        nix::unistd::mkfifo(&root.join("fifo"), Mode::S_IRWXU).unwrap();
+        nix::unistd::chown(&root.join("left4dead2/addons"), Some(4000.into()), Some(4001.into())).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_upper_layer_comes_back_exactly_and_what_is_no_data_is_left_out() {
+        let dir = upper_like();
+        let game = GameUser { name: "game", uid: 4000, gid: 4001 };
+        let (bytes, skipped) = packed(dir.path(), game);
+        assert_eq!(skipped, vec!["fifo: not a file, folder, symlink or whiteout".to_owned()]);
+        fs::remove_file(dir.path().join("fifo")).unwrap();
+        let into = unpacked(&bytes, game);
+        let (before, after) = (listing(dir.path()), listing(into.path()));
+        assert!(before.iter().any(|l| l.contains("trusted.overlay.opaque")), "{before:#?}");
+        assert_eq!(after, before);
+    }
+
+    #[test]
+    fn the_game_users_files_are_given_to_its_number_on_the_host_they_come_back_to() {
+        let dir = upper_like();
+        let (bytes, _) = packed(dir.path(), GameUser { name: "game", uid: 4000, gid: 4001 });
+        let into = unpacked(&bytes, GameUser { name: "game", uid: 5000, gid: 5001 });
+        let addons = fs::metadata(into.path().join("left4dead2/addons")).unwrap();
+        assert_eq!((addons.uid(), addons.gid()), (5000, 5001), "the game's, by name");
+        let data = fs::metadata(into.path().join("left4dead2/addons/sourcemod")).unwrap();
+        assert_eq!((data.uid(), data.gid()), (0, 0), "root's stays root's");
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_folder_is_kept_as_a_link_and_never_read_through() {
+        let dir = upper_like();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "root's").unwrap();
+        fs::remove_dir_all(dir.path().join("left4dead2/maps")).unwrap();
+        symlink(outside.path(), dir.path().join("left4dead2/maps")).unwrap();
+        let (bytes, _) = packed(dir.path(), GameUser { name: "game", uid: 4000, gid: 4001 });
+        let mut names = Vec::new();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+        for entry in archive.entries().unwrap() {
+            names.push(entry.unwrap().path().unwrap().display().to_string());
+        }
+        assert!(names.contains(&"left4dead2/maps".to_owned()), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("secret")), "{names:?}");
+    }
+}
