@@ -160,7 +160,8 @@ impl Deliverer<'_> {
             self.look_at_health(&alerts)?;
         }
         let mut outgoing = Vec::new();
-        let mut cursor = self.cursor()?;
+        let start = self.cursor()?;
+        let mut cursor = start;
         loop {
             let notices = self.db.notices_after(cursor, BATCH)?;
             let Some(last) = notices.last() else { break };
@@ -180,7 +181,7 @@ impl Deliverer<'_> {
                 }
             }
         }
-        self.db.set_meta("alerts_cursor", Some(&cursor.to_string()))?;
+        self.move_cursor(start, cursor)?;
         outgoing.extend(self.storms.closed(SystemTime::now()));
         for message in outgoing {
             // An alert the revision no longer declares is not told what was counted for it.
@@ -204,13 +205,22 @@ impl Deliverer<'_> {
         Ok(self.db.meta("alerts_cursor")?.and_then(|text| text.parse().ok()).unwrap_or(0))
     }
 
+    /// Keeps the cursor when it moved: a round with nothing new writes nothing.
+    fn move_cursor(&self, from: i64, to: i64) -> Result<(), DbError> {
+        if from == to {
+            return Ok(());
+        }
+        self.db.set_meta("alerts_cursor", Some(&to.to_string()))
+    }
+
     /// With no valid revision known, no alert wants anything: the notices so far are passed.
     fn skip_notices(&mut self) -> Result<(), DbError> {
-        let mut cursor = self.cursor()?;
+        let start = self.cursor()?;
+        let mut cursor = start;
         while let Some(last) = self.db.notices_after(cursor, BATCH)?.last() {
             cursor = last.id;
         }
-        self.db.set_meta("alerts_cursor", Some(&cursor.to_string()))
+        self.move_cursor(start, cursor)
     }
 
     /// Reads the revision the passes last attempted when it changed: a valid one gives the
