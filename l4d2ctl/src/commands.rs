@@ -547,6 +547,7 @@ fn read_stdin() -> Result<Vec<u8>, Error> {
 fn build(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, Error> {
     let (name, digest) = parse_overlay(name, digest)?;
     require_root("overlay build")?;
+    l4d2ctl::interrupt::catch()?;
     let script = read_stdin()?;
     overlay::build(host, &name, &digest, &script)?;
     out.say(format!("overlay {name}: built ({digest})"));
@@ -556,6 +557,7 @@ fn build(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome
 fn fetch(host: &Host, name: &str, digest: &str, items: &[FetchItem], out: &mut Out) -> Result<Outcome, Error> {
     let (name, digest) = parse_overlay(name, digest)?;
     require_root("overlay fetch")?;
+    l4d2ctl::interrupt::catch()?;
     overlay::fetch(host, &name, &digest, items)?;
     out.say(format!("overlay {name}: {} workshop items ({digest})", items.len()));
     Ok(Outcome::OverlayWritten { name, digest })
@@ -566,6 +568,7 @@ fn fetch(host: &Host, name: &str, digest: &str, items: &[FetchItem], out: &mut O
 fn unpack(host: &Host, name: &str, digest: &str, out: &mut Out) -> Result<Outcome, Error> {
     let (name, digest) = parse_overlay(name, digest)?;
     require_root("overlay unpack")?;
+    l4d2ctl::interrupt::catch()?;
     let input = read_stdin()?;
     let sources: Vec<left4me_state::ArchiveSource> = serde_json::from_slice(&input).map_err(|e| {
         Error::Invalid(format!(

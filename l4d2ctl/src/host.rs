@@ -193,6 +193,12 @@ pub fn pass_lock(root: &Path, waiting: impl FnOnce()) -> Result<nix::fcntl::Floc
     crate::fsutil::lock(&root.join("left4me.lock"), waiting)
 }
 
+/// The host's pass lock if nobody holds it now, else None: for a waiter that looks at something
+/// else between tries (a job's cancelling).
+pub fn try_pass_lock(root: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, Error> {
+    crate::fsutil::try_lock(&root.join("left4me.lock"))
+}
+
 /// The lock of one server (`$ROOT/locks/<name>.lock`): held by every write that stops, starts,
 /// renders, deletes, backs up or restores it, so none of them acts on a server another is
 /// halfway through — the reconciler's writes included, which the pass lock does not keep apart

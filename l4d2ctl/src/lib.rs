@@ -17,6 +17,7 @@ pub mod host;
 pub mod humans;
 pub mod install;
 pub mod instance;
+pub mod interrupt;
 pub mod mount;
 pub mod mountinfo;
 pub mod overlay;

@@ -101,6 +101,12 @@ pub fn build(host: &Host, name: &Name, digest: &Digest, script: &[u8]) -> Result
         .stdin(Stdio::null())
         .status()
         .map_err(|e| Error::Invalid(format!("cannot run systemd-run (for the build of overlay {name}): {e}")))?;
+    if crate::interrupt::asked() {
+        // systemd-run may have ended before the unit did: the unit ends before the staging
+        // folder around its tree goes.
+        units.stop();
+        return Err(crate::interrupt::stopped(&format!("the build of overlay {name}")));
+    }
     if !status.success() {
         return Err(build_failure(&units, name, status));
     }
@@ -516,6 +522,10 @@ impl<'a> Writing<'a> {
     /// Swaps the tree in for the overlay and records its digest.
     fn swap_in(self, digest: &Digest) -> Result<(), Error> {
         let (host, name) = (self.host, self.name);
+        // The last moment a write asked to stop can leave the overlay as it was.
+        if crate::interrupt::asked() {
+            return Err(crate::interrupt::stopped(&format!("the write of overlay {name}")));
+        }
         let overlays = host.overlays();
         let target = host.overlay(name);
         if target.exists() {

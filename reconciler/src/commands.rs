@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use left4me_state::Name;
+use reconciler::backups::Operation;
 use reconciler::daemon::{Disk, ServiceStatus};
-use reconciler::db::Db;
+use reconciler::db::{CancelAsked, Db};
 use reconciler::engine::{self, Config};
 use reconciler::report;
 
@@ -362,4 +363,129 @@ pub fn schedule_run(state: Option<PathBuf>, name: &str) -> anyhow::Result<ExitCo
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `left4me jobs cancel <id>`: asks for the job to be cancelled, as the web does, and waits (at
+/// most a minute) for whoever runs it to end it; says how it ended.
+pub fn cancel(id: i64) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env(None)?;
+    let db = Db::open(&config.db_path())?;
+    match db.request_cancel(id, "manual")? {
+        CancelAsked::Unknown => anyhow::bail!("there is no job {id}; `left4me jobs` lists the recent ones"),
+        CancelAsked::Finished(state) => {
+            outln!("job {id} has already {}: there is nothing to cancel, and nothing was changed", finished(&state));
+            return Ok(ExitCode::FAILURE);
+        }
+        CancelAsked::AlreadyAsked(by) => {
+            outln!("job {id}: cancelling was asked already (by {by}); waiting for it to end")
+        }
+        CancelAsked::Asked => {
+            outln!("job {id}: cancelling asked for; waiting for it to end");
+            let (who, origin) = (l4d2ctl::overrides::operator(), l4d2ctl::audit::shell_origin());
+            reconciler::requests::record_cancel(&config, &db, id, &who, &origin);
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = db.job(id)?.with_context(|| format!("job {id} disappeared"))?;
+        if !matches!(job.state.as_str(), "queued" | "running") {
+            let last = db.lines(id, 0)?.pop().map(|line| line.line).unwrap_or_default();
+            outln!("job {id} {} {}: {}; {last}", job.kind, job.target, finished(&job.state));
+            return Ok(if job.state == "cancelled" { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        if std::time::Instant::now() >= deadline {
+            outln!(
+                "job {id} is still {} after a minute; it ends at its runner's next look (`left4me jobs {id} --follow` \
+                 shows when), or at the next pass if its runner is gone",
+                job.state
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn finished(state: &str) -> &str {
+    match state {
+        "succeeded" => "succeeded",
+        "failed" => "failed",
+        "cancelled" => "been cancelled",
+        other => other,
+    }
+}
+
+/// `left4me backup <server>` and `left4me restore <server> <backup>`: one job, queued at once and
+/// run once no pass runs; its log printed as it grows, from a connection of its own.
+pub fn backup(server: &str, operation: Operation) -> anyhow::Result<ExitCode> {
+    let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
+    let (config, mut db) = open(None)?;
+    let (queued, job) = std::sync::mpsc::channel();
+    let ended = std::sync::atomic::AtomicBool::new(false);
+    let path = config.db_path();
+    let (ran, followed) = std::thread::scope(|scope| {
+        let (path, ended_ref) = (&path, &ended);
+        let follower = scope.spawn(move || follow_job(path, job, ended_ref));
+        let ran = reconciler::backups::run(&config, &mut db, &name, &operation, "manual", move |id| {
+            let _ = queued.send(id);
+        });
+        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        (ran, follower.join())
+    });
+    let ran = ran?;
+    followed.map_err(|_| anyhow::anyhow!("printing the job's log failed"))??;
+    Ok(if ran.end.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints the log of the job `job` sends as it grows (but why it was queued), then how it ended;
+/// stops when the job ends, or once `ended` says its runner gave up.
+fn follow_job(
+    path: &std::path::Path,
+    job: std::sync::mpsc::Receiver<i64>,
+    ended: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    let Ok(id) = job.recv() else { return Ok(()) };
+    let db = Db::open(path)?;
+    outln!("job {id}: queued; `left4me jobs cancel {id}` cancels it");
+    let mut seen = 0;
+    loop {
+        let last = ended.load(std::sync::atomic::Ordering::SeqCst);
+        for line in db.lines(id, seen)? {
+            seen = line.seq;
+            if line.stream != "plan" {
+                outln!("{}", line.line);
+            }
+        }
+        let job = db.job(id)?.with_context(|| format!("job {id} disappeared"))?;
+        if !matches!(job.state.as_str(), "queued" | "running") {
+            outln!("job {id} {}", job.state);
+            return Ok(());
+        }
+        if last {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `left4me backups <server>`: its backups, newest first.
+pub fn backups(server: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let name = Name::new(server).map_err(|e| anyhow::anyhow!("{server:?} is not a server name: {e}"))?;
+    let config = Config::from_env(None)?;
+    let backups = reconciler::backups::list(&config, &name)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&backups)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if backups.is_empty() {
+        outln!("{name} has no backups yet; `left4me backup {name}` takes one");
+    }
+    for backup in backups {
+        let place = match (backup.local, backup.restic) {
+            (true, true) => "here+restic",
+            (true, false) => "here",
+            (false, _) => "restic",
+        };
+        outln!("{:<22} {:<22} {:>10} {:<11} {}", backup.id, backup.taken_at, backup.bytes, place, backup.reason);
+    }
+    Ok(ExitCode::SUCCESS)
 }

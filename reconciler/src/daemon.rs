@@ -21,6 +21,8 @@ pub enum Trigger {
     Drift,
     /// A failed pass tried again, or a retry asked for (`retries.rs`).
     Retry,
+    /// A backup or restore asked for by the web (`requests.rs`), run before the pass.
+    Request,
 }
 
 impl Trigger {
@@ -29,6 +31,7 @@ impl Trigger {
             Trigger::Commit => "commit",
             Trigger::Drift => "drift",
             Trigger::Retry => "retry",
+            Trigger::Request => "request",
         }
     }
 }
@@ -77,6 +80,7 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
     let mut trigger = Trigger::Commit;
     loop {
         service.follow_when_due();
+        service.take_requests();
         let retry_at = service.pass(trigger).map(|wait| Instant::now() + wait);
         alerts.wake();
         trigger = service.next_trigger(&triggers, retry_at)?;
@@ -90,6 +94,8 @@ fn watch(config: &Config) -> Result<(notify::RecommendedWatcher, mpsc::Receiver<
     let git_dir = git_dir(&config.state);
     // A retry asked for is a file made in this folder, as the web app or `left4me retry` makes it.
     let requests = crate::retries::make_folder(&config.root).map_err(|e| Error::Host(e.to_string()))?;
+    let inbox = crate::requests::make_folder(&config.root).map_err(|e| Error::Host(e.to_string()))?;
+    let mut cancels = Cancels { config: config.clone(), db: None };
     let root = config.root.clone();
     // Ref updates (a commit, a push, a fast-forward) rename files under .git: watch the folder
     // itself for packed-refs and HEAD, and refs/ below it.
@@ -105,6 +111,11 @@ fn watch(config: &Config) -> Result<(notify::RecommendedWatcher, mpsc::Receiver<
         } else if event.paths.iter().any(|p| crate::retries::is_request(&root, p)) {
             // A pass taking or removing requests is no request.
             let _ = tx.send(Trigger::Retry);
+        } else if event.paths.iter().any(|p| crate::requests::is_request(&root, p, true)) {
+            // A cancel is acted on here and now: the job it names may be running in a pass.
+            cancels.take_cancels();
+        } else if event.paths.iter().any(|p| crate::requests::is_request(&root, p, false)) {
+            let _ = tx.send(Trigger::Request);
         }
     })
     .map_err(|e| Error::Host(format!("cannot watch the state repo: {e}")))?;
@@ -115,7 +126,31 @@ fn watch(config: &Config) -> Result<(notify::RecommendedWatcher, mpsc::Receiver<
     watcher
         .watch(&requests, RecursiveMode::NonRecursive)
         .map_err(|e| Error::Host(format!("cannot watch {}: {e}", requests.display())))?;
+    watcher
+        .watch(&inbox, RecursiveMode::NonRecursive)
+        .map_err(|e| Error::Host(format!("cannot watch {}: {e}", inbox.display())))?;
     Ok((watcher, rx))
+}
+
+/// The cancels the web asks for, acted on by the watch's thread with a connection of its own.
+struct Cancels {
+    config: Config,
+    db: Option<Db>,
+}
+
+impl Cancels {
+    fn take_cancels(&mut self) {
+        if self.db.is_none() {
+            match Db::open(&self.config.db_path()) {
+                Ok(db) => self.db = Some(db),
+                Err(e) => return tracing::error!("cannot take the cancels asked for: {e}"),
+            }
+        }
+        let Some(db) = &mut self.db else { return };
+        for request in crate::requests::take(&self.config.root, true) {
+            crate::requests::act(&self.config, db, &request);
+        }
+    }
 }
 
 /// The service between its passes.
@@ -139,6 +174,14 @@ impl Service<'_> {
         {
             follow(self.config, &self.db, upstream);
             self.next_fetch = Instant::now() + upstream.every;
+        }
+    }
+
+    /// Runs the backups and restores the web asked for, one job each, before the pass: each
+    /// holds the pass lock for the second or so it takes.
+    fn take_requests(&mut self) {
+        for request in crate::requests::take(&self.config.root, false) {
+            crate::requests::act(self.config, &mut self.db, &request);
         }
     }
 

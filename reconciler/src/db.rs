@@ -67,6 +67,10 @@ const MIGRATIONS: &[&str] = &[
         server TEXT,
         message TEXT NOT NULL
     );",
+    // 4: cancelling jobs: who asked, and the process that waits to run a job queued outside a
+    // pass (a backup, a restore), which a pass leaves queued while that process lives.
+    "ALTER TABLE jobs ADD COLUMN cancel_requested_by TEXT;
+    ALTER TABLE jobs ADD COLUMN runner_pid INTEGER;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -349,17 +353,25 @@ impl Db {
             }
         }
         let at = now();
-        let mut stmt =
+        let mut stmt = self
+            .conn
             // A schedule's run outlives passes (it may wait hours for players to leave): its job is
             // ended by `schedule_run::settle` once nothing runs it.
-            self.conn
-                .prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running') AND kind <> 'schedule'")
-                .map_err(self.err())?;
-        let ids: Vec<i64> = stmt
-            .query_map([], |r| r.get(0))
+            .prepare(
+                "SELECT id, state, runner_pid FROM jobs WHERE state IN ('queued', 'running') AND kind <> 'schedule'",
+            )
+            .map_err(self.err())?;
+        let unfinished: Vec<(i64, String, Option<i32>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(self.err())?
             .collect::<std::result::Result<_, _>>()
             .map_err(self.err())?;
+        // A job queued by a process that waits for the pass lock to run it is that process's.
+        let ids: Vec<i64> = unfinished
+            .into_iter()
+            .filter(|(_, state, runner)| !(state == "queued" && runner.is_some_and(waits_elsewhere)))
+            .map(|(id, _, _)| id)
+            .collect();
         let why = self
             .abandoned
             .borrow()
@@ -657,6 +669,105 @@ impl Db {
         .map(drop)
         .map_err(self.err())
     }
+}
+
+/// What came of asking to cancel a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelAsked {
+    /// Asked now: whoever runs the job ends it at its next look (a queued job never starts).
+    Asked,
+    /// Someone asked already (who).
+    AlreadyAsked(String),
+    /// The job ended before (how: succeeded, failed, cancelled); nothing changed.
+    Finished(String),
+    /// There is no such job.
+    Unknown,
+}
+
+/// Cancelling jobs: asked by a person (`left4me jobs cancel`, the web's request), acted on by
+/// whoever runs the job (`host::run_job`), which looks every quarter of a second.
+impl Db {
+    /// Asks for the job `id` to be cancelled, by `who` (`manual`, `web alice`).
+    pub fn request_cancel(&self, id: i64, who: &str) -> Result<CancelAsked> {
+        self.transaction(|tx| {
+            let found: Option<(String, Option<String>)> = tx
+                .query_row("SELECT state, cancel_requested_by FROM jobs WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            Ok(match found {
+                None => CancelAsked::Unknown,
+                Some((state, _)) if !matches!(state.as_str(), "queued" | "running") => CancelAsked::Finished(state),
+                Some((_, Some(by))) => CancelAsked::AlreadyAsked(by),
+                Some(_) => {
+                    tx.execute("UPDATE jobs SET cancel_requested_by = ?2 WHERE id = ?1", params![id, who])?;
+                    CancelAsked::Asked
+                }
+            })
+        })
+    }
+
+    /// Who asked for the job to be cancelled, if anyone did.
+    pub fn cancel_requested(&self, id: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT cancel_requested_by FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(self.err())
+    }
+
+    /// A new queued job that this process runs once it holds the pass lock: a pass started
+    /// meanwhile leaves it queued for as long as this process lives.
+    pub fn queue_waiting_job(&self, kind: &str, target: &str, revision: Option<&str>, trigger: &str) -> Result<i64> {
+        let id = self.create_job(kind, target, revision, trigger)?;
+        self.conn
+            .execute("UPDATE jobs SET runner_pid = ?2 WHERE id = ?1", params![id, std::process::id()])
+            .map_err(self.err())?;
+        Ok(id)
+    }
+
+    /// Starts the queued job `id` unless its cancelling was asked for: then it is ended
+    /// cancelled, never started, and who asked is returned.
+    pub fn begin_job(&self, id: i64) -> Result<Option<String>> {
+        let started = self
+            .conn
+            .execute(
+                "UPDATE jobs SET state = 'running', started_at = ?2 WHERE id = ?1 AND cancel_requested_by IS NULL",
+                params![id, now()],
+            )
+            .map_err(self.err())?;
+        if started > 0 {
+            return Ok(None);
+        }
+        let who = self.cancel_requested(id)?.unwrap_or_default();
+        self.end_cancelled(id, None, &who)?;
+        Ok(Some(who))
+    }
+
+    /// Ends the job `id` cancelled at the request of `who`, with its l4d2ctl's exit code when it
+    /// ran, its last line naming who cancelled it.
+    pub fn end_cancelled(&self, id: i64, exit_code: Option<i32>, who: &str) -> Result<()> {
+        let said = match exit_code {
+            Some(_) => format!("cancelled by {who}: its l4d2ctl was stopped, and what it was changing stays as it was"),
+            None => format!("cancelled by {who} before it started"),
+        };
+        self.append_line(id, "reconciler", &said)?;
+        self.conn
+            .execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?2, exit_code = ?3 WHERE id = ?1",
+                params![id, now(), exit_code],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+}
+
+/// Whether the process `pid`, which queued a job to run it, lives and is not this one (whose
+/// pass settles what it left itself).
+fn waits_elsewhere(pid: i32) -> bool {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    pid as u32 != std::process::id() && matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
 }
 
 /// A database error, with the OS error under it where SQLite has one: a full disk is always

@@ -760,7 +760,8 @@ impl Runner<'_> {
     fn run_ended(&self, job: Job) -> Result<(Option<Failure>, host::JobEnd, i64), Error> {
         let id = self.queue(job.kind, &job.target, &job.reason)?;
         let end = host::run_job(self.l4d2ctl, &self.jobs, id, &job.command, job.input)?;
-        if !end.succeeded() {
+        // A job someone cancelled did what they asked: no alert of it.
+        if !end.succeeded() && end.cancelled.is_none() {
             self.tell_failed(id, job.kind, &job.target, end.code)?;
         }
         let failure = (!end.succeeded()).then(|| Failure {

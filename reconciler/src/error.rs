@@ -34,6 +34,10 @@ pub enum Error {
     /// Following the upstream failed (a fetch, a fast-forward): the next fetch tries again.
     #[error("{0}")]
     Upstream(String),
+    /// What a person asked cannot be done as asked (a server the revision does not declare, a
+    /// backup it does not have): nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// How a failed l4d2ctl ended.
@@ -105,6 +109,7 @@ impl Error {
             // A reconciler and an l4d2ctl of different versions: installing them is a change.
             Error::Unexpected { .. } => Retry::Permanent,
             Error::Upstream(_) => Retry::Transient,
+            Error::Refused(_) => Retry::Permanent,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The host as `l4d2ctl` shows and changes it: the only place the reconciler runs l4d2ctl — its
-//! reads (`observe`, `show`), a write run as a job with every output line stored as it comes,
-//! and a phase of starts as one `l4d2ctl start a b …`. Every command line is an
+//! reads (`observe`, `show`, `backups`), a write run as a job with every output line stored as it
+//! comes (and stopped when its cancelling is asked), and a phase of starts as one `l4d2ctl start
+//! a b …`. Every command line is an
 //! [`api::Command`]'s; a write answers in [`api::Message`]s (`--json`), which the job's log keeps
 //! as the plain output's lines.
 
@@ -10,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use l4d2ctl::api::{self, Detail, Observation, Override, Problem};
 use left4me_state::{DesiredState, Digest, Name};
@@ -96,6 +98,11 @@ pub fn text(l4d2ctl: &Path, command: &api::Command) -> Result<String, Error> {
     output(l4d2ctl, command).map(|stdout| String::from_utf8_lossy(&stdout).into_owned())
 }
 
+/// A server's backups, newest first (`l4d2ctl backups <name> --json`).
+pub fn backups(l4d2ctl: &Path, server: &Name) -> Result<Vec<api::Backup>, Error> {
+    read(l4d2ctl, &api::Command::Backups { name: server.clone() })
+}
+
 /// The JSON an l4d2ctl read prints.
 fn read<T: serde::de::DeserializeOwned>(l4d2ctl: &Path, command: &api::Command) -> Result<T, Error> {
     let stdout = output(l4d2ctl, command)?;
@@ -132,6 +139,8 @@ pub struct JobEnd {
     pub retry: Retry,
     /// What it said it did (its `done` message), when it said so.
     pub outcome: Option<api::Outcome>,
+    /// Who cancelled it, when it was cancelled (before it started, or while its l4d2ctl ran).
+    pub cancelled: Option<String>,
 }
 
 impl JobEnd {
@@ -143,8 +152,18 @@ impl JobEnd {
 /// The database a pass's jobs are written to, shared by the jobs that run side by side.
 pub type Jobs<'a> = Mutex<&'a mut Db>;
 
+/// How often a running job looks whether its cancelling was asked for: one query each time, on
+/// the thread that waits for its l4d2ctl, never one per line of output.
+const CANCEL_LOOK: Duration = Duration::from_millis(250);
+
+/// How long an l4d2ctl asked to stop (SIGTERM) has to put back what it was changing before it
+/// is killed: a build stops its unit and removes its staging folder in well under that.
+const CANCEL_GRACE: Duration = Duration::from_secs(20);
+
 /// Runs the write `command` as the queued job `job`, every output line into the job's log as it
-/// comes: what it says on stdout as its plain output has it, its stderr as it is.
+/// comes: what it says on stdout as its plain output has it, its stderr as it is. A job whose
+/// cancelling is asked for before it starts never starts; one asked while it runs has its
+/// l4d2ctl's process group sent SIGTERM, and SIGKILL after [`CANCEL_GRACE`].
 pub fn run_job(
     l4d2ctl: &Path,
     jobs: &Jobs<'_>,
@@ -154,21 +173,17 @@ pub fn run_job(
 ) -> Result<JobEnd, Error> {
     let db = |f: &dyn Fn(&Db) -> Result<(), DbError>| f(&jobs.lock().expect("no worker panics"));
     let argv = command.argv();
-    db(&|db| db.start_job(job))?;
+    if let Some(who) = jobs.lock().expect("no worker panics").begin_job(job)? {
+        return Ok(JobEnd { code: 1, retry: Retry::Permanent, outcome: None, cancelled: Some(who) });
+    }
     db(&|db| db.append_line(job, "command", &command_line(&argv, &["--reconciler", "--json"])))?;
-    let mut child = match Process::new(l4d2ctl)
-        .args(&argv)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+    let mut child = match spawn(l4d2ctl, &argv, input.is_some()) {
         Ok(child) => child,
         Err(cause) => {
             let error = Error::Spawn { program: l4d2ctl.to_owned(), cause };
             db(&|db| db.append_line(job, "stderr", &error.to_string()))?;
             db(&|db| db.finish_job(job, 127))?;
-            return Ok(JobEnd { code: 127, retry: error.retry(), outcome: None });
+            return Ok(JobEnd { code: 127, retry: error.retry(), outcome: None, cancelled: None });
         }
     };
     let writer = match (child.stdin.take(), input) {
@@ -180,19 +195,25 @@ pub fn run_job(
     // never lingers as a zombie; the job is ended and the first error returned.
     let mut first_error = None;
     let mut answer = Answer::default();
-    read_lines(&mut child, |stream, line| {
-        let text = match stream {
-            "stdout" => answer.read(line, &[]).map(|(_, text)| text),
-            _ => Some(Cow::Borrowed(line)),
-        };
-        for text in text.iter().flat_map(|text| plain_lines(text)) {
-            if first_error.is_none()
-                && let Err(e) = db(&|db| db.append_line(job, stream, text))
-            {
-                first_error = Some(e);
+    let mut stop = Stop::new(child.id());
+    let look = || jobs.lock().expect("no worker panics").cancel_requested(job).ok().flatten();
+    read_lines(
+        &mut child,
+        |stream, line| {
+            let text = match stream {
+                "stdout" => answer.read(line, &[]).map(|(_, text)| text),
+                _ => Some(Cow::Borrowed(line)),
+            };
+            for text in text.iter().flat_map(|text| plain_lines(text)) {
+                if first_error.is_none()
+                    && let Err(e) = db(&|db| db.append_line(job, stream, text))
+                {
+                    first_error = Some(e);
+                }
             }
-        }
-    });
+        },
+        || stop.look(&look),
+    );
     if let Some(writer) = writer {
         let _ = writer.join();
     }
@@ -202,19 +223,88 @@ pub fn run_job(
     {
         first_error.get_or_insert(e);
     }
-    let finished = db(&|db| db.finish_job(job, end.code()));
+    let cancelled = stop.asked.filter(|_| end.code() != 0);
+    let finished = match &cancelled {
+        Some(who) => db(&|db| db.end_cancelled(job, Some(end.code()), who)),
+        None => db(&|db| db.finish_job(job, end.code())),
+    };
     match first_error {
         Some(e) => Err(e.into()),
         None => {
-            let retry = answer.retry(end);
-            finished.map(|()| JobEnd { code: end.code(), retry, outcome: answer.outcome }).map_err(Error::from)
+            // Cancelled, it is no failure that may pass by itself: it was asked for.
+            let retry = if cancelled.is_some() { Retry::Permanent } else { answer.retry(end) };
+            let outcome = answer.outcome;
+            finished.map(|()| JobEnd { code: end.code(), retry, outcome, cancelled }).map_err(Error::from)
+        }
+    }
+}
+
+/// Runs l4d2ctl in a process group of its own, so that a cancel reaches what it runs (a
+/// `systemd-run --wait`, steamcmd) too, and asked to stop (SIGTERM) when the thread that
+/// started it dies, as it did in its caller's group.
+fn spawn(l4d2ctl: &Path, argv: &[String], piped_stdin: bool) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    let mut command = Process::new(l4d2ctl);
+    command
+        .args(argv)
+        .stdin(if piped_stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: between fork and exec the closure calls only prctl and getppid, both
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            // The caller may have died before the line above: then nobody would tell it.
+            match nix::unistd::getppid() == parent {
+                true => Ok(()),
+                false => Err(std::io::Error::from_raw_os_error(nix::errno::Errno::ESRCH as i32)),
+            }
+        });
+    }
+    command.spawn()
+}
+
+/// A running job's cancelling, as its waiting thread sees it.
+struct Stop {
+    group: nix::unistd::Pid,
+    /// Who asked, once someone has.
+    asked: Option<String>,
+    /// When SIGKILL follows the SIGTERM.
+    kill_at: Option<Instant>,
+}
+
+impl Stop {
+    fn new(pid: u32) -> Stop {
+        Stop { group: nix::unistd::Pid::from_raw(pid as i32), asked: None, kill_at: None }
+    }
+
+    /// Looks (`asked`: who asked, if anyone) and acts: SIGTERM to the group once asked, SIGKILL
+    /// once the grace is over.
+    fn look(&mut self, asked: &dyn Fn() -> Option<String>) {
+        use nix::sys::signal::{Signal, killpg};
+        match (&self.asked, self.kill_at) {
+            (None, _) => {
+                if let Some(who) = asked() {
+                    self.asked = Some(who);
+                    self.kill_at = Some(Instant::now() + CANCEL_GRACE);
+                    let _ = killpg(self.group, Signal::SIGTERM);
+                }
+            }
+            (Some(_), Some(at)) if Instant::now() >= at => {
+                self.kill_at = None;
+                let _ = killpg(self.group, Signal::SIGKILL);
+            }
+            _ => {}
         }
     }
 }
 
 /// Hands `child`'s stdout and stderr lines to `line` as they come, with the stream's name, until
-/// both are closed.
-fn read_lines(child: &mut Child, mut line: impl FnMut(&'static str, &str)) {
+/// both are closed; `tick` is called every [`CANCEL_LOOK`] meanwhile, however many lines come.
+fn read_lines(child: &mut Child, mut line: impl FnMut(&'static str, &str), mut tick: impl FnMut()) {
     let (tx, rx) = mpsc::channel();
     let pipes: [(&'static str, Option<Box<dyn std::io::Read + Send>>); 2] = [
         ("stdout", child.stdout.take().map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>)),
@@ -235,8 +325,17 @@ fn read_lines(child: &mut Child, mut line: impl FnMut(&'static str, &str)) {
         })
         .collect();
     drop(tx);
-    for (stream, text) in rx {
-        line(stream, &text);
+    let mut next_look = Instant::now() + CANCEL_LOOK;
+    loop {
+        match rx.recv_timeout(next_look.saturating_duration_since(Instant::now())) {
+            Ok((stream, text)) => line(stream, &text),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_look {
+            tick();
+            next_look = Instant::now() + CANCEL_LOOK;
+        }
     }
     for reader in readers {
         let _ = reader.join();
@@ -296,7 +395,7 @@ pub fn start_together(l4d2ctl: &Path, jobs: &Jobs<'_>, servers: &[(Name, i64)]) 
         if let Some(said) = &said {
             keep(db.append_line(*id, "stderr", said));
         }
-        let end = JobEnd { code: if started.contains(&server) { 0 } else { 1 }, retry, outcome: None };
+        let end = JobEnd { code: if started.contains(&server) { 0 } else { 1 }, retry, outcome: None, cancelled: None };
         keep(db.finish_job(*id, end.code));
         ends.push(end);
     }

@@ -2,6 +2,7 @@
 //! the host by running `l4d2ctl` (docs/DESIGN.md §6).
 
 pub mod alerts;
+pub mod backups;
 pub mod crashloop;
 pub mod daemon;
 pub mod db;
@@ -11,6 +12,7 @@ pub mod game;
 pub mod host;
 pub mod plan;
 pub mod report;
+pub mod requests;
 pub mod retries;
 pub mod schedule_run;
 pub mod schedules;

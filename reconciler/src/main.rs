@@ -68,6 +68,17 @@ enum Command {
         #[arg(long, env = "LEFT4ME_FETCH_SECONDS", default_value_t = 60)]
         fetch_every: u64,
     },
+    /// Back a server's own data up now (a job): the newest `backups.keep` of its blueprint are kept.
+    Backup { server: String },
+    /// List a server's backups, newest first.
+    Backups {
+        server: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a backup of a server back (a job): the server stops, its current data is kept as one
+    /// more backup, and it starts again if it ran.
+    Restore { server: String, backup: String },
     /// Try a server held back after crashing again now: runs a pass at once.
     Retry {
         server: String,
@@ -111,8 +122,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List recent jobs, or show one job's log.
+    /// List recent jobs, or show one job's log; `jobs cancel <id>` cancels one.
+    #[command(args_conflicts_with_subcommands = true)]
     Jobs {
+        #[command(subcommand)]
+        action: Option<JobsCommand>,
         /// A job to show with its whole log.
         id: Option<i64>,
         #[arg(long)]
@@ -133,6 +147,13 @@ enum ScheduleCommand {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Cancel a queued or running job: its l4d2ctl is stopped and what it was changing stays as
+    /// it was; waits (at most a minute) for it to end and says how it ended.
+    Cancel { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -213,8 +234,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alerts { command: AlertsCommand::Test { name, state } } => commands::alerts_test(state, &name),
         Command::Schedule { command: ScheduleCommand::Run { name, state } } => commands::schedule_run(state, &name),
         Command::Events { lines, json } => commands::events(lines, json),
-        Command::Jobs { id, json, follow } => commands::jobs(id, json, follow),
+        Command::Jobs { action: Some(JobsCommand::Cancel { id }), .. } => commands::cancel(id),
+        Command::Jobs { action: None, id, json, follow } => commands::jobs(id, json, follow),
         Command::Audit { lines, server, json } => commands::audit(lines, server.as_deref(), json),
+        Command::Backup { server } => commands::backup(&server, reconciler::backups::Operation::Backup),
+        Command::Restore { server, backup } => {
+            commands::backup(&server, reconciler::backups::Operation::Restore { id: backup })
+        }
+        Command::Backups { server, json } => commands::backups(&server, json),
         Command::Retry { server, state } => commands::retry(state, &server),
         Command::Run { state, resync, upstream, fetch_every } => {
             tracing_subscriber::fmt().with_target(false).with_ansi(false).init();

@@ -21,10 +21,16 @@ const TAKEN: &str = ".taken-";
 
 /// A request that could not be made.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot ask for a retry in {path}: {cause}")]
+#[error("cannot make a request in {path}: {cause}")]
 pub struct Error {
     path: String,
     cause: io::Error,
+}
+
+impl Error {
+    pub fn new(path: &Path, cause: io::Error) -> Error {
+        Error { path: path.display().to_string(), cause }
+    }
 }
 
 fn error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -40,7 +46,12 @@ pub fn folder(root: &Path) -> PathBuf {
 /// `$ROOT` — the game user, as whom the web app writes its requests; one root already owns is
 /// given over too.
 pub fn make_folder(root: &Path) -> Result<PathBuf, Error> {
-    let folder = folder(root);
+    make_inbox(root, folder(root))
+}
+
+/// Makes `folder`, an inbox of requests under `root` (this one, `requests.rs`'), as
+/// [`make_folder`] makes the retries'.
+pub fn make_inbox(root: &Path, folder: PathBuf) -> Result<PathBuf, Error> {
     match fs::create_dir(&folder) {
         Ok(()) => fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).map_err(error(&folder))?,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

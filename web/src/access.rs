@@ -35,6 +35,18 @@ pub fn may_change(user: &User, owner: &Name) -> bool {
     *owner == user.name || user.admin
 }
 
+/// Whether `user` may see, take, restore and download the backups of a server owned by `owner`:
+/// its owner and admins, as for every change of the server.
+pub fn may_back_up(user: &User, owner: &Name) -> bool {
+    may_change(user, owner)
+}
+
+/// Whether `user` may cancel a job about `target`: its owner (the target server is theirs) or an
+/// admin — whoever may see the job.
+pub fn may_cancel(snapshot: &Snapshot, user: &User, target: &str) -> bool {
+    target_visible(snapshot, user, target)
+}
+
 /// Whether `user` is `owner` themself (an admin is not: a server's RCON history is its owner's).
 pub fn is_owner(user: &User, owner: &Name) -> bool {
     *owner == user.name

@@ -1,5 +1,6 @@
-//! The only place the web app runs `l4d2ctl`: a server's console (`logs --follow`) and one RCON
-//! command (`rcon`), their arguments built by `l4d2ctl::api::Command`. Everything else it knows
+//! The only place the web app runs `l4d2ctl`: a server's console (`logs --follow`), one RCON
+//! command (`rcon`) and a server's backups (`backups --json`), their arguments built by
+//! `l4d2ctl::api::Command`. Everything else it knows
 //! of the host comes from the background look (`snapshot.rs`, through the reconciler) and the
 //! reconciler's database.
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use l4d2ctl::api::Command;
+use l4d2ctl::api::{Backup, Command};
 use left4me_state::Name;
 
 /// How long an RCON command may take to answer.
@@ -57,4 +58,19 @@ pub async fn rcon(l4d2ctl: &Path, server: &Name, command: &str, user: &Name, fro
         Ok(Err(e)) => RconAnswer::NotRun(e),
         Err(_) => RconAnswer::TimedOut,
     }
+}
+
+/// `l4d2ctl backups <server> --json`: its backups, newest first. Blocking: for the blocking pool.
+/// Err: l4d2ctl's own words, or why it could not be run.
+pub fn backups(l4d2ctl: &Path, server: &Name) -> Result<Vec<Backup>, String> {
+    let output = std::process::Command::new(l4d2ctl)
+        .args(Command::Backups { name: server.clone() }.argv())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run l4d2ctl: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).trim_end().to_owned());
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("l4d2ctl backups {server} answered something unexpected: {e}"))
 }

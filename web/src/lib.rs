@@ -37,7 +37,7 @@ use axum::routing::{get, post};
 
 pub use crate::app::{App, Options, web_db};
 use crate::forms::{blueprint, server};
-use crate::handlers::{actions, admin, assets, events, login, monitor, pages};
+use crate::handlers::{actions, admin, assets, backups, events, login, monitor, pages};
 use crate::save::{confirm, revert};
 
 /// The app's routes.
@@ -51,6 +51,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/servers/{name}/delete", post(editor::delete_preview))
         .route("/servers/{name}/rcon", post(actions::rcon))
         .route("/servers/{name}/retry", post(actions::retry))
+        .route("/servers/{name}/backups", get(backups::list).post(backups::back_up))
+        .route("/servers/{name}/backups/{id}/restore", get(backups::restore_preview).post(backups::restore))
+        .route("/servers/{name}/backups/{id}/download", get(backups::download))
+        .route("/jobs/{id}/cancel", post(backups::cancel))
         .route("/servers/{name}/log", get(events::server_log))
         .route("/servers/{name}/events", get(events::server_events))
         .route("/blueprints", get(pages::blueprints))

@@ -29,6 +29,8 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "commit.html",
     "jobs.html",
     "job.html",
+    "backups.html",
+    "restore.html",
     "users.html",
     "account.html",
 ];
@@ -64,6 +66,15 @@ pub fn environment() -> Environment<'static> {
                 minijinja::context! { kind, text => line }
             })
             .collect::<Vec<_>>()
+    });
+    env.add_filter("size", |bytes: u64| {
+        const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+        let (mut value, mut unit) = (bytes as f64, 0);
+        while value >= 1024.0 && unit < UNITS.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
     });
     env.add_filter("when", |stamp: String| stamp.get(..19).unwrap_or(&stamp).replace('T', " "));
     env

@@ -9,15 +9,7 @@ use crate::support::{Host, text};
 fn a_job_whose_l4d2ctl_was_killed_ends_and_names_the_signal() {
     let host = Host::installed(false);
     host.commit_examples();
-    std::fs::create_dir_all(host.repo().join("overlays/slow")).unwrap();
-    std::fs::write(
-        host.repo().join("overlays/slow/overlay.yaml"),
-        "apiVersion: left4me/v1\nkind: Overlay\nmetadata: {name: slow}\nspec: {type: script}\n",
-    )
-    .unwrap();
-    std::fs::write(host.repo().join("overlays/slow/build.sh"), "echo building\nsleep 600\n").unwrap();
-    host.git(&["add", "--all"]);
-    host.commit("blueprints/coop.yaml", "overlays: [tickrate]", "overlays: [slow, tickrate]", "coop: slow");
+    host.stack_script_overlay("slow", "echo building\nsleep 600\n");
 
     let mut apply =
         host.sandbox.command("left4me").arg("apply").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();

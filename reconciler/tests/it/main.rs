@@ -1,7 +1,9 @@
 //! The reconciler: the planner on plain values, and the `left4me` command line.
 
 mod alerts;
+mod backups;
 mod builds;
+mod cancel;
 mod converge;
 mod db;
 mod faults;
@@ -9,6 +11,7 @@ mod game;
 mod killed;
 mod plan;
 mod repairs;
+mod requests;
 mod retries;
 mod schedules;
 mod service;

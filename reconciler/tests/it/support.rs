@@ -46,6 +46,21 @@ impl Host {
         self.git(&["commit", "--quiet", "--message", "examples"]);
     }
 
+    /// Adds a script overlay with this build.sh to the repo (not committed) and stacks it in the
+    /// coop blueprint, committed.
+    pub fn stack_script_overlay(&self, name: &str, build: &str) {
+        std::fs::create_dir_all(self.repo().join("overlays").join(name)).unwrap();
+        std::fs::write(
+            self.repo().join(format!("overlays/{name}/overlay.yaml")),
+            format!("apiVersion: left4me/v1\nkind: Overlay\nmetadata: {{name: {name}}}\nspec: {{type: script}}\n"),
+        )
+        .unwrap();
+        std::fs::write(self.repo().join(format!("overlays/{name}/build.sh")), build).unwrap();
+        self.git(&["add", "--all"]);
+        let stacked = format!("overlays: [{name}, tickrate]");
+        self.commit("blueprints/coop.yaml", "overlays: [tickrate]", &stacked, &format!("coop: {name}"));
+    }
+
     /// Replaces `from` with `to` in a file of the repo and commits it.
     pub fn commit(&self, file: &str, from: &str, to: &str, message: &str) {
         let path = self.repo().join(file);

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod admin;
 pub mod assets;
+pub mod backups;
 pub mod events;
 pub mod login;
 pub mod monitor;

@@ -157,7 +157,17 @@ pub async fn jobs(State(app): State<Arc<App>>, Auth(session): Auth, Query(query)
     )
 }
 
-pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Path<i64>) -> Response {
+#[derive(Deserialize)]
+pub struct JobQuery {
+    cancel: Option<String>,
+}
+
+pub async fn job(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(id): Path<i64>,
+    Query(query): Query<JobQuery>,
+) -> Response {
     let user = session.user.clone();
     let found = app
         .blocking(move |app| {
@@ -173,9 +183,14 @@ pub async fn job(State(app): State<Arc<App>>, Auth(session): Auth, Path(id): Pat
     };
     let last_seq = lines.last().map(|l| l.seq).unwrap_or(0);
     let running = matches!(job.state.as_str(), "queued" | "running");
+    let may_cancel = crate::access::may_cancel(&app.current(), &session.user, &job.target);
+    let cancel_asked = query.cancel.as_deref() == Some("asked");
     app.render(
         "job.html",
-        context! { ..base(&session, "jobs"), ..context! { job => v(&job), lines => v(&lines), last_seq, running } },
+        context! {
+            ..base(&session, "jobs"),
+            ..context! { job => v(&job), lines => v(&lines), last_seq, running, may_cancel, cancel_asked },
+        },
     )
 }
 

@@ -84,6 +84,7 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
     sign_in(browser, &base, shots).await?;
     make_a_server(browser, shots).await?;
     watch_it_run(browser, shots).await?;
+    back_it_up(browser, shots).await?;
     read_its_jobs_the_plan_and_the_history(browser, &base, shots).await?;
     stop_it(browser, shots).await
 }
@@ -188,6 +189,26 @@ async fn watch_it_run(browser: &Client, shots: &Path) -> Result<(), String> {
     wait_text(browser, "#players", "2/").await?;
     shot(browser, shots, "5-server-running").await?;
     println!("coop-3 runs with {players} players; its console begins: {}", console.lines().next().unwrap_or(""));
+    Ok(())
+}
+
+/// Its backups: the panel on its page, "Back up now" (a request the reconciler's service runs as a
+/// job), the backup listed once taken.
+async fn back_it_up(browser: &Client, shots: &Path) -> Result<(), String> {
+    wait_text(browser, "#backups-panel", "No backups yet").await?;
+    browser.find(Locator::Id("back-up")).await.map_err(e("Back up now"))?.click().await.map_err(e("backing up"))?;
+    wait_text(browser, "#backup-asked", "was asked for").await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while browser.find(Locator::Css("#backups tbody tr")).await.is_err() {
+        if Instant::now() > deadline {
+            return Err("the backup asked for was never listed".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        browser.refresh().await.map_err(e("reloading the backups"))?;
+    }
+    wait_text(browser, "#backups", "Download").await?;
+    shot(browser, shots, "5b-backups").await?;
+    browser.back().await.map_err(e("back to the server"))?;
     Ok(())
 }
 

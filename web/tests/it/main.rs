@@ -5,6 +5,7 @@ mod attack_auth;
 mod attack_save;
 mod attack_views;
 mod audit;
+mod backups;
 mod browser;
 mod http;
 mod retry;
