@@ -1,7 +1,9 @@
 //! Validation of a whole revision: every file, every reference, every rule, every problem listed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
+use crate::calendar;
 use crate::desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{
@@ -33,6 +35,11 @@ pub const WITHIN_SECONDS: (u64, u64) = (10, 86_400);
 /// The most warnings one schedule says, and the longest before its action.
 pub const MAX_WARNINGS: usize = 8;
 pub const MAX_WARNING_SECONDS: u64 = 3600;
+/// The shortest time a schedule's calendar may leave between two runs, and a backup's: each run
+/// is root's work on the host (a job and its log, a restart, a copy of the server's data), and
+/// any user may commit schedules for their own servers.
+pub const SHORTEST_SCHEDULE_GAP: Duration = Duration::from_secs(5 * 60);
+pub const SHORTEST_BACKUP_GAP: Duration = Duration::from_secs(60 * 60);
 
 /// Diagnostics placed in one file beyond this many are summed up in one line, so a file full of
 /// mistakes cannot make validation slow or its output unreadable.
@@ -748,12 +755,14 @@ impl<'t> Validator<'t> {
             let (name, owner, spec) = (doc.metadata.name, doc.metadata.owner, doc.spec);
             let servers = self.schedule_targets(&file, &owner, &spec, scope);
             let action = self.schedule_action(&file, &spec);
+            let paced = self.schedule_pace(&file, &spec);
             let window = self.schedule_window(&file, &spec);
             let warn = match spec.warn {
                 Some(warn) => self.schedule_warning(&file, warn).map(Some),
                 None => Some(None),
             };
-            let (Some(servers), Some(action), Some((when, within)), Some(warn)) = (servers, action, window, warn)
+            let (Some(servers), Some(action), Some((when, within)), Some(warn), true) =
+                (servers, action, window, warn, paced)
             else {
                 continue;
             };
@@ -878,6 +887,28 @@ impl<'t> Validator<'t> {
             (ActionName::Backup, None) => ScheduleAction::Backup,
         };
         Some(action)
+    }
+
+    /// The calendar leaves at least 5 minutes between runs, a backup's at least an hour.
+    fn schedule_pace(&mut self, file: &str, spec: &ScheduleSpec) -> bool {
+        let shortest = match spec.action {
+            ActionName::Backup => SHORTEST_BACKUP_GAP,
+            _ => SHORTEST_SCHEDULE_GAP,
+        };
+        let at = [Seg::Key("spec"), Seg::Key("at")];
+        let problem = match calendar::read(spec.at.as_str()) {
+            Ok(times) if times.shortest_gap() >= shortest => return true,
+            Ok(times) => format!(
+                "{:?} can fire {} after it last fired; a schedule may run at most every 5 minutes (a backup at \
+                 most hourly)",
+                spec.at.as_str(),
+                show_gap(times.shortest_gap())
+            ),
+            // `Calendar` took it already; told all the same, should the two ever part.
+            Err(why) => format!("calendar expression {:?}: {why}", spec.at.as_str()),
+        };
+        self.at(file, &at, format!("spec.at: {problem}"));
+        false
     }
 
     /// `spec.within` goes with `when: empty`, from 10s to 24h; `when` and `within` with their
@@ -1169,6 +1200,21 @@ fn file_above<'e>(entries: &'e BTreeMap<String, Entry>, path: &str) -> Option<&'
 
 fn yaml_stem(file: &str) -> Option<&str> {
     file.strip_suffix(".yaml").or_else(|| file.strip_suffix(".yml"))
+}
+
+/// A time between runs as a message says it: "a second", "4 minutes", "0.5 seconds".
+fn show_gap(gap: Duration) -> String {
+    let seconds = gap.as_secs();
+    let (count, unit) = match seconds {
+        _ if gap.subsec_nanos() != 0 => return format!("{} seconds", gap.as_secs_f64()),
+        _ if seconds % 3600 == 0 => (seconds / 3600, "hour"),
+        _ if seconds % 60 == 0 => (seconds / 60, "minute"),
+        _ => (seconds, "second"),
+    };
+    match count {
+        1 => format!("a {unit}"),
+        _ => format!("{count} {unit}s"),
+    }
 }
 
 /// `"; overlays are: a, b, c"`, or a note that there are none, for "does not exist" messages.

@@ -5,7 +5,7 @@ use std::fs;
 
 use left4me_state::{LoadError, PowerState, When};
 
-use crate::support::{commit_tree, examples, git};
+use crate::support::{commit_tree, copy_tree, examples, git};
 
 #[test]
 fn the_examples_validate_as_a_folder() {
@@ -29,6 +29,30 @@ fn the_examples_validate_as_a_folder() {
     assert_eq!(state.alerts["ops"].servers, None, "ops hears about every server");
     assert_eq!(state.backups_keep(&state.servers["coop-1"]), 14);
     assert_eq!(state.backups_keep(&state.servers["versus-1"]), 7, "versus says nothing and keeps the default");
+}
+
+#[test]
+fn schedules_at_their_floors_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&examples(), dir.path());
+    // Every 5 minutes for any action, hourly for a backup; days only make it rarer.
+    let floors = [
+        ("tidy", "*:0/5", "restart"),
+        ("greet", "Mon..Fri *:00/5:00", "command\n  command: \"say hi\""),
+        ("hourly", "hourly", "backup"),
+        ("mornings", "06,07:00", "backup"),
+        ("monday", "Mon 06:00", "backup"),
+    ];
+    for (name, at, action) in floors {
+        let yaml = format!(
+            "apiVersion: left4me/v1\nkind: Schedule\nmetadata: {{name: {name}, owner: alice}}\nspec:\n  servers: \
+             [coop-1]\n  at: \"{at}\"\n  action: {action}\n"
+        );
+        fs::write(dir.path().join(format!("schedules/{name}.yaml")), yaml).unwrap();
+    }
+    let checked = left4me_state::load_dir(dir.path()).unwrap();
+    let state = checked.unwrap_or_else(|diagnostics| panic!("the floors are taken:\n{diagnostics}"));
+    assert_eq!(state.schedules.len(), 1 + floors.len());
 }
 
 #[test]
