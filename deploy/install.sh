@@ -95,6 +95,18 @@ ENV
   mv /etc/left4me/web.env.new /etc/left4me/web.env
 fi
 
+if [ ! -f /etc/left4me/secrets.env ]; then
+  # Root's alone: the URLs of alerts are secrets (a webhook's URL is all it takes to post to it).
+  (umask 077 && cat > /etc/left4me/secrets.env.new <<'ENV'
+# left4me secrets, read by the reconciler (root) when it delivers an alert; never put them in git.
+# An alert's secretRef names a line here, for example:
+#OPS_WEBHOOK=https://discord.com/api/webhooks/<id>/<token>
+ENV
+  )
+  chmod 0600 /etc/left4me/secrets.env.new
+  mv /etc/left4me/secrets.env.new /etc/left4me/secrets.env
+fi
+
 step "the state repo in $root/state"
 if [ ! -e "$root/state" ]; then
   # Shared with the group: the web app (user $user) commits to it, and people in the group

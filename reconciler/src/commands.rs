@@ -216,6 +216,35 @@ pub fn retry(state: Option<PathBuf>, server: &str) -> anyhow::Result<ExitCode> {
     pass(&config, &mut db, None, "manual").map(|(code, _)| code)
 }
 
+/// `left4me alerts test <name>`: one message through the committed revision's alert, once, and
+/// what the receiver answered.
+pub fn alerts_test(state: Option<PathBuf>, name: &str) -> anyhow::Result<ExitCode> {
+    use reconciler::alerts;
+    let config = Config::from_env(state)?;
+    let (revision, checked) = engine::load(&config, &mut Default::default())?;
+    let desired = checked.map_err(|_| {
+        anyhow::anyhow!("revision {} is invalid; `left4me validate --rev main` lists its problems", revision.short())
+    })?;
+    let Some(alert) = Name::new(name).ok().and_then(|name| desired.alerts.get(&name)) else {
+        let known: Vec<&str> = desired.alerts.keys().map(Name::as_str).collect();
+        let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+        anyhow::bail!("revision {} has no alert {name:?} (its alerts: {known})", revision.short());
+    };
+    let settings = alerts::Settings::from_env();
+    let provider = alerts::provider_name(alert.provider);
+    match alerts::send(alert, &alerts::test_message(alert, &settings), &settings) {
+        Ok(answer) => {
+            let body = if answer.body.is_empty() { String::new() } else { format!(": {}", answer.body) };
+            outln!("alert {name} ({provider}): delivered; the receiver answered {}{body}", answer.status);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            outln!("alert {name} ({provider}): not delivered: {}", failure.why);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 pub fn events(lines: usize, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::from_env(None)?;
     let events = Db::open(&config.db_path())?.events(lines.min(10_000))?;

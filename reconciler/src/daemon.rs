@@ -70,11 +70,19 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
         last_revision: None,
         next_fetch: Instant::now(),
     };
+    // Alerts are delivered beside the passes, never by them: a receiver that hangs holds no pass.
+    let alerts = crate::alerts::spawn(crate::alerts::Delivery {
+        db: config.db_path(),
+        state: config.state.clone(),
+        l4d2ctl: config.l4d2ctl.clone(),
+        settings: crate::alerts::Settings::from_env(),
+    });
     let mut trigger = Trigger::Commit;
     loop {
         service.follow_when_due();
         service.take_requests();
         let retry_at = service.pass(trigger).map(|wait| Instant::now() + wait);
+        alerts.wake();
         trigger = service.next_trigger(&triggers, retry_at)?;
     }
 }

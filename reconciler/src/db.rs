@@ -419,6 +419,8 @@ impl Db {
                 [cutoff],
             )?;
             let events = tx.execute("DELETE FROM events WHERE at < ?1", [cutoff])?;
+            // Notices are delivered within seconds; one as old as this is long delivered.
+            tx.execute("DELETE FROM notices WHERE at < ?1", [cutoff])?;
             Ok((jobs, events))
         })
     }
@@ -489,6 +491,18 @@ impl Db {
             })
             .map_err(self.err())?;
         rows.collect::<std::result::Result<_, _>>().map_err(self.err())
+    }
+
+    /// A job's last line of output (stdout or stderr), which usually says why it failed.
+    pub fn last_output(&self, job: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT line FROM job_lines WHERE job_id = ?1 AND stream IN ('stdout', 'stderr') ORDER BY seq DESC LIMIT 1",
+                [job],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
     }
 
     pub fn add_event(&self, event: &Event) -> Result<()> {

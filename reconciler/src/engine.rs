@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use l4d2ctl::api;
 pub use l4d2ctl::api::Detail;
-use left4me_state::{Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
+use left4me_state::{AlertEvent, Checked, DesiredState, FileKind, Name, OverlayContent, Revision};
 
 use crate::crashloop::{self, CrashLoop};
 use crate::db::{Db, Event, now, stamp};
@@ -204,6 +204,7 @@ fn pass(
     // Taken before the look at the host, removed once recorded: a retry asked from now on is the
     // next pass's.
     let taken = crate::retries::take(&config.root);
+    let crashed_before = db.crash_loops()?;
     let mut planned = match plan_pass(config, db, cache, confirm_prune, Detail::Brief, Humans::Count)? {
         Ok(planned) => planned,
         Err((revision, diagnostics)) => return record_invalid(db, revision, diagnostics, started),
@@ -228,6 +229,7 @@ fn pass(
     ran.failures.checks = check_failures;
     remember_wishes(db, &planned.desired, &ran.failures)?;
     record_tries(db, &mut planned.crash_loops, &planned.plan, &planned.desired)?;
+    crate::alerts::crash_loops(db, &crashed_before, &planned.crash_loops, SystemTime::now())?;
     crate::retries::done(&config.root, &taken);
     // rev-parse, ls-tree and cat-file when the tree was read, the observations (again after a
     // workshop check that learnt something), the check and the jobs'.
@@ -245,6 +247,7 @@ fn record_invalid(
     diagnostics: String,
     started: Instant,
 ) -> Result<PassOutcome, Error> {
+    crate::alerts::revision_invalid(db, revision.id(), &diagnostics)?;
     db.set_meta("last_attempted", Some(revision.id()))?;
     db.set_meta("revision_error", Some(&diagnostics))?;
     db.add_event(&Event {
@@ -404,7 +407,9 @@ fn check_game(config: &Config, db: &mut Db, planned: &Planned, trigger: &str) ->
     {
         let was = before.map(|b| format!(" (was {b})")).unwrap_or_default();
         let installed = if game.installed.contains(&published) { "; it is installed" } else { "" };
-        runner.event(planned, format!("build {published} available on the {branch} branch{was}{installed}"))?;
+        let message = format!("build {published} available on the {branch} branch{was}{installed}");
+        runner.event(planned, message.clone())?;
+        runner.jobs.lock().expect("no worker panics").add_notice(AlertEvent::BuildAvailable, None, &message)?;
     }
     if let Some(failure) = &failure {
         tracing::warn!(
@@ -755,6 +760,10 @@ impl Runner<'_> {
     fn run_ended(&self, job: Job) -> Result<(Option<Failure>, host::JobEnd, i64), Error> {
         let id = self.queue(job.kind, &job.target, &job.reason)?;
         let end = host::run_job(self.l4d2ctl, &self.jobs, id, &job.command, job.input)?;
+        // A job someone cancelled did what they asked: no alert of it.
+        if !end.succeeded() && end.cancelled.is_none() {
+            self.tell_failed(id, job.kind, &job.target, end.code)?;
+        }
         let failure = (!end.succeeded()).then(|| Failure {
             what: format!("{} {}", job.kind, job.target),
             target: job.target,
@@ -837,12 +846,23 @@ impl Runner<'_> {
             .map(|server| Ok((server.clone(), self.queue("start", server, "declared running")?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let ends = host::start_together(self.l4d2ctl, &self.jobs, &jobs)?;
+        for ((server, id), end) in jobs.iter().zip(&ends) {
+            if !end.succeeded() {
+                self.tell_failed(*id, "start", server, end.code)?;
+            }
+        }
         Ok(servers
             .iter()
             .zip(ends)
             .filter(|(_, end)| !end.succeeded())
             .map(|(server, end)| Failure { target: server.clone(), what: format!("start {server}"), retry: end.retry })
             .collect())
+    }
+
+    /// Raises the notice of a job that failed, for the alerts.
+    fn tell_failed(&self, id: i64, kind: &str, target: &Name, code: i32) -> Result<(), Error> {
+        let db = self.jobs.lock().expect("no worker panics");
+        crate::alerts::job_failed(&db, id, kind, target, code).map_err(Error::from)
     }
 
     /// A new queued job, with why it runs as its first line.

@@ -1,6 +1,7 @@
 //! The reconciler: it compares a revision of the state repo with what the host runs and converges
 //! the host by running `l4d2ctl` (docs/DESIGN.md §6).
 
+pub mod alerts;
 pub mod backups;
 pub mod crashloop;
 pub mod daemon;

@@ -91,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         command: GameCommand,
     },
+    /// The revision's alerts (`alerts/*.yaml`): `test` sends one message through an alert now.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// The state repo's schedules: `run` runs one now, as its timer does.
     Schedule {
         #[command(subcommand)]
@@ -161,6 +166,18 @@ enum GameCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Send a test message through an alert of the committed revision now, and say what the
+    /// receiver answered. Exits 0 when it took it, 1 when it did not.
+    Test {
+        /// The alert's name (its file in alerts/).
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+    },
+}
+
 /// Exit code for "could not do what was asked", as for usage errors.
 const EXIT_ERROR: u8 = 2;
 
@@ -214,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { state, confirm_prune } => commands::apply(state, confirm_prune.as_deref()),
         Command::Status { state, json } => commands::status(state, json),
         Command::Game { command: GameCommand::Check { state } } => commands::game_check(state),
+        Command::Alerts { command: AlertsCommand::Test { name, state } } => commands::alerts_test(state, &name),
         Command::Schedule { command: ScheduleCommand::Run { name, state } } => commands::schedule_run(state, &name),
         Command::Events { lines, json } => commands::events(lines, json),
         Command::Jobs { action: Some(JobsCommand::Cancel { id }), .. } => commands::cancel(id),

@@ -8,4 +8,6 @@ mod git;
 mod sandbox;
 
 pub use git::Git;
-pub use sandbox::{Sandbox, SandboxError, built_binary, copy_dir, disk, free_port, workspace};
+pub use sandbox::{
+    Sandbox, SandboxError, WEBHOOK_DIR, WEBHOOK_PORT, built_binary, copy_dir, disk, free_port, workspace,
+};

@@ -68,6 +68,10 @@ pub fn workspace() -> PathBuf {
 /// The path of a binary of this workspace, built next to the running test or program.
 /// The port fake-steam-api listens on inside a sandbox host.
 pub const STEAM_API_PORT: u16 = 27080;
+/// Where [`Sandbox::serve_webhook`] listens on the host's loopback.
+pub const WEBHOOK_PORT: u16 = 27090;
+/// Where sim-webhook keeps its log (`requests.jsonl`) and its knob (`fail`) on the host.
+pub const WEBHOOK_DIR: &str = "/var/lib/sim-webhook";
 
 /// What fake-steam-api knows on a fresh host: the collection examples/state's campaigns overlay
 /// lists, holding one item the overlay lists itself and one of its own.
@@ -245,6 +249,21 @@ impl Sandbox {
         self.run_ok("systemctl", &["enable", "--now", "--quiet", "fake-steam-api.service"]);
         let line = format!("LEFT4ME_STEAM_API=http://{listen}");
         self.run_ok("sh", &["-c", &format!("echo {line} >> /etc/left4me/host.env")]);
+    }
+
+    /// Starts `sim-webhook` on the host's loopback (unit `sim-webhook.service`, port
+    /// [`WEBHOOK_PORT`], recording in [`WEBHOOK_DIR`]); returns its base URL.
+    pub fn serve_webhook(&self) -> String {
+        let receiver = built_binary("sim-webhook").expect("sim-webhook is built");
+        let receiver = receiver.to_str().expect("a UTF-8 path");
+        let listen = format!("127.0.0.1:{WEBHOOK_PORT}");
+        let unit = format!(
+            "[Unit]\nDescription=sim-webhook\n[Service]\nExecStart={receiver} --listen {listen} --dir {WEBHOOK_DIR}\n\
+             [Install]\nWantedBy=multi-user.target\n"
+        );
+        self.run_ok("sh", &["-c", &format!("printf '{unit}' > /etc/systemd/system/sim-webhook.service")]);
+        self.run_ok("systemctl", &["enable", "--now", "--quiet", "sim-webhook.service"]);
+        format!("http://{listen}")
     }
 
     /// Commits the files of `from` to the installed host's state repo as the web app's user

@@ -79,6 +79,10 @@ fn a_build_cancelled_halfway_leaves_the_old_overlay_and_nothing_of_its_own() {
     assert_eq!(job["state"], "cancelled", "{job}");
     let log = host.sandbox.run_ok("left4me", &["jobs", &id.to_string()]);
     assert!(log.contains("building") && log.contains("cancelled by manual"), "{log}");
+    // Cancelled as asked: no alert tells of it as a failed job.
+    let db = reconciler::db::Db::open(&host.disk.path().join("root/left4me.db")).unwrap();
+    let notices = db.notices_after(0, 1000).unwrap();
+    assert!(notices.iter().all(|n| !n.message.starts_with(&format!("job {id} "))), "{notices:#?}");
     // The overlay is the one the host had, and nothing of the stopped build is left.
     assert_eq!(std::fs::read_to_string(overlays.join(".digests/slow")).unwrap(), digest);
     assert_eq!(tree(&overlays.join("slow")), files);

@@ -1,5 +1,6 @@
 //! The reconciler: the planner on plain values, and the `left4me` command line.
 
+mod alerts;
 mod backups;
 mod builds;
 mod cancel;
