@@ -415,16 +415,84 @@ fn set_mtime(fd: &OwnedFd, name: Option<&OsStr>, mtime: i64) -> Result<(), Errno
     }
 }
 
-fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Vec<(OsString, Vec<u8>)>> {
-    let mut found = Vec::new();
-    let Some(extensions) = entry.pax_extensions()? else { return Ok(found) };
-    for extension in extensions {
-        let extension = extension?;
-        if let Some(key) = extension.key_bytes().strip_prefix(XATTR.as_bytes()) {
-            found.push((OsString::from_vec(key.to_vec()), extension.value_bytes().to_vec()));
+/// What the entries before an entry said of it: a GNU long name or link, a PAX header. Read by
+/// this module, not the tar crate, which splits PAX records at newlines and so cannot read an
+/// attribute whose binary value holds one (overlayfs's `trusted.overlay.origin` may).
+#[derive(Default)]
+struct Preamble {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+/// The most a long name or PAX header may hold: far more than a path or a file's attributes.
+const MAX_PREAMBLE: u64 = 1 << 20;
+
+type Read3 = (PathBuf, Option<PathBuf>, Vec<(OsString, Vec<u8>)>);
+
+impl Preamble {
+    /// Takes in `entry` when it is a part of a preamble (true), else leaves it (false).
+    fn take_in(&mut self, entry: &mut tar::Entry<'_, &mut dyn Read>, what: &str) -> Result<bool, Error> {
+        let slot = match entry.header().entry_type() {
+            tar::EntryType::GNULongName => &mut self.long_name,
+            tar::EntryType::GNULongLink => &mut self.long_link,
+            tar::EntryType::XHeader => &mut self.pax,
+            _ => return Ok(false),
+        };
+        if slot.is_some() || entry.size() > MAX_PREAMBLE {
+            return Err(Error::Invalid(format!("{what} holds a malformed header: refused")));
         }
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| Error::Invalid(format!("{what} is unreadable: {}", crate::describe(&e))))?;
+        *slot = Some(data);
+        Ok(true)
     }
-    Ok(found)
+
+    /// The entry's path, its link's target, and its extended attributes.
+    fn read(self, entry: &tar::Entry<'_, &mut dyn Read>, what: &str) -> Result<Read3, Error> {
+        let malformed = || Error::Invalid(format!("{what} holds a malformed PAX header: refused"));
+        let header = entry.header();
+        let mut path = self.long_name.map(strip_nul).unwrap_or_else(|| header.path_bytes().into_owned());
+        let mut link = self.long_link.map(strip_nul).or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
+        let mut xattrs = Vec::new();
+        let mut records = self.pax.as_deref().unwrap_or_default();
+        // Each record is `<length> <key>=<value>\n`, its length counting all of it: a value may
+        // hold any byte.
+        while !records.is_empty() {
+            let space = records.iter().position(|b| *b == b' ').ok_or_else(malformed)?;
+            let len = std::str::from_utf8(&records[..space]).ok().and_then(|l| l.parse::<usize>().ok());
+            let len = len.filter(|len| (space + 2..=records.len()).contains(len)).ok_or_else(malformed)?;
+            if records[len - 1] != b'\n' {
+                return Err(malformed());
+            }
+            let body = &records[space + 1..len - 1];
+            records = &records[len..];
+            let equals = body.iter().position(|b| *b == b'=').ok_or_else(malformed)?;
+            let (key, value) = (&body[..equals], &body[equals + 1..]);
+            match key {
+                b"path" => path = value.to_vec(),
+                b"linkpath" => link = Some(value.to_vec()),
+                // A size other than the header's would make the rest of the tar read otherwise.
+                b"size" | b"GNU.sparse.size" | b"GNU.sparse.map" => return Err(malformed()),
+                _ => {
+                    if let Some(name) = key.strip_prefix(XATTR.as_bytes()) {
+                        xattrs.push((OsString::from_vec(name.to_vec()), value.to_vec()));
+                    }
+                }
+            }
+        }
+        let link = link.filter(|l| !l.is_empty()).map(|l| PathBuf::from(OsString::from_vec(l)));
+        Ok((PathBuf::from(OsString::from_vec(path)), link, xattrs))
+    }
+}
+
+fn strip_nul(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last() == Some(&0) {
+        bytes.pop();
+    }
+    bytes
 }
 
 type Xattrs = [(OsString, Vec<u8>)];
@@ -443,16 +511,20 @@ fn walk(mut input: impl Read, what: &str, max: u64, visit: &mut Visit<'_>) -> Re
     let mut contents = Contents { entries: 0, bytes: 0 };
     let mut seen = std::collections::HashSet::new();
     let mut folders = std::collections::HashSet::new();
-    for entry in archive.entries().map_err(unreadable)? {
+    let mut preamble = Preamble::default();
+    for entry in archive.entries().map_err(unreadable)?.raw(true) {
         let mut entry = entry.map_err(unreadable)?;
+        if preamble.take_in(&mut entry, what)? {
+            continue;
+        }
+        let (raw, link, xattrs) = std::mem::take(&mut preamble).read(&entry, what)?;
         contents.entries += 1;
         if contents.entries > MAX_ENTRIES {
             return Err(Error::Invalid(format!("{what} holds more than {MAX_ENTRIES} entries: refused")));
         }
-        let raw = entry.path().map_err(unreadable)?.into_owned();
         let path = plain_path(&raw)
             .ok_or_else(|| Error::Invalid(format!("{what} holds {:?}, which leaves the server's data", raw)))?;
-        let kind = kind(&mut entry, &raw, what)?;
+        let kind = kind(&entry, &raw, link, what)?;
         contents.bytes = contents.bytes.saturating_add(entry.size());
         if contents.bytes > max {
             return Err(Error::Invalid(format!(
@@ -460,7 +532,6 @@ fn walk(mut input: impl Read, what: &str, max: u64, visit: &mut Visit<'_>) -> Re
                  host.env): refused"
             )));
         }
-        let xattrs = entry_xattrs(&mut entry).map_err(unreadable)?;
         kept_only(&path, &kind, &xattrs, what)?;
         let parent = path.parent().unwrap_or(Path::new(""));
         if !parent.as_os_str().is_empty() && !folders.contains(parent) {
@@ -483,8 +554,7 @@ fn walk(mut input: impl Read, what: &str, max: u64, visit: &mut Visit<'_>) -> Re
 }
 
 /// The kind of an entry; an error for one an upper layer never holds.
-fn kind(entry: &mut tar::Entry<'_, &mut dyn Read>, raw: &Path, what: &str) -> Result<Kind, Error> {
-    let unreadable = |e: std::io::Error| Error::Invalid(format!("{what} is unreadable: {}", crate::describe(&e)));
+fn kind(entry: &tar::Entry<'_, &mut dyn Read>, raw: &Path, link: Option<PathBuf>, what: &str) -> Result<Kind, Error> {
     let header = entry.header();
     let kind = header.entry_type();
     if kind.is_dir() {
@@ -493,10 +563,9 @@ fn kind(entry: &mut tar::Entry<'_, &mut dyn Read>, raw: &Path, what: &str) -> Re
         Ok(Kind::File)
     } else if kind.is_symlink() {
         // Restored as the link it was, never followed: its target is the game's own business.
-        let target = entry.link_name().map_err(unreadable)?.map(|t| t.into_owned()).unwrap_or_default();
-        if target.as_os_str().is_empty() {
+        let Some(target) = link else {
             return Err(Error::Invalid(format!("{what} holds the symlink {} to nothing", raw.display())));
-        }
+        };
         Ok(Kind::Symlink(target))
     } else if kind.is_character_special()
         && header.device_major().ok().flatten() == Some(0)
@@ -723,5 +792,22 @@ mod tests {
         assert!(refused.contains("LEFT4ME_BACKUP_MAX_BYTES"), "{refused}");
         let out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         assert!(pack(dir.path(), out, game, total, "coop-1's data").is_ok(), "within the limit");
+    }
+
+    #[test]
+    fn an_attribute_whose_value_holds_a_newline_comes_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("file"), "data").unwrap();
+        let file = openat(nix::fcntl::AT_FDCWD, &dir.path().join("file"), OFlag::O_RDONLY, Mode::empty()).unwrap();
+        // Binary, as overlayfs's file handles are: a newline, a NUL, what looks like a record.
+        let value = b"\x00\x0a9 path=x\n\xff";
+        set_xattr(&file, OsStr::new("user.handle"), value).unwrap();
+        let game = GameUser { name: "game", uid: 4000, gid: 4001 };
+        let (bytes, _) = packed(dir.path(), game);
+        let into = unpacked(&bytes, game);
+        assert_eq!(listing(into.path()), listing(dir.path()));
+        let back = open_dir_at(nix::fcntl::AT_FDCWD, into.path()).unwrap();
+        let back = openat(&back, "file", OFlag::O_RDONLY, Mode::empty()).unwrap();
+        assert_eq!(xattrs(&back), vec![(OsString::from("user.handle"), value.to_vec())]);
     }
 }
