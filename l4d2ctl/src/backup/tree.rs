@@ -810,4 +810,17 @@ mod tests {
         let back = openat(&back, "file", OFlag::O_RDONLY, Mode::empty()).unwrap();
         assert_eq!(xattrs(&back), vec![(OsString::from("user.handle"), value.to_vec())]);
     }
+
+    #[test]
+    fn names_and_link_targets_longer_than_a_header_holds_come_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a".repeat(90)).join("b".repeat(90));
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("c".repeat(120)), "deep").unwrap();
+        symlink("t".repeat(200), deep.join("link")).unwrap();
+        let game = GameUser { name: "game", uid: 4000, gid: 4001 };
+        let (bytes, _) = packed(dir.path(), game);
+        let into = unpacked(&bytes, game);
+        assert_eq!(listing(into.path()), listing(dir.path()));
+    }
 }
