@@ -218,7 +218,8 @@ pub fn shell_origin() -> String {
 
 /// A console line as recorded: each of its commands (split at `;` outside quotes, as the engine
 /// splits them) that mentions a password anywhere — `rcon_password`, `sv_password`,
-/// `sm_...password`, an alias setting one — keeps only its first word.
+/// `sm_...password`, an alias setting one — or a secret (`sv_setsteamaccount`'s login token, a
+/// word `token`, `secret` or `key`: `sm_api_key`) keeps only its first word.
 pub fn redact(line: &str) -> String {
     let mut commands = Vec::new();
     let mut current = String::new();
@@ -237,7 +238,7 @@ pub fn redact(line: &str) -> String {
     let shown: Vec<String> = commands
         .iter()
         .map(|command| {
-            if !command.to_ascii_lowercase().contains("password") {
+            if !secret(command) {
                 return command.clone();
             }
             let trimmed = command.trim_start();
@@ -247,6 +248,16 @@ pub fn redact(line: &str) -> String {
         })
         .collect();
     shown.join(";")
+}
+
+/// The words that make a command's arguments secret.
+const SECRET_WORDS: [&str; 4] = ["token", "secret", "key", "sv_setsteamaccount"];
+
+fn secret(command: &str) -> bool {
+    let lower = command.to_ascii_lowercase();
+    lower.contains("password")
+        || lower.contains("sv_setsteamaccount")
+        || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| SECRET_WORDS.contains(&word))
 }
 
 /// A value as stored: at most [`MAX_DETAIL`] bytes, cut at a character.
@@ -275,6 +286,14 @@ fn prepare(path: &Path, root: &Path) -> std::io::Result<()> {
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("is not a regular file"));
+    }
+    // A hard link the game's user made to a file of root's (where the kernel lets it) would be
+    // handed to it below.
+    if meta.nlink() != 1 {
+        return Err(std::io::Error::other(format!(
+            "has {} links, and left4me makes it with one; remove it (and look at who linked it)",
+            meta.nlink()
+        )));
     }
     if nix::unistd::geteuid().is_root() {
         let folder = fs::metadata(root)?;
@@ -305,6 +324,12 @@ mod tests {
             ("say \"a;rcon_password x\"", "say <hidden>"),
             ("\"sv_password\" secret", "\"sv_password\" <hidden>"),
             ("say no secrets here", "say no secrets here"),
+            ("sv_setsteamaccount 0123ABCD", "sv_setsteamaccount <hidden>"),
+            ("echo a; SV_SETSTEAMACCOUNT 0123ABCD", "echo a; SV_SETSTEAMACCOUNT <hidden>"),
+            ("sm_api_key hunter2", "sm_api_key <hidden>"),
+            ("sm_cvar steam_token hunter2", "sm_cvar <hidden>"),
+            ("sm_cvar my_secret hunter2", "sm_cvar <hidden>"),
+            ("say keyboard tokens", "say keyboard tokens"),
         ] {
             assert_eq!(redact(line), shown, "{line:?}");
             if shown != line {
@@ -356,6 +381,19 @@ mod tests {
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
         let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_ne!(mode, 0o660, "the target's mode is not changed");
+    }
+
+    #[test]
+    fn a_trail_of_more_than_one_link_is_refused_and_left_as_it_is() {
+        let root = tempfile::tempdir().unwrap();
+        let precious = root.path().join("precious");
+        fs::write(&precious, "keep me").unwrap();
+        fs::set_permissions(&precious, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::hard_link(&precious, root.path().join(FILE)).unwrap();
+        let error = Audit::open(root.path()).err().expect("a hard link is not opened").to_string();
+        assert!(error.contains("audit.db") && error.contains("links"), "{error}");
+        assert_eq!(fs::read_to_string(&precious).unwrap(), "keep me");
+        assert_eq!(fs::metadata(&precious).unwrap().permissions().mode() & 0o777, 0o600, "its mode is not changed");
     }
 
     #[test]

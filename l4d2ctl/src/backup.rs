@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use left4me_state::Name;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, RenameFlags, openat, renameat, renameat2};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Backup;
 use crate::error::Error;
-use crate::fsutil::{Owner, open_dir, open_existing_dir};
+use crate::fsutil::{Owner, open_existing_dir};
 use crate::host::{Host, unit_name};
 use crate::mountinfo::is_mounted;
 use crate::systemd;
@@ -127,18 +127,24 @@ struct Folder {
 }
 
 impl Folder {
-    /// Made when missing, with its owner and mode (root writes it).
+    /// Made when missing, with its owner and mode (root writes it). `$ROOT/backups` and the
+    /// server's folder in it must be root's: one the game's user made before root did is refused,
+    /// never taken over (what it planted inside would be root's to read and keep).
     fn open(host: &Host, name: &Name) -> Result<Folder, Error> {
         let game = Owner::user(&host.user)?.root_with_group_of();
-        open_dir(&host.backups(), 0o750, game)?;
+        let root = open_existing_dir(&host.root)?
+            .ok_or_else(|| Error::Invalid(format!("{} is missing; install left4me first", host.root.display())))?;
+        let backups = root_folder(&root, &host.backups(), game)?;
         let path = host.backups().join(name.as_str());
-        Ok(Folder { fd: open_dir(&path, 0o750, game)?, path })
+        Ok(Folder { fd: root_folder(&backups, &path, game)?, path })
     }
 
-    /// As it is, for reading; None when there is none.
+    /// As it is, for reading; None when there is none. Refused when it is not root's.
     fn existing(host: &Host, name: &Name) -> Result<Option<Folder>, Error> {
         let path = host.backups().join(name.as_str());
-        Ok(open_existing_dir(&path)?.map(|fd| Folder { fd, path }))
+        let Some(fd) = open_existing_dir(&path)? else { return Ok(None) };
+        roots_own(&fd, &path)?;
+        Ok(Some(Folder { fd, path }))
     }
 
     /// The folder's own path through this process's descriptor of it.
@@ -164,12 +170,48 @@ impl Folder {
         Ok(fs::File::from(fd))
     }
 
+    /// The regular file `file`, open to read; None when there is none. Opened as itself and
+    /// without blocking: the game's user may have put a symlink or a FIFO at its name before root
+    /// made the folder theirs to keep.
     fn read(&self, file: &str) -> Result<Option<fs::File>, Error> {
-        match openat(&self.fd, file, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
-            Ok(fd) => Ok(Some(fs::File::from(fd))),
-            Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(Error::io(self.path.join(file), e.into())),
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, file, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(self.planted(file, "a symlink")),
+            Err(e) => return Err(Error::io(self.path.join(file), e.into())),
+        };
+        let stat = nix::sys::stat::fstat(&fd).map_err(|e| Error::io(self.path.join(file), e.into()))?;
+        if stat.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFREG.bits() {
+            return Err(self.planted(file, "not a regular file"));
         }
+        Ok(Some(fs::File::from(fd)))
+    }
+
+    fn planted(&self, file: &str, what: &str) -> Error {
+        Error::Invalid(format!(
+            "{} is {what}, which l4d2ctl never makes there; remove it (and look at who put it there)",
+            self.path.join(file).display()
+        ))
+    }
+
+    /// A file with no name, root's alone, to copy a backup into: what is checked and unpacked
+    /// then is that copy, which nobody else can change meanwhile.
+    fn anonymous(&self) -> Result<fs::File, Error> {
+        let flags = OFlag::O_RDWR | OFlag::O_TMPFILE | OFlag::O_EXCL | OFlag::O_CLOEXEC;
+        match openat(&self.fd, ".", flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => return Ok(fs::File::from(fd)),
+            // A file system without O_TMPFILE: a file of root's, unlinked once open.
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR) => {}
+            Err(e) => return Err(Error::io(&self.path, e.into())),
+        }
+        let temp = format!(".restore-{}.tmp", std::process::id());
+        self.remove(&temp)?;
+        let file = self.create(&temp, Owner::root())?;
+        nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::io(self.path.join(&temp), e.into()))?;
+        self.remove(&temp)?;
+        Ok(file)
     }
 
     /// Writes `contents` as `file`, whole or not at all.
@@ -206,7 +248,8 @@ impl Folder {
             if parse_id(id).is_err() {
                 continue;
             }
-            let Some(opened) = self.read(&file)? else { continue };
+            // What is no regular file is no backup (a restore of it says why).
+            let Ok(Some(opened)) = self.read(&file) else { continue };
             let bytes = opened.metadata().map_err(|e| Error::io(self.path.join(&file), e))?.len();
             let about = crate::fsutil::read_bounded(&self.proc_path(&format!("{id}.json")), 64 * 1024)
                 .and_then(|text| serde_json::from_slice::<About>(&text).ok());
@@ -222,6 +265,47 @@ impl Folder {
         found.sort_by_key(|b| order(&b.id));
         Ok(found)
     }
+}
+
+/// The folder `path` (its last name made in `parent` when missing), root's with `group`'s group,
+/// 0750; refused when it is a symlink or not root's.
+fn root_folder(parent: &OwnedFd, path: &Path, group: Owner) -> Result<OwnedFd, Error> {
+    let name =
+        path.file_name().ok_or_else(|| Error::Invalid(format!("{}: cannot make this folder", path.display())))?;
+    match nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(Error::io(path, e.into())),
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(parent, name, flags, Mode::empty()).map_err(|e| match e {
+        // The kernel says either for a symlink, as it meets it.
+        Errno::ELOOP | Errno::ENOTDIR => Error::Invalid(format!(
+            "{}: it is a symlink or no folder; left4me keeps no backup through one (remove it, and look at who \
+             put it there)",
+            path.display()
+        )),
+        e => Error::io(path, e.into()),
+    })?;
+    roots_own(&fd, path)?;
+    nix::unistd::fchown(&fd, Some(group.uid), Some(group.gid))
+        .and_then(|()| nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o750)))
+        .map_err(|e| Error::io(path, e.into()))?;
+    Ok(fd)
+}
+
+/// Refuses a folder root keeps or unpacks backups in that is not root's: the game's user made it,
+/// and whatever it holds is that user's doing.
+fn roots_own(fd: &OwnedFd, path: &Path) -> Result<(), Error> {
+    let stat = nix::sys::stat::fstat(fd).map_err(|e| Error::io(path, e.into()))?;
+    if stat.st_uid != 0 {
+        return Err(Error::Invalid(format!(
+            "{} belongs to uid {}, not root: l4d2ctl did not make it; remove it (and look at who put it there), \
+             l4d2ctl makes it anew",
+            path.display(),
+            stat.st_uid
+        )));
+    }
+    Ok(())
 }
 
 /// Takes a backup of `name`'s upper layer, then removes the oldest beyond `keep`; sends it to
@@ -302,7 +386,8 @@ fn take(host: &Host, name: &Name, folder: &Folder, reason: &str, say: &mut dyn F
     let result = (|| {
         let file = folder.create(&temp, group)?;
         let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
-        let (gz, skipped) = tree::pack(&upper, gz, game_user(host))?;
+        let what = format!("{name}'s data ({})", upper.display());
+        let (gz, skipped) = tree::pack(&upper, gz, game_user(host), host.backup_max_bytes, &what)?;
         for skip in &skipped {
             say(format!("{name}: left out {skip}"));
         }
@@ -422,9 +507,18 @@ pub fn restore(host: &Host, name: &Name, id: &str, say: &mut dyn FnMut(String)) 
     let folder = Folder::open(host, name)?;
     let mut opened = fetch(host, name, &folder, id, say)?;
     let what = format!("backup {id} of {name}");
-    let entries = tree::check(&mut opened, &what)?;
+    let contents = tree::check(&mut opened, &what, host.backup_max_bytes)?;
+    let free = nix::sys::statvfs::statvfs(&host.root).map_err(|e| Error::io(&host.root, e.into()))?;
+    let free = free.blocks_available().saturating_mul(free.fragment_size());
+    if contents.bytes > free {
+        return Err(Error::NotNow(format!(
+            "{what} unpacks to {} bytes, more than the {free} free where {} is; free some space first",
+            contents.bytes,
+            host.root.display()
+        )));
+    }
     opened.rewind().map_err(|e| Error::io(&folder.path, e))?;
-    say(format!("{name}: {what} holds {entries} entries"));
+    say(format!("{name}: {what} holds {} entries, {} bytes", contents.entries, contents.bytes));
 
     let unit = unit_name(name);
     let state = systemd::systemctl(&["show", "--property", "ActiveState", "--value", "--", &unit])?;
@@ -462,10 +556,30 @@ pub fn restore(host: &Host, name: &Name, id: &str, say: &mut dyn FnMut(String)) 
     Ok(Restored { kept: restored?, started: running })
 }
 
-/// The backup's file, open: the host's, else a copy restic dumps (unlinked once open).
+/// A copy of the backup's file that only root can reach: the host's (a regular file of root's
+/// with one link, no bigger than a backup within the host's limit can be), else the one restic
+/// dumps.
 fn fetch(host: &Host, name: &Name, folder: &Folder, id: &str, say: &mut dyn FnMut(String)) -> Result<fs::File, Error> {
-    if let Some(file) = folder.read(&format!("{id}{EXTENSION}"))? {
-        return Ok(file);
+    let file = format!("{id}{EXTENSION}");
+    if let Some(local) = folder.read(&file)? {
+        let stat = nix::sys::stat::fstat(&local).map_err(|e| Error::io(folder.path.join(&file), e.into()))?;
+        if stat.st_uid != 0 || stat.st_nlink != 1 {
+            return Err(folder.planted(&file, "not root's own file of one link"));
+        }
+        // A tar of files within the limit, headers and all, is far below this.
+        let limit = host.backup_max_bytes.saturating_mul(2).saturating_add(1 << 30);
+        let mut copy = folder.anonymous()?;
+        let copied = std::io::copy(&mut std::io::Read::take(&local, limit + 1), &mut copy)
+            .map_err(|e| Error::io(folder.path.join(&file), e))?;
+        if copied > limit {
+            return Err(Error::Invalid(format!(
+                "{} is larger than any backup of at most {} bytes (LEFT4ME_BACKUP_MAX_BYTES) can be: refused",
+                folder.path.join(&file).display(),
+                host.backup_max_bytes
+            )));
+        }
+        copy.rewind().map_err(|e| Error::io(folder.path.join(&file), e))?;
+        return Ok(copy);
     }
     let unknown = |known: &[Backup]| {
         let ids: Vec<&str> = known.iter().map(|b| b.id.as_str()).collect();
@@ -480,16 +594,11 @@ fn fetch(host: &Host, name: &Name, folder: &Folder, id: &str, say: &mut dyn FnMu
         return Err(unknown(&list(host, name, say)?));
     };
     say(format!("{name}: {id} is not on this host; reading it from restic (snapshot {})", snapshot.snapshot));
-    let temp = format!(".{id}{EXTENSION}.restic.tmp");
-    folder.remove(&temp)?;
-    let out = folder.create(&temp, Owner::root())?;
-    let mut file = out.try_clone().map_err(|e| Error::io(folder.path.join(&temp), e))?;
-    let dumped = restic.dump(snapshot, out);
-    // Read through the descriptor kept: nothing of it stays behind under a name.
-    folder.remove(&temp)?;
-    dumped?;
-    file.rewind().map_err(|e| Error::io(folder.path.join(&temp), e))?;
-    Ok(file)
+    let out = folder.anonymous()?;
+    let mut copy = out.try_clone().map_err(|e| Error::io(&folder.path, e))?;
+    restic.dump(snapshot, out)?;
+    copy.rewind().map_err(|e| Error::io(&folder.path, e))?;
+    Ok(copy)
 }
 
 /// Unpacks the backup into a folder beside the upper layer that only root can reach, gives it
@@ -498,6 +607,8 @@ fn swap_in(host: &Host, name: &Name, opened: fs::File, what: &str) -> Result<(),
     let runtime = host.instance(name).runtime;
     let dir = open_existing_dir(&runtime)?
         .ok_or_else(|| Error::Invalid(format!("{name} is not initialized ({} is missing)", runtime.display())))?;
+    // The staging folder is made and swapped by name in it: only root may rename in it.
+    roots_own(&dir, &runtime)?;
     let in_dir = |file: &str| PathBuf::from(format!("/proc/self/fd/{}/{file}", dir.as_raw_fd()));
     let upper = tree::open_beneath(&dir, Path::new("upper")).map_err(|e| Error::io(runtime.join("upper"), e.into()))?;
     let upper_stat = nix::sys::stat::fstat(&upper).map_err(|e| Error::io(runtime.join("upper"), e.into()))?;
@@ -508,7 +619,8 @@ fn swap_in(host: &Host, name: &Name, opened: fs::File, what: &str) -> Result<(),
     let unpacked = (|| {
         let staging =
             tree::open_beneath(&dir, Path::new(STAGING)).map_err(|e| Error::io(runtime.join(STAGING), e.into()))?;
-        tree::unpack(std::io::BufReader::new(opened), what, &staging, game_user(host))?;
+        roots_own(&staging, &runtime.join(STAGING))?;
+        tree::unpack(std::io::BufReader::new(opened), what, host.backup_max_bytes, &staging, game_user(host))?;
         nix::unistd::fchown(&staging, Some(upper_stat.st_uid.into()), Some(upper_stat.st_gid.into()))
             .and_then(|()| nix::sys::stat::fchmod(&staging, Mode::from_bits_truncate(upper_stat.st_mode & 0o7777)))
             .map_err(|e| Error::io(runtime.join(STAGING), e.into()))?;

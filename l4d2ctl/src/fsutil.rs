@@ -234,21 +234,44 @@ pub fn lock(path: &Path, waiting: impl FnOnce()) -> Result<Flock<fs::File>, Erro
 }
 
 /// The lock on `path` if nobody holds it, else None.
+///
+/// A lock file may lie in a folder another user can write (`$ROOT` is the game's user's): it is
+/// made 0600, opened as itself (no symlink followed), without blocking (a FIFO planted at its
+/// name would hang the opener for ever), and used only if it is a regular file of this user's
+/// with one link; anything else is refused, saying to remove it.
 pub fn try_lock(path: &Path) -> Result<Option<Flock<fs::File>>, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Never a planted symlink's target: a lock file is made or opened as itself.
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => not_a_lock(path, "a symlink"),
+            _ => Error::io(path, e),
+        })?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(not_a_lock(path, "not a regular file"));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.nlink() != 1 {
+        return Err(not_a_lock(path, "not this user's own file of one link"));
+    }
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(Error::io(path, e.into())),
     }
+}
+
+fn not_a_lock(path: &Path, what: &str) -> Error {
+    Error::Invalid(format!(
+        "{}: this lock file is {what}, so left4me did not make it; remove it (and look at who put it there)",
+        path.display()
+    ))
 }
 
 /// Gives the folder `dir` and everything under it to `owner` (symlinks themselves, never what
@@ -330,6 +353,33 @@ mod tests {
         write_atomic(&target, b"keep me", 0o644, me()).unwrap();
         assert!(fs::symlink_metadata(&target).unwrap().is_file());
         assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_fifo_a_symlink_or_another_users_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.lock");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let refused = try_lock(&fifo).expect_err("a FIFO is no lock").to_string();
+        assert!(refused.contains("fifo.lock") && refused.contains("remove it"), "{refused}");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        let link = dir.path().join("link.lock");
+        symlink(&victim, &link).unwrap();
+        assert!(try_lock(&link).expect_err("a symlink is no lock").to_string().contains("a symlink"));
+        let linked = dir.path().join("hard.lock");
+        fs::hard_link(&victim, &linked).unwrap();
+        assert!(try_lock(&linked).is_err(), "a file of two links is no lock");
+        let theirs = dir.path().join("theirs.lock");
+        fs::write(&theirs, "").unwrap();
+        nix::unistd::chown(&theirs, Some(Uid::from_raw(4000)), None).unwrap();
+        assert!(try_lock(&theirs).is_err(), "another user's file is no lock");
+        let made = dir.path().join("made.lock");
+        let held = try_lock(&made).unwrap().expect("nobody holds it");
+        assert_eq!(fs::metadata(&made).unwrap().mode() & 0o777, 0o600);
+        assert!(try_lock(&made).unwrap().is_none(), "held");
+        drop(held);
+        assert!(try_lock(&made).unwrap().is_some(), "released");
     }
 
     #[test]

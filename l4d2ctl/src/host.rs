@@ -36,7 +36,14 @@ pub struct Host {
     /// host's name): a new host that takes over from a lost one names the old one to restore its
     /// backups.
     pub restic_host: Option<String>,
+    /// The most a backup holds: its files' sizes added up, a sparse file counted whole
+    /// (`LEFT4ME_BACKUP_MAX_BYTES`, default 4 GiB). The game's user writes the data root packs
+    /// and unpacks; it must not fill the host's disk through root.
+    pub backup_max_bytes: u64,
 }
+
+/// The most a backup holds unless host.env says otherwise.
+pub const BACKUP_MAX_BYTES: u64 = 4 << 30;
 
 impl Host {
     /// The host as configured: `/etc/left4me/host.env`, then the environment.
@@ -81,6 +88,14 @@ impl Host {
             restic_repository: get("LEFT4ME_RESTIC_REPOSITORY"),
             restic_password_file: get("LEFT4ME_RESTIC_PASSWORD_FILE").map(PathBuf::from),
             restic_host: get("LEFT4ME_RESTIC_HOST"),
+            backup_max_bytes: match get("LEFT4ME_BACKUP_MAX_BYTES") {
+                None => BACKUP_MAX_BYTES,
+                Some(text) => text.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "LEFT4ME_BACKUP_MAX_BYTES must be a number of bytes (4294967296 is 4 GiB), not {text:?}"
+                    ))
+                })?,
+            },
         })
     }
 

@@ -311,7 +311,7 @@ fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>,
         let file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         // The same tar as a backup's, uncompressed: everything overlayfs kept, read as a backup is.
         let game = crate::backup::game_user(host);
-        let (file, _left_out) = crate::backup::pack(&upper, file, game)?;
+        let (file, _left_out) = crate::backup::pack(&upper, file, game, u64::MAX, &format!("{name}'s data"))?;
         file.sync_all().map_err(|e| Error::io(&temp, e))?;
         fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))
     })();

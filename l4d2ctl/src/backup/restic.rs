@@ -108,18 +108,17 @@ impl Restic {
             Stdio::piped(),
         )?;
         let listed: Vec<Listed> = serde_json::from_str(out.trim()).map_err(|e| {
-            Error::NotNow(format!("restic repository {}: its list of snapshots is unreadable: {e}", self.repository))
+            Error::NotNow(format!("restic repository {}: its list of snapshots is unreadable: {e}", self.shown()))
         })?;
         let tag = |tags: &[String], key: &str| {
             tags.iter().find_map(|t| t.strip_prefix(key)).map(str::to_owned).unwrap_or_default()
         };
         let mut found = Vec::new();
         for snapshot in listed {
-            let Some(path) = snapshot.paths.first() else { continue };
-            let Some(id) = path.rsplit('/').next().and_then(|file| file.strip_suffix(".tar.gz")) else { continue };
-            if super::parse_id(id).is_err() {
-                continue;
-            }
+            // Only a snapshot of `<name>/<id>.tar.gz` is a backup of this server's: the path is
+            // what `dump` reads, and another (one of another server's, under its tag) is none.
+            let [path] = snapshot.paths.as_slice() else { continue };
+            let Some(id) = backup_id(path, name) else { continue };
             found.push(Snapshot {
                 snapshot: snapshot.id,
                 id: id.to_owned(),
@@ -134,7 +133,8 @@ impl Restic {
 
     /// Writes the file of a snapshot to `out`.
     pub fn dump(&self, snapshot: &Snapshot, out: fs::File) -> Result<(), Error> {
-        self.run(&["dump", &snapshot.snapshot, &snapshot.path], Stdio::null(), Stdio::from(out)).map(drop)
+        // After `--`: neither is taken for an option, whatever the repository's JSON said.
+        self.run(&["dump", "--", &snapshot.snapshot, &snapshot.path], Stdio::null(), Stdio::from(out)).map(drop)
     }
 
     /// Forgets all but the newest `keep` snapshots of `name`'s backups. Without `--prune`: a
@@ -150,12 +150,19 @@ impl Restic {
             &self.hostname,
             "--tag",
             &tags,
+            // One group for all of them: a group by tags would be one per reason and size, each
+            // keeping its own last `keep`.
             "--group-by",
-            "host,tags",
+            "host",
             "--keep-last",
             &keep,
         ];
         self.run(&args, Stdio::null(), Stdio::piped()).map(drop)
+    }
+
+    /// The repository as messages name it: without the user and password a URL may hold.
+    fn shown(&self) -> String {
+        without_userinfo(&self.repository)
     }
 
     /// Runs restic on the repository; its stdout when `stdout` is piped. A failure is transient:
@@ -177,9 +184,63 @@ impl Restic {
             let said = said.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("no message");
             return Err(Error::NotNow(format!(
                 "restic {} on {} failed ({}): {said}",
-                args[0], self.repository, output.status
+                args[0],
+                self.shown(),
+                output.status
             )));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// The id of the backup a snapshot of `path` is, when the path is `<name>/<id>.tar.gz` (restic
+/// may keep it with a leading `/`).
+fn backup_id<'p>(path: &'p str, name: &Name) -> Option<&'p str> {
+    let file = path.strip_prefix('/').unwrap_or(path).strip_prefix(name.as_str())?.strip_prefix('/')?;
+    let id = file.strip_suffix(".tar.gz")?;
+    super::parse_id(id).is_ok().then_some(id)
+}
+
+/// A repository string without the `user:password@` of a URL in it (`rest:https://u:p@host/`).
+fn without_userinfo(repository: &str) -> String {
+    let Some((scheme, rest)) = repository.split_once("://") else { return repository.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => repository.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_is_named_without_its_password() {
+        assert_eq!(
+            without_userinfo("rest:https://ada:hunter2@backup.example/l4d2"),
+            "rest:https://backup.example/l4d2"
+        );
+        assert_eq!(without_userinfo("s3:https://key:secret@s3.example"), "s3:https://s3.example");
+        assert_eq!(without_userinfo("/var/lib/restic"), "/var/lib/restic");
+        assert_eq!(without_userinfo("rest:https://backup.example/a@b"), "rest:https://backup.example/a@b");
+    }
+
+    #[test]
+    fn only_a_snapshot_of_the_servers_own_path_is_its_backup() {
+        let name = Name::new("coop-1").unwrap();
+        let id = "2026-12-01T06-00-00Z";
+        assert_eq!(backup_id(&format!("coop-1/{id}.tar.gz"), &name), Some(id));
+        assert_eq!(backup_id(&format!("/coop-1/{id}.tar.gz"), &name), Some(id));
+        for path in [
+            format!("versus-2/{id}.tar.gz"),
+            format!("/etc/coop-1/{id}.tar.gz"),
+            format!("coop-1/x/{id}.tar.gz"),
+            format!("coop-10/{id}.tar.gz"),
+            format!("coop-1/{id}.tar"),
+            "coop-1/--help.tar.gz".to_owned(),
+        ] {
+            assert_eq!(backup_id(&path, &name), None, "{path}");
+        }
     }
 }

@@ -277,8 +277,10 @@ fn restic_is_a_second_target_restored_from_when_the_host_has_lost_the_file() {
     assert_eq!(listing(&upper), before, "the data is exactly back, from restic");
     assert!(!host.ok("ls", &["-A", FOLDER]).contains(".tmp"), "no copy of restic's file left behind");
 
-    // Kept to two in restic as well: the oldest snapshots are forgotten.
-    for _ in 0..3 {
+    // Kept to two in restic as well: the oldest snapshots are forgotten, whatever their sizes
+    // and reasons.
+    for n in 1..=3 {
+        game(&host, &format!("head -c {n}000 /dev/urandom > {UPPER}/grows"));
         backed_up(&host, &["backup", "coop-1", "--keep", "2"]);
     }
     assert_eq!(snapshots_in_restic(&host), 2);
@@ -446,6 +448,8 @@ fn a_symlink_the_game_plants_for_its_backups_folder_makes_root_read_or_write_not
         assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));
         assert!(text(&out.stderr).contains("is a symlink"), "{args:?}: {}", text(&out.stderr));
     }
+    // A backups folder of its own with the link in it: refused as none of root's, before the
+    // link is looked at.
     game(
         &host,
         &format!("rm {ROOT}/backups && mkdir {ROOT}/backups && ln -s /var/lib/roots-own/coop-1 {ROOT}/backups/coop-1"),
@@ -453,7 +457,7 @@ fn a_symlink_the_game_plants_for_its_backups_folder_makes_root_read_or_write_not
     for args in [vec!["backup", "coop-1"], vec!["restore", "coop-1", "2026-01-01T00-00-00Z"]] {
         let out = host.l4d2ctl(&args);
         assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));
-        assert!(text(&out.stderr).contains("is a symlink"), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("not root"), "{args:?}: {}", text(&out.stderr));
     }
     assert_eq!(roots_own(), untouched, "nothing read into the game's reach, nothing written");
     assert_eq!(host.ok("cat", &[&format!("{UPPER}/data.txt")]), "data\n", "the data is as it was");
@@ -511,4 +515,78 @@ fn a_killed_backup_is_never_listed_and_what_it_left_goes_with_the_next() {
     let said = text(&half.stderr);
     assert!(said.contains("on this host") && said.contains("LEFT4ME_RESTIC_PASSWORD_FILE"), "{said}");
     assert_eq!(backups(&host).len(), 2, "{said}");
+}
+
+#[test]
+fn what_the_game_user_plants_where_root_keeps_backups_and_locks_is_refused_by_name_and_never_waited_on() {
+    let host = Host::installed();
+    host.initialize_example("coop-1");
+    game(&host, &format!("echo data > {UPPER}/data.txt"));
+    // The game's user owns $ROOT: it makes the backups folders before root does.
+    game(&host, &format!("mv {ROOT}/backups {ROOT}/backups.moved 2>/dev/null; mkdir -p {FOLDER}"));
+    for args in [vec!["backup", "coop-1"], vec!["restore", "coop-1", "2026-01-01T00-00-00Z"]] {
+        let out = host.l4d2ctl(&args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));
+        let said = text(&out.stderr);
+        assert!(said.contains("not root") && said.contains("remove it"), "{args:?}: {said}");
+    }
+    host.ok("rm", &["-rf", &format!("{ROOT}/backups"), &format!("{ROOT}/backups.moved")]);
+    let (taken, _) = backed_up(&host, &["backup", "coop-1"]);
+
+    // A backup's file root did not write as it is: the game's, or a second link to root's.
+    host.ok(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "set -e; cd {FOLDER}; cp {id}.tar.gz 2026-01-01T00-00-00Z.tar.gz; \
+                 chown left4me 2026-01-01T00-00-00Z.tar.gz; ln {id}.tar.gz 2026-01-02T00-00-00Z.tar.gz",
+                id = taken.id
+            ),
+        ],
+    );
+    game(&host, &format!("echo changed > {UPPER}/data.txt"));
+    for id in ["2026-01-01T00-00-00Z", "2026-01-02T00-00-00Z"] {
+        let out = host.l4d2ctl(&["restore", "coop-1", id]);
+        assert!(!out.status.success(), "{id}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("not root's own file of one link"), "{id}: {}", text(&out.stderr));
+        assert_eq!(host.ok("cat", &[&format!("{UPPER}/data.txt")]), "changed\n", "{id}: the data is as it was");
+    }
+
+    // A FIFO in place of the pass lock: refused at once, naming it, never opened to wait on.
+    game(&host, &format!("rm -f {ROOT}/left4me.lock && mkfifo {ROOT}/left4me.lock"));
+    let out = host.run("timeout", &["30", "l4d2ctl", "backup", "coop-1"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(said.contains("left4me.lock") && said.contains("remove it"), "{said}");
+}
+
+#[test]
+fn a_backup_beyond_the_hosts_limit_is_refused_naming_the_server_its_size_and_the_setting() {
+    let host = Host::installed();
+    host.initialize_example("coop-1");
+    // A sparse file costs the game's user no disk, and counts whole: it is what a restore writes.
+    game(&host, &format!("set -e; echo data > {UPPER}/data.txt; truncate -s 64M {UPPER}/huge.dem"));
+    let out = host.run("sh", &["-c", "LEFT4ME_BACKUP_MAX_BYTES=1000000 l4d2ctl backup coop-1"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    let total = (64u64 << 20) + 5;
+    assert!(
+        said.contains("coop-1")
+            && said.contains(&format!("{total} bytes"))
+            && said.contains("LEFT4ME_BACKUP_MAX_BYTES"),
+        "{said}"
+    );
+    let left = host.ok("sh", &["-c", &format!("ls -A {FOLDER} 2>/dev/null || true")]);
+    assert!(left.trim().is_empty(), "nothing written: {left}");
+
+    // Within the host's limit it is taken; restored on a host of a lower one, it is refused
+    // before anything changes.
+    let (taken, _) = backed_up(&host, &["backup", "coop-1"]);
+    game(&host, &format!("echo changed > {UPPER}/data.txt"));
+    let out = host.run("sh", &["-c", &format!("LEFT4ME_BACKUP_MAX_BYTES=1000000 l4d2ctl restore coop-1 {}", taken.id)]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("unpacks to more than 1000000 bytes"), "{}", text(&out.stderr));
+    assert_eq!(host.ok("cat", &[&format!("{UPPER}/data.txt")]), "changed\n", "the data is as it was");
+    assert_eq!(backups(&host).len(), 1, "no backup taken for a refused restore");
 }

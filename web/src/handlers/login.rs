@@ -56,11 +56,16 @@ pub async fn login(
     let page =
         |error: String| app.render("login.html", context! { next => next.clone(), name => form.name.clone(), error });
     let checked = check_password(&app, &name, &form.password, address, page).await;
+    // A name no account could have is not recorded: it may be the password, typed in the wrong box.
+    let tried = || match left4me_state::Name::new(&name) {
+        Ok(_) => typed(&name),
+        Err(_) => "an unknown name".to_owned(),
+    };
     let (who, action) = match &checked {
         Ok(Some(user)) => (user.name.to_string(), "sign-in"),
-        Ok(None) => (typed(&name), "sign-in-failed"),
-        Err(refused) if refused.status() == StatusCode::TOO_MANY_REQUESTS => (typed(&name), "sign-in-locked"),
-        Err(_) => (typed(&name), "sign-in-failed"),
+        Ok(None) => (tried(), "sign-in-failed"),
+        Err(refused) if refused.status() == StatusCode::TOO_MANY_REQUESTS => (tried(), "sign-in-locked"),
+        Err(_) => (tried(), "sign-in-failed"),
     };
     let _ = app.blocking(move |app| app.audit.record(&who, action, None, "", address)).await;
     let user = match checked {

@@ -48,6 +48,9 @@ fn sign_ins_rcon_and_user_administration_are_recorded_and_shown_to_whom_they_con
     assert_eq!(someone.post_with("/login", &from, &wrong).status, 401);
     let right = [("name", "alice"), ("password", PASSWORD)];
     assert_eq!(someone.post_with("/login", &from, &right).status, 303);
+    // A password typed into the name's box: the trail keeps no name no account could have.
+    let typo = [("name", "my hunter2 password"), ("password", "x")];
+    assert_eq!(someone.post_with("/login", &[("X-Forwarded-For", "203.0.113.10")], &typo).status, 401);
     let bob_wrong = [("name", "bob"), ("password", "not bobs password")];
     let statuses: Vec<u16> =
         (0..=web::auth::FREE_FAILURES).map(|_| someone.post_with("/login", &from, &bob_wrong).status).collect();
@@ -65,6 +68,7 @@ fn sign_ins_rcon_and_user_administration_are_recorded_and_shown_to_whom_they_con
     let entries = all(&app);
     let failed = find(&entries, "sign-in-failed", "alice");
     assert_eq!(failed.origin, "web 203.0.113.9");
+    assert_eq!(find(&entries, "sign-in-failed", "an unknown name").origin, "web 203.0.113.10");
     let signed_in = |origin: &str| {
         entries.iter().any(|e| (e.action.as_str(), e.who.as_str(), e.origin.as_str()) == ("sign-in", "alice", origin))
     };
