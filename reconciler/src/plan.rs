@@ -455,6 +455,13 @@ fn plan_server(
         Want::Build(_) | Want::Unknown => None,
     };
     match server.state {
+        // Stopping: by itself, a crash on its way to systemd's restart (`Restart=on-failure`), or
+        // by someone. A start now would be a try the crash loop never made, and one the start
+        // limit refuses leaves the unit failed for a moment and then resets that limit: the
+        // next look sees where it ended.
+        PowerState::Running if observed.active_state == ActiveState::Deactivating => {
+            wait.get_or_insert_with(|| "stopping; looked at again once it has stopped".to_owned());
+        }
         PowerState::Running if !running => steps.push(step(name, Action::Start, "declared running")),
         PowerState::Running => {
             let rollout = inputs.desired.blueprints[&server.blueprint].rollout;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use l4d2ctl::api::{Game, InstanceStatus, Override, QueryInfo, parse_digest};
 use left4me_state::{DesiredState, Digest, Name, PowerState, Tree, validate};
-use reconciler::plan::{HostRepairs, Inputs, Observed, Plan, Wish, plan};
+use reconciler::plan::{Action, HostRepairs, Inputs, Observed, Plan, Wish, plan};
 
 const BLUEPRINTS: &str = "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec:\n  \
                           arguments: [\"+map\", c1m1_hotel]\n  rollout: ROLLOUT\n";
@@ -175,6 +175,22 @@ fn drift_is_healed() {
         Host { enabled: false, ..host("disabled", 27017) },
     ];
     check("drift", &d, &hosts, &[], false);
+}
+
+#[test]
+fn a_server_stopping_is_not_started_until_it_has_stopped() {
+    // A crash on its way to systemd's own restart is deactivating for a moment: a start then is
+    // a try the crash loop never made, and one the start limit refuses resets that limit.
+    let d = desired("when-empty", &[("stopping", 27015, "running"), ("crashed", 27016, "running")]);
+    let hosts = [
+        Host { active: "deactivating", ..host("stopping", 27015) },
+        Host { active: "failed", ..host("crashed", 27016) },
+    ];
+    let plan = check("stopping", &d, &hosts, &[], false);
+    let started: Vec<&str> =
+        plan.steps.iter().filter(|s| s.action == Action::Start).map(|s| s.server.as_str()).collect();
+    assert_eq!(started, ["crashed"], "{plan}");
+    assert!(plan.waiting[&Name::new("stopping").unwrap()].starts_with("stopping"), "{plan}");
 }
 
 #[test]
