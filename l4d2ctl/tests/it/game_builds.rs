@@ -123,10 +123,13 @@ fn a_new_build_installs_beside_a_running_server_and_shares_what_did_not_change()
     let reader = host
         .sandbox
         .command("sh")
-        .args(["-c", &format!("while [ ! -e /tmp/stop ]; do {read_all}; done")])
+        .args(["-c", &format!("while [ ! -e /tmp/stop ]; do {read_all}; touch /tmp/read-once; done")])
         .stdout(Stdio::piped())
         .spawn()
         .expect("the reader starts");
+    // Once it has read the tree whole, it reads on without a pause until the install has ended:
+    // every moment of the install falls in a read, however long either takes on a busy machine.
+    host.ok("sh", &["-c", "while [ ! -e /tmp/read-once ]; do sleep 0.1; done"]);
     host.knob("public-buildid", &B.to_string());
     let (out, last) = host.write_json(&["install"]);
     host.ok("touch", &["/tmp/stop"]);
