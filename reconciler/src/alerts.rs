@@ -330,7 +330,7 @@ pub fn revision_invalid(db: &Db, revision: &str, diagnostics: &str) -> Result<()
 /// Job kinds whose target is a server: a step of the plan, a backup or a restore. Any other job
 /// (units, a check, the game's builds, an overlay, the schedules' timers) is about no server, so
 /// its notice goes to every alert of its kind rather than to none.
-const ABOUT_A_SERVER: [&str; 10] =
+pub const ABOUT_A_SERVER: [&str; 10] =
     ["release", "create", "re-render", "repair", "start", "stop", "restart", "delete", "backup", "restore"];
 
 /// Raises `job-failed` for job `id`, about its target when that is a server; with the job's last

@@ -198,15 +198,20 @@ pub fn act(config: &Config, db: &mut Db, request: &Request) {
     }
 }
 
-/// A cancel asked in the audit trail, about the job's server when its target is one.
+/// A cancel asked in the audit trail, about the job's server when it is a job about one (its
+/// owner sees the entry).
 pub fn record_cancel(config: &Config, db: &Db, job: i64, who: &str, origin: &str) {
-    let target = db.job(job).ok().flatten().map(|job| job.target);
-    let server = target.filter(|target| Name::new(target.as_str()).is_ok() && target != "host");
+    let found = db.job(job).ok().flatten();
+    let server = found
+        .as_ref()
+        .filter(|found| crate::alerts::ABOUT_A_SERVER.contains(&found.kind.as_str()))
+        .map(|found| found.target.clone());
+    let what = found.map_or_else(String::new, |found| format!(" ({} {})", found.kind, found.target));
     let entry = l4d2ctl::audit::Entry {
         who: who.to_owned(),
         action: "job-cancelled".to_owned(),
         server,
-        detail: format!("job {job}"),
+        detail: format!("job {job}{what}: cancelling asked for"),
         origin: origin.to_owned(),
     };
     l4d2ctl::audit::record_or_say(&config.root, &entry);
