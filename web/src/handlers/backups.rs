@@ -60,7 +60,7 @@ pub async fn back_up(
     Path(name): Path<String>,
 ) -> Response {
     let Some(server) = backed_up(&app, &session, &name) else { return app.not_found() };
-    let from = From { peer, headers: &headers };
+    let from = Origin { peer, headers: &headers };
     ask(&app, &session, from, What::Backup { server }, &format!("/servers/{name}/backups?asked=backup")).await
 }
 
@@ -90,7 +90,7 @@ pub async fn restore(
         Err(response) => return response,
     };
     let what = What::Restore { server, backup: backup.id };
-    let from = From { peer, headers: &headers };
+    let from = Origin { peer, headers: &headers };
     ask(&app, &session, from, what, &format!("/servers/{name}/backups?asked=restore")).await
 }
 
@@ -178,7 +178,7 @@ pub async fn cancel(
             context! { ..base(&session, "jobs"), ..context! { title => format!("Job {id} has ended"), message } },
         );
     }
-    let from = From { peer, headers: &headers };
+    let from = Origin { peer, headers: &headers };
     ask(&app, &session, from, What::Cancel { job: id }, &format!("/jobs/{id}?cancel=asked")).await
 }
 
@@ -217,14 +217,14 @@ fn is_plain(id: &str) -> bool {
 
 /// Where a request came from: its connection and headers (a trusted proxy's
 /// `X-Forwarded-For`).
-struct From<'h> {
+struct Origin<'h> {
     peer: SocketAddr,
     headers: &'h HeaderMap,
 }
 
 /// Writes the request, records it in the audit trail as the user's, and sends the browser to
 /// `then`.
-async fn ask(app: &Arc<App>, session: &Session, from: From<'_>, what: What, then: &str) -> Response {
+async fn ask(app: &Arc<App>, session: &Session, from: Origin<'_>, what: What, then: &str) -> Response {
     let user = session.user.name.clone();
     let shown = format!("{what:?}");
     let address = app.trusted_proxies.client(from.peer.ip(), from.headers);
