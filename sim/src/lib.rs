@@ -5,6 +5,7 @@
 //! and runs commands inside it. [`Git`] is git with a fixed identity, for the tests' repositories.
 
 mod git;
+pub mod http;
 mod sandbox;
 
 pub use git::Git;

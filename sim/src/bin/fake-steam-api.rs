@@ -24,8 +24,10 @@
 //! (reads the request and never answers). Every request is counted in `steam-api.requests`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+
+use left4me_sim::http::read_request;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -53,21 +55,15 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("fake-steam-api: listening on {listen}, state in {}", state.display());
-    for stream in listener.incoming().flatten() {
-        let state = state.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = serve(stream, &state) {
-                eprintln!("fake-steam-api: {e}");
-            }
-        });
-    }
+    left4me_sim::http::serve_each("fake-steam-api", listener, move |stream| serve(stream, &state));
     ExitCode::SUCCESS
 }
 
 /// One connection: one request, one answer, closed.
 fn serve(stream: TcpStream, state: &Path) -> Result<(), String> {
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    let (path, body) = read_request(&mut reader)?;
+    let request = read_request(&mut reader, MAX_REQUEST).map_err(|e| e.to_string())?;
+    let (path, body) = (request.path, String::from_utf8_lossy(&request.body).into_owned());
     count(state);
     let known = std::fs::read(state.join("steam-api.json"))
         .ok()
@@ -96,28 +92,6 @@ fn serve(stream: TcpStream, state: &Path) -> Result<(), String> {
         _ => answer.to_string(),
     };
     respond(stream, "200 OK", text.as_bytes())
-}
-
-/// The request line's path and the body (by Content-Length), bounded.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Result<(String, String), String> {
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(|e| e.to_string())?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).map_err(|e| e.to_string())? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length.min(MAX_REQUEST)];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok((path, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn respond(mut stream: TcpStream, status: &str, body: &[u8]) -> Result<(), String> {

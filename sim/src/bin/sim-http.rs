@@ -6,7 +6,7 @@
 //! socket is bound, and runs until it is killed.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,16 +40,8 @@ fn main() -> ExitCode {
 /// Answers one request: the file it names, or 404.
 fn serve(mut stream: TcpStream, folder: &Path, log: &Mutex<PathBuf>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // The headers are read and dropped: nothing in them changes the answer.
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+    // Its headers and any body are dropped: nothing in them changes the answer.
+    let path = left4me_sim::http::read_request(&mut reader, 0)?.path;
     if let Ok(log) = log.lock() {
         let mut file = fs::OpenOptions::new().create(true).append(true).open(&*log)?;
         writeln!(file, "{path}")?;

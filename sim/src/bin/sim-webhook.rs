@@ -8,10 +8,11 @@
 //! file), `always` to every request. A request refused with 500 is recorded too, with
 //! `"answered": 500`.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+
+use left4me_sim::http::read_request;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -45,21 +46,20 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("sim-webhook: listening on {listen}, recording in {}", dir.display());
-    for stream in listener.incoming().flatten() {
-        let dir = dir.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = serve(stream, &dir) {
-                eprintln!("sim-webhook: {e}");
-            }
-        });
-    }
+    left4me_sim::http::serve_each("sim-webhook", listener, move |stream| serve(stream, &dir));
     ExitCode::SUCCESS
 }
 
 /// One connection: one request, recorded, one answer, closed.
 fn serve(stream: TcpStream, dir: &Path) -> Result<(), String> {
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    let request = read_request(&mut reader)?;
+    let request = read_request(&mut reader, MAX_BODY).map_err(|e| e.to_string())?;
+    let request = json!({
+        "method": request.method,
+        "path": request.path,
+        "headers": request.headers,
+        "body": String::from_utf8_lossy(&request.body),
+    });
     let status = {
         let _files = FILES.lock().map_err(|_| "a request panicked".to_owned())?;
         let failing = take_failure(dir);
@@ -99,26 +99,4 @@ fn take_failure(dir: &Path) -> bool {
             true
         }
     }
-}
-
-/// The request as a JSON value: method, path, headers (names lowercased) and body.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Result<serde_json::Value, String> {
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(|e| e.to_string())?;
-    let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or_default().to_owned(), words.next().unwrap_or("/").to_owned());
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).map_err(|e| e.to_string())? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-        }
-    }
-    let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length.min(MAX_BODY)];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok(json!({ "method": method, "path": path, "headers": headers, "body": String::from_utf8_lossy(&body) }))
 }
