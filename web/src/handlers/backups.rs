@@ -206,13 +206,10 @@ async fn listed(app: &Arc<App>, session: &Session, name: &str, id: String) -> Re
     }
 }
 
-/// An id as l4d2ctl makes them (`2026-12-01T06-00-00Z`): letters, digits, `-`, `_`, `.`, not
-/// starting with a dot, at most 64 bytes — nothing that could name another folder.
+/// An id as l4d2ctl makes them (`2026-12-01T06-00-00Z`), by l4d2ctl's own rule: nothing that
+/// could name another folder.
 fn is_plain(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('.')
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    l4d2ctl::backup::parse_id(id).is_ok()
 }
 
 /// Where a request came from: its connection and headers (a trusted proxy's
@@ -233,11 +230,17 @@ async fn ask(app: &Arc<App>, session: &Session, from: Origin<'_>, what: What, th
         What::Backup { server } => ("backup-asked", Some(server.to_string()), String::new()),
         What::Restore { server, backup } => ("restore-asked", Some(server.to_string()), format!("backup {backup}")),
     };
-    match app.blocking(move |app| reconciler::requests::ask(&app.config.root, what, &user)).await {
+    // One hop: the request, then (once it is made) its entry in the audit trail.
+    let asked = app.blocking(move |app| {
+        let asked = reconciler::requests::ask(&app.config.root, what, &user);
+        if asked.is_ok() {
+            app.audit.record(user.as_str(), action, server.as_deref(), &detail, address);
+        }
+        asked
+    });
+    match asked.await {
         Ok(Ok(())) => {
             tracing::info!(user = %session.user.name, request = shown, "request made");
-            let (who, server) = (session.user.name.to_string(), server);
-            let _ = app.blocking(move |app| app.audit.record(&who, action, server.as_deref(), &detail, address)).await;
             Redirect::to(then).into_response()
         }
         Ok(Err(e)) => {
