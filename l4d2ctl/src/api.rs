@@ -217,6 +217,25 @@ pub struct InstanceStatus {
     /// What of this server's files cannot be used as they are, and what puts each right.
     #[serde(default)]
     pub problems: Vec<Problem>,
+    /// What its unit uses, as systemd counts it: read by full looks, left empty by brief ones.
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// What a server's unit uses, from the same `systemctl show` as its state (and its cgroup's
+/// `memory.peak`): each is None when systemd does not count it (a stopped unit, a controller
+/// not there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU time used since the unit started, in nanoseconds (`CPUUsageNSec`): a usage is the
+    /// difference of two looks over the time between them.
+    pub cpu_nsec: Option<u64>,
+    /// Memory in use now (`MemoryCurrent`), in bytes.
+    pub memory_bytes: Option<u64>,
+    /// The most memory used since the unit started (the cgroup's `memory.peak`), in bytes.
+    pub memory_peak_bytes: Option<u64>,
+    /// Tasks (processes and threads) now (`TasksCurrent`).
+    pub tasks: Option<u64>,
 }
 
 /// What the game server says about itself.

@@ -155,6 +155,7 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             rendered_build,
             started_build,
             problems,
+            resources: Default::default(),
         });
     }
 

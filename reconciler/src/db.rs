@@ -228,19 +228,7 @@ impl Db {
     /// Opens the database at `path` to read it only: never made, never migrated. One that is not
     /// there yet, or not yet made up to this version, is [`DbError::NotYet`].
     pub fn open_read_only(path: &Path) -> Result<Db> {
-        let shown = path.display().to_string();
-        if !path.exists() {
-            return Err(DbError::NotYet { path: shown });
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(|cause| fail(None, &shown, cause))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|cause| fail(Some(&conn), &shown, cause))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|cause| fail(Some(&conn), &shown, cause))?;
-        if version < MIGRATIONS.len() as i64 {
-            return Err(DbError::NotYet { path: shown });
-        }
+        let (conn, shown) = open_read_only(path, MIGRATIONS)?;
         Ok(Db::with(conn, shown))
     }
 
@@ -773,7 +761,26 @@ fn waits_elsewhere(pid: i32) -> bool {
 /// A database error, with the OS error under it where SQLite has one: a full disk is always
 /// ENOSPC (SQLite reports it as SQLITE_FULL and keeps no errno), a failed read or write the
 /// errno of the call that failed.
-fn fail(conn: Option<&Connection>, path: &str, cause: rusqlite::Error) -> DbError {
+/// A connection that reads the database at `path` only, once it is there with every one of
+/// `migrations` (else [`DbError::NotYet`]), and the path as messages show it.
+pub(crate) fn open_read_only(path: &Path, migrations: &[&str]) -> Result<(Connection, String)> {
+    let shown = path.display().to_string();
+    if !path.exists() {
+        return Err(DbError::NotYet { path: shown });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|cause| fail(None, &shown, cause))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|cause| fail(Some(&conn), &shown, cause))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|cause| fail(Some(&conn), &shown, cause))?;
+    if version < migrations.len() as i64 {
+        return Err(DbError::NotYet { path: shown });
+    }
+    Ok((conn, shown))
+}
+
+pub(crate) fn fail(conn: Option<&Connection>, path: &str, cause: rusqlite::Error) -> DbError {
     let os = match cause.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => Some(nix::libc::ENOSPC),
         Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => conn.and_then(|conn| {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod game;
 pub mod host;
+pub mod live;
 pub mod plan;
 pub mod report;
 pub mod requests;

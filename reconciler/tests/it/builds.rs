@@ -66,6 +66,7 @@ fn running(desired: &DesiredState, name: &str, build: u64, rendered: Option<u64>
         rendered_build: rendered,
         started_build: Some(build),
         problems: Vec::new(),
+        resources: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod db;
 mod faults;
 mod game;
 mod killed;
+mod live;
 mod plan;
 mod repairs;
 mod requests;

@@ -101,6 +101,7 @@ fn observed(state: &DesiredState, hosts: &[Host]) -> Observed {
                 rendered_build: None,
                 started_build: None,
                 problems: Vec::new(),
+                resources: Default::default(),
             };
             (name, status)
         })

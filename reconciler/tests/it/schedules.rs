@@ -128,6 +128,7 @@ fn observed(running: bool, humans: u8, who: Option<&str>) -> InstanceStatus {
         rendered_build: None,
         started_build: None,
         problems: Vec::new(),
+        resources: Default::default(),
     }
 }
 

@@ -54,6 +54,7 @@ fn observation(digest: &str) -> Observation {
         rendered_build: None,
         started_build: None,
         problems: Vec::new(),
+        resources: Default::default(),
     };
     Observation {
         instances: vec![coop1],

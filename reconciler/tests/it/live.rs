@@ -1,0 +1,82 @@
+//! `$ROOT/live.db` on plain values: who is on follows the events, counters outlive retention,
+//! samples add up at each width and each width keeps only its days.
+
+use left4me_state::Name;
+use reconciler::live::db::{GameEventKind, LiveDb, NewEvent, Sample, WIDTHS};
+
+fn event(server: &str, at: &str, kind: GameEventKind, player: Option<(&str, &str)>, text: Option<&str>) -> NewEvent {
+    NewEvent {
+        server: Name::new(server).unwrap(),
+        at: at.to_owned(),
+        kind,
+        player: player.map(|(name, _)| name.to_owned()),
+        steam_id: player.map(|(_, id)| id.to_owned()),
+        text: text.map(str::to_owned),
+    }
+}
+
+#[test]
+fn who_is_on_follows_the_events_and_counters_outlive_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = LiveDb::open(&dir.path().join("live.db")).unwrap();
+    let (ellis, nick) = (("Ellis", "STEAM_1:0:11"), ("Nick", "STEAM_1:1:22"));
+    db.add_events(&[
+        event("coop-1", "2026-12-01T10:00:00.000Z", GameEventKind::Connected, Some(ellis), None),
+        event("coop-1", "2026-12-01T10:00:01.000Z", GameEventKind::Entered, Some(ellis), None),
+        event("coop-1", "2026-12-01T10:00:02.000Z", GameEventKind::Entered, Some(nick), None),
+        event("coop-1", "2026-12-01T10:00:03.000Z", GameEventKind::Say, Some(ellis), Some("hi")),
+        event("coop-2", "2026-12-01T10:00:04.000Z", GameEventKind::Say, Some(nick), Some("elsewhere")),
+        event("coop-1", "2026-12-01T11:00:00.000Z", GameEventKind::Disconnected, Some(nick), Some("Disconnect")),
+    ])
+    .unwrap();
+    let coop1 = Name::new("coop-1").unwrap();
+    let on: Vec<String> = db.players(&coop1).unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(on, ["Ellis"]);
+    let events = db.events_after(&coop1, 0, 100).unwrap();
+    assert_eq!(events.len(), 5, "{events:#?}");
+    assert_eq!(db.events_after(&coop1, events[2].id, 100).unwrap().len(), 2);
+    assert_eq!(
+        db.latest_events(&coop1, 2).unwrap().iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [GameEventKind::Say, GameEventKind::Disconnected]
+    );
+    assert_eq!(db.forget_events_before("2026-12-01T10:30:00.000Z").unwrap(), 5);
+    assert_eq!(db.events_after(&coop1, 0, 100).unwrap().len(), 1);
+    let counters = db.counters().unwrap();
+    assert_eq!(counters.get(&(coop1.clone(), GameEventKind::Entered)), Some(&2));
+    assert_eq!(counters.get(&(Name::new("coop-2").unwrap(), GameEventKind::Say)), Some(&1));
+    db.clear_players(&coop1).unwrap();
+    assert!(db.players(&coop1).unwrap().is_empty());
+}
+
+#[test]
+fn samples_add_up_at_each_width_and_each_width_keeps_its_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = LiveDb::open(&dir.path().join("live.db")).unwrap();
+    let server = Name::new("coop-1").unwrap();
+    // The start of an hour.
+    let start: i64 = 1_800_003_600;
+    for (i, players) in [2u32, 4, 6, 8].into_iter().enumerate() {
+        let at = start + 30 * i as i64;
+        let sample = Sample { at, players, cpu: (i > 0).then_some(10.0 * i as f64), memory: Some(100 + i as u64) };
+        db.add_samples(&[(server.clone(), sample)]).unwrap();
+    }
+    let raw = db.points_of(&server, 30, 0).unwrap();
+    assert_eq!(raw.len(), 4);
+    let hour = db.points_of(&server, 3_600, 0).unwrap();
+    assert_eq!(hour.len(), 1);
+    assert_eq!(
+        (hour[0].players, hour[0].players_max, hour[0].cpu, hour[0].memory_max),
+        (5.0, 8, Some(20.0), Some(103))
+    );
+    assert_eq!(db.points(900, 0).unwrap()[&server].len(), 1);
+    // Eight days later the 30-s samples of then are gone; the hourly point stays.
+    let later = start + 8 * 86_400;
+    db.add_samples(&[(server.clone(), Sample { at: later, players: 0, cpu: None, memory: None })]).unwrap();
+    assert_eq!(db.points_of(&server, 30, 0).unwrap().len(), 1);
+    assert_eq!(db.points_of(&server, 3_600, 0).unwrap().len(), 2);
+    assert!(WIDTHS.iter().all(|(width, kept)| kept > width));
+    assert_eq!(db.newest_sample().unwrap(), Some(later - later % 30));
+    let reader = LiveDb::open_read_only(&dir.path().join("live.db")).unwrap();
+    assert_eq!(reader.points_of(&server, 3_600, start + 1).unwrap().len(), 1);
+    assert!(LiveDb::open_read_only(&dir.path().join("missing.db")).is_err());
+}
