@@ -43,6 +43,10 @@ fn lay_out(app: &TestApp) {
     symlink("/etc/shadow", upper.join("shadow")).unwrap();
     symlink("../../instances/coop-1/rcon_password", upper.join("password")).unwrap();
     symlink(host.instance(&Name::new("versus-1").unwrap()).dir, upper.join("left4dead2/versus")).unwrap();
+    std::fs::write(upper.join("left4dead2/<script>x.txt"), "a name to escape").unwrap();
+    let huge = upper.join("left4dead2/huge.log");
+    std::fs::write(&huge, "line of the log\n".repeat(8 * 1024)).unwrap();
+    std::fs::File::options().write(true).open(&huge).unwrap().set_len(1 << 40).unwrap();
     nix::unistd::mkfifo(&upper.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
 }
 
@@ -82,6 +86,18 @@ fn the_owner_browses_previews_and_downloads_and_nothing_leaves_the_tree() {
     assert!(motd.body.contains("Welcome to coop-1"), "{}", motd.body);
     let binary = alice.get("/servers/coop-1/files?path=left4dead2/addons/big.vpk");
     assert!(binary.body.contains("id=\"binary\""), "{}", binary.body);
+    assert!(folder.body.contains("&lt;script&gt;x.txt") && !folder.body.contains("<script>x"));
+    // A file of a TiB: its preview is its first 64 KiB, its download a stream.
+    let huge = alice.get("/servers/coop-1/files?path=left4dead2/huge.log");
+    assert!(huge.body.contains("id=\"cut\"") && huge.body.contains("line of the log"), "{}", huge.body);
+    assert!(huge.body.len() < 200 * 1024, "the preview is bounded: {} bytes", huge.body.len());
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = app.url("/servers/coop-1/files/download?path=left4dead2/huge.log");
+    let mut streamed = agent.get(url).header("Cookie", alice.cookie.as_deref().unwrap()).call().unwrap();
+    let mut start = vec![0; 1 << 20];
+    std::io::Read::read_exact(&mut streamed.body_mut().as_reader(), &mut start).unwrap();
+    assert!(start.starts_with(b"line of the log\n"), "the download starts with the file");
+    drop(streamed);
     answers.extend([page.body, top.body, folder.body, cfg.body, motd.body, binary.body]);
 
     let (status, vpk) = bytes(&app, &alice, "/servers/coop-1/files/download?path=left4dead2/addons/big.vpk");
