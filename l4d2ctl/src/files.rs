@@ -26,7 +26,7 @@ use nix::sys::stat::{FileStat, SFlag, fstat, fstatat};
 use serde::{Serialize, Serializer};
 
 use crate::host::Host;
-use crate::{builds, fsutil, mount, mountinfo, record};
+use crate::{builds, fsutil, mount, mountinfo, record, status};
 
 /// The most of a file a preview shows.
 pub const PREVIEW_BYTES: u64 = 64 * 1024;
@@ -218,8 +218,9 @@ pub struct Tree {
     merged: Option<OwnedFd>,
 }
 
-/// The tree of server `name`, as its record stacks it; [`FilesError::Missing`] when it is not
-/// initialized. Opaque folders are read from their marks when this process is root, else from
+/// The tree of server `name`: what it runs while it is mounted (the config layer and build its
+/// start recorded in `started.json`), else what its record stacks; [`FilesError::Missing`] when
+/// it is not initialized. Opaque folders are read from their marks when this process is root, else from
 /// the mounted tree while there is one.
 pub fn open(host: &Host, name: &Name) -> Result<Tree, FilesError> {
     open_as(host, name, nix::unistd::geteuid().is_root())
@@ -229,13 +230,19 @@ pub fn open(host: &Host, name: &Name) -> Result<Tree, FilesError> {
 pub fn open_as(host: &Host, name: &Name, sees_opaque: bool) -> Result<Tree, FilesError> {
     let record = record::read(host, name)?.ok_or_else(|| FilesError::Missing(format!("{name} is not initialized")))?;
     let paths = host.instance(name);
+    let mounted = mountinfo::is_mounted(&paths.merged())?;
+    // A server rendered anew since it started runs its old config layer (kept until its next
+    // start) and build; a start that left no readable record of them runs the record's.
+    let running = if mounted { status::started(&paths, &mut Vec::new()) } else { None };
+    let config = running.as_ref().and_then(|s| s.digest.as_ref()).map(|d| paths.layer(d)).filter(|dir| dir.is_dir());
+    let build = running.as_ref().map_or(record.build, |s| s.build);
     let mut layers = Vec::new();
     if let Some(upper) = fsutil::open_existing_dir(&paths.upper())? {
         layers.push((Layer::Upper, upper));
     }
-    let mut lower = vec![(Layer::Config, paths.layer(&record.digest))];
+    let mut lower = vec![(Layer::Config, config.unwrap_or_else(|| paths.layer(&record.digest)))];
     lower.extend(record.spec.overlays.iter().map(|o| (Layer::Overlay(o.name.clone()), host.overlay(&o.name))));
-    lower.push(match builds::layer(host, record.build) {
+    lower.push(match builds::layer(host, build) {
         (dir, Some(id)) => (Layer::Build(id), dir),
         (dir, None) => (Layer::Base, dir),
     });
@@ -249,10 +256,9 @@ pub fn open_as(host: &Host, name: &Name, sees_opaque: bool) -> Result<Tree, File
             layers.push((layer, fd));
         }
     }
-    let merged = match sees_opaque {
+    let merged = match sees_opaque || !mounted {
         true => None,
-        false if mountinfo::is_mounted(&paths.merged())? => fsutil::open_existing_dir(&paths.merged())?,
-        false => None,
+        false => fsutil::open_existing_dir(&paths.merged())?,
     };
     Ok(Tree { layers, sees_opaque, merged })
 }

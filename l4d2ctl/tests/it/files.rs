@@ -105,8 +105,23 @@ fn files_shows_the_merge_the_game_sees_and_reads_nothing_the_game_planted() {
     let bad = host.l4d2ctl(&["files", "Not..A..Name"]);
     assert!(text(&bad.stderr).contains("invalid server name"), "{}", text(&bad.stderr));
 
+    // Rendered anew while it runs, it still runs the config layer it started with.
+    let server_cfg = |host: &Host| {
+        let out = files(host, true, &["left4dead2/cfg/server.cfg", "--cat"]);
+        let preview: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        preview["text"].as_str().unwrap().to_owned()
+    };
+    let running = server_cfg(&host);
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(host.example_spec("coop-1")).unwrap()).unwrap();
+    spec["hostname"] = "coop-1 renamed".into();
+    let renamed = host.write_spec("coop-1-renamed", &spec.to_string());
+    host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &renamed]);
+    assert_eq!(server_cfg(&host), running, "what the running game has");
+
     // Stopped, the merge is computed from the layers alone, and root still sees the opaque mark.
     host.l4d2ctl_ok(&["stop", "coop-1"]);
+    assert!(server_cfg(&host).contains("hostname \"coop-1 renamed\""), "its next start's: {}", server_cfg(&host));
     assert_eq!(names(&listing(&host, false, "left4dead2/maps-old")), ["b.txt"]);
     assert!(!names(&listing(&host, false, "left4dead2")).contains(&"gone.txt"));
 }
