@@ -79,6 +79,7 @@ fn the_owner_browses_previews_and_downloads_and_nothing_leaves_the_tree() {
     let folder = alice.get("/servers/coop-1/files?path=left4dead2");
     assert!(folder.body.contains(">cfg</a>") && folder.body.contains("config"), "{}", folder.body);
     assert!(folder.body.contains(">motd.txt</a>") && folder.body.contains("upper"), "{}", folder.body);
+    assert!(!folder.body.contains(">motd.txt</a> <span"), "only a link shows a target: {}", folder.body);
     let cfg = alice.get("/servers/coop-1/files?path=left4dead2%2Fcfg%2Fserver.cfg");
     assert_eq!(cfg.status, 200, "{}", cfg.body);
     assert!(cfg.body.contains("rcon_password &quot;(kept on the host, never shown)&quot;"), "{}", cfg.body);
