@@ -98,6 +98,17 @@ pub enum Cmd {
         /// The backup's id, as `backups` lists it.
         id: String,
     },
+    /// Browse a server's tree as its game sees it, read-only: a folder's entries and the layer
+    /// each comes from (upper, config, an overlay, the build), or with `--cat` the start of a file
+    /// (64 KiB; secrets of config files hidden).
+    Files {
+        name: String,
+        /// A path inside the tree (default: its top).
+        path: Option<String>,
+        /// Print the file at the path.
+        #[arg(long)]
+        cat: bool,
+    },
     /// Run a console command on a server over RCON.
     Rcon {
         /// Record the command as this web user's (the web app sends its users' commands).
@@ -245,6 +256,7 @@ impl Cmd {
             Cmd::Status { .. }
             | Cmd::Show { .. }
             | Cmd::Backups { .. }
+            | Cmd::Files { .. }
             | Cmd::Logs { .. }
             | Cmd::Rcon { .. }
             | Cmd::Observe { .. }

@@ -11,7 +11,7 @@ use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
 use l4d2ctl::{
-    Error, Host, audit, backup, builds, humans, install, instance, mount, overlay, overrides, record, schedules,
+    Error, Host, audit, backup, builds, files, humans, install, instance, mount, overlay, overrides, record, schedules,
     status, systemd, workshop,
 };
 use left4me_state::{Digest, Name};
@@ -44,6 +44,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Backup { name, reason, keep } => backup(&by, &name, &reason, keep, out).map(Some),
         Cmd::Backups { name } => show_backups(&host, &name, json).map(|()| None),
         Cmd::Restore { name, id } => restore(&by, &name, &id, out).map(Some),
+        Cmd::Files { name, path, cat } => show_files(&host, &name, path.as_deref(), cat, json).map(|()| None),
         Cmd::Rcon { name, command, on_behalf, from } => {
             rcon(&host, &name, &command, on_behalf.as_deref(), from.as_deref()).map(|()| None)
         }
@@ -424,6 +425,60 @@ fn show_backups(host: &Host, name: &str, json: bool) -> Result<(), Error> {
             (false, _) => "restic",
         };
         println!("{}  {:>10} KiB  {place:<11}  {}", b.id, b.bytes.div_ceil(1024), b.reason);
+    }
+    Ok(())
+}
+
+/// `files`: a folder of the server's tree, or the start of one of its files; nothing is written.
+fn show_files(host: &Host, name: &str, path: Option<&str>, cat: bool, json: bool) -> Result<(), Error> {
+    let name = parse_name(name)?;
+    require_root_or(&host.user, "files")?;
+    let shown = |e: files::FilesError| match e {
+        files::FilesError::Host(e) => e,
+        e => Error::Invalid(format!("{name}: {e}")),
+    };
+    let path = files::TreePath::parse(path.unwrap_or("")).map_err(shown)?;
+    let tree = files::open(host, &name).map_err(shown)?;
+    if cat {
+        let preview = tree.preview(&path).map_err(shown)?;
+        if json {
+            println!("{}", serde_json::to_string(&preview).expect("a preview always serializes"));
+            return Ok(());
+        }
+        let Some(text) = preview.text else {
+            return Err(Error::Invalid(format!(
+                "{name}: {path} is binary ({} bytes); it is not printed",
+                preview.entry.size
+            )));
+        };
+        print!("{text}");
+        if preview.truncated {
+            eprintln!(
+                "l4d2ctl: {path} is {} bytes; only its first {} KiB are printed",
+                preview.entry.size,
+                files::PREVIEW_BYTES / 1024
+            );
+        }
+        return Ok(());
+    }
+    let listing = tree.list(&path).map_err(shown)?;
+    if json {
+        println!("{}", serde_json::to_string(&listing).expect("a listing always serializes"));
+        return Ok(());
+    }
+    for entry in &listing.entries {
+        let kind = match entry.kind {
+            files::Kind::File => "file",
+            files::Kind::Folder => "folder",
+            files::Kind::Link => "link",
+            files::Kind::Other => "other",
+        };
+        let target = entry.target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
+        let modified = entry.modified.as_deref().unwrap_or("-");
+        println!("{kind:<6}  {:>12}  {modified}  {:<20}  {}{target}", entry.size, entry.layer.to_string(), entry.name);
+    }
+    if listing.truncated {
+        eprintln!("l4d2ctl: {path} holds more than {} entries; the rest are left out", files::MAX_ENTRIES);
     }
     Ok(())
 }

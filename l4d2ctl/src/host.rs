@@ -99,6 +99,24 @@ impl Host {
         })
     }
 
+    /// The host at `root` with every other setting at its default: for a reader of `$ROOT` that
+    /// is told where it is by its own settings (the web app) and acts on nothing.
+    pub fn at(root: &Path) -> Host {
+        Host {
+            root: root.canonicalize().unwrap_or_else(|_| root.to_path_buf()),
+            unit_dir: PathBuf::from("/usr/local/lib/systemd/system"),
+            steamcmd: PathBuf::from("steamcmd"),
+            user: "left4me".into(),
+            l4d2ctl: PathBuf::from("l4d2ctl"),
+            download_allow: String::new(),
+            steam_api: "https://api.steampowered.com".into(),
+            restic_repository: None,
+            restic_password_file: None,
+            restic_host: None,
+            backup_max_bytes: BACKUP_MAX_BYTES,
+        }
+    }
+
     pub fn installation(&self) -> PathBuf {
         self.root.join("installation")
     }

@@ -12,6 +12,7 @@ pub mod backup;
 pub mod builds;
 pub mod confined;
 pub mod error;
+pub mod files;
 pub mod fsutil;
 pub mod host;
 pub mod humans;

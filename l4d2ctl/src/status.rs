@@ -265,16 +265,16 @@ fn check_files(paths: &crate::host::InstancePaths) -> Vec<Problem> {
 }
 
 /// What a running server started with, as `started.json` records it.
-struct Started {
-    digest: Option<Digest>,
-    port: Option<u16>,
+pub struct Started {
+    pub digest: Option<Digest>,
+    pub port: Option<u16>,
     /// None: it started on the base install from before builds.
-    build: Option<u64>,
+    pub build: Option<u64>,
 }
 
 /// What a running server started with (`started.json`). One that cannot be read is reported and
 /// taken as unknown until the next start writes it again.
-fn started(paths: &crate::host::InstancePaths, problems: &mut Vec<Problem>) -> Option<Started> {
+pub fn started(paths: &crate::host::InstancePaths, problems: &mut Vec<Problem>) -> Option<Started> {
     let path = paths.started();
     match std::fs::read_to_string(&path) {
         Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {

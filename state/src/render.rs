@@ -60,3 +60,50 @@ impl InstanceSpec {
         cfg
     }
 }
+
+/// What stands for a secret wherever a server.cfg is shown.
+pub const HIDDEN_SECRET: &str = "(kept on the host, never shown)";
+
+/// The cvars whose values are secrets: RCON's password, and the key of the game's log stream.
+pub const SECRET_CVARS: [&str; 2] = ["rcon_password", "sv_logsecret"];
+
+/// A config file as it may be shown to a person: every line that names a secret cvar (in any
+/// case, anywhere in the line: `alias x "rcon_password …"` too) becomes that cvar set to
+/// [`HIDDEN_SECRET`], so no way of writing the line lets its value through. The server page's
+/// rendered server.cfg and the file browser's preview and download both show files through it.
+pub fn hide_secrets(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let lower = line.to_ascii_lowercase();
+        match SECRET_CVARS.iter().find(|cvar| lower.contains(*cvar)) {
+            Some(cvar) => {
+                shown.push_str(&format!("{cvar} \"{HIDDEN_SECRET}\""));
+                if line.ends_with('\n') {
+                    shown.push('\n');
+                }
+            }
+            None => shown.push_str(line),
+        }
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_secrets;
+
+    #[test]
+    fn every_way_of_writing_a_secret_shows_no_value() {
+        let cfg = "hostname \"coop\"\nrcon_password \"s3cret\"\nRCON_PASSWORD s3cret\n  sv_logsecret 424242\n\
+                   alias x \"rcon_password s3cret\"\nsv_cheats 0; sv_logsecret 424242";
+        let shown = hide_secrets(cfg);
+        assert!(!shown.contains("s3cret") && !shown.contains("424242"), "{shown}");
+        assert_eq!(
+            shown,
+            "hostname \"coop\"\nrcon_password \"(kept on the host, never shown)\"\n\
+             rcon_password \"(kept on the host, never shown)\"\nsv_logsecret \"(kept on the host, never shown)\"\n\
+             rcon_password \"(kept on the host, never shown)\"\nsv_logsecret \"(kept on the host, never shown)\""
+        );
+        assert_eq!(hide_secrets("sv_cheats 0\n"), "sv_cheats 0\n", "other lines stay as they are");
+    }
+}

@@ -41,6 +41,11 @@ pub fn may_back_up(user: &User, owner: &Name) -> bool {
     may_change(user, owner)
 }
 
+/// Whether `user` may browse the files of a server owned by `owner`: its owner and admins.
+pub fn may_browse_files(user: &User, owner: &Name) -> bool {
+    may_change(user, owner)
+}
+
 /// Whether `user` may cancel a job about `target`: its owner (the target server is theirs) or an
 /// admin — whoever may see the job.
 pub fn may_cancel(snapshot: &Snapshot, user: &User, target: &str) -> bool {

@@ -37,7 +37,7 @@ use axum::routing::{get, post};
 
 pub use crate::app::{App, Options, web_db};
 use crate::forms::{blueprint, server};
-use crate::handlers::{actions, admin, assets, backups, events, login, monitor, pages};
+use crate::handlers::{actions, admin, assets, backups, events, files, login, monitor, pages};
 use crate::save::{confirm, revert};
 
 /// The app's routes.
@@ -55,6 +55,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/servers/{name}/backups/{id}/restore", get(backups::restore_preview).post(backups::restore))
         .route("/servers/{name}/backups/{id}/download", get(backups::download))
         .route("/jobs/{id}/cancel", post(backups::cancel))
+        .route("/servers/{name}/files", get(files::browse))
+        .route("/servers/{name}/files/download", get(files::download))
         .route("/servers/{name}/log", get(events::server_log))
         .route("/servers/{name}/events", get(events::server_events))
         .route("/blueprints", get(pages::blueprints))

@@ -31,6 +31,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "job.html",
     "backups.html",
     "restore.html",
+    "files.html",
     "users.html",
     "account.html",
 ];

@@ -4,6 +4,7 @@ mod audit;
 mod backups;
 mod bad_input;
 mod faults;
+mod files;
 mod game_builds;
 mod json_lines;
 mod lifecycle;

@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -21,6 +20,7 @@ use crate::access;
 use crate::accounts::Session;
 use crate::app::App;
 use crate::ctl;
+use crate::handlers::stream;
 use crate::session::Auth;
 use crate::views::jobs::visible_job;
 use crate::views::page::{base, v};
@@ -124,32 +124,13 @@ pub async fn download(
         Ok(Err((path, e))) => return app.server_error(&format!("cannot read {}: {e}", path.display())),
         Err(e) => return app.interrupted("opening the backup", &e),
     };
-    // Read a chunk at a time on the blocking pool: a backup of any size costs 64 KiB of memory.
-    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
-        let read = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let mut chunk = vec![0; 64 * 1024];
-            let n = file.read(&mut chunk)?;
-            chunk.truncate(n);
-            Ok::<_, std::io::Error>((chunk, file))
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|read| read);
-        match read {
-            Ok((chunk, _)) if chunk.is_empty() => None,
-            Ok((chunk, file)) => Some((Ok(chunk), Some(file))),
-            Err(e) => Some((Err(e), None)),
-        }
-    });
     let filename = format!("{server}-{}.tar.gz", backup.id);
     (
         [
             (header::CONTENT_TYPE, "application/gzip".to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
         ],
-        Body::from_stream(chunks),
+        stream::file_body(file),
     )
         .into_response()
 }

@@ -7,6 +7,8 @@ pub mod admin;
 pub mod assets;
 pub mod backups;
 pub mod events;
+pub mod files;
 pub mod login;
 pub mod monitor;
 pub mod pages;
+pub mod stream;

@@ -72,9 +72,10 @@ pub fn crash_loop<'a>(snapshot: &'a Snapshot, name: &str) -> Option<&'a str> {
     snapshot.plan.as_ref()?.crash_loops.get(name).map(String::as_str)
 }
 
-/// The server.cfg the revision renders for a server, its RCON password left out.
+/// The server.cfg the revision renders for a server, its secrets hidden as the file browser
+/// hides them.
 fn rendered_cfg(desired: &DesiredState, name: &str) -> Option<String> {
     let server = Name::new(name).ok()?;
     let spec = desired.instance_spec(&server)?;
-    Some(spec.server_cfg(&spec.digest(), "(kept on the host, never shown)"))
+    Some(left4me_state::hide_secrets(&spec.server_cfg(&spec.digest(), "")))
 }
