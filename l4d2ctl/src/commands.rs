@@ -451,7 +451,7 @@ fn show_files(host: &Host, name: &str, path: Option<&str>, cat: bool, json: bool
                 preview.entry.size
             )));
         };
-        print!("{text}");
+        print!("{}", printable(&text, true));
         if preview.truncated {
             eprintln!(
                 "l4d2ctl: {path} is {} bytes; only its first {} KiB are printed",
@@ -473,14 +473,31 @@ fn show_files(host: &Host, name: &str, path: Option<&str>, cat: bool, json: bool
             files::Kind::Link => "link",
             files::Kind::Other => "other",
         };
-        let target = entry.target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
+        let target = entry.target.as_deref().map(|t| format!(" -> {}", printable(t, false))).unwrap_or_default();
         let modified = entry.modified.as_deref().unwrap_or("-");
-        println!("{kind:<6}  {:>12}  {modified}  {:<20}  {}{target}", entry.size, entry.layer.to_string(), entry.name);
+        let (layer, name) = (entry.layer.to_string(), printable(&entry.name, false));
+        println!("{kind:<6}  {:>12}  {modified}  {layer:<20}  {name}{target}", entry.size);
     }
     if listing.truncated {
         eprintln!("l4d2ctl: {path} holds more than {} entries; the rest are left out", files::MAX_ENTRIES);
     }
     Ok(())
+}
+
+/// Text the game chose (a file's name, a link's target, a file's start), as a terminal may be
+/// given it: control and bidirectional-override characters escaped (`\u{1b}`), so no name can
+/// move the cursor, set the clipboard or pass for another row. `lines` keeps line breaks and tabs.
+fn printable(text: &str, lines: bool) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        let kept = lines && matches!(c, '\n' | '\t');
+        if !kept && (c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')) {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// `restore`: the id and the server are checked before anything stops.
@@ -710,4 +727,16 @@ fn exec(host: &Host, name: &str) -> Result<(), Error> {
     command.args(record.spec.arguments.iter().map(|a| a.get()));
     let error = command.exec();
     Err(Error::Invalid(format!("cannot run {}: {error}", srcds_run.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_the_game_chose_cannot_drive_a_terminal() {
+        let name = "a\u{1b}]52;c;aGk=\u{7}b\nfile  0  x\u{202e}gpj.exe\tz";
+        let shown = super::printable(name, false);
+        assert_eq!(shown, "a\\u{1b}]52;c;aGk=\\u{7}b\\u{a}file  0  x\\u{202e}gpj.exe\\u{9}z");
+        assert!(!shown.chars().any(char::is_control));
+        assert_eq!(super::printable("line one\n\tline two\u{1b}[2J\n", true), "line one\n\tline two\\u{1b}[2J\n");
+    }
 }

@@ -8,10 +8,15 @@
 //! time through folder descriptors with `openat2` `RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
 //! RESOLVE_NO_MAGICLINKS`, and a symlink is shown as a link with its target's text, never
 //! followed. Only regular files are opened (`O_NONBLOCK`, so a FIFO planted in the upper layer
-//! cannot hang a reader). A config file (`*.cfg`) is shown with its secrets hidden
-//! (`left4me_state::hide_secrets`).
+//! cannot hang a reader), and a file of root's with more than one name is not read (a hard link
+//! the game's user made to a file of root's must not be read through root's `l4d2ctl files`). A
+//! config file (`*.cfg`) is shown with its secret cvars' lines hidden
+//! (`left4me_state::hide_secrets`), and every file with the server's secret values hidden
+//! wherever they appear (`hiding`).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod hiding;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
@@ -27,6 +32,7 @@ use serde::{Serialize, Serializer};
 
 use crate::host::Host;
 use crate::{builds, fsutil, mount, mountinfo, record, status};
+pub use hiding::Hiding;
 
 /// The most of a file a preview shows.
 pub const PREVIEW_BYTES: u64 = 64 * 1024;
@@ -202,7 +208,7 @@ pub struct Preview {
 /// secrets hidden.
 #[derive(Debug)]
 pub enum Download {
-    Stream(Entry, File),
+    Stream(Entry, Hiding<File>),
     Shown(Entry, Vec<u8>),
 }
 
@@ -216,6 +222,8 @@ pub struct Tree {
     /// The mounted tree itself, for a reader who cannot see opaque marks: what it holds is what
     /// the game sees.
     merged: Option<OwnedFd>,
+    /// The server's secret values (its RCON password, its log secret), hidden in every file.
+    secrets: Vec<String>,
 }
 
 /// The tree of server `name`: what it runs while it is mounted (the config layer and build its
@@ -260,7 +268,14 @@ pub fn open_as(host: &Host, name: &Name, sees_opaque: bool) -> Result<Tree, File
         true => None,
         false => fsutil::open_existing_dir(&paths.merged())?,
     };
-    Ok(Tree { layers, sees_opaque, merged })
+    // Unreadable (the reader is neither root nor the game's user) or not made yet: none to hide.
+    let secrets = [paths.rcon_password(), paths.dir.join("log_secret")]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|secret| !secret.is_empty())
+        .collect();
+    Ok(Tree { layers, sees_opaque, merged, secrets })
 }
 
 /// What a path is in the merge.
@@ -331,8 +346,12 @@ impl Tree {
                 seen.insert(name, entry);
             }
         }
-        if let Some(shown) = self.merged_names(path)? {
-            seen.retain(|name, _| shown.contains(name));
+        if let Some(shown) = self.merged_folder(path) {
+            // Each name the layers gave is looked up in the mounted folder: reading that folder
+            // whole would cost memory in step with whatever number of names the game made there.
+            seen.retain(|name, _| {
+                shown.as_ref().is_some_and(|dir| fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_ok())
+            });
         }
         let mut entries: Vec<Entry> = seen.into_values().flatten().collect();
         entries.sort_by(|a, b| (a.kind != Kind::Folder, &a.name).cmp(&(b.kind != Kind::Folder, &b.name)));
@@ -344,7 +363,11 @@ impl Tree {
     pub fn preview(&self, path: &TreePath) -> Result<Preview, FilesError> {
         let (entry, file) = self.open_file(path)?;
         let mut bytes = Vec::new();
-        file.take(PREVIEW_BYTES + 1).read_to_end(&mut bytes).map_err(|e| failed(path, e))?;
+        // Read through the secrets' hiding, a secret cut by the preview's end hidden too.
+        Hiding::new(file, &self.secrets)
+            .take(PREVIEW_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| failed(path, e))?;
         let truncated = bytes.len() as u64 > PREVIEW_BYTES;
         bytes.truncate(PREVIEW_BYTES as usize);
         let text = match std::str::from_utf8(&bytes) {
@@ -361,11 +384,12 @@ impl Tree {
     /// The regular file at `path` to download.
     pub fn download(&self, path: &TreePath) -> Result<Download, FilesError> {
         let (entry, file) = self.open_file(path)?;
+        let mut file = Hiding::new(file, &self.secrets);
         if !hides_secrets(path) {
             return Ok(Download::Stream(entry, file));
         }
         let mut bytes = Vec::new();
-        file.take(HIDDEN_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| failed(path, e))?;
+        (&mut file).take(HIDDEN_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| failed(path, e))?;
         if bytes.len() as u64 > HIDDEN_FILE_BYTES {
             return Err(FilesError::TooLarge(format!(
                 "{path} is a config file larger than {} KiB: it is read whole to hide its secrets, so it is not \
@@ -384,6 +408,10 @@ impl Tree {
         let Found::Leaf { layer, parent, stat } = self.resolve(path)? else { return Err(not_a_file()) };
         if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
             return Err(not_a_file());
+        }
+        // No file of the trees is root's with a second name: one is a hard link someone made.
+        if stat.st_uid == 0 && stat.st_nlink > 1 {
+            return Err(FilesError::Missing(format!("{path} is root's and has more than one name: it is not read")));
         }
         let name = path.name().unwrap_or("");
         // O_NONBLOCK: should a FIFO take the file's place meanwhile, opening it does not wait.
@@ -446,16 +474,12 @@ impl Tree {
         open_beneath(merged, &path.to_string(), OFlag::O_PATH).is_ok()
     }
 
-    /// The names of the mounted tree's folder `path`, when this reader lists through it.
-    fn merged_names(&self, path: &TreePath) -> Result<Option<BTreeSet<String>>, FilesError> {
-        let Some(merged) = &self.merged else { return Ok(None) };
+    /// The mounted tree's folder `path`, when this reader lists through it (inner None: it is
+    /// not there).
+    fn merged_folder(&self, path: &TreePath) -> Option<Option<OwnedFd>> {
+        let merged = self.merged.as_ref()?;
         let at = if path.is_top() { ".".to_owned() } else { path.to_string() };
-        let Ok(fd) = open_beneath(merged, &at, OFlag::O_RDONLY | OFlag::O_DIRECTORY) else {
-            return Ok(Some(BTreeSet::new()));
-        };
-        let mut dir = nix::dir::Dir::from_fd(fd).map_err(|e| failed(path, e))?;
-        let names = dir.iter().flatten().map(|item| String::from_utf8_lossy(item.file_name().to_bytes()).into_owned());
-        Ok(Some(names.collect()))
+        Some(open_beneath(merged, &at, OFlag::O_RDONLY | OFlag::O_DIRECTORY).ok())
     }
 }
 
@@ -752,5 +776,44 @@ mod tests {
     fn a_server_not_on_the_host_is_missing() {
         let f = Fixture::new();
         assert!(matches!(open(&f.host, &Name::new("coop-9").unwrap()), Err(FilesError::Missing(_))));
+    }
+
+    #[test]
+    fn the_servers_secrets_are_hidden_in_every_file_and_a_second_name_of_roots_is_not_read() {
+        let f = Fixture::new();
+        let log = format!("L 12/01/2026 - 10:00:00: rcon from \"10.0.0.9\": password \"{PASSWORD}\"\n");
+        f.write(&f.upper().join("left4dead2/logs/L1201000.log"), &log.repeat(5000));
+        f.write(&f.upper().join("left4dead2/cfg/server.cfg.bak"), &format!("rcon_password \"{PASSWORD}\"\n"));
+        let tree = f.tree();
+        for file in ["left4dead2/logs/L1201000.log", "left4dead2/cfg/server.cfg.bak"] {
+            let preview = tree.preview(&path(file)).unwrap();
+            let text = preview.text.unwrap();
+            assert!(!text.contains(PASSWORD) && text.contains(left4me_state::HIDDEN_SECRET), "{file}: {text}");
+            let Download::Stream(_, mut read) = tree.download(&path(file)).unwrap() else {
+                panic!("{file} is streamed")
+            };
+            let mut bytes = Vec::new();
+            read.read_to_end(&mut bytes).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains(PASSWORD), "{file}");
+        }
+        // Every line of the log is there, its password hidden.
+        let Download::Stream(_, mut read) = tree.download(&path("left4dead2/logs/L1201000.log")).unwrap() else {
+            panic!("the log is streamed")
+        };
+        let mut text = String::new();
+        read.read_to_string(&mut text).unwrap();
+        assert_eq!(text, log.replace(PASSWORD, left4me_state::HIDDEN_SECRET).repeat(5000));
+
+        // A hard link the game's user made to a file of root's (here: another server's password).
+        let other = f.host.instance(&Name::new("coop-2").unwrap()).rcon_password();
+        fs::hard_link(&other, f.upper().join("left4dead2/stolen.txt")).unwrap();
+        for refused in
+            [tree.preview(&path("left4dead2/stolen.txt")).err(), tree.download(&path("left4dead2/stolen.txt")).err()]
+        {
+            assert!(
+                matches!(refused, Some(FilesError::Missing(ref why)) if why.contains("more than one name")),
+                "{refused:?}"
+            );
+        }
     }
 }

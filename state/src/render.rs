@@ -67,25 +67,52 @@ pub const HIDDEN_SECRET: &str = "(kept on the host, never shown)";
 /// The cvars whose values are secrets: RCON's password, and the key of the game's log stream.
 pub const SECRET_CVARS: [&str; 2] = ["rcon_password", "sv_logsecret"];
 
-/// A config file as it may be shown to a person: every line that names a secret cvar (in any
-/// case, anywhere in the line: `alias x "rcon_password …"` too) becomes that cvar set to
-/// [`HIDDEN_SECRET`], so no way of writing the line lets its value through. The server page's
-/// rendered server.cfg and the file browser's preview and download both show files through it.
+/// A config file as it may be shown to a person: in every command (a line's parts between `;`
+/// outside quotes, as the game splits them) that names a secret cvar — in any case, anywhere in
+/// the command: `alias x "rcon_password …"` too — what follows the cvar's name becomes
+/// [`HIDDEN_SECRET`], so no way of writing it lets the value through, and the line's other
+/// commands stay as they are. The server page's rendered server.cfg and the file browser's
+/// preview and download both show files through it.
 pub fn hide_secrets(text: &str) -> String {
     let mut shown = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        let lower = line.to_ascii_lowercase();
-        match SECRET_CVARS.iter().find(|cvar| lower.contains(*cvar)) {
-            Some(cvar) => {
-                shown.push_str(&format!("{cvar} \"{HIDDEN_SECRET}\""));
-                if line.ends_with('\n') {
-                    shown.push('\n');
-                }
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        for (i, command) in commands(body).into_iter().enumerate() {
+            if i > 0 {
+                shown.push(';');
             }
-            None => shown.push_str(line),
+            let lower = command.to_ascii_lowercase();
+            let first = SECRET_CVARS.iter().filter_map(|cvar| lower.find(cvar).map(|at| (at, *cvar))).min();
+            match first {
+                Some((at, cvar)) => shown.push_str(&format!("{}{cvar} \"{HIDDEN_SECRET}\"", &command[..at])),
+                None => shown.push_str(command),
+            }
         }
+        shown.push_str(end);
     }
     shown
+}
+
+/// A line's commands: split at each `;` outside double quotes (a quote left open runs to the
+/// line's end, so a value is never cut in two).
+fn commands(line: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (at, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                parts.push(&line[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&line[start..]);
+    parts
 }
 
 #[cfg(test)]
@@ -95,15 +122,31 @@ mod tests {
     #[test]
     fn every_way_of_writing_a_secret_shows_no_value() {
         let cfg = "hostname \"coop\"\nrcon_password \"s3cret\"\nRCON_PASSWORD s3cret\n  sv_logsecret 424242\n\
-                   alias x \"rcon_password s3cret\"\nsv_cheats 0; sv_logsecret 424242";
+                   alias x \"rcon_password s3cret\"\nsv_cheats 0; sv_logsecret 424242\nrcon_password \"s3c;zq9\"\n\
+                   rcon_password \"s3c;zq9";
         let shown = hide_secrets(cfg);
-        assert!(!shown.contains("s3cret") && !shown.contains("424242"), "{shown}");
+        assert!(!shown.contains("s3c") && !shown.contains("424242") && !shown.contains("zq9"), "{shown}");
+        let hidden = "\"(kept on the host, never shown)\"";
         assert_eq!(
             shown,
-            "hostname \"coop\"\nrcon_password \"(kept on the host, never shown)\"\n\
-             rcon_password \"(kept on the host, never shown)\"\nsv_logsecret \"(kept on the host, never shown)\"\n\
-             rcon_password \"(kept on the host, never shown)\"\nsv_logsecret \"(kept on the host, never shown)\""
+            format!(
+                "hostname \"coop\"\nrcon_password {hidden}\nrcon_password {hidden}\n  sv_logsecret {hidden}\n\
+                 alias x \"rcon_password {hidden}\nsv_cheats 0; sv_logsecret {hidden}\nrcon_password {hidden}\n\
+                 rcon_password {hidden}"
+            )
         );
         assert_eq!(hide_secrets("sv_cheats 0\n"), "sv_cheats 0\n", "other lines stay as they are");
+    }
+
+    #[test]
+    fn a_secret_hides_only_its_own_command_of_a_line() {
+        assert_eq!(
+            hide_secrets("sv_cheats 1; exec evil.cfg; sv_logsecret 1\n"),
+            "sv_cheats 1; exec evil.cfg; sv_logsecret \"(kept on the host, never shown)\"\n"
+        );
+        assert_eq!(
+            hide_secrets("say \"a;b\"; rcon_password x"),
+            "say \"a;b\"; rcon_password \"(kept on the host, never shown)\""
+        );
     }
 }

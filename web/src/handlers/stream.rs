@@ -4,11 +4,10 @@
 use axum::body::Body;
 
 /// The rest of `file`, read on the blocking pool as the client takes it.
-pub fn file_body(file: std::fs::File) -> Body {
+pub fn file_body(file: impl std::io::Read + Send + 'static) -> Body {
     let chunks = futures_util::stream::unfold(Some(file), |file| async move {
         let mut file = file?;
         let read = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
             let mut chunk = vec![0; 64 * 1024];
             let n = file.read(&mut chunk)?;
             chunk.truncate(n);
