@@ -1,4 +1,4 @@
-//! `/metrics`: the servers by sync status and health, players, reconcile passes, jobs, the
+//! `/metrics`: the servers by sync status and health, players, what their units use, reconcile passes, jobs, the
 //! revision's validity and the live views, in Prometheus text format.
 
 use std::collections::BTreeMap;
@@ -42,6 +42,7 @@ pub fn metrics_text(snapshot: &Snapshot, counts: &Counts) -> String {
             let _ = writeln!(out, "left4me_max_players{{server=\"{}\"}} {max}", report.name);
         }
     }
+    resources(&mut out, snapshot);
     let passes: Vec<f64> = counts
         .events
         .iter()
@@ -74,6 +75,31 @@ pub fn metrics_text(snapshot: &Snapshot, counts: &Counts) -> String {
     out.push_str("# HELP left4me_web_console_followers Server consoles followed (one l4d2ctl logs each).\n# TYPE left4me_web_console_followers gauge\n");
     let _ = writeln!(out, "left4me_web_console_followers {}", counts.console_followers);
     out
+}
+
+/// What each server's unit uses, as systemd counts it; a server it does not count is left out.
+fn resources(out: &mut String, snapshot: &Snapshot) {
+    type Measure = fn(&l4d2ctl::api::Resources) -> Option<f64>;
+    let measures: [(&str, &str, &str, Measure); 4] = [
+        ("left4me_server_cpu_seconds_total", "counter", "CPU time a server's unit used since it started.", |r| {
+            r.cpu_nsec.map(|nsec| nsec as f64 / 1e9)
+        }),
+        ("left4me_server_memory_bytes", "gauge", "Memory a server's unit uses now.", |r| {
+            r.memory_bytes.map(|b| b as f64)
+        }),
+        ("left4me_server_memory_peak_bytes", "gauge", "The most memory a server's unit used since it started.", |r| {
+            r.memory_peak_bytes.map(|b| b as f64)
+        }),
+        ("left4me_server_tasks", "gauge", "Processes and threads of a server's unit.", |r| r.tasks.map(|n| n as f64)),
+    ];
+    for (name, kind, help, measure) in measures {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (server, instance) in &snapshot.instances {
+            if let Some(value) = measure(&instance.resources) {
+                let _ = writeln!(out, "{name}{{server=\"{server}\"}} {value}");
+            }
+        }
+    }
 }
 
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
