@@ -109,3 +109,43 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     let index = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted.get(index).copied()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_servers_unit_use_is_exported_and_what_systemd_does_not_count_is_left_out() {
+        let status = |name: &str, resources: serde_json::Value| -> l4d2ctl::api::InstanceStatus {
+            serde_json::from_value(serde_json::json!({
+                "name": name, "unit": format!("left4me-server@{name}.service"), "active_state": "active",
+                "sub_state": "running", "enabled": true, "main_pid": 7, "restarts": 0, "result": "success",
+                "mounted": true, "port": 27015, "digest": "", "override": null, "query": null,
+                "resources": resources,
+            }))
+            .expect("a status as l4d2ctl prints it")
+        };
+        let mut snapshot = Snapshot::default();
+        for s in [
+            status(
+                "a",
+                serde_json::json!({"cpu_nsec": 2_500_000_000u64, "memory_bytes": 1024, "memory_peak_bytes": 4096, "tasks": 9}),
+            ),
+            status("b", serde_json::json!({})),
+        ] {
+            snapshot.instances.insert(s.name.clone(), s);
+        }
+        let counts = Counts { events: vec![], jobs: vec![], live_views: 0, console_followers: 0 };
+        let text = metrics_text(&snapshot, &counts);
+        for line in [
+            "# TYPE left4me_server_cpu_seconds_total counter",
+            "left4me_server_cpu_seconds_total{server=\"a\"} 2.5",
+            "left4me_server_memory_bytes{server=\"a\"} 1024",
+            "left4me_server_memory_peak_bytes{server=\"a\"} 4096",
+            "left4me_server_tasks{server=\"a\"} 9",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert!(!text.contains("server=\"b\""), "{text}");
+    }
+}
