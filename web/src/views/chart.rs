@@ -127,7 +127,7 @@ impl Area {
 fn open(b: &Area, class: &str, title: &str) -> String {
     let title = escape(title);
     format!(
-        r#"<svg class="{class}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="{}" height="{}" role="img" aria-label="{title}"><title>{title}</title>"#,
+        r#"<svg class="{class}" viewBox="0 0 {} {}" width="{}" height="{}" role="img"><title>{title}</title>"#,
         b.width, b.height, b.width, b.height
     )
 }
@@ -175,28 +175,39 @@ fn axes(svg: &mut String, b: &Area, frame: Frame, y_max: f64, scale: Scale) {
     let _ = write!(svg, r#"<text class="tick" x="{right:.1}" y="{:.1}" text-anchor="end">UTC</text>"#, b.height - 6.0);
 }
 
-/// A line's path: `M` where it starts and after each gap, `L` to each next point; a point alone
-/// between gaps is a dot.
+/// A line's path in whole pixels: `M` where it starts and after each gap, then `l` by the
+/// distance to each next point. A point level with the points either side of it is left out (the
+/// line passes through it all the same): a quiet night is one stroke, and a dashboard of many
+/// rows stays small. A point alone between gaps is a dot.
 fn path(points: &[(i64, f64)], frame: Frame, b: &Area, y_max: f64) -> String {
-    let mut d = String::new();
+    let mut runs: Vec<Vec<(i64, i64)>> = Vec::new();
     let mut previous: Option<i64> = None;
-    let mut run = 0;
     for &(t, value) in points {
-        let (x, y) = (b.x(frame, t), b.y(y_max, value));
-        let joined = previous.is_some_and(|p| t - p <= frame.step);
-        if !joined && run == 1 {
-            d.push_str("h0.1");
+        let at = (b.x(frame, t).round() as i64, b.y(y_max, value).round() as i64);
+        match runs.last_mut() {
+            Some(run) if previous.is_some_and(|p| t - p <= frame.step) => run.push(at),
+            _ => runs.push(vec![at]),
         }
-        if joined {
-            run += 1;
-        } else {
-            run = 1;
-        }
-        let _ = write!(d, "{}{x:.1},{y:.1}", if joined { 'L' } else { 'M' });
         previous = Some(t);
     }
-    if run == 1 {
-        d.push_str("h0.1");
+    let mut d = String::new();
+    for run in runs {
+        let kept: Vec<(i64, i64)> = run
+            .iter()
+            .enumerate()
+            .filter(|&(i, at)| {
+                let level = |j: Option<usize>| j.and_then(|j| run.get(j)).is_some_and(|other| other.1 == at.1);
+                !(i > 0 && (run[i - 1] == *at || level(Some(i - 1)) && level(Some(i + 1))))
+            })
+            .map(|(_, at)| *at)
+            .collect();
+        let _ = write!(d, "M{},{}", kept[0].0, kept[0].1);
+        for pair in kept.windows(2) {
+            let _ = write!(d, "l{},{}", pair[1].0 - pair[0].0, pair[1].1 - pair[0].1);
+        }
+        if kept.len() == 1 {
+            d.push_str("h0.1");
+        }
     }
     d
 }
@@ -283,35 +294,56 @@ mod tests {
         svg.split(r#"class="line"#).skip(1).filter_map(|rest| rest.split(r#"d=""#).nth(1)?.split('"').next()).collect()
     }
 
+    /// A path's lines as the absolute pixels they pass through.
+    fn lines(d: &str) -> Vec<Vec<(i64, i64)>> {
+        let mut lines: Vec<Vec<(i64, i64)>> = Vec::new();
+        let d = d.replace("h0.1", "");
+        let mut rest = d.as_str();
+        while let Some(command) = rest.chars().next() {
+            let end = rest[1..].find(['M', 'l']).map_or(rest.len(), |i| i + 1);
+            let (x, y) = rest[1..end].split_once(',').unwrap();
+            let (x, y): (i64, i64) = (x.parse().unwrap(), y.parse().unwrap());
+            match command {
+                'M' => lines.push(vec![(x, y)]),
+                _ => {
+                    let line = lines.last_mut().unwrap();
+                    let last = *line.last().unwrap();
+                    line.push((last.0 + x, last.1 + y));
+                }
+            }
+            rest = &rest[end..];
+        }
+        lines
+    }
+
     #[test]
     fn each_point_is_drawn_where_its_time_and_value_put_it() {
-        let series = Series { label: "players", points: vec![(FROM, 0.0), (FROM + 900, 2.0), (FROM + DAY / 2, 4.0)] };
+        let points =
+            vec![(FROM, 0.0), (FROM + 900, 2.0), (FROM + 1800, 2.0), (FROM + 2700, 2.0), (FROM + DAY / 2, 4.0)];
+        let series = Series { label: "players", points };
         let svg = sparkline("coop-1", &series, frame(900), Scale::Count);
         // 118 px wide from x = 1, 20 px high from y = 2; the top of the scale is 5 (4 rounded up).
         let d = paths(&svg)[0];
-        let x = |t: i64| 1.0 + (t - FROM) as f64 / DAY as f64 * 118.0;
-        let y = |v: f64| 2.0 + 20.0 - v / 5.0 * 20.0;
-        let expected = format!(
-            "M{:.1},{:.1}L{:.1},{:.1}M{:.1},{:.1}h0.1",
-            x(FROM),
-            y(0.0),
-            x(FROM + 900),
-            y(2.0),
-            x(FROM + DAY / 2),
-            y(4.0)
-        );
-        assert_eq!(d, expected);
+        let x = |t: i64| (1.0 + (t - FROM) as f64 / DAY as f64 * 118.0).round() as i64;
+        let y = |v: f64| (2.0 + 20.0 - v / 5.0 * 20.0).round() as i64;
+        // The point level with both its neighbours is on the line without a vertex of its own.
+        let expected = vec![
+            vec![(x(FROM), y(0.0)), (x(FROM + 900), y(2.0)), (x(FROM + 2700), y(2.0))],
+            vec![(x(FROM + DAY / 2), y(4.0))],
+        ];
+        assert_eq!(lines(d), expected, "{d}");
+        assert!(d.ends_with("h0.1"), "a point alone is a dot: {d}");
         assert!(svg.contains("<title>coop-1: players: highest 4 at 2026-12-01 12:00 UTC</title>"), "{svg}");
     }
 
     #[test]
     fn a_stretch_without_samples_splits_the_line() {
         let points: Vec<(i64, f64)> =
-            (0..4).map(|i| (FROM + i * 3600, 1.0)).chain((10..12).map(|i| (FROM + i * 3600, 3.0))).collect();
+            (0..4).map(|i| (FROM + i * 3600, i as f64)).chain((10..12).map(|i| (FROM + i * 3600, 3.0))).collect();
         let svg = chart("coop-1", &[Series { label: "players", points }], frame(3600), Scale::Count);
-        let d = paths(&svg)[0];
-        assert_eq!(d.matches('M').count(), 2, "{d}");
-        assert_eq!(d.matches('L').count(), 4, "{d}");
+        let lines = lines(paths(&svg)[0]);
+        assert_eq!(lines.iter().map(Vec::len).collect::<Vec<_>>(), [4, 2], "{lines:?}");
+        assert!(lines[0].last().unwrap().0 < lines[1][0].0);
     }
 
     #[test]
@@ -326,14 +358,16 @@ mod tests {
     #[test]
     fn any_number_of_points_draws_a_bounded_picture() {
         let week = Frame { from: FROM, to: FROM + 7 * DAY, step: 30 };
-        let points: Vec<(i64, f64)> = (0..7 * DAY / 30).map(|i| (FROM + i * 30, (i % 8) as f64)).collect();
+        let wave = |i: i64| 4.0 + 4.0 * (i as f64 / 300.0).sin();
+        let points: Vec<(i64, f64)> = (0..7 * DAY / 30).map(|i| (FROM + i * 30, wave(i))).collect();
         let small = chart("x", &[Series { label: "players", points: points[..10].to_vec() }], week, Scale::Count);
         let big = chart("x", &[Series { label: "players", points }], week, Scale::Count);
-        let vertices = paths(&big)[0].matches(['M', 'L']).count();
-        assert!(vertices <= MAX_POINTS + 1, "{vertices} vertices");
-        assert!(vertices > MAX_POINTS / 2, "the week is still drawn whole: {vertices}");
-        assert_eq!(paths(&big)[0].matches('M').count(), 1, "averaged points stay one line");
-        assert!(big.len() < small.len() + 20 * (MAX_POINTS + 1), "{} bytes", big.len());
+        let lines = lines(paths(&big)[0]);
+        assert_eq!(lines.len(), 1, "averaged points stay one line");
+        assert!(lines[0].len() <= MAX_POINTS + 1, "{} vertices", lines[0].len());
+        let (first, last) = (lines[0][0].0, lines[0].last().unwrap().0);
+        assert!(first <= 57 && last >= 625, "the week is drawn whole: {first}..{last}");
+        assert!(big.len() < small.len() + 12 * (MAX_POINTS + 1), "{} bytes", big.len());
     }
 
     #[test]
