@@ -132,6 +132,12 @@ async fn see_the_week(browser: &Client, base: &str, shots: &Path) -> Result<(), 
     shot(browser, shots, "9-dashboard-history").await?;
     browser.goto(&format!("{base}/servers/coop-1")).await.map_err(e("coop-1's page"))?;
     wait_found(browser, "#chart-memory svg path.line").await?;
+    // What its unit uses now, as systemd counts it: memory now and at its peak, tasks.
+    let memory = wait_text(browser, "#memory", "peak").await?;
+    if !memory.contains("iB") {
+        return Err(format!("coop-1's memory reads {memory:?}"));
+    }
+    wait_found(browser, "#tasks").await?;
     // A window tall enough for the whole card: a screenshot of an element is cut at the window.
     browser.set_window_size(1280, 1600).await.map_err(e("a taller window"))?;
     let charts = browser.find(Locator::Id("charts")).await.map_err(e("the charts"))?;
