@@ -238,6 +238,35 @@ pub struct Resources {
     pub tasks: Option<u64>,
 }
 
+impl Resources {
+    /// The CPU time as a person reads it: `42.1s`, `12m05s`, `3h20m`; `-` when unknown.
+    pub fn cpu_text(&self) -> String {
+        let Some(nsec) = self.cpu_nsec else { return "-".into() };
+        let secs = nsec / 1_000_000_000;
+        match secs {
+            0..60 => format!("{:.1}s", nsec as f64 / 1e9),
+            60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+            _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        }
+    }
+}
+
+/// A number of bytes as a person reads it, in binary units: `812 KiB`, `1.4 GiB`.
+pub fn bytes_text(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ if value < 10.0 => format!("{value:.1} {}", UNITS[unit]),
+        _ => format!("{value:.0} {}", UNITS[unit]),
+    }
+}
+
 /// What the game server says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryInfo {

@@ -296,6 +296,9 @@ mod tests {
             Command::ObserveHumans(names) => {
                 read(Cmd::Observe { brief: false, count_humans: names.iter().map(Name::to_string).collect() })
             }
+            Command::Status => {
+                Cli { reconciler: false, json: true, schedule: None, command: Cmd::Status { name: None } }
+            }
             Command::Show { name } => read(Cmd::Show { name: name.to_string() }),
             Command::InstallUnits => write(Cmd::Install { units_only: true, branch: "public".into() }),
             Command::Install { branch } => write(Cmd::Install { units_only: false, branch }),
@@ -359,6 +362,7 @@ mod tests {
             Command::Observe(Detail::Full),
             Command::Observe(Detail::Brief),
             Command::ObserveHumans(vec![name.clone(), Name::new("coop-2").unwrap()]),
+            Command::Status,
             Command::Show { name: name.clone() },
             Command::InstallUnits,
             Command::Install { branch: "public".into() },

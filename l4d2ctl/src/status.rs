@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use left4me_state::{Digest, Name};
 
 use crate::api::{
     ActiveState, Detail, InstanceStatus, LeftoverUnit, Observation, OrphanOverride, Override, Problem, QueryInfo,
-    Remedy, parse_digest,
+    Remedy, Resources, bytes_text, parse_digest,
 };
 use crate::error::Error;
 use crate::host::{Host, unit_name};
@@ -19,7 +20,18 @@ use crate::{a2s, builds, instance, mountinfo, overlay, overrides, record, schedu
 /// How long status waits for game servers to answer their A2S query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
 
-const PROPERTIES: &[&str] = &["ActiveState", "SubState", "StateChangeTimestamp", "MainPID", "NRestarts", "Result"];
+const PROPERTIES: &[&str] = &[
+    "ActiveState",
+    "SubState",
+    "StateChangeTimestamp",
+    "MainPID",
+    "NRestarts",
+    "Result",
+    "CPUUsageNSec",
+    "MemoryCurrent",
+    "TasksCurrent",
+    "ControlGroup",
+];
 
 /// Looks at the whole host: one `systemctl` call for the units, whatever their number.
 pub fn observe(host: &Host, detail: Detail) -> Result<Observation, Error> {
@@ -155,7 +167,7 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             rendered_build,
             started_build,
             problems,
-            resources: Default::default(),
+            resources: resources(&props),
         });
     }
 
@@ -324,6 +336,41 @@ fn enabled_on_disk() -> BTreeSet<String> {
         .collect()
 }
 
+/// What a unit uses, from its `systemctl show` properties (a brief look has none of them) and its
+/// cgroup's `memory.peak` (systemd 252 has no `MemoryPeak` property): a file read, no process.
+fn resources(props: &BTreeMap<String, String>) -> Resources {
+    let count = |key: &str| props.get(key).and_then(|value| counted(value));
+    let peak = props.get("ControlGroup").and_then(|group| memory_peak(Path::new(CGROUPS), group));
+    Resources {
+        cpu_nsec: count("CPUUsageNSec"),
+        memory_bytes: count("MemoryCurrent"),
+        memory_peak_bytes: peak,
+        tasks: count("TasksCurrent"),
+    }
+}
+
+const CGROUPS: &str = "/sys/fs/cgroup";
+
+/// A count systemd shows: `[not set]` (no accounting, a stopped unit) and u64::MAX (what it
+/// prints for "unknown" in some versions) are None.
+fn counted(value: &str) -> Option<u64> {
+    value.trim().parse().ok().filter(|n| *n != u64::MAX)
+}
+
+/// The most memory the cgroup `group` (`/system.slice/…`) under `cgroups` used: its `memory.peak`
+/// (cgroup v2), or on a host still on v1 its memory controller's `memory.max_usage_in_bytes`.
+/// None when neither is there (a stopped unit, a kernel before 5.19) or the group is not a plain
+/// path below.
+fn memory_peak(cgroups: &Path, group: &str) -> Option<u64> {
+    let relative = Path::new(group.strip_prefix('/')?);
+    if group.len() < 2 || !relative.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+        return None;
+    }
+    let v2 = cgroups.join(relative).join("memory.peak");
+    let v1 = cgroups.join("memory").join(relative).join("memory.max_usage_in_bytes");
+    [v2, v1].iter().find_map(|file| counted(std::str::from_utf8(&crate::fsutil::read_bounded(file, 64)?).ok()?))
+}
+
 /// systemd's `@<seconds>` (from `--timestamp=unix`) or an empty value → RFC 3339.
 fn timestamp(value: &str) -> Option<String> {
     let secs: u64 = value.strip_prefix('@')?.parse().ok()?;
@@ -340,6 +387,9 @@ pub fn table(statuses: &[InstanceStatus]) -> String {
         "PLAYERS".into(),
         "MAP".into(),
         "RESTARTS".into(),
+        "CPU".into(),
+        "MEMORY".into(),
+        "TASKS".into(),
         "NOTE".into(),
     ]];
     for s in statuses {
@@ -365,10 +415,13 @@ pub fn table(statuses: &[InstanceStatus]) -> String {
             players,
             map,
             s.restarts.to_string(),
+            s.resources.cpu_text(),
+            memory_text(&s.resources),
+            s.resources.tasks.map_or("-".into(), |n| n.to_string()),
             note,
         ]);
     }
-    let widths: Vec<usize> = (0..8).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..11).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
@@ -376,4 +429,69 @@ pub fn table(statuses: &[InstanceStatus]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Memory now and its peak: `412 MiB/530 MiB`.
+fn memory_text(resources: &Resources) -> String {
+    match (resources.memory_bytes, resources.memory_peak_bytes) {
+        (None, _) => "-".into(),
+        (Some(now), None) => bytes_text(now),
+        (Some(now), Some(peak)) => format!("{}/{}", bytes_text(now), bytes_text(peak)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn what_systemd_does_not_count_is_unknown_not_zero() {
+        let shown = props(&[
+            ("CPUUsageNSec", "[not set]"),
+            ("MemoryCurrent", "18446744073709551615"),
+            ("TasksCurrent", "7"),
+            ("ControlGroup", ""),
+        ]);
+        let r = resources(&shown);
+        assert_eq!((r.cpu_nsec, r.memory_bytes, r.memory_peak_bytes, r.tasks), (None, None, None, Some(7)));
+        assert_eq!(resources(&props(&[("ActiveState", "active")])), Resources::default());
+    }
+
+    #[test]
+    fn the_peak_is_read_from_the_units_cgroup_and_nowhere_else() {
+        let root = tempfile::tempdir().unwrap();
+        let group = root.path().join("system.slice/left4me-server@a.service");
+        std::fs::create_dir_all(&group).unwrap();
+        std::fs::write(group.join("memory.peak"), "123456\n").unwrap();
+        std::fs::write(root.path().join("memory.peak"), "99\n").unwrap();
+        assert_eq!(memory_peak(root.path(), "/system.slice/left4me-server@a.service"), Some(123456));
+        assert_eq!(memory_peak(root.path(), "/system.slice/left4me-server@b.service"), None);
+        let v1 = root.path().join("memory/system.slice/left4me-server@b.service");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
+        assert_eq!(memory_peak(root.path(), "/system.slice/left4me-server@b.service"), Some(4096));
+        for escaping in ["/system.slice/../..", "/..", "/", "system.slice/left4me-server@a.service", ""] {
+            assert_eq!(memory_peak(root.path(), escaping), None, "{escaping}");
+        }
+    }
+
+    #[test]
+    fn the_table_shows_cpu_time_memory_and_tasks() {
+        let resources = Resources {
+            cpu_nsec: Some(754_000_000_000),
+            memory_bytes: Some(412 << 20),
+            memory_peak_bytes: Some(530 << 20),
+            tasks: Some(23),
+        };
+        assert_eq!(resources.cpu_text(), "12m34s");
+        assert_eq!(memory_text(&resources), "412 MiB/530 MiB");
+        assert_eq!(Resources { cpu_nsec: Some(1_500_000_000), ..resources }.cpu_text(), "1.5s");
+        assert_eq!(Resources::default().cpu_text(), "-");
+        assert_eq!(memory_text(&Resources::default()), "-");
+        assert_eq!(bytes_text(1536), "1.5 KiB");
+    }
 }

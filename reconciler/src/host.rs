@@ -85,6 +85,12 @@ fn look(l4d2ctl: &Path, command: &api::Command) -> Result<HostView, Error> {
     })
 }
 
+/// Every instance's full status in one `l4d2ctl status --json` (one `systemctl show`, one A2S
+/// socket): what the sampler looks at.
+pub fn status(l4d2ctl: &Path) -> Result<Vec<api::InstanceStatus>, Error> {
+    read(l4d2ctl, &api::Command::Status)
+}
+
 /// An instance's rendered spec as the host has it (`l4d2ctl show`), for showing diffs.
 pub fn rendered(l4d2ctl: &Path, server: &Name) -> Result<String, Error> {
     let record: serde_json::Value = read(l4d2ctl, &api::Command::Show { name: server.clone() })?;

@@ -4,3 +4,4 @@
 //! by the web app.
 
 pub mod db;
+pub mod sample;

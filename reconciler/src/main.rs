@@ -68,6 +68,16 @@ enum Command {
         #[arg(long, env = "LEFT4ME_FETCH_SECONDS", default_value_t = 60)]
         fetch_every: u64,
     },
+    /// Sample every running server's players, CPU and memory into $ROOT/live.db, every 30 s
+    /// (what `left4me live` does beside the game's events); `--looks` to stop after that many.
+    #[command(hide = true)]
+    Sample {
+        /// Seconds between looks.
+        #[arg(long, default_value_t = 30)]
+        every: u64,
+        #[arg(long)]
+        looks: Option<u64>,
+    },
     /// Back a server's own data up now (a job): the newest `backups.keep` of its blueprint are kept.
     Backup { server: String },
     /// List a server's backups, newest first.
@@ -243,6 +253,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backups { server, json } => commands::backups(&server, json),
         Command::Retry { server, state } => commands::retry(state, &server),
+        Command::Sample { every, looks } => {
+            let config = reconciler::engine::Config::from_env(None)?;
+            let pace = reconciler::live::sample::Pace { every: std::time::Duration::from_secs(every.max(1)), looks };
+            reconciler::live::sample::run(&config, pace)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { state, resync, upstream, fetch_every } => {
             tracing_subscriber::fmt().with_target(false).with_ansi(false).init();
             let config = reconciler::engine::Config::from_env(state)?;

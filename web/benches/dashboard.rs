@@ -1,5 +1,6 @@
-//! The dashboard under load: 200 servers, 64 connections (wrk), against a tiny page of the same
-//! server measured in the same run (`/health`: routing, the session-free path, no template).
+//! The dashboard under load: 200 servers, each with a day of samples for its sparkline (30 s apart
+//! in `$ROOT/live.db`), 64 connections (wrk), against a tiny page of the same server measured in
+//! the same run (`/health`: routing, the session-free path, no template).
 //! Reports p50/p99 latency, requests per second, and the web process's resident memory.
 //!
 //! Needs wrk (Debian's `wrk`) and a release build of the web app:
@@ -25,6 +26,7 @@ fn main() {
     let root = tempfile::tempdir().unwrap();
     let state = root.path().join("state");
     write_state(&state);
+    write_history(root.path());
     let env = |command: &mut Command| {
         command
             .env("LEFT4ME_ROOT", root.path())
@@ -55,6 +57,7 @@ fn main() {
     let page = fetch(&format!("{base}/"), &cookie);
     let rows = page.matches("data-server=").count();
     assert_eq!(rows, SERVERS, "the dashboard lists every server");
+    assert_eq!(page.matches(r#"<svg class="sparkline""#).count(), SERVERS, "each with its last day");
 
     let floor = wrk(&format!("{base}/health"), &cookie);
     let dashboard = wrk(&format!("{base}/"), &cookie);
@@ -141,6 +144,27 @@ fn sign_in(base: &str) -> String {
 fn fetch(url: &str, cookie: &str) -> String {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     agent.get(url).header("Cookie", cookie).call().unwrap().body_mut().read_to_string().unwrap()
+}
+
+/// A day of samples for every server, one look every 30 s, as the sampler keeps them.
+fn write_history(root: &Path) {
+    use reconciler::live::db::{LiveDb, Sample};
+    let db = LiveDb::open(&reconciler::live::db::path(root)).unwrap();
+    let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
+    let names: Vec<left4me_state::Name> =
+        (0..SERVERS).map(|i| left4me_state::Name::new(format!("s{i:03}")).unwrap()).collect();
+    for look in 0..86_400 / 30 {
+        let at = now - 86_400 + look * 30;
+        let samples: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let players = ((look / 120 + i as i64) % 9) as u32;
+                (name.clone(), Sample { at, players, cpu: Some(f64::from(players) * 4.0), memory: Some(400 << 20) })
+            })
+            .collect();
+        db.add_samples(&samples).unwrap();
+    }
 }
 
 fn write_state(state: &Path) {

@@ -11,6 +11,7 @@ use l4d2ctl::api::InstanceStatus;
 use left4me_state::{DesiredState, Name, Revision};
 use reconciler::db::{Db, Event, Reader};
 use reconciler::engine::{self, Config, RevisionCache};
+use reconciler::live::db::{self as live_db, LiveDb, Point};
 use reconciler::plan::{Plan, ServerSync, Sync};
 use reconciler::report::{self, ServerReport};
 use tokio::sync::watch;
@@ -43,7 +44,20 @@ pub struct Snapshot {
     pub last_applied: Option<String>,
     /// How long looking took, in ms.
     pub took_ms: u128,
+    /// Each running server's CPU between the look before and this one, in percent of one core.
+    pub cpu: BTreeMap<Name, f64>,
+    /// Every server's points of the last day ([`HISTORY`]), from `$ROOT/live.db`; None while
+    /// there is no such database (the sampler has not run on this host).
+    pub history: Option<Arc<Histories>>,
 }
+
+/// Every server's points, oldest first.
+pub type Histories = BTreeMap<Name, Vec<Point>>;
+
+/// The dashboard's history: a day of 15-minute points, read again at most every 30 s (the
+/// sampler adds to it no more often), in one query for every server.
+pub const HISTORY: (i64, i64) = (900, 86_400);
+const HISTORY_READ_EVERY: Duration = Duration::from_secs(30);
 
 impl Snapshot {
     /// The owner of a server, from the revision; None for a server only the host has.
@@ -66,6 +80,8 @@ pub fn watch(
     // One connection for the watcher's life, opened (again) when it cannot be. Read-only: the
     // reconciler alone makes and migrates its database; until it has, an empty one stands in.
     let mut db: Option<Reader> = None;
+    let mut cpu = CpuLooks::default();
+    let mut history = History::default();
     loop {
         let mut problem = None;
         if db.is_none() {
@@ -85,7 +101,11 @@ pub fn watch(
             let last = publish.borrow();
             snapshot.servers = last.servers.clone();
             snapshot.instances = last.instances.clone();
+            snapshot.cpu = last.cpu.clone();
+        } else if let Some(taken) = snapshot.taken {
+            snapshot.cpu = cpu.look(&snapshot.instances, taken);
         }
+        snapshot.history = history.read(&config);
         // Said in the log once each time it changes: `/health` says it only in general words.
         if let Some(problem) = &snapshot.problem
             && publish.borrow().problem.as_ref() != Some(problem)
@@ -181,5 +201,72 @@ fn invalid(
     if let Some((id, desired)) = kept {
         snapshot.revision = Some(id.clone());
         snapshot.desired = Some(desired.clone());
+    }
+}
+
+/// The CPU time of each running server at the previous look that saw the host, and when: a CPU
+/// percentage is the difference of two looks over the time between them (2 s apart while someone
+/// watches, a minute when no one does).
+#[derive(Default)]
+struct CpuLooks {
+    previous: BTreeMap<Name, (u64, Option<u32>)>,
+    at: Option<Instant>,
+}
+
+impl CpuLooks {
+    fn look(&mut self, instances: &BTreeMap<Name, InstanceStatus>, at: Instant) -> BTreeMap<Name, f64> {
+        let now: BTreeMap<Name, (u64, Option<u32>)> = instances
+            .iter()
+            .filter_map(|(name, i)| Some((name.clone(), (i.resources.cpu_nsec?, i.main_pid))))
+            .collect();
+        let elapsed = self.at.map_or(0.0, |before| at.saturating_duration_since(before).as_nanos() as f64);
+        let cpu = now
+            .iter()
+            .filter(|_| elapsed > 0.0)
+            .filter_map(|(name, (nsec, pid))| {
+                // Started again since (another main process, a CPU time that went down): no figure.
+                let (before, before_pid) = self.previous.get(name)?;
+                let used = nsec.checked_sub(*before).filter(|_| before_pid == pid)?;
+                Some((name.clone(), used as f64 / elapsed * 100.0))
+            })
+            .collect();
+        (self.previous, self.at) = (now, Some(at));
+        cpu
+    }
+}
+
+/// The dashboard's history as last read, and the read-only connection it is read through.
+#[derive(Default)]
+struct History {
+    db: Option<LiveDb>,
+    read: Option<(Instant, Arc<Histories>)>,
+}
+
+impl History {
+    /// The last day's points of every server: read again when 30 s old; None while there is no
+    /// live.db. A read that fails keeps the last one and opens the database again next time.
+    fn read(&mut self, config: &Config) -> Option<Arc<Histories>> {
+        if let Some((at, points)) = &self.read
+            && at.elapsed() < HISTORY_READ_EVERY
+        {
+            return Some(points.clone());
+        }
+        if self.db.is_none() {
+            self.db = LiveDb::open_read_only(&live_db::path(&config.root)).ok();
+        }
+        let db = self.db.as_ref()?;
+        let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
+        match db.points(HISTORY.0, now - HISTORY.1) {
+            Ok(points) => {
+                let points = Arc::new(points);
+                self.read = Some((Instant::now(), points.clone()));
+                Some(points)
+            }
+            Err(error) => {
+                tracing::warn!("the servers' history could not be read: {error}");
+                self.db = None;
+                self.read.as_ref().map(|(_, points)| points.clone())
+            }
+        }
     }
 }

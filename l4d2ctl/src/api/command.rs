@@ -13,6 +13,9 @@ pub enum Command {
     /// `observe --count-humans <name>…`: a full look, and the named servers that A2S shows empty
     /// asked over RCON how many humans play (`QueryInfo::humans`).
     ObserveHumans(Vec<Name>),
+    /// `status --json`: every instance's full status as [`super::InstanceStatus`]es, without the
+    /// rest of an observation (the sampler's look every 30 s).
+    Status,
     /// `show <name>`: the instance's record (its rendered spec and digest) as JSON.
     Show {
         name: Name,
@@ -155,6 +158,7 @@ impl Command {
                 }
                 argv
             }
+            Command::Status => words(&["status", "--json"]),
             Command::Show { name } => words(&["show", name.as_str()]),
             Command::InstallUnits => write(&["install", "--units-only"]),
             Command::Install { branch } => write(&["install", "--branch", branch]),

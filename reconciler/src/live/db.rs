@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
         memory_max INTEGER,
         PRIMARY KEY (server, width, start)
     ) WITHOUT ROWID;",
+    // 2: samples by width and time: every server's points of a width (the dashboard's one read)
+    // and the dropping of what a width keeps no more (every 30 s) without reading the whole table.
+    "CREATE INDEX samples_by_width ON samples (width, start);",
 ];
 
 /// The widths samples are kept at, in seconds, and for how long each is kept: 30 s for 7 days,
@@ -169,6 +172,11 @@ pub struct Point {
     pub cpu: Option<f64>,
     /// The most memory any of its samples saw, in bytes.
     pub memory_max: Option<u64>,
+}
+
+/// Where `$ROOT`'s live database is.
+pub fn path(root: &Path) -> std::path::PathBuf {
+    root.join("live.db")
 }
 
 pub struct LiveDb {

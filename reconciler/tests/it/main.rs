@@ -14,6 +14,7 @@ mod plan;
 mod repairs;
 mod requests;
 mod retries;
+mod sampling;
 mod schedules;
 mod service;
 mod support;

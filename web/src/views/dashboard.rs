@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, header};
 use left4me_state::Name;
 use minijinja::{Value, context};
+use reconciler::live::db::Point;
 use reconciler::report::ServerReport;
 use serde::Serialize;
 
@@ -13,6 +14,7 @@ use crate::access;
 use crate::accounts::{Session, User};
 use crate::app::App;
 use crate::snapshot::Snapshot;
+use crate::views::chart::{self, Frame, Scale, Series};
 use crate::views::page::{base, v};
 
 /// One row of the server table.
@@ -24,6 +26,12 @@ pub struct Row<'a> {
     blueprint: Option<&'a str>,
     desired_state: Option<&'static str>,
     connect: Option<String>,
+    /// CPU in percent of one core, between the last two looks (`12%`).
+    cpu: Option<String>,
+    /// Memory in use now (`412 MiB`).
+    memory: Option<String>,
+    /// The last day's players as an SVG line; None while the host keeps no history.
+    sparkline: Option<String>,
 }
 
 /// The servers `user` may see, as table rows; `host` is the name the browser reached us by.
@@ -41,7 +49,27 @@ pub fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, ho
         blueprint: declared.map(|s| s.blueprint.as_str()),
         desired_state: declared.map(|s| power_state(s.state)),
         connect: report.port.map(|port| format!("steam://connect/{host}:{port}")),
+        cpu: snapshot.cpu.get(report.name.as_str()).map(|cpu| format!("{cpu:.0}%")),
+        memory: snapshot
+            .instances
+            .get(report.name.as_str())
+            .and_then(|i| i.resources.memory_bytes)
+            .map(l4d2ctl::api::bytes_text),
+        sparkline: snapshot.history.as_ref().map(|history| sparkline(&report.name, history.get(report.name.as_str()))),
     })
+}
+
+/// A server's players over the last day, as the dashboard's row draws them.
+fn sparkline(name: &str, points: Option<&Vec<Point>>) -> String {
+    let (width, span) = crate::snapshot::HISTORY;
+    let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
+    let frame = Frame { from: now - span, to: now, step: width };
+    let points = points.map_or(Vec::new(), |points| points.iter().map(|p| (p.start, p.players)).collect());
+    if points.is_empty() {
+        return r#"<span class="muted">no samples yet</span>"#.to_owned();
+    }
+    let series = Series { label: "players", points };
+    chart::sparkline(&format!("{name}, players over the last 24 hours"), &series, frame, Scale::Count)
 }
 
 /// A power state as the pages and forms write it.

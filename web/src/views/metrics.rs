@@ -1,4 +1,4 @@
-//! `/metrics`: the servers by sync status and health, players, reconcile passes, jobs, the
+//! `/metrics`: the servers by sync status and health, players, what their units use, reconcile passes, jobs, the
 //! revision's validity and the live views, in Prometheus text format.
 
 use std::collections::BTreeMap;
@@ -42,6 +42,7 @@ pub fn metrics_text(snapshot: &Snapshot, counts: &Counts) -> String {
             let _ = writeln!(out, "left4me_max_players{{server=\"{}\"}} {max}", report.name);
         }
     }
+    resources(&mut out, snapshot);
     let passes: Vec<f64> = counts
         .events
         .iter()
@@ -76,10 +77,75 @@ pub fn metrics_text(snapshot: &Snapshot, counts: &Counts) -> String {
     out
 }
 
+/// What each server's unit uses, as systemd counts it; a server it does not count is left out.
+fn resources(out: &mut String, snapshot: &Snapshot) {
+    type Measure = fn(&l4d2ctl::api::Resources) -> Option<f64>;
+    let measures: [(&str, &str, &str, Measure); 4] = [
+        ("left4me_server_cpu_seconds_total", "counter", "CPU time a server's unit used since it started.", |r| {
+            r.cpu_nsec.map(|nsec| nsec as f64 / 1e9)
+        }),
+        ("left4me_server_memory_bytes", "gauge", "Memory a server's unit uses now.", |r| {
+            r.memory_bytes.map(|b| b as f64)
+        }),
+        ("left4me_server_memory_peak_bytes", "gauge", "The most memory a server's unit used since it started.", |r| {
+            r.memory_peak_bytes.map(|b| b as f64)
+        }),
+        ("left4me_server_tasks", "gauge", "Processes and threads of a server's unit.", |r| r.tasks.map(|n| n as f64)),
+    ];
+    for (name, kind, help, measure) in measures {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (server, instance) in &snapshot.instances {
+            if let Some(value) = measure(&instance.resources) {
+                let _ = writeln!(out, "{name}{{server=\"{server}\"}} {value}");
+            }
+        }
+    }
+}
+
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
     let index = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted.get(index).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_servers_unit_use_is_exported_and_what_systemd_does_not_count_is_left_out() {
+        let status = |name: &str, resources: serde_json::Value| -> l4d2ctl::api::InstanceStatus {
+            serde_json::from_value(serde_json::json!({
+                "name": name, "unit": format!("left4me-server@{name}.service"), "active_state": "active",
+                "sub_state": "running", "enabled": true, "main_pid": 7, "restarts": 0, "result": "success",
+                "mounted": true, "port": 27015, "digest": "", "override": null, "query": null,
+                "resources": resources,
+            }))
+            .expect("a status as l4d2ctl prints it")
+        };
+        let mut snapshot = Snapshot::default();
+        for s in [
+            status(
+                "a",
+                serde_json::json!({"cpu_nsec": 2_500_000_000u64, "memory_bytes": 1024, "memory_peak_bytes": 4096, "tasks": 9}),
+            ),
+            status("b", serde_json::json!({})),
+        ] {
+            snapshot.instances.insert(s.name.clone(), s);
+        }
+        let counts = Counts { events: vec![], jobs: vec![], live_views: 0, console_followers: 0 };
+        let text = metrics_text(&snapshot, &counts);
+        for line in [
+            "# TYPE left4me_server_cpu_seconds_total counter",
+            "left4me_server_cpu_seconds_total{server=\"a\"} 2.5",
+            "left4me_server_memory_bytes{server=\"a\"} 1024",
+            "left4me_server_memory_peak_bytes{server=\"a\"} 4096",
+            "left4me_server_tasks{server=\"a\"} 9",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert!(!text.contains("server=\"b\""), "{text}");
+    }
 }

@@ -2,6 +2,7 @@
 //! database): template contexts and rows, apart from the handlers that answer requests.
 
 pub mod catalog;
+pub mod chart;
 pub mod dashboard;
 pub mod jobs;
 pub mod metrics;

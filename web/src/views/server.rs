@@ -2,13 +2,16 @@
 //! (for its owner) the RCON history.
 
 use axum::http::HeaderMap;
+use l4d2ctl::api::{Resources, bytes_text};
 use left4me_state::{DesiredState, Name};
 use minijinja::{Value, context};
+use reconciler::live::db::{self as live_db, LiveDb, Point};
 
 use crate::access;
 use crate::accounts::Session;
 use crate::app::App;
 use crate::snapshot::Snapshot;
+use crate::views::chart::{self, Frame, Scale, Series};
 use crate::views::dashboard::{power_state, request_host, row};
 use crate::views::page::{base, v};
 
@@ -39,6 +42,7 @@ pub fn server_context(
     let server_cfg = snapshot.desired.as_ref().and_then(|d| rendered_cfg(d, name));
     let desired_build = snapshot.plan.as_ref().and_then(|plan| plan.builds.get(name).copied());
     let is_owner = declared.is_some_and(|s| access::is_owner(&session.user, &s.owner));
+    let charts = if history == RconHistory::Read { charts(app, name) } else { None };
     let rcon_history = if is_owner && history == RconHistory::Read {
         app.accounts.rcon_history(&session.user, name, 50).unwrap_or_default()
     } else {
@@ -55,6 +59,8 @@ pub fn server_context(
                 hostname => s.hostname.get().clone(), file => s.file.clone(),
             }),
             instance => v(instance),
+            resources => instance.map(|i| resources(&snapshot, name, &i.resources)),
+            charts,
             build => instance.and_then(|i| i.build),
             desired_build,
             server_cfg,
@@ -64,6 +70,52 @@ pub fn server_context(
             crash_loop => crash_loop(&snapshot, name),
             may_change => declared.is_some_and(|s| access::may_change(&session.user, &s.owner)),
         }
+    })
+}
+
+/// What a server's unit uses, as the page writes it: CPU between the last two looks, memory now
+/// and at its peak since it started, tasks.
+fn resources(snapshot: &Snapshot, name: &str, resources: &Resources) -> Value {
+    let bytes = |value: Option<u64>| value.map(bytes_text);
+    context! {
+        cpu => snapshot.cpu.get(name).map(|cpu| format!("{cpu:.1}%")),
+        cpu_time => resources.cpu_nsec.map(|_| resources.cpu_text()),
+        memory => bytes(resources.memory_bytes),
+        memory_peak => bytes(resources.memory_peak_bytes),
+        tasks => resources.tasks,
+    }
+}
+
+/// How far back a server's page charts go, and the width of their points.
+pub const CHARTS: (i64, i64) = (3_600, 7 * 86_400);
+
+/// A server's charts of the last week (players, CPU, memory) as SVG, from `$ROOT/live.db`; None
+/// while there is no such database, or it cannot be read (said in the log).
+fn charts(app: &App, name: &str) -> Option<Value> {
+    let server = Name::new(name).ok()?;
+    let db = LiveDb::open_read_only(&live_db::path(&app.config.root)).ok()?;
+    let (width, span) = CHARTS;
+    let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
+    let points = db
+        .points_of(&server, width, now - span)
+        .map_err(|error| tracing::warn!("the history of {name} could not be read: {error}"))
+        .ok()?;
+    let frame = Frame { from: now - span, to: now, step: width };
+    let line = |label, value: &dyn Fn(&Point) -> Option<f64>| Series {
+        label,
+        points: points.iter().filter_map(|p| Some((p.start, value(p)?))).collect(),
+    };
+    let players = [line("players", &|p| Some(p.players)), line("most players", &|p| Some(f64::from(p.players_max)))];
+    let cpu = [line("CPU", &|p| p.cpu)];
+    let memory = [line("memory", &|p| p.memory_max.map(|bytes| bytes as f64))];
+    let svg = |title: &str, series: &[Series<'_>], scale| {
+        Value::from_safe_string(chart::chart(&format!("{name}, {title} over the last 7 days"), series, frame, scale))
+    };
+    Some(context! {
+        players => svg("players", &players, Scale::Count),
+        cpu => svg("CPU (percent of one core)", &cpu, Scale::Percent),
+        memory => svg("memory", &memory, Scale::Bytes),
+        empty => points.is_empty(),
     })
 }
 

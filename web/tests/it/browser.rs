@@ -39,6 +39,8 @@ fn a_person_makes_a_server_in_the_browser_and_watches_it_run_then_stops_it() {
             .is_some_and(|servers| servers.iter().any(|s| s["name"] == "coop-1" && s["health"] == "Running"))
     });
 
+    seed_history(disk.path());
+
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     // The sandbox host has a network of its own. The browser joins it: this thread enters the
@@ -86,7 +88,75 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
     watch_it_run(browser, shots).await?;
     back_it_up(browser, shots).await?;
     read_its_jobs_the_plan_and_the_history(browser, &base, shots).await?;
-    stop_it(browser, shots).await
+    stop_it(browser, shots).await?;
+    see_the_week(browser, &base, shots).await
+}
+
+/// A week of samples of the examples' servers in the host's live.db, one every 10 minutes (every
+/// quarter and hour has one), and none for half a day two days ago: a gap.
+fn seed_history(disk: &Path) {
+    use reconciler::live::db::{LiveDb, Sample};
+    let db = LiveDb::open(&disk.join("root/live.db")).expect("live.db is made in the host's $ROOT");
+    let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
+    let names = ["coop-1", "coop-2", "versus-1"].map(|name| left4me_state::Name::new(name).unwrap());
+    for look in 0..7 * 144 {
+        let at = now - 7 * 86_400 + look * 600;
+        if (now - at) / 3600 >= 36 && (now - at) / 3600 < 48 {
+            continue;
+        }
+        // Busy evenings in UTC: players rise towards 20:00 and fall after.
+        let hour = at.rem_euclid(86_400) / 3600;
+        let evening = (8 - (hour - 20).abs()).max(0) as u32;
+        let samples: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let players = evening.saturating_sub(i as u32 * 2).min(8);
+                let sample = Sample {
+                    at,
+                    players,
+                    cpu: Some(3.0 + f64::from(players) * 6.5),
+                    memory: Some((380 + u64::from(players) * 12) << 20),
+                };
+                (name.clone(), sample)
+            })
+            .collect();
+        db.add_samples(&samples).expect("the samples are kept");
+    }
+}
+
+/// The history: the dashboard's sparklines and a server's charts of its week, from the samples.
+async fn see_the_week(browser: &Client, base: &str, shots: &Path) -> Result<(), String> {
+    browser.goto(&format!("{base}/")).await.map_err(e("the dashboard"))?;
+    wait_found(browser, "#row-coop-1 svg.sparkline path.line").await?;
+    shot(browser, shots, "9-dashboard-history").await?;
+    browser.goto(&format!("{base}/servers/coop-1")).await.map_err(e("coop-1's page"))?;
+    wait_found(browser, "#chart-memory svg path.line").await?;
+    // What its unit uses now, as systemd counts it: memory now and at its peak, tasks.
+    let memory = wait_text(browser, "#memory", "peak").await?;
+    if !memory.contains("iB") {
+        return Err(format!("coop-1's memory reads {memory:?}"));
+    }
+    wait_found(browser, "#tasks").await?;
+    // A window tall enough for the whole card: a screenshot of an element is cut at the window.
+    browser.set_window_size(1280, 1600).await.map_err(e("a taller window"))?;
+    let charts = browser.find(Locator::Id("charts")).await.map_err(e("the charts"))?;
+    let png = charts.screenshot().await.map_err(e("a screenshot of the charts"))?;
+    std::fs::write(shots.join("10-server-charts.png"), png).map_err(|e| format!("saving the charts: {e}"))
+}
+
+/// Waits until an element matches `css`.
+async fn wait_found(browser: &Client, css: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if browser.find(Locator::Css(css)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The dashboard reads the history with its looks: a fresh page shows the latest.
+        browser.refresh().await.map_err(e("reloading"))?;
+    }
+    Err(format!("nothing matched {css}"))
 }
 
 /// What a failed browser command was doing.

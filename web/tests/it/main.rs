@@ -8,6 +8,7 @@ mod audit;
 mod backups;
 mod browser;
 mod files;
+mod history;
 mod http;
 mod retry;
 mod support;
