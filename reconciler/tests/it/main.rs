@@ -9,6 +9,7 @@ mod db;
 mod faults;
 mod game;
 mod killed;
+mod limits;
 mod plan;
 mod repairs;
 mod requests;
