@@ -7,6 +7,7 @@ mod attack_views;
 mod audit;
 mod backups;
 mod browser;
+mod connect;
 mod http;
 mod retry;
 mod support;
