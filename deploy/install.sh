@@ -85,6 +85,9 @@ LEFT4ME_ROOT=$root
 LEFT4ME_USER=$user
 LEFT4ME_STEAMCMD=${steamcmd:-steamcmd}
 LEFT4ME_UNIT_DIR=/usr/local/lib/systemd/system
+# The address players connect to (the host's public DNS name or IP address), in the web app's
+# connect links; unset, they name the host the browser reached the web app at.
+#LEFT4ME_PUBLIC_ADDRESS=game.example.org
 ENV
   chmod 0644 /etc/left4me/host.env.new
   mv /etc/left4me/host.env.new /etc/left4me/host.env

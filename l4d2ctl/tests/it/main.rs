@@ -5,6 +5,7 @@ mod backups;
 mod bad_input;
 mod faults;
 mod game_builds;
+mod host_tuning;
 mod json_lines;
 mod lifecycle;
 mod overlays_archive;
