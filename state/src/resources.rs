@@ -234,6 +234,18 @@ impl MemorySize {
     }
 }
 
+/// The size as a person writes it: the largest unit it is a whole number of (`2G`, `1536M`).
+impl fmt::Display for MemorySize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit =
+            [(40, "T"), (30, "G"), (20, "M"), (10, "K")].into_iter().find(|(shift, _)| self.0 % (1 << shift) == 0);
+        match unit {
+            Some((shift, unit)) => write!(f, "{}{unit}", self.0 >> shift),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for MemorySize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         crate::scalar::text_or_integer(deserializer, "a memory size such as 2G", |text| MemorySize::parse(&text))
@@ -316,6 +328,9 @@ mod tests {
         assert_eq!(MemorySize::parse("1536M").map(MemorySize::bytes), Ok(1536 << 20));
         assert_eq!(MemorySize::parse("67108864").map(MemorySize::bytes), Ok(64 << 20));
         assert_eq!(MemorySize::parse("1T").map(MemorySize::bytes), Ok(1 << 40));
+        for text in ["2G", "1536M", "1T", "67108865"] {
+            assert_eq!(MemorySize::parse(text).map(|size| size.to_string()), Ok(text.to_owned()), "written back");
+        }
         for text in ["63M", "1025G", "2g", "1.5G", "G", "infinity", "50%", "-1G", "99999999999999999999T"] {
             assert!(MemorySize::parse(text).is_err(), "{text:?} passed");
         }

@@ -6,6 +6,7 @@ mod attack_save;
 mod attack_views;
 mod audit;
 mod backups;
+mod blueprint_limits;
 mod browser;
 mod connect;
 mod http;
