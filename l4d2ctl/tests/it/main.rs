@@ -8,6 +8,7 @@ mod game_builds;
 mod host_tuning;
 mod json_lines;
 mod lifecycle;
+mod limits;
 mod overlays_archive;
 mod overlays_hostile;
 mod protocols;
