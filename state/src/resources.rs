@@ -308,9 +308,14 @@ mod tests {
         {
             assert_eq!(CpuList::parse(text).map(|list| list.to_string()), Ok(written.to_owned()), "{text}");
         }
-        for text in ["", ",", "a", "3-2", "1-", "-1", "8192", "1.5", "0x1", "99999999999999"] {
+        for text in ["", ",", "a", "3-2", "1-", "-1", "8192", "1.5", "0x1", "99999999999999", "1--2", "1-2-3"] {
             assert!(CpuList::parse(text).is_err(), "{text:?} passed");
         }
+        // A list a thousand times too long is refused by its length, before it is read.
+        let long = "1,".repeat(1000);
+        assert_eq!(CpuList::parse(&long), Err("the CPU list has 2000 bytes; at most 1024 are taken".into()));
+        // The widest range is two numbers, never a list of every CPU.
+        assert_eq!(CpuList::parse("0-8191").map(|list| list.0.len()), Ok(1));
     }
 
     #[test]

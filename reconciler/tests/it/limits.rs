@@ -62,6 +62,10 @@ fn limits_are_systemds_roll_out_and_cpus_the_host_lacks_fail_that_server_alone()
     assert_eq!(after["started_digest"], after["digest"], "rolled out: it was empty (rollout when-empty)");
     assert!(host.wait_for(15, |h| h.running("coop-1")), "{}", host.server("coop-1"));
     assert_eq!(host.limits(COOP_1), "AllowedCPUs=1\nCPUWeight=300\nMemoryMax=1073741824\nNice=5\n");
+    // What systemd set is what the game runs with.
+    let pid = host.sandbox.run_ok("systemctl", &["show", "-p", "MainPID", "--value", COOP_1]);
+    let nice = host.sandbox.run_ok("ps", &["-o", "ni=", "-p", pid.trim()]);
+    assert_eq!(nice.trim(), "5", "the game's nice value");
 
     let (state, log) = host.last_job_log("re-render", "versus-1");
     assert_eq!(state, "failed", "{log}");
