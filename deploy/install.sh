@@ -14,7 +14,8 @@
 # It creates the user left4me (home /var/lib/left4me, no login), the folders of $ROOT, the
 # settings in /etc/left4me, copies the binaries to /usr/local/bin, and runs `l4d2ctl install`,
 # which downloads the game and installs the units; then it enables the reconciler and the web
-# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env).
+# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env). It tunes the host's network
+# for game traffic (deploy/README.md, "Host tuning"); deploy/uninstall.sh removes it all.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
