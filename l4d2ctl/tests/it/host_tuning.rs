@@ -74,7 +74,7 @@ fn install_tunes_the_network_and_uninstall_removes_it() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--ports 80-90"), "{refused:?}");
 
     // A reboot loads the table again (its oneshot unit). The sysctl file is systemd-sysctl's at
-    // boot, which the sandbox, a namespace with a /proc/sys of the machine's, does not run.
+    // boot, which the sandbox masks: it would change the machine's own settings.
     let Host { sandbox, disk } = host;
     sandbox.power_off();
     let host = Host::boot_on(disk);
