@@ -1,30 +1,35 @@
 #!/usr/bin/env bash
 # Installs left4me on a Debian 13 host, or updates it. Safe to run again.
 #
-#   deploy/install.sh [--bin-dir DIR] [--steamcmd PATH] [--no-game]
+#   deploy/install.sh [--bin-dir DIR] [--steamcmd PATH] [--ports FIRST-LAST] [--no-game]
 #
 #   --bin-dir DIR     where the built binaries are (default: target/release of this checkout,
 #                     built there with cargo when they are missing)
 #   --steamcmd PATH   the steamcmd to install the game with (default: steamcmd on the PATH,
 #                     from Debian's non-free "steamcmd" package)
+#   --ports FIRST-LAST  the game ports, as left4me.yaml's spec.ports (default 27015-27115): their
+#                     traffic is marked for low latency and kept off the ephemeral ports
 #   --no-game         set up everything but do not download the game (run `l4d2ctl install` later)
 #
 # It creates the user left4me (home /var/lib/left4me, no login), the folders of $ROOT, the
 # settings in /etc/left4me, copies the binaries to /usr/local/bin, and runs `l4d2ctl install`,
 # which downloads the game and installs the units; then it enables the reconciler and the web
-# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env).
+# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env). It tunes the host's network
+# for game traffic (deploy/README.md, "Host tuning"); deploy/uninstall.sh removes it all.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$here/target/release"
 steamcmd=""
+ports=27015-27115
 game=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin-dir) bin_dir="$2"; shift 2 ;;
     --steamcmd) steamcmd="$2"; shift 2 ;;
+    --ports) ports="$2"; shift 2 ;;
     --no-game) game=no; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +42,10 @@ root=/var/lib/left4me
 user=left4me
 
 command -v git >/dev/null || fail "git is missing: apt-get install git"
+command -v nft >/dev/null || fail "nft is missing: apt-get install nftables"
+[[ "$ports" =~ ^([0-9]{4,5})-([0-9]{4,5})$ ]] && [ "${BASH_REMATCH[1]}" -ge 1024 ] \
+  && [ "${BASH_REMATCH[1]}" -le "${BASH_REMATCH[2]}" ] && [ "${BASH_REMATCH[2]}" -le 65535 ] \
+  || fail "--ports $ports: write the range as FIRST-LAST, 1024 to 65535 (left4me.yaml's spec.ports)"
 missing=no
 for binary in l4d2ctl left4me left4me-web; do
   [ -x "$bin_dir/$binary" ] || missing=yes
@@ -77,6 +86,9 @@ LEFT4ME_ROOT=$root
 LEFT4ME_USER=$user
 LEFT4ME_STEAMCMD=${steamcmd:-steamcmd}
 LEFT4ME_UNIT_DIR=/usr/local/lib/systemd/system
+# The address players connect to (the host's public DNS name or IP address), in the web app's
+# connect links; unset, they name the host the browser reached the web app at.
+#LEFT4ME_PUBLIC_ADDRESS=game.example.org
 ENV
   chmod 0644 /etc/left4me/host.env.new
   mv /etc/left4me/host.env.new /etc/left4me/host.env
@@ -106,6 +118,79 @@ ENV
   chmod 0600 /etc/left4me/secrets.env.new
   mv /etc/left4me/secrets.env.new /etc/left4me/secrets.env
 fi
+
+step "host tuning: /etc/sysctl.d/60-left4me.conf and left4me-dscp.service"
+# deploy/README.md ("Host tuning") says why each setting is there.
+cat > /etc/sysctl.d/60-left4me.conf.new <<SYSCTL
+# Installed by left4me's install.sh, which rewrites it; deploy/README.md says why each is set.
+net.core.rmem_max = 8388608
+net.core.wmem_max = 8388608
+net.core.rmem_default = 1048576
+net.core.wmem_default = 1048576
+net.core.netdev_max_backlog = 5000
+net.core.default_qdisc = fq_codel
+net.ipv4.udp_rmem_min = 16384
+net.ipv4.udp_wmem_min = 16384
+net.ipv4.ip_local_reserved_ports = $ports
+SYSCTL
+chmod 0644 /etc/sysctl.d/60-left4me.conf.new
+mv /etc/sysctl.d/60-left4me.conf.new /etc/sysctl.d/60-left4me.conf
+# Each setting is applied where this network namespace may change it: in a container some are the
+# host's alone (read-only here, or not there at all), and those are left to the host.
+left_out=()
+while IFS='=' read -r key value; do
+  key=$(echo "$key" | tr -d ' ')
+  case "$key" in ''|'#'*) continue ;; esac
+  if [ -w "/proc/sys/${key//.//}" ]; then
+    sysctl -q -w "$key=$(echo "$value" | sed 's/^ *//')"
+  else
+    left_out+=("$key")
+  fi
+done < /etc/sysctl.d/60-left4me.conf
+if [ ${#left_out[@]} -gt 0 ]; then
+  echo "    not set in this network namespace (the host's own): ${left_out[*]}"
+fi
+cat > /etc/left4me/dscp.nft.new <<NFT
+# Installed by left4me's install.sh, which rewrites it: game traffic (UDP from the game ports)
+# marked CS4, the DSCP class of real-time interactive traffic (RFC 4594). A table of its own,
+# replaced whole, so the host's own ruleset is never touched.
+table inet left4me
+delete table inet left4me
+table inet left4me {
+  chain output {
+    type filter hook output priority mangle; policy accept;
+    udp sport $ports ip dscp set cs4
+    udp sport $ports ip6 dscp set cs4
+  }
+}
+NFT
+chmod 0644 /etc/left4me/dscp.nft.new
+mv /etc/left4me/dscp.nft.new /etc/left4me/dscp.nft
+install -d -m 0755 /usr/local/lib/systemd/system
+cat > /usr/local/lib/systemd/system/left4me-dscp.service.new <<UNIT
+# Installed by left4me's install.sh, which rewrites it.
+[Unit]
+Description=left4me: DSCP marks on game traffic (nft table inet left4me)
+DefaultDependencies=no
+Before=network-pre.target shutdown.target
+Wants=network-pre.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=$(command -v nft) -f /etc/left4me/dscp.nft
+ExecStop=$(command -v nft) delete table inet left4me
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+chmod 0644 /usr/local/lib/systemd/system/left4me-dscp.service.new
+mv /usr/local/lib/systemd/system/left4me-dscp.service.new /usr/local/lib/systemd/system/left4me-dscp.service
+systemctl daemon-reload
+systemctl enable --quiet left4me-dscp.service
+# Restarted, not only started: new ports are loaded at once.
+systemctl restart left4me-dscp.service
 
 step "the state repo in $root/state"
 if [ ! -e "$root/state" ]; then

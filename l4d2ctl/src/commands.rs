@@ -298,6 +298,7 @@ fn start(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> 
     for name in &startable {
         by.mark(name, "start")?;
     }
+    l4d2ctl::limits::reload_for(by.host, &startable)?;
     let units: Vec<String> = startable.iter().map(|name| unit_name(name)).collect();
     let not_started = systemd::enable_now(&units);
     for (name, unit) in startable.iter().zip(&units) {
@@ -325,6 +326,7 @@ fn restart(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     let _lock = by.lock()?;
     let _server = by.server_locks([&name])?;
     by.mark(&name, "restart")?;
+    l4d2ctl::limits::reload_for(by.host, &[&name])?;
     let unit = unit_name(&name);
     let since = std::time::SystemTime::now();
     if systemd::systemctl(&["restart", "--quiet", &unit]).is_err() {

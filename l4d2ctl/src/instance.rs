@@ -67,6 +67,7 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec, build: Option<u
         return Err(Error::Invalid(format!("the spec is for {}, not {name}", spec.name)));
     }
     let build = choose_build(host, build)?;
+    crate::limits::check_host(name, &spec.resources)?;
     for layer in &spec.overlays {
         let dir = host.overlay(&layer.name);
         if !dir.is_dir() {
@@ -131,6 +132,9 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec, build: Option<u
     ensure_dir(&paths.work(), 0o700, root)?;
     ensure_dir(&paths.merged(), 0o755, root)?;
 
+    // The unit's drop-in before the record: a render cut short between them is told by the
+    // drop-in's drift, which the next render puts right.
+    changed |= crate::limits::write(host, name, &spec.resources)?;
     let record = record::InstanceRecord { digest: digest.clone(), spec: spec.clone(), build };
     let mut json = serde_json::to_string_pretty(&record).expect("a record always serializes");
     json.push('\n');
@@ -291,6 +295,11 @@ pub fn delete(host: &Host, name: &Name) -> Result<Deleted, Error> {
             )));
         }
         remove_tree(dir)?;
+    }
+    // systemd forgets the limits with a reload, so a server made again under this name starts
+    // without them.
+    if crate::limits::remove(host, name)? {
+        crate::systemd::daemon_reload()?;
     }
     Ok(Deleted { existed, archive })
 }

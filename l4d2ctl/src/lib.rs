@@ -19,6 +19,7 @@ pub mod humans;
 pub mod install;
 pub mod instance;
 pub mod interrupt;
+pub mod limits;
 pub mod mount;
 pub mod mountinfo;
 pub mod overlay;

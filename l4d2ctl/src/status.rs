@@ -131,6 +131,7 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             }
         };
         problems.extend(check_files(&paths));
+        problems.extend(record.as_ref().and_then(|r| crate::limits::drift(host, name, &r.spec.resources)));
         // A unit systemd has not loaded is stopped.
         let props = shown.remove(&unit).unwrap_or_else(|| {
             BTreeMap::from([

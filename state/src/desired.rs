@@ -10,6 +10,7 @@ use crate::model::{
 use crate::name::Name;
 use crate::operations::{Alert, Backups, Schedule, ScheduleServers};
 use crate::render::{InstanceSpec, OverlayLayer};
+use crate::resources::ResourceLimits;
 
 /// Everything one valid revision asks of the host. Built only by validation, so every rule of the
 /// state repo holds for it: references resolve, ports are unique and in range.
@@ -64,6 +65,8 @@ pub struct Blueprint {
     pub build: GameBuild,
     /// How many backups of each of its servers are kept (`spec.backups`).
     pub backups: Backups,
+    /// What systemd holds each of its servers to (`spec.resources`), part of their render.
+    pub resources: ResourceLimits,
     /// The file it was read from, relative to the repo.
     pub file: String,
 }

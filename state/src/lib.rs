@@ -24,6 +24,7 @@ pub mod model;
 mod name;
 mod operations;
 mod render;
+mod resources;
 mod scalar;
 mod tree;
 mod validate;
@@ -45,6 +46,7 @@ pub use operations::{
     Alert, AlertEvent, AlertProvider, Backups, Schedule, ScheduleAction, ScheduleServers, Warning, When,
 };
 pub use render::{HIDDEN_SECRET, InstanceSpec, OverlayLayer, SECRET_CVARS, hide_secrets};
+pub use resources::{CpuList, CpuWeight, MemorySize, Nice, ResourceLimits};
 pub use tree::{Limits, LoadError, Tree, read_dir};
 pub use validate::{
     DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_SERVERS, DEFAULT_PORTS, DEFAULT_PRUNE_LIMIT_PERCENT,

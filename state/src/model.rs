@@ -11,6 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Name;
+use crate::resources::ResourceLimits;
 
 /// The only `apiVersion` this release reads.
 pub const API_VERSION: &str = "left4me/v1";
@@ -224,6 +225,9 @@ pub struct BlueprintSpec {
     /// How many backups of each of its servers are kept (default 7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<BackupsSpec>,
+    /// What systemd holds each of its servers to: CPUs, CPU weight, memory, nice.
+    #[serde(default, skip_serializing_if = "ResourceLimits::is_empty")]
+    pub resources: ResourceLimits,
 }
 
 /// `spec.backups` of a blueprint.

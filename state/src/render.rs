@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{Digest, Hasher};
 use crate::model::{Argument, ConfigLine, Hostname, OverlayType, Port};
 use crate::name::Name;
+use crate::resources::ResourceLimits;
 
 /// Everything the host needs to run one server, and nothing it does not: a change here is a change
 /// to what runs. Owner, blueprint name, desired power state and rollout policy are deliberately not
@@ -20,6 +21,10 @@ pub struct InstanceSpec {
     pub overlays: Vec<OverlayLayer>,
     pub arguments: Vec<Argument>,
     pub config: Vec<ConfigLine>,
+    /// Its blueprint's limits, written into a drop-in of its unit; left out of the JSON when
+    /// none is set, so a spec without limits keeps the digest it had before they existed.
+    #[serde(default, skip_serializing_if = "ResourceLimits::is_empty")]
+    pub resources: ResourceLimits,
 }
 
 /// One overlay of an instance, pinned to the content it had in the revision.

@@ -589,6 +589,7 @@ impl<'t> Validator<'t> {
                     rollout: spec.rollout.unwrap_or(settings.default_rollout),
                     build: spec.game.and_then(|game| game.build).unwrap_or(settings.game.build),
                     backups,
+                    resources: spec.resources,
                     file,
                 },
             );
@@ -1174,6 +1175,7 @@ fn render(doc: &ServerDocument, blueprint: &Blueprint, overlays: &BTreeMap<Name,
         overlays: layers,
         arguments: blueprint.arguments.clone(),
         config: blueprint.config.clone(),
+        resources: blueprint.resources.clone(),
     })
 }
 

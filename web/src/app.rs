@@ -40,6 +40,8 @@ pub struct App {
     pub streams: live::Streams,
     /// Cookies carry `Secure` (served over TLS, or behind a TLS proxy).
     pub secure_cookies: bool,
+    /// The address players connect to, when host.env sets one.
+    pub public_address: Option<PublicAddress>,
     templates: minijinja::Environment<'static>,
     /// The dashboard's rows as drawn for the current snapshot.
     pub rows: RowsCache,
@@ -52,6 +54,49 @@ pub struct Options {
     pub secure_cookies: bool,
     /// Proxies in front whose `X-Forwarded-For` is believed (none: the peer is the client).
     pub trusted_proxies: auth::TrustedProxies,
+    /// The address players connect to (`LEFT4ME_PUBLIC_ADDRESS`); none: the host name the
+    /// browser reached the app at.
+    pub public_address: Option<PublicAddress>,
+}
+
+/// A host's public address as players reach it: a DNS name or an IP address (an IPv6 one in
+/// brackets, as `connect` and `steam://` take it), without a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicAddress(String);
+
+impl PublicAddress {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for PublicAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<PublicAddress, String> {
+        let text = text.trim();
+        let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return Ok(PublicAddress(match ip {
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            }));
+        }
+        let name_like = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if text.len() <= 253 && text.split('.').all(name_like) {
+            return Ok(PublicAddress(text.to_ascii_lowercase()));
+        }
+        Err(format!(
+            "LEFT4ME_PUBLIC_ADDRESS {text:?} is neither a host name nor an IP address; \
+             write the address players reach the host at, without a port (game.example.org, 203.0.113.7)"
+        ))
+    }
 }
 
 impl App {
@@ -85,6 +130,7 @@ impl App {
             trusted_proxies: options.trusted_proxies,
             streams: live::Streams::default(),
             secure_cookies: options.secure_cookies,
+            public_address: options.public_address,
             templates: templates::environment(),
             rows: RowsCache::default(),
         }))

@@ -33,6 +33,10 @@ enum Cmd {
         /// X-Forwarded-For names the client (for the sign-in limits). None: the peer is the client.
         #[arg(long, env = "LEFT4ME_TRUSTED_PROXIES", default_value = "")]
         trusted_proxies: web::auth::TrustedProxies,
+        /// The address players connect to (the host's public DNS name or IP address), shown in
+        /// each server's connect link. None: the host name the browser reached the app at.
+        #[arg(long, env = "LEFT4ME_PUBLIC_ADDRESS")]
+        public_address: Option<web::app::PublicAddress>,
     },
     /// Add a user. The password is read from LEFT4ME_PASSWORD, else from the first line of stdin.
     CreateUser {
@@ -59,12 +63,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env(None)?;
     match cli.command {
-        Cmd::Serve { listen, secure_cookies, trusted_proxies } => {
+        Cmd::Serve { listen, secure_cookies, trusted_proxies, public_address } => {
             // Blocking work (git, SQLite, password hashes) has a bounded pool, so the unit's
             // TasksMax= is never reached by threads alone.
             let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build()?;
             runtime.block_on(async {
-                let app = web::App::start(web::Options { config, secure_cookies, trusted_proxies })?;
+                let app = web::App::start(web::Options { config, secure_cookies, trusted_proxies, public_address })?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen} (is another program using it?)"))?;

@@ -45,4 +45,25 @@ document.addEventListener("DOMContentLoaded", () => {
       area.setSelectionRange(start, start + (lines[line] || "").length);
     });
   }
+  // A copy button puts its data-copy on the clipboard. Listened for on the document: the
+  // dashboard's rows are drawn again by the live view. Without the clipboard API (a page served
+  // over plain HTTP to another machine) the text is selected for Ctrl-C instead.
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button.copy[data-copy]");
+    if (!button) return;
+    const said = (text) => {
+      button.textContent = text;
+      setTimeout(() => (button.textContent = "Copy"), 1500);
+    };
+    const select = () => {
+      const code = button.previousElementSibling;
+      if (code) window.getSelection().selectAllChildren(code);
+      said("Ctrl-C");
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(button.dataset.copy).then(() => said("Copied"), select);
+    } else {
+      select();
+    }
+  });
 });

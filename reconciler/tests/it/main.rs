@@ -9,6 +9,7 @@ mod db;
 mod faults;
 mod game;
 mod killed;
+mod limits;
 mod live;
 mod plan;
 mod repairs;

@@ -8,6 +8,7 @@ mod examples;
 mod limits;
 mod properties;
 mod render;
+mod resources;
 mod schema;
 mod support;
 mod yaml;

@@ -14,7 +14,7 @@ use crate::access;
 use crate::accounts::Session;
 use crate::app::App;
 use crate::forms::object::{FormPage, FormSave, ObjectForm, field_errors, save_form};
-use crate::forms::yaml::{lines_of, list, scalar};
+use crate::forms::yaml::{lines_of, list, number, scalar};
 use crate::save::change::Shown;
 use crate::session::Auth;
 use crate::snapshot::Snapshot;
@@ -33,6 +33,15 @@ pub struct BlueprintForm {
     pub config: String,
     #[serde(default)]
     pub rollout: String,
+    /// `spec.resources`, each as typed; empty: not set.
+    #[serde(default)]
+    pub cpus: String,
+    #[serde(default)]
+    pub cpu_weight: String,
+    #[serde(default)]
+    pub memory_max: String,
+    #[serde(default)]
+    pub nice: String,
     #[serde(default)]
     pub owner: String,
     #[serde(default)]
@@ -48,6 +57,25 @@ fn blueprint_yaml(form: &BlueprintForm) -> String {
     let rollout = form.rollout.trim();
     if !rollout.is_empty() {
         out.push_str(&format!("  rollout: {}\n", scalar(rollout)));
+    }
+    // Numbers as typed when they are numbers, else quoted: validation then names the field.
+    let signed = |text: &str| match text.parse::<i64>() {
+        Ok(value) => value.to_string(),
+        Err(_) => scalar(text),
+    };
+    let resources: Vec<String> = [
+        ("cpus", form.cpus.trim(), scalar(form.cpus.trim())),
+        ("cpuWeight", form.cpu_weight.trim(), number(&form.cpu_weight)),
+        ("memoryMax", form.memory_max.trim(), scalar(form.memory_max.trim())),
+        ("nice", form.nice.trim(), signed(form.nice.trim())),
+    ]
+    .into_iter()
+    .filter(|(_, typed, _)| !typed.is_empty())
+    .map(|(key, _, value)| format!("    {key}: {value}\n"))
+    .collect();
+    if !resources.is_empty() {
+        out.push_str("  resources:\n");
+        out.push_str(&resources.concat());
     }
     out
 }
@@ -66,7 +94,19 @@ impl ObjectForm for BlueprintForm {
                 .collect()
         })
         .unwrap_or_default();
-        let field_errors = field_errors(diagnostics, &["name", "overlays", "arguments", "config", "rollout", "owner"]);
+        let fields = [
+            "name",
+            "overlays",
+            "arguments",
+            "config",
+            "rollout",
+            "resources.cpus",
+            "resources.cpuWeight",
+            "resources.memoryMax",
+            "resources.nice",
+            "owner",
+        ];
+        let field_errors = field_errors(diagnostics, &fields);
         context! {
             ..base(session, "blueprints"),
             ..context! { form => v(self), editing, overlays, diagnostics => v(diagnostics), field_errors, rollouts => ["immediate", "when-empty", "next-start"] }
@@ -95,12 +135,17 @@ pub async fn edit_blueprint(State(app): State<Arc<App>>, Auth(session): Auth, Pa
         return app.not_found();
     }
     let join = |items: Vec<&str>| items.join("\n");
+    let limits = &blueprint.resources;
     let form = BlueprintForm {
         name: blueprint.name.to_string(),
         overlays: join(blueprint.overlays.iter().map(Name::as_str).collect()),
         arguments: join(blueprint.arguments.iter().map(|a| a.get().as_str()).collect()),
         config: join(blueprint.config.iter().map(|c| c.get().as_str()).collect()),
         rollout: rollout_name(blueprint.rollout).into(),
+        cpus: limits.cpus.as_ref().map(ToString::to_string).unwrap_or_default(),
+        cpu_weight: limits.cpu_weight.map(|w| w.get().to_string()).unwrap_or_default(),
+        memory_max: limits.memory_max.map(|m| m.to_string()).unwrap_or_default(),
+        nice: limits.nice.map(|n| n.get().to_string()).unwrap_or_default(),
         owner: blueprint.owner.to_string(),
         base: snapshot.revision.clone().unwrap_or_default(),
     };

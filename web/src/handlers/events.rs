@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::live::{Slot, sse};
 use crate::session::Auth;
 use crate::text::escape;
-use crate::views::dashboard::{request_host, rows_html};
+use crate::views::dashboard::{connect_host, rows_html};
 use crate::views::jobs::visible_job;
 use crate::views::server::{RconHistory, server_context};
 
@@ -84,7 +84,7 @@ fn redrawn(
 
 /// The dashboard's table body, again each time it changes.
 pub async fn dashboard_events(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
-    let host = request_host(&headers);
+    let host = connect_host(&app, &headers);
     let user = session.user.clone();
     redrawn(app, &session, "servers", move |app| Some(rows_html(app, &app.current(), &user, &host).to_string()))
 }

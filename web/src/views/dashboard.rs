@@ -25,6 +25,9 @@ pub struct Row<'a> {
     owner: Option<&'a str>,
     blueprint: Option<&'a str>,
     desired_state: Option<&'static str>,
+    /// `<address>:<port>`, what players give the console's `connect`.
+    address: Option<String>,
+    /// The `steam://connect/` link to the same.
     connect: Option<String>,
     /// CPU in percent of one core, between the last two looks (`12%`).
     cpu: Option<String>,
@@ -34,7 +37,8 @@ pub struct Row<'a> {
     sparkline: Option<String>,
 }
 
-/// The servers `user` may see, as table rows; `host` is the name the browser reached us by.
+/// The servers `user` may see, as table rows; `host` is the address players connect to
+/// ([`connect_host`]).
 pub fn rows<'a>(snapshot: &'a Snapshot, user: &User, host: &str) -> Vec<Row<'a>> {
     snapshot.servers.iter().filter_map(|report| row(snapshot, report, user, host)).collect()
 }
@@ -48,6 +52,7 @@ pub fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, ho
         owner: owner.map(Name::as_str),
         blueprint: declared.map(|s| s.blueprint.as_str()),
         desired_state: declared.map(|s| power_state(s.state)),
+        address: report.port.map(|port| format!("{host}:{port}")),
         connect: report.port.map(|port| format!("steam://connect/{host}:{port}")),
         cpu: snapshot.cpu.get(report.name.as_str()).map(|cpu| format!("{cpu:.0}%")),
         memory: snapshot
@@ -80,7 +85,16 @@ pub fn power_state(state: left4me_state::PowerState) -> &'static str {
     }
 }
 
-/// The host name the request came to, without a port: what players connect to.
+/// The address players connect to: the host's public address (`LEFT4ME_PUBLIC_ADDRESS`), else
+/// the host name the browser reached the app at.
+pub fn connect_host(app: &App, headers: &HeaderMap) -> String {
+    match &app.public_address {
+        Some(address) => address.as_str().to_owned(),
+        None => request_host(headers),
+    }
+}
+
+/// The host name the request came to, without a port.
 pub fn request_host(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let host = match host.rsplit_once(':') {
@@ -104,7 +118,7 @@ pub fn rows_html(app: &App, snapshot: &Arc<Snapshot>, user: &User, host: &str) -
 
 pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> Value {
     let snapshot = app.current();
-    let host = request_host(headers);
+    let host = connect_host(app, headers);
     let rows = rows_html(app, &snapshot, &session.user, &host);
     let blueprints = access::visible_blueprints(&snapshot, &session.user);
     context! {

@@ -12,7 +12,7 @@ use crate::accounts::Session;
 use crate::app::App;
 use crate::snapshot::Snapshot;
 use crate::views::chart::{self, Frame, Scale, Series};
-use crate::views::dashboard::{power_state, request_host, row};
+use crate::views::dashboard::{connect_host, power_state, row};
 use crate::views::page::{base, v};
 
 /// Whether a server's context carries its owner's RCON history (the page) or not (the live
@@ -36,7 +36,7 @@ pub fn server_context(
         return None;
     }
     let declared = snapshot.desired.as_ref().and_then(|d| d.servers.get(name));
-    let host = request_host(headers);
+    let host = connect_host(app, headers);
     let row = snapshot.servers.iter().find(|r| r.name == name).and_then(|r| row(&snapshot, r, &session.user, &host));
     let instance = snapshot.instances.get(name);
     let server_cfg = snapshot.desired.as_ref().and_then(|d| rendered_cfg(d, name));

@@ -418,8 +418,11 @@ fn a_new_accounts_database_opened_by_many_at_once_never_fails() {
 #[test]
 fn the_app_stays_small_and_answers_through_an_attack_corpus() {
     let dir = tempfile::tempdir().unwrap();
-    let app =
-        Arc::new(TestApp::start_with(Setup { l4d2ctl: console_l4d2ctl(dir.path()), trusted_proxies: "127.0.0.1" }));
+    let app = Arc::new(TestApp::start_with(Setup {
+        l4d2ctl: console_l4d2ctl(dir.path()),
+        trusted_proxies: "127.0.0.1",
+        ..Setup::default()
+    }));
     reset_peak_rss();
     let watch = HealthWatch::start(&app);
 

@@ -39,7 +39,7 @@ fn find<'a>(entries: &'a [Recorded], action: &str, who: &str) -> &'a Recorded {
 #[test]
 fn sign_ins_rcon_and_user_administration_are_recorded_and_shown_to_whom_they_concern() {
     let (wrapper_dir, l4d2ctl) = l4d2ctl_for_the_app();
-    let app = TestApp::start_with(Setup { l4d2ctl, trusted_proxies: "127.0.0.1" });
+    let app = TestApp::start_with(Setup { l4d2ctl, trusted_proxies: "127.0.0.1", ..Setup::default() });
     std::fs::write(wrapper_dir.path().join("root"), app.root.path().as_os_str().as_encoded_bytes()).unwrap();
     let from = [("X-Forwarded-For", "203.0.113.9")];
 

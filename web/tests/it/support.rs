@@ -24,12 +24,14 @@ pub struct Setup {
     pub l4d2ctl: PathBuf,
     /// `LEFT4ME_TRUSTED_PROXIES`.
     pub trusted_proxies: &'static str,
+    /// `LEFT4ME_PUBLIC_ADDRESS`.
+    pub public_address: Option<&'static str>,
 }
 
 impl Default for Setup {
     fn default() -> Setup {
         // No host here: the pages show the revision, and say the host cannot be looked at.
-        Setup { l4d2ctl: PathBuf::from("/nonexistent/l4d2ctl"), trusted_proxies: "" }
+        Setup { l4d2ctl: PathBuf::from("/nonexistent/l4d2ctl"), trusted_proxies: "", public_address: None }
     }
 }
 
@@ -50,7 +52,9 @@ impl TestApp {
         let config = Config { root: root.path().to_path_buf(), state, branch: "main".into(), l4d2ctl: setup.l4d2ctl };
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let trusted_proxies = setup.trusted_proxies.parse().unwrap();
-        let app = App::start(web::Options { config, secure_cookies: false, trusted_proxies }).unwrap();
+        let public_address = setup.public_address.map(|address| address.parse().unwrap());
+        let options = web::Options { config, secure_cookies: false, trusted_proxies, public_address };
+        let app = App::start(options).unwrap();
         for (name, admin) in [("alice", false), ("bob", false), ("ada", true)] {
             app.accounts.create_user(name, None, PASSWORD, admin).unwrap();
         }
@@ -160,9 +164,17 @@ impl Client {
     }
 
     pub fn get(&mut self, path: &str) -> Reply {
+        self.get_with(path, &[])
+    }
+
+    /// Gets a page with some more request headers.
+    pub fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = Self::agent().get(format!("{}{path}", self.base));
         if let Some(cookie) = &self.cookie {
             request = request.header("Cookie", cookie);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = request.call();
         self.finish(response)
