@@ -647,8 +647,23 @@ fn forget_old(db: &mut Db, root: &std::path::Path, days: u32) -> Result<(), Erro
         Ok(entries) => tracing::info!(entries, days, "removed audit entries older than the retention setting"),
         Err(e) => tracing::warn!("{e}"),
     }
+    forget_game_events(root, &cutoff, days);
     db.set_meta("forgotten_at", Some(&stamp(now)))?;
     Ok(())
+}
+
+/// Removes the game's events older than the retention setting from `$ROOT/live.db`, when
+/// `left4me live` has made it; a database that cannot be opened is logged, as the audit trail's.
+fn forget_game_events(root: &std::path::Path, cutoff: &str, days: u32) {
+    let path = root.join(crate::live::DB_FILE);
+    if !path.exists() {
+        return;
+    }
+    match crate::live::db::LiveDb::open(&path).and_then(|live| live.forget_events_before(cutoff)) {
+        Ok(0) => {}
+        Ok(events) => tracing::info!(events, days, "removed game events older than the retention setting"),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 /// A tar of a files overlay's tree, made from the validated revision.

@@ -4,3 +4,9 @@
 //! by the web app.
 
 pub mod db;
+pub mod listen;
+pub mod parse;
+pub mod service;
+
+/// The database's file in `$ROOT`.
+pub const DB_FILE: &str = "live.db";

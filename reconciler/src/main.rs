@@ -68,6 +68,9 @@ enum Command {
         #[arg(long, env = "LEFT4ME_FETCH_SECONDS", default_value_t = 60)]
         fetch_every: u64,
     },
+    /// Run as left4me-live.service (the game's user): take every server's log stream on
+    /// 127.0.0.1:$LEFT4ME_LIVE_PORT into $ROOT/live.db — who is on, who came and went, the chat.
+    Live,
     /// Back a server's own data up now (a job): the newest `backups.keep` of its blueprint are kept.
     Backup { server: String },
     /// List a server's backups, newest first.
@@ -243,6 +246,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backups { server, json } => commands::backups(&server, json),
         Command::Retry { server, state } => commands::retry(state, &server),
+        Command::Live => {
+            tracing_subscriber::fmt().with_target(false).with_ansi(false).init();
+            let host = l4d2ctl::Host::from_env().context("cannot read the host's settings")?;
+            reconciler::live::service::run(&host)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { state, resync, upstream, fetch_every } => {
             tracing_subscriber::fmt().with_target(false).with_ansi(false).init();
             let config = reconciler::engine::Config::from_env(state)?;

@@ -44,7 +44,7 @@ pub use name::{NAME_PATTERN, Name, NameError};
 pub use operations::{
     Alert, AlertEvent, AlertProvider, Backups, Schedule, ScheduleAction, ScheduleServers, Warning, When,
 };
-pub use render::{InstanceSpec, OverlayLayer};
+pub use render::{HIDDEN_SECRET, InstanceSpec, OverlayLayer, Secrets, hide_secrets};
 pub use tree::{Limits, LoadError, Tree, read_dir};
 pub use validate::{
     DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_SERVERS, DEFAULT_PORTS, DEFAULT_PRUNE_LIMIT_PERCENT,

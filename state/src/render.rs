@@ -48,15 +48,56 @@ impl InstanceSpec {
     }
 
     /// server.cfg of the instance: the blueprint's lines, then what left4me sets itself, last, so
-    /// that nothing before it (an `exec`'d overlay config included) can override it.
-    pub fn server_cfg(&self, digest: &Digest, password: &str) -> String {
+    /// that nothing before it (an `exec`'d overlay config included) can override it: the
+    /// hostname, the RCON password, and the game's log sent to `left4me live` on this host,
+    /// signed with the instance's log secret (and kept off the game's disk).
+    pub fn server_cfg(&self, digest: &Digest, secrets: &Secrets<'_>) -> String {
         let mut cfg = format!("// Rendered by left4me for {} ({digest}). l4d2ctl initialize rewrites it.\n", self.name);
         for line in &self.config {
             cfg.push_str(line.get());
             cfg.push('\n');
         }
         cfg.push_str(&format!("hostname \"{}\"\n", self.hostname.get()));
-        cfg.push_str(&format!("rcon_password \"{password}\"\n"));
+        cfg.push_str(&format!("rcon_password \"{}\"\n", secrets.rcon_password));
+        cfg.push_str("log on\nsv_logfile 0\n");
+        cfg.push_str(&format!("sv_logsecret {}\n", secrets.log_secret));
+        cfg.push_str(&format!("logaddress_add 127.0.0.1:{}\n", secrets.log_port));
         cfg
     }
+}
+
+/// What an instance's server.cfg holds that is not in the revision: the secrets left4me
+/// generates per instance (never in git, logs or pages) and the port `left4me live` listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Secrets<'a> {
+    pub rcon_password: &'a str,
+    /// `sv_logsecret`: srcds signs each log packet with it, and only a packet with the secret of
+    /// an instance is taken as that instance's. A number: the engine sends its digits.
+    pub log_secret: u32,
+    pub log_port: u16,
+}
+
+/// What stands for a secret wherever a server.cfg is shown.
+pub const HIDDEN_SECRET: &str = "(kept on the host, never shown)";
+
+/// The cvars of server.cfg whose values are secrets.
+const SECRET_CVARS: &[&str] = &["rcon_password", "sv_logsecret"];
+
+/// A server.cfg as it may be shown: the value of every line setting a secret cvar
+/// (`rcon_password`, `sv_logsecret`) replaced with [`HIDDEN_SECRET`]. Whatever shows a
+/// server.cfg, the rendered one or a file on the host, shows it through this.
+pub fn hide_secrets(cfg: &str) -> String {
+    let mut shown = String::with_capacity(cfg.len());
+    for line in cfg.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\n', '\r']);
+        let first = text.trim_start().split([' ', '\t']).next().unwrap_or("").trim_matches('"');
+        match SECRET_CVARS.iter().find(|cvar| cvar.eq_ignore_ascii_case(first)) {
+            Some(cvar) => {
+                shown.push_str(&format!("{cvar} \"{HIDDEN_SECRET}\""));
+                shown.push_str(&line[text.len()..]);
+            }
+            None => shown.push_str(line),
+        }
+    }
+    shown
 }

@@ -18,6 +18,7 @@ pub mod auth;
 mod ctl;
 mod editor;
 mod forms;
+mod gamelog;
 mod handlers;
 mod history;
 pub mod live;
@@ -57,6 +58,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}/cancel", post(backups::cancel))
         .route("/servers/{name}/log", get(events::server_log))
         .route("/servers/{name}/events", get(events::server_events))
+        .route("/servers/{name}/game", get(events::server_game))
         .route("/blueprints", get(pages::blueprints))
         .route("/blueprints/new", get(blueprint::new_blueprint).post(blueprint::save_blueprint_form))
         .route("/blueprints/{name}/edit", get(blueprint::edit_blueprint).post(blueprint::save_blueprint_form))
