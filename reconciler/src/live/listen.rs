@@ -20,10 +20,10 @@ use crate::db::{DbError, now};
 pub const BATCH_EVENTS: usize = 200;
 /// …or its first event is this old.
 pub const BATCH_AGE: Duration = Duration::from_millis(250);
-/// An unknown secret makes the listener read the instances' secrets again, at most this often:
-/// a new server's first lines are taken within seconds, and a stream of forged secrets costs
-/// one folder read per interval.
-pub const REREAD_EVERY: Duration = Duration::from_secs(5);
+/// An unknown secret makes the listener read the instances' secrets again, at most this often
+/// (the first time at once): a new server's first line finds its secret, and a stream of forged
+/// secrets costs one folder read per interval.
+pub const REREAD_EVERY: Duration = Duration::from_secs(1);
 /// Drops are logged at most this often, as one line with their counts.
 const DROPS_LOGGED_EVERY: Duration = Duration::from_secs(60);
 
@@ -58,6 +58,9 @@ impl Secrets {
             read_at: None,
         };
         secrets.read();
+        // Not counted against the interval: a server started just after the listener finds its
+        // secret with its first line.
+        secrets.read_at = None;
         secrets
     }
 
@@ -246,4 +249,31 @@ pub enum ServeError {
     Socket(std::io::Error),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_servers_secret_is_found_with_its_first_line_and_forged_ones_cost_one_read_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let instances = dir.path().join("instances");
+        let mut secrets = Secrets::new(&instances);
+        // The server is made after the listener started, as on a host's first start.
+        std::fs::create_dir_all(instances.join("coop-1")).unwrap();
+        std::fs::write(instances.join("coop-1/log_secret"), "123456789\n").unwrap();
+        assert_eq!(secrets.server(123_456_789).map(Name::as_str), Some("coop-1"));
+        std::fs::create_dir_all(instances.join("coop-2")).unwrap();
+        std::fs::write(instances.join("coop-2/log_secret"), "987654321\n").unwrap();
+        // Read a moment ago: not again until the interval has passed.
+        assert_eq!(secrets.server(987_654_321), None);
+        secrets.read_at = Some(Instant::now() - REREAD_EVERY);
+        assert_eq!(secrets.server(987_654_321).map(Name::as_str), Some("coop-2"));
+        // What is no secret is never one.
+        std::fs::write(instances.join("coop-2/log_secret"), "12\n").unwrap();
+        secrets.read_at = None;
+        assert_eq!(secrets.server(12), None);
+        assert!(secrets.is_local("127.0.0.1".parse().unwrap()) && !secrets.is_local("203.0.113.9".parse().unwrap()));
+    }
 }

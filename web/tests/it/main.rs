@@ -7,6 +7,7 @@ mod attack_views;
 mod audit;
 mod backups;
 mod browser;
+mod gamelog;
 mod http;
 mod retry;
 mod support;
