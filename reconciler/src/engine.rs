@@ -888,3 +888,30 @@ impl Runner<'_> {
         Ok(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::forget_game_events;
+    use crate::live::db::{GameEventKind, LiveDb, NewEvent};
+
+    #[test]
+    fn a_pass_trims_the_games_events_and_makes_no_live_db() {
+        let root = tempfile::tempdir().unwrap();
+        forget_game_events(root.path(), "2026-12-01T00:00:00.000Z", 30);
+        assert!(!root.path().join("live.db").exists(), "a pass leaves live.db to left4me live");
+        let db = LiveDb::open(&root.path().join("live.db")).unwrap();
+        let server = left4me_state::Name::new("coop-1").unwrap();
+        let event = |at: &str| NewEvent {
+            server: server.clone(),
+            at: at.to_owned(),
+            kind: GameEventKind::RoundStarted,
+            player: None,
+            steam_id: None,
+            text: None,
+        };
+        db.add_events(&[event("2026-11-01T00:00:00.000Z"), event("2026-12-01T10:00:00.000Z")]).unwrap();
+        forget_game_events(root.path(), "2026-12-01T00:00:00.000Z", 30);
+        let left: Vec<String> = db.events_after(&server, 0, 10).unwrap().into_iter().map(|e| e.at).collect();
+        assert_eq!(left, ["2026-12-01T10:00:00.000Z"]);
+    }
+}
