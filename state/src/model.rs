@@ -1063,6 +1063,11 @@ const RESERVED_ARGUMENTS: &[(&str, &str)] = &[
     ("+hostname", "set spec.hostname on the server instead"),
     ("+rcon_password", "left4me generates one per server and keeps it out of git"),
     ("+sv_logsecret", "left4me generates one per server and keeps it out of git"),
+    ("+log", "left4me sends the game's log to `left4me live`, which shows who is on and the chat"),
+    ("+sv_logfile", "left4me keeps the game's log off its disk and sends it to `left4me live`"),
+    ("+logaddress_add", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("+logaddress_del", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("+logaddress_delall", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
 ];
 
 /// server.cfg settings left4me owns.
@@ -1073,9 +1078,9 @@ const RESERVED_CVARS: &[(&str, &str)] = &[
     ("log", "left4me sends the game's log to `left4me live`, which shows who is on and the chat"),
     ("sv_logsecret", "left4me generates one per server: it tells the server's log packets from forged ones"),
     ("sv_logfile", "left4me keeps the game's log off its disk and sends it to `left4me live`"),
-    ("logaddress_add", "left4me sends the game's log to `left4me live` on this host"),
-    ("logaddress_del", "left4me sends the game's log to `left4me live` on this host"),
-    ("logaddress_delall", "left4me sends the game's log to `left4me live` on this host"),
+    ("logaddress_add", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("logaddress_del", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("logaddress_delall", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
 ];
 
 fn port_number(value: u64) -> Result<u16, String> {
@@ -1257,6 +1262,16 @@ pub fn json_schema() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_logs_arguments_are_left4mes() {
+        for argument in ["+sv_logsecret", "+LOGADDRESS_ADD", "+logaddress_delall", "+log", "+sv_logfile"] {
+            assert!(check_argument(argument).is_err(), "{argument} passed");
+        }
+        for argument in ["+map", "+sv_logbans", "203.0.113.9:27500", "on"] {
+            assert_eq!(check_argument(argument), Ok(()), "{argument}");
+        }
+    }
 
     #[test]
     fn reserved_cvars_are_found_wherever_the_engine_would_run_them() {

@@ -61,7 +61,8 @@ impl InstanceSpec {
         cfg.push_str(&format!("rcon_password \"{}\"\n", secrets.rcon_password));
         cfg.push_str("log on\nsv_logfile 0\n");
         cfg.push_str(&format!("sv_logsecret {}\n", secrets.log_secret));
-        cfg.push_str(&format!("logaddress_add 127.0.0.1:{}\n", secrets.log_port));
+        // Only to this host: whatever an earlier config (an overlay's, exec'd) added goes first.
+        cfg.push_str(&format!("logaddress_delall\nlogaddress_add 127.0.0.1:{}\n", secrets.log_port));
         cfg
     }
 }
