@@ -13,8 +13,9 @@
 #
 # It creates the user left4me (home /var/lib/left4me, no login), the folders of $ROOT, the
 # settings in /etc/left4me, copies the binaries to /usr/local/bin, and runs `l4d2ctl install`,
-# which downloads the game and installs the units; then it enables the reconciler and the web
-# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env). It tunes the host's network
+# which downloads the game and installs the units; then it enables the reconciler, the web
+# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env) and left4me live (the game's
+# log stream, UDP 127.0.0.1:27500, LEFT4ME_LIVE_PORT in host.env). It tunes the host's network
 # for game traffic (deploy/README.md, "Host tuning"); deploy/uninstall.sh removes it all.
 set -euo pipefail
 
@@ -89,6 +90,8 @@ LEFT4ME_UNIT_DIR=/usr/local/lib/systemd/system
 # The address players connect to (the host's public DNS name or IP address), in the web app's
 # connect links; unset, they name the host the browser reached the web app at.
 #LEFT4ME_PUBLIC_ADDRESS=game.example.org
+# Where left4me live takes the game servers' log stream (UDP on 127.0.0.1).
+LEFT4ME_LIVE_PORT=27500
 ENV
   chmod 0644 /etc/left4me/host.env.new
   mv /etc/left4me/host.env.new /etc/left4me/host.env
@@ -224,10 +227,10 @@ fi
 if [ "$game" = yes ]; then
   step "the game, the Steam SDK links and the units (l4d2ctl install)"
   LEFT4ME_STEAMCMD="$steamcmd" /usr/local/bin/l4d2ctl install
-  step "the reconciler and the web app"
+  step "the reconciler, the web app and left4me live"
   # Restarted, not only started: an update runs the new binaries at once.
-  systemctl enable --quiet left4me-reconciler.service left4me-web.service
-  systemctl restart left4me-reconciler.service left4me-web.service
+  systemctl enable --quiet left4me-reconciler.service left4me-web.service left4me-live.service
+  systemctl restart left4me-reconciler.service left4me-web.service left4me-live.service
 fi
 step "done"
 if [ ! -e "$root/web.db" ]; then

@@ -4,7 +4,7 @@
 #
 #   deploy/uninstall.sh
 #
-# It stops the game servers, the schedules, the reconciler and the web app, removes their units,
+# It stops the game servers, the schedules, the reconciler, the web app and left4me live, removes their units,
 # the binaries, the host tuning (the sysctl drop-in, the nft table and its unit) and the state
 # repo's safe.directory entry. It keeps what is yours: $ROOT (/var/lib/left4me: the state repo,
 # the servers' data, backups, the game), /etc/left4me and the user left4me; deploy/README.md
@@ -23,7 +23,7 @@ root=/var/lib/left4me
 units=/usr/local/lib/systemd/system
 
 step "the services, the servers and the schedules"
-systemctl disable --now --quiet left4me-web.service left4me-reconciler.service 2>/dev/null || true
+systemctl disable --now --quiet left4me-web.service left4me-reconciler.service left4me-live.service 2>/dev/null || true
 systemctl stop 'left4me-server@*' 'left4me-schedule@*' left4me-game.slice 2>/dev/null || true
 for link in /etc/systemd/system/*.wants/left4me-server@* /etc/systemd/system/*.wants/left4me-schedule@*; do
   rm -f "$link"

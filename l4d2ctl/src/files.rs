@@ -269,7 +269,7 @@ pub fn open_as(host: &Host, name: &Name, sees_opaque: bool) -> Result<Tree, File
         false => fsutil::open_existing_dir(&paths.merged())?,
     };
     // Unreadable (the reader is neither root nor the game's user) or not made yet: none to hide.
-    let secrets = [paths.rcon_password(), paths.dir.join("log_secret")]
+    let secrets = [paths.rcon_password(), paths.log_secret()]
         .iter()
         .filter_map(|file| std::fs::read_to_string(file).ok())
         .map(|text| text.trim().to_owned())
@@ -577,6 +577,8 @@ mod tests {
     use super::*;
 
     const PASSWORD: &str = "Hunter2Hunter2Hunter2xyz";
+    const SECRETS: left4me_state::Secrets<'static> =
+        left4me_state::Secrets { rcon_password: PASSWORD, log_secret: 987_654_321, log_port: 27500 };
 
     /// `$ROOT` with coop-1 rendered over overlay `maps` and build 100, and coop-2 beside it.
     struct Fixture {
@@ -602,7 +604,8 @@ mod tests {
                 fs::create_dir_all(paths.layer(&digest).join("left4dead2/cfg")).unwrap();
                 fs::write(paths.record(), serde_json::to_string(&record).unwrap()).unwrap();
                 fs::write(paths.rcon_password(), format!("{PASSWORD}\n")).unwrap();
-                fs::write(paths.layer(&digest).join("left4dead2/cfg/server.cfg"), spec.server_cfg(&digest, PASSWORD))
+                fs::write(paths.log_secret(), "987654321\n").unwrap();
+                fs::write(paths.layer(&digest).join("left4dead2/cfg/server.cfg"), spec.server_cfg(&digest, &SECRETS))
                     .unwrap();
                 fs::create_dir_all(paths.upper()).unwrap();
                 fs::create_dir_all(paths.merged()).unwrap();
@@ -781,7 +784,7 @@ mod tests {
     #[test]
     fn the_servers_secrets_are_hidden_in_every_file_and_a_second_name_of_roots_is_not_read() {
         let f = Fixture::new();
-        let log = format!("L 12/01/2026 - 10:00:00: rcon from \"10.0.0.9\": password \"{PASSWORD}\"\n");
+        let log = format!("L 12/01/2026 - 10:00:00: rcon from \"10.0.0.9\": password \"{PASSWORD}\" key 987654321\n");
         f.write(&f.upper().join("left4dead2/logs/L1201000.log"), &log.repeat(5000));
         f.write(&f.upper().join("left4dead2/cfg/server.cfg.bak"), &format!("rcon_password \"{PASSWORD}\"\n"));
         let tree = f.tree();
@@ -794,7 +797,8 @@ mod tests {
             };
             let mut bytes = Vec::new();
             read.read_to_end(&mut bytes).unwrap();
-            assert!(!String::from_utf8_lossy(&bytes).contains(PASSWORD), "{file}");
+            let sent = String::from_utf8_lossy(&bytes);
+            assert!(!sent.contains(PASSWORD) && !sent.contains("987654321"), "{file}");
         }
         // Every line of the log is there, its password hidden.
         let Download::Stream(_, mut read) = tree.download(&path("left4dead2/logs/L1201000.log")).unwrap() else {
@@ -802,7 +806,9 @@ mod tests {
         };
         let mut text = String::new();
         read.read_to_string(&mut text).unwrap();
-        assert_eq!(text, log.replace(PASSWORD, left4me_state::HIDDEN_SECRET).repeat(5000));
+        let hidden =
+            log.replace(PASSWORD, left4me_state::HIDDEN_SECRET).replace("987654321", left4me_state::HIDDEN_SECRET);
+        assert_eq!(text, hidden.repeat(5000));
 
         // A hard link the game's user made to a file of root's (here: another server's password).
         let other = f.host.instance(&Name::new("coop-2").unwrap()).rcon_password();

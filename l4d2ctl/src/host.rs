@@ -40,7 +40,14 @@ pub struct Host {
     /// (`LEFT4ME_BACKUP_MAX_BYTES`, default 4 GiB). The game's user writes the data root packs
     /// and unpacks; it must not fill the host's disk through root.
     pub backup_max_bytes: u64,
+    /// The UDP port on 127.0.0.1 where `left4me live` takes the game's log stream, and every
+    /// server.cfg sends it (`LEFT4ME_LIVE_PORT`, default 27500).
+    pub live_port: u16,
 }
+
+/// Where the game's log goes unless host.env says otherwise: outside the game ports (27015 on)
+/// and the ports tests use.
+pub const LIVE_PORT: u16 = 27500;
 
 /// The most a backup holds unless host.env says otherwise.
 pub const BACKUP_MAX_BYTES: u64 = 4 << 30;
@@ -96,6 +103,12 @@ impl Host {
                     ))
                 })?,
             },
+            live_port: match get("LEFT4ME_LIVE_PORT") {
+                None => LIVE_PORT,
+                Some(text) => text.parse().ok().filter(|port| *port > 0).ok_or_else(|| {
+                    Error::Invalid(format!("LEFT4ME_LIVE_PORT must be a UDP port (1 to 65535), not {text:?}"))
+                })?,
+            },
         })
     }
 
@@ -114,6 +127,7 @@ impl Host {
             restic_password_file: None,
             restic_host: None,
             backup_max_bytes: BACKUP_MAX_BYTES,
+            live_port: LIVE_PORT,
         }
     }
 
@@ -185,6 +199,12 @@ impl InstancePaths {
     /// The generated RCON password (0600, never in git, logs or HTML).
     pub fn rcon_password(&self) -> PathBuf {
         self.dir.join("rcon_password")
+    }
+
+    /// The generated secret the game signs its log packets with (`sv_logsecret`, a number;
+    /// root:game 0640, as the RCON password: `left4me live` reads it to tell whose a packet is).
+    pub fn log_secret(&self) -> PathBuf {
+        self.dir.join("log_secret")
     }
 
     /// The layers of rendered configs, one per rendered digest.

@@ -96,6 +96,8 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec, build: Option<u
     ensure_dir(&host.instances(), 0o755, root)?;
     ensure_dir(&paths.dir, 0o755, root)?;
     let password = rcon_password(&paths.rcon_password(), game.root_with_group_of())?;
+    let log_secret = log_secret(&paths.log_secret(), game.root_with_group_of())?;
+    let secrets = left4me_state::Secrets { rcon_password: &password, log_secret, log_port: host.live_port };
     let digest = spec.digest();
 
     let mut changed = false;
@@ -108,7 +110,7 @@ pub fn initialize(host: &Host, name: &Name, spec: &InstanceSpec, build: Option<u
     // server.cfg carries the RCON password, so only root and the game may read it.
     let readable_by_game = game.root_with_group_of();
     changed |=
-        write_atomic(&cfg.join("server.cfg"), spec.server_cfg(&digest, &password).as_bytes(), 0o640, readable_by_game)?;
+        write_atomic(&cfg.join("server.cfg"), spec.server_cfg(&digest, &secrets).as_bytes(), 0o640, readable_by_game)?;
     let mut staged = Vec::new();
     for layer in &spec.overlays {
         let file = format!("server_{}.cfg", layer.name);
@@ -256,6 +258,41 @@ fn rcon_password(path: &Path, readable_by: Owner) -> Result<String, Error> {
     }
     write_atomic(path, format!("{password}\n").as_bytes(), 0o640, readable_by)?;
     Ok(password)
+}
+
+/// The instance's log secret: read when it holds one, else drawn from the kernel's random source
+/// and kept as the RCON password is. srcds sends its digits before each line, so it is a number:
+/// nine digits or more, never 0 (which turns the secret off).
+fn log_secret(path: &Path, readable_by: Owner) -> Result<u32, Error> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            if let Some(secret) = parse_log_secret(&text) {
+                write_atomic(path, text.as_bytes(), 0o640, readable_by)?;
+                return Ok(secret);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    let mut random = [0u8; 4];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    // 100000000..=u32::MAX: at least nine digits, so no secret is a prefix-free guess away.
+    let secret = LOG_SECRET_MIN + u32::from_le_bytes(random) % (u32::MAX - LOG_SECRET_MIN + 1);
+    write_atomic(path, format!("{secret}\n").as_bytes(), 0o640, readable_by)?;
+    Ok(secret)
+}
+
+const LOG_SECRET_MIN: u32 = 100_000_000;
+
+/// A log secret as its file holds it: a number of at least nine digits.
+pub fn parse_log_secret(text: &str) -> Option<u32> {
+    let text = text.trim();
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|secret| *secret >= LOG_SECRET_MIN)
 }
 
 pub fn is_password(text: &str) -> bool {

@@ -17,6 +17,7 @@ const UNITS: &[(&str, &str)] = &[
     ("left4me-schedule@.service", include_str!("../templates/left4me-schedule@.service")),
     ("left4me-reconciler.service", include_str!("../templates/left4me-reconciler.service")),
     ("left4me-web.service", include_str!("../templates/left4me-web.service")),
+    ("left4me-live.service", include_str!("../templates/left4me-live.service")),
 ];
 
 /// Every unit as this host needs it: (file name, contents).

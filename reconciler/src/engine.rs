@@ -647,8 +647,23 @@ fn forget_old(db: &mut Db, root: &std::path::Path, days: u32) -> Result<(), Erro
         Ok(entries) => tracing::info!(entries, days, "removed audit entries older than the retention setting"),
         Err(e) => tracing::warn!("{e}"),
     }
+    forget_game_events(root, &cutoff, days);
     db.set_meta("forgotten_at", Some(&stamp(now)))?;
     Ok(())
+}
+
+/// Removes the game's events older than the retention setting from `$ROOT/live.db`, when
+/// `left4me live` has made it; a database that cannot be opened is logged, as the audit trail's.
+fn forget_game_events(root: &std::path::Path, cutoff: &str, days: u32) {
+    let path = crate::live::db::path(root);
+    if !path.exists() {
+        return;
+    }
+    match crate::live::db::LiveDb::open(&path).and_then(|live| live.forget_events_before(cutoff)) {
+        Ok(0) => {}
+        Ok(events) => tracing::info!(events, days, "removed game events older than the retention setting"),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 /// A tar of a files overlay's tree, made from the validated revision.
@@ -871,5 +886,32 @@ impl Runner<'_> {
         let id = db.create_job(kind, target.as_str(), Some(self.revision), self.trigger)?;
         db.append_line(id, "plan", reason)?;
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forget_game_events;
+    use crate::live::db::{GameEventKind, LiveDb, NewEvent};
+
+    #[test]
+    fn a_pass_trims_the_games_events_and_makes_no_live_db() {
+        let root = tempfile::tempdir().unwrap();
+        forget_game_events(root.path(), "2026-12-01T00:00:00.000Z", 30);
+        assert!(!root.path().join("live.db").exists(), "a pass leaves live.db to left4me live");
+        let db = LiveDb::open(&root.path().join("live.db")).unwrap();
+        let server = left4me_state::Name::new("coop-1").unwrap();
+        let event = |at: &str| NewEvent {
+            server: server.clone(),
+            at: at.to_owned(),
+            kind: GameEventKind::RoundStarted,
+            player: None,
+            steam_id: None,
+            text: None,
+        };
+        db.add_events(&[event("2026-11-01T00:00:00.000Z"), event("2026-12-01T10:00:00.000Z")]).unwrap();
+        forget_game_events(root.path(), "2026-12-01T00:00:00.000Z", 30);
+        let left: Vec<String> = db.events_after(&server, 0, 10).unwrap().into_iter().map(|e| e.at).collect();
+        assert_eq!(left, ["2026-12-01T10:00:00.000Z"]);
     }
 }

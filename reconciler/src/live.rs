@@ -4,4 +4,10 @@
 //! by the web app.
 
 pub mod db;
+pub mod listen;
+pub mod parse;
 pub mod sample;
+pub mod service;
+
+/// The database's file in `$ROOT`.
+pub const DB_FILE: &str = "live.db";

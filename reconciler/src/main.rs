@@ -78,6 +78,9 @@ enum Command {
         #[arg(long)]
         looks: Option<u64>,
     },
+    /// Run as left4me-live.service (the game's user): take every server's log stream on
+    /// 127.0.0.1:$LEFT4ME_LIVE_PORT into $ROOT/live.db — who is on, who came and went, the chat.
+    Live,
     /// Back a server's own data up now (a job): the newest `backups.keep` of its blueprint are kept.
     Backup { server: String },
     /// List a server's backups, newest first.
@@ -256,7 +259,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample { every, looks } => {
             let config = reconciler::engine::Config::from_env(None)?;
             let pace = reconciler::live::sample::Pace { every: std::time::Duration::from_secs(every.max(1)), looks };
-            reconciler::live::sample::run(&config, pace)?;
+            reconciler::live::sample::run(&config.root, &config.l4d2ctl, pace)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Live => {
+            tracing_subscriber::fmt().with_target(false).with_ansi(false).init();
+            let host = l4d2ctl::Host::from_env().context("cannot read the host's settings")?;
+            let config = reconciler::engine::Config::from_env(None)?;
+            reconciler::live::service::run(&host, &config.l4d2ctl)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { state, resync, upstream, fetch_every } => {

@@ -45,7 +45,7 @@ pub use name::{NAME_PATTERN, Name, NameError};
 pub use operations::{
     Alert, AlertEvent, AlertProvider, Backups, Schedule, ScheduleAction, ScheduleServers, Warning, When,
 };
-pub use render::{HIDDEN_SECRET, InstanceSpec, OverlayLayer, SECRET_CVARS, hide_secrets};
+pub use render::{HIDDEN_SECRET, InstanceSpec, OverlayLayer, SECRET_CVARS, Secrets, hide_secrets};
 pub use resources::{CpuList, CpuWeight, MemorySize, Nice, ResourceLimits};
 pub use tree::{Limits, LoadError, Tree, read_dir};
 pub use validate::{

@@ -1066,6 +1066,12 @@ const RESERVED_ARGUMENTS: &[(&str, &str)] = &[
     ("-game", "left4me always runs left4dead2"),
     ("+hostname", "set spec.hostname on the server instead"),
     ("+rcon_password", "left4me generates one per server and keeps it out of git"),
+    ("+sv_logsecret", "left4me generates one per server and keeps it out of git"),
+    ("+log", "left4me sends the game's log to `left4me live`, which shows who is on and the chat"),
+    ("+sv_logfile", "left4me keeps the game's log off its disk and sends it to `left4me live`"),
+    ("+logaddress_add", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("+logaddress_del", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("+logaddress_delall", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
 ];
 
 /// server.cfg settings left4me owns.
@@ -1073,6 +1079,12 @@ const RESERVED_CVARS: &[(&str, &str)] = &[
     ("rcon_password", "left4me generates one per server and keeps it out of git"),
     ("hostport", "left4me sets it from the server's spec.port"),
     ("hostname", "set spec.hostname on the server instead"),
+    ("log", "left4me sends the game's log to `left4me live`, which shows who is on and the chat"),
+    ("sv_logsecret", "left4me generates one per server: it tells the server's log packets from forged ones"),
+    ("sv_logfile", "left4me keeps the game's log off its disk and sends it to `left4me live`"),
+    ("logaddress_add", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("logaddress_del", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
+    ("logaddress_delall", "left4me sends the game's log to `left4me live` on this host, and nowhere else"),
 ];
 
 fn port_number(value: u64) -> Result<u16, String> {
@@ -1256,6 +1268,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_logs_arguments_are_left4mes() {
+        for argument in ["+sv_logsecret", "+LOGADDRESS_ADD", "+logaddress_delall", "+log", "+sv_logfile"] {
+            assert!(check_argument(argument).is_err(), "{argument} passed");
+        }
+        for argument in ["+map", "+sv_logbans", "203.0.113.9:27500", "on"] {
+            assert_eq!(check_argument(argument), Ok(()), "{argument}");
+        }
+    }
+
+    #[test]
     fn reserved_cvars_are_found_wherever_the_engine_would_run_them() {
         for line in [
             "rcon_password hunter2",
@@ -1276,6 +1298,12 @@ mod tests {
             "incrementvar hostport 27000 28000 1",
             "sm_cvar rcon_password x",
             "sm_cvar \"hostname\" evil",
+            "log off",
+            "sv_logsecret 1234",
+            "logaddress_add 203.0.113.9:27500",
+            "LOGADDRESS_DELALL",
+            "alias quiet \"logaddress_del 127.0.0.1:27500\"",
+            "sm_cvar sv_logfile 1",
         ] {
             assert!(check_config_line(line).is_err(), "{line:?} passed");
         }
@@ -1289,6 +1317,8 @@ mod tests {
             "alias say_rules say \"no hostname talk\"",
             "toggle sv_cheats",
             "echo \"alias x rcon_password\"",
+            "sv_logbans 1",
+            "say \"log on\"",
         ] {
             assert_eq!(check_config_line(line), Ok(()), "{line:?}");
         }

@@ -53,17 +53,34 @@ impl InstanceSpec {
     }
 
     /// server.cfg of the instance: the blueprint's lines, then what left4me sets itself, last, so
-    /// that nothing before it (an `exec`'d overlay config included) can override it.
-    pub fn server_cfg(&self, digest: &Digest, password: &str) -> String {
+    /// that nothing before it (an `exec`'d overlay config included) can override it: the
+    /// hostname, the RCON password, and the game's log sent to `left4me live` on this host,
+    /// signed with the instance's log secret (and kept off the game's disk).
+    pub fn server_cfg(&self, digest: &Digest, secrets: &Secrets<'_>) -> String {
         let mut cfg = format!("// Rendered by left4me for {} ({digest}). l4d2ctl initialize rewrites it.\n", self.name);
         for line in &self.config {
             cfg.push_str(line.get());
             cfg.push('\n');
         }
         cfg.push_str(&format!("hostname \"{}\"\n", self.hostname.get()));
-        cfg.push_str(&format!("rcon_password \"{password}\"\n"));
+        cfg.push_str(&format!("rcon_password \"{}\"\n", secrets.rcon_password));
+        cfg.push_str("log on\nsv_logfile 0\n");
+        cfg.push_str(&format!("sv_logsecret {}\n", secrets.log_secret));
+        // Only to this host: whatever an earlier config (an overlay's, exec'd) added goes first.
+        cfg.push_str(&format!("logaddress_delall\nlogaddress_add 127.0.0.1:{}\n", secrets.log_port));
         cfg
     }
+}
+
+/// What an instance's server.cfg holds that is not in the revision: the secrets left4me
+/// generates per instance (never in git, logs or pages) and the port `left4me live` listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Secrets<'a> {
+    pub rcon_password: &'a str,
+    /// `sv_logsecret`: srcds signs each log packet with it, and only a packet with the secret of
+    /// an instance is taken as that instance's. A number: the engine sends its digits.
+    pub log_secret: u32,
+    pub log_port: u16,
 }
 
 /// What stands for a secret wherever a server.cfg is shown.

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::accounts::Accounts;
 use crate::audit::AuditTrail;
+use crate::gamelog::GameLog;
 use crate::repo::StateRepo;
 use crate::snapshot::{self, Snapshot};
 use crate::{auth, live, templates};
@@ -36,6 +37,8 @@ pub struct App {
     pub hashers: auth::Hashers,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: auth::TrustedProxies,
+    /// `$ROOT/live.db`, read-only: the game's events and who is on.
+    pub gamelog: GameLog,
     /// The open live views, and the console followers they share.
     pub streams: live::Streams,
     /// Cookies carry `Secure` (served over TLS, or behind a TLS proxy).
@@ -118,6 +121,7 @@ impl App {
             .spawn(move || snapshot::watch(watcher_config, pokes, publish, watcher_watched))?;
         Ok(Arc::new(App {
             repo: StateRepo::new(&config.state, &config.branch),
+            gamelog: GameLog::new(&config.root),
             config,
             accounts,
             audit,

@@ -18,6 +18,7 @@ pub mod auth;
 mod ctl;
 mod editor;
 mod forms;
+mod gamelog;
 mod handlers;
 mod history;
 pub mod live;
@@ -59,6 +60,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/servers/{name}/files/download", get(files::download))
         .route("/servers/{name}/log", get(events::server_log))
         .route("/servers/{name}/events", get(events::server_events))
+        .route("/servers/{name}/game", get(events::server_game))
         .route("/blueprints", get(pages::blueprints))
         .route("/blueprints/new", get(blueprint::new_blueprint).post(blueprint::save_blueprint_form))
         .route("/blueprints/{name}/edit", get(blueprint::edit_blueprint).post(blueprint::save_blueprint_form))

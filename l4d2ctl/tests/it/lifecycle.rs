@@ -145,6 +145,11 @@ fn every_write_twice_gives_the_same_result() {
     assert!(again.contains("already up to date"), "{again}");
     assert_eq!(first.split('(').nth(1), again.split('(').nth(1), "the same digest");
     assert_eq!(std::fs::read(&cfg).unwrap(), rendered, "byte-identical");
+    // The log secret is the instance's own, kept across renders as the RCON password is.
+    let secret = std::fs::read_to_string(host.root_path(&format!("{ROOT}/instances/coop-1/log_secret"))).unwrap();
+    let rendered = String::from_utf8(rendered).unwrap();
+    assert!(rendered.contains(&format!("sv_logsecret {}\n", secret.trim())), "{rendered}");
+    assert!(rendered.contains("logaddress_add 127.0.0.1:27500\n"), "{rendered}");
 
     for _ in 0..2 {
         host.l4d2ctl_ok(&["start", "coop-1"]);

@@ -59,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
 /// 15 minutes for 8 days (the dashboard's 24 hours, a server's week), an hour for 90 days.
 pub const WIDTHS: [(i64, i64); 3] = [(30, 7 * 86_400), (900, 8 * 86_400), (3_600, 90 * 86_400)];
 
+/// The counter of dropped log packets.
+const DROPPED: &str = "dropped-packets";
+
 /// What happened in a game, as its log said it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -176,7 +179,7 @@ pub struct Point {
 
 /// Where `$ROOT`'s live database is.
 pub fn path(root: &Path) -> std::path::PathBuf {
-    root.join("live.db")
+    root.join(super::DB_FILE)
 }
 
 pub struct LiveDb {
@@ -315,6 +318,31 @@ impl LiveDb {
             }
         }
         Ok(counters)
+    }
+
+    /// Counts `n` more log packets `left4me live` dropped (no secret, a wrong one, not a log
+    /// line, too long, not from this host): a counter of its own, under a server name no server
+    /// can have, so that [`LiveDb::counters`] never shows it as a server's.
+    pub fn count_dropped(&self, n: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO counters (server, kind, count) VALUES ('', ?1, ?2)
+                 ON CONFLICT (server, kind) DO UPDATE SET count = count + excluded.count",
+                params![DROPPED, n.min(i64::MAX as u64) as i64],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    /// How many log packets were dropped, ever.
+    pub fn dropped(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count FROM counters WHERE server = '' AND kind = ?1", params![DROPPED], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|count| count.unwrap_or(0).max(0) as u64)
+            .map_err(self.err())
     }
 
     /// Removes events received before `cutoff` (RFC 3339): the retention setting. Counters and

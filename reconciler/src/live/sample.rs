@@ -11,7 +11,6 @@ use l4d2ctl::api::{InstanceStatus, QueryInfo};
 use left4me_state::Name;
 
 use super::db::{LiveDb, Sample};
-use crate::engine::Config;
 use crate::error::Error;
 
 /// How often the servers are looked at: the narrowest width samples are kept at.
@@ -81,13 +80,13 @@ pub struct Pace {
 /// Samples the host at `pace` into `$ROOT/live.db`. A look that fails (l4d2ctl missing, the
 /// database busy) is said on stderr and the next one tried on time: the history has a gap, the
 /// sampler goes on.
-pub fn run(config: &Config, pace: Pace) -> Result<(), Error> {
-    let db = LiveDb::open(&super::db::path(&config.root))?;
+pub fn run(root: &Path, l4d2ctl: &Path, pace: Pace) -> Result<(), Error> {
+    let db = LiveDb::open(&super::db::path(root))?;
     let mut sampler = Sampler::default();
     let mut taken = 0;
     loop {
         let started = Instant::now();
-        if let Err(error) = sampler.look(&config.l4d2ctl, &db) {
+        if let Err(error) = sampler.look(l4d2ctl, &db) {
             eprintln!("left4me: the servers could not be sampled: {error}");
         }
         taken += 1;

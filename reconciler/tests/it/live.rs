@@ -80,3 +80,106 @@ fn samples_add_up_at_each_width_and_each_width_keeps_its_days() {
     assert_eq!(reader.points_of(&server, 3_600, start + 1).unwrap().len(), 1);
     assert!(LiveDb::open_read_only(&dir.path().join("missing.db")).is_err());
 }
+
+/// A listener on a real socket over a real live.db, its thread stopped when dropped.
+struct Listening {
+    dir: tempfile::TempDir,
+    to: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listening {
+    fn start() -> Listening {
+        use reconciler::live::listen::{Listener, Secrets};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("instances/coop-1")).unwrap();
+        std::fs::write(dir.path().join("instances/coop-1/log_secret"), "123456789\n").unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = socket.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (db, instances, stopped) = (dir.path().join("live.db"), dir.path().join("instances"), stop.clone());
+        drop(LiveDb::open(&db).unwrap());
+        let thread = std::thread::spawn(move || {
+            let db = LiveDb::open(&db).unwrap();
+            Listener::new(socket, Secrets::new(&instances)).serve(&db, &stopped).unwrap();
+        });
+        Listening { dir, to, stop, thread: Some(thread) }
+    }
+
+    fn db(&self) -> LiveDb {
+        LiveDb::open_read_only(&self.dir.path().join("live.db")).unwrap()
+    }
+
+    /// Waits (at most 10 s) until `done` holds of the database.
+    fn wait(&self, what: &str, done: impl Fn(&LiveDb) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done(&self.db()) {
+            assert!(std::time::Instant::now() < deadline, "waited for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn log_packet(kind: &str, text: &str) -> Vec<u8> {
+    [&b"\xff\xff\xff\xff"[..], kind.as_bytes(), format!("L 12/01/2026 - 19:00:00: {text}\n\0").as_bytes()].concat()
+}
+
+#[test]
+fn the_listener_keeps_what_a_servers_secret_signs_and_drops_and_counts_the_rest() {
+    let listening = Listening::start();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |packet: &[u8]| {
+        socket.send_to(packet, listening.to).unwrap();
+    };
+    let ellis = "\"Ellis<2><STEAM_1:0:12345><>\"";
+    send(&log_packet("S123456789", &format!("{ellis} connected, address \"10.0.0.2:27005\"")));
+    send(&log_packet("S123456789", &format!("{ellis} entered the game")));
+    // Forged: no secret, a wrong one, a secret's prefix, too long, no log line, bytes of nothing.
+    let forged = "\"Mallory<9><STEAM_1:0:666><Survivor>\" say \"forged\"".to_owned();
+    send(&log_packet("R", &forged));
+    send(&log_packet("S987654321", &forged));
+    send(&log_packet("S12345678", &forged));
+    send(&log_packet("S123456789", &format!("{forged}{}", " ".repeat(5000))));
+    send(b"\xff\xff\xff\xffS123456789hello");
+    send(&[0xff; 3]);
+    // A flood of forged packets costs the listener, and is counted as one number (paced, so
+    // that the kernel's socket buffer drops none of them before the listener sees it).
+    for i in 0..200 {
+        send(&log_packet("S111111111", &forged));
+        if i % 20 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    send(&log_packet("S123456789", "\"Ellis<2><STEAM_1:0:12345><Survivor>\" say \"hi\""));
+    let coop1 = Name::new("coop-1").unwrap();
+    listening.wait("Ellis's chat", |db| db.events_after(&coop1, 0, 100).unwrap().len() == 3);
+    listening.wait("the drops to be counted", |db| db.dropped().unwrap() == 206);
+    let db = listening.db();
+    let events = db.events_after(&coop1, 0, 100).unwrap();
+    assert_eq!(
+        events.iter().map(|e| (e.kind, e.player.as_deref(), e.text.as_deref())).collect::<Vec<_>>(),
+        [
+            (GameEventKind::Connected, Some("Ellis"), None),
+            (GameEventKind::Entered, Some("Ellis"), None),
+            (GameEventKind::Say, Some("Ellis"), Some("hi")),
+        ]
+    );
+    assert_eq!(
+        db.players(&coop1).unwrap().iter().map(|p| p.steam_id.as_str()).collect::<Vec<_>>(),
+        ["STEAM_1:0:12345"]
+    );
+    // The server started again: nobody is on.
+    send(&log_packet("S123456789", "Log file started (file \"logs/L1201000.log\") (game \"/x\") (version \"8741\")"));
+    listening.wait("the players to be cleared", |db| db.players(&coop1).unwrap().is_empty());
+    assert_eq!(db.counters().unwrap().len(), 3, "only coop-1's kinds are a server's counters");
+}

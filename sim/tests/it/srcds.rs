@@ -847,3 +847,59 @@ fn exit_at_once_knob_and_wrong_game() {
     assert_eq!(proc.exited().code(), Some(1));
     assert!(proc.stderr().contains("cstrike"), "{}", proc.stderr());
 }
+
+/// The log packets that arrive on `socket` until `until` is among them (or PATIENCE passes).
+fn log_packets(socket: &UdpSocket, until: &str) -> Vec<Vec<u8>> {
+    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("a timeout");
+    let (deadline, mut packets, mut buf) = (Instant::now() + PATIENCE, Vec::new(), [0u8; 2048]);
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            packets.push(buf[..n].to_vec());
+            if String::from_utf8_lossy(&buf[..n]).contains(until) {
+                return packets;
+            }
+        }
+    }
+    let seen: Vec<String> = packets.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    panic!("no log packet with {until:?} came; these did: {seen:#?}");
+}
+
+#[test]
+fn the_game_log_goes_where_logaddress_add_says_signed_with_sv_logsecret() {
+    let listener = UdpSocket::bind("127.0.0.1:0").expect("a socket");
+    let to = listener.local_addr().expect("an address");
+    let root = GameRoot::new(&cfg_with_password(&format!("log on\nsv_logsecret 123456789\nlogaddress_add {to}\n")));
+    let server = root.start(&["+map", "c1m1_hotel"]);
+    let started = log_packets(&listener, "Started map \"c1m1_hotel\"");
+    let first = String::from_utf8_lossy(&started[0]).into_owned();
+    assert!(started[0].starts_with(b"\xff\xff\xff\xffS123456789L ") && started[0].ends_with(b"\n\0"));
+    assert!(first.contains(": Log file started (file \"logs/L"), "{first:?}");
+
+    let mut rcon = Rcon::connect(server.port).expect("connecting");
+    rcon.auth(PASSWORD).expect("an answer");
+    rcon.exec("sim_players 2").expect("sim_players");
+    let joined: Vec<String> = log_packets(&listener, "\"Player 2<3><STEAM_1:0:1002><>\" entered the game")
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assert!(
+        joined.iter().any(|p| p.contains("\"Player 1<2><STEAM_1:0:1001><>\" connected, address \"")),
+        "{joined:#?}"
+    );
+    assert_eq!(rcon.exec("sim_say 3 nobody").expect("an answer").0, "Usage: sim_say <player 1-2> <text>\n");
+    rcon.exec("sim_say 2 hello there").expect("sim_say");
+    log_packets(&listener, "\"Player 2<3><STEAM_1:0:1002><Survivor>\" say \"hello there\"");
+    rcon.exec("sim_players 1").expect("sim_players");
+    log_packets(&listener, "\"Player 2<3><STEAM_1:0:1002><Survivor>\" disconnected (reason \"Disconnect\")");
+    // Without a secret the packets are of type R; with the log off, none is sent.
+    rcon.exec("sv_logsecret 0").expect("sv_logsecret");
+    rcon.exec("sim_say 1 unsigned").expect("sim_say");
+    let unsigned = log_packets(&listener, "say \"unsigned\"");
+    assert!(unsigned.last().expect("a packet").starts_with(b"\xff\xff\xff\xffRL "));
+    rcon.exec("log off").expect("log off");
+    rcon.exec("sim_say 1 unheard").expect("sim_say");
+    rcon.exec("log on").expect("log on");
+    rcon.exec("sim_say 1 heard").expect("sim_say");
+    let after = log_packets(&listener, "say \"heard\"");
+    assert!(!after.iter().any(|p| String::from_utf8_lossy(p).contains("unheard")));
+}

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use left4me_state::{DesiredState, Name};
+use left4me_state::{DesiredState, HIDDEN_SECRET, Name, Secrets, hide_secrets};
 
 use crate::support::{commit_tree, examples, git};
 
@@ -29,8 +29,34 @@ fn each_example_server_renders_its_server_cfg() {
     let state = load(&examples());
     for server in state.servers.values() {
         let spec = server.spec();
-        let cfg = spec.server_cfg(&spec.digest(), "password");
+        let cfg = spec.server_cfg(&spec.digest(), &SECRETS);
         insta::assert_snapshot!(format!("server_cfg__{}", server.name), cfg);
+    }
+}
+
+const SECRETS: Secrets<'static> = Secrets { rcon_password: "password", log_secret: 123_456_789, log_port: 27500 };
+
+#[test]
+fn a_server_cfg_is_shown_without_its_secrets() {
+    let state = load(&examples());
+    for server in state.servers.values() {
+        let spec = server.spec();
+        let cfg = spec.server_cfg(&spec.digest(), &SECRETS);
+        let shown = hide_secrets(&cfg);
+        assert!(cfg.contains("password") && cfg.contains("123456789"), "{cfg}");
+        assert!(!shown.contains("\"password\"") && !shown.contains("123456789"), "{shown}");
+        assert!(shown.contains(&format!("sv_logsecret \"{HIDDEN_SECRET}\"")), "{shown}");
+        assert!(shown.contains("logaddress_add 127.0.0.1:27500\n"), "{shown}");
+        assert_eq!(shown.lines().count(), cfg.lines().count());
+    }
+    // However the line is written, its value is hidden; a line that merely mentions one is kept.
+    for (line, expected) in [
+        ("  SV_LOGSECRET 42\r\n", "sv_logsecret \"(kept on the host, never shown)\"\r\n"),
+        ("\"rcon_password\" \"x\"", "rcon_password \"(kept on the host, never shown)\""),
+        ("echo sv_logsecret 42\n", "echo sv_logsecret 42\n"),
+        ("sv_logsecretx 1\n", "sv_logsecretx 1\n"),
+    ] {
+        assert_eq!(hide_secrets(line), expected, "{line:?}");
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::access;
 use crate::accounts::Session;
 use crate::app::App;
+use crate::gamelog::{EVENTS_SHOWN, events_html, players_html};
 use crate::live::{Slot, sse};
 use crate::session::Auth;
 use crate::text::escape;
@@ -122,6 +123,57 @@ pub async fn server_log(State(app): State<Arc<App>>, Auth(session): Auth, Path(n
     };
     let lines = follower.view().map(|html| Ok(Event::default().event("line").data(&*html)));
     live(&app, &session, slot, lines)
+}
+
+/// A server's game as it goes on: the events after `after` (`game`, list items to add) and who
+/// is on (`players`, the table's rows) when either changed. live.db tells no one of new rows:
+/// it is read once a second while someone watches.
+pub async fn server_game(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(name): Path<String>,
+    Query(query): Query<AfterQuery>,
+) -> Response {
+    let server = match left4me_state::Name::new(name.clone()) {
+        Ok(server) if access::server_visible(&app.current(), &session.user, &name) => server,
+        _ => return app.not_found(),
+    };
+    let slot = match app.streams.take(session.user.id) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    let start = (app.clone(), query.after.unwrap_or(0), None::<String>, Vec::<Event>::new());
+    let stream = stream::unfold(start, move |(app, mut after, mut shown, mut queued)| {
+        let server = server.clone();
+        async move {
+            loop {
+                if let Some(event) = queued.pop() {
+                    return Some((Ok(event), (app, after, shown, queued)));
+                }
+                let asked = server.clone();
+                let read = app.blocking(move |app| {
+                    app.gamelog.read(|db| Ok((db.events_after(&asked, after, EVENTS_SHOWN)?, db.players(&asked)?)))
+                });
+                if let Ok(Some((events, players))) = read.await {
+                    let players = players_html(&players);
+                    // Sent last (popped first), so a page sees who is on before what led to it.
+                    if let Some(last) = events.last() {
+                        after = last.id;
+                        queued.push(Event::default().event("game").data(events_html(&events)));
+                    }
+                    if shown.as_ref() != Some(&players) {
+                        queued.push(Event::default().event("players").data(&players));
+                        shown = Some(players);
+                    }
+                }
+                if queued.is_empty() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })
+    .boxed();
+    live(&app, &session, slot, stream)
 }
 
 #[derive(Deserialize)]

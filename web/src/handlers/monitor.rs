@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
-use crate::views::metrics::{Counts, metrics_text};
+use crate::views::metrics::{Counts, GameCounts, metrics_text};
 
 /// For monitoring: 200 while the app can read its databases and the host has been looked at.
 /// Why not is said in general words to everyone alike, reading no session: the details name paths
@@ -49,7 +49,13 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         Ok(read) => read,
         Err(e) => return app.interrupted("reading the reconciler's database", &e),
     };
-    let counts = Counts { events, jobs, live_views: app.streams.open(), console_followers: app.streams.followers() };
+    let game = app
+        .blocking(|app| app.gamelog.read(|db| Ok(GameCounts { events: db.counters()?, dropped: db.dropped()? })))
+        .await
+        .ok()
+        .flatten();
+    let counts =
+        Counts { events, jobs, live_views: app.streams.open(), console_followers: app.streams.followers(), game };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics_text(&snapshot, &counts))
         .into_response()
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use left4me_state::Name;
 use reconciler::db::Event;
+use reconciler::live::db::GameEventKind;
 
 use crate::snapshot::Snapshot;
 
@@ -15,6 +17,14 @@ pub struct Counts {
     pub jobs: Vec<(String, String, i64)>,
     pub live_views: usize,
     pub console_followers: usize,
+    /// `live.db`'s counters: each server's events by kind, and the log packets dropped.
+    pub game: Option<GameCounts>,
+}
+
+/// What `/metrics` shows of the game's log.
+pub struct GameCounts {
+    pub events: BTreeMap<(Name, GameEventKind), u64>,
+    pub dropped: u64,
 }
 
 /// `/metrics` in Prometheus text format.
@@ -74,6 +84,9 @@ pub fn metrics_text(snapshot: &Snapshot, counts: &Counts) -> String {
     let _ = writeln!(out, "left4me_web_live_views {}", counts.live_views);
     out.push_str("# HELP left4me_web_console_followers Server consoles followed (one l4d2ctl logs each).\n# TYPE left4me_web_console_followers gauge\n");
     let _ = writeln!(out, "left4me_web_console_followers {}", counts.console_followers);
+    if let Some(game) = &counts.game {
+        game_text(&mut out, game);
+    }
     out
 }
 
@@ -100,6 +113,27 @@ fn resources(out: &mut String, snapshot: &Snapshot) {
             }
         }
     }
+}
+
+/// The game's log: players who entered and chat lines per server, and the packets dropped.
+fn game_text(out: &mut String, game: &GameCounts) {
+    for (metric, help, kinds) in [
+        ("left4me_game_joins_total", "Players who entered the game.", &[GameEventKind::Entered][..]),
+        ("left4me_game_chat_messages_total", "Chat lines said.", &[GameEventKind::Say, GameEventKind::SayTeam]),
+    ] {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+        let mut by_server: BTreeMap<&Name, u64> = BTreeMap::new();
+        for ((server, kind), count) in &game.events {
+            if kinds.contains(kind) {
+                *by_server.entry(server).or_default() += count;
+            }
+        }
+        for (server, count) in by_server {
+            let _ = writeln!(out, "{metric}{{server=\"{server}\"}} {count}");
+        }
+    }
+    out.push_str("# HELP left4me_game_log_dropped_packets_total Log packets dropped: no secret, a wrong one, not from this host, not a log line.\n# TYPE left4me_game_log_dropped_packets_total counter\n");
+    let _ = writeln!(out, "left4me_game_log_dropped_packets_total {}", game.dropped);
 }
 
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
@@ -135,7 +169,7 @@ mod tests {
         ] {
             snapshot.instances.insert(s.name.clone(), s);
         }
-        let counts = Counts { events: vec![], jobs: vec![], live_views: 0, console_followers: 0 };
+        let counts = Counts { events: vec![], jobs: vec![], live_views: 0, console_followers: 0, game: None };
         let text = metrics_text(&snapshot, &counts);
         for line in [
             "# TYPE left4me_server_cpu_seconds_total counter",

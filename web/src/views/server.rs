@@ -10,6 +10,7 @@ use reconciler::live::db::{self as live_db, LiveDb, Point};
 use crate::access;
 use crate::accounts::Session;
 use crate::app::App;
+use crate::gamelog;
 use crate::snapshot::Snapshot;
 use crate::views::chart::{self, Frame, Scale, Series};
 use crate::views::dashboard::{connect_host, power_state, row};
@@ -48,6 +49,11 @@ pub fn server_context(
     } else {
         vec![]
     };
+    // The game's events are the page's, as the RCON history: the status panel reads none.
+    let (players, game_events) = match (history, Name::new(name)) {
+        (RconHistory::Read, Ok(server)) => app.gamelog.page(&server),
+        _ => Default::default(),
+    };
     Some(context! {
         ..base(session, "servers"),
         ..context! {
@@ -64,6 +70,9 @@ pub fn server_context(
             build => instance.and_then(|i| i.build),
             desired_build,
             server_cfg,
+            players => Value::from_safe_string(gamelog::players_html(&players)),
+            game_events => Value::from_safe_string(gamelog::events_html(&game_events)),
+            game_after => game_events.last().map_or(0, |e| e.id),
             is_owner,
             rcon_history,
             head => snapshot.head.clone(),
@@ -124,10 +133,14 @@ pub fn crash_loop<'a>(snapshot: &'a Snapshot, name: &str) -> Option<&'a str> {
     snapshot.plan.as_ref()?.crash_loops.get(name).map(String::as_str)
 }
 
-/// The server.cfg the revision renders for a server, its secrets hidden as the file browser
-/// hides them.
+/// The server.cfg the revision renders for a server, its secrets left out.
 fn rendered_cfg(desired: &DesiredState, name: &str) -> Option<String> {
     let server = Name::new(name).ok()?;
     let spec = desired.instance_spec(&server)?;
-    Some(left4me_state::hide_secrets(&spec.server_cfg(&spec.digest(), "")))
+    // The port is the host's; read once, as `left4me live` reads it once at its start.
+    static LIVE_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    let log_port =
+        *LIVE_PORT.get_or_init(|| l4d2ctl::Host::from_env().map_or(l4d2ctl::host::LIVE_PORT, |host| host.live_port));
+    let secrets = left4me_state::Secrets { rcon_password: "", log_secret: 0, log_port };
+    Some(left4me_state::hide_secrets(&spec.server_cfg(&spec.digest(), &secrets)))
 }

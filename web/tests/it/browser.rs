@@ -6,38 +6,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use left4me_sim::Sandbox;
+
+use crate::support::{installed_host, wait_coop_1_runs, wait_for};
 
 const PASSWORD: &str = "a long browser password";
 
 #[test]
 fn a_person_makes_a_server_in_the_browser_and_watches_it_run_then_stops_it() {
-    assert!(nix::unistd::geteuid().is_root(), "the browser test boots a sandbox host: run it as root (scripts/test)");
-    let disk = left4me_sim::disk(Path::new(env!("CARGO_TARGET_TMPDIR")), "browser-disk-").unwrap();
-    let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox host boots");
-    let port = left4me_sim::free_port();
-    sandbox.run_ok(
-        "sh",
-        &["-c", &format!("mkdir -p /etc/left4me && echo LEFT4ME_WEB_LISTEN=127.0.0.1:{port} > /etc/left4me/web.env")],
-    );
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me-web")).parent().unwrap().to_path_buf();
-    sandbox.install_left4me(&bin_dir, true);
-
     // The examples, committed by the web app's user as a person's push would be.
-    sandbox.commit_state(&left4me_sim::workspace().join("examples/state"), "the examples").unwrap();
+    let (disk, sandbox, port) = installed_host("browser-disk-");
     let git = ["-u", "left4me", "--", "git", "-C", "/var/lib/left4me/state"];
     let created = sandbox.run_ok(
         "sh",
         &["-c", &format!("LEFT4ME_PASSWORD='{PASSWORD}' left4me-web create-user alice --email alice@example.org")],
     );
     assert!(created.contains("created alice"), "{created}");
-    wait_for(Duration::from_secs(90), "the examples to run", || {
-        let status = sandbox.run("left4me", &["status", "--json"]);
-        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
-        status["servers"]
-            .as_array()
-            .is_some_and(|servers| servers.iter().any(|s| s["name"] == "coop-1" && s["health"] == "Running"))
-    });
+    wait_coop_1_runs(&sandbox, Duration::from_secs(90));
 
     seed_history(disk.path());
 
@@ -345,17 +329,6 @@ async fn wait_nonempty(browser: &Client, css: &str) -> Result<String, String> {
 async fn shot(browser: &Client, folder: &Path, name: &str) -> Result<(), String> {
     let png = browser.screenshot().await.map_err(|e| format!("screenshot {name}: {e}"))?;
     std::fs::write(folder.join(format!("{name}.png")), png).map_err(|e| format!("saving {name}.png: {e}"))
-}
-
-fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("waited {} s for {what}", limit.as_secs());
 }
 
 /// Debian's ChromeDriver on a free port, ended (by its PID) when dropped.

@@ -27,8 +27,16 @@ fn lay_out(app: &TestApp) {
         let paths = host.instance(&name);
         let cfg = paths.layer(&digest).join("left4dead2/cfg");
         std::fs::create_dir_all(&cfg).unwrap();
-        std::fs::write(cfg.join("server.cfg"), spec.server_cfg(&digest, PASSWORD)).unwrap();
+        std::fs::write(
+            cfg.join("server.cfg"),
+            spec.server_cfg(
+                &digest,
+                &left4me_state::Secrets { rcon_password: PASSWORD, log_secret: 918_273_645, log_port: 27500 },
+            ),
+        )
+        .unwrap();
         std::fs::write(paths.rcon_password(), format!("{PASSWORD}\n")).unwrap();
+        std::fs::write(paths.log_secret(), "918273645\n").unwrap();
         let record = InstanceRecord { digest, spec, build: Some(100) };
         std::fs::write(paths.record(), serde_json::to_string(&record).unwrap()).unwrap();
         std::fs::create_dir_all(paths.upper().join("left4dead2")).unwrap();
@@ -158,6 +166,7 @@ fn the_owner_browses_previews_and_downloads_and_nothing_leaves_the_tree() {
 
     for answer in &answers {
         assert!(!answer.contains(PASSWORD), "the RCON password is in an answer: {answer}");
+        assert!(!answer.contains("918273645"), "the log secret is in an answer: {answer}");
     }
     assert!(Path::new(&app.root.path().join("instances/coop-1/rcon_password")).exists());
 }

@@ -163,6 +163,11 @@ impl Client {
         Reply { status, location, set_cookie, retry_after, body }
     }
 
+    /// A client of the app at `base` (`http://127.0.0.1:8080`), signed in as nobody.
+    pub fn at(base: &str) -> Client {
+        Client { base: base.to_owned(), cookie: None, csrf: None }
+    }
+
     pub fn get(&mut self, path: &str) -> Reply {
         self.get_with(path, &[])
     }
@@ -224,6 +229,47 @@ impl Client {
         fields.extend_from_slice(form);
         self.post(path, &fields)
     }
+}
+
+/// A sandbox host with left4me installed from this build (the web app on 127.0.0.1:<port>, the
+/// port returned) and the examples committed, as a person's push would: the disk it runs on is
+/// kept with it.
+pub fn installed_host(prefix: &str) -> (tempfile::TempDir, left4me_sim::Sandbox, u16) {
+    assert!(nix::unistd::geteuid().is_root(), "this test boots a sandbox host: run it as root (scripts/test)");
+    let disk = left4me_sim::disk(Path::new(env!("CARGO_TARGET_TMPDIR")), prefix).unwrap();
+    let sandbox = left4me_sim::Sandbox::boot(disk.path(), &[]).expect("the sandbox host boots");
+    let port = left4me_sim::free_port();
+    sandbox.run_ok(
+        "sh",
+        &["-c", &format!("mkdir -p /etc/left4me && echo LEFT4ME_WEB_LISTEN=127.0.0.1:{port} > /etc/left4me/web.env")],
+    );
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me-web")).parent().unwrap().to_path_buf();
+    sandbox.install_left4me(&bin_dir, true);
+    sandbox.commit_state(&left4me_sim::workspace().join("examples/state"), "the examples").unwrap();
+    (disk, sandbox, port)
+}
+
+/// Waits until the host's coop-1 runs.
+pub fn wait_coop_1_runs(sandbox: &left4me_sim::Sandbox, limit: std::time::Duration) {
+    wait_for(limit, "coop-1 to run", || {
+        let status = sandbox.run("left4me", &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        status["servers"]
+            .as_array()
+            .is_some_and(|servers| servers.iter().any(|s| s["name"] == "coop-1" && s["health"] == "Running"))
+    });
+}
+
+/// Waits, at most `limit`, until `done`; panics naming `what` when it never is.
+pub fn wait_for(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("waited {} s for {what}", limit.as_secs());
 }
 
 fn csrf_of(body: &str) -> Option<String> {

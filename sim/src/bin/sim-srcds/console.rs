@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::gamelog::{self, GameLog};
+
 /// The version srcds reports in A2S_INFO and `status` when its install has no readable `steam.inf`.
 const DEFAULT_VERSION: &str = "2.2.4.3";
 /// The install's version file, relative to the game root; srcds reports its `PatchVersion`.
@@ -19,6 +21,9 @@ const MAX_STEAM_INF: u64 = 64 * 1024;
 /// Where srcds looks for configs and maps, relative to the game root (the working directory).
 const CFG_DIR: &str = "left4dead2/cfg";
 const MAPS_DIR: &str = "left4dead2/maps";
+
+/// srcds keeps a short list of log addresses.
+const MAX_LOG_ADDRESSES: usize = 32;
 
 /// srcds refuses deeper `exec` nesting; a config that execs itself must not hang the server.
 const MAX_EXEC_DEPTH: u32 = 16;
@@ -62,6 +67,8 @@ pub struct Server {
     pub steam_ok: bool,
     /// The build's version, as `steam.inf` says at start (srcds reads it once, too).
     pub version: String,
+    /// The game's log stream, sent where `logaddress_add` said once `log on` is set.
+    log: GameLog,
     state: Mutex<State>,
 }
 
@@ -77,6 +84,8 @@ pub struct State {
     pub quiet_until: Option<Instant>,
     pub rcon_failures: HashMap<IpAddr, u32>,
     pub banned: HashSet<IpAddr>,
+    /// Where the log goes (`logaddress_add`).
+    log_addresses: Vec<SocketAddr>,
 }
 
 impl State {
@@ -112,6 +121,7 @@ impl Server {
             insecure,
             steam_ok,
             version: patch_version(Path::new(STEAM_INF)),
+            log: GameLog::new(addr),
             state: Mutex::new(State {
                 cvars,
                 map: String::new(),
@@ -121,6 +131,7 @@ impl Server {
                 quiet_until: None,
                 rcon_failures: HashMap::new(),
                 banned: HashSet::new(),
+                log_addresses: Vec::new(),
             }),
         }
     }
@@ -141,6 +152,14 @@ impl Server {
             log_output(&out);
         }
         self.exec_server_cfg(&mut st);
+        let game = std::env::current_dir().unwrap_or_default().join("left4dead2");
+        let started = format!(
+            "Log file started (file \"logs/L{}.log\") (game \"{}\") (version \"{}\")",
+            std::process::id() % 10_000_000,
+            game.display(),
+            self.version.replace('.', "")
+        );
+        self.game_log(&st, &started);
         match map {
             Some(map) => {
                 let mut out = String::new();
@@ -189,12 +208,35 @@ impl Server {
             "status" => self.status(st, out),
             "sim_players" => match args.first().map(|n| n.parse::<u8>()) {
                 Some(Ok(players)) => {
+                    self.players_come_and_go(st, players);
                     st.players = players;
                     st.players_since = Instant::now();
                     let _ = writeln!(out, "sim_players set to {players}");
                 }
                 _ => out.push_str("Usage: sim_players <0-255>\n"),
             },
+            "sim_say" => match (args.first().map(|i| i.parse::<u32>()), args.len() > 1) {
+                (Some(Ok(i)), true) if (1..=u32::from(st.players)).contains(&i) => {
+                    let said = args[1..].join(" ");
+                    self.game_log(st, &format!("{} say \"{said}\"", gamelog::player(i, "Survivor")));
+                }
+                _ => {
+                    let _ = writeln!(out, "Usage: sim_say <player 1-{}> <text>", st.players);
+                }
+            },
+            "logaddress_add" | "logaddress_del" => match args.join("").parse::<SocketAddr>() {
+                Ok(to) => {
+                    st.log_addresses.retain(|known| *known != to);
+                    if name.eq_ignore_ascii_case("logaddress_add") && st.log_addresses.len() < MAX_LOG_ADDRESSES {
+                        st.log_addresses.push(to);
+                        let _ = writeln!(out, "logaddress_add:  {to}");
+                    }
+                }
+                Err(_) => {
+                    let _ = writeln!(out, "{name}:  unparseable address");
+                }
+            },
+            "logaddress_delall" => st.log_addresses.clear(),
             "sim_a2s_hidden" => match args.first().map(|n| n.parse::<u8>()) {
                 Some(Ok(hidden)) => {
                     st.a2s_hidden = hidden;
@@ -234,6 +276,27 @@ impl Server {
             // Any `name value` sets a cvar: the configs left4me renders may name cvars of plugins srcds
             // would know once they are loaded.
             _ => st.set_cvar(name, &rest),
+        }
+    }
+
+    /// Sends one line of the game's log, when `log on` is set.
+    fn game_log(&self, st: &State, text: &str) {
+        let on = matches!(st.cvar_or_empty("log").trim(), "on" | "1");
+        self.log.send(on, st.cvar_or_empty("sv_logsecret"), &st.log_addresses, text);
+    }
+
+    /// What the log says as the number of players goes from what it is to `players`: each new
+    /// one connects and enters the game, the last ones leave first.
+    fn players_come_and_go(&self, st: &State, players: u8) {
+        let was = u32::from(st.players);
+        for i in was + 1..=u32::from(players) {
+            let who = gamelog::player(i, "");
+            self.game_log(st, &format!("{who} connected, address \"192.0.2.{}:27005\"", i % 250 + 1));
+            self.game_log(st, &format!("{who} STEAMAUTH: Client Player {i} received failure code 6"));
+            self.game_log(st, &format!("{who} entered the game"));
+        }
+        for i in (u32::from(players) + 1..=was).rev() {
+            self.game_log(st, &format!("{} disconnected (reason \"Disconnect\")", gamelog::player(i, "Survivor")));
         }
     }
 
@@ -282,6 +345,8 @@ impl Server {
         }
         st.map = map.to_owned();
         let _ = writeln!(out, "Map: {map}");
+        self.game_log(st, &format!("Loading map \"{map}\""));
+        self.game_log(st, &format!("Started map \"{map}\" (CRC \"-{}\")", map.len() * 7919));
         let gap = st.cvar("sim_mapchange_seconds").and_then(|value| value.trim().parse::<f64>().ok()).unwrap_or(0.0);
         st.quiet_until = match Duration::try_from_secs_f64(gap) {
             Ok(gap) if !gap.is_zero() => Some(Instant::now() + gap),

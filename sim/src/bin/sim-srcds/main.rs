@@ -3,18 +3,22 @@
 //! It is started like srcds (`srcds_run -game left4dead2 +ip … +hostport … +map …`) with the game root as its
 //! working directory, and behaves like srcds wherever left4me can see it: the console log on stdout, the
 //! configuration in `left4dead2/cfg/server.cfg` (with `exec`), the maps in `left4dead2/maps/`, A2S queries
-//! on the UDP game port, Source RCON on the TCP game port, a clean exit on SIGINT/SIGTERM, and a non-zero exit
+//! on the UDP game port, Source RCON on the TCP game port, the game's log stream (`log on`, `sv_logsecret`,
+//! `logaddress_add`: players connecting, entering and leaving as `sim_players` changes, the map's start), a clean exit on SIGINT/SIGTERM, and a non-zero exit
 //! when the port cannot be bound.
 //!
 //! Knobs that exist only for tests, beyond the real server's own behaviour:
 //! - env `SIM_SRCDS_EXIT_AT_ONCE=<code>`: exit with that code right after start, to test crash-loop caps.
 //! - console command `sim_players <n>`: the number of human players A2S and `status` report.
+//! - console command `sim_say <player> <text>`: simulated player `<player>` (1 to `sim_players`)
+//!   says the text, which the game's log sends.
 //! - cvar `sim_mapchange_seconds` (default 0): how long the server stays silent to A2S after a map change,
 //!   to simulate the query gaps of real map changes.
 
 mod a2s;
 mod args;
 mod console;
+mod gamelog;
 mod rcon;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
