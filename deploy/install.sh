@@ -229,7 +229,11 @@ if [ "$game" = yes ]; then
   LEFT4ME_STEAMCMD="$steamcmd" /usr/local/bin/l4d2ctl install
   step "the reconciler, the web app and left4me live"
   # Restarted, not only started: an update runs the new binaries at once.
-  systemctl enable --quiet left4me-reconciler.service left4me-web.service left4me-live.service
+  systemctl enable --quiet left4me-reconciler.service left4me-web.service left4me-live.socket left4me-live.service
+  # The log's socket first: systemd holds the port and hands it to left4me live, which must
+  # not hold it meanwhile (a socket restarted under it could not bind).
+  systemctl stop left4me-live.service
+  systemctl restart left4me-live.socket
   systemctl restart left4me-reconciler.service left4me-web.service left4me-live.service
 fi
 step "done"

@@ -23,7 +23,7 @@ root=/var/lib/left4me
 units=/usr/local/lib/systemd/system
 
 step "the services, the servers and the schedules"
-systemctl disable --now --quiet left4me-web.service left4me-reconciler.service left4me-live.service 2>/dev/null || true
+systemctl disable --now --quiet left4me-web.service left4me-reconciler.service left4me-live.service left4me-live.socket 2>/dev/null || true
 systemctl stop 'left4me-server@*' 'left4me-schedule@*' left4me-game.slice 2>/dev/null || true
 for link in /etc/systemd/system/*.wants/left4me-server@* /etc/systemd/system/*.wants/left4me-schedule@*; do
   rm -f "$link"

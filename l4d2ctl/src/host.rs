@@ -49,6 +49,9 @@ pub struct Host {
 /// and the ports tests use.
 pub const LIVE_PORT: u16 = 27500;
 
+/// `$ROOT/live/`: `left4me live`'s database (`live.db`), the one folder its unit may write.
+pub const LIVE_DIR: &str = "live";
+
 /// The most a backup holds unless host.env says otherwise.
 pub const BACKUP_MAX_BYTES: u64 = 4 << 30;
 

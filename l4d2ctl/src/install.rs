@@ -42,6 +42,9 @@ pub fn install(host: &Host, branch: &str, say: &mut dyn FnMut(String)) -> Result
     for dir in ["overlays", "instances", "runtime", "overrides", "workshop", "builds"] {
         ensure_dir(&host.root.join(dir), 0o755, Owner::root())?;
     }
+    // `left4me live`'s database: the one folder its unit may write, the game user's (the web
+    // app reads it as that user).
+    ensure_dir(&host.root.join(crate::host::LIVE_DIR), 0o750, game)?;
     let lock = builds::lock(host)?;
     builds::remove_leftovers(host, &lock)?;
     builds::adopt(host, &lock, say)?;

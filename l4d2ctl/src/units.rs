@@ -18,6 +18,7 @@ const UNITS: &[(&str, &str)] = &[
     ("left4me-reconciler.service", include_str!("../templates/left4me-reconciler.service")),
     ("left4me-web.service", include_str!("../templates/left4me-web.service")),
     ("left4me-live.service", include_str!("../templates/left4me-live.service")),
+    ("left4me-live.socket", include_str!("../templates/left4me-live.socket")),
 ];
 
 /// Every unit as this host needs it: (file name, contents).
@@ -38,6 +39,7 @@ pub fn render(host: &Host) -> Result<Vec<(&'static str, String)>, Error> {
         // The binaries are installed side by side.
         left4me => host.l4d2ctl.with_file_name("left4me").display().to_string(),
         left4me_web => host.l4d2ctl.with_file_name("left4me-web").display().to_string(),
+        live_port => host.live_port,
     };
     UNITS
         .iter()

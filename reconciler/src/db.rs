@@ -830,23 +830,29 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 
 /// A database root made in a folder that belongs to someone else — `$ROOT`, which belongs to the
 /// user the web app runs as — is given to that owner with its WAL files, so that both can use
-/// it. (SQLite itself gives the WAL files it makes later to the database's owner.)
+/// it. (SQLite itself gives the WAL files it makes later to the database's owner.) That owner may
+/// rename and replace what is in its folder: each file is opened without following a symlink,
+/// must be a regular file with one name, and is changed through that descriptor, so a link
+/// swapped in (to `/etc/shadow`) or a hard link to a file of root's is never given away.
 pub fn give_to_folder_owner(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    let Some(folder) =
-        path.parent().and_then(|p| std::fs::metadata(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok())
-    else {
-        return;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
+    let Ok(owner) = std::fs::symlink_metadata(folder) else { return };
     for suffix in ["", "-wal", "-shm"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
-        if let Ok(meta) = std::fs::metadata(&file)
-            && (meta.uid(), meta.gid()) != (folder.uid(), folder.gid())
-            && let Err(e) = std::os::unix::fs::chown(&file, Some(folder.uid()), Some(folder.gid()))
-        {
+        let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC;
+        let Ok(opened) = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&file) else { continue };
+        let Ok(meta) = opened.metadata() else { continue };
+        if !meta.file_type().is_file() || meta.nlink() != 1 || (meta.uid(), meta.gid()) == (owner.uid(), owner.gid()) {
+            continue;
+        }
+        if let Err(e) = std::os::unix::fs::fchown(&opened, Some(owner.uid()), Some(owner.gid())) {
             tracing::warn!("cannot give {} to the owner of its folder: {e}", file.display());
         }
     }

@@ -659,7 +659,7 @@ fn forget_game_events(root: &std::path::Path, cutoff: &str, days: u32) {
     if !path.exists() {
         return;
     }
-    match crate::live::db::LiveDb::open(&path).and_then(|live| live.forget_events_before(cutoff)) {
+    match crate::live::db::LiveDb::open_to_trim(&path).and_then(|live| live.forget_events_before(cutoff)) {
         Ok(0) => {}
         Ok(events) => tracing::info!(events, days, "removed game events older than the retention setting"),
         Err(e) => tracing::warn!("{e}"),

@@ -9,5 +9,6 @@ pub mod parse;
 pub mod sample;
 pub mod service;
 
-/// The database's file in `$ROOT`.
+/// The database's file in its folder, `$ROOT/live/` (`l4d2ctl::host::LIVE_DIR`): the one folder
+/// `left4me-live.service` may write.
 pub const DB_FILE: &str = "live.db";

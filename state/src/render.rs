@@ -98,16 +98,14 @@ pub const SECRET_CVARS: [&str; 2] = ["rcon_password", "sv_logsecret"];
 pub fn hide_secrets(text: &str) -> String {
     let mut shown = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        let (body, end) = match line.strip_suffix('\n') {
-            Some(body) => (body, "\n"),
-            None => (line, ""),
-        };
+        let body = line.trim_end_matches(['\n', '\r']);
+        let end = &line[body.len()..];
         for (i, command) in commands(body).into_iter().enumerate() {
             if i > 0 {
                 shown.push(';');
             }
             let lower = command.to_ascii_lowercase();
-            let first = SECRET_CVARS.iter().filter_map(|cvar| lower.find(cvar).map(|at| (at, *cvar))).min();
+            let first = SECRET_CVARS.iter().filter_map(|cvar| find_word(&lower, cvar).map(|at| (at, *cvar))).min();
             match first {
                 Some((at, cvar)) => shown.push_str(&format!("{}{cvar} \"{HIDDEN_SECRET}\"", &command[..at])),
                 None => shown.push_str(command),
@@ -116,6 +114,15 @@ pub fn hide_secrets(text: &str) -> String {
         shown.push_str(end);
     }
     shown
+}
+
+/// Where `word` first stands in `text` as a word of its own (not part of a longer name:
+/// `sv_logsecretx` is another cvar).
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let is_name = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    text.match_indices(word)
+        .map(|(at, _)| at)
+        .find(|&at| !is_name(text[..at].chars().next_back()) && !is_name(text[at + word.len()..].chars().next()))
 }
 
 /// A line's commands: split at each `;` outside double quotes (a quote left open runs to the

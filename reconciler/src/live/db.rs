@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use left4me_state::Name;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{DbError, Result, fail, give_to_folder_owner, open_read_only};
@@ -51,13 +51,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (server, width, start)
     ) WITHOUT ROWID;",
     // 2: samples by width and time: every server's points of a width (the dashboard's one read)
-    // and the dropping of what a width keeps no more (every 30 s) without reading the whole table.
-    "CREATE INDEX samples_by_width ON samples (width, start);",
+    // and the dropping of what a width keeps no more (every 30 s) without reading the whole table;
+    // events by time, so that a pass's trim of old ones is quick and holds the write lock briefly.
+    "CREATE INDEX samples_by_width ON samples (width, start);
+    CREATE INDEX game_events_by_time ON game_events (at);",
 ];
 
 /// The widths samples are kept at, in seconds, and for how long each is kept: 30 s for 7 days,
 /// 15 minutes for 8 days (the dashboard's 24 hours, a server's week), an hour for 90 days.
 pub const WIDTHS: [(i64, i64); 3] = [(30, 7 * 86_400), (900, 8 * 86_400), (3_600, 90 * 86_400)];
+
+/// The most players kept as on one server: more than L4D2 seats, and a bound on what a log that
+/// invents players (a plugin's lines are signed too) can add.
+pub const PLAYERS_KEPT: i64 = 64;
 
 /// The counter of dropped log packets.
 const DROPPED: &str = "dropped-packets";
@@ -177,9 +183,9 @@ pub struct Point {
     pub memory_max: Option<u64>,
 }
 
-/// Where `$ROOT`'s live database is.
+/// Where `$ROOT`'s live database is: `$ROOT/live/live.db`.
 pub fn path(root: &Path) -> std::path::PathBuf {
-    root.join(super::DB_FILE)
+    root.join(l4d2ctl::host::LIVE_DIR).join(super::DB_FILE)
 }
 
 pub struct LiveDb {
@@ -191,9 +197,32 @@ impl LiveDb {
     /// Opens (creating and migrating when needed) the database at `path`: `left4me live`'s.
     pub fn open(path: &Path) -> Result<LiveDb> {
         let shown = path.display().to_string();
+        // `l4d2ctl install` makes `$ROOT/live/`; a database elsewhere (a test's) gets its folder.
+        // Best effort: one that cannot be made is the open's failure, with its cause.
+        if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(folder);
+        }
         let conn = Connection::open(path).map_err(|cause| fail(None, &shown, cause))?;
         set_up(&conn, MIGRATIONS).map_err(|cause| fail(Some(&conn), &shown, cause))?;
         give_to_folder_owner(path);
+        Ok(LiveDb { conn, path: shown })
+    }
+
+    /// Opens it for root to trim (a pass removing old events): the game's user owns it and may
+    /// have put anything at its name, so it is never made, migrated or given away here, and a
+    /// symlink at its name is not followed.
+    pub fn open_to_trim(path: &Path) -> Result<LiveDb> {
+        let shown = path.display().to_string();
+        let flags =
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|cause| fail(None, &shown, cause))?;
+        conn.busy_timeout(l4d2ctl::sqlite::BUSY_TIMEOUT).map_err(|cause| fail(Some(&conn), &shown, cause))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|cause| fail(Some(&conn), &shown, cause))?;
+        if version != MIGRATIONS.len() as i64 {
+            return Err(DbError::NotYet { path: shown });
+        }
         Ok(LiveDb { conn, path: shown })
     }
 
@@ -231,7 +260,9 @@ impl LiveDb {
                  ON CONFLICT (server, kind) DO UPDATE SET count = count + 1",
             )?;
             let mut on = tx.prepare_cached(
-                "INSERT INTO players (server, steam_id, name, since) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO players (server, steam_id, name, since)
+                 SELECT ?1, ?2, ?3, ?4 WHERE (SELECT count(*) FROM players WHERE server = ?1) < ?5
+                    OR EXISTS (SELECT 1 FROM players WHERE server = ?1 AND steam_id = ?2)
                  ON CONFLICT (server, steam_id) DO UPDATE SET name = excluded.name",
             )?;
             let mut off = tx.prepare_cached("DELETE FROM players WHERE server = ?1 AND steam_id = ?2")?;
@@ -241,7 +272,7 @@ impl LiveDb {
                 count.execute(params![server, e.kind.as_str()])?;
                 match (e.kind, &e.steam_id) {
                     (GameEventKind::Entered, Some(id)) => {
-                        on.execute(params![server, id, e.player.as_deref().unwrap_or(""), e.at])?;
+                        on.execute(params![server, id, e.player.as_deref().unwrap_or(""), e.at, PLAYERS_KEPT])?;
                     }
                     (GameEventKind::Disconnected, Some(id)) => {
                         off.execute(params![server, id])?;

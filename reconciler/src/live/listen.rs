@@ -24,6 +24,11 @@ pub const BATCH_AGE: Duration = Duration::from_millis(250);
 /// (the first time at once): a new server's first line finds its secret, and a stream of forged
 /// secrets costs one folder read per interval.
 pub const REREAD_EVERY: Duration = Duration::from_secs(1);
+/// What one server may have kept: a burst of this many events…
+pub const BURST: f64 = 500.0;
+/// …and this many a second after it. A busy server says a few lines a second; one a plugin makes
+/// say thousands keeps these and is counted for the rest, so its own log cannot fill the disk.
+pub const PER_SECOND: f64 = 100.0;
 /// Drops are logged at most this often, as one line with their counts.
 const DROPS_LOGGED_EVERY: Duration = Duration::from_secs(60);
 
@@ -38,6 +43,8 @@ pub enum Refusal {
     Unsigned,
     /// A secret no instance has.
     UnknownSecret,
+    /// Its server said more than [`PER_SECOND`] (after a [`BURST`]).
+    TooMany,
 }
 
 /// Which server each secret is, read from `instances/*/log_secret`.
@@ -121,6 +128,8 @@ pub struct Listener {
     /// When the oldest event or drop not yet written came.
     pending_since: Option<Instant>,
     dropped: HashMap<Refusal, u64>,
+    /// Each server's allowance, by the servers whose secrets are known (no more than those).
+    allowance: HashMap<Name, (f64, Instant)>,
     /// Drops since they were last logged.
     dropped_logged: (Instant, HashMap<Refusal, u64>),
 }
@@ -133,6 +142,7 @@ impl Listener {
             batch: Vec::with_capacity(BATCH_EVENTS),
             pending_since: None,
             dropped: HashMap::new(),
+            allowance: HashMap::new(),
             dropped_logged: (Instant::now(), HashMap::new()),
         }
     }
@@ -165,6 +175,10 @@ impl Listener {
                 // What came before is written first: it was said before the server started again.
                 self.flush(db)?;
                 db.clear_players(&server)?;
+            }
+            Line::Event(_) if !self.allowed(&server) => {
+                *self.dropped.entry(Refusal::TooMany).or_default() += 1;
+                self.pending_since.get_or_insert_with(Instant::now);
             }
             Line::Event(event) => {
                 self.batch.push(NewEvent {
@@ -207,6 +221,20 @@ impl Listener {
             .ok()
     }
 
+    /// Whether `server` may have one more event kept: a token bucket of [`BURST`], refilled at
+    /// [`PER_SECOND`].
+    fn allowed(&mut self, server: &Name) -> bool {
+        let now = Instant::now();
+        let (tokens, at) = self.allowance.entry(server.clone()).or_insert((BURST, now));
+        *tokens = (*tokens + at.elapsed().as_secs_f64() * PER_SECOND).min(BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+
     /// Writes the batch in one transaction, and counts the drops.
     fn flush(&mut self, db: &LiveDb) -> Result<(), ServeError> {
         if !self.batch.is_empty() {
@@ -238,6 +266,7 @@ impl Refusal {
             Refusal::NotALogLine => "not a log line (or over 4 KiB)",
             Refusal::Unsigned => "without a secret",
             Refusal::UnknownSecret => "with a secret no server has",
+            Refusal::TooMany => "over a server's allowance of lines a second",
         }
     }
 }
@@ -275,5 +304,19 @@ mod tests {
         secrets.read_at = None;
         assert_eq!(secrets.server(12), None);
         assert!(secrets.is_local("127.0.0.1".parse().unwrap()) && !secrets.is_local("203.0.113.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_server_keeps_a_burst_and_then_its_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut listener = Listener::new(socket, Secrets::new(&dir.path().join("instances")));
+        let (coop1, coop2) = (Name::new("coop-1").unwrap(), Name::new("coop-2").unwrap());
+        let kept = (0..2 * BURST as usize).filter(|_| listener.allowed(&coop1)).count();
+        // What the burst allows, and what the rate refilled meanwhile (a few at most).
+        assert!((BURST as usize..BURST as usize + 20).contains(&kept), "{kept}");
+        assert!(listener.allowed(&coop2), "another server has an allowance of its own");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(listener.allowed(&coop1), "the allowance refills");
     }
 }

@@ -46,3 +46,21 @@ fn stamps_sort_as_times() {
     assert!(stamp(early) < stamp(late), "{} < {}", stamp(early), stamp(late));
     assert_eq!(stamp(early), "2023-11-14T22:13:20.999Z");
 }
+
+#[test]
+fn a_database_is_given_to_its_folders_owner_only_as_a_regular_file_with_one_name() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    // $ROOT belongs to the game's user, who may put anything at a database's names.
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    let owner = |path: &std::path::Path| std::fs::symlink_metadata(path).map(|m| (m.uid(), m.gid())).unwrap();
+    let before = owner(victim.path());
+    let db = dir.path().join("left4me.db");
+    std::fs::write(&db, b"").unwrap();
+    std::os::unix::fs::symlink(victim.path(), dir.path().join("left4me.db-wal")).unwrap();
+    std::fs::hard_link(victim.path(), dir.path().join("left4me.db-shm")).unwrap();
+    reconciler::db::give_to_folder_owner(&db);
+    assert_eq!(owner(&db), (65534, 65534), "the database itself is the folder owner's");
+    assert_eq!(owner(victim.path()), before, "neither a symlink nor a second name gives the victim away");
+}

@@ -183,3 +183,35 @@ fn the_listener_keeps_what_a_servers_secret_signs_and_drops_and_counts_the_rest(
     listening.wait("the players to be cleared", |db| db.players(&coop1).unwrap().is_empty());
     assert_eq!(db.counters().unwrap().len(), 3, "only coop-1's kinds are a server's counters");
 }
+
+#[test]
+fn players_kept_as_on_a_server_are_bounded_and_root_trims_no_database_behind_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.db");
+    let db = LiveDb::open(&path).unwrap();
+    let made_up: Vec<NewEvent> = (0..100)
+        .map(|i| {
+            let (name, id) = (format!("p{i}"), format!("STEAM_1:0:{i}"));
+            event("coop-1", "2026-12-01T10:00:00.000Z", GameEventKind::Entered, Some((&name, &id)), None)
+        })
+        .collect();
+    db.add_events(&made_up).unwrap();
+    let coop1 = Name::new("coop-1").unwrap();
+    assert_eq!(db.players(&coop1).unwrap().len(), reconciler::live::db::PLAYERS_KEPT as usize);
+    // One already on is still seen again (a new name) at the bound.
+    db.add_events(&[event(
+        "coop-1",
+        "2026-12-01T10:01:00.000Z",
+        GameEventKind::Entered,
+        Some(("Renamed", "STEAM_1:0:0")),
+        None,
+    )])
+    .unwrap();
+    assert!(db.players(&coop1).unwrap().iter().any(|p| p.name == "Renamed"));
+    assert!(LiveDb::open_to_trim(&path).is_ok());
+    let link = dir.path().join("linked.db");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    assert!(LiveDb::open_to_trim(&link).is_err(), "a symlink at the name is not followed");
+    assert!(LiveDb::open_to_trim(&dir.path().join("missing.db")).is_err(), "nothing is made");
+    assert!(!dir.path().join("missing.db").exists());
+}

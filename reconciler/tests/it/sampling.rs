@@ -31,7 +31,8 @@ fn the_sampler_keeps_each_running_servers_players_cpu_and_memory() {
         host.sandbox.run("runuser", &["-u", "left4me", "--", "left4me", "sample", "--every", "1", "--looks", "3"]);
     assert_eq!(code(&sampled), Some(0), "{}", text(&sampled));
 
-    let db = LiveDb::open_read_only(&host.disk.path().join("root/live.db")).expect("the sampler made live.db");
+    let db = LiveDb::open_read_only(&reconciler::live::db::path(&host.disk.path().join("root")))
+        .expect("the sampler made live.db");
     let points = db.points(WIDTHS[0].0, 0).unwrap();
     let names: Vec<&str> = points.keys().map(Name::as_str).collect();
     assert_eq!(names, ["coop-1", "versus-1"], "running servers only: {points:?}");

@@ -49,12 +49,14 @@ fn a_server_cfg_is_shown_without_its_secrets() {
         assert!(shown.contains("logaddress_add 127.0.0.1:27500\n"), "{shown}");
         assert_eq!(shown.lines().count(), cfg.lines().count());
     }
-    // However the line is written, its value is hidden; a line that merely mentions one is kept.
+    // However the command is written, what follows the cvar is hidden (a mention too: a value
+    // may follow it); another cvar whose name merely begins so is kept, and so is the line's end.
     for (line, expected) in [
-        ("  SV_LOGSECRET 42\r\n", "sv_logsecret \"(kept on the host, never shown)\"\r\n"),
-        ("\"rcon_password\" \"x\"", "rcon_password \"(kept on the host, never shown)\""),
-        ("echo sv_logsecret 42\n", "echo sv_logsecret 42\n"),
+        ("  SV_LOGSECRET 42\r\n", "  sv_logsecret \"(kept on the host, never shown)\"\r\n"),
+        ("\"rcon_password\" \"x\"", "\"rcon_password \"(kept on the host, never shown)\""),
+        ("echo sv_logsecret 42\n", "echo sv_logsecret \"(kept on the host, never shown)\"\n"),
         ("sv_logsecretx 1\n", "sv_logsecretx 1\n"),
+        ("hostname a; sv_logsecret 1\n", "hostname a; sv_logsecret \"(kept on the host, never shown)\"\n"),
     ] {
         assert_eq!(hide_secrets(line), expected, "{line:?}");
     }

@@ -101,7 +101,10 @@ pub fn request_host(headers: &HeaderMap) -> String {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => name,
         _ => host,
     };
-    host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(*c)).collect()
+    let shown: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(*c)).collect();
+    // A DNS name is at most 253 characters: a longer Host is no host's, and each one would be
+    // drawn and kept in the rows cache once more.
+    if shown.is_empty() || shown.len() > 253 { "localhost".to_owned() } else { shown }
 }
 
 /// The server table's rows as HTML, drawn once per look at the host for each (user, host name):

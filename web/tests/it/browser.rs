@@ -80,7 +80,8 @@ async fn steps(browser: &Client, port: u16, shots: &Path) -> Result<(), String> 
 /// quarter and hour has one), and none for half a day two days ago: a gap.
 fn seed_history(disk: &Path) {
     use reconciler::live::db::{LiveDb, Sample};
-    let db = LiveDb::open(&disk.join("root/live.db")).expect("live.db is made in the host's $ROOT");
+    let db =
+        LiveDb::open(&reconciler::live::db::path(&disk.join("root"))).expect("live.db is made in the host's $ROOT");
     let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
     let names = ["coop-1", "coop-2", "versus-1"].map(|name| left4me_state::Name::new(name).unwrap());
     for look in 0..7 * 144 {

@@ -53,6 +53,13 @@ fn without_the_setting_the_host_the_browser_reached_is_used() {
     // Another name for the same app gets links of its own.
     let reply = alice.get_with("/", &[("Host", "10.0.0.5:8080")]);
     assert_eq!(connect_of(&reply.body).0, ["10.0.0.5:27015"]);
+    // A Host no DNS name can be (over 253 characters) is not drawn into the page: each would be
+    // one more copy of the rows in the cache.
+    let long = format!("{}.example.net", "a".repeat(8000));
+    let reply = alice.get_with("/", &[("Host", long.as_str())]);
+    assert_eq!(reply.status, 200);
+    assert!(!reply.body.contains(&"a".repeat(300)), "the long Host is in the page");
+    assert_eq!(connect_of(&reply.body).0, ["localhost:27015"]);
 }
 
 #[test]

@@ -14,7 +14,7 @@ fn with_samples() -> (TestApp, i64) {
     let app = TestApp::start();
     let now = left4me_state::clock::unix_seconds(SystemTime::now()) as i64;
     let hour = now - 7200 - (now - 7200).rem_euclid(3600);
-    let db = LiveDb::open(&app.root.path().join("live.db")).unwrap();
+    let db = LiveDb::open(&reconciler::live::db::path(app.root.path())).unwrap();
     let sample = |at, players, memory_mib: u64| Sample { at, players, cpu: Some(20.0), memory: Some(memory_mib << 20) };
     let coop = Name::new("coop-1").unwrap();
     db.add_samples(&[
@@ -92,5 +92,5 @@ fn without_live_db_there_are_no_charts_and_no_error() {
     let page = alice.get("/servers/coop-1");
     assert_eq!(page.status, 200);
     assert!(!page.body.contains(r#"id="charts""#), "{}", page.body);
-    assert!(!app.root.path().join("live.db").exists(), "the web never makes it");
+    assert!(!reconciler::live::db::path(app.root.path()).exists(), "the web never makes it");
 }
