@@ -831,11 +831,13 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 /// A database root made in a folder that belongs to someone else — `$ROOT`, which belongs to the
 /// user the web app runs as — is given to that owner with its WAL files, so that both can use
 /// it. (SQLite itself gives the WAL files it makes later to the database's owner.) That owner may
-/// rename and replace what is in its folder: each file is opened without following a symlink,
-/// must be a regular file with one name, and is changed through that descriptor, so a link
-/// swapped in (to `/etc/shadow`) or a hard link to a file of root's is never given away.
+/// rename and replace what is in its folder: only a regular file with one name is given, with
+/// `lchown`, which changes a symlink swapped in meanwhile (to `/etc/shadow`) and never what it
+/// points at. The file is not opened: closing a descriptor of a database file would drop every
+/// lock SQLite holds on it in this process (POSIX locks belong to the process, not the
+/// descriptor), and a write of another connection could be lost.
 pub fn give_to_folder_owner(path: &Path) {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     if !nix::unistd::geteuid().is_root() {
         return;
     }
@@ -846,13 +848,11 @@ pub fn give_to_folder_owner(path: &Path) {
     let Ok(owner) = std::fs::symlink_metadata(folder) else { return };
     for suffix in ["", "-wal", "-shm"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
-        let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC;
-        let Ok(opened) = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&file) else { continue };
-        let Ok(meta) = opened.metadata() else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&file) else { continue };
         if !meta.file_type().is_file() || meta.nlink() != 1 || (meta.uid(), meta.gid()) == (owner.uid(), owner.gid()) {
             continue;
         }
-        if let Err(e) = std::os::unix::fs::fchown(&opened, Some(owner.uid()), Some(owner.gid())) {
+        if let Err(e) = std::os::unix::fs::lchown(&file, Some(owner.uid()), Some(owner.gid())) {
             tracing::warn!("cannot give {} to the owner of its folder: {e}", file.display());
         }
     }

@@ -898,8 +898,9 @@ mod tests {
     fn a_pass_trims_the_games_events_and_makes_no_live_db() {
         let root = tempfile::tempdir().unwrap();
         forget_game_events(root.path(), "2026-12-01T00:00:00.000Z", 30);
-        assert!(!root.path().join("live.db").exists(), "a pass leaves live.db to left4me live");
-        let db = LiveDb::open(&root.path().join("live.db")).unwrap();
+        let path = crate::live::db::path(root.path());
+        assert!(!path.exists(), "a pass leaves live.db to left4me live");
+        let db = LiveDb::open(&path).unwrap();
         let server = left4me_state::Name::new("coop-1").unwrap();
         let event = |at: &str| NewEvent {
             server: server.clone(),

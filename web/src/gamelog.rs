@@ -22,7 +22,7 @@ pub struct GameLog {
 
 impl GameLog {
     pub fn new(root: &Path) -> GameLog {
-        GameLog { path: root.join(reconciler::live::DB_FILE), db: Mutex::new(None) }
+        GameLog { path: reconciler::live::db::path(root), db: Mutex::new(None) }
     }
 
     /// Runs `read` on the database; None when it is not there yet or cannot be read.

@@ -62,6 +62,23 @@ fn a_player_joining_and_chatting_shows_live_on_the_page_and_forged_packets_are_d
     let others = base.clone();
     in_network(init, move || nobody_else_sees_it(&others, &secret)).unwrap_or_else(|e| fail(e));
     rcon(&["sim_players", "0"]);
+
+    // systemd holds the log's port: no other process of the game's user takes it, not while
+    // left4me live runs and not while it is stopped (as when it restarts).
+    let taken = || {
+        let second = sandbox.run("timeout", &["10", "runuser", "-u", "left4me", "--", "left4me", "live"]);
+        let said = String::from_utf8_lossy(&second.stderr).into_owned();
+        (second.status.code(), said)
+    };
+    for stopped in [false, true] {
+        if stopped {
+            sandbox.run_ok("systemctl", &["stop", "left4me-live.service"]);
+        }
+        let (code, said) = taken();
+        assert_eq!(code, Some(2), "a second left4me live (live stopped: {stopped}) ran: {said}");
+        assert!(said.contains("cannot listen on 127.0.0.1:27500"), "{said}");
+    }
+    assert_eq!(sandbox.run_ok("systemctl", &["is-active", "left4me-live.socket"]).trim(), "active");
     sandbox.power_off();
 }
 
