@@ -210,6 +210,27 @@ impl App {
         }
     }
 
+    /// Draws `name` with `shared` where its context says [`SHARED_MARK`]: the page around it is
+    /// drawn for this request, and `shared` (the dashboard's rows, drawn once per look for all who
+    /// see the same) is sent as it is, never copied — 64 visitors of a large dashboard hold one
+    /// copy of its rows, not 64.
+    pub fn render_sharing(&self, name: &str, context: minijinja::Value, shared: Arc<str>) -> Response {
+        let html = match self.templates.get_template(name).and_then(|t| t.render(context)) {
+            Ok(html) => html,
+            Err(e) => return self.server_error(&format!("template {name}: {e:#}")),
+        };
+        let Some((before, after)) = html.split_once(SHARED_MARK) else {
+            return self.server_error(&format!("template {name} has no place for what it shares"));
+        };
+        let parts = [
+            axum::body::Bytes::from(before.to_owned()),
+            axum::body::Bytes::from_owner(SharedText(shared)),
+            axum::body::Bytes::from(after.to_owned()),
+        ];
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(parts.map(Ok::<_, std::io::Error>)));
+        ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    }
+
     pub fn render_status(&self, status: StatusCode, name: &str, context: minijinja::Value) -> Response {
         let mut response = self.render(name, context);
         *response.status_mut() = status;
@@ -281,5 +302,18 @@ impl RowsCache {
             _ => *cache = Some((snapshot.clone(), HashMap::from([(key, html.clone())]))),
         }
         html
+    }
+}
+
+/// What a page's context holds where [`App::render_sharing`] puts the text it shares: a comment,
+/// which nothing a user writes can be (text in a page is escaped).
+pub const SHARED_MARK: &str = "<!--left4me:shared-->";
+
+/// Text shared by every response that sends it.
+struct SharedText(Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }

@@ -19,7 +19,8 @@ use crate::views::{catalog, dashboard, plan};
 
 pub async fn dashboard(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
     app.freshen().await;
-    app.render("dashboard.html", dashboard::dashboard_context(&app, &session, &headers))
+    let (context, rows) = dashboard::dashboard_context(&app, &session, &headers);
+    app.render_sharing("dashboard.html", context, rows)
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::access;
 use crate::accounts::{Session, User};
-use crate::app::App;
+use crate::app::{App, SHARED_MARK};
 use crate::snapshot::Snapshot;
 use crate::views::chart::{self, Frame, Scale, Series};
 use crate::views::page::{base, v};
@@ -119,15 +119,17 @@ pub fn rows_html(app: &App, snapshot: &Arc<Snapshot>, user: &User, host: &str) -
     })
 }
 
-pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> Value {
+/// The dashboard's context, with [`SHARED_MARK`] where its rows go, and the rows: they are sent
+/// as drawn for this look ([`App::render_sharing`]), not copied into each page.
+pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> (Value, Arc<str>) {
     let snapshot = app.current();
     let host = connect_host(app, headers);
     let rows = rows_html(app, &snapshot, &session.user, &host);
     let blueprints = access::visible_blueprints(&snapshot, &session.user);
-    context! {
+    let context = context! {
         ..base(session, "servers"),
         ..context! {
-            rows => Value::from_safe_string(rows.to_string()),
+            rows => Value::from_safe_string(SHARED_MARK.to_owned()),
             blueprints,
             revision_error => snapshot.revision_error.clone(),
             problem => snapshot.problem.clone(),
@@ -136,5 +138,6 @@ pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> V
             taken_at => snapshot.taken_at.clone(),
             looked => !snapshot.taken_at.is_empty(),
         }
-    }
+    };
+    (context, rows)
 }
