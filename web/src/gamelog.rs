@@ -14,7 +14,8 @@ use crate::text::escape;
 pub const EVENTS_SHOWN: usize = 50;
 
 /// `live.db`, opened on first use: a web app started before `left4me live` reads it once it is
-/// there.
+/// there. The server pages read their events and charts through the app's one; the snapshot
+/// thread reads the dashboard's history through one of its own.
 pub struct GameLog {
     path: PathBuf,
     db: Mutex<Option<LiveDb>>,

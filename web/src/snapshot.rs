@@ -11,10 +11,12 @@ use l4d2ctl::api::InstanceStatus;
 use left4me_state::{DesiredState, Name, Revision};
 use reconciler::db::{Db, Event, Reader};
 use reconciler::engine::{self, Config, RevisionCache};
-use reconciler::live::db::{self as live_db, LiveDb, Point};
+use reconciler::live::db::Point;
 use reconciler::plan::{Plan, ServerSync, Sync};
 use reconciler::report::{self, ServerReport};
 use tokio::sync::watch;
+
+use crate::gamelog::GameLog;
 
 /// How often the host is looked at while someone is watching (a page or a live view in the
 /// last [`WATCHED`]), and while no one is: an idle web app costs the host next to nothing, and
@@ -81,7 +83,7 @@ pub fn watch(
     // reconciler alone makes and migrates its database; until it has, an empty one stands in.
     let mut db: Option<Reader> = None;
     let mut cpu = CpuLooks::default();
-    let mut history = History::default();
+    let mut history = History::new(&config);
     loop {
         let mut problem = None;
         if db.is_none() {
@@ -105,7 +107,7 @@ pub fn watch(
         } else if let Some(taken) = snapshot.taken {
             snapshot.cpu = cpu.look(&snapshot.instances, taken);
         }
-        snapshot.history = history.read(&config);
+        snapshot.history = history.read();
         // Said in the log once each time it changes: `/health` says it only in general words.
         if let Some(problem) = &snapshot.problem
             && publish.borrow().problem.as_ref() != Some(problem)
@@ -236,37 +238,32 @@ impl CpuLooks {
 }
 
 /// The dashboard's history as last read, and the read-only connection it is read through.
-#[derive(Default)]
 struct History {
-    db: Option<LiveDb>,
+    live: GameLog,
     read: Option<(Instant, Arc<Histories>)>,
 }
 
 impl History {
+    fn new(config: &Config) -> History {
+        History { live: GameLog::new(&config.root), read: None }
+    }
+
     /// The last day's points of every server: read again when 30 s old; None while there is no
-    /// live.db. A read that fails keeps the last one and opens the database again next time.
-    fn read(&mut self, config: &Config) -> Option<Arc<Histories>> {
+    /// live.db. A read that fails keeps the last one (and the database is opened again next time).
+    fn read(&mut self) -> Option<Arc<Histories>> {
         if let Some((at, points)) = &self.read
             && at.elapsed() < HISTORY_READ_EVERY
         {
             return Some(points.clone());
         }
-        if self.db.is_none() {
-            self.db = LiveDb::open_read_only(&live_db::path(&config.root)).ok();
-        }
-        let db = self.db.as_ref()?;
         let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
-        match db.points(HISTORY.0, now - HISTORY.1) {
-            Ok(points) => {
+        match self.live.read(|db| db.points(HISTORY.0, now - HISTORY.1)) {
+            Some(points) => {
                 let points = Arc::new(points);
                 self.read = Some((Instant::now(), points.clone()));
                 Some(points)
             }
-            Err(error) => {
-                tracing::warn!("the servers' history could not be read: {error}");
-                self.db = None;
-                self.read.as_ref().map(|(_, points)| points.clone())
-            }
+            None => self.read.as_ref().map(|(_, points)| points.clone()),
         }
     }
 }

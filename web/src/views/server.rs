@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use l4d2ctl::api::{Resources, bytes_text};
 use left4me_state::{DesiredState, Name};
 use minijinja::{Value, context};
-use reconciler::live::db::{self as live_db, LiveDb, Point};
+use reconciler::live::db::Point;
 
 use crate::access;
 use crate::accounts::Session;
@@ -102,13 +102,10 @@ pub const CHARTS: (i64, i64) = (3_600, 7 * 86_400);
 /// while there is no such database, or it cannot be read (said in the log).
 fn charts(app: &App, name: &str) -> Option<Value> {
     let server = Name::new(name).ok()?;
-    let db = LiveDb::open_read_only(&live_db::path(&app.config.root)).ok()?;
     let (width, span) = CHARTS;
     let now = left4me_state::clock::unix_seconds(std::time::SystemTime::now()) as i64;
-    let points = db
-        .points_of(&server, width, now - span)
-        .map_err(|error| tracing::warn!("the history of {name} could not be read: {error}"))
-        .ok()?;
+    // Through the app's one connection to live.db, as the server's events are.
+    let points = app.gamelog.read(|db| db.points_of(&server, width, now - span))?;
     let frame = Frame { from: now - span, to: now, step: width };
     let line = |label, value: &dyn Fn(&Point) -> Option<f64>| Series {
         label,
