@@ -251,13 +251,7 @@ impl Db {
 
     /// Runs `f` in a transaction, committed when it returns Ok.
     fn transaction<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let run = || {
-            let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        };
-        run().map_err(self.err())
+        immediate(&self.conn, f).map_err(self.err())
     }
 
     pub fn create_job(&self, kind: &str, target: &str, revision: Option<&str>, trigger: &str) -> Result<i64> {
@@ -761,6 +755,31 @@ fn waits_elsewhere(pid: i32) -> bool {
 /// A database error, with the OS error under it where SQLite has one: a full disk is always
 /// ENOSPC (SQLite reports it as SQLITE_FULL and keeps no errno), a failed read or write the
 /// errno of the call that failed.
+/// Runs `f` in a write transaction taken at once (`BEGIN IMMEDIATE`), committed when it returns
+/// Ok: a writer waits for another's lock at its start, never half-way.
+pub(crate) fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// A connection to the database at `path` opened with `flags` (never made by it), waiting for
+/// other connections' locks, with its schema version (`PRAGMA user_version`) and the path as
+/// messages show it.
+pub(crate) fn open_with(path: &Path, flags: OpenFlags) -> Result<(Connection, String, i64)> {
+    let shown = path.display().to_string();
+    let conn = Connection::open_with_flags(path, flags).map_err(|cause| fail(None, &shown, cause))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|cause| fail(Some(&conn), &shown, cause))?;
+    let version = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|cause| fail(Some(&conn), &shown, cause))?;
+    Ok((conn, shown, version))
+}
+
 /// A connection that reads the database at `path` only, once it is there with every one of
 /// `migrations` (else [`DbError::NotYet`]), and the path as messages show it.
 pub(crate) fn open_read_only(path: &Path, migrations: &[&str]) -> Result<(Connection, String)> {
@@ -769,11 +788,7 @@ pub(crate) fn open_read_only(path: &Path, migrations: &[&str]) -> Result<(Connec
         return Err(DbError::NotYet { path: shown });
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(|cause| fail(None, &shown, cause))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|cause| fail(Some(&conn), &shown, cause))?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(|cause| fail(Some(&conn), &shown, cause))?;
+    let (conn, shown, version) = open_with(path, flags)?;
     if version < migrations.len() as i64 {
         return Err(DbError::NotYet { path: shown });
     }

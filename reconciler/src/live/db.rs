@@ -9,7 +9,7 @@ use left4me_state::Name;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{DbError, Result, fail, give_to_folder_owner, open_read_only};
+use crate::db::{DbError, Result, fail, give_to_folder_owner, immediate, open_read_only, open_with};
 use l4d2ctl::sqlite::set_up;
 
 const MIGRATIONS: &[&str] = &[
@@ -212,14 +212,9 @@ impl LiveDb {
     /// have put anything at its name, so it is never made, migrated or given away here, and a
     /// symlink at its name is not followed.
     pub fn open_to_trim(path: &Path) -> Result<LiveDb> {
-        let shown = path.display().to_string();
         let flags =
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|cause| fail(None, &shown, cause))?;
-        conn.busy_timeout(l4d2ctl::sqlite::BUSY_TIMEOUT).map_err(|cause| fail(Some(&conn), &shown, cause))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|cause| fail(Some(&conn), &shown, cause))?;
+        let (conn, shown, version) = open_with(path, flags)?;
         if version != MIGRATIONS.len() as i64 {
             return Err(DbError::NotYet { path: shown });
         }
@@ -238,13 +233,7 @@ impl LiveDb {
     }
 
     fn transaction<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let run = || {
-            let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        };
-        run().map_err(self.err())
+        immediate(&self.conn, f).map_err(self.err())
     }
 
     /// Keeps `events` in one transaction: each is added, its counter counted, and who is on
