@@ -14,7 +14,11 @@ fn with_samples() -> (TestApp, i64) {
     let app = TestApp::start();
     let now = left4me_state::clock::unix_seconds(SystemTime::now()) as i64;
     let hour = now - 7200 - (now - 7200).rem_euclid(3600);
-    let db = LiveDb::open(&reconciler::live::db::path(app.root.path())).unwrap();
+    // Made beside its place and renamed in, so the app never reads it half made: a read of an
+    // empty live.db would be kept for 30 s.
+    let path = reconciler::live::db::path(app.root.path());
+    let making = path.with_extension("making");
+    let db = LiveDb::open(&making).unwrap();
     let sample = |at, players, memory_mib: u64| Sample { at, players, cpu: Some(20.0), memory: Some(memory_mib << 20) };
     let coop = Name::new("coop-1").unwrap();
     db.add_samples(&[
@@ -24,6 +28,8 @@ fn with_samples() -> (TestApp, i64) {
         (Name::new("versus-1").unwrap(), sample(hour, 7, 100)),
     ])
     .unwrap();
+    drop(db);
+    std::fs::rename(&making, &path).unwrap();
     app.app.poke();
     for _ in 0..300 {
         if app.app.current().history.is_some() {
