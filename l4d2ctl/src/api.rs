@@ -183,7 +183,8 @@ pub struct InstanceStatus {
     pub restarts: u32,
     /// systemd's Result of the last run: success, exit-code, signal, start-limit-hit, …
     pub result: String,
-    /// Whether the overlay is mounted on the instance's merged tree.
+    /// Whether its game's tree is mounted (inside the game's own mount namespace, which only root
+    /// may look into: to anyone else, whether its game has processes).
     pub mounted: bool,
     pub port: u16,
     /// The digest of the rendered spec; None when its record cannot be read (written `""`).

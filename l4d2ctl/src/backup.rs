@@ -27,7 +27,6 @@ use crate::api::Backup;
 use crate::error::Error;
 use crate::fsutil::{Owner, open_existing_dir};
 use crate::host::{Host, unit_name};
-use crate::mountinfo::is_mounted;
 use crate::systemd;
 
 pub use restic::Restic;
@@ -528,11 +527,9 @@ pub fn restore(host: &Host, name: &Name, id: &str, say: &mut dyn FnMut(String)) 
         systemd::systemctl(&["stop", "--quiet", "--", &unit])?;
     }
     let restored = (|| {
-        let merged = host.instance(name).merged();
-        if is_mounted(&merged)? {
+        if crate::running::is_running(name)? {
             return Err(Error::NotNow(format!(
-                "{name}: its tree is still mounted on {} after its unit stopped; run `l4d2ctl umount {name}`",
-                merged.display()
+                "{name}: its game still has processes after its unit stopped; stop it again with `l4d2ctl stop {name}`"
             )));
         }
         let kept = take(host, name, &folder, BEFORE_RESTORE, say)?;

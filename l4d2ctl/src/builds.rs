@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::fsutil::{Owner, ensure_dir, read_bounded, remove_tree, write_atomic};
 use crate::host::Host;
 use crate::steam::{self, APP_ID, InstalledBuild};
-use crate::{mountinfo, record};
+use crate::{record, running};
 
 /// A manifest or a small record of ours is far below this; more is no such file.
 const MAX_SMALL_FILE: u64 = 1 << 20;
@@ -152,7 +152,7 @@ pub fn game(host: &Host) -> Result<Game, Error> {
 }
 
 /// Which servers stack which build: by their records (what their next start stacks) and, for
-/// mounted ones, by their `started.json` (what runs). `legacy` are the mounted servers that stack
+/// running ones, by their `started.json` (what runs). `legacy` are the running servers that stack
 /// `installation/` (a start that names no build, or whose record of it cannot be read).
 #[derive(Debug, Default)]
 pub struct Uses {
@@ -161,7 +161,7 @@ pub struct Uses {
 }
 
 pub fn uses(host: &Host) -> Result<Uses, Error> {
-    let mounts = mountinfo::mount_points()?;
+    let running = running::running(host)?;
     let unnamed = adopted(host);
     let mut uses = Uses::default();
     for name in record::list(host)? {
@@ -171,7 +171,7 @@ pub fn uses(host: &Host) -> Result<Uses, Error> {
         {
             uses.builds.entry(id).or_default().insert(name.clone());
         }
-        if !mounts.contains(&paths.merged()) {
+        if !running.contains(&name) {
             continue;
         }
         match started_build(&paths.started()) {
@@ -251,7 +251,7 @@ pub fn adopt(host: &Host, _lock: &Lock, say: &mut dyn FnMut(String)) -> Result<O
     Ok(Some(id))
 }
 
-/// Removes `installation/` once it is adopted and no mounted server stacks it. True: removed.
+/// Removes `installation/` once it is adopted and no running server stacks it. True: removed.
 pub fn collect_legacy(host: &Host) -> Result<bool, Error> {
     let base = host.installation();
     let Some(id) = adopted(host) else { return Ok(false) };

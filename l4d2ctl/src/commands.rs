@@ -722,7 +722,10 @@ fn umount(host: &Host, name: &str) -> Result<Outcome, Error> {
 fn exec(host: &Host, name: &str) -> Result<(), Error> {
     let name = parse_name(name)?;
     let record = record::read(host, &name)?.ok_or_else(|| not_initialized(&name))?;
-    let srcds_run = host.instance(&name).merged().join("srcds_run");
+    let merged = host.instance(&name).merged();
+    // The unit's ExecStartPost= mounts the tree in this process's namespace once it runs.
+    mount::await_tree(&merged, Duration::from_secs(90))?;
+    let srcds_run = merged.join("srcds_run");
     let port = record.spec.port.to_string();
     let mut command = Command::new(&srcds_run);
     command.args(["-game", "left4dead2", "-norestart", "+ip", "0.0.0.0", "+hostport", &port]);

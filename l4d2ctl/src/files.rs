@@ -31,7 +31,7 @@ use nix::sys::stat::{FileStat, SFlag, fstat, fstatat};
 use serde::{Serialize, Serializer};
 
 use crate::host::Host;
-use crate::{builds, fsutil, mount, mountinfo, record, status};
+use crate::{builds, fsutil, mount, record, running, status};
 pub use hiding::Hiding;
 
 /// The most of a file a preview shows.
@@ -217,19 +217,17 @@ pub enum Download {
 pub struct Tree {
     layers: Vec<(Layer, OwnedFd)>,
     /// The reader sees overlayfs's `trusted.overlay.opaque` marks (root does; the game's user does
-    /// not: the kernel answers "no such attribute" to anyone without CAP_SYS_ADMIN).
+    /// not: the kernel answers "no such attribute" to anyone without CAP_SYS_ADMIN, and a running
+    /// game's own tree is in its user namespace, which no other process of its user may look
+    /// into). Such a reader sees a folder the game made again merged with the one below it.
     sees_opaque: bool,
-    /// The mounted tree itself, for a reader who cannot see opaque marks: what it holds is what
-    /// the game sees.
-    merged: Option<OwnedFd>,
     /// The server's secret values (its RCON password, its log secret), hidden in every file.
     secrets: Vec<String>,
 }
 
-/// The tree of server `name`: what it runs while it is mounted (the config layer and build its
+/// The tree of server `name`: what it runs while its game runs (the config layer and build its
 /// start recorded in `started.json`), else what its record stacks; [`FilesError::Missing`] when
-/// it is not initialized. Opaque folders are read from their marks when this process is root, else from
-/// the mounted tree while there is one.
+/// it is not initialized. Opaque folders are read from their marks when this process is root.
 pub fn open(host: &Host, name: &Name) -> Result<Tree, FilesError> {
     open_as(host, name, nix::unistd::geteuid().is_root())
 }
@@ -238,10 +236,9 @@ pub fn open(host: &Host, name: &Name) -> Result<Tree, FilesError> {
 pub fn open_as(host: &Host, name: &Name, sees_opaque: bool) -> Result<Tree, FilesError> {
     let record = record::read(host, name)?.ok_or_else(|| FilesError::Missing(format!("{name} is not initialized")))?;
     let paths = host.instance(name);
-    let mounted = mountinfo::is_mounted(&paths.merged())?;
     // A server rendered anew since it started runs its old config layer (kept until its next
     // start) and build; a start that left no readable record of them runs the record's.
-    let running = if mounted { status::started(&paths, &mut Vec::new()) } else { None };
+    let running = if running::is_running(name)? { status::started(&paths, &mut Vec::new()) } else { None };
     let config = running.as_ref().and_then(|s| s.digest.as_ref()).map(|d| paths.layer(d)).filter(|dir| dir.is_dir());
     let build = running.as_ref().map_or(record.build, |s| s.build);
     let mut layers = Vec::new();
@@ -264,10 +261,6 @@ pub fn open_as(host: &Host, name: &Name, sees_opaque: bool) -> Result<Tree, File
             layers.push((layer, fd));
         }
     }
-    let merged = match sees_opaque || !mounted {
-        true => None,
-        false => fsutil::open_existing_dir(&paths.merged())?,
-    };
     // Unreadable (the reader is neither root nor the game's user) or not made yet: none to hide.
     let secrets = [paths.rcon_password(), paths.log_secret()]
         .iter()
@@ -275,7 +268,7 @@ pub fn open_as(host: &Host, name: &Name, sees_opaque: bool) -> Result<Tree, File
         .map(|text| text.trim().to_owned())
         .filter(|secret| !secret.is_empty())
         .collect();
-    Ok(Tree { layers, sees_opaque, merged, secrets })
+    Ok(Tree { layers, sees_opaque, secrets })
 }
 
 /// What a path is in the merge.
@@ -345,13 +338,6 @@ impl Tree {
                 });
                 seen.insert(name, entry);
             }
-        }
-        if let Some(shown) = self.merged_folder(path) {
-            // Each name the layers gave is looked up in the mounted folder: reading that folder
-            // whole would cost memory in step with whatever number of names the game made there.
-            seen.retain(|name, _| {
-                shown.as_ref().is_some_and(|dir| fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_ok())
-            });
         }
         let mut entries: Vec<Entry> = seen.into_values().flatten().collect();
         entries.sort_by(|a, b| (a.kind != Kind::Folder, &a.name).cmp(&(b.kind != Kind::Folder, &b.name)));
@@ -434,9 +420,6 @@ impl Tree {
         if stack.is_empty() {
             return Err(missing());
         }
-        if !path.is_top() && self.merged.is_some() && !self.merged_has(path) {
-            return Err(missing());
-        }
         let parts = path.parts();
         for (depth, part) in parts.iter().enumerate() {
             let mut folders = Vec::new();
@@ -466,20 +449,6 @@ impl Tree {
             stack = folders;
         }
         Ok(Found::Folder(stack))
-    }
-
-    /// Whether the mounted tree has `path`, looked up with no symlink followed.
-    fn merged_has(&self, path: &TreePath) -> bool {
-        let Some(merged) = &self.merged else { return true };
-        open_beneath(merged, &path.to_string(), OFlag::O_PATH).is_ok()
-    }
-
-    /// The mounted tree's folder `path`, when this reader lists through it (inner None: it is
-    /// not there).
-    fn merged_folder(&self, path: &TreePath) -> Option<Option<OwnedFd>> {
-        let merged = self.merged.as_ref()?;
-        let at = if path.is_top() { ".".to_owned() } else { path.to_string() };
-        Some(open_beneath(merged, &at, OFlag::O_RDONLY | OFlag::O_DIRECTORY).ok())
     }
 }
 

@@ -322,6 +322,9 @@ pub fn install_units(host: &Host, say: &mut dyn FnMut(String)) -> Result<Vec<Pat
         if written.is_empty() { "unchanged" } else { "installed" },
         host.unit_dir.display()
     ));
+    for name in crate::mount::clear_host_trees(host)? {
+        say(format!("l4d2ctl: unmounted {name}'s tree, left in the host's mount namespace from before"));
+    }
     Ok(written)
 }
 

@@ -26,6 +26,7 @@ pub mod overlay;
 pub mod overrides;
 pub mod rcon;
 pub mod record;
+pub mod running;
 pub mod schedules;
 pub mod sqlite;
 pub mod status;

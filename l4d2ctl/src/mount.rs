@@ -1,24 +1,33 @@
 //! The overlay of an instance: `lowerdir` = its config layer, its overlays (first = uppermost),
 //! the game build it was rendered for; `upperdir` = the game's own writes.
 //!
-//! Mounting runs as root from the unit (`ExecStartPre=+l4d2ctl mount %i`). A hardened unit has a
-//! mount namespace of its own, made before ExecStartPre runs, so a mount made there would never be
-//! seen by the game: the mount is made in PID 1's mount namespace instead, from where it
-//! propagates into the unit's (see the sandbox reference note, point 12).
+//! The tree is mounted inside the game's own mount namespace only, never the host's (see
+//! `running`): the unit starts `l4d2ctl exec %i` (`Type=exec`), which waits for its tree, and
+//! then runs `ExecStartPost=+l4d2ctl mount %i` as root. That makes the overlay in a throwaway
+//! namespace of its own, clones it detached (`open_tree`), enters the game's namespace
+//! (`$MAINPID`, by a pidfd, checked to be the unit's) and moves the clone onto the tree's folder
+//! there (`move_mount`). The host's namespace, and so every namespace systemd makes for the next
+//! game, never holds it; it ends with the game's processes.
 
 use std::fs;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use left4me_state::Name;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::mount::{MntFlags, MsFlags, mount as mount_fs, umount2};
-use nix::sched::{CloneFlags, setns};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::{CloneFlags, setns, unshare};
+use rustix::mount::{MoveMountFlags, OpenTreeFlags, move_mount, open_tree};
 
 use crate::error::Error;
 use crate::fsutil::{Owner, write_atomic};
-use crate::host::{Host, is_under};
+use crate::host::{Host, is_under, unit_name};
 use crate::mountinfo::is_mounted;
-use crate::{builds, overlay, record};
+use crate::running::{self, GameProcess};
+use crate::{builds, overlay, record, systemd};
 
 /// Most layers one instance may stack (its config layer and the base install included).
 pub const MAX_LAYERS: usize = 500;
@@ -26,15 +35,29 @@ pub const MAX_LAYERS: usize = 500;
 /// The kernel takes mount options up to one page.
 const MAX_OPTIONS: usize = 4095;
 
-/// Mounts the instance's tree on `runtime/<name>/merged`. Already mounted → nothing to do.
+/// Mounts the instance's tree on `runtime/<name>/merged` inside its running game's own mount
+/// namespace: the unit's main process, `$MAINPID` from systemd as its `ExecStartPost=`, which
+/// always mounts a new tree on top; by hand, asked of systemd, and a game that has its tree
+/// already is left as it is (false).
 pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
-    // Everything is read and checked from where the mount will live: a unit's own namespace may
-    // hide $ROOT (ExecStartPre=+ runs in it too).
+    // Everything is read and checked from the host's namespace: a unit's own may hide $ROOT.
     enter_init_mount_namespace()?;
     let record = record::read(host, name)?.ok_or_else(|| {
         Error::Invalid(format!("{name} is not initialized; run `l4d2ctl initialize {name} -f <spec>`"))
     })?;
     let paths = host.instance(name);
+    // One mount of a server at a time: one by hand never races its unit's.
+    let _mounting = crate::fsutil::lock(&paths.runtime.join("mount.lock"), || ())?;
+    let (game, by_hand) = find_game(name)?;
+    let merged = paths.merged();
+    if by_hand && game.tree(&merged).is_some() {
+        return Ok(false);
+    }
+    // A tree a start from before left in the host's namespace (no unit unmounts any more).
+    if is_mounted(&merged)? {
+        umount2(&merged, MntFlags::MNT_DETACH)
+            .map_err(|e| Error::Invalid(format!("cannot unmount {} left from before: {e}", merged.display())))?;
+    }
     let mut lower = vec![paths.layer(&record.digest)];
     lower.extend(record.spec.overlays.iter().map(|layer| host.overlay(&layer.name)));
     let (base, build) = builds::layer(host, record.build);
@@ -50,7 +73,6 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     for dir in &lower {
         check_lowerdir(host, name, dir)?;
     }
-    let merged = paths.merged();
     // What this start runs, so that status can tell a running server rendered since from a
     // current one.
     // The overlay folders by inode: a folder replaced by a newer write is renamed aside, keeping its
@@ -70,11 +92,9 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
         started["build"] = build.into();
     }
     write_atomic(&paths.started(), format!("{started}\n").as_bytes(), 0o644, Owner::root())?;
-    if is_mounted(&merged)? {
-        return Ok(false);
-    }
+    // overlayfs leaves a root-owned, mode-000 work/work behind; the mount makes it again.
+    clear_work(&paths.work())?;
     // Relative paths from $ROOT keep the option string short: a page holds more layers.
-    std::env::set_current_dir(&host.root).map_err(|e| Error::io(&host.root, e))?;
     let relative = |path: &Path| path.strip_prefix(&host.root).unwrap_or(path).display().to_string();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -88,19 +108,18 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
             options.len()
         )));
     }
-    mount_fs(Some("overlay"), &merged, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
-        .map_err(|e| {
-            // The kernel says only ENOENT; which folder is missing is what an operator needs.
-            let missing = [("upperdir", paths.upper()), ("workdir", paths.work()), ("mount point", merged.clone())]
-                .into_iter()
-                .chain(lower.iter().map(|dir| ("lowerdir", dir.clone())))
-                .find(|(_, dir)| !dir.is_dir())
-                .map(|(what, dir)| {
-                    format!(" ({what} {} is missing; a pass or `l4d2ctl initialize` creates it again)", dir.display())
-                })
-                .unwrap_or_default();
-            Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}{missing}", merged.display()))
-        })?;
+    attach(&game, host, &merged, &options).map_err(|e| {
+        // The kernel says only ENOENT; which folder is missing is what an operator needs.
+        let missing = [("upperdir", paths.upper()), ("workdir", paths.work()), ("mount point", merged.clone())]
+            .into_iter()
+            .chain(lower.iter().map(|dir| ("lowerdir", dir.clone())))
+            .find(|(_, dir)| !dir.is_dir())
+            .map(|(what, dir)| {
+                format!(" ({what} {} is missing; a pass or `l4d2ctl initialize` creates it again)", dir.display())
+            })
+            .unwrap_or_default();
+        Error::Invalid(format!("cannot mount the overlay of {name} on {}: {e}{missing}", merged.display()))
+    })?;
     // This start may have let go of an overlay folder an earlier one stacked, or of the base
     // install from before builds.
     overlay::collect_replaced(host)?;
@@ -117,8 +136,9 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     Ok(true)
 }
 
-/// Unmounts the instance's tree and clears overlayfs's leftover `work/work`. Not mounted →
-/// nothing to do.
+/// Unmounts a tree left mounted in the host's own namespace (by a start from before trees were
+/// mounted in their game's namespace only) and clears overlayfs's leftover `work/work`. Nothing
+/// mounted → nothing to do. A running game's own tree is not touched: it ends with the game.
 pub fn umount(host: &Host, name: &Name) -> Result<bool, Error> {
     let paths = host.instance(name);
     enter_init_mount_namespace()?;
@@ -129,12 +149,18 @@ pub fn umount(host: &Host, name: &Name) -> Result<bool, Error> {
             .or_else(|e| if e == nix::errno::Errno::EBUSY { umount2(&merged, MntFlags::MNT_DETACH) } else { Err(e) })
             .map_err(|e| Error::Invalid(format!("cannot unmount {}: {e}", merged.display())))?;
     }
-    // overlayfs leaves a root-owned, mode-000 work/work behind; the next mount recreates it.
-    let leftover = paths.work().join("work");
-    if leftover.exists() {
-        fs::remove_dir_all(&leftover).map_err(|e| Error::io(&leftover, e))?;
-    }
+    clear_work(&paths.work())?;
     Ok(was_mounted)
+}
+
+/// Removes the `work/work` overlayfs leaves in a work folder (root's, mode 000).
+fn clear_work(work: &Path) -> Result<(), Error> {
+    let leftover = work.join("work");
+    match fs::symlink_metadata(&leftover) {
+        Ok(_) => fs::remove_dir_all(&leftover).map_err(|e| Error::io(&leftover, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&leftover, e)),
+    }
 }
 
 /// A lower layer must be one of this instance's allowed folders once every symlink is resolved:
@@ -170,4 +196,120 @@ fn enter_init_mount_namespace() -> Result<(), Error> {
     let file = fs::File::open("/proc/1/ns/mnt").map_err(|e| Error::io("/proc/1/ns/mnt", e))?;
     setns(&file, CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::Invalid(format!("cannot enter PID 1's mount namespace: {e}")))
+}
+
+/// A server's game as its unit's main process, pinned (see [`GameProcess::pin`]), with a mount
+/// namespace other than the host's; and whether it was asked of systemd (a mount by hand) rather
+/// than given by it (`$MAINPID`, to the unit's `ExecStartPost=`).
+fn find_game(name: &Name) -> Result<(GameProcess, bool), Error> {
+    let unit = unit_name(name);
+    let (pid, by_hand) = match std::env::var("MAINPID") {
+        Ok(pid) => (pid, false),
+        Err(_) => (systemd::systemctl(&["show", "--property=MainPID", "--value", "--", &unit])?, true),
+    };
+    let not_running = || {
+        Error::NotNow(format!(
+            "{name} is not running: its tree is mounted inside its game's own namespace as its unit \
+             starts; start it with `l4d2ctl start {name}`"
+        ))
+    };
+    let pid: i32 = pid.trim().parse().ok().filter(|pid| *pid > 0).ok_or_else(not_running)?;
+    let game = GameProcess::pin(pid, name)
+        .ok_or_else(|| Error::Invalid(format!("process {pid} is not {unit}'s: its tree is not mounted there")))?;
+    let own = fs::metadata(format!("/proc/{pid}/ns/mnt")).map_err(|_| not_running())?;
+    let host = fs::metadata("/proc/self/ns/mnt").map_err(|e| Error::io("/proc/self/ns/mnt", e))?;
+    if (own.dev(), own.ino()) == (host.dev(), host.ino()) {
+        return Err(Error::Invalid(format!(
+            "{unit} runs in the host's own mount namespace, where its tree would be every game's; \
+             run `l4d2ctl install` to write its unit again"
+        )));
+    }
+    Ok((game, by_hand))
+}
+
+/// Makes the overlay (`options`, paths relative to `$ROOT`) and puts it on `merged` in `game`'s
+/// namespace. A thread of its own does it, so this process stays in the host's namespace.
+fn attach(game: &GameProcess, host: &Host, merged: &Path, options: &str) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        scope.spawn(|| attach_here(game, host, merged, options)).join().unwrap_or_else(|_| Err("it panicked".into()))
+    })
+}
+
+fn attach_here(game: &GameProcess, host: &Host, merged: &Path, options: &str) -> Result<(), String> {
+    // A throwaway namespace, private, so that the mount made in it reaches no other.
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS).map_err(|e| format!("cannot unshare: {e}"))?;
+    mount_fs(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("cannot make a private namespace: {e}"))?;
+    std::env::set_current_dir(&host.root).map_err(|e| format!("{}: {e}", host.root.display()))?;
+    mount_fs(Some("overlay"), merged, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options))
+        .map_err(|e| e.to_string())?;
+    let tree = open_tree(rustix::fs::CWD, merged, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
+        .map_err(|e| format!("cannot clone the mount: {e}"))?;
+    setns(&game.pidfd, CloneFlags::CLONE_NEWNS).map_err(|e| format!("cannot enter the game's namespace: {e}"))?;
+    // The game's namespace is the game's: its folder is found with no symlink followed.
+    let root = fs::File::open("/").map_err(|e| format!("/ in the game's namespace: {e}"))?;
+    let inside = merged.strip_prefix("/").unwrap_or(merged);
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let target =
+        openat2(&root, inside, how).map_err(|e| format!("{} in the game's namespace: {e}", merged.display()))?;
+    let flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+    move_mount(&tree, "", &target, "", flags).map_err(|e| format!("cannot put it in the game's namespace: {e}"))
+}
+
+/// Waits, in the game's own namespace, until its tree is mounted on `merged` (by its unit's
+/// `ExecStartPost=`): the namespace's mount table wakes a poll on each change. An overlay there
+/// already came with the namespace's copy of the host's (a tree a start from before left in the
+/// host's): the one waited for is the next, mounted over it.
+pub fn await_tree(merged: &Path, within: Duration) -> Result<(), Error> {
+    let table = fs::File::open("/proc/self/mountinfo").map_err(|e| Error::io("/proc/self/mountinfo", e))?;
+    let stale = overlay_device(merged);
+    let deadline = Instant::now() + within;
+    loop {
+        // The table was opened before the first look: a change after it wakes the poll below.
+        if overlay_device(merged).is_some_and(|device| Some(device) != stale) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Invalid(format!(
+                "{} was not mounted within {} s; its unit's `l4d2ctl mount` says why (journalctl -u the unit)",
+                merged.display(),
+                within.as_secs()
+            )));
+        }
+        let wait = PollTimeout::try_from(left.min(Duration::from_secs(1))).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(table.as_fd(), PollFlags::POLLPRI)];
+        match poll(&mut fds, wait) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::Invalid(format!("cannot wait for {}: {e}", merged.display()))),
+        }
+    }
+}
+
+/// The device of the overlay mounted on `dir` (each overlay has one of its own); None when none is.
+fn overlay_device(dir: &Path) -> Option<u64> {
+    let opened = fs::File::open(dir).ok()?;
+    if !running::is_overlay(&opened) {
+        return None;
+    }
+    opened.metadata().ok().map(|meta| meta.dev())
+}
+
+/// Unmounts the trees that starts from before left in the host's namespace (when units unmounted
+/// them at the stop) for the servers whose games run no more: the next start of each would
+/// otherwise find its old tree in its namespace's copy of the host's. Returns those servers.
+pub fn clear_host_trees(host: &Host) -> Result<Vec<Name>, Error> {
+    let mounts = crate::mountinfo::mount_points()?;
+    let mut cleared = Vec::new();
+    for name in record::list(host)? {
+        let merged = host.instance(&name).merged();
+        if mounts.contains(&merged) && !running::is_running(&name)? {
+            umount2(&merged, MntFlags::MNT_DETACH)
+                .map_err(|e| Error::Invalid(format!("cannot unmount {} left from before: {e}", merged.display())))?;
+            cleared.push(name);
+        }
+    }
+    Ok(cleared)
 }

@@ -458,13 +458,17 @@ fn download(host: &Host, name: &Name, cache: &Path, items: &[FetchItem], game: O
 /// server stacks any more: each start records the inodes of the folders it stacks.
 pub fn collect_replaced(host: &Host) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
-    let mounts = crate::mountinfo::mount_points()?;
+    let aside: Vec<_> = crate::fsutil::entries(&host.overlays())?
+        .into_iter()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(".old-"))
+        .collect();
+    // Most starts find none: then no running server's files are read.
+    if aside.is_empty() {
+        return Ok(());
+    }
     let mut in_use = std::collections::BTreeSet::new();
-    for name in crate::record::list(host)? {
+    for name in crate::running::running(host)? {
         let paths = host.instance(&name);
-        if !mounts.contains(&paths.merged()) {
-            continue;
-        }
         let started: Option<serde_json::Value> =
             fs::read_to_string(paths.started()).ok().and_then(|text| serde_json::from_str(&text).ok());
         // A server started before starts recorded their folders: nothing can be known gone.
@@ -473,10 +477,9 @@ pub fn collect_replaced(host: &Host) -> Result<(), Error> {
         };
         in_use.extend(inodes.iter().filter_map(serde_json::Value::as_u64));
     }
-    for entry in crate::fsutil::entries(&host.overlays())? {
-        let aside = entry.file_name().to_string_lossy().starts_with(".old-");
+    for entry in aside {
         let inode = entry.metadata().map(|m| m.ino()).unwrap_or(0);
-        if aside && !in_use.contains(&inode) {
+        if !in_use.contains(&inode) {
             remove_tree(&entry.path())?;
         }
     }

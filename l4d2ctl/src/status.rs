@@ -15,7 +15,7 @@ use crate::api::{
 };
 use crate::error::Error;
 use crate::host::{Host, unit_name};
-use crate::{a2s, builds, instance, mountinfo, overlay, overrides, record, schedules, systemd, units};
+use crate::{a2s, builds, instance, overlay, overrides, record, running, schedules, systemd, units};
 
 /// How long status waits for game servers to answer their A2S query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(700);
@@ -107,13 +107,13 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
         Detail::Full => systemd::show_loaded("left4me-server@*.service", PROPERTIES)?,
         Detail::Brief => systemd::list_loaded("left4me-server@*.service")?,
     };
-    let mounts = mountinfo::mount_points()?;
 
     let mut statuses = Vec::with_capacity(names.len());
     // Whether a unit is enabled is its symlink, as `start` makes it: systemd's own UnitFileState
     // of a loaded unit is what it read when it last looked, and `enable --no-reload` does not
     // make it look again.
     let enabled = enabled_on_disk();
+    let root = nix::unistd::geteuid().is_root();
     // The build a record or a start that names none stands for: one small file or two.
     let unnamed = builds::unnamed(host);
     for (name, unit) in names.iter().zip(units) {
@@ -146,6 +146,9 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
         let rendered_build = record.as_ref().and_then(|r| r.build.or(unnamed));
         let started_build = started.as_ref().and_then(|s| s.build.or(unnamed));
         let build = if active_state.is_running() { started_build } else { rendered_build };
+        // Only root may look into a game's own namespace; anyone else is told whether it runs.
+        let mounted = active_state.is_running()
+            && if root { running::tree(host, name).is_some() } else { running::is_running(name).unwrap_or(false) };
         statuses.push(InstanceStatus {
             name: name.clone(),
             unit,
@@ -156,7 +159,7 @@ fn look(host: &Host, only: Option<&Name>, detail: Detail) -> Result<Look, Error>
             main_pid: get("MainPID").parse().ok().filter(|pid| *pid != 0),
             restarts: get("NRestarts").parse().unwrap_or(0),
             result: get("Result"),
-            mounted: mounts.contains(&paths.merged()),
+            mounted,
             port: record.as_ref().map_or(0, |r| r.spec.port.number()),
             digest: record.as_ref().map(|r| r.digest.clone()),
             started_digest: started.as_ref().and_then(|s| s.digest.clone()),

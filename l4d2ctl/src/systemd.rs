@@ -61,7 +61,7 @@ pub fn reset_failed(unit: &str) -> Result<bool, Error> {
 }
 
 /// Why a unit's start just failed, in the words of whoever failed: l4d2ctl's own error from its
-/// `ExecStartPre=` or `ExecStart=` (`l4d2ctl: cannot mount …`), else systemd's account of the
+/// `ExecStart=` or `ExecStartPost=` (`l4d2ctl: cannot mount …`), else systemd's account of the
 /// step that failed — read from the journal since `since` (journald may take a moment to store
 /// them, so it is asked a few times).
 pub fn why_failed(unit: &str, since: std::time::SystemTime) -> Option<String> {

@@ -285,6 +285,17 @@ impl Sandbox {
         inside(&[&git[..], &who[..], &["commit", "--quiet", "--message", message]].concat())
     }
 
+    /// The tree server `name`'s game runs on, as a path inside the sandbox: a game's tree is
+    /// mounted in its own mount namespace only, so it is reached through its unit's main process
+    /// (`/proc/<pid>/root` + the tree's path). Panics unless the server runs.
+    pub fn game_tree(&self, name: &str) -> String {
+        let unit = format!("left4me-server@{name}.service");
+        let pid = self.run_ok("systemctl", &["show", "--property=MainPID", "--value", &unit]);
+        let pid = pid.trim();
+        assert!(!pid.is_empty() && pid != "0", "{unit} runs no process");
+        format!("/proc/{pid}/root/var/lib/left4me/runtime/{name}/merged")
+    }
+
     /// The host's PID of the sandbox's systemd.
     pub fn init_pid(&self) -> i32 {
         self.init

@@ -14,7 +14,6 @@ use sha2::Digest as _;
 use crate::support::{Host, ROOT, read_messages, text};
 
 const UPPER: &str = "/var/lib/left4me/runtime/coop-1/upper";
-const MERGED: &str = "/var/lib/left4me/runtime/coop-1/merged";
 const FOLDER: &str = "/var/lib/left4me/backups/coop-1";
 
 /// Every entry below `dir` as one line: its path, type, mode, owner, mtime, size and the hash of
@@ -78,8 +77,18 @@ fn xattrs(path: &Path) -> Vec<String> {
     found
 }
 
+/// coop-1's tree where its game sees it, in its own namespace.
+const MERGED: &str = "/var/lib/left4me/runtime/coop-1/merged";
+
+/// Runs `script` as the game's user, on the host.
 fn game(host: &Host, script: &str) {
     host.ok("runuser", &["-u", "left4me", "--", "sh", "-c", script]);
+}
+
+/// Runs `script` as coop-1's running game, in its namespaces, where its tree is at [`MERGED`].
+fn in_game(host: &Host, script: &str) {
+    let out = host.as_game("coop-1", script);
+    assert!(out.status.success(), "as coop-1's game, `{script}` failed: {}", text(&out.stderr));
 }
 
 /// `l4d2ctl --json <args>`: its outcome, or its failure's message.
@@ -127,18 +136,19 @@ fn start_with_base_files(host: &Host) {
 fn write_game_data(host: &Host) {
     // The folders SourceMod and the game log into are the game's (an overlay makes them so); the
     // rest of the base belongs to root, who deletes through the tree what the game may not.
+    let merged = host.sandbox.game_tree("coop-1");
     host.ok(
         "sh",
         &[
             "-c",
             &format!(
-                "set -e; cd {MERGED}/left4dead2; mkdir -p addons/sourcemod/data logs; \
+                "set -e; cd {merged}/left4dead2; mkdir -p addons/sourcemod/data logs; \
                  chown left4me:left4me addons/sourcemod/data logs; echo 'banid 0 STEAM_1:0:1' > cfg/banned_user.cfg; \
                  rm gone.txt; rm -r maps-old; mkdir maps-old; echo new > maps-old/b.txt"
             ),
         ],
     );
-    game(
+    in_game(
         host,
         &format!(
             "set -e; cd {MERGED}/left4dead2; printf 'sqlite' > addons/sourcemod/data/clientprefs.sq3; \
@@ -174,24 +184,27 @@ fn a_backup_is_taken_listed_restored_exactly_over_changed_data_and_pruned_to_kee
     assert_eq!(backups(&host), vec![taken.clone()], "listed for the web's user");
 
     // The data changes: files written, one removed, the deleted base file back, the link gone.
-    game(
+    let merged = host.sandbox.game_tree("coop-1");
+    in_game(
         &host,
         &format!(
             "set -e; cd {MERGED}/left4dead2; printf 'changed' > addons/sourcemod/data/clientprefs.sq3; \
              echo later > logs/L1202.log; rm logs/shadow-link"
         ),
     );
-    host.ok("sh", &["-c", &format!("cd {MERGED}/left4dead2 && echo back > gone.txt && rm maps-old/b.txt")]);
+    host.ok("sh", &["-c", &format!("cd {merged}/left4dead2 && echo back > gone.txt && rm maps-old/b.txt")]);
     assert_ne!(listing(&upper), before);
     let restored = write(&host, &["restore", "coop-1", &taken.id]);
     let Ok(Outcome::Restored { backup, kept, started, .. }) = restored else { panic!("{restored:?}") };
     assert_eq!((backup.as_str(), started, kept.reason.as_str()), (taken.id.as_str(), true, "before restore"));
     assert_eq!(listing(&upper), before, "the data is exactly back");
     host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 runs again");
-    let merged = host.ok("cat", &[&format!("{MERGED}/left4dead2/addons/sourcemod/data/clientprefs.sq3")]);
-    assert_eq!(merged, "sqlite", "the game sees its data back");
-    assert!(!host.run("test", &["-e", &format!("{MERGED}/left4dead2/gone.txt")]).status.success(), "whiteout");
-    assert_eq!(host.ok("ls", &[&format!("{MERGED}/left4dead2/maps-old")]).trim(), "b.txt", "opaque");
+    // A new start: a new namespace of a new process.
+    let merged = host.sandbox.game_tree("coop-1");
+    let data = host.ok("cat", &[&format!("{merged}/left4dead2/addons/sourcemod/data/clientprefs.sq3")]);
+    assert_eq!(data, "sqlite", "the game sees its data back");
+    assert!(!host.run("test", &["-e", &format!("{merged}/left4dead2/gone.txt")]).status.success(), "whiteout");
+    assert_eq!(host.ok("ls", &[&format!("{merged}/left4dead2/maps-old")]).trim(), "b.txt", "opaque");
     let listed: Vec<String> = backups(&host).into_iter().map(|b| b.id).collect();
     assert_eq!(listed, vec![kept.id.clone(), taken.id.clone()], "newest first");
 
@@ -422,11 +435,12 @@ fn a_restore_of_what_is_no_backup_of_the_server_or_would_leave_its_data_is_refus
 
 /// Data of the game's own, in folders of its own (no base file touched).
 fn write_game_data_without_base(host: &Host) {
+    let merged = host.sandbox.game_tree("coop-1");
     host.ok(
         "sh",
-        &["-c", &format!("set -e; mkdir -p {MERGED}/left4dead2/logs; chown left4me:left4me {MERGED}/left4dead2/logs")],
+        &["-c", &format!("set -e; mkdir -p {merged}/left4dead2/logs; chown left4me:left4me {merged}/left4dead2/logs")],
     );
-    game(host, &format!("echo 'L 12/01/2026' > {MERGED}/left4dead2/logs/L1201.log"));
+    in_game(host, &format!("echo 'L 12/01/2026' > {MERGED}/left4dead2/logs/L1201.log"));
 }
 
 #[test]

@@ -7,10 +7,13 @@ use std::fs;
 
 use crate::support::{Host, ROOT, text};
 
+/// coop-1's tree where its game sees it, in its own namespace.
 const MERGED: &str = "/var/lib/left4me/runtime/coop-1/merged";
 
-fn game(host: &Host, script: &str) {
-    host.ok("runuser", &["-u", "left4me", "--", "sh", "-c", script]);
+/// Runs `script` as coop-1's running game, in its namespaces, where its tree is at [`MERGED`].
+fn in_game(host: &Host, script: &str) {
+    let out = host.as_game("coop-1", script);
+    assert!(out.status.success(), "as coop-1's game, `{script}` failed: {}", text(&out.stderr));
 }
 
 /// `l4d2ctl files coop-1 <args> --json`, as root or as the game's user.
@@ -53,17 +56,18 @@ fn files_shows_the_merge_the_game_sees_and_reads_nothing_the_game_planted() {
     fs::create_dir_all(base.join("maps-old")).unwrap();
     fs::write(base.join("maps-old/a.txt"), "a\n").unwrap();
     host.start_example("coop-1");
+    let merged = host.sandbox.game_tree("coop-1");
     host.ok(
         "sh",
         &[
             "-c",
             &format!(
-                "set -e; cd {MERGED}/left4dead2; mkdir logs; chown left4me:left4me logs; rm gone.txt; \
+                "set -e; cd {merged}/left4dead2; mkdir logs; chown left4me:left4me logs; rm gone.txt; \
                  rm -r maps-old; mkdir maps-old; echo new > maps-old/b.txt"
             ),
         ],
     );
-    game(
+    in_game(
         &host,
         &format!(
             "set -e; cd {MERGED}/left4dead2/logs; echo 'L 12/01/2026' > L1201.log; ln -s /etc/shadow shadow; \
@@ -79,9 +83,12 @@ fn files_shows_the_merge_the_game_sees_and_reads_nothing_the_game_planted() {
         assert_eq!(layer("cfg").as_deref(), Some("config"), "{top:?}");
         assert_eq!(layer("maps-old").as_deref(), Some("upper"), "{top:?}");
         assert_eq!(layer("logs").as_deref(), Some("upper"), "{top:?}");
-        // The folder the game made again holds only its new file, for root (who reads the
-        // opaque mark) and for the game's user (who reads the mounted tree's names).
-        assert_eq!(names(&listing(&host, as_game, "left4dead2/maps-old")), ["b.txt"], "as the game: {as_game}");
+        // The folder the game made again holds only its new file, for root, who reads the opaque
+        // mark. The game's user (the web app) reads no such mark, and a running game's own tree
+        // is in a user namespace of its own, closed to any other process of that user: it sees
+        // the folder merged with the one below.
+        let expected: &[&str] = if as_game { &["a.txt", "b.txt"] } else { &["b.txt"] };
+        assert_eq!(names(&listing(&host, as_game, "left4dead2/maps-old")), expected, "as the game: {as_game}");
         let logs = listing(&host, as_game, "left4dead2/logs");
         let shadow = logs.iter().find(|e| e.0 == "shadow").unwrap();
         assert_eq!((shadow.1.as_str(), shadow.3.as_deref()), ("link", Some("/etc/shadow")));

@@ -116,7 +116,7 @@ fn a_new_build_installs_beside_a_running_server_and_shares_what_did_not_change()
     let (a_hash, a_kib) = (host.tree_hash(&build_dir(A)), host.du_kib(&[&build_dir(A)]));
 
     // Every file the server's tree has from its build is read again and again while B installs.
-    let merged = format!("{ROOT}/runtime/coop-1/merged");
+    let merged = host.sandbox.game_tree("coop-1");
     host.ok("sh", &["-c", &format!("cd {} && find . -type f | sort > /tmp/build-files", build_dir(A))]);
     let read_all = format!("cd {merged} && xargs -d '\\n' sha256sum < /tmp/build-files | sha256sum");
     let before = host.ok("sh", &["-c", &read_all]);

@@ -125,9 +125,22 @@ fn a_mount_answers_in_messages_from_pid_1s_mount_namespace() {
     host.put_example_overlays();
     let spec = host.example_spec("coop-1");
     host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
-    // Run from a mount namespace of its own, as a unit's `ExecStartPre=+` is: entering PID 1's
-    // is refused to a process of several threads, so the answer must not cost the mount it.
-    for (verb, done) in [("mount", true), ("umount", true), ("umount", false)] {
+    // Nothing runs: there is no game's namespace to mount its tree in.
+    let out = host.run("l4d2ctl", &["--json", "mount", "coop-1"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("coop-1 is not running"), "{}", text(&out.stderr));
+    // Its unit without its ExecStartPost=: the game waits for a mount made by hand.
+    let drop_in = "/run/systemd/system/left4me-server@coop-1.service.d";
+    host.ok(
+        "sh",
+        &["-c", &format!("mkdir -p {drop_in} && printf '[Service]\\nExecStartPost=\\n' > {drop_in}/by-hand.conf")],
+    );
+    host.ok("systemctl", &["daemon-reload"]);
+    host.ok("systemctl", &["start", "left4me-server@coop-1.service"]);
+    // Run from a mount namespace of its own, as a unit's `ExecStartPost=+` may be: entering
+    // PID 1's is refused to a process of several threads, so the answer must not cost the mount
+    // it. Once mounted, a second mount finds it there; nothing is mounted in the host's.
+    for (verb, done) in [("mount", true), ("mount", false), ("umount", false)] {
         let out = host.run("unshare", &["--mount", "l4d2ctl", "--json", verb, "coop-1"]);
         assert!(out.status.success(), "{verb}: {}", text(&out.stderr));
         let messages = read_messages(&out.stdout);
@@ -137,6 +150,7 @@ fn a_mount_answers_in_messages_from_pid_1s_mount_namespace() {
         };
         assert_eq!(messages.last(), Some(&Message::Done { outcome: expected }), "{verb}: {messages:?}");
     }
+    assert!(host.wait_for(15, |h| h.answered("coop-1")).is_some(), "the game ran once its tree was there");
 }
 
 #[test]

@@ -75,17 +75,15 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 answers after its restarts");
 
     // The game's own writes land in the instance's upper layer.
-    host.ok(
-        "sh",
-        &["-c", &format!("echo 'banid 0 STEAM_1:0:1' > {ROOT}/runtime/coop-1/merged/left4dead2/cfg/banned_user.cfg")],
-    );
+    let merged = host.sandbox.game_tree("coop-1");
+    host.ok("sh", &["-c", &format!("echo 'banid 0 STEAM_1:0:1' > {merged}/left4dead2/cfg/banned_user.cfg")]);
     assert!(host.root_path(&format!("{ROOT}/runtime/coop-1/upper/left4dead2/cfg/banned_user.cfg")).exists());
 
     host.l4d2ctl_ok(&["stop", "coop-1"]);
     let status = host.status_json("coop-1");
     assert_eq!(status["active_state"], "inactive");
     assert_eq!(status["enabled"], false);
-    assert_eq!(status["mounted"], false, "ExecStopPost unmounted the overlay");
+    assert_eq!(status["mounted"], false, "its tree went with its game");
     let brief = brief_status(&host, "coop-1");
     assert_eq!((&brief["active_state"], &brief["enabled"]), (&status["active_state"], &status["enabled"]));
 
@@ -101,6 +99,78 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     assert!(!mounts.contains("coop-1"), "{mounts}");
     let units = host.ok("systemctl", &["list-units", "--all", "--no-legend", "left4me-server@*"]);
     assert!(!units.contains("coop-1"), "{units}");
+}
+
+#[test]
+fn a_game_sees_only_its_own_tree_and_no_other_servers_files_or_secrets() {
+    let host = Host::installed();
+    host.start_example("coop-1");
+    host.start_example("coop-2");
+    let secret = |name: &str| {
+        std::fs::read_to_string(host.root_path(&format!("{ROOT}/instances/{name}/rcon_password")))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (own, other) = (secret("coop-1"), secret("coop-2"));
+    let other_pid = host.status_json("coop-2")["main_pid"].as_u64().expect("coop-2 runs");
+    // What is looked for is there: root reads it in coop-2's tree, through coop-2's game.
+    let cfg = host.ok("cat", &[&format!("{}/left4dead2/cfg/server.cfg", host.sandbox.game_tree("coop-2"))]);
+    assert!(cfg.contains(&other), "coop-2's server.cfg holds its password: {cfg}");
+
+    // The host's own namespace holds no game's tree: each is mounted in its game's only.
+    let host_mounts = host.ok("cat", &["/proc/1/mountinfo"]);
+    assert!(!host_mounts.contains("/runtime/"), "{host_mounts}");
+    assert_eq!(host.ok("ls", &["-A", &format!("{ROOT}/runtime/coop-1/merged")]), "", "empty in the host's view");
+
+    // In coop-1's namespaces, as its game: its own tree and nothing else of $ROOT.
+    let seen = host.as_game("coop-1", &format!(
+        "ls -A {ROOT}; echo --; ls -A {ROOT}/runtime {ROOT}/instances; echo --; \
+         grep -c rcon_password {ROOT}/runtime/coop-1/merged/left4dead2/cfg/server.cfg; echo --; \
+         ls /proc/{other_pid} 2>&1; cat /proc/{other_pid}/root{ROOT}/runtime/coop-2/merged/left4dead2/cfg/server.cfg 2>&1; \
+         cat /proc/{other_pid}/environ 2>&1; echo --; \
+         grep -rl -D skip --include='*.cfg' --include='*password*' -e {other} {ROOT} 2>/dev/null; \
+         for p in /proc/[0-9]*; do cat $p/root{ROOT}/runtime/coop-2/merged/left4dead2/cfg/server.cfg 2>/dev/null; done; echo end"
+    ));
+    let seen = text(&seen.stdout);
+    let parts: Vec<&str> = seen.split("--\n").collect();
+    assert_eq!(parts.len(), 5, "{seen}");
+    // The Steam SDK links (`.steam`, `.local`) are bound in too, read-only.
+    let top: Vec<&str> = parts[0].split_whitespace().filter(|name| !name.starts_with('.')).collect();
+    assert_eq!(top, ["instances", "runtime"], "{seen}");
+    assert_eq!(parts[1].split_whitespace().filter(|w| !w.ends_with(':')).collect::<Vec<_>>(), ["coop-1", "coop-1"]);
+    assert_eq!(parts[2].trim(), "1", "its own server.cfg, with its own password: {seen}");
+    assert!(!seen.contains(&other), "coop-2's RCON password is not coop-1's to read: {seen}");
+    assert!(parts[3].contains("No such file"), "coop-2's processes are not coop-1's to see: {seen}");
+    assert_eq!(parts[4].trim(), "end", "nothing of coop-2 reached: {seen}");
+    assert!(!own.is_empty() && own != other);
+}
+
+#[test]
+fn a_tree_left_in_the_hosts_namespace_from_before_is_unmounted_and_never_run() {
+    let host = Host::installed();
+    host.start_example("coop-1");
+    host.l4d2ctl_ok(&["stop", "coop-1"]);
+    // What a start from before left: the tree mounted in the host's namespace, and no unit
+    // unmounting it any more.
+    let merged = format!("{ROOT}/runtime/coop-1/merged");
+    let leave_one = format!(
+        "mkdir -p /tmp/old /tmp/older && echo old > /tmp/old/old.txt && mount -t overlay overlay -o lowerdir=/tmp/old:/tmp/older {merged}"
+    );
+    host.ok("sh", &["-c", &leave_one]);
+    host.l4d2ctl_ok(&["start", "coop-1"]);
+    host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 answers");
+    let tree = host.sandbox.game_tree("coop-1");
+    assert!(!host.run("test", &["-e", &format!("{tree}/old.txt")]).status.success(), "the old tree is not run");
+    assert!(host.ok("cat", &[&format!("{tree}/left4dead2/cfg/server.cfg")]).contains("rcon_password"));
+    assert!(!host.ok("cat", &["/proc/1/mountinfo"]).contains("/runtime/"), "the host's is gone");
+
+    // A stopped server's: `install` unmounts it, and says so.
+    host.l4d2ctl_ok(&["stop", "coop-1"]);
+    host.ok("sh", &["-c", &leave_one]);
+    let installed = host.l4d2ctl_ok(&["install", "--units-only"]);
+    assert!(installed.contains("unmounted coop-1's tree"), "{installed}");
+    assert!(!host.ok("cat", &["/proc/1/mountinfo"]).contains("/runtime/"));
 }
 
 #[test]
@@ -126,8 +196,8 @@ fn the_first_overlay_wins_over_later_ones_and_the_base() {
     host.wait_for(15, |h| h.answered("stack")).expect("stack answers");
     let tags = host.l4d2ctl_ok(&["rcon", "stack", "sv_tags"]);
     assert!(tags.contains("\"sv_tags\" = \"from_upper\""), "{tags}");
-    let merged = host.ok("cat", &[&format!("{ROOT}/runtime/stack/merged/left4dead2/cfg/precedence.cfg")]);
-    assert_eq!(merged, "sv_tags from_upper\n");
+    let seen = host.ok("cat", &[&format!("{}/left4dead2/cfg/precedence.cfg", host.sandbox.game_tree("stack"))]);
+    assert_eq!(seen, "sv_tags from_upper\n");
 }
 
 #[test]
@@ -178,7 +248,7 @@ fn enabled_servers_come_back_after_a_power_cut() {
     sandbox.power_off();
     let host = Host::boot_on(disk);
     let status = host.wait_for(20, |h| h.answered("coop-1")).expect("coop-1 answers after the reboot");
-    assert_eq!(status["mounted"], true, "ExecStartPre mounted the overlay again");
+    assert_eq!(status["mounted"], true, "ExecStartPost mounted its tree again");
     assert_eq!(status["query"]["name"], "alice's coop");
 }
 
@@ -241,7 +311,8 @@ fn the_game_unit_is_hardened_and_install_runs_again_cleanly() {
 fn a_new_render_reaches_a_running_server_only_when_it_starts_again() {
     let host = Host::installed();
     host.start_example("coop-1");
-    let merged_cfg = format!("{ROOT}/runtime/coop-1/merged/left4dead2/cfg/server.cfg");
+    let server_cfg = |host: &Host| format!("{}/left4dead2/cfg/server.cfg", host.sandbox.game_tree("coop-1"));
+    let merged_cfg = server_cfg(&host);
     let before = host.ok("cat", &[&merged_cfg]);
     assert!(before.contains("z_difficulty Hard"), "{before}");
 
@@ -254,7 +325,7 @@ fn a_new_render_reaches_a_running_server_only_when_it_starts_again() {
 
     host.l4d2ctl_ok(&["restart", "coop-1"]);
     host.wait_for(15, |h| h.answered("coop-1")).expect("coop-1 answers after the restart");
-    assert!(host.ok("cat", &[&merged_cfg]).contains("z_difficulty Expert"));
+    assert!(host.ok("cat", &[&server_cfg(&host)]).contains("z_difficulty Expert"));
     let layers = std::fs::read_dir(host.root_path(&format!("{ROOT}/instances/coop-1/layers"))).unwrap().count();
     assert_eq!(layers, 1, "the earlier render's layer went with the start that replaced it");
 }

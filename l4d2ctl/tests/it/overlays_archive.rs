@@ -140,8 +140,8 @@ fn archives_unpack_in_order_a_server_sees_them_and_a_second_unpack_uses_the_cach
     let spec = site.host.write_spec("coop-1-mods", &spec.to_string());
     site.host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
     site.host.l4d2ctl_ok(&["start", "coop-1"]);
-    let merged = format!("{ROOT}/runtime/coop-1/merged/left4dead2");
     assert!(site.host.wait_for(15, |h| h.answered("coop-1")).is_some(), "coop-1 runs");
+    let merged = format!("{}/left4dead2", site.host.sandbox.game_tree("coop-1"));
     assert_eq!(site.host.ok("cat", &[&format!("{merged}/cfg/cfgogl/zonemod.cfg")]), "zonemod\n");
 
     // Again: from the cache, nothing downloaded.

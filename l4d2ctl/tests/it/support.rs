@@ -59,6 +59,22 @@ impl Host {
         self.sandbox.run(program, args)
     }
 
+    /// Runs `script` as the game of server `name` runs: in its unit's user and mount namespaces,
+    /// as the game's user (where its tree is at `$ROOT/runtime/<name>/merged`).
+    pub fn as_game(&self, name: &str, script: &str) -> Output {
+        let unit = format!("left4me-server@{name}.service");
+        let pid = self.ok("systemctl", &["show", "--property=MainPID", "--value", &unit]).trim().to_owned();
+        let uid = self.ok("id", &["-u", "left4me"]).trim().to_owned();
+        let gid = self.ok("id", &["-g", "left4me"]).trim().to_owned();
+        // Its user namespace, when it has one of its own (nsenter cannot enter the one it is in).
+        let own = |pid: &str| self.ok("readlink", &[&format!("/proc/{pid}/ns/user")]);
+        let namespaces: &[&str] = if own(&pid) == own("self") { &["-m"] } else { &["-U", "-m"] };
+        let mut args = vec!["-t", pid.as_str()];
+        args.extend(namespaces);
+        args.extend(["-S", &uid, "-G", &gid, "--", "sh", "-c", script]);
+        self.run("nsenter", &args)
+    }
+
     pub fn l4d2ctl(&self, args: &[&str]) -> Output {
         self.run("l4d2ctl", args)
     }

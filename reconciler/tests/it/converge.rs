@@ -42,7 +42,7 @@ fn apply_converges_the_examples_and_then_there_is_nothing_to_do() {
     // examples' pinned SourceMod archives are left out of it: there is no internet here).
     assert!(host.wait_for(15, |h| h.server("versus-1")["health"] == "Running"), "{}", host.server("versus-1"));
     assert_eq!(host.server("versus-1")["sync"], "Synced");
-    let merged = "/var/lib/left4me/runtime/versus-1/merged/left4dead2";
+    let merged = format!("{}/left4dead2", host.sandbox.game_tree("versus-1"));
     host.sandbox.run_ok("test", &["-f", &format!("{merged}/addons/121275675.vpk")]);
     let config = host.sandbox.run_ok("cat", &[&format!("{merged}/cfg/server.cfg")]);
     assert!(config.contains("versus_force_start_time 90"), "{config}");
@@ -119,7 +119,13 @@ fn when_empty_waits_for_players_and_a_deleted_server_is_archived_and_removed() {
     // The server's own data, then its deletion from the repo: stopped, archived, removed.
     host.sandbox.run_ok(
         "sh",
-        &["-c", "echo 'banid 0 STEAM_1:0:1' > /var/lib/left4me/runtime/coop-1/merged/left4dead2/cfg/banned_user.cfg"],
+        &[
+            "-c",
+            &format!(
+                "echo 'banid 0 STEAM_1:0:1' > {}/left4dead2/cfg/banned_user.cfg",
+                host.sandbox.game_tree("coop-1")
+            ),
+        ],
     );
     std::fs::remove_file(host.repo().join("servers/coop-1.yaml")).unwrap();
     host.git(&["commit", "--quiet", "--all", "--message", "retire coop-1"]);

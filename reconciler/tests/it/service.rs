@@ -135,7 +135,13 @@ fn with_the_service_going_kills_heal_rollouts_wait_invalid_commits_wait_and_dele
     // Fixed by deleting the server instead: stopped, its data archived, removed.
     host.sandbox.run_ok(
         "sh",
-        &["-c", "echo 'banid 0 STEAM_1:0:1' > /var/lib/left4me/runtime/coop-1/merged/left4dead2/cfg/banned_user.cfg"],
+        &[
+            "-c",
+            &format!(
+                "echo 'banid 0 STEAM_1:0:1' > {}/left4dead2/cfg/banned_user.cfg",
+                host.sandbox.game_tree("coop-1")
+            ),
+        ],
     );
     std::fs::remove_file(host.repo().join("servers/coop-1.yaml")).unwrap();
     host.git(&["commit", "--quiet", "--all", "--message", "retire coop-1"]);

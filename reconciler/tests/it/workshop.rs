@@ -72,11 +72,11 @@ impl Host {
 
     /// The addons a running server sees in its merged tree.
     fn addons(&self, server: &str) -> String {
-        self.sandbox.run_ok("ls", &[&format!("/var/lib/left4me/runtime/{server}/merged/left4dead2/addons")])
+        self.sandbox.run_ok("ls", &[&format!("{}/left4dead2/addons", self.sandbox.game_tree(server))])
     }
 
     fn seen_by(&self, server: &str, item: u64) -> String {
-        let path = format!("/var/lib/left4me/runtime/{server}/merged/left4dead2/addons/{item}.vpk");
+        let path = format!("{}/left4dead2/addons/{item}.vpk", self.sandbox.game_tree(server));
         String::from_utf8_lossy(&self.sandbox.run("head", &["-c", "200", &path]).stdout).into_owned()
     }
 
