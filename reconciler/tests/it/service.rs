@@ -196,7 +196,9 @@ fn an_upstream_is_followed_fast_forward_only() {
     host.sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
     host.expect_within(30, "coop-1 runs from the upstream's commit", |h| h.running("coop-1"));
 
-    // A rewritten upstream history is refused and reported; the host keeps what it runs.
+    // A rewritten upstream history is refused and reported; the host keeps what it runs. (The
+    // pass that started coop-1 records what it applied once it is over.)
+    host.expect_within(30, "the upstream's commit is recorded applied", |h| h.status()["last_applied"].is_string());
     let before = host.status()["last_applied"].clone();
     std::fs::write(
         work.join("servers/coop-2.yaml"),
