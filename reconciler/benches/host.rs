@@ -836,7 +836,8 @@ impl Bench {
     }
 
     fn wait_gone(&self, names: &[String]) {
-        let deadline = Instant::now() + PATIENCE;
+        // Hundreds of servers take minutes to go, more when their games are still starting.
+        let deadline = Instant::now() + Duration::from_secs(900);
         while Instant::now() < deadline {
             if names.iter().all(|n| !self.repo.parent().unwrap().join("instances").join(n).exists()) {
                 return;
