@@ -11,14 +11,21 @@
 //!   next to systemd's own over the same minute;
 //! - a new game build that changes 1 % of a ~2 GiB base: its disk and time, against a full copy of
 //!   the base; and the time from "build published" to every empty server running it, against a
-//!   plain steamcmd update in place and a `systemctl restart` of the same servers.
+//!   plain steamcmd update in place and a `systemctl restart` of the same servers;
+//! - bursts: one commit flipping 100 stopped servers to running (until every game answers A2S)
+//!   and one flipping them back (until every unit is inactive), against one `systemctl start` and
+//!   `stop` of as many floor units — the installed game unit, its hardening kept, running
+//!   `sleep infinity`; one server's start beside 0, 50 and 100 running, against one floor unit's
+//!   start; and 500 servers started and stopped by one commit each.
 //!
 //! Needs root and release binaries of the whole workspace:
 //! `cargo build --release --workspace --bins && cargo bench -p left4me-reconciler --bench host`
-//! (`-- commit`, `-- noop`, `-- idle` or `-- game` runs one part).
+//! (`-- commit`, `-- noop`, `-- idle`, `-- game` or `-- burst` runs one part; `--servers N` makes
+//! the bursts N and 2N servers instead of 100 and 500, for a quick run).
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use left4me_sim::{Git, Sandbox};
 use nix::time::{ClockId, clock_gettime};
@@ -28,12 +35,27 @@ const ROUNDS: usize = 5;
 const ROOT: &str = "/var/lib/left4me";
 /// fake-steamcmd's state folder: what Steam publishes, its knobs.
 const FAKE: &str = "/var/lib/fake-steamcmd";
+/// How long a wait for systemd or the games gives up after, unless told otherwise.
+const PATIENCE: Duration = Duration::from_secs(300);
+/// How often the burst part looks whether the games are up: seldom, so that its looks do not
+/// compete for the two CPUs with the starts being measured (its figures come from timestamps
+/// systemd and the journal take, not from when it looked).
+const SPARSE: Duration = Duration::from_millis(500);
+/// The floor units of the burst part: the installed game unit, running `sleep infinity`.
+const FLOOR_UNIT: &str = "left4me-floor@.service";
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("host bench: needs root (it boots a sandbox host)");
         std::process::exit(2);
     }
+    let (asked, sizes) = match arguments(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("host bench: {message}");
+            std::process::exit(2);
+        }
+    };
     let disk = left4me_sim::disk(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), "bench-disk-").unwrap();
     let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots (build the workspace's binaries first)");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_left4me")).parent().unwrap().to_path_buf();
@@ -43,8 +65,6 @@ fn main() {
     sandbox.run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
     let bench = Bench { sandbox, repo: disk.path().join("root/state"), db: disk.path().join("root/left4me.db") };
     bench.commit_servers(&[], "base");
-    // `cargo bench --bench host -- commit idle` runs only those parts (commit, noop, idle, game).
-    let asked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wanted = |part: &str| asked.is_empty() || asked.iter().any(|a| a == part);
 
     if wanted("commit") {
@@ -59,7 +79,41 @@ fn main() {
     if wanted("game") {
         bench.game_builds();
     }
+    if wanted("burst") {
+        bench.bursts(sizes);
+    }
     bench.sandbox.power_off();
+}
+
+/// The bursts' sizes: the burst and start-beside counts, and the large burst.
+#[derive(Clone, Copy)]
+struct Sizes {
+    burst: usize,
+    large: usize,
+}
+
+/// The parts asked for (`cargo bench --bench host -- commit idle` runs only those; none, all) and
+/// the bursts' sizes (`--servers N`: N and 2N, instead of 100 and 500). Other `--` flags are
+/// cargo's (`--bench`).
+fn arguments(mut args: impl Iterator<Item = String>) -> Result<(Vec<String>, Sizes), String> {
+    const PARTS: &[&str] = &["commit", "noop", "idle", "game", "burst"];
+    let mut parts = Vec::new();
+    let mut sizes = Sizes { burst: 100, large: 500 };
+    while let Some(arg) = args.next() {
+        if arg == "--servers" {
+            let value = args.next().unwrap_or_default();
+            let burst: usize = value.parse().ok().filter(|n| *n >= 2).ok_or_else(|| {
+                format!("--servers '{value}' is not a number of servers, 2 or more: say e.g. --servers 10")
+            })?;
+            sizes = Sizes { burst, large: burst * 2 };
+        } else if !arg.starts_with("--") {
+            if !PARTS.contains(&arg.as_str()) {
+                return Err(format!("no part '{arg}': the parts are {}", PARTS.join(", ")));
+            }
+            parts.push(arg);
+        }
+    }
+    Ok((parts, sizes))
 }
 
 struct Bench {
@@ -106,7 +160,7 @@ impl Bench {
                     let inside = format!("/var/lib/left4me/{name}.json");
                     self.sandbox.run_ok("l4d2ctl", &["--reconciler", "initialize", name, "-f", &inside]);
                 }
-                let units: Vec<String> = fresh.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+                let units = server_units(&fresh);
                 let mut start = vec!["start"];
                 start.extend(units.iter().map(String::as_str));
                 let t0 = monotonic_us();
@@ -116,7 +170,7 @@ impl Bench {
                     self.sandbox.run_ok("l4d2ctl", &["--reconciler", "delete", name]);
                 }
                 // Floor 2: the committed servers' own units, loaded already, stopped and started again.
-                let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+                let units = server_units(&names);
                 let mut stop = vec!["stop"];
                 stop.extend(units.iter().map(String::as_str));
                 self.sandbox.run_ok("systemctl", &stop);
@@ -182,7 +236,7 @@ impl Bench {
             let made = if state == "running" {
                 format!(", all active {:.1} s after the commit", (self.wait_active(&names) - t0) as f64 / 1e6)
             } else {
-                self.wait_instances(count);
+                self.wait_instances(&names);
                 String::new()
             };
             // Let the passes that made them end, then keep only passes with nothing to do.
@@ -200,8 +254,7 @@ impl Bench {
                 shows.push(monotonic_us() - t0);
             }
             let (pass, show) = (median(&mut durations) as f64, median(&mut shows) as f64 / 1000.0);
-            let load = self.sandbox.run_ok("cat", &["/proc/loadavg"]);
-            let load = load.split_whitespace().next().unwrap_or("?").to_owned();
+            let load = self.load();
             let label = format!("{count} {state}");
             println!(
                 "{label:<22} {pass:>7.0} ms {show:>9.1} ms {:>9.2}x   {processes}, load {load}{made}",
@@ -246,7 +299,6 @@ impl Bench {
         }
     }
 
-    /// Commits the servers in `state`.
     /// A new build over a ~2 GiB base, and a build's way to every empty server, each against its
     /// plain counterpart.
     fn game_builds(&self) {
@@ -300,7 +352,7 @@ impl Bench {
         self.wait_active(&names);
         println!("build published → 10 empty servers running it, median of {ROUNDS}:");
         let (mut left4me, mut plain) = (Vec::new(), Vec::new());
-        let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
+        let units = server_units(&names);
         // Rounds come faster than systemd's start limit allows (5 starts in 60 s): its counters
         // are reset before each timing, outside it.
         let mut reset = vec!["reset-failed"];
@@ -346,6 +398,224 @@ impl Bench {
         self.wait_gone(&names);
     }
 
+    /// Bursts of starts and stops by one commit, and one start beside more and more running
+    /// servers, each against floor units: the installed game unit's hardening around `sleep`.
+    fn bursts(&self, sizes: Sizes) {
+        self.install_floor_unit();
+        println!();
+        println!(
+            "bursts: one commit flips stopped servers to running (until every game answers A2S) or back (until every \
+             unit is inactive),"
+        );
+        println!(
+            "  against one `systemctl start`/`stop` of as many floor units: the installed game unit, its hardening \
+             kept, `Type=exec` running `sleep infinity`"
+        );
+        println!("{:<44} {:>12} {:>12} {:>9}", "", "commit", "floor", "ratio");
+        self.burst(sizes.burst, PATIENCE);
+        self.start_beside(sizes.burst);
+        // No target, but it must end: a generous wait, and how far it got if it does not.
+        self.burst(sizes.large, Duration::from_secs(900));
+    }
+
+    /// Writes the floor units' template: the game unit as `l4d2ctl install` put it, wherever that
+    /// is, with its `Exec*` and `Type=` lines replaced, so that the floor follows the game unit.
+    fn install_floor_unit(&self) {
+        let show = ["show", "--property=FragmentPath", "--value", "left4me-server@anchor.service"];
+        let installed = self.sandbox.run_ok("systemctl", &show);
+        let game = self.sandbox.run_ok("cat", &[installed.trim()]);
+        let mut floor = String::new();
+        for line in game.lines().filter(|line| !line.starts_with("Exec") && !line.starts_with("Type=")) {
+            floor.push_str(line);
+            floor.push('\n');
+            if line.trim() == "[Service]" {
+                floor.push_str("Type=exec\nExecStart=/bin/sleep infinity\n");
+            }
+        }
+        // The floor units take the stopped servers' own names (see `floor_units`): the paths the
+        // game unit binds for its instance (`runtime/%i`, `instances/%i/instance.json`) exist for
+        // them as they do for the game, so none is made optional and none is made for the floor.
+        let staged = self.repo.parent().unwrap().join(FLOOR_UNIT);
+        std::fs::write(&staged, floor).unwrap();
+        let inside = format!("{ROOT}/{FLOOR_UNIT}");
+        self.sandbox.run_ok("install", &["-m", "0644", &inside, &format!("/run/systemd/system/{FLOOR_UNIT}")]);
+        std::fs::remove_file(&staged).unwrap();
+        self.sandbox.run_ok("systemctl", &["daemon-reload"]);
+    }
+
+    /// `count` stopped servers started by one commit and stopped by the next, against one
+    /// `systemctl start` and one `stop` of as many floor units; waits at most `patience` for each.
+    fn burst(&self, count: usize, patience: Duration) {
+        let names: Vec<String> = (0..count).map(|i| format!("b{i:03}")).collect();
+        let units = server_units(&names);
+        self.commit_state(&names, "stopped", &format!("{count} servers stopped"));
+        self.wait_instances(&names);
+        // The floors first, while no game runs.
+        let (floor_start, floor_stop) = self.floor_burst(&names);
+        let (t0, wall) = self.commit_state(&names, "running", &format!("{count} servers running"));
+        let started = self.wait_journal(&units, &ANSWERING, t0, wall, patience).map(|at| at - t0);
+        let load = self.load();
+        let answering = self.answering(&names);
+        let (t0, wall) = self.commit_state(&names, "stopped", &format!("{count} servers stopped again"));
+        let stopped = self.wait_journal(&units, &STOPPED, t0, wall, patience).map(|at| at - t0);
+        let load_stopped = self.load();
+        let waited = patience.as_secs();
+        let row = |what: String, took: Result<u64, usize>, floor: u64, done: &str, load: &str, more: &str| match took {
+            Ok(took) => println!(
+                "{what:<44} {:>10.3} s {:>10.3} s {:>8.2}x   load {load}{more}",
+                secs(took),
+                secs(floor),
+                took as f64 / floor as f64
+            ),
+            Err(got) => println!(
+                "{what:<44} not over in {waited} s: {got} of {count} {done}; floor {:.3} s, load {load}{more}",
+                secs(floor)
+            ),
+        };
+        let more = format!(", then {answering} of {count} answer `l4d2ctl status`");
+        row(format!("{count} starts → every game answers A2S"), started, floor_start, "answered", &load, &more);
+        row(format!("{count} stops → every unit inactive"), stopped, floor_stop, "stopped", &load_stopped, "");
+        self.commit_servers(&[], "back to base");
+        self.wait_gone(&names);
+    }
+
+    /// One server started beside 0, half of `count` and `count` running, median of [`ROUNDS`],
+    /// until it answers A2S; against one floor unit's start with nothing running.
+    fn start_beside(&self, count: usize) {
+        let mut floors = Vec::new();
+        let mut rows = Vec::new();
+        let mut running = Vec::new();
+        for beside in [0, count / 2, count] {
+            let before = running.len();
+            running = (0..beside).map(|i| format!("r{i:03}")).collect();
+            let probe = format!("p{beside:03}");
+            let unit = server_units(std::slice::from_ref(&probe));
+            let servers = |state: &'static str| -> Vec<(String, &str)> {
+                running.iter().map(|name| (name.clone(), "running")).chain([(probe.clone(), state)]).collect()
+            };
+            let (t0, wall) = self.commit(&servers("stopped"), &format!("{beside} running, {probe} stopped"));
+            self.wait_instances(std::slice::from_ref(&probe));
+            // Those running already answered before.
+            let added = server_units(&running[before..]);
+            self.wait_journal(&added, &ANSWERING, t0, wall, PATIENCE)
+                .unwrap_or_else(|got| panic!("{got} of the {} servers added answered A2S", added.len()));
+            if beside == 0 {
+                floors = (0..ROUNDS).map(|_| self.floor_burst(std::slice::from_ref(&probe)).0).collect();
+            }
+            let mut starts = Vec::new();
+            for round in 0..ROUNDS {
+                // systemd's start limit (5 starts in 60 s) would refuse a later round: it is
+                // reset before each, outside the timing. (A unit systemd has unloaded has no
+                // count to reset, and the command fails: nothing to do then.)
+                self.sandbox.run("systemctl", &["reset-failed", &unit[0]]);
+                let (t0, wall) = self.commit(&servers("running"), &format!("{probe} running, round {round}"));
+                let answered = self.wait_journal(&unit, &ANSWERING, t0, wall, PATIENCE);
+                starts.push(answered.unwrap_or_else(|_| panic!("{probe} never answered A2S")) - t0);
+                let (t0, wall) = self.commit(&servers("stopped"), &format!("{probe} stopped, round {round}"));
+                let stopped = self.wait_journal(&unit, &STOPPED, t0, wall, PATIENCE);
+                stopped.unwrap_or_else(|_| panic!("{probe} never stopped"));
+            }
+            rows.push((beside, median(&mut starts), self.load()));
+            self.commit_state(&running, "running", &format!("{beside} running, {probe} gone"));
+            self.wait_gone(std::slice::from_ref(&probe));
+        }
+        let floor = median(&mut floors);
+        for (beside, start, load) in rows {
+            println!(
+                "{:<44} {:>10.3} s {:>10.3} s {:>8.2}x   load {load}",
+                format!("one start beside {beside} running → answers A2S"),
+                secs(start),
+                secs(floor),
+                start as f64 / floor as f64
+            );
+        }
+        self.commit_servers(&[], "back to base");
+        self.wait_gone(&running);
+    }
+
+    /// One `systemctl start` of the servers' floor units, until all are active, then one `stop`,
+    /// until all are inactive: (start, stop) in µs.
+    fn floor_burst(&self, names: &[String]) -> (u64, u64) {
+        let units = floor_units(names);
+        let systemctl = |verb: &str| {
+            let mut args = vec![verb];
+            args.extend(units.iter().map(String::as_str));
+            let t0 = (monotonic_us(), SystemTime::now());
+            self.sandbox.run_ok("systemctl", &args);
+            t0
+        };
+        let (t0, _) = systemctl("start");
+        let started = self.wait_units_active(&units, SPARSE) - t0;
+        let (t0, wall) = systemctl("stop");
+        let stopped = self.wait_journal(&units, &STOPPED, t0, wall, PATIENCE);
+        (started, stopped.unwrap_or_else(|got| panic!("{got} of {} floor units stopped", units.len())) - t0)
+    }
+
+    /// Waits, looking every [`SPARSE`], until the journal has `mark` of each unit at `t0` (µs,
+    /// monotonic; `wall` the same moment) or later. Returns the latest moment one had it, or how
+    /// many had when `patience` ran out.
+    fn wait_journal(
+        &self,
+        units: &[String],
+        mark: &Mark,
+        t0: u64,
+        wall: SystemTime,
+        patience: Duration,
+    ) -> Result<u64, usize> {
+        let units: HashSet<&str> = units.iter().map(String::as_str).collect();
+        // The journal's whole seconds, one back: the lines before t0 are left out by their stamp.
+        let since = wall.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().saturating_sub(1);
+        let since = format!("--since=@{since}");
+        let deadline = Instant::now() + patience;
+        loop {
+            let marked = self.marked(mark, &since, t0, &units);
+            if marked.len() == units.len() {
+                return Ok(marked.into_values().max().unwrap_or(t0));
+            }
+            if Instant::now() >= deadline {
+                return Err(marked.len());
+            }
+            std::thread::sleep(SPARSE);
+        }
+    }
+
+    /// When the journal first has `mark` of each of the units at `t0` or later: its own stamp of
+    /// the line (`__MONOTONIC_TIMESTAMP`, when journald got it, on the clock systemd's
+    /// `*TimestampMonotonic` use: the sandbox shares the kernel's clocks), so the figure does not
+    /// depend on when the journal is looked at.
+    fn marked<'u>(&self, mark: &Mark, since: &str, t0: u64, units: &HashSet<&'u str>) -> HashMap<&'u str, u64> {
+        let fields = format!("--output-fields={}", mark.unit);
+        let mut args = vec!["--output=json", fields.as_str(), "--no-pager", "--quiet", since];
+        args.extend(mark.matches);
+        let out = self.sandbox.run("journalctl", &args);
+        // journalctl fails when nothing matches yet; anything it says on stderr is a real failure.
+        assert!(out.stderr.is_empty(), "journalctl failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut first: HashMap<&str, u64> = HashMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Some(&unit) = entry[mark.unit].as_str().and_then(|unit| units.get(unit)) else { continue };
+            let at = entry["__MONOTONIC_TIMESTAMP"].as_str().and_then(|at| at.parse::<u64>().ok());
+            if let Some(at) = at.filter(|at| *at >= t0) {
+                first.entry(unit).and_modify(|seen| *seen = (*seen).min(at)).or_insert(at);
+            }
+        }
+        first
+    }
+
+    /// How many of the servers answer A2S, in one `l4d2ctl status`: the journal's word checked.
+    fn answering(&self, names: &[String]) -> usize {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.sandbox.run_ok("l4d2ctl", &["status", "--json"])).unwrap();
+        let answered: HashSet<&str> = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|server| !server["query"].is_null())
+            .filter_map(|server| server["name"].as_str())
+            .collect();
+        names.iter().filter(|name| answered.contains(name.as_str())).count()
+    }
+
     fn builds(&self) -> Vec<u64> {
         let game: serde_json::Value =
             serde_json::from_str(&self.sandbox.run_ok("l4d2ctl", &["game", "--json"])).unwrap();
@@ -367,8 +637,8 @@ impl Bench {
 
     /// Waits until every one of `names` runs, started on `build`.
     fn wait_on_build(&self, names: &[String], build: u64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(600);
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while Instant::now() < deadline {
             let observed = self.sandbox.run_ok("l4d2ctl", &["observe", "--brief"]);
             let observed: serde_json::Value = serde_json::from_str(&observed).unwrap();
             let on =
@@ -385,10 +655,10 @@ impl Bench {
         panic!("the servers never ran build {build}");
     }
 
-    fn commit_state(&self, names: &[String], state: &str, message: &str) {
-        self.write_state(names, state);
-        self.git(&["add", "--all"]);
-        self.git(&["commit", "--quiet", "--allow-empty", "--message", message]);
+    /// Commits the servers, all in `state`; returns when `git commit` began (see [`Bench::commit`]).
+    fn commit_state(&self, names: &[String], state: &str, message: &str) -> (u64, SystemTime) {
+        let servers: Vec<(String, &str)> = names.iter().map(|name| (name.clone(), state)).collect();
+        self.commit(&servers, message)
     }
 
     /// The last pass of a commit made at `wall` (ms of the day): when it began, when its
@@ -396,7 +666,7 @@ impl Bench {
     fn timeline(&self, wall: f64, active: f64) -> [f64; 6] {
         // The unit is active before the pass has recorded its start job and its event: wait for
         // the pass to finish recording (a loaded machine makes that gap long).
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let db = Db::open(&self.db).unwrap();
             let jobs = db.jobs(50).unwrap();
@@ -413,17 +683,18 @@ impl Bench {
                 let at = |t: &str| stamp_ms(t) - wall;
                 return [began, at(initialize.0), at(initialize.1), at(start.0), at(start.1), active];
             }
-            assert!(std::time::Instant::now() < deadline, "the pass of the commit never recorded its jobs");
+            assert!(Instant::now() < deadline, "the pass of the commit never recorded its jobs");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    fn wait_instances(&self, count: usize) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        while std::time::Instant::now() < deadline {
-            let made = std::fs::read_dir(self.repo.parent().unwrap().join("instances")).map(|d| d.count()).unwrap_or(0);
-            // The anchor server is one more.
-            if made > count {
+    /// Waits until each server's instance is made (its `instance.json` written), looking at the
+    /// disk only.
+    fn wait_instances(&self, names: &[String]) {
+        let instances = self.repo.parent().unwrap().join("instances");
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if names.iter().all(|name| instances.join(name).join("instance.json").exists()) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -431,17 +702,22 @@ impl Bench {
         panic!("the instances were never made");
     }
 
-    /// Commits the servers, running; returns when `git commit` began (µs, monotonic; and ms of
-    /// the day).
-    fn commit_servers(&self, names: &[String], message: &str) -> (u64, std::time::SystemTime) {
-        self.write_state(names, "running");
+    /// Commits the servers, running; returns when `git commit` began (see [`Bench::commit`]).
+    fn commit_servers(&self, names: &[String], message: &str) -> (u64, SystemTime) {
+        self.commit_state(names, "running", message)
+    }
+
+    /// Commits the servers, each in its state (beside the anchor); returns when `git commit`
+    /// began: µs of the monotonic clock, and the time of day.
+    fn commit(&self, servers: &[(String, &str)], message: &str) -> (u64, SystemTime) {
+        self.write_state(servers);
         self.git(&["add", "--all"]);
-        let t0 = (monotonic_us(), std::time::SystemTime::now());
+        let t0 = (monotonic_us(), SystemTime::now());
         self.git(&["commit", "--quiet", "--allow-empty", "--message", message]);
         t0
     }
 
-    fn write_state(&self, names: &[String], state: &str) {
+    fn write_state(&self, servers: &[(String, &str)]) {
         let _ = std::fs::remove_dir_all(self.repo.join("servers"));
         std::fs::create_dir_all(self.repo.join("servers")).unwrap();
         std::fs::create_dir_all(self.repo.join("blueprints")).unwrap();
@@ -457,7 +733,7 @@ impl Bench {
         .unwrap();
         // One server that stays, so that removing the others never removes every server.
         let mut all: Vec<(String, &str)> = vec![("anchor".into(), "stopped")];
-        all.extend(names.iter().map(|n| (n.clone(), state)));
+        all.extend(servers.iter().cloned());
         for (index, (name, state)) in all.iter().enumerate() {
             std::fs::write(
                 self.repo.join(format!("servers/{name}.yaml")),
@@ -478,12 +754,12 @@ impl Bench {
     /// Waits, looking at the disk only, until each server's start (its unit's `ExecStartPre`)
     /// wrote its `started.json` after `since`: a `systemctl` every few milliseconds would compete
     /// for the two CPUs with the pass being measured.
-    fn wait_started(&self, names: &[String], since: std::time::SystemTime) {
+    fn wait_started(&self, names: &[String], since: SystemTime) {
         // File times come from a coarse clock, a few ms behind.
         let since = since - Duration::from_millis(20);
         let runtime = self.repo.parent().unwrap().join("runtime");
-        let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
             let written = |name: &String| {
                 let modified = std::fs::metadata(runtime.join(name).join("started.json")).and_then(|m| m.modified());
                 modified.is_ok_and(|at| at >= since)
@@ -496,11 +772,16 @@ impl Bench {
         panic!("the servers never started");
     }
 
-    /// Waits until every unit is active; returns the latest ActiveEnterTimestampMonotonic (µs).
+    /// Waits until every server's unit is active; returns the latest ActiveEnterTimestampMonotonic (µs).
     fn wait_active(&self, names: &[String]) -> u64 {
-        let units: Vec<String> = names.iter().map(|n| format!("left4me-server@{n}.service")).collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        while std::time::Instant::now() < deadline {
+        self.wait_units_active(&server_units(names), Duration::from_millis(25))
+    }
+
+    /// Waits, looking every `every`, until every unit is active; returns the latest
+    /// ActiveEnterTimestampMonotonic (µs).
+    fn wait_units_active(&self, units: &[String], every: Duration) -> u64 {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
             let mut args = vec!["show", "--property=ActiveState,ActiveEnterTimestampMonotonic"];
             args.extend(units.iter().map(String::as_str));
             let out = self.sandbox.run_ok("systemctl", &args);
@@ -513,7 +794,7 @@ impl Bench {
                     .max()
                     .unwrap();
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(every);
         }
         panic!("the units never became active");
     }
@@ -555,7 +836,9 @@ impl Bench {
     }
 
     fn wait_gone(&self, names: &[String]) {
-        for _ in 0..1200 {
+        // Hundreds of servers take minutes to go, more when their games are still starting.
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while Instant::now() < deadline {
             if names.iter().all(|n| !self.repo.parent().unwrap().join("instances").join(n).exists()) {
                 return;
             }
@@ -563,10 +846,43 @@ impl Bench {
         }
         panic!("the servers were never removed");
     }
+
+    /// The host's load average over the last minute (the machine is shared).
+    fn load(&self) -> String {
+        let load = self.sandbox.run_ok("cat", &["/proc/loadavg"]);
+        load.split_whitespace().next().unwrap_or("?").to_owned()
+    }
+}
+
+/// A line of the journal that tells when a unit got somewhere: journalctl's matches for it, and
+/// the field of the line that names the unit.
+struct Mark {
+    matches: &'static [&'static str],
+    unit: &'static str,
+}
+
+/// The game answers A2S: sim-srcds, srcds's stand-in, says so once its query thread runs (its
+/// console goes to the journal, as srcds's does).
+const ANSWERING: Mark = Mark { matches: &["--grep=^sim-srcds: answering A2S"], unit: "_SYSTEMD_UNIT" };
+
+/// systemd's line of a stop job done: the unit is inactive, `ExecStopPost=` over. (A unit
+/// stopped, and disabled or never enabled, is unloaded at once: its `InactiveEnterTimestamp`
+/// goes with it.)
+const STOPPED: Mark = Mark { matches: &["_PID=1", "JOB_TYPE=stop", "JOB_RESULT=done"], unit: "UNIT" };
+
+fn server_units(names: &[String]) -> Vec<String> {
+    names.iter().map(|name| format!("left4me-server@{name}.service")).collect()
+}
+
+/// The floor units of the servers: the same instance names, so that every path the game unit
+/// binds for its instance exists for them too.
+fn floor_units(names: &[String]) -> Vec<String> {
+    let template = FLOOR_UNIT.trim_end_matches(".service");
+    names.iter().map(|name| format!("{template}{name}.service")).collect()
 }
 
 /// Milliseconds since midnight (UTC) of a time.
-fn ms_of_day(time: std::time::SystemTime) -> f64 {
+fn ms_of_day(time: SystemTime) -> f64 {
     let since = time.duration_since(std::time::UNIX_EPOCH).unwrap();
     (since.as_secs() % 86_400) as f64 * 1000.0 + f64::from(since.subsec_micros()) / 1000.0
 }
@@ -584,6 +900,10 @@ fn stamp_ms(stamp: &str) -> f64 {
 fn monotonic_us() -> u64 {
     let now = clock_gettime(ClockId::CLOCK_MONOTONIC).unwrap();
     now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
 }
 
 fn median(values: &mut [u64]) -> u64 {

@@ -61,14 +61,23 @@ impl Proc {
 
     /// Waits until stdout has a line containing `needle`; panics with the output when it does not come.
     pub(crate) fn wait_for_stdout(&mut self, needle: &str) {
+        self.wait_for_line(&self.stdout, "stdout", needle);
+    }
+
+    /// Waits until stderr has a line containing `needle`; panics with the output when it does not come.
+    pub(crate) fn wait_for_stderr(&mut self, needle: &str) {
+        self.wait_for_line(&self.stderr, "stderr", needle);
+    }
+
+    fn wait_for_line(&self, lines: &Mutex<Vec<String>>, stream: &str, needle: &str) {
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
-            if self.stdout.lock().expect("the reader thread does not panic").iter().any(|line| line.contains(needle)) {
+            if lines.lock().expect("the reader thread does not panic").iter().any(|line| line.contains(needle)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("no line with {needle:?} on stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+        panic!("no line with {needle:?} on {stream}:\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
     }
 
     /// The exit status, once the process has exited and all its output is read; None if it is still running
@@ -792,6 +801,17 @@ fn missing_map_keeps_the_server_up() {
     let mut server = root.start(&["+map", "c1m9_nothere"]);
     assert_eq!(server.a2s().info().expect("info").map, "");
     server.proc.wait_for_stdout("Couldn't find map c1m9_nothere");
+}
+
+#[test]
+fn it_says_on_stderr_once_it_answers_queries() {
+    let root = GameRoot::new("");
+    let port = free_port();
+    let mut proc = Proc::spawn(root.command(port, &["+map", "c1m1_hotel"]));
+    proc.wait_for_stderr(&format!("sim-srcds: answering A2S queries on 127.0.0.1:{port}"));
+    // Once said, a query is answered: the line marks a finished start.
+    let info = A2s::new(port).info().expect("an answer to the first query after the line");
+    assert_eq!(info.map, "c1m1_hotel");
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub fn serve(server: &Server, socket: &UdpSocket) {
     let mut challenges = Challenges::new();
     let mut split_id: i32 = 0;
     let mut buf = [0u8; 2048];
+    // The moment a start is done, which the journal keeps: whoever times starts reads it there
+    // afterwards instead of querying while they happen.
+    eprintln!("sim-srcds: answering A2S queries on {}", server.addr);
     loop {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(received) => received,

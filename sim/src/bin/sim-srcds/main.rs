@@ -12,6 +12,8 @@
 //! - console command `sim_players <n>`: the number of human players A2S and `status` report.
 //! - console command `sim_say <player> <text>`: simulated player `<player>` (1 to `sim_players`)
 //!   says the text, which the game's log sends.
+//! - on stderr, `sim-srcds: answering A2S queries on <ip>:<port>` once the query thread is about to
+//!   answer (the socket bound before it): when a start is over, for benchmarks that read it afterwards.
 //! - cvar `sim_mapchange_seconds` (default 0): how long the server stays silent to A2S after a map change,
 //!   to simulate the query gaps of real map changes.
 
