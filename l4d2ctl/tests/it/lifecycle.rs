@@ -123,7 +123,9 @@ fn a_game_sees_only_its_own_tree_and_no_other_servers_files_or_secrets() {
     assert!(!host_mounts.contains("/runtime/"), "{host_mounts}");
     assert_eq!(host.ok("ls", &["-A", &format!("{ROOT}/runtime/coop-1/merged")]), "", "empty in the host's view");
 
-    // In coop-1's namespaces, as its game: its own tree and nothing else of $ROOT.
+    // In coop-1's namespaces, as its game: its own tree and nothing else of $ROOT. (The sandbox
+    // keeps its disk in sight at its own path too, which a real host's $ROOT does not have: the
+    // search below is of $ROOT and of coop-2's processes.)
     let seen = host.as_game("coop-1", &format!(
         "ls -A {ROOT}; echo --; ls -A {ROOT}/runtime {ROOT}/instances; echo --; \
          grep -c rcon_password {ROOT}/runtime/coop-1/merged/left4dead2/cfg/server.cfg; echo --; \

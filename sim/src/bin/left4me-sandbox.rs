@@ -14,8 +14,7 @@
 //!
 //! Inside, `/run` and `/tmp` are fresh tmpfs, so whatever of the host lies under them is hidden.
 //! Each `--share DIR` (and the disk) stays visible at its own path all the same: a checkout or a
-//! build under `/tmp` still works. Only the disk's `root/` is covered at its own path, since it is
-//! `$ROOT`: a real host has `$ROOT` at one path only.
+//! build under `/tmp` still works.
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -244,14 +243,6 @@ fn init(disk: &Path, shares: &[PathBuf], hierarchies: &[Hierarchy]) -> Result<In
         let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
         mounted(&share.display().to_string(), mount(Some(source.as_str()), share.as_path(), none, flags, none))?;
     }
-    // A real host has $ROOT at one path: its folder on the disk is covered by an empty one here,
-    // so that what a unit hides by hiding $ROOT is not in reach by the disk's own path.
-    let backing = disk.join("root");
-    let cover = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-    mounted(
-        &backing.display().to_string(),
-        mount(Some("tmpfs"), &backing, Some("tmpfs"), cover, Some("mode=0700,size=4k")),
-    )?;
 
     let systemd = CString::new("/lib/systemd/systemd").expect("no NUL in a literal");
     let argv = ["/lib/systemd/systemd", "--system", "--unit=multi-user.target", "--log-target=journal-or-kmsg"]
