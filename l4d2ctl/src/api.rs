@@ -525,8 +525,10 @@ pub enum Outcome {
     },
     /// `start`: each server's own answer, in the order asked.
     Started { servers: Vec<ServerStart> },
-    /// `stop`.
+    /// `stop` of one server.
     Stopped { name: Name },
+    /// `stop` of several: each server's answer.
+    StoppedAll { servers: Vec<ServerStop> },
     /// `restart`.
     Restarted { name: Name },
     /// `delete`.
@@ -561,6 +563,15 @@ pub struct ServerStart {
     pub name: Name,
     pub started: bool,
     /// Why it did not start, in the words its `failed to start` line gives.
+    pub error: Option<String>,
+}
+
+/// One server's answer to a `stop` of several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStop {
+    pub name: Name,
+    pub stopped: bool,
+    /// Why it did not stop, in the words its `failed to stop` line gives.
     pub error: Option<String>,
 }
 

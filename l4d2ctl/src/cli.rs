@@ -58,8 +58,11 @@ pub enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Stop and disable a server.
-    Stop { name: String },
+    /// Stop and disable servers. Several stop together, as one systemd transaction.
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Restart a running server (it runs its current render afterwards).
     Restart { name: String },
     /// Stop a server and remove its instance; a missing one is already deleted.
@@ -312,7 +315,8 @@ mod tests {
                 write(Cmd::Initialize { name: name.to_string(), file: "-".into(), build })
             }
             Command::Start { names } => write(Cmd::Start { names: names.iter().map(Name::to_string).collect() }),
-            Command::Stop { name } => write(Cmd::Stop { name: name.to_string() }),
+            Command::Stop { name } => write(Cmd::Stop { names: vec![name.to_string()] }),
+            Command::StopAll { names } => write(Cmd::Stop { names: names.iter().map(Name::to_string).collect() }),
             Command::Restart { name } => write(Cmd::Restart { name: name.to_string() }),
             Command::Delete { name } => write(Cmd::Delete { name: name.to_string() }),
             Command::Release { name } => write(Cmd::Release { name: name.to_string() }),
@@ -375,6 +379,7 @@ mod tests {
             Command::Initialize { name: name.clone(), build: Some(16_046_151) },
             Command::Start { names: vec![name.clone(), other] },
             Command::Stop { name: name.clone() },
+            Command::StopAll { names: vec![name.clone(), Name::new("coop-2").unwrap()] },
             Command::Restart { name: name.clone() },
             Command::Delete { name: name.clone() },
             Command::Release { name: name.clone() },

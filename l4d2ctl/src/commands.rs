@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, parse_digest};
+use l4d2ctl::api::{Detail, FetchItem, Outcome, ServerStart, ServerStop, parse_digest};
 use l4d2ctl::host::unit_name;
 use l4d2ctl::rcon::Rcon;
 use l4d2ctl::{
@@ -35,7 +35,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Initialize { name, file, build } => initialize(&by, &name, &file, build, out).map(Some),
         Cmd::Start { names } => start(&by, &names, out).map(Some),
         Cmd::Restart { name } => restart(&by, &name, out).map(Some),
-        Cmd::Stop { name } => stop(&by, &name, out).map(Some),
+        Cmd::Stop { names } => stop(&by, &names, out).map(Some),
         Cmd::Delete { name } => delete(&by, &name, out).map(Some),
         Cmd::Status { name } => show_status(&host, name.as_deref(), json).map(|()| None),
         Cmd::Show { name } => show(&host, &name).map(|()| None),
@@ -66,13 +66,17 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
     }
 }
 
-/// What a write that ran to its end still answers with its exit code: a `start` of which some
-/// servers did not start fails, after every server got its answer.
+/// What a write that ran to its end still answers with its exit code: a `start` (a `stop` of
+/// several) of which some servers did not start (stop) fails, after every server got its answer.
 pub fn verdict(outcome: &Outcome) -> Result<(), Error> {
-    let Outcome::Started { servers } = outcome else { return Ok(()) };
-    match servers.iter().filter(|s| !s.started).count() {
+    let (failed, of, verb) = match outcome {
+        Outcome::Started { servers } => (servers.iter().filter(|s| !s.started).count(), servers.len(), "start"),
+        Outcome::StoppedAll { servers } => (servers.iter().filter(|s| !s.stopped).count(), servers.len(), "stop"),
+        _ => return Ok(()),
+    };
+    match failed {
         0 => Ok(()),
-        n => Err(Error::Invalid(format!("{n} of {} servers failed to start", servers.len()))),
+        n => Err(Error::Invalid(format!("{n} of {of} servers failed to {verb}"))),
     }
 }
 
@@ -346,15 +350,32 @@ fn restart(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
     Ok(Outcome::Restarted { name })
 }
 
-fn stop(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
-    let name = parse_name(name)?;
+/// Stops the servers together, one systemd transaction; of several, each gets its own answer.
+fn stop(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> {
+    let names = names.iter().map(|n| parse_name(n)).collect::<Result<Vec<_>, _>>()?;
     require_root("stop")?;
     let _lock = by.lock()?;
-    let _server = by.server_locks([&name])?;
-    by.mark(&name, "stop")?;
-    systemd::disable_now(&unit_name(&name))?;
-    out.about(&name, format!("{name}: stopped"));
-    Ok(Outcome::Stopped { name })
+    let _servers = by.server_locks(names.iter())?;
+    for name in &names {
+        by.mark(name, "stop")?;
+    }
+    if let [name] = names.as_slice() {
+        systemd::disable_now(&unit_name(name))?;
+        out.about(name, format!("{name}: stopped"));
+        return Ok(Outcome::Stopped { name: name.clone() });
+    }
+    let units: Vec<String> = names.iter().map(unit_name).collect();
+    let not_stopped = systemd::disable_now_all(&units);
+    let mut servers = Vec::with_capacity(names.len());
+    for (name, unit) in names.iter().zip(&units) {
+        let error = not_stopped.iter().find(|(u, _)| u == unit).map(|(_, error)| error.clone());
+        match &error {
+            Some(error) => out.about(name, format!("{name}: failed to stop: {error}")),
+            None => out.about(name, format!("{name}: stopped")),
+        }
+        servers.push(ServerStop { name: name.clone(), stopped: error.is_none(), error });
+    }
+    Ok(Outcome::StoppedAll { servers })
 }
 
 fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {

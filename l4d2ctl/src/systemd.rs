@@ -27,10 +27,7 @@ pub fn daemon_reload() -> Result<(), Error> {
 /// Enables and starts a unit; the template is loaded already, so no reload is needed (a reload
 /// costs more than the start itself).
 pub fn enable_now(units: &[String]) -> Vec<(String, String)> {
-    let mut enable = vec!["enable", "--now", "--no-reload", "--quiet"];
-    enable.extend(units.iter().map(String::as_str));
-    let together = Command::new("systemctl").args(&enable).stdin(Stdio::null()).stderr(Stdio::null()).status();
-    if together.is_ok_and(|s| s.success()) {
+    if together("enable", units) {
         return Vec::new();
     }
     // One of them failed, or several: each on its own, so each gets its own answer. A start
@@ -50,6 +47,22 @@ pub fn enable_now(units: &[String]) -> Vec<(String, String)> {
 
 pub fn disable_now(unit: &str) -> Result<(), Error> {
     systemctl(&["disable", "--now", "--no-reload", "--quiet", unit]).map(drop)
+}
+
+/// Stops and disables units together, one transaction; only when that fails is each tried on its
+/// own, so each gets its own answer. Returns those that failed, with why.
+pub fn disable_now_all(units: &[String]) -> Vec<(String, String)> {
+    if together("disable", units) {
+        return Vec::new();
+    }
+    units.iter().filter_map(|unit| disable_now(unit).err().map(|error| (unit.clone(), error.to_string()))).collect()
+}
+
+/// `systemctl <verb> --now --no-reload` of all the units, one transaction: whether it worked.
+fn together(verb: &str, units: &[String]) -> bool {
+    let mut args = vec![verb, "--now", "--no-reload", "--quiet"];
+    args.extend(units.iter().map(String::as_str));
+    Command::new("systemctl").args(&args).stdin(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Clears a unit's failed state. Returns whether it was failed.

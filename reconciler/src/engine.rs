@@ -718,19 +718,21 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Runs one phase of the plan; a server whose earlier step failed is skipped. Starts go to
-    /// systemd together, one transaction, as a plain `systemctl start` of the same units would:
-    /// systemd then starts them side by side.
+    /// Runs one phase of the plan; a server whose earlier step failed is skipped. Starts, and
+    /// stops, go to systemd together, one transaction, as a plain `systemctl start` (`stop`) of
+    /// the same units would: systemd then starts (stops) them side by side.
     fn run_phase(&self, phase: &[&Step], ran: &mut Ran) -> Result<(), Error> {
         let broken: Vec<Name> = ran.failures.broken().into_iter().cloned().collect();
         let steps = phase.iter().filter(|step| !broken.contains(&step.server));
-        let failures = if phase.len() > 1 && phase.iter().all(|step| step.action == Action::Start) {
+        let together =
+            [Action::Start, Action::Stop].into_iter().find(|action| phase.iter().all(|s| s.action == *action));
+        let failures = if let Some(action) = together.filter(|_| phase.len() > 1) {
             let servers: Vec<Name> = steps.map(|step| step.server.clone()).collect();
             if servers.is_empty() {
                 return Ok(());
             }
             ran.processes += 1;
-            self.start_together(&servers)?
+            self.together(&action, &servers)?
         } else {
             self.run_side_by_side(steps.map(|step| step_job(step)).collect(), &mut ran.processes)?
         };
@@ -854,23 +856,28 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Starts several servers with one `l4d2ctl start a b …`, a job per server.
-    fn start_together(&self, servers: &[Name]) -> Result<Vec<Failure>, Error> {
+    /// Starts (stops) several servers with one `l4d2ctl start a b …` (`stop a b …`), a job per
+    /// server.
+    fn together(&self, action: &Action, servers: &[Name]) -> Result<Vec<Failure>, Error> {
+        let (kind, reason, command) = match action {
+            Action::Stop => ("stop", "declared stopped", api::Command::StopAll { names: servers.to_vec() }),
+            _ => ("start", "declared running", api::Command::Start { names: servers.to_vec() }),
+        };
         let jobs = servers
             .iter()
-            .map(|server| Ok((server.clone(), self.queue("start", server, "declared running")?)))
+            .map(|server| Ok((server.clone(), self.queue(kind, server, reason)?)))
             .collect::<Result<Vec<_>, Error>>()?;
-        let ends = host::start_together(self.l4d2ctl, &self.jobs, &jobs)?;
+        let ends = host::together(self.l4d2ctl, &self.jobs, &jobs, &command)?;
         for ((server, id), end) in jobs.iter().zip(&ends) {
             if !end.succeeded() {
-                self.tell_failed(*id, "start", server, end.code)?;
+                self.tell_failed(*id, kind, server, end.code)?;
             }
         }
         Ok(servers
             .iter()
             .zip(ends)
             .filter(|(_, end)| !end.succeeded())
-            .map(|(server, end)| Failure { target: server.clone(), what: format!("start {server}"), retry: end.retry })
+            .map(|(server, end)| Failure { target: server.clone(), what: format!("{kind} {server}"), retry: end.retry })
             .collect())
     }
 

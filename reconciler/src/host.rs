@@ -348,10 +348,16 @@ fn read_lines(child: &mut Child, mut line: impl FnMut(&'static str, &str), mut t
     }
 }
 
-/// Starts several servers with one `l4d2ctl start a b …`, each given as its queued job: each
-/// job is given the lines about its server and the lines about none in particular. Returns each
-/// job's end, in the order of `servers`.
-pub fn start_together(l4d2ctl: &Path, jobs: &Jobs<'_>, servers: &[(Name, i64)]) -> Result<Vec<JobEnd>, Error> {
+/// Starts (stops) several servers with one `l4d2ctl start a b …` (`command`: `Start` or
+/// `StopAll` of them), each given as its queued job: each job is given the lines about its
+/// server and the lines about none in particular. Returns each job's end, in the order of
+/// `servers`.
+pub fn together(
+    l4d2ctl: &Path,
+    jobs: &Jobs<'_>,
+    servers: &[(Name, i64)],
+    command: &api::Command,
+) -> Result<Vec<JobEnd>, Error> {
     {
         let db = jobs.lock().expect("no worker panics");
         for (_, id) in servers {
@@ -359,7 +365,7 @@ pub fn start_together(l4d2ctl: &Path, jobs: &Jobs<'_>, servers: &[(Name, i64)]) 
         }
     }
     let names: Vec<Name> = servers.iter().map(|(server, _)| server.clone()).collect();
-    let argv = api::Command::Start { names: names.clone() }.argv();
+    let argv = command.argv();
     let output = Process::new(l4d2ctl).args(&argv).stdin(Stdio::null()).output();
     let mut answer = Answer::default();
     let (stdout, stderr, said, retry) = match output {
@@ -376,7 +382,7 @@ pub fn start_together(l4d2ctl: &Path, jobs: &Jobs<'_>, servers: &[(Name, i64)]) 
             (Vec::new(), error.to_string(), None, error.retry())
         }
     };
-    let started = answer.started(&stdout);
+    let done = answer.done(&stdout);
     let db = jobs.lock().expect("no worker panics");
     // Every job is ended, even when its lines cannot be written: the first error is returned.
     let mut first_error = None;
@@ -401,7 +407,7 @@ pub fn start_together(l4d2ctl: &Path, jobs: &Jobs<'_>, servers: &[(Name, i64)]) 
         if let Some(said) = &said {
             keep(db.append_line(*id, "stderr", said));
         }
-        let end = JobEnd { code: if started.contains(&server) { 0 } else { 1 }, retry, outcome: None, cancelled: None };
+        let end = JobEnd { code: if done.contains(&server) { 0 } else { 1 }, retry, outcome: None, cancelled: None };
         keep(db.finish_job(*id, end.code));
         ends.push(end);
     }
@@ -440,18 +446,26 @@ impl Answer {
         }
     }
 
-    /// The servers a `start` says it started: by its outcome, or — when it has none, as an
-    /// l4d2ctl killed after systemd started the units leaves none — by its `<name>: started`
-    /// lines (`lines` as [`Answer::read`] gave them), as a start's log has always read.
-    fn started<'a>(&'a self, lines: &'a [(Option<Name>, String)]) -> Vec<&'a Name> {
+    /// The servers a `start` (a `stop` of several) says it started (stopped): by its outcome, or
+    /// — when it has none, as an l4d2ctl killed after systemd started the units leaves none — by
+    /// its `<name>: started` (`stopped`) lines (`lines` as [`Answer::read`] gave them), as a
+    /// start's log has always read.
+    fn done<'a>(&'a self, lines: &'a [(Option<Name>, String)]) -> Vec<&'a Name> {
         match &self.outcome {
             Some(api::Outcome::Started { servers }) => {
                 servers.iter().filter(|server| server.started).map(|server| &server.name).collect()
             }
+            Some(api::Outcome::StoppedAll { servers }) => {
+                servers.iter().filter(|server| server.stopped).map(|server| &server.name).collect()
+            }
             Some(_) => Vec::new(),
             None => lines
                 .iter()
-                .filter_map(|(about, text)| about.as_ref().filter(|about| *text == format!("{about}: started")))
+                .filter_map(|(about, text)| {
+                    about
+                        .as_ref()
+                        .filter(|about| [": started", ": stopped"].iter().any(|end| *text == format!("{about}{end}")))
+                })
                 .collect(),
         }
     }
@@ -530,7 +544,7 @@ mod tests {
             .into_iter()
             .filter_map(|line| answer.read(line, &servers).map(|(about, text)| (about, text.into_owned())))
             .collect();
-        assert_eq!(answer.started(&lines), [&name("coop-1")], "with no outcome, its lines tell");
+        assert_eq!(answer.done(&lines), [&name("coop-1")], "with no outcome, its lines tell");
     }
 
     #[test]
@@ -547,7 +561,7 @@ mod tests {
         });
         assert!(answer.read(&done, &servers).is_none(), "the end is no line of the log");
         let said = [(Some(name("coop-2")), "coop-2: started".to_owned())];
-        assert_eq!(answer.started(&said), [&name("coop-1")], "the outcome tells, not the words");
+        assert_eq!(answer.done(&said), [&name("coop-1")], "the outcome tells, not the words");
         assert_eq!(answer.retry(End::Code(1)), Retry::Transient, "l4d2ctl said nothing of it");
 
         for (kind, retry) in

@@ -378,7 +378,7 @@ fn kind_of(command: &api::Command) -> &'static str {
         api::Command::ForSchedule { write, .. } => kind_of(write),
         api::Command::Restart { .. } => "restart",
         api::Command::Start { .. } => "start",
-        api::Command::Stop { .. } => "stop",
+        api::Command::Stop { .. } | api::Command::StopAll { .. } => "stop",
         api::Command::Release { .. } => "release",
         api::Command::Backup { .. } => "backup",
         api::Command::Rcon { .. } => "command",

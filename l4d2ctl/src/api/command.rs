@@ -52,6 +52,10 @@ pub enum Command {
     Stop {
         name: Name,
     },
+    /// Several servers stopped together (`l4d2ctl stop a b …`): one systemd transaction.
+    StopAll {
+        names: Vec<Name>,
+    },
     Restart {
         name: Name,
     },
@@ -179,6 +183,11 @@ impl Command {
                 argv
             }
             Command::Stop { name } => write(&["stop", name.as_str()]),
+            Command::StopAll { names } => {
+                let mut argv = write(&["stop"]);
+                argv.extend(names.iter().map(Name::to_string));
+                argv
+            }
             Command::Restart { name } => write(&["restart", name.as_str()]),
             Command::Delete { name } => write(&["delete", name.as_str()]),
             Command::Release { name } => write(&["release", name.as_str()]),

@@ -49,6 +49,17 @@ fn a_start_of_two_servers_answers_each_and_its_lines_are_the_plain_runs() {
     assert!(why.contains(&format!("upperdir {ROOT}/runtime/coop-2/upper is missing")), "{why}");
     assert!(plain_lines.contains(&format!("coop-2: failed to start: {why}")), "{plain_lines:?}");
     assert_eq!(servers[0].error, None);
+
+    // Stopped together, one transaction: each answers.
+    let json = host.l4d2ctl(&["--reconciler", "--json", "stop", "coop-1", "coop-2"]);
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let messages = read_messages(&json.stdout);
+    let Some(Message::Done { outcome: Outcome::StoppedAll { servers } }) = messages.last() else {
+        panic!("done, with each stop: {messages:?}")
+    };
+    let answers: Vec<(&str, bool)> = servers.iter().map(|s| (s.name.as_str(), s.stopped)).collect();
+    assert_eq!(answers, [("coop-1", true), ("coop-2", true)]);
+    assert_eq!(host.status_json("coop-1")["active_state"], "inactive");
 }
 
 #[test]
