@@ -48,7 +48,7 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     let paths = host.instance(name);
     // One mount of a server at a time: one by hand never races its unit's.
     let _mounting = crate::fsutil::lock(&paths.runtime.join("mount.lock"), || ())?;
-    let (game, by_hand) = find_game(name)?;
+    let (game, by_hand, invocation) = find_game(name)?;
     let merged = paths.merged();
     if by_hand && game.tree(&merged).is_some() {
         return Ok(false);
@@ -108,7 +108,9 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
             options.len()
         )));
     }
-    attach(&game, host, &merged, &options).map_err(|e| {
+    let runtime = fs::File::open(&paths.runtime).map_err(|e| Error::io(&paths.runtime, e))?;
+    let made = Made { runtime, invocation };
+    attach(&game, host, &merged, &options, &made).map_err(|e| {
         // The kernel says only ENOENT; which folder is missing is what an operator needs.
         let missing = [("upperdir", paths.upper()), ("workdir", paths.work()), ("mount point", merged.clone())]
             .into_iter()
@@ -201,11 +203,16 @@ fn enter_init_mount_namespace() -> Result<(), Error> {
 /// A server's game as its unit's main process, pinned (see [`GameProcess::pin`]), with a mount
 /// namespace other than the host's; and whether it was asked of systemd (a mount by hand) rather
 /// than given by it (`$MAINPID`, to the unit's `ExecStartPost=`).
-fn find_game(name: &Name) -> Result<(GameProcess, bool), Error> {
+fn find_game(name: &Name) -> Result<(GameProcess, bool, String), Error> {
     let unit = unit_name(name);
-    let (pid, by_hand) = match std::env::var("MAINPID") {
-        Ok(pid) => (pid, false),
-        Err(_) => (systemd::systemctl(&["show", "--property=MainPID", "--value", "--", &unit])?, true),
+    let (pid, invocation, by_hand) = match (std::env::var("MAINPID"), std::env::var("INVOCATION_ID")) {
+        (Ok(pid), Ok(invocation)) => (pid, invocation, false),
+        _ => {
+            let shown = systemd::systemctl(&["show", "--property=MainPID,InvocationID", "--", &unit])?;
+            let value =
+                |key: &str| shown.lines().find_map(|line| line.strip_prefix(key)).unwrap_or_default().trim().to_owned();
+            (value("MainPID="), value("InvocationID="), true)
+        }
     };
     let not_running = || {
         Error::NotNow(format!(
@@ -224,18 +231,36 @@ fn find_game(name: &Name) -> Result<(GameProcess, bool), Error> {
              run `l4d2ctl install` to write its unit again"
         )));
     }
-    Ok((game, by_hand))
+    // The start's own id, which its `l4d2ctl exec` waits to see named (see [`await_tree`]).
+    if invocation.len() != 32 || !invocation.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Invalid(format!("{unit} has no invocation id systemd gave it ({invocation:?})")));
+    }
+    Ok((game, by_hand, invocation))
 }
+
+/// What names this start's tree to its game: the folder of `runtime/<name>/` (opened in the
+/// host's namespace) and the start's invocation id, written to [`TREE_OF`] there just before the
+/// tree is moved in.
+struct Made {
+    runtime: fs::File,
+    invocation: String,
+}
+
+/// The file in `runtime/<name>/` naming the start whose tree is mounted (its invocation id).
+const TREE_OF: &str = "tree-of";
 
 /// Makes the overlay (`options`, paths relative to `$ROOT`) and puts it on `merged` in `game`'s
 /// namespace. A thread of its own does it, so this process stays in the host's namespace.
-fn attach(game: &GameProcess, host: &Host, merged: &Path, options: &str) -> Result<(), String> {
+fn attach(game: &GameProcess, host: &Host, merged: &Path, options: &str, made: &Made) -> Result<(), String> {
     std::thread::scope(|scope| {
-        scope.spawn(|| attach_here(game, host, merged, options)).join().unwrap_or_else(|_| Err("it panicked".into()))
+        scope
+            .spawn(|| attach_here(game, host, merged, options, made))
+            .join()
+            .unwrap_or_else(|_| Err("it panicked".into()))
     })
 }
 
-fn attach_here(game: &GameProcess, host: &Host, merged: &Path, options: &str) -> Result<(), String> {
+fn attach_here(game: &GameProcess, host: &Host, merged: &Path, options: &str, made: &Made) -> Result<(), String> {
     // A throwaway namespace, private, so that the mount made in it reaches no other.
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS).map_err(|e| format!("cannot unshare: {e}"))?;
     mount_fs(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -252,23 +277,50 @@ fn attach_here(game: &GameProcess, host: &Host, merged: &Path, options: &str) ->
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let target =
-        openat2(&root, inside, how).map_err(|e| format!("{} in the game's namespace: {e}", merged.display()))?;
+    let open = || openat2(&root, inside, how).map_err(|e| format!("{} in the game's namespace: {e}", merged.display()));
+    let mut target = open()?;
+    // An overlay there already came with the namespace's copy of the host's: a tree a start from
+    // before left in the host's. It goes (the game waits for this start's, below).
+    if running::is_overlay(&target) {
+        let at = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&target));
+        umount2(at.as_str(), MntFlags::MNT_DETACH).map_err(|e| format!("cannot unmount the tree from before: {e}"))?;
+        target = open()?;
+    }
+    name_the_start(made).map_err(|e| format!("cannot write {TREE_OF}: {e}"))?;
     let flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
     move_mount(&tree, "", &target, "", flags).map_err(|e| format!("cannot put it in the game's namespace: {e}"))
 }
 
-/// Waits, in the game's own namespace, until its tree is mounted on `merged` (by its unit's
-/// `ExecStartPost=`): the namespace's mount table wakes a poll on each change. An overlay there
-/// already came with the namespace's copy of the host's (a tree a start from before left in the
-/// host's): the one waited for is the next, mounted over it.
+/// Names this start in `runtime/<name>/tree-of`, through the folder opened in the host's
+/// namespace (this thread is in the game's), written aside and renamed in.
+fn name_the_start(made: &Made) -> nix::Result<()> {
+    use nix::fcntl::{OFlag, openat, renameat};
+    use nix::sys::stat::Mode;
+    let aside = format!(".{TREE_OF}");
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let file = openat(&made.runtime, aside.as_str(), flags, Mode::from_bits_truncate(0o644))?;
+    // Readable by the game's user whatever the umask (the unit's is 0027).
+    nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(0o644))?;
+    let mut file = fs::File::from(file);
+    std::io::Write::write_all(&mut file, format!("{}\n", made.invocation).as_bytes())
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)))?;
+    renameat(&made.runtime, aside.as_str(), &made.runtime, TREE_OF)
+}
+
+/// Waits, in the game's own namespace, until this start's tree is mounted on `merged` (by its
+/// unit's `ExecStartPost=`): an overlay there, and `runtime/<name>/tree-of` naming this start
+/// (`$INVOCATION_ID`, which systemd gives every process of one start), written just before the
+/// tree is moved in — so that a tree from before, which the namespace may have copied from the
+/// host's, is never taken for it. The namespace's mount table wakes a poll on each change.
 pub fn await_tree(merged: &Path, within: Duration) -> Result<(), Error> {
     let table = fs::File::open("/proc/self/mountinfo").map_err(|e| Error::io("/proc/self/mountinfo", e))?;
-    let stale = overlay_device(merged);
+    let invocation = std::env::var("INVOCATION_ID").unwrap_or_default();
+    let named = merged.with_file_name(TREE_OF);
     let deadline = Instant::now() + within;
     loop {
         // The table was opened before the first look: a change after it wakes the poll below.
-        if overlay_device(merged).is_some_and(|device| Some(device) != stale) {
+        let mounted = fs::File::open(merged).is_ok_and(|dir| running::is_overlay(&dir));
+        if mounted && fs::read_to_string(&named).is_ok_and(|text| text.trim() == invocation) {
             return Ok(());
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -286,15 +338,6 @@ pub fn await_tree(merged: &Path, within: Duration) -> Result<(), Error> {
             Err(e) => return Err(Error::Invalid(format!("cannot wait for {}: {e}", merged.display()))),
         }
     }
-}
-
-/// The device of the overlay mounted on `dir` (each overlay has one of its own); None when none is.
-fn overlay_device(dir: &Path) -> Option<u64> {
-    let opened = fs::File::open(dir).ok()?;
-    if !running::is_overlay(&opened) {
-        return None;
-    }
-    opened.metadata().ok().map(|meta| meta.dev())
 }
 
 /// Unmounts the trees that starts from before left in the host's namespace (when units unmounted

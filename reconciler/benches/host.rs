@@ -751,7 +751,7 @@ impl Bench {
         Git::new(&self.repo, "Bench").any_owner().run(args);
     }
 
-    /// Waits, looking at the disk only, until each server's start (its unit's `ExecStartPre`)
+    /// Waits, looking at the disk only, until each server's start (its unit's `ExecStartPost`)
     /// wrote its `started.json` after `since`: a `systemctl` every few milliseconds would compete
     /// for the two CPUs with the pass being measured.
     fn wait_started(&self, names: &[String], since: SystemTime) {
