@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use left4me_state::Name;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::mount::{MntFlags, MsFlags, mount as mount_fs, umount2};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -55,8 +54,7 @@ pub fn mount(host: &Host, name: &Name) -> Result<bool, Error> {
     }
     // A tree a start from before left in the host's namespace (no unit unmounts any more).
     if is_mounted(&merged)? {
-        umount2(&merged, MntFlags::MNT_DETACH)
-            .map_err(|e| Error::Invalid(format!("cannot unmount {} left from before: {e}", merged.display())))?;
+        detach_left_tree(&merged)?;
     }
     let mut lower = vec![paths.layer(&record.digest)];
     lower.extend(record.spec.overlays.iter().map(|layer| host.overlay(&layer.name)));
@@ -273,11 +271,10 @@ fn attach_here(game: &GameProcess, host: &Host, merged: &Path, options: &str, ma
     setns(&game.pidfd, CloneFlags::CLONE_NEWNS).map_err(|e| format!("cannot enter the game's namespace: {e}"))?;
     // The game's namespace is the game's: its folder is found with no symlink followed.
     let root = fs::File::open("/").map_err(|e| format!("/ in the game's namespace: {e}"))?;
-    let inside = merged.strip_prefix("/").unwrap_or(merged);
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let open = || openat2(&root, inside, how).map_err(|e| format!("{} in the game's namespace: {e}", merged.display()));
+    let open = || {
+        running::open_folder_beneath(&root, merged)
+            .map_err(|e| format!("{} in the game's namespace: {e}", merged.display()))
+    };
     let mut target = open()?;
     // An overlay there already came with the namespace's copy of the host's: a tree a start from
     // before left in the host's. It goes (the game waits for this start's, below).
@@ -349,10 +346,15 @@ pub fn clear_host_trees(host: &Host) -> Result<Vec<Name>, Error> {
     for name in record::list(host)? {
         let merged = host.instance(&name).merged();
         if mounts.contains(&merged) && !running::is_running(&name)? {
-            umount2(&merged, MntFlags::MNT_DETACH)
-                .map_err(|e| Error::Invalid(format!("cannot unmount {} left from before: {e}", merged.display())))?;
+            detach_left_tree(&merged)?;
             cleared.push(name);
         }
     }
     Ok(cleared)
+}
+
+/// Detaches the tree a start from before left mounted on `merged` in this namespace.
+fn detach_left_tree(merged: &Path) -> Result<(), Error> {
+    umount2(merged, MntFlags::MNT_DETACH)
+        .map_err(|e| Error::Invalid(format!("cannot unmount {} left from before: {e}", merged.display())))
 }

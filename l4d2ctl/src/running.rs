@@ -109,7 +109,7 @@ impl GameProcess {
     /// The tree this process sees at `merged`, when an overlay is mounted there.
     pub fn tree(&self, merged: &Path) -> Option<OwnedFd> {
         let root = fs::File::open(format!("/proc/{}/root", self.pid)).ok()?;
-        let dir = open_folder_beneath(&root, merged)?;
+        let dir = open_folder_beneath(&root, merged).ok()?;
         // Opened through /proc by PID: it counts only if the pinned process is still the one.
         (is_overlay(&dir) && self.alive()).then_some(dir)
     }
@@ -124,12 +124,12 @@ pub fn tree(host: &Host, name: &Name) -> Option<OwnedFd> {
 }
 
 /// Opens folder `path` (absolute) beneath `root`, crossing mounts but following no symlink.
-pub fn open_folder_beneath(root: &impl AsFd, path: &Path) -> Option<OwnedFd> {
+pub fn open_folder_beneath(root: &impl AsFd, path: &Path) -> nix::Result<OwnedFd> {
     let inside = path.strip_prefix("/").unwrap_or(path);
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, inside, how).ok()
+    openat2(root, inside, how)
 }
 
 /// Whether `dir` is the top of an overlay.

@@ -148,6 +148,18 @@ fn a_mount_answers_in_messages_from_pid_1s_mount_namespace() {
     );
     host.ok("systemctl", &["daemon-reload"]);
     host.ok("systemctl", &["start", "left4me-server@coop-1.service"]);
+    // A process that is not the unit's (PID 1, systemd itself), or a start id systemd never
+    // gave, is refused, and nothing is mounted: the first mount below is the one that mounts.
+    let main_pid = host.ok("systemctl", &["show", "--property=MainPID", "--value", "left4me-server@coop-1.service"]);
+    let id = "0123456789abcdef0123456789abcdef";
+    for (pid, invocation, why) in [
+        ("1", id, "process 1 is not left4me-server@coop-1.service's"),
+        (main_pid.trim(), "../../etc", "has no invocation id systemd gave it"),
+    ] {
+        let env = [format!("MAINPID={pid}"), format!("INVOCATION_ID={invocation}")];
+        let out = host.run("env", &[&env[0], &env[1], "l4d2ctl", "mount", "coop-1"]);
+        assert!(!out.status.success() && text(&out.stderr).contains(why), "{pid}: {}", text(&out.stderr));
+    }
     // Run from a mount namespace of its own, as a unit's `ExecStartPost=+` may be: entering
     // PID 1's is refused to a process of several threads, so the answer must not cost the mount
     // it. Once mounted, a second mount finds it there; nothing is mounted in the host's.
