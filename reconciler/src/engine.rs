@@ -727,7 +727,7 @@ impl Runner<'_> {
         let together =
             [Action::Start, Action::Stop].into_iter().find(|action| phase.iter().all(|s| s.action == *action));
         let failures = if let Some(action) = together.filter(|_| phase.len() > 1) {
-            let servers: Vec<Name> = steps.map(|step| step.server.clone()).collect();
+            let servers: Vec<(Name, &str)> = steps.map(|step| (step.server.clone(), step.reason.as_str())).collect();
             if servers.is_empty() {
                 return Ok(());
             }
@@ -857,15 +857,16 @@ impl Runner<'_> {
     }
 
     /// Starts (stops) several servers with one `l4d2ctl start a b …` (`stop a b …`), a job per
-    /// server.
-    fn together(&self, action: &Action, servers: &[Name]) -> Result<Vec<Failure>, Error> {
-        let (kind, reason, command) = match action {
-            Action::Stop => ("stop", "declared stopped", api::Command::StopAll { names: servers.to_vec() }),
-            _ => ("start", "declared running", api::Command::Start { names: servers.to_vec() }),
+    /// server, each with its step's reason.
+    fn together(&self, action: &Action, servers: &[(Name, &str)]) -> Result<Vec<Failure>, Error> {
+        let names: Vec<Name> = servers.iter().map(|(server, _)| server.clone()).collect();
+        let (kind, command) = match action {
+            Action::Stop => ("stop", api::Command::StopAll { names }),
+            _ => ("start", api::Command::Start { names }),
         };
         let jobs = servers
             .iter()
-            .map(|server| Ok((server.clone(), self.queue(kind, server, reason)?)))
+            .map(|(server, reason)| Ok((server.clone(), self.queue(kind, server, reason)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let ends = host::together(self.l4d2ctl, &self.jobs, &jobs, &command)?;
         for ((server, id), end) in jobs.iter().zip(&ends) {
@@ -875,6 +876,7 @@ impl Runner<'_> {
         }
         Ok(servers
             .iter()
+            .map(|(server, _)| server)
             .zip(ends)
             .filter(|(_, end)| !end.succeeded())
             .map(|(server, end)| Failure { target: server.clone(), what: format!("{kind} {server}"), retry: end.retry })
