@@ -43,6 +43,9 @@ pub struct Host {
     /// The UDP port on 127.0.0.1 where `left4me live` takes the game's log stream, and every
     /// server.cfg sends it (`LEFT4ME_LIVE_PORT`, default 27500).
     pub live_port: u16,
+    /// Which of the state repo's `hosts/` this is (`LEFT4ME_HOST`); none on a host whose repo
+    /// declares no hosts. It is given only the servers placed on it.
+    pub name: Option<Name>,
 }
 
 /// Where the game's log goes unless host.env says otherwise: outside the game ports (27015 on)
@@ -112,6 +115,12 @@ impl Host {
                     Error::Invalid(format!("LEFT4ME_LIVE_PORT must be a UDP port (1 to 65535), not {text:?}"))
                 })?,
             },
+            name: match get("LEFT4ME_HOST") {
+                None => None,
+                Some(text) => Some(Name::new(&text).map_err(|e| {
+                    Error::Invalid(format!("LEFT4ME_HOST must be the name of one of the state repo's hosts/: {e}"))
+                })?),
+            },
         })
     }
 
@@ -131,6 +140,7 @@ impl Host {
             restic_host: None,
             backup_max_bytes: BACKUP_MAX_BYTES,
             live_port: LIVE_PORT,
+            name: None,
         }
     }
 

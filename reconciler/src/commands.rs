@@ -347,6 +347,7 @@ pub fn schedule_run(state: Option<PathBuf>, name: &str) -> anyhow::Result<ExitCo
         state: &config.state,
         branch: &config.branch,
         l4d2ctl: &config.l4d2ctl,
+        host: config.host.as_ref(),
     };
     match reconciler::schedule_run::run(&at, &name)? {
         reconciler::schedule_run::Ran::Gone(why) => {

@@ -27,6 +27,9 @@ pub struct Config {
     pub branch: String,
     /// The l4d2ctl to run (`LEFT4ME_L4D2CTL`, else `l4d2ctl` on the PATH).
     pub l4d2ctl: PathBuf,
+    /// Which of the revision's `hosts/` this is (`LEFT4ME_HOST`): only the servers placed on it
+    /// are this host's to converge.
+    pub host: Option<Name>,
 }
 
 impl Config {
@@ -35,7 +38,7 @@ impl Config {
         let host = l4d2ctl::Host::from_env().map_err(|e| Error::Host(e.to_string()))?;
         let l4d2ctl = std::env::var_os("LEFT4ME_L4D2CTL").map(PathBuf::from).unwrap_or_else(|| "l4d2ctl".into());
         let state = state.unwrap_or_else(|| host.root.join("state"));
-        Ok(Config { root: host.root, state, branch: "main".into(), l4d2ctl })
+        Ok(Config { root: host.root, state, branch: "main".into(), l4d2ctl, host: host.name })
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -67,10 +70,23 @@ pub fn load(config: &Config, cache: &mut RevisionCache) -> Result<(Revision, Che
         return Ok((revision, checked.clone()));
     }
     let tree = left4me_state::read_revision(&config.state, &revision, left4me_state::Limits::DEFAULT)?;
-    let checked = left4me_state::validate(&tree);
+    let checked = placed(left4me_state::validate(&tree), config.host.as_ref());
     cache.last = Some((revision.clone(), checked.clone()));
     cache.read_tree = true;
     Ok((revision, checked))
+}
+
+/// A checked revision as it concerns one host (`DesiredState::placed_on`). A revision whose
+/// hosts do not include this one reads as a problem of `hosts/`: like an invalid revision, it
+/// changes nothing here and says why.
+pub fn placed(checked: Checked, host: Option<&Name>) -> Checked {
+    checked.and_then(|desired| {
+        desired.placed_on(host).map_err(|mismatch| {
+            let mut problems = left4me_state::Diagnostics::default();
+            problems.push(left4me_state::Diagnostic::file("hosts/", mismatch.to_string()));
+            problems
+        })
+    })
 }
 
 /// Whether a plan whose `when-empty` rollout hangs on a server A2S shows empty asks its console

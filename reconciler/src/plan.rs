@@ -234,8 +234,14 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                 (ServerSync { sync: Sync::OutOfSync, message: "not on the host yet".into() }, steps)
             }
             (None, Some(_)) => {
-                deletions.push(name.clone());
-                let message = "removed from the revision".to_owned();
+                // A server placed on another host moves there: not a loss the prune guard holds.
+                let message = match inputs.desired.elsewhere.get(name) {
+                    Some(host) => format!("moves to host {host}, which takes its data from here"),
+                    None => {
+                        deletions.push(name.clone());
+                        "removed from the revision".to_owned()
+                    }
+                };
                 (
                     ServerSync { sync: Sync::OutOfSync, message: message.clone() },
                     vec![step(name, Action::Delete, &message)],

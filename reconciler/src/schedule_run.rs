@@ -23,6 +23,8 @@ pub struct Where<'a> {
     pub state: &'a Path,
     pub branch: &'a str,
     pub l4d2ctl: &'a Path,
+    /// This host's name (`LEFT4ME_HOST`): a schedule acts only on the servers placed here.
+    pub host: Option<&'a Name>,
 }
 
 /// How often a `when: empty` run asks whether its servers have emptied.
@@ -51,7 +53,7 @@ pub fn run(at: &Where, name: &Name) -> Result<Ran, Error> {
     let mut db = Db::open(&at.root.join("left4me.db"))?;
     settle(&db)?;
     let (revision, checked) = left4me_state::load_revision(at.state, at.branch)?;
-    let desired = match checked {
+    let desired = match crate::engine::placed(checked, at.host) {
         Ok(desired) => desired,
         Err(diagnostics) => return invalid(&db, name, &revision, diagnostics.len()),
     };

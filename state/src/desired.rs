@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::digest::{Digest, Hasher};
 use crate::model::{
-    ArchiveSource, Argument, Branch, ConfigLine, GameBuild, Hostname, Interval, OverlayType, Port, PortRange,
-    PowerState, Rollout, WorkshopItem,
+    ArchiveSource, Argument, Branch, ConfigLine, GameBuild, HostAddress, Hostname, Interval, OverlayType, Port,
+    PortRange, PowerState, Rollout, WorkshopItem,
 };
 use crate::name::Name;
 use crate::operations::{Alert, Backups, Schedule, ScheduleServers};
@@ -17,6 +17,11 @@ use crate::resources::ResourceLimits;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredState {
     pub settings: Settings,
+    /// The hosts servers are placed on (`hosts/`); empty when the repo describes one host.
+    pub hosts: BTreeMap<Name, Host>,
+    /// After [`DesiredState::placed_on`]: the revision's servers placed on other hosts, with
+    /// their host — a server here that is one of them is moving away, not deleted.
+    pub elsewhere: BTreeMap<Name, Name>,
     pub blueprints: BTreeMap<Name, Blueprint>,
     pub servers: BTreeMap<Name, Server>,
     pub overlays: BTreeMap<Name, Overlay>,
@@ -79,10 +84,23 @@ pub struct Server {
     pub port: Port,
     pub state: PowerState,
     pub hostname: Hostname,
+    /// The declared host it runs on; `None` in a repo that describes one host.
+    pub host: Option<Name>,
     pub file: String,
     /// Rendered by validation, the one place that knows its blueprint and overlays resolve; private,
     /// so that a server exists only with the spec it renders to.
     pub(crate) spec: InstanceSpec,
+}
+
+/// A declared host (`hosts/<name>.yaml`), its defaults filled in from the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: Name,
+    pub address: HostAddress,
+    pub ports: PortRange,
+    pub max_servers: u32,
+    pub description: Option<String>,
+    pub file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +212,60 @@ impl OverlayContent {
     }
 }
 
+/// Why a valid revision says nothing this host may act on: which host this is and which hosts
+/// the revision declares disagree. Acting anyway could start another host's servers here, or
+/// stop every server of this one, so a pass does nothing and says this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    #[error(
+        "this revision places servers on hosts ({known}) and this host has no name; set LEFT4ME_HOST in \
+         /etc/left4me/host.env to the one it is"
+    )]
+    Unnamed { known: String },
+    #[error(
+        "this host is {host} (LEFT4ME_HOST), which the revision's hosts/ does not declare (it declares {known}); \
+         its servers are left as they are until hosts/{host}.yaml is declared again"
+    )]
+    Undeclared { host: Name, known: String },
+    #[error(
+        "this host is {host} (LEFT4ME_HOST), but the revision declares no hosts/, so it describes one host \
+         without saying it is this one; declare hosts/{host}.yaml and place servers on it, or leave \
+         LEFT4ME_HOST out of /etc/left4me/host.env"
+    )]
+    NoHosts { host: Name },
+}
+
 impl DesiredState {
+    /// What the revision asks of one host: `host` is its name (`LEFT4ME_HOST`), `None` for a
+    /// host without one. A repo without `hosts/` is all for an unnamed host; a repo with them
+    /// gives a named host the servers placed on it, its own ports and limit, and the schedules
+    /// acting on any of those. Blueprints, overlays and alerts are shared (an overlay is built
+    /// only where a server stacks it, as always).
+    pub fn placed_on(mut self, host: Option<&Name>) -> Result<DesiredState, PlacementError> {
+        let known = || self.hosts.keys().map(Name::as_str).collect::<Vec<_>>().join(", ");
+        let declared = match (host, self.hosts.is_empty()) {
+            (None, true) => return Ok(self),
+            (Some(host), true) => return Err(PlacementError::NoHosts { host: host.clone() }),
+            (None, false) => return Err(PlacementError::Unnamed { known: known() }),
+            (Some(host), false) => match self.hosts.get(host) {
+                Some(declared) => declared.clone(),
+                None => return Err(PlacementError::Undeclared { host: host.clone(), known: known() }),
+            },
+        };
+        let (here, elsewhere) = std::mem::take(&mut self.servers)
+            .into_iter()
+            .partition(|(_, server)| server.host.as_ref() == Some(&declared.name));
+        self.servers = here;
+        self.elsewhere =
+            elsewhere.into_iter().filter_map(|(name, server): (Name, Server)| Some((name, server.host?))).collect();
+        self.settings.ports = declared.ports;
+        self.settings.max_servers = declared.max_servers;
+        let schedules = std::mem::take(&mut self.schedules);
+        self.schedules =
+            schedules.into_iter().filter(|(_, schedule)| !self.schedule_servers(schedule).is_empty()).collect();
+        Ok(self)
+    }
+
     /// The rendered instance of the server of that name, if the revision declares one. A caller
     /// that holds the [`Server`] reads [`Server::spec`] instead.
     pub fn instance_spec(&self, server: &Name) -> Option<InstanceSpec> {

@@ -32,14 +32,17 @@ mod yaml;
 
 use std::path::Path;
 
-pub use desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
+pub use desired::{
+    Blueprint, DesiredState, FileKind, Game, Host, Overlay, OverlayContent, OverlayFile, PlacementError, Server,
+    Settings,
+};
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use digest::{Digest, Hasher};
 pub use git::{Revision, cat_files, git, read_revision, resolve, signal_name, stopped_by};
 pub use model::{
-    ArchiveSource, ArchiveUrl, Argument, Branch, Calendar, ConfigLine, GameBuild, Hostname, Interval, OverlayType,
-    Port, PortRange, PowerState, Rollout, SecretRef, Sha256Hex, Strip, TreePath, WorkshopItem, declared_owner,
-    json_schema,
+    ArchiveSource, ArchiveUrl, Argument, Branch, Calendar, ConfigLine, Description, GameBuild, HostAddress, Hostname,
+    Interval, OverlayType, Port, PortRange, PowerState, Rollout, SecretRef, Sha256Hex, Strip, TreePath, WorkshopItem,
+    declared_owner, json_schema,
 };
 pub use name::{NAME_PATTERN, Name, NameError};
 pub use operations::{

@@ -36,6 +36,7 @@ kind!(ServerKind, Server);
 kind!(OverlayKind, Overlay);
 kind!(ScheduleKind, Schedule);
 kind!(AlertKind, Alert);
+kind!(HostKind, Host);
 
 /// `left4me.yaml`: settings of the host. Optional; every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -263,6 +264,39 @@ pub struct ServerSpec {
     /// The name players see in the server browser (default: the server's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<Hostname>,
+    /// The host it runs on, one of `hosts/`; required when the repo declares hosts, refused when
+    /// it declares none (the repo then describes one host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Name>,
+}
+
+/// `hosts/<name>.yaml`: a machine that runs servers. Kept by admins. A repo without `hosts/`
+/// describes one host; with it, every server names the host it runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Host")]
+pub struct HostDocument {
+    pub api_version: ApiVersion,
+    pub kind: HostKind,
+    pub metadata: OverlayMetadata,
+    pub spec: HostSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostSpec {
+    /// The name or IP address players connect to; the control host reaches the host's agent at
+    /// it over SSH too.
+    pub address: HostAddress,
+    /// The ports servers on this host may use (default left4me.yaml's spec.ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<PortRange>,
+    /// The most servers placed on this host (default left4me.yaml's spec.maxServers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_servers: Option<u32>,
+    /// For people: where it is, what it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Description>,
 }
 
 /// `overlays/<name>/overlay.yaml`: a tree stacked over the base install.
@@ -656,6 +690,25 @@ checked_newtype!(
 );
 
 checked_newtype!(
+    /// Where players (and the control host's `ssh`) reach a host: a DNS name or an IP address.
+    /// Never begins with `-`, so it cannot be read as an option by a program it is passed to.
+    HostAddress(String),
+    string(Ok),
+    "a host name or IP address",
+    check_host_address,
+    { "type": "string", "minLength": 1, "maxLength": 253, "pattern": "^[A-Za-z0-9:\\[][A-Za-z0-9.:\\]-]*$" }
+);
+
+checked_newtype!(
+    /// A line for people: at most 200 bytes, no control characters.
+    Description(String),
+    string(Ok),
+    "a description",
+    check_description,
+    { "type": "string", "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]*$" }
+);
+
+checked_newtype!(
     /// A Steam Workshop published file id: an item, or a collection (a collection is a published
     /// file too).
     WorkshopItem(u64),
@@ -957,6 +1010,51 @@ fn check_calendar(value: &str) -> Result<(), String> {
         return Err(format!("the calendar expression holds {c:?}"));
     }
     crate::calendar::check(value).map_err(|why| format!("calendar expression {value:?}: {why}"))
+}
+
+impl HostAddress {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Description {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A DNS name (labels of letters, digits and `-`, none starting or ending with `-`), an IPv4
+/// address, or an IPv6 address (bare or in brackets).
+fn check_host_address(value: &str) -> Result<(), String> {
+    let bare = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let name = value.strip_suffix('.').unwrap_or(value);
+    if value.len() <= 253 && !name.is_empty() && name.split('.').all(label_ok) {
+        return Ok(());
+    }
+    Err(format!(
+        "{value:?} is not a host name or IP address: write a DNS name such as game1.example.org, \
+         or an address such as 203.0.113.7"
+    ))
+}
+
+fn check_description(value: &str) -> Result<(), String> {
+    if value.len() > 200 {
+        return Err(format!("the description has {} bytes; at most 200 are taken", value.len()));
+    }
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!("the description holds {c:?}; keep it to one line")),
+        None => Ok(()),
+    }
 }
 
 fn check_secret_ref(value: &str) -> Result<(), String> {

@@ -16,7 +16,7 @@ use crate::Diagnostic;
 /// In git's tree order, which the folder reader follows too, so both stop at the same place when a
 /// limit is hit.
 pub(crate) const READ_ROOTS: &[&str] =
-    &["alerts", "blueprints", "left4me.yaml", "left4me.yml", "overlays", "schedules", "servers"];
+    &["alerts", "blueprints", "hosts", "left4me.yaml", "left4me.yml", "overlays", "schedules", "servers"];
 
 /// Longest symlink target a file system can hold (PATH_MAX less its NUL); only git can carry more.
 const MAX_SYMLINK_TARGET: usize = 4095;

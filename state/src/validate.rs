@@ -4,11 +4,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::calendar;
-use crate::desired::{Blueprint, DesiredState, FileKind, Game, Overlay, OverlayContent, OverlayFile, Server, Settings};
+use crate::desired::{
+    Blueprint, DesiredState, FileKind, Game, Host, Overlay, OverlayContent, OverlayFile, Server, Settings,
+};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{
-    ActionName, AlertDocument, ArchiveSource, BlueprintDocument, Hostname, OverlayDocument, OverlayType, Port,
-    PortRange, PowerState, Rollout, ScheduleDocument, ScheduleSpec, ServerDocument, SettingsDocument, WarnSpec,
+    ActionName, AlertDocument, ArchiveSource, BlueprintDocument, HostDocument, Hostname, OverlayDocument, OverlayType,
+    Port, PortRange, PowerState, Rollout, ScheduleDocument, ScheduleSpec, ServerDocument, SettingsDocument, WarnSpec,
     WorkshopItem,
 };
 use crate::name::Name;
@@ -81,6 +83,7 @@ struct Layout<'t> {
     servers: Vec<(&'t str, &'t str, &'t Entry)>,
     schedules: Vec<(&'t str, &'t str, &'t Entry)>,
     alerts: Vec<(&'t str, &'t str, &'t Entry)>,
+    hosts: Vec<(&'t str, &'t str, &'t Entry)>,
     /// Overlay folder name → (path inside the folder, full path, entry).
     overlays: BTreeMap<&'t str, Vec<(&'t str, &'t str, &'t Entry)>>,
 }
@@ -96,15 +99,19 @@ impl<'t> Validator<'t> {
         let (settings, settings_ok) = self.settings(&layout.settings);
         let mut broken = Broken::default();
         let overlays = self.overlays(&layout.overlays, &mut broken);
+        let (hosts, own_ports) = self.hosts(&layout.hosts, &settings, &mut broken);
         let blueprints = self.blueprints(&layout.blueprints, &settings, &overlays, &mut broken);
-        let servers = self.servers(&layout.servers, &settings, settings_ok, &blueprints, &overlays, &broken);
+        let placement =
+            Placement { settings: &settings, settings_ok, hosts: &hosts, own_ports: &own_ports, broken: &broken };
+        let servers = self.servers(&layout.servers, &placement, &blueprints, &overlays);
         // A server whose file is there but that was refused is reported already; a schedule or
         // alert naming it is not told again that it does not exist.
         broken.servers = layout.servers.iter().map(|(stem, ..)| stem.to_string()).collect();
         let scope = Scope { blueprints: &blueprints, servers: &servers, broken: &broken };
         let schedules = self.schedules(&layout.schedules, &scope);
         let alerts = self.alerts(&layout.alerts, &scope);
-        Some(DesiredState { settings, blueprints, servers, overlays, schedules, alerts })
+        let elsewhere = BTreeMap::new();
+        Some(DesiredState { settings, hosts, elsewhere, blueprints, servers, overlays, schedules, alerts })
     }
 
     fn layout(&mut self) -> Layout<'t> {
@@ -129,15 +136,17 @@ impl<'t> Validator<'t> {
                         "must be a file holding the host's settings, not a folder",
                     );
                 }
-                [folder @ ("blueprints" | "servers" | "overlays" | "schedules" | "alerts")] => {
+                [folder @ ("blueprints" | "servers" | "overlays" | "schedules" | "alerts" | "hosts")] => {
                     self.file_error(path, format!("must be a folder holding the {folder}"));
                 }
-                [folder @ ("blueprints" | "servers" | "schedules" | "alerts"), file] => match yaml_stem(file) {
+                [folder @ ("blueprints" | "servers" | "schedules" | "alerts" | "hosts"), file] => match yaml_stem(file)
+                {
                     Some(stem) => {
                         let files = match *folder {
                             "blueprints" => &mut layout.blueprints,
                             "servers" => &mut layout.servers,
                             "schedules" => &mut layout.schedules,
+                            "hosts" => &mut layout.hosts,
                             _ => &mut layout.alerts,
                         };
                         files.push((stem, path, entry));
@@ -147,7 +156,7 @@ impl<'t> Validator<'t> {
                         format!("{folder}/ holds one <name>.yaml file per resource; this is not a .yaml file"),
                     ),
                 },
-                [folder @ ("blueprints" | "servers" | "schedules" | "alerts"), sub, ..] => {
+                [folder @ ("blueprints" | "servers" | "schedules" | "alerts" | "hosts"), sub, ..] => {
                     self.file_error(
                         &format!("{folder}/{sub}/"),
                         format!("{folder}/ holds .yaml files only, not folders"),
@@ -255,6 +264,53 @@ impl<'t> Validator<'t> {
             }
         }
         (settings, ok)
+    }
+
+    /// The hosts servers are placed on, each with its own ports and limit (the settings' where it
+    /// names none), and those that name their own ports. Names of hosts whose file was refused go
+    /// to `broken`.
+    fn hosts(
+        &mut self,
+        files: &[(&'t str, &'t str, &'t Entry)],
+        settings: &Settings,
+        broken: &mut Broken,
+    ) -> (BTreeMap<Name, Host>, BTreeSet<Name>) {
+        let docs = self.resources::<HostDocument>("host", files, &mut broken.hosts, |d| &d.metadata.name);
+        let (mut hosts, mut own_ports) = (BTreeMap::new(), BTreeSet::new());
+        for Parsed { file, doc } in docs {
+            let (name, spec) = (doc.metadata.name, doc.spec);
+            let ports = match spec.ports {
+                Some(ports) if ports.first.number() > ports.last.number() => {
+                    self.at(
+                        &file,
+                        &[Seg::Key("spec"), Seg::Key("ports")],
+                        format!("spec.ports: first port {} is above last port {}", ports.first, ports.last),
+                    );
+                    None
+                }
+                Some(ports) => {
+                    own_ports.insert(name.clone());
+                    Some(ports)
+                }
+                None => Some(settings.ports.clone()),
+            };
+            let Some(ports) = ports else {
+                broken.hosts.insert(name.to_string());
+                continue;
+            };
+            hosts.insert(
+                name.clone(),
+                Host {
+                    name,
+                    address: spec.address,
+                    ports,
+                    max_servers: spec.max_servers.unwrap_or(settings.max_servers),
+                    description: spec.description.map(|d| d.get().clone()),
+                    file,
+                },
+            );
+        }
+        (hosts, own_ports)
     }
 
     fn overlays(
@@ -597,32 +653,41 @@ impl<'t> Validator<'t> {
         blueprints
     }
 
-    /// The servers, their rules checked in turn: how many the host allows, a port of their own,
-    /// inside the host's range, a blueprint of their own owner's. Each admitted server is rendered.
+    /// The servers, their rules checked in turn: placed on a declared host (when the repo declares
+    /// hosts), how many each host allows, a port of their own on their host, inside its range, a
+    /// blueprint of their own owner's. Each admitted server is rendered.
     fn servers(
         &mut self,
         files: &[(&'t str, &'t str, &'t Entry)],
-        settings: &Settings,
-        settings_ok: bool,
+        placement: &Placement<'_>,
         blueprints: &BTreeMap<Name, Blueprint>,
         overlays: &BTreeMap<Name, Overlay>,
-        broken: &Broken,
     ) -> BTreeMap<Name, Server> {
-        if settings_ok {
-            self.servers_within_limit(files.len(), settings);
-        }
         let mut ignored = BTreeSet::new();
         let docs = self.resources::<ServerDocument>("server", files, &mut ignored, |d| &d.metadata.name);
+        if placement.hosts.is_empty() && placement.broken.hosts.is_empty() {
+            if placement.settings_ok {
+                self.servers_within_limit(files.len(), placement.settings);
+            }
+        } else {
+            self.hosts_within_limits(&docs, placement.hosts);
+        }
         let clashing = self.ports_of_their_own(&docs);
         let mut servers = BTreeMap::new();
         for Parsed { file, doc } in &docs {
             let mut ok = !clashing.contains(&doc.metadata.name);
-            if settings_ok {
-                ok &= self.port_in_range(file, doc, settings);
+            let host = self.host_of(file, doc, placement);
+            if let Some(host) = host.as_ref().filter(|_| placement.settings_ok) {
+                ok &= self.port_in_range(file, doc, host);
             }
-            let blueprint =
-                self.blueprint_of_own_owner(file, &doc.spec.blueprint, &doc.metadata.owner, blueprints, broken);
-            let Some(blueprint) = blueprint.filter(|_| ok) else { continue };
+            let blueprint = self.blueprint_of_own_owner(
+                file,
+                &doc.spec.blueprint,
+                &doc.metadata.owner,
+                blueprints,
+                placement.broken,
+            );
+            let (Some(blueprint), Some(host)) = (blueprint.filter(|_| ok), host) else { continue };
             // Every overlay of an admitted blueprint resolves, or it is broken and already reported.
             let Some(spec) = render(doc, blueprint, overlays) else { continue };
             servers.insert(
@@ -632,14 +697,72 @@ impl<'t> Validator<'t> {
                     owner: doc.metadata.owner.clone(),
                     blueprint: doc.spec.blueprint.clone(),
                     port: doc.spec.port.clone(),
-                    state: doc.spec.state.unwrap_or(settings.default_state),
+                    state: doc.spec.state.unwrap_or(placement.settings.default_state),
                     hostname: spec.hostname.clone(),
+                    host: host.name,
                     file: file.clone(),
                     spec,
                 },
             );
         }
         servers
+    }
+
+    /// Where a server runs: the one host of a repo without `hosts/`, else the declared host it
+    /// names. `None` when that is wrong (reported) or when its host's file was refused (reported
+    /// there).
+    fn host_of(&mut self, file: &str, doc: &ServerDocument, placement: &Placement<'_>) -> Option<HostPorts> {
+        let at = [Seg::Key("spec"), Seg::Key("host")];
+        let declared = !placement.hosts.is_empty() || !placement.broken.hosts.is_empty();
+        match (&doc.spec.host, declared) {
+            (None, false) => Some(HostPorts {
+                name: None,
+                ports: placement.settings.ports.clone(),
+                source: "spec.ports in left4me.yaml".into(),
+            }),
+            (Some(host), false) => {
+                self.at(
+                    file,
+                    &at,
+                    format!(
+                        "spec.host: host {host} does not exist: this repo declares no hosts/, so it describes \
+                         one host; leave spec.host out, or declare hosts/{host}.yaml"
+                    ),
+                );
+                None
+            }
+            (None, true) => {
+                let known = placement.hosts.keys().map(Name::as_str).collect::<Vec<_>>().join(", ");
+                self.file_error(
+                    file,
+                    format!(
+                        "spec.host is missing: this repo declares hosts ({known}), so every server names the \
+                         one it runs on"
+                    ),
+                );
+                None
+            }
+            (Some(name), true) => match placement.hosts.get(name) {
+                Some(host) => Some(HostPorts {
+                    name: Some(name.clone()),
+                    ports: host.ports.clone(),
+                    source: if placement.own_ports.contains(name) {
+                        format!("spec.ports in {}", host.file)
+                    } else {
+                        "spec.ports in left4me.yaml".into()
+                    },
+                }),
+                None if placement.broken.hosts.contains(name.as_str()) => None,
+                None => {
+                    self.at(
+                        file,
+                        &at,
+                        format!("spec.host: host {name} does not exist{}", known("hosts", placement.hosts.keys())),
+                    );
+                    None
+                }
+            },
+        }
     }
 
     /// No more servers than the host's `spec.maxServers`.
@@ -655,17 +778,42 @@ impl<'t> Validator<'t> {
         }
     }
 
-    /// Each server has a port of its own; the servers that share one.
-    fn ports_of_their_own(&mut self, docs: &[Parsed<ServerDocument>]) -> BTreeSet<Name> {
-        let mut by_port: BTreeMap<u16, Vec<&Parsed<ServerDocument>>> = BTreeMap::new();
+    /// No more servers placed on a declared host than its `spec.maxServers`.
+    fn hosts_within_limits(&mut self, docs: &[Parsed<ServerDocument>], hosts: &BTreeMap<Name, Host>) {
+        let mut placed: BTreeMap<&Name, usize> = BTreeMap::new();
         for parsed in docs {
-            by_port.entry(parsed.doc.spec.port.number()).or_default().push(parsed);
+            if let Some(host) = &parsed.doc.spec.host {
+                *placed.entry(host).or_default() += 1;
+            }
+        }
+        for (name, count) in placed {
+            let Some(host) = hosts.get(name) else { continue };
+            if count > host.max_servers as usize {
+                self.file_error(
+                    &host.file,
+                    format!(
+                        "{count} servers are placed on host {name}, more than its limit of {} (spec.maxServers)",
+                        host.max_servers
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Each server has a port of its own on its host (the same port on two hosts is fine); the
+    /// servers that share one.
+    fn ports_of_their_own(&mut self, docs: &[Parsed<ServerDocument>]) -> BTreeSet<Name> {
+        let mut by_port: BTreeMap<(Option<&Name>, u16), Vec<&Parsed<ServerDocument>>> = BTreeMap::new();
+        for parsed in docs {
+            let key = (parsed.doc.spec.host.as_ref(), parsed.doc.spec.port.number());
+            by_port.entry(key).or_default().push(parsed);
         }
         let mut clashing = BTreeSet::new();
-        for (port, users) in &by_port {
+        for ((host, port), users) in &by_port {
             if users.len() < 2 {
                 continue;
             }
+            let on = host.map(|host| format!(" on host {host}")).unwrap_or_default();
             let places: Vec<String> = users.iter().map(|p| self.place(&p.file, &AT_PORT)).collect();
             for (index, user) in users.iter().enumerate() {
                 let others: Vec<String> = users
@@ -679,7 +827,7 @@ impl<'t> Validator<'t> {
                     &user.file,
                     &AT_PORT,
                     format!(
-                        "spec.port: port {port} is also used by {}; each server needs a port of its own",
+                        "spec.port: port {port} is also used{on} by {}; each server needs a port of its own",
                         others.join(", ")
                     ),
                 );
@@ -689,17 +837,18 @@ impl<'t> Validator<'t> {
         clashing
     }
 
-    /// A server's port is inside the host's `spec.ports`.
-    fn port_in_range(&mut self, file: &str, doc: &ServerDocument, settings: &Settings) -> bool {
-        let (first, last) = (settings.ports.first.number(), settings.ports.last.number());
+    /// A server's port is inside its host's `spec.ports`.
+    fn port_in_range(&mut self, file: &str, doc: &ServerDocument, host: &HostPorts) -> bool {
+        let (first, last) = (host.ports.first.number(), host.ports.last.number());
         let port = doc.spec.port.number();
         if (first..=last).contains(&port) {
             return true;
         }
+        let which = host.name.as_ref().map(|name| format!("host {name}'s")).unwrap_or_else(|| "this host's".into());
         self.at(
             file,
             &AT_PORT,
-            format!("spec.port: port {port} is outside this host's range {first}-{last} (spec.ports in left4me.yaml)"),
+            format!("spec.port: port {port} is outside {which} range {first}-{last} ({})", host.source),
         );
         false
     }
@@ -1152,9 +1301,31 @@ const AT_TYPE: [Seg<'static>; 2] = [Seg::Key("spec"), Seg::Key("type")];
 #[derive(Default)]
 struct Broken {
     overlays: BTreeSet<String>,
+    /// Hosts whose file was refused (reported); servers placed on them are not told again.
+    hosts: BTreeSet<String>,
     blueprints: BTreeSet<String>,
     /// Every server with a file; those not admitted were reported.
     servers: BTreeSet<String>,
+}
+
+/// Where servers may be placed: the settings, and the declared hosts.
+struct Placement<'k> {
+    settings: &'k Settings,
+    /// Whether left4me.yaml was read: when it was not, the revision is refused for it and no
+    /// port range is checked.
+    settings_ok: bool,
+    hosts: &'k BTreeMap<Name, Host>,
+    /// The hosts whose file names their ports; the others take left4me.yaml's.
+    own_ports: &'k BTreeSet<Name>,
+    broken: &'k Broken,
+}
+
+/// The host a server is placed on, with the ports it may use and where those are written.
+struct HostPorts {
+    /// `None` in a repo without `hosts/`.
+    name: Option<Name>,
+    ports: PortRange,
+    source: String,
 }
 
 /// What schedules and alerts may name: the admitted blueprints and servers, and what is broken.

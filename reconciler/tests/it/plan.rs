@@ -268,6 +268,31 @@ fn deleting_too_many_servers_is_held_until_confirmed() {
 }
 
 #[test]
+fn a_server_placed_on_another_host_moves_away_and_is_no_deletion_the_prune_guard_holds() {
+    let mut tree = Tree::default();
+    tree.insert_file("blueprints/coop.yaml", BLUEPRINTS.replace("ROLLOUT", "immediate").into_bytes());
+    for host in ["b", "c"] {
+        let text = format!(
+            "apiVersion: left4me/v1\nkind: Host\nmetadata: {{name: {host}}}\nspec: {{address: {host}.example.org}}\n"
+        );
+        tree.insert_file(format!("hosts/{host}.yaml"), text.into_bytes());
+    }
+    let server = |name: &str, host: &str| {
+        format!(
+            "apiVersion: left4me/v1\nkind: Server\nmetadata: {{name: {name}, owner: alice}}\nspec: {{blueprint: coop, port: 27015, host: {host}}}\n"
+        )
+    };
+    tree.insert_file("servers/a.yaml", server("a", "c").into_bytes());
+    let whole = validate(&tree).expect("the revision is valid");
+    // Host b had a, the only server it runs; the revision places a on c.
+    let on_b = whole.placed_on(Some(&Name::new("b").unwrap())).unwrap();
+    let plan = check("moved-away", &on_b, &[host("a", 27015)], &[], false);
+    assert_eq!(plan.held, None, "moving every server of a host away is not a prune");
+    let delete = plan.steps.iter().find(|s| s.action == Action::Delete).expect("a leaves b");
+    assert_eq!(delete.reason, "moves to host c, which takes its data from here");
+}
+
+#[test]
 fn overlays_are_written_built_or_fetched_before_servers_when_absent_or_changed() {
     let mut tree = Tree::default();
     let blueprint = |name: &str, overlays: &str| {

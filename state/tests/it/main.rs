@@ -5,6 +5,7 @@ mod calendar;
 mod changes;
 mod corpus;
 mod examples;
+mod hosts;
 mod limits;
 mod properties;
 mod render;

@@ -51,6 +51,7 @@ fn serve_requests(app: &TestApp, l4d2ctl: &Path) {
         state: app.repo(),
         branch: "main".into(),
         l4d2ctl: l4d2ctl.to_path_buf(),
+        host: None,
     };
     let mut db = Db::open(&config.db_path()).unwrap();
     for request in reconciler::requests::take(&config.root, false) {

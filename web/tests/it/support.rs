@@ -49,7 +49,13 @@ impl TestApp {
         git(&state, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         git(&state, &["add", "--all"]);
         git(&state, &["commit", "--quiet", "--message", "seed"]);
-        let config = Config { root: root.path().to_path_buf(), state, branch: "main".into(), l4d2ctl: setup.l4d2ctl };
+        let config = Config {
+            root: root.path().to_path_buf(),
+            state,
+            branch: "main".into(),
+            l4d2ctl: setup.l4d2ctl,
+            host: None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let trusted_proxies = setup.trusted_proxies.parse().unwrap();
         let public_address = setup.public_address.map(|address| address.parse().unwrap());
