@@ -490,3 +490,56 @@ pub fn backups(server: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `left4me remote [--agent]`: one ask of another host, from `SSH_ORIGINAL_COMMAND`, answered on
+/// stdout; a refusal says why on stderr and exits 2, having done nothing.
+pub fn remote(agent: bool) -> anyhow::Result<ExitCode> {
+    use reconciler::remote::{AgentAsk, Ask, JobLog, MAX_LINES};
+    let line = std::env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default();
+    let config = Config::from_env(None)?;
+    let refuse = |refused: reconciler::remote::Refused| {
+        eprintln!("left4me remote: {refused}");
+        Ok(ExitCode::from(2))
+    };
+    if agent {
+        return match AgentAsk::parse(&line, &config.state) {
+            Ok(AgentAsk::UploadPack { repo }) => {
+                use std::os::unix::process::CommandExt;
+                // Read-only by what it is: upload-pack sends objects and never writes a ref.
+                let error = std::process::Command::new("git").arg("upload-pack").arg("--strict").arg(&repo).exec();
+                anyhow::bail!("cannot run git upload-pack: {error}")
+            }
+            Err(refused) => refuse(refused),
+        };
+    }
+    let ask = match Ask::parse(&line) {
+        Ok(ask) => ask,
+        Err(refused) => return refuse(refused),
+    };
+    if let Some(command) = reconciler::remote::l4d2ctl_command(&ask) {
+        use std::os::unix::process::CommandExt;
+        let error = std::process::Command::new(&config.l4d2ctl).args(command.argv()).exec();
+        anyhow::bail!("cannot run {}: {error}", config.l4d2ctl.display());
+    }
+    match ask {
+        Ask::Status => outln!("{}", serde_json::to_string(&reconciler::remote::host_status(&config))?),
+        Ask::Jobs { limit } => {
+            let db = Db::open_read_only(&config.db_path())?;
+            outln!("{}", serde_json::to_string(&db.jobs(limit as usize)?)?);
+        }
+        Ask::Job { id, after } => {
+            let db = Db::open_read_only(&config.db_path())?;
+            let job = db.job(id)?.with_context(|| format!("there is no job {id}"))?;
+            let mut lines = db.lines(id, after)?;
+            lines.truncate(MAX_LINES);
+            outln!("{}", serde_json::to_string(&JobLog { job, lines })?);
+        }
+        Ask::Fetch => {
+            let asker = Name::new("remote").expect("a valid name");
+            reconciler::requests::ask(&config.root, reconciler::requests::What::Fetch, &asker)?;
+            outln!("asked the agent to fetch the state repo now");
+        }
+        Ask::Logs { .. } | Ask::Rcon { .. } | Ask::Backups { .. } => unreachable!("l4d2ctl answers these"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

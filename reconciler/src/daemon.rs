@@ -79,8 +79,8 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
     });
     let mut trigger = Trigger::Commit;
     loop {
-        service.follow_when_due();
         service.take_requests();
+        service.follow_when_due();
         let retry_at = service.pass(trigger).map(|wait| Instant::now() + wait);
         alerts.wake();
         trigger = service.next_trigger(&triggers, retry_at)?;
@@ -181,6 +181,9 @@ impl Service<'_> {
     /// holds the pass lock for the second or so it takes.
     fn take_requests(&mut self) {
         for request in crate::requests::take(&self.config.root, false) {
+            if request.what == crate::requests::What::Fetch {
+                self.next_fetch = Instant::now();
+            }
             crate::requests::act(self.config, &mut self.db, &request);
         }
     }

@@ -12,6 +12,7 @@ pub mod game;
 pub mod host;
 pub mod live;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod requests;
 pub mod retries;

@@ -78,6 +78,15 @@ enum Command {
         #[arg(long)]
         looks: Option<u64>,
     },
+    /// Answer one ask of another host, as an SSH forced command (`command="left4me remote",restrict`
+    /// in authorized_keys): the line is SSH_ORIGINAL_COMMAND; one of a fixed set of reads (status,
+    /// logs, jobs, job, backups), rcon and fetch — or, with --agent, a fetch of the state repo by
+    /// a host's agent (git-upload-pack). Anything else is refused (exit 2).
+    Remote {
+        /// Take an agent's asks (the state repo, read-only) rather than the control host's.
+        #[arg(long)]
+        agent: bool,
+    },
     /// Run as left4me-live.service (the game's user): take every server's log stream on
     /// 127.0.0.1:$LEFT4ME_LIVE_PORT into $ROOT/live.db — who is on, who came and went, the chat.
     Live,
@@ -256,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backups { server, json } => commands::backups(&server, json),
         Command::Retry { server, state } => commands::retry(state, &server),
+        Command::Remote { agent } => commands::remote(agent),
         Command::Sample { every, looks } => {
             let config = reconciler::engine::Config::from_env(None)?;
             let pace = reconciler::live::sample::Pace { every: std::time::Duration::from_secs(every.max(1)), looks };

@@ -51,9 +51,18 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "kebab-case")]
 pub enum What {
-    Cancel { job: i64 },
-    Backup { server: Name },
-    Restore { server: Name, backup: String },
+    Cancel {
+        job: i64,
+    },
+    Backup {
+        server: Name,
+    },
+    Restore {
+        server: Name,
+        backup: String,
+    },
+    /// Fetch the upstream now: the control host saved a commit (`left4me remote`'s `fetch`).
+    Fetch,
 }
 
 impl What {
@@ -63,6 +72,7 @@ impl What {
             What::Cancel { .. } => "cancel",
             What::Backup { .. } => "backup",
             What::Restore { .. } => "restore",
+            What::Fetch => "fetch",
         }
     }
 }
@@ -195,6 +205,8 @@ pub fn act(config: &Config, db: &mut Db, request: &Request) {
         },
         What::Backup { server } => run(config, db, server, &Operation::Backup, who),
         What::Restore { server, backup } => run(config, db, server, &Operation::Restore { id: backup.clone() }, who),
+        // The service follows the upstream before its next pass when it takes one (`daemon.rs`).
+        What::Fetch => tracing::info!(who, "a fetch of the upstream asked for"),
     }
 }
 

@@ -58,12 +58,24 @@ fn is_ancestor(state: &Path, older: &str, newer: &str) -> Result<bool, Error> {
     Ok(status.success())
 }
 
+/// How git reaches an upstream over SSH: with the agent's key and left4me's strict options
+/// (`remote::Ssh`), when deploy/ gave this host that key and nothing else says how
+/// (`GIT_SSH_COMMAND` in host.env wins).
+fn git_ssh_command() -> Option<String> {
+    if std::env::var_os("GIT_SSH_COMMAND").is_some() {
+        return None;
+    }
+    let ssh = crate::remote::Ssh::from_env(crate::remote::AGENT_KEY, Some(crate::remote::AGENT_CONTROL_DIR.into()));
+    ssh.key.is_file().then(|| ssh.git_ssh_command())
+}
+
 fn git(state: &Path, args: &[&str]) -> Result<String, Error> {
-    let output = left4me_state::git(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::Upstream(format!("cannot run git: {e}")))?;
+    let mut git = left4me_state::git(state);
+    if let Some(command) = git_ssh_command() {
+        git.env("GIT_SSH_COMMAND", command);
+    }
+    let output =
+        git.args(args).stdin(Stdio::null()).output().map_err(|e| Error::Upstream(format!("cannot run git: {e}")))?;
     if !output.status.success() {
         return Err(Error::Upstream(format!(
             "git {} failed: {}",
