@@ -29,12 +29,12 @@ fn trust(host: &Sandbox, server: &Sandbox, name: &str) {
 }
 
 /// Runs `command` on `target` as root over ssh from `host`, trusting only the known_hosts
-/// `trust` wrote and only its key. Returns the output, whatever the exit status.
-fn ssh(host: &Sandbox, target: &str, command: &str) -> std::process::Output {
+/// `trust` wrote and offering only its key; panics unless it succeeds. Returns its stdout.
+fn ssh_ok(host: &Sandbox, target: &str, command: &str) -> String {
     let identity = format!("{CLIENT}/id_ed25519");
     let known = format!("UserKnownHostsFile={CLIENT}/known_hosts");
     let destination = format!("root@{target}");
-    host.run(
+    let output = host.run(
         "ssh",
         &[
             "-F",
@@ -56,11 +56,7 @@ fn ssh(host: &Sandbox, target: &str, command: &str) -> std::process::Output {
             &destination,
             command,
         ],
-    )
-}
-
-fn ssh_ok(host: &Sandbox, target: &str, command: &str) -> String {
-    let output = ssh(host, target, command);
+    );
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(output.status.success(), "ssh {target} {command}: {}{}", text(&output.stdout), text(&output.stderr));
     text(&output.stdout)
