@@ -2,13 +2,17 @@
 //!
 //! The binaries `sim-srcds` and `fake-steamcmd` behave like srcds and steamcmd where left4me can
 //! see it. [`Sandbox`] boots a real systemd in private namespaces (the `left4me-sandbox` binary)
-//! and runs commands inside it. [`Git`] is git with a fixed identity, for the tests' repositories.
+//! and runs commands inside it; a [`Network`] joins sandboxes on a private network of their own,
+//! where [`Sandbox::serve_ssh`] runs a real OpenSSH server. [`Git`] is git with a fixed identity,
+//! for the tests' repositories.
 
 mod git;
 pub mod http;
+pub mod network;
 mod sandbox;
 
 pub use git::Git;
+pub use network::{Network, NetworkError};
 pub use sandbox::{
     Sandbox, SandboxError, WEBHOOK_DIR, WEBHOOK_PORT, built_binary, copy_dir, disk, free_port, workspace,
 };

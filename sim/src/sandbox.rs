@@ -2,6 +2,7 @@
 //! folder that survives power cuts, with commands run inside through `nsenter`.
 
 use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -65,7 +66,6 @@ pub fn workspace() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// The path of a binary of this workspace, built next to the running test or program.
 /// The port fake-steam-api listens on inside a sandbox host.
 pub const STEAM_API_PORT: u16 = 27080;
 /// Where [`Sandbox::serve_webhook`] listens on the host's loopback.
@@ -77,6 +77,20 @@ pub const WEBHOOK_DIR: &str = "/var/lib/sim-webhook";
 /// lists, holding one item the overlay lists itself and one of its own.
 const STEAM_API_EXAMPLES: &str = r#"{"collections": {"3014185046": [1575673903, 2784163006]}}"#;
 
+/// The sandbox's own ssh host key (its `.pub` beside it).
+const SSH_HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key";
+/// Where [`Sandbox::authorize_ssh_key`] keeps each user's authorized keys, as `<folder>/<user>`.
+const SSH_AUTHORIZED_KEYS: &str = "/etc/ssh/authorized_keys";
+/// The sandbox's sshd: Debian's `ssh.service`, minus what a sandbox has no use for (its
+/// `/etc/default/ssh`, the `sshd_not_to_be_run` switch), logging to the journal.
+const SSHD_UNIT: &str = "[Unit]\nDescription=OpenSSH server of the sandbox host (left4me-sim)\n\
+After=network.target\n\
+[Service]\nType=notify\nExecStartPre=/usr/sbin/sshd -t\nExecStart=/usr/sbin/sshd -D -e\n\
+ExecReload=/usr/sbin/sshd -t\nExecReload=/bin/kill -HUP $MAINPID\nKillMode=process\n\
+Restart=on-failure\nRestartPreventExitStatus=255\nRuntimeDirectory=sshd\nRuntimeDirectoryMode=0755\n\
+[Install]\nWantedBy=multi-user.target\n";
+
+/// The path of a binary of this workspace, built next to the running test or program.
 pub fn built_binary(name: &str) -> Result<PathBuf, SandboxError> {
     let exe = std::env::current_exe().map_err(|cause| SandboxError::Spawn { what: "current_exe".into(), cause })?;
     // Tests run from target/<profile>/deps/, binaries sit in target/<profile>/.
@@ -266,6 +280,88 @@ impl Sandbox {
         format!("http://{listen}")
     }
 
+    /// Names hosts in the sandbox's `/etc/hosts` (kept on its disk): each name resolves to its
+    /// address from now on. Earlier entries of these names go; every other line stays, localhost's
+    /// among them.
+    pub fn set_hosts(&self, entries: &[(&str, Ipv4Addr)]) {
+        for (name, _) in entries {
+            assert!(
+                !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || c == '#'),
+                "{name:?} is no host name"
+            );
+        }
+        let current = self.run_ok("cat", &["/etc/hosts"]);
+        self.write_file("/etc/hosts", &hosts_with(&current, entries));
+    }
+
+    /// Runs a real OpenSSH server inside: `/usr/sbin/sshd` as the enabled unit `sim-sshd.service`
+    /// (so it is back after a reboot on the same disk), port 22 on every address, with the
+    /// machine's `/etc/ssh/sshd_config` and, in `sshd_config.d/sim-sshd.conf`, a host key of the
+    /// sandbox's own and a second place for authorized keys ([`Sandbox::authorize_ssh_key`]).
+    /// Debian's own `ssh.service` stays off: a sandbox's first boot drops the machine's enabled
+    /// units.
+    pub fn serve_ssh(&self) {
+        self.own_host_key();
+        self.run_ok("mkdir", &["-p", "/etc/ssh/sshd_config.d"]);
+        let config = format!(
+            "# left4me-sim: the sandbox's own host key, and authorized keys kept on the sandbox's disk\n\
+             # (its /root is the machine's).\nHostKey {SSH_HOST_KEY}\n\
+             AuthorizedKeysFile .ssh/authorized_keys {SSH_AUTHORIZED_KEYS}/%u\n"
+        );
+        self.write_file("/etc/ssh/sshd_config.d/sim-sshd.conf", &config);
+        self.write_file("/etc/systemd/system/sim-sshd.service", SSHD_UNIT);
+        self.run_ok("systemctl", &["enable", "--now", "--quiet", "sim-sshd.service"]);
+    }
+
+    /// The sandbox's ed25519 host key, generated once and kept on its disk. The machine's keys show
+    /// through the overlay over `/etc` until then, and a host must never present those.
+    fn own_host_key(&self) {
+        let inside = self.run("cat", &[&format!("{SSH_HOST_KEY}.pub")]);
+        let machines = std::fs::read(format!("{SSH_HOST_KEY}.pub")).ok();
+        if inside.status.success() && Some(&inside.stdout) != machines.as_ref() {
+            return;
+        }
+        self.run_ok("sh", &["-c", "rm -f /etc/ssh/ssh_host_*"]);
+        self.run_ok("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", SSH_HOST_KEY]);
+    }
+
+    /// The sandbox's public host key line (`ssh-ed25519 AAAA…`), for a `known_hosts` elsewhere.
+    /// Needs [`Sandbox::serve_ssh`] first.
+    pub fn host_key(&self) -> String {
+        self.run_ok("cat", &[&format!("{SSH_HOST_KEY}.pub")]).trim().to_owned()
+    }
+
+    /// Lets `public_key` (an `authorized_keys` line, options such as `command="…"` included) log
+    /// in as `user`. The keys live in `/etc/ssh/authorized_keys/<user>`, on the sandbox's disk:
+    /// `/root` inside is the machine's own. sshd reads them once [`Sandbox::serve_ssh`] ran.
+    pub fn authorize_ssh_key(&self, user: &str, public_key: &str) {
+        self.run_ok("mkdir", &["-p", SSH_AUTHORIZED_KEYS]);
+        let path = format!("{SSH_AUTHORIZED_KEYS}/{user}");
+        let current = self.run("cat", &[&path]);
+        let mut keys = if current.status.success() { text(&current.stdout) } else { String::new() };
+        keys.push_str(public_key.trim());
+        keys.push('\n');
+        self.write_file(&path, &keys);
+    }
+
+    /// Writes `contents` to `path` inside, replacing it whole (a new file renamed over it).
+    fn write_file(&self, path: &str, contents: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command("sh")
+            .args(["-c", "cat > \"$1.new\" && mv \"$1.new\" \"$1\"", "sh", path])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nsenter cannot write {path}: {e}"));
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        stdin.write_all(contents.as_bytes()).unwrap_or_else(|e| panic!("writing {path} in the sandbox: {e}"));
+        drop(stdin);
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("writing {path} in the sandbox: {e}"));
+        assert!(output.status.success(), "in the sandbox, writing {path} failed: {}", text(&output.stderr));
+    }
+
     /// Commits the files of `from` to the installed host's state repo as the web app's user
     /// (`left4me`), as a person's push would. Needs `install_left4me` first.
     pub fn commit_state(&self, from: &Path, message: &str) -> Result<(), String> {
@@ -334,6 +430,34 @@ impl Drop for Sandbox {
     }
 }
 
+/// `/etc/hosts` with `entries` added, each name dropped from any line that named it before (a line
+/// left with no name goes).
+fn hosts_with(current: &str, entries: &[(&str, Ipv4Addr)]) -> String {
+    let named = |name: &str| entries.iter().any(|(n, _)| *n == name);
+    let mut hosts = String::new();
+    for line in current.lines() {
+        let data = line.split('#').next().unwrap_or_default();
+        let mut fields = data.split_whitespace();
+        let Some(address) = fields.next() else {
+            hosts.push_str(line);
+            hosts.push('\n');
+            continue;
+        };
+        let names: Vec<&str> = fields.collect();
+        let kept: Vec<&str> = names.iter().copied().filter(|n| !named(n)).collect();
+        if kept.len() == names.len() {
+            hosts.push_str(line);
+            hosts.push('\n');
+        } else if !kept.is_empty() {
+            hosts.push_str(&format!("{address}\t{}\n", kept.join(" ")));
+        }
+    }
+    for (name, address) in entries {
+        hosts.push_str(&format!("{address}\t{name}\n"));
+    }
+    hosts
+}
+
 /// Copies a folder of plain files and folders.
 pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
@@ -356,6 +480,20 @@ fn text(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_replace_earlier_entries_of_their_names_and_keep_every_other_line() {
+        let current = "127.0.0.1\tlocalhost\n# a comment naming b\n\n10.0.0.2 b\n10.0.0.3 c a # old\n::1 localhost ip6-localhost\n";
+        let b = Ipv4Addr::new(10, 77, 1, 2);
+        let a = Ipv4Addr::new(10, 77, 1, 1);
+        let hosts = hosts_with(current, &[("a", a), ("b", b)]);
+        assert_eq!(
+            hosts,
+            "127.0.0.1\tlocalhost\n# a comment naming b\n\n10.0.0.3\tc\n::1 localhost ip6-localhost\n\
+             10.77.1.1\ta\n10.77.1.2\tb\n"
+        );
+        assert_eq!(hosts_with(&hosts, &[("a", a), ("b", b)]), hosts, "setting them again changes nothing");
+    }
 
     #[test]
     fn a_disk_never_lies_where_the_sandbox_lays_an_overlay() {

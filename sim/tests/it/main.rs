@@ -2,6 +2,7 @@
 
 mod demo;
 mod layout;
+mod network;
 mod sandbox;
 mod srcds;
 mod steamcmd;
