@@ -548,6 +548,8 @@ pub enum Outcome {
     /// `restore`: the backup restored, the one of the data it replaced, and whether the server
     /// was started again.
     Restored { name: Name, backup: String, kept: Backup, started: bool },
+    /// `receive`: the data from another host is in place.
+    Received { name: Name, entries: u64, bytes: u64 },
 
     /// `overlay put`, `overlay build`, `overlay fetch`: the overlay now holds the tree of `digest`.
     OverlayWritten { name: Name, digest: Digest },

@@ -52,6 +52,23 @@ pub struct BackedUp {
     pub removed: Vec<String>,
 }
 
+/// `$ROOT/incoming/`: the data of servers moving to this host from another, one
+/// `<name>.tar` each (the other host's archive of it), root's alone, until `receive` puts it in
+/// place.
+pub const INCOMING: &str = "incoming";
+
+/// Where the data of `name` moving in from another host waits to be received.
+pub fn incoming(host: &Host, name: &Name) -> PathBuf {
+    host.root.join(INCOMING).join(format!("{name}.tar"))
+}
+
+/// What `receive` put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
 /// What `restore` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
@@ -506,18 +523,7 @@ pub fn restore(host: &Host, name: &Name, id: &str, say: &mut dyn FnMut(String)) 
     let folder = Folder::open(host, name)?;
     let mut opened = fetch(host, name, &folder, id, say)?;
     let what = format!("backup {id} of {name}");
-    let contents = tree::check(&mut opened, &what, host.backup_max_bytes)?;
-    let free = nix::sys::statvfs::statvfs(&host.root).map_err(|e| Error::io(&host.root, e.into()))?;
-    let free = free.blocks_available().saturating_mul(free.fragment_size());
-    if contents.bytes > free {
-        return Err(Error::NotNow(format!(
-            "{what} unpacks to {} bytes, more than the {free} free where {} is; free some space first",
-            contents.bytes,
-            host.root.display()
-        )));
-    }
-    opened.rewind().map_err(|e| Error::io(&folder.path, e))?;
-    say(format!("{name}: {what} holds {} entries, {} bytes", contents.entries, contents.bytes));
+    checked_whole(host, &mut opened, &what, &folder.path)?;
 
     let unit = unit_name(name);
     let state = systemd::systemctl(&["show", "--property", "ActiveState", "--value", "--", &unit])?;
@@ -551,6 +557,71 @@ pub fn restore(host: &Host, name: &Name, id: &str, say: &mut dyn FnMut(String)) 
         say(format!("{name}: started again"));
     }
     Ok(Restored { kept: restored?, started: running })
+}
+
+/// Reads a tree's tar through and checks it whole — within the host's backup limit, and no
+/// bigger than the free space where it unpacks — then rewinds it.
+fn checked_whole(host: &Host, opened: &mut fs::File, what: &str, path: &Path) -> Result<tree::Contents, Error> {
+    let contents = tree::check(&mut *opened, what, host.backup_max_bytes)?;
+    let free = nix::sys::statvfs::statvfs(&host.root).map_err(|e| Error::io(&host.root, e.into()))?;
+    let free = free.blocks_available().saturating_mul(free.fragment_size());
+    if contents.bytes > free {
+        return Err(Error::NotNow(format!(
+            "{what} unpacks to {} bytes, more than the {free} free where {} is; free some space first",
+            contents.bytes,
+            host.root.display()
+        )));
+    }
+    opened.rewind().map_err(|e| Error::io(path, e))?;
+    Ok(contents)
+}
+
+/// Puts the data of `name` that moved in from another host (`$ROOT/incoming/<name>.tar`, the
+/// archive that host made when it let the server go) in place of its upper layer, exactly as a
+/// restore does; then the file goes. The server must be initialized and not running: its game
+/// starts on the data it brought.
+pub fn receive(host: &Host, name: &Name, say: &mut dyn FnMut(String)) -> Result<Received, Error> {
+    let path = incoming(host, name);
+    let mut opened = open_incoming(host, &path)?;
+    if crate::running::is_running(name)? {
+        return Err(Error::NotNow(format!(
+            "{name} runs; its data from another host is put in place before its first start only (stop it first)"
+        )));
+    }
+    let what = format!("the data of {name} from another host");
+    let contents = checked_whole(host, &mut opened, &what, &path)?;
+    say(format!("{name}: {what} holds {} entries, {} bytes", contents.entries, contents.bytes));
+    swap_in(host, name, opened, &what)?;
+    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    say(format!("{name}: its data from another host is in place"));
+    Ok(Received { entries: contents.entries, bytes: contents.bytes })
+}
+
+/// The incoming file, opened with no symlink followed: a regular file of root's with one link,
+/// in a folder of root's alone.
+fn open_incoming(host: &Host, path: &Path) -> Result<fs::File, Error> {
+    let folder = host.root.join(INCOMING);
+    let dir = open_existing_dir(&folder)?
+        .ok_or_else(|| Error::Invalid(format!("nothing to receive: {} does not exist", path.display())))?;
+    roots_own(&dir, &folder)?;
+    let file = path.file_name().expect("an incoming file has a name");
+    let fd =
+        openat(&dir, file, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| {
+            if e == Errno::ENOENT {
+                Error::Invalid(format!("nothing to receive: {} does not exist", path.display()))
+            } else {
+                Error::io(path, e.into())
+            }
+        })?;
+    let stat = nix::sys::stat::fstat(&fd).map_err(|e| Error::io(path, e.into()))?;
+    let regular = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+    if !regular || stat.st_uid != 0 || stat.st_nlink != 1 {
+        return Err(Error::Invalid(format!(
+            "{} is not root's own regular file of one link: refused, nothing changed",
+            path.display()
+        )));
+    }
+    Ok(fs::File::from(fd))
 }
 
 /// A copy of the backup's file that only root can reach: the host's (a regular file of root's

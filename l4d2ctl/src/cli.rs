@@ -101,6 +101,10 @@ pub enum Cmd {
         /// The backup's id, as `backups` lists it.
         id: String,
     },
+    /// Put the data of a server moving in from another host ($ROOT/incoming/<name>.tar, which the
+    /// reconciler fetched from that host's archive of it) in place of its upper layer, before its
+    /// first start here.
+    Receive { name: String },
     /// Browse a server's tree as its game sees it, read-only: a folder's entries and the layer
     /// each comes from (upper, config, an overlay, the build), or with `--cat` the start of a file
     /// (64 KiB; secrets of config files hidden).
@@ -250,6 +254,7 @@ impl Cmd {
             | Cmd::Release { .. }
             | Cmd::Backup { .. }
             | Cmd::Restore { .. }
+            | Cmd::Receive { .. }
             | Cmd::Mount { .. }
             | Cmd::Umount { .. }
             | Cmd::Workshop { .. }
@@ -354,6 +359,7 @@ mod tests {
                 Cli { reconciler: false, json: true, schedule: None, command: Cmd::Backups { name: name.to_string() } }
             }
             Command::Restore { name, id } => write(Cmd::Restore { name: name.to_string(), id }),
+            Command::Receive { name } => write(Cmd::Receive { name: name.to_string() }),
         }
     }
 
@@ -400,6 +406,7 @@ mod tests {
             Command::Backup { name: name.clone(), keep: Some(7), reason: "schedule nightly".into() },
             Command::Backups { name: name.clone() },
             Command::Restore { name: name.clone(), id: "2026-12-01T06-00-00Z".into() },
+            Command::Receive { name: name.clone() },
             Command::Logs { name: name.clone(), lines: 500, follow: true },
             Command::Logs { name: name.clone(), lines: 100, follow: false },
             Command::Rcon { name: name.clone(), command: "-sv_cheats 1; status".into() },

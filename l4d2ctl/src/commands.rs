@@ -44,6 +44,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Backup { name, reason, keep } => backup(&by, &name, &reason, keep, out).map(Some),
         Cmd::Backups { name } => show_backups(&host, &name, json).map(|()| None),
         Cmd::Restore { name, id } => restore(&by, &name, &id, out).map(Some),
+        Cmd::Receive { name } => receive(&by, &name, out).map(Some),
         Cmd::Files { name, path, cat } => show_files(&host, &name, path.as_deref(), cat, json).map(|()| None),
         Cmd::Rcon { name, command, on_behalf, from } => {
             rcon(&host, &name, &command, on_behalf.as_deref(), from.as_deref()).map(|()| None)
@@ -521,6 +522,15 @@ fn printable(text: &str, lines: bool) -> String {
         }
     }
     shown
+}
+
+/// `receive`: under the same locks as a restore.
+fn receive(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+    let name = parse_name(name)?;
+    let _locks = hold_server_data(by, &name, "receive")?;
+    let mut say = |line: String| out.about(&name, line);
+    let done = backup::receive(by.host, &name, &mut say)?;
+    Ok(Outcome::Received { name, entries: done.entries, bytes: done.bytes })
 }
 
 /// `restore`: the id and the server are checked before anything stops.

@@ -349,12 +349,18 @@ fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>,
         return Ok(None);
     }
     let dir = host.root.join("archive");
-    ensure_dir(&dir, 0o750, Owner::root())?;
+    // Readable by the group of left4me's user, as backups are: a host the server moves to takes
+    // this archive over SSH, through `left4me remote` (which runs as that user).
+    let group = Owner::user(&host.user).map(Owner::root_with_group_of).unwrap_or_else(|_| Owner::root());
+    ensure_dir(&dir, 0o750, group)?;
     let stamp = left4me_state::clock::rfc3339(std::time::SystemTime::now()).replace([':', '-'], "");
     let path = dir.join(format!("{name}-{stamp}.tar"));
     let temp = dir.join(format!(".{name}-{stamp}.tar.tmp"));
     let result = (|| {
         let file = fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        nix::unistd::fchown(&file, Some(group.uid), Some(group.gid)).map_err(|e| Error::io(&temp, e.into()))?;
+        nix::sys::stat::fchmod(&file, nix::sys::stat::Mode::from_bits_truncate(0o640))
+            .map_err(|e| Error::io(&temp, e.into()))?;
         // The same tar as a backup's, uncompressed: everything overlayfs kept, read as a backup is.
         let game = crate::backup::game_user(host);
         let (file, _left_out) = crate::backup::pack(&upper, file, game, u64::MAX, &format!("{name}'s data"))?;

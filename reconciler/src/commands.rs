@@ -509,6 +509,10 @@ pub fn remote(agent: bool) -> anyhow::Result<ExitCode> {
                 let error = std::process::Command::new("git").arg("upload-pack").arg("--strict").arg(&repo).exec();
                 anyhow::bail!("cannot run git upload-pack: {error}")
             }
+            Ok(AgentAsk::Handover { host, server }) if config.host.as_ref() == Some(&host) => {
+                hand_over(&config, &server)
+            }
+            Ok(AgentAsk::Handover { host, server }) => relay_handover(&config, &host, &server),
             Err(refused) => refuse(refused),
         };
     }
@@ -539,7 +543,42 @@ pub fn remote(agent: bool) -> anyhow::Result<ExitCode> {
             reconciler::requests::ask(&config.root, reconciler::requests::What::Fetch, &asker)?;
             outln!("asked the agent to fetch the state repo now");
         }
+        Ask::Handover { server } => return hand_over(&config, &server),
         Ask::Logs { .. } | Ask::Rcon { .. } | Ask::Backups { .. } => unreachable!("l4d2ctl answers these"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `handover <server>`: the newest archive of a server this host let go, on stdout (nothing when
+/// it had no data); exit 3 while it is still here.
+fn hand_over(config: &Config, server: &Name) -> anyhow::Result<ExitCode> {
+    use reconciler::remote::LetGo;
+    match reconciler::remote::let_go(&config.root, server).map_err(anyhow::Error::msg)? {
+        LetGo::StillHere => {
+            eprintln!("left4me remote: {server} is still on this host; its move is not applied here yet");
+            Ok(ExitCode::from(reconciler::handover::NOT_YET as u8))
+        }
+        LetGo::Nothing => Ok(ExitCode::SUCCESS),
+        LetGo::Archive(path) => {
+            let mut file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            std::io::copy(&mut file, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// An agent's `handover <host> <server>` on the control host: asked of `host` with the control
+/// host's key, its answer (and exit code) passed through as they come.
+fn relay_handover(config: &Config, host: &Name, server: &Name) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let (revision, checked) = left4me_state::load_revision(&config.state, &config.branch)?;
+    let desired = checked.map_err(|_| anyhow::anyhow!("revision {} is invalid; nothing relayed", revision.short()))?;
+    let Some(declared) = desired.hosts.get(host) else {
+        eprintln!("left4me remote: host {host} is not declared in revision {}", revision.short());
+        return Ok(ExitCode::from(2));
+    };
+    let ssh = reconciler::remote::Ssh::from_env(reconciler::remote::WEB_KEY, None);
+    let ask = reconciler::remote::Ask::Handover { server: server.clone() };
+    let error = ssh.command(declared.address.as_str(), &ask).exec();
+    anyhow::bail!("cannot run ssh: {error}")
 }

@@ -145,6 +145,7 @@ pub fn plan_pass(
     }
     let mut plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
     plan.schedules = crate::schedules::put(&desired, &host.schedules);
+    crate::handover::describe(config, &revision, &mut plan);
     let now = SystemTime::now();
     let retried = crate::retries::asked(&config.root);
     let crash_loops = crashloop::update(&db.crash_loops()?, &desired, &host.instances, &retried, now);
@@ -240,7 +241,14 @@ fn pass(
         };
         looks += planned.observations;
     }
+    // Servers moving in bring their data first (`handover.rs`); one whose data is not in hand
+    // yet waits, and the pass is tried again soon.
+    let moving = crate::handover::prepare(config, &planned.revision, &planned.desired, &mut planned.plan);
     let mut ran = run_plan(config, db, &planned, trigger)?;
+    ran.failures.servers.extend(moving.into_iter().map(|target| {
+        let what = planned.plan.servers.get(&target).map(|s| s.message.clone()).unwrap_or_default();
+        Failure { target, what, retry: Retry::Transient }
+    }));
     ran.processes += usize::from(game.asked);
     ran.failures.checks = check_failures;
     remember_wishes(db, &planned.desired, &ran.failures)?;
@@ -554,6 +562,7 @@ fn step_job(step: &Step) -> Job {
         Action::Stop => (api::Command::Stop { name }, None),
         Action::Restart => (api::Command::Restart { name }, None),
         Action::Delete => (api::Command::Delete { name }, None),
+        Action::Receive => (api::Command::Receive { name }, None),
     };
     Job { kind: step.action.name(), target: step.server.clone(), command, input, reason: step.reason.clone() }
 }

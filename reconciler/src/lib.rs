@@ -9,6 +9,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod game;
+pub mod handover;
 pub mod host;
 pub mod live;
 pub mod plan;

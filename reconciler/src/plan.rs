@@ -128,6 +128,9 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         build: Option<u64>,
     },
+    /// Put the data a server brought from the host it moved from in place, before it starts
+    /// (`handover.rs`).
+    Receive,
     Start,
     Stop,
     Restart,
@@ -137,15 +140,17 @@ pub enum Action {
 
 impl Action {
     /// The order of a pass: overrides released, then everything that frees ports, then renders,
-    /// then restarts, then starts — so a port moving between servers is released before it is
-    /// taken, and each server's own steps keep their order.
+    /// then the data of servers that moved here, then restarts, then starts — so a port moving
+    /// between servers is released before it is taken, and each server's own steps keep their
+    /// order.
     pub fn phase(&self) -> u8 {
         match self {
             Action::Release => 0,
             Action::Stop | Action::Delete => 1,
             Action::Create { .. } | Action::Rerender { .. } | Action::Repair { .. } => 2,
-            Action::Restart => 3,
-            Action::Start => 4,
+            Action::Receive => 3,
+            Action::Restart => 4,
+            Action::Start => 5,
         }
     }
 
@@ -155,6 +160,7 @@ impl Action {
             Action::Create { .. } => "create",
             Action::Rerender { .. } => "re-render",
             Action::Repair { .. } => "repair",
+            Action::Receive => "receive",
             Action::Start => "start",
             Action::Stop => "stop",
             Action::Restart => "restart",

@@ -52,13 +52,22 @@ pub enum Ask {
     Job { id: i64, after: i64 },
     /// Fetch the state repo's upstream now rather than at the next interval.
     Fetch,
+    /// The newest archive of a server this host let go (a tar on stdout; nothing when it had no
+    /// data), for the host it moved to; exit 3 while the server is still here.
+    Handover { server: Name },
 }
+
+/// What the control host's key may ask, as a refusal lists them.
+const ASKS: &str = "status, logs, rcon, backups, jobs, job, fetch, handover";
 
 /// What a host's agent may ask of the control host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentAsk {
     /// `git fetch` over SSH: the state repo's objects, read-only.
     UploadPack { repo: PathBuf },
+    /// The archive of a server that moved from `host` to the asking host, relayed from `host`
+    /// (or answered here, when `host` is this one).
+    Handover { host: Name, server: Name },
 }
 
 /// Why a line was refused, told to the other side on stderr (exit 2).
@@ -92,6 +101,7 @@ impl Ask {
             Ask::Jobs { limit } => vec!["jobs".into(), "--limit".into(), limit.to_string()],
             Ask::Job { id, after } => vec!["job".into(), id.to_string(), "--after".into(), after.to_string()],
             Ask::Fetch => vec!["fetch".into()],
+            Ask::Handover { server } => vec!["handover".into(), server.to_string()],
         };
         words
     }
@@ -118,10 +128,9 @@ impl Ask {
             ["jobs", "--limit", limit] => Ok(Ask::Jobs { limit: number::<u32>(limit)?.min(MAX_JOBS) }),
             ["job", id, "--after", after] => Ok(Ask::Job { id: number(id)?, after: number(after)? }),
             ["fetch"] => Ok(Ask::Fetch),
-            [first, ..] => Err(Refused(format!(
-                "{first:?} is not something this key may ask; it may ask: status, logs, rcon, backups, jobs, job, fetch"
-            ))),
-            [] => Err(Refused("no command; this key may ask: status, logs, rcon, backups, jobs, job, fetch".into())),
+            ["handover", server] => Ok(Ask::Handover { server: name(server)? }),
+            [first, ..] => Err(Refused(format!("{first:?} is not something this key may ask; it may ask: {ASKS}"))),
+            [] => Err(Refused(format!("no command; this key may ask: {ASKS}"))),
         }
     }
 }
@@ -142,10 +151,16 @@ impl AgentAsk {
                     Err(Refused(format!("{path:?} is not the state repo; an agent may fetch {} only", repo.display())))
                 }
             }
+            ["handover", host, server] => Ok(AgentAsk::Handover { host: name(host)?, server: name(server)? }),
             [first, ..] => Err(Refused(format!(
-                "{first:?} is not something an agent's key may ask; it may fetch the state repo (git-upload-pack) only"
+                "{first:?} is not something an agent's key may ask; it may fetch the state repo (git-upload-pack) \
+                 and take a server's data that moved to it (handover)"
             ))),
-            [] => Err(Refused("no command; an agent's key may fetch the state repo (git-upload-pack) only".into())),
+            [] => Err(Refused(
+                "no command; an agent's key may fetch the state repo (git-upload-pack) and take a server's data \
+                 that moved to it (handover)"
+                    .into(),
+            )),
         }
     }
 }
@@ -233,6 +248,40 @@ pub fn host_status(config: &Config) -> HostStatus {
     }
     status.took_ms = started.elapsed().as_millis() as u64;
     status
+}
+
+/// What this host holds of a server it let go, for `handover`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LetGo {
+    /// The server is still on this host: its move is not applied here yet.
+    StillHere,
+    /// Its newest archive (`$ROOT/archive/<name>-<time>.tar`).
+    Archive(PathBuf),
+    /// Gone, and no archive: it had no data of its own.
+    Nothing,
+}
+
+/// What this host holds of server `name`: still its own, its newest archive, or nothing.
+pub fn let_go(root: &Path, name: &Name) -> Result<LetGo, String> {
+    if l4d2ctl::Host::at(root).instance(name).dir.exists() {
+        return Ok(LetGo::StillHere);
+    }
+    let folder = root.join("archive");
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LetGo::Nothing),
+        Err(e) => return Err(format!("{}: {e}", folder.display())),
+    };
+    // `<name>-<stamp>.tar`, the stamp without `-`: the name is what lies before the last `-`.
+    let newest = entries
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().into_string().ok()?;
+            let (server, stamp) = file.strip_suffix(".tar")?.rsplit_once('-')?;
+            (server == name.as_str() && !stamp.is_empty()).then(|| (stamp.to_owned(), entry.path()))
+        })
+        .max();
+    Ok(newest.map_or(LetGo::Nothing, |(_, path)| LetGo::Archive(path)))
 }
 
 /// The l4d2ctl command an ask runs, for those l4d2ctl answers.
@@ -341,10 +390,15 @@ impl Ssh {
     /// `ssh … <user>@<address> <ask>`: one ask of the host at `address` (a validated
     /// `HostAddress`, which never begins with `-`).
     pub fn command(&self, address: &str, ask: &Ask) -> Command {
+        self.command_words(address, &ask.words())
+    }
+
+    /// `ssh … <user>@<address> <words>`, the words quoted into the one line the other side reads.
+    pub fn command_words(&self, address: &str, words: &[String]) -> Command {
         let mut command = Command::new(&self.program);
         // `--` ends the options before the destination; after it, every word is the command's.
         command.args(self.options()).arg("--").arg(format!("{}@{address}", self.user));
-        command.arg(shlex::try_join(ask.words().iter().map(String::as_str)).expect("the words hold no NUL"));
+        command.arg(shlex::try_join(words.iter().map(String::as_str)).expect("the words hold no NUL"));
         command
     }
 
@@ -378,6 +432,7 @@ mod tests {
             Ask::Jobs { limit: 50 },
             Ask::Job { id: 12, after: 40 },
             Ask::Fetch,
+            Ask::Handover { server: Name::new("coop-2").unwrap() },
         ];
         for ask in asks {
             let line = shlex::try_join(ask.words().iter().map(String::as_str)).unwrap();

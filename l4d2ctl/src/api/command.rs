@@ -110,6 +110,11 @@ pub enum Command {
         name: Name,
         id: String,
     },
+    /// `receive <name>`: the data of a server moving in from another host
+    /// (`$ROOT/incoming/<name>.tar`) put in place of its upper layer, before its first start.
+    Receive {
+        name: Name,
+    },
     /// `logs <name> --lines <n> [--follow]`: the server's console from the journal, as text.
     Logs {
         name: Name,
@@ -220,6 +225,7 @@ impl Command {
             }
             Command::Backups { name } => words(&["backups", name.as_str(), "--json"]),
             Command::Restore { name, id } => write(&["restore", name.as_str(), id]),
+            Command::Receive { name } => write(&["receive", name.as_str()]),
             Command::Logs { name, lines, follow } => {
                 let mut argv = words(&["logs", name.as_str(), "--lines", &lines.to_string()]);
                 if *follow {

@@ -498,14 +498,24 @@ fn strip_nul(mut bytes: Vec<u8>) -> Vec<u8> {
 type Xattrs = [(OsString, Vec<u8>)];
 type Visit<'a> = dyn FnMut(&Path, &Kind, &mut tar::Entry<'_, &mut dyn Read>, &Xattrs) -> Result<(), Error> + 'a;
 
-/// Reads every entry of a gzipped tar, refusing what an upper layer never holds, and hands each
+/// Reads every entry of a tar (gzipped or plain), refusing what an upper layer never holds, and hands each
 /// to `visit` once it passed every rule: a plain path inside the tree, below a folder an earlier
 /// entry made, none twice (unpacking never follows a symlink, nor makes a folder the tar did not
 /// list), a kind an upper layer holds, only the extended attributes restored, and its files
 /// `max` bytes at most in all.
-fn walk(mut input: impl Read, what: &str, max: u64, visit: &mut Visit<'_>) -> Result<Contents, Error> {
-    let mut gz = flate2::read::GzDecoder::new(&mut input);
-    let reader: &mut dyn Read = &mut gz;
+fn walk(input: impl Read, what: &str, max: u64, visit: &mut Visit<'_>) -> Result<Contents, Error> {
+    // A backup is gzipped; a deleted server's archive (what a server moving to another host
+    // brings) is the same tar, plain: told by gzip's first two bytes.
+    let mut input = std::io::BufReader::new(input);
+    let gzipped = std::io::BufRead::fill_buf(&mut input).is_ok_and(|start| start.starts_with(&[0x1f, 0x8b]));
+    let (mut gz, mut plain);
+    let reader: &mut dyn Read = if gzipped {
+        gz = flate2::read::GzDecoder::new(input);
+        &mut gz
+    } else {
+        plain = input;
+        &mut plain
+    };
     let mut archive = tar::Archive::new(reader);
     let unreadable = |e: std::io::Error| Error::Invalid(format!("{what} is unreadable: {}", crate::describe(&e)));
     let mut contents = Contents { entries: 0, bytes: 0 };

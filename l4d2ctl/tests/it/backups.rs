@@ -604,3 +604,59 @@ fn a_backup_beyond_the_hosts_limit_is_refused_naming_the_server_its_size_and_the
     assert_eq!(host.ok("cat", &[&format!("{UPPER}/data.txt")]), "changed\n", "the data is as it was");
     assert_eq!(backups(&host).len(), 1, "no backup taken for a refused restore");
 }
+
+/// A server moving in from another host brings the archive that host made when it let the
+/// server go: its data is put in place exactly, before the game's first start here — and what is
+/// not root's own file of a tree that stays inside the server is refused with nothing changed.
+#[test]
+fn a_server_moving_in_receives_its_data_exactly_and_nothing_but_roots_own_archive() {
+    use tar::EntryType::Regular;
+    let host = Host::installed();
+    host.start_example("coop-1");
+    write_game_data_without_base(&host);
+    let upper = host.root_path(UPPER);
+    let before = listing(&upper);
+    // The old host lets it go: its delete archives the data, readable by the web's group (the
+    // host it moves to takes it through `left4me remote`, which runs as that user).
+    let deleted = write(&host, &["delete", "coop-1"]);
+    let Ok(Outcome::Deleted { archive: Some(archive), .. }) = deleted else { panic!("{deleted:?}") };
+    let archive = archive.display().to_string();
+    assert_eq!(host.ok("stat", &["-c", "%U:%G %a", &archive]).trim(), "root:left4me 640");
+    assert_eq!(host.ok("stat", &["-c", "%U:%G %a", &format!("{ROOT}/archive")]).trim(), "root:left4me 750");
+
+    // The new host: created, not started, its data from the archive waiting in incoming/.
+    host.initialize_example("coop-1");
+    let incoming = format!("{ROOT}/incoming");
+    let file = format!("{incoming}/coop-1.tar");
+    host.ok("sh", &["-c", &format!("mkdir -p -m 700 {incoming} && cp {archive} {file} && chmod 600 {file}")]);
+    let planted = [
+        (format!("ln -sf {archive} {file}"), "coop-1.tar"),
+        (format!("cp {archive} {file}.x && rm -f {file} && ln {file}.x {file}"), "one link"),
+        (format!("rm -f {file} {file}.x && cp {archive} {file} && chown left4me {file}"), "root's own"),
+    ];
+    for (plant, why) in &planted {
+        host.ok("sh", &["-c", plant]);
+        let out = host.l4d2ctl(&["receive", "coop-1"]);
+        assert!(!out.status.success(), "{plant}");
+        assert!(text(&out.stderr).contains(why), "{plant}: {}", text(&out.stderr));
+        assert!(listing(&upper).is_empty(), "{plant}: nothing received");
+    }
+    let escaping = crafted(&[("../../../../etc/crafted", Regular, "")]);
+    fs::write(host.shared_dir().join("escaping.tar"), &escaping).unwrap();
+    let shared = host.shared_dir().join("escaping.tar").display().to_string();
+    host.ok("sh", &["-c", &format!("rm -f {file} && cp {shared} {file} && chown root {file}")]);
+    let out = host.l4d2ctl(&["receive", "coop-1"]);
+    assert!(text(&out.stderr).contains("leaves the server's data"), "{}", text(&out.stderr));
+    assert!(!host.run("test", &["-e", "/etc/crafted"]).status.success(), "nothing written outside");
+
+    host.ok("sh", &["-c", &format!("cp {archive} {file} && chmod 600 {file}")]);
+    let received = write(&host, &["receive", "coop-1"]);
+    assert!(matches!(received, Ok(Outcome::Received { entries, .. }) if entries > 0), "{received:?}");
+    assert_eq!(listing(&upper), before, "the data is exactly as the old host had it");
+    assert!(!host.run("test", &["-e", &file]).status.success(), "received once");
+    let out = host.l4d2ctl(&["receive", "coop-1"]);
+    assert!(text(&out.stderr).contains("nothing to receive"), "{}", text(&out.stderr));
+    host.start_example("coop-1");
+    let merged = host.sandbox.game_tree("coop-1");
+    assert_eq!(host.ok("cat", &[&format!("{merged}/left4dead2/logs/L1201.log")]), "L 12/01/2026\n");
+}

@@ -11,6 +11,7 @@ mod game;
 mod killed;
 mod limits;
 mod live;
+mod moves;
 mod plan;
 mod repairs;
 mod requests;

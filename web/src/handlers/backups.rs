@@ -210,6 +210,7 @@ async fn ask(app: &Arc<App>, session: &Session, from: Origin<'_>, what: What, th
         What::Cancel { job } => ("cancel-asked", None, format!("job {job}")),
         What::Backup { server } => ("backup-asked", Some(server.to_string()), String::new()),
         What::Restore { server, backup } => ("restore-asked", Some(server.to_string()), format!("backup {backup}")),
+        What::Fetch => ("fetch-asked", None, String::new()),
     };
     // One hop: the request, then (once it is made) its entry in the audit trail.
     let asked = app.blocking(move |app| {
