@@ -69,6 +69,7 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
         backoff: Backoff::default(),
         last_revision: None,
         next_fetch: Instant::now(),
+        nudged: None,
     };
     // Alerts are delivered beside the passes, never by them: a receiver that hangs holds no pass.
     let alerts = crate::alerts::spawn(crate::alerts::Delivery {
@@ -81,6 +82,9 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
     loop {
         service.take_requests();
         service.follow_when_due();
+        if trigger == Trigger::Commit {
+            service.nudge_hosts();
+        }
         let retry_at = service.pass(trigger).map(|wait| Instant::now() + wait);
         alerts.wake();
         trigger = service.next_trigger(&triggers, retry_at)?;
@@ -164,6 +168,8 @@ struct Service<'a> {
     backoff: Backoff,
     last_revision: Option<String>,
     next_fetch: Instant,
+    /// The revision the other hosts were last told to fetch (the control host's, `nudge_hosts`).
+    nudged: Option<String>,
 }
 
 impl Service<'_> {
@@ -174,6 +180,31 @@ impl Service<'_> {
         {
             follow(self.config, &self.db, upstream);
             self.next_fetch = Instant::now() + upstream.every;
+        }
+    }
+
+    /// On the control host (one that follows no upstream, of a revision that declares hosts):
+    /// tells every other host to fetch the branch's new revision now, before this host's own pass,
+    /// whoever made it (a web save, a push). Each ask runs on a thread of its own and is not
+    /// waited for; a host that does not answer fetches at its next interval.
+    fn nudge_hosts(&mut self) {
+        if self.upstream.is_some() {
+            return;
+        }
+        let Ok(revision) = left4me_state::resolve(&self.config.state, &self.config.branch) else { return };
+        if self.nudged.as_deref() == Some(revision.id()) {
+            return;
+        }
+        self.nudged = Some(revision.id().to_owned());
+        let Ok((_, Ok(desired))) = left4me_state::load_revision(&self.config.state, revision.id()) else { return };
+        let others: Vec<(left4me_state::Name, String)> = desired
+            .hosts
+            .values()
+            .filter(|host| Some(&host.name) != self.config.host.as_ref())
+            .map(|host| (host.name.clone(), host.address.as_str().to_owned()))
+            .collect();
+        for (name, address) in others {
+            std::thread::spawn(move || crate::remote::nudge(&name, &address));
         }
     }
 

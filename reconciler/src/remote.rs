@@ -250,6 +250,25 @@ pub fn host_status(config: &Config) -> HostStatus {
     status
 }
 
+/// Asks the host at `address` to fetch the state repo now (`fetch`), with the control host's key
+/// over a shared connection; says in the log when it could not.
+pub fn nudge(name: &Name, address: &str) {
+    let ssh = Ssh::from_env(WEB_KEY, Some(AGENT_CONTROL_DIR.into()));
+    if !ssh.key.is_file() {
+        return;
+    }
+    let output = ssh.command(address, &Ask::Fetch).stdin(std::process::Stdio::null()).output();
+    match output {
+        Ok(output) if output.status.success() => tracing::info!(host = %name, "told to fetch the new revision"),
+        Ok(output) => tracing::warn!(
+            host = %name,
+            "could not tell it to fetch the new revision ({}); it fetches at its next interval",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(e) => tracing::warn!(host = %name, "cannot run ssh to tell it to fetch: {e}"),
+    }
+}
+
 /// What this host holds of a server it let go, for `handover`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LetGo {
