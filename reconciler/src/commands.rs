@@ -493,7 +493,7 @@ pub fn backups(server: &str, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `left4me remote [--agent]`: one ask of another host, from `SSH_ORIGINAL_COMMAND`, answered on
 /// stdout; a refusal says why on stderr and exits 2, having done nothing.
-pub fn remote(agent: bool) -> anyhow::Result<ExitCode> {
+pub fn remote(agent: Option<&str>) -> anyhow::Result<ExitCode> {
     use reconciler::remote::{AgentAsk, Ask, JobLog, MAX_LINES};
     let line = std::env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default();
     let config = Config::from_env(None)?;
@@ -501,7 +501,8 @@ pub fn remote(agent: bool) -> anyhow::Result<ExitCode> {
         eprintln!("left4me remote: {refused}");
         Ok(ExitCode::from(2))
     };
-    if agent {
+    if let Some(agent) = agent {
+        let agent = Name::new(agent).map_err(|e| anyhow::anyhow!("--agent {agent:?} is not a host's name: {e}"))?;
         return match AgentAsk::parse(&line, &config.state) {
             Ok(AgentAsk::UploadPack { repo }) => {
                 use std::os::unix::process::CommandExt;
@@ -509,10 +510,7 @@ pub fn remote(agent: bool) -> anyhow::Result<ExitCode> {
                 let error = std::process::Command::new("git").arg("upload-pack").arg("--strict").arg(&repo).exec();
                 anyhow::bail!("cannot run git upload-pack: {error}")
             }
-            Ok(AgentAsk::Handover { host, server }) if config.host.as_ref() == Some(&host) => {
-                hand_over(&config, &server)
-            }
-            Ok(AgentAsk::Handover { host, server }) => relay_handover(&config, &host, &server),
+            Ok(AgentAsk::Handover { host, server }) => relay_handover(&config, &agent, &host, &server),
             Err(refused) => refuse(refused),
         };
     }
@@ -567,12 +565,24 @@ fn hand_over(config: &Config, server: &Name) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// An agent's `handover <host> <server>` on the control host: asked of `host` with the control
-/// host's key, its answer (and exit code) passed through as they come.
-fn relay_handover(config: &Config, host: &Name, server: &Name) -> anyhow::Result<ExitCode> {
+/// The agent of host `agent` asks, on the control host, for the data of `server` from `host`:
+/// only for a server the branch's revision places on the asking host. Answered here when `host`
+/// is this one; else asked of `host` with the control host's key, its answer (and exit code)
+/// passed through as they come.
+fn relay_handover(config: &Config, agent: &Name, host: &Name, server: &Name) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let (revision, checked) = left4me_state::load_revision(&config.state, &config.branch)?;
     let desired = checked.map_err(|_| anyhow::anyhow!("revision {} is invalid; nothing relayed", revision.short()))?;
+    if desired.servers.get(server).and_then(|s| s.host.as_ref()) != Some(agent) {
+        eprintln!(
+            "left4me remote: refused: revision {} does not place {server} on host {agent}, whose key this is",
+            revision.short()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if config.host.as_ref() == Some(host) {
+        return hand_over(config, server);
+    }
     let Some(declared) = desired.hosts.get(host) else {
         eprintln!("left4me remote: host {host} is not declared in revision {}", revision.short());
         return Ok(ExitCode::from(2));

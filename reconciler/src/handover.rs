@@ -1,7 +1,7 @@
 //! A server moving between hosts keeps what it wrote. A commit that changes a server's
 //! `spec.host` from b to c makes b's pass delete it — archiving its data, as every delete does
 //! (`$ROOT/archive/<name>-<time>.tar`) — and c's pass create it. Before c creates it, c asks b for
-//! that archive over SSH: through the control host, which relays the ask (`left4me remote --agent`
+//! that archive over SSH: through the control host, which relays the ask (`left4me remote --agent c`
 //! → `left4me remote` on b), so a host trusts the control host's key only. The archive waits in
 //! `$ROOT/incoming/<name>.tar` (root's) until `l4d2ctl receive` puts it in place of the new
 //! instance's upper layer, before its first start; while that file is there, the server is not

@@ -80,12 +80,14 @@ enum Command {
     },
     /// Answer one ask of another host, as an SSH forced command (`command="left4me remote",restrict`
     /// in authorized_keys): the line is SSH_ORIGINAL_COMMAND; one of a fixed set of reads (status,
-    /// logs, jobs, job, backups), rcon and fetch — or, with --agent, a fetch of the state repo by
-    /// a host's agent (git-upload-pack). Anything else is refused (exit 2).
+    /// logs, jobs, job, backups), rcon, fetch and handover — or, with --agent <host>, what the agent
+    /// of that host may ask: a fetch of the state repo (git-upload-pack) and the data of a server
+    /// moving to it (handover). Anything else is refused (exit 2).
     Remote {
-        /// Take an agent's asks (the state repo, read-only) rather than the control host's.
-        #[arg(long)]
-        agent: bool,
+        /// Take the asks of this host's agent (the state repo, read-only; the data of a server
+        /// placed on it) rather than the control host's.
+        #[arg(long, value_name = "HOST")]
+        agent: Option<String>,
     },
     /// Run as left4me-live.service (the game's user): take every server's log stream on
     /// 127.0.0.1:$LEFT4ME_LIVE_PORT into $ROOT/live.db — who is on, who came and went, the chat.
@@ -265,7 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backups { server, json } => commands::backups(&server, json),
         Command::Retry { server, state } => commands::retry(state, &server),
-        Command::Remote { agent } => commands::remote(agent),
+        Command::Remote { agent } => commands::remote(agent.as_deref()),
         Command::Sample { every, looks } => {
             let config = reconciler::engine::Config::from_env(None)?;
             let pace = reconciler::live::sample::Pace { every: std::time::Duration::from_secs(every.max(1)), looks };

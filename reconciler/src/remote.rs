@@ -6,8 +6,9 @@
 //! - The control host's web app may ask a host for its [`HostStatus`] (a brief look, no console
 //!   asked), a server's console log (followed), its jobs and a job's log, its backups, an RCON
 //!   command, and a fetch of the state repo now ([`Ask`]).
-//! - A host's agent may ask the control host (`left4me remote --agent`) for the state repo only,
-//!   as `git fetch` over SSH asks for it: `git-upload-pack '<repo>'` ([`AgentAsk`]).
+//! - A host's agent may ask the control host (`left4me remote --agent <host>`) for the state
+//!   repo, as `git fetch` over SSH asks for it (`git-upload-pack '<repo>'`), and for the data of a
+//!   server the revision places on it (`handover <from> <server>`) ([`AgentAsk`]).
 //!
 //! Nothing asked is handed to a shell: names are [`Name`]s, numbers numbers, and what runs is
 //! `l4d2ctl` with the argv of an [`api::Command`], or git's own upload-pack on this host's repo.
