@@ -138,13 +138,16 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
             "last_applied": applied, "last_attempted": attempted, "revision_error": error,
             "last_pass": last_pass, "upstream_error": upstream_error, "problem": problem, "servers": servers,
             "host_problems": host_problems, "service": service, "disk": disk, "disk_full": disk_full,
-            "game": game,
+            "game": game, "host": config.host,
         });
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let short =
         |r: &Option<String>| r.as_deref().map(|r| r[..r.len().min(12)].to_owned()).unwrap_or_else(|| "none".into());
+    if let Some(host) = &config.host {
+        outln!("this host:               {host} (LEFT4ME_HOST)");
+    }
     outln!("last applied revision:   {}", short(&applied));
     outln!("last attempted revision: {}", short(&attempted));
     if let Some(pass) = &last_pass {
@@ -157,7 +160,7 @@ pub fn status(state: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
         outln!("the disk is full: {disk}; free space on it for the reconciler to write its database");
     }
     if let Some(upstream) = &upstream_error {
-        outln!("upstream: {upstream}");
+        outln!("upstream: {upstream}; the last revision fetched keeps running");
     }
     if let Some(problem) = &problem {
         outln!("cannot look at the state now: {problem}");
