@@ -279,54 +279,26 @@ fn merge_hosts(snapshot: &mut Snapshot, looks: BTreeMap<Name, Option<HostLook>>,
     // This host's look names the servers moving away from it too: their rows are their new host's.
     let local = snapshot.local_host.clone();
     snapshot.servers.retain(|r| desired.servers.get(r.name.as_str()).is_none_or(|s| s.host == local));
-    if let Some(local) = &snapshot.local_host {
+    if let Some(local) = &local {
         for report in &snapshot.servers {
             snapshot.server_host.insert(report.name.clone(), local.clone());
         }
     }
     for (host, look) in &looks {
         let placed = || desired.servers.values().filter(move |s| s.host.as_ref() == Some(host));
-        let status = match look.as_ref().map(|l| (&l.status, l.at)) {
-            Some((Ok(status), at)) => (status, at),
-            Some((Err(reason), _)) => {
-                placed().for_each(|s| unknown(snapshot, host, s, reason));
-                continue;
+        match look.as_ref().map(|l| (&l.status, l.at)) {
+            Some((Ok(status), at)) => {
+                merge_answer(snapshot, &desired, host, status, at, remote_cpu);
+                let missing = missing_reason(host, status);
+                for server in placed() {
+                    if !snapshot.server_host.contains_key(server.name.as_str()) {
+                        unknown(snapshot, host, server, &missing);
+                    }
+                }
             }
-            None => {
-                placed().for_each(|s| unknown(snapshot, host, s, &format!("host {host} has not answered yet")));
-                continue;
-            }
-        };
-        let (status, at) = status;
-        for report in &status.servers {
-            // A server placed elsewhere that this host still has is moving away: its row is its
-            // new host's.
-            let declared = desired.servers.get(report.name.as_str());
-            if declared.is_some_and(|s| s.host.as_ref() != Some(host))
-                || snapshot.server_host.contains_key(&report.name)
-            {
-                continue;
-            }
-            snapshot.server_host.insert(report.name.clone(), host.clone());
-            snapshot.servers.push(report.clone());
+            Some((Err(reason), _)) => placed().for_each(|s| unknown(snapshot, host, s, reason)),
+            None => placed().for_each(|s| unknown(snapshot, host, s, &format!("host {host} has not answered yet"))),
         }
-        let missing = missing_reason(host, status);
-        for server in placed() {
-            if !snapshot.server_host.contains_key(server.name.as_str()) {
-                unknown(snapshot, host, server, &missing);
-            }
-        }
-        let ours = |name: &Name| snapshot.server_host.get(name.as_str()) == Some(host);
-        let instances: BTreeMap<Name, InstanceStatus> =
-            status.instances.iter().filter(|(n, _)| ours(n)).map(|(n, i)| (n.clone(), i.clone())).collect();
-        let (seen_at, looks, cpu) =
-            remote_cpu.entry(host.clone()).or_insert_with(|| (at, CpuLooks::default(), BTreeMap::new()));
-        if *seen_at != at || looks.at.is_none() {
-            *cpu = looks.look(&instances, at);
-            *seen_at = at;
-        }
-        snapshot.cpu.extend(cpu.iter().map(|(n, c)| (n.clone(), *c)));
-        snapshot.instances.extend(instances);
     }
     remote_cpu.retain(|host, _| looks.contains_key(host));
     let order = |r: &ServerReport| (snapshot.server_host.get(&r.name).cloned(), r.name.clone());
@@ -334,6 +306,40 @@ fn merge_hosts(snapshot: &mut Snapshot, looks: BTreeMap<Name, Option<HostLook>>,
     servers.sort_by_cached_key(order);
     snapshot.servers = servers;
     snapshot.hosts = looks;
+}
+
+/// One host's answer: its reports of the servers placed on it and of what only it has, their
+/// instances, and their CPU between its last two answers.
+fn merge_answer(
+    snapshot: &mut Snapshot,
+    desired: &DesiredState,
+    host: &Name,
+    status: &HostStatus,
+    at: Instant,
+    remote_cpu: &mut RemoteCpu,
+) {
+    for report in &status.servers {
+        // A server placed elsewhere that this host still has is moving away: its row is its
+        // new host's.
+        let declared = desired.servers.get(report.name.as_str());
+        if declared.is_some_and(|s| s.host.as_ref() != Some(host)) || snapshot.server_host.contains_key(&report.name) {
+            continue;
+        }
+        snapshot.server_host.insert(report.name.clone(), host.clone());
+        snapshot.servers.push(report.clone());
+    }
+    let ours = |name: &Name| snapshot.server_host.get(name.as_str()) == Some(host);
+    let instances: BTreeMap<Name, InstanceStatus> =
+        status.instances.iter().filter(|(n, _)| ours(n)).map(|(n, i)| (n.clone(), i.clone())).collect();
+    let (seen_at, looks, cpu) =
+        remote_cpu.entry(host.clone()).or_insert_with(|| (at, CpuLooks::default(), BTreeMap::new()));
+    // The same answer as last time (the host did not answer since) keeps its figures.
+    if *seen_at != at || looks.at.is_none() {
+        *cpu = looks.look(&instances, at);
+        *seen_at = at;
+    }
+    snapshot.cpu.extend(cpu.iter().map(|(n, c)| (n.clone(), *c)));
+    snapshot.instances.extend(instances);
 }
 
 /// A row for a server of `host` whose state is not known, and why.
