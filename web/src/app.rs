@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use reconciler::db::Reader;
 use reconciler::engine::Config;
+use reconciler::remote::Ssh;
 use tokio::sync::watch;
 
 use crate::accounts::Accounts;
@@ -45,6 +46,8 @@ pub struct App {
     pub secure_cookies: bool,
     /// The address players connect to, when host.env sets one.
     pub public_address: Option<PublicAddress>,
+    /// How the other hosts are asked (`left4me remote` over ssh).
+    pub ssh: Ssh,
     templates: minijinja::Environment<'static>,
     /// The dashboard's rows as drawn for the current snapshot.
     pub rows: RowsCache,
@@ -60,6 +63,8 @@ pub struct Options {
     /// The address players connect to (`LEFT4ME_PUBLIC_ADDRESS`); none: the host name the
     /// browser reached the app at.
     pub public_address: Option<PublicAddress>,
+    /// How the other hosts the revision declares are reached.
+    pub ssh: Ssh,
 }
 
 /// A host's public address as players reach it: a DNS name or an IP address (an IPv6 one in
@@ -116,9 +121,10 @@ impl App {
         let start = std::time::Instant::now();
         let watched = Arc::new(Mutex::new(start.checked_sub(snapshot::WATCHED).unwrap_or(start)));
         let watcher_watched = watched.clone();
+        let watcher_ssh = options.ssh.clone();
         std::thread::Builder::new()
             .name("host-watcher".into())
-            .spawn(move || snapshot::watch(watcher_config, pokes, publish, watcher_watched))?;
+            .spawn(move || snapshot::watch(watcher_config, watcher_ssh, pokes, publish, watcher_watched))?;
         Ok(Arc::new(App {
             repo: StateRepo::new(&config.state, &config.branch),
             gamelog: GameLog::new(&config.root),
@@ -135,6 +141,7 @@ impl App {
             streams: live::Streams::default(),
             secure_cookies: options.secure_cookies,
             public_address: options.public_address,
+            ssh: options.ssh,
             templates: templates::environment(),
             rows: RowsCache::default(),
         }))
@@ -143,6 +150,15 @@ impl App {
     /// Asks for a fresh look at the host, soon.
     pub fn poke(&self) {
         let _ = self.poke.lock().expect("no holder of the poke lock panics").send(());
+    }
+
+    /// Asks every other declared host to fetch the state repo now (after a commit), in the
+    /// background: their agents follow at once rather than at their next interval.
+    pub fn nudge_hosts(&self) {
+        let snapshot = self.latest();
+        if let Some(desired) = &snapshot.desired {
+            crate::remote::nudge(&self.ssh, crate::remote::other_hosts(desired, self.config.host.as_ref()));
+        }
     }
 
     /// Waits, at most a second, for a fresh look when the latest is stale: a page loaded after a
@@ -252,6 +268,18 @@ impl App {
             StatusCode::NOT_FOUND,
             "error.html",
             minijinja::context! { title => "Not found", message => "There is nothing here, or it is not yours to see." },
+        )
+    }
+
+    /// A URL naming a host the revision does not declare: nothing is asked of any host.
+    pub fn unknown_host(&self, name: &str) -> Response {
+        let message = format!(
+            "The state repo declares no host {name:?}: the hosts are those of hosts/<name>.yaml. Nothing was asked of it."
+        );
+        self.render_status(
+            StatusCode::NOT_FOUND,
+            "error.html",
+            minijinja::context! { title => "No such host", message },
         )
     }
 

@@ -2,11 +2,12 @@
 //! the state repo, and watch servers, plans, jobs and logs live.
 //!
 //! The web talks to the host only through the state repo (commits), the reconciler's database
-//! (read) and `l4d2ctl` (status, logs, RCON); it never runs systemctl and holds no root.
+//! (read) and `l4d2ctl` (status, logs, RCON), and to the other hosts the revision declares only
+//! through `ssh` to their `left4me remote`; it never runs systemctl and holds no root.
 //!
 //! This file is the table of contents and the router. The rooms, from the bottom up: the
-//! stores (`accounts`, `repo`, `history`), the look at the host (`snapshot`), the only runner of
-//! `l4d2ctl` (`ctl`), the rule of who may see or change what (`access`), the shared state
+//! stores (`accounts`, `repo`, `history`), the look at the host (`snapshot`) and at the other
+//! hosts (`hosts`), the only runner of `l4d2ctl` (`ctl`) and of `ssh` (`remote`), the rule of who may see or change what (`access`), the shared state
 //! (`app`), the session guard (`session`); then what the pages show (`views/`), the handlers
 //! (`handlers/`), the forms (`forms/`), the raw editor (`editor`) and saving (`save/`).
 
@@ -21,7 +22,9 @@ mod forms;
 mod gamelog;
 mod handlers;
 mod history;
+mod hosts;
 pub mod live;
+mod remote;
 pub mod repo;
 mod save;
 mod session;
@@ -75,6 +78,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs", get(pages::jobs))
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/log", get(events::job_log))
+        .route("/hosts/{host}/jobs", get(pages::host_jobs))
+        .route("/hosts/{host}/jobs/{id}", get(pages::host_job))
+        .route("/hosts/{host}/jobs/{id}/log", get(events::host_job_log))
         .route("/audit", get(pages::audit))
         .route("/events/servers", get(events::dashboard_events))
         .route("/account", get(admin::account).post(admin::change_password))

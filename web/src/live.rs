@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 
 use crate::ctl;
+use crate::remote::{self, HostAt};
 use crate::text::escape;
 
 /// Live views open at once, of one user and in all, and consoles followed at once.
@@ -95,8 +96,10 @@ impl Streams {
         Ok(Slot { open: self.open.clone(), user })
     }
 
-    /// The follower of a server's console, started (with `l4d2ctl`) when no one follows it yet.
-    pub fn follower(&self, l4d2ctl: &std::path::Path, name: &str) -> Result<Arc<Follower>, Refused> {
+    /// The follower of a server's console, started (with `l4d2ctl`, or over ssh for a server
+    /// of another host) when no one follows it yet. Names are the revision's, one server each
+    /// whatever its host, so one follower serves a name.
+    pub fn follower(&self, console: Console<'_>, name: &str) -> Result<Arc<Follower>, Refused> {
         let mut followers = self.followers.lock().expect("no holder of the followers lock panics");
         followers.retain(|_, f| f.strong_count() > 0);
         if let Some(follower) = followers.get(name).and_then(Weak::upgrade)
@@ -109,10 +112,16 @@ impl Streams {
                 "{FOLLOWERS} server consoles are followed at once, as many as the app follows. Reload this page in a minute."
             )));
         }
-        let follower = Follower::start(l4d2ctl, name).map_err(Refused::Failed)?;
+        let follower = Follower::start(console, name).map_err(Refused::Failed)?;
         followers.insert(name.to_owned(), Arc::downgrade(&follower));
         Ok(follower)
     }
+}
+
+/// Where a console is read: this host's `l4d2ctl`, or another host's `left4me remote`.
+pub enum Console<'a> {
+    Here(&'a std::path::Path),
+    On(&'a reconciler::remote::Ssh, HostAt),
 }
 
 /// Why a live view is not opened.
@@ -154,12 +163,16 @@ struct FollowerState {
 }
 
 impl Follower {
-    fn start(l4d2ctl: &std::path::Path, name: &str) -> Result<Arc<Follower>, String> {
+    fn start(console: Console<'_>, name: &str) -> Result<Arc<Follower>, String> {
         // A console is followed only for a server the viewer may see: one declared, or on the
         // host, and so a valid name.
         let server = left4me_state::Name::new(name).map_err(|e| format!("the console of {name:?}: {e}"))?;
-        let mut child = ctl::follow_logs(l4d2ctl, &server, BACKLOG)
-            .map_err(|e| format!("cannot run {} logs: {e}", l4d2ctl.display()))?;
+        let mut child = match console {
+            Console::Here(l4d2ctl) => ctl::follow_logs(l4d2ctl, &server, BACKLOG)
+                .map_err(|e| format!("cannot run {} logs: {e}", l4d2ctl.display()))?,
+            Console::On(ssh, host) => remote::follow_logs(ssh, &host, &server, BACKLOG)
+                .map_err(|e| format!("cannot ask host {} for the console: {e}", host.name))?,
+        };
         let stdout = child.stdout.take().ok_or("l4d2ctl logs gave no output")?;
         let (lines, _) = broadcast::channel(1024);
         let state = FollowerState { backlog: VecDeque::new(), lines: Some(lines) };

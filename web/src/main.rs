@@ -68,7 +68,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // TasksMax= is never reached by threads alone.
             let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build()?;
             runtime.block_on(async {
-                let app = web::App::start(web::Options { config, secure_cookies, trusted_proxies, public_address })?;
+                // Connections to other hosts are kept open in the unit's RuntimeDirectory, so a
+                // dashboard of many hosts costs no handshake per look.
+                let control_dir = std::env::var_os("RUNTIME_DIRECTORY")
+                    .filter(|d| !d.is_empty())
+                    .and_then(|d| std::env::split_paths(&d).next());
+                let ssh = reconciler::remote::Ssh::from_env(reconciler::remote::WEB_KEY, control_dir);
+                let options = web::Options { config, secure_cookies, trusted_proxies, public_address, ssh };
+                let app = web::App::start(options)?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen} (is another program using it?)"))?;

@@ -10,6 +10,19 @@ document.addEventListener("DOMContentLoaded", () => {
       if (pinned) log.scrollTop = log.scrollHeight;
     }).observe(log, { childList: true });
   }
+  // The server form: a host chosen suggests the lowest port free on it, unless a port was typed.
+  const host = document.getElementById("host");
+  if (host) {
+    const port = host.form.querySelector("input[name=port]");
+    let suggested = port.value;
+    host.addEventListener("change", () => {
+      const free = host.selectedOptions[0]?.dataset.freePort;
+      if (free && (port.value === suggested || port.value === "")) {
+        port.value = free;
+        suggested = free;
+      }
+    });
+  }
   // RCON: clear the field after sending; arrow keys walk the command history.
   const rcon = document.getElementById("rcon");
   if (rcon) {

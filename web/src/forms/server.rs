@@ -7,7 +7,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use left4me_state::{Name, Revision};
+use left4me_state::{DesiredState, Name, Revision};
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,9 @@ pub struct ServerForm {
     pub hostname: String,
     #[serde(default)]
     pub owner: String,
+    /// The host it runs on (`spec.host`): one of the revision's hosts, when it declares any.
+    #[serde(default)]
+    pub host: String,
     #[serde(default)]
     pub base: String,
     #[serde(default)]
@@ -59,15 +62,41 @@ fn server_yaml(form: &ServerForm) -> String {
     if !hostname.is_empty() {
         out.push_str(&format!("  hostname: {}\n", scalar(hostname)));
     }
+    let host = form.host.trim();
+    if !host.is_empty() {
+        out.push_str(&format!("  host: {}\n", scalar(host)));
+    }
     out
 }
 
-/// The lowest port of the host's range no server declares.
-fn free_port(snapshot: &Snapshot) -> Option<u16> {
+/// The ports a server of `host` may use, and those its servers declare: with hosts declared,
+/// the host's own range and servers (another host's servers may use the same ports); without,
+/// the repo's.
+fn ports_of(desired: &DesiredState, host: Option<&Name>) -> ((u16, u16), Vec<u16>) {
+    let range = match host.and_then(|h| desired.hosts.get(h)) {
+        Some(host) => &host.ports,
+        None => &desired.settings.ports,
+    };
+    let on_host = |s: &&left4me_state::Server| desired.hosts.is_empty() || s.host.as_ref() == host;
+    let used = desired.servers.values().filter(on_host).map(|s| s.port.number()).collect();
+    ((range.first.number(), range.last.number()), used)
+}
+
+/// The lowest port of the host's range no server of that host declares.
+fn free_port(snapshot: &Snapshot, host: Option<&Name>) -> Option<u16> {
+    let ((first, last), used) = ports_of(snapshot.desired.as_ref()?, host);
+    (first..=last).find(|p| !used.contains(p))
+}
+
+/// The host a new server is offered first: `asked` when the revision declares it, else this
+/// host, else the first declared; None without hosts.
+fn default_host(snapshot: &Snapshot, asked: Option<&str>) -> Option<Name> {
     let desired = snapshot.desired.as_ref()?;
-    let used: Vec<u16> = desired.servers.values().map(|s| s.port.number()).collect();
-    let range = &desired.settings.ports;
-    (range.first.number()..=range.last.number()).find(|p| !used.contains(p))
+    let declared = |name: &str| desired.hosts.get(name).map(|h| h.name.clone());
+    asked
+        .and_then(declared)
+        .or_else(|| snapshot.local_host.as_ref().and_then(|h| declared(h.as_str())))
+        .or_else(|| desired.hosts.keys().next().cloned())
 }
 
 impl ObjectForm for ServerForm {
@@ -75,12 +104,25 @@ impl ObjectForm for ServerForm {
 
     fn context(&self, session: &Session, snapshot: &Snapshot, editing: bool, diagnostics: &[Shown]) -> Value {
         let blueprints = access::visible_blueprints(snapshot, &session.user);
-        let field_errors = field_errors(diagnostics, &["name", "blueprint", "port", "state", "hostname", "owner"]);
-        let range =
-            snapshot.desired.as_ref().map(|d| (d.settings.ports.first.number(), d.settings.ports.last.number()));
+        let field_errors =
+            field_errors(diagnostics, &["name", "blueprint", "port", "state", "hostname", "owner", "host"]);
+        let chosen = Name::new(self.host.trim()).ok();
+        let range = snapshot.desired.as_ref().map(|d| ports_of(d, chosen.as_ref()).0);
+        // Each host with its range and the lowest port free on it: the form's script puts that
+        // port in when the host changes (and the hint says it without the script).
+        let hosts: Vec<Value> = snapshot.desired.as_ref().map_or(Vec::new(), |d| {
+            d.hosts
+                .values()
+                .map(|h| {
+                    let ((first, last), _) = ports_of(d, Some(&h.name));
+                    let free = free_port(snapshot, Some(&h.name));
+                    context! { name => h.name.as_str(), first, last, free, description => h.description.clone() }
+                })
+                .collect()
+        });
         context! {
             ..base(session, "servers"),
-            ..context! { form => v(self), editing, blueprints, diagnostics => v(diagnostics), field_errors, range }
+            ..context! { form => v(self), editing, blueprints, diagnostics => v(diagnostics), field_errors, range, hosts }
         }
     }
 }
@@ -88,6 +130,8 @@ impl ObjectForm for ServerForm {
 #[derive(Deserialize)]
 pub struct NewServerQuery {
     blueprint: Option<String>,
+    /// The host to offer first.
+    host: Option<String>,
 }
 
 pub async fn new_server(
@@ -96,9 +140,11 @@ pub async fn new_server(
     Query(query): Query<NewServerQuery>,
 ) -> Response {
     let snapshot = app.current();
+    let host = default_host(&snapshot, query.host.as_deref());
     let form = ServerForm {
         blueprint: query.blueprint.unwrap_or_default(),
-        port: free_port(&snapshot).map(|p| p.to_string()).unwrap_or_default(),
+        port: free_port(&snapshot, host.as_ref()).map(|p| p.to_string()).unwrap_or_default(),
+        host: host.map(|h| h.to_string()).unwrap_or_default(),
         state: "running".into(),
         owner: session.user.name.to_string(),
         base: snapshot.head.clone().unwrap_or_default(),
@@ -122,6 +168,7 @@ pub async fn edit_server(State(app): State<Arc<App>>, Auth(session): Auth, Path(
         state: power_state(server.state).into(),
         hostname: server.hostname.get().to_owned(),
         owner: server.owner.to_string(),
+        host: server.host.as_ref().map(Name::to_string).unwrap_or_default(),
         base: snapshot.revision.clone().unwrap_or_default(),
         original: server.name.to_string(),
         ..ServerForm::default()
@@ -202,6 +249,7 @@ pub async fn power(
         port: document.spec.port.number().to_string(),
         state: state.clone(),
         hostname: document.spec.hostname.map(|h| h.get().to_owned()).unwrap_or_default(),
+        host: document.spec.host.map(|h| h.to_string()).unwrap_or_default(),
         ..ServerForm::default()
     };
     let verb = if state == "running" { "Start" } else { "Stop" };

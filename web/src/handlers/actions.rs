@@ -15,10 +15,12 @@ use serde::Deserialize;
 use crate::access;
 use crate::app::App;
 use crate::ctl::{self, RconAnswer};
+use crate::remote::{self, AskError, HostAt};
 use crate::session::Auth;
 use crate::text::escape;
 use crate::views::page::base;
 use crate::views::server::crash_loop;
+use reconciler::remote::Ask;
 
 /// "Retry now": asks the reconciler to try a server held back after crashing at once, with a
 /// request in `$ROOT/retries` — the service watches the folder, and the web app only reads the
@@ -30,6 +32,18 @@ pub async fn retry(State(app): State<Arc<App>>, Auth(session): Auth, Path(name):
     let declared = snapshot.desired.as_ref().and_then(|d| d.servers.get(&server));
     if !declared.is_some_and(|s| access::may_change(&session.user, &s.owner)) {
         return app.not_found();
+    }
+    if let Some(host) = snapshot.elsewhere(server.as_str()) {
+        let message = format!(
+            "{server} runs on host {}: a retry is asked there (`left4me retry {server}` on {0}), or it comes \
+             by itself when its wait ends.",
+            host.name
+        );
+        return app.render_status(
+            StatusCode::CONFLICT,
+            "error.html",
+            context! { ..base(&session, "servers"), ..context! { title => format!("{server} is on host {}", host.name), message } },
+        );
     }
     if crash_loop(&snapshot, server.as_str()).is_none() {
         let message = format!(
@@ -83,11 +97,38 @@ pub async fn rcon(
     // Kept in the history whatever comes of it; a history that cannot be written costs no command.
     let _ = app.blocking(move |app| app.accounts.add_rcon(&user, &server, &kept)).await;
     let address = app.trusted_proxies.client(peer.ip(), &headers);
-    match ctl::rcon(&app.config.l4d2ctl, &declared.name, &command, &session.user.name, address).await {
+    let answer = match snapshot.elsewhere(name.as_str()) {
+        Some(host) => remote_rcon(&app, host, &declared.name, &command, &session.user.name, address).await,
+        None => ctl::rcon(&app.config.l4d2ctl, &declared.name, &command, &session.user.name, address).await,
+    };
+    match answer {
         RconAnswer::Answered(answer) => rcon_answer(&command, &answer, false),
         RconAnswer::Failed(problem) => rcon_answer(&command, &problem, true),
         RconAnswer::NotRun(e) => rcon_answer(&command, &format!("cannot run l4d2ctl: {e}"), true),
         RconAnswer::TimedOut => rcon_answer(&command, "the server did not answer within 10 s", true),
+    }
+}
+
+/// One RCON command on a server of another host, asked of its `left4me remote`: there,
+/// `l4d2ctl rcon --as <user> --from <address>` records it in that host's audit trail as the
+/// user's, as here.
+async fn remote_rcon(
+    app: &Arc<App>,
+    host: HostAt,
+    server: &Name,
+    command: &str,
+    user: &Name,
+    from: std::net::IpAddr,
+) -> RconAnswer {
+    let asked = Ask::Rcon { server: server.clone(), user: user.clone(), from, command: command.to_owned() };
+    let answer =
+        app.blocking(move |app| remote::ask(&app.ssh, &host, &asked, ctl::RCON_TIMEOUT).map_err(|e| (host, e)));
+    match answer.await {
+        Ok(Ok(answer)) => RconAnswer::Answered(String::from_utf8_lossy(&answer).trim_end().to_owned()),
+        Ok(Err((_, AskError::TimedOut(_)))) => RconAnswer::TimedOut,
+        Ok(Err((_, AskError::Refused(words)))) => RconAnswer::Failed(words),
+        Ok(Err((host, e))) => RconAnswer::Failed(e.of(&host.name)),
+        Err(e) => RconAnswer::Failed(format!("asking the host was interrupted: {e}")),
     }
 }
 

@@ -21,9 +21,11 @@ use crate::accounts::Session;
 use crate::app::App;
 use crate::ctl;
 use crate::handlers::stream;
+use crate::remote::{self, HostAt};
 use crate::session::Auth;
 use crate::views::jobs::visible_job;
 use crate::views::page::{base, v};
+use reconciler::remote::Ask;
 
 #[derive(Deserialize)]
 pub struct Asked {
@@ -38,7 +40,9 @@ pub async fn list(
     Query(query): Query<Asked>,
 ) -> Response {
     let Some(server) = backed_up(&app, &session, &name) else { return app.not_found() };
-    let listing = app.blocking(move |app| ctl::backups(&app.config.l4d2ctl, &server)).await;
+    let elsewhere = app.current().elsewhere(&name);
+    let on = elsewhere.as_ref().map(|h| h.name.to_string());
+    let listing = app.blocking(move |app| backups_of(app, &server, elsewhere)).await;
     let (backups, problem) = match listing {
         Ok(Ok(backups)) => (backups, None),
         Ok(Err(problem)) => (Vec::new(), Some(problem)),
@@ -47,7 +51,7 @@ pub async fn list(
     let asked = query.asked.filter(|asked| matches!(asked.as_str(), "backup" | "restore"));
     app.render(
         "backups.html",
-        context! { ..base(&session, "servers"), ..context! { name, backups => v(&backups), problem, asked } },
+        context! { ..base(&session, "servers"), ..context! { name, backups => v(&backups), problem, asked, elsewhere => on } },
     )
 }
 
@@ -60,6 +64,9 @@ pub async fn back_up(
     Path(name): Path<String>,
 ) -> Response {
     let Some(server) = backed_up(&app, &session, &name) else { return app.not_found() };
+    if let Some(refused) = on_other_host(&app, &session, &name, "backed up") {
+        return refused;
+    }
     let from = Origin { peer, headers: &headers };
     ask(&app, &session, from, What::Backup { server }, &format!("/servers/{name}/backups?asked=backup")).await
 }
@@ -70,6 +77,9 @@ pub async fn restore_preview(
     Auth(session): Auth,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
+    if let Some(refused) = on_other_host(&app, &session, &name, "restored") {
+        return refused;
+    }
     let (_, backup) = match listed(&app, &session, &name, id).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -85,6 +95,9 @@ pub async fn restore(
     headers: HeaderMap,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
+    if let Some(refused) = on_other_host(&app, &session, &name, "restored") {
+        return refused;
+    }
     let (server, backup) = match listed(&app, &session, &name, id).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -102,6 +115,9 @@ pub async fn download(
     Auth(session): Auth,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
+    if let Some(refused) = on_other_host(&app, &session, &name, "downloaded") {
+        return refused;
+    }
     let (server, backup) = match listed(&app, &session, &name, id).await {
         Ok((server, backup)) if backup.local => (server, backup),
         Ok(_) => return app.not_found(),
@@ -170,6 +186,30 @@ fn backed_up(app: &App, session: &Session, name: &str) -> Option<Name> {
     access::may_back_up(&session.user, &server.owner).then(|| server.name.clone())
 }
 
+/// The backups of `server`, from this host's l4d2ctl or from the host it runs on.
+fn backups_of(app: &App, server: &Name, elsewhere: Option<HostAt>) -> Result<Vec<Backup>, String> {
+    match elsewhere {
+        Some(host) => remote::ask_json(&app.ssh, &host, &Ask::Backups { server: server.clone() }, remote::ASK_TIMEOUT)
+            .map_err(|e| e.of(&host.name)),
+        None => ctl::backups(&app.config.l4d2ctl, server),
+    }
+}
+
+/// A backup of a server of another host is taken, restored and downloaded there: the web asks
+/// this host's service only. The answer saying so (409), for a server the user may back up.
+fn on_other_host(app: &App, session: &Session, name: &str, done: &str) -> Option<Response> {
+    let host = app.current().elsewhere(name)?;
+    let message = format!(
+        "{name} runs on host {0}: its backups are kept there and {done} there (`left4me backup {name}`, `left4me restore` on {0}).",
+        host.name
+    );
+    Some(app.render_status(
+        StatusCode::CONFLICT,
+        "error.html",
+        context! { ..base(session, "servers"), ..context! { title => format!("{name} is on host {}", host.name), message } },
+    ))
+}
+
 /// The server `name` and its backup `id`, when `session`'s user may handle its backups, the
 /// listing names that backup and it is a plain file name; else the answer (not found).
 async fn listed(app: &Arc<App>, session: &Session, name: &str, id: String) -> Result<(Name, Backup), Response> {
@@ -177,7 +217,7 @@ async fn listed(app: &Arc<App>, session: &Session, name: &str, id: String) -> Re
         return Err(app.not_found());
     };
     let asked = server.clone();
-    match app.blocking(move |app| ctl::backups(&app.config.l4d2ctl, &asked)).await {
+    match app.blocking(move |app| backups_of(app, &asked, None)).await {
         Ok(Ok(backups)) => match backups.into_iter().find(|backup| backup.id == id) {
             Some(backup) => Ok((server, backup)),
             None => Err(app.not_found()),
@@ -210,6 +250,7 @@ async fn ask(app: &Arc<App>, session: &Session, from: Origin<'_>, what: What, th
         What::Cancel { job } => ("cancel-asked", None, format!("job {job}")),
         What::Backup { server } => ("backup-asked", Some(server.to_string()), String::new()),
         What::Restore { server, backup } => ("restore-asked", Some(server.to_string()), format!("backup {backup}")),
+        // A fetch is asked by another host over SSH (`left4me remote`), never from a page here.
         What::Fetch => ("fetch-asked", None, String::new()),
     };
     // One hop: the request, then (once it is made) its entry in the audit trail.

@@ -16,12 +16,14 @@ use crate::access;
 use crate::accounts::Session;
 use crate::app::App;
 use crate::gamelog::{EVENTS_SHOWN, events_html, players_html};
-use crate::live::{Slot, sse};
+use crate::live::{Console, Slot, sse};
+use crate::remote::{self, ASK_TIMEOUT};
 use crate::session::Auth;
 use crate::text::escape;
 use crate::views::dashboard::{connect_host, rows_html};
-use crate::views::jobs::visible_job;
+use crate::views::jobs::{JobsOf, jobs_of, visible_job, visible_remote_job};
 use crate::views::server::{RconHistory, server_context};
+use reconciler::remote::{Ask, JobLog};
 
 /// A live view of `session` in its place: it ends when the session ends (a sign-out, a
 /// password change elsewhere, the user disabled) or expires.
@@ -117,7 +119,12 @@ pub async fn server_log(State(app): State<Arc<App>>, Auth(session): Auth, Path(n
         Ok(slot) => slot,
         Err(refused) => return refused.into_response(),
     };
-    let follower = match app.streams.follower(&app.config.l4d2ctl, &name) {
+    // A server of another host is followed there, over ssh; the address is the revision's.
+    let console = match app.current().elsewhere(&name) {
+        Some(host) => Console::On(&app.ssh, host),
+        None => Console::Here(&app.config.l4d2ctl),
+    };
+    let follower = match app.streams.follower(console, &name) {
         Ok(follower) => follower,
         Err(refused) => return refused.into_response(),
     };
@@ -222,6 +229,63 @@ pub async fn job_log(
                 return Some((Ok(event), (app, after, true)));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .boxed();
+    live(&app, &session, slot, stream)
+}
+
+/// A job of another host: its log from line `after` on, asked of the host every second while
+/// the job runs (each ask reuses the shared connection); ends with a `done` event.
+pub async fn host_job_log(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path((host, id)): Path<(String, i64)>,
+    Query(query): Query<AfterQuery>,
+) -> Response {
+    let host = match jobs_of(&app.current(), &host) {
+        JobsOf::On(host) => host,
+        JobsOf::Here => return job_log(State(app), Auth(session), Path(id), Query(query)).await,
+        JobsOf::Unknown => return app.unknown_host(&host),
+    };
+    let after = query.after.unwrap_or(0);
+    let (user, asked) = (session.user.clone(), host.clone());
+    let first = app.blocking(move |app| visible_remote_job(app, &user, &asked, id, after)).await;
+    let Ok(Ok(Some(first))) = first else { return app.not_found() };
+    let slot = match app.streams.take(session.user.id) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    let start = (app.clone(), after, Some(first), false);
+    let stream = stream::unfold(start, move |(app, mut after, mut log, finished)| {
+        let host = host.clone();
+        async move {
+            if finished {
+                return None;
+            }
+            loop {
+                let Some(JobLog { job, lines }) = log.take() else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let asked = Ask::Job { id, after };
+                    let host = host.clone();
+                    let read =
+                        app.blocking(move |app| remote::ask_json::<JobLog>(&app.ssh, &host, &asked, ASK_TIMEOUT));
+                    // A host that does not answer for a moment is asked again.
+                    log = read.await.ok().and_then(Result::ok);
+                    continue;
+                };
+                if let Some(last) = lines.last() {
+                    after = last.seq;
+                    let event = Event::default().event("line").data(lines_html(&lines));
+                    return Some((Ok(event), (app, after, None, false)));
+                }
+                if !matches!(job.state.as_str(), "queued" | "running") {
+                    let event = Event::default()
+                        .event("done")
+                        .data(format!("<span class=\"badge {0}\">{0}</span>", escape(&job.state)));
+                    return Some((Ok(event), (app, after, None, true)));
+                }
+            }
         }
     })
     .boxed();

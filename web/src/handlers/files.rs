@@ -115,9 +115,13 @@ async fn read<T: Send + 'static>(
     }
 }
 
-/// The server `name` when it is declared and `session`'s user may browse its files.
+/// The server `name` when it is declared, on this host, and `session`'s user may browse its
+/// files: a server of another host has its files there (its page says so, and links none).
 fn browsable(app: &App, session: &Session, name: &str) -> Option<Name> {
     let snapshot = app.current();
+    if snapshot.elsewhere(name).is_some() {
+        return None;
+    }
     let server = snapshot.desired.as_ref()?.servers.get(name)?;
     access::may_browse_files(&session.user, &server.owner).then(|| server.name.clone())
 }

@@ -11,11 +11,15 @@ use serde::Deserialize;
 
 use crate::access;
 use crate::app::App;
+use crate::remote::HostAt;
 use crate::session::Auth;
-use crate::views::jobs::{Filter, visible_job, visible_jobs};
+use crate::views::jobs::{Filter, JobsOf, jobs_of, visible_job, visible_jobs, visible_remote_job, visible_remote_jobs};
 use crate::views::page::{base, v};
 use crate::views::server::{RconHistory, server_context};
 use crate::views::{catalog, dashboard, plan};
+use axum::response::IntoResponse;
+use left4me_state::Name;
+use reconciler::remote::JobLog;
 
 pub async fn dashboard(State(app): State<Arc<App>>, Auth(session): Auth, headers: HeaderMap) -> Response {
     app.freshen().await;
@@ -135,21 +139,64 @@ fn nonempty(value: &Option<String>) -> Option<&str> {
 }
 
 pub async fn jobs(State(app): State<Arc<App>>, Auth(session): Auth, Query(query): Query<JobsQuery>) -> Response {
-    let owned = |value: &Option<String>| nonempty(value).map(str::to_owned);
-    let filter = Filter { server: owned(&query.server), kind: owned(&query.kind), state: owned(&query.state) };
     let user = session.user.clone();
+    let filter = filter_of(&query);
     let found = app.blocking(move |app| visible_jobs(app, &user, &filter)).await;
     let jobs = match found {
         Ok(Ok(jobs)) => jobs,
         Ok(Err(e)) => return app.server_error(&e),
         Err(e) => return app.server_error(&e.to_string()),
     };
+    jobs_page(&app, &session, &query, None, jobs, None)
+}
+
+fn filter_of(query: &JobsQuery) -> Filter {
+    let owned = |value: &Option<String>| nonempty(value).map(str::to_owned);
+    Filter { server: owned(&query.server), kind: owned(&query.kind), state: owned(&query.state) }
+}
+
+/// `/hosts/<host>/jobs`: another host's jobs, asked of it; this host's name shows this host's.
+pub async fn host_jobs(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path(host): Path<String>,
+    Query(query): Query<JobsQuery>,
+) -> Response {
+    let host = match jobs_of(&app.current(), &host) {
+        JobsOf::On(host) => host,
+        JobsOf::Here => return jobs(State(app), Auth(session), Query(query)).await,
+        JobsOf::Unknown => return app.unknown_host(&host),
+    };
+    let (user, filter, asked) = (session.user.clone(), filter_of(&query), host.clone());
+    let found = app.blocking(move |app| visible_remote_jobs(app, &user, &asked, &filter)).await;
+    let (jobs, problem) = match found {
+        Ok(Ok(jobs)) => (jobs, None),
+        Ok(Err(problem)) => (Vec::new(), Some(problem)),
+        Err(e) => return app.interrupted("asking the host for its jobs", &e),
+    };
+    jobs_page(&app, &session, &query, Some(&host), jobs, problem)
+}
+
+/// The jobs page of this host (`on` None) or another; with hosts declared, it links each.
+fn jobs_page(
+    app: &App,
+    session: &crate::accounts::Session,
+    query: &JobsQuery,
+    on: Option<&HostAt>,
+    jobs: Vec<reconciler::db::Job>,
+    problem: Option<String>,
+) -> Response {
+    let snapshot = app.current();
+    let hosts: Vec<String> =
+        snapshot.desired.as_ref().map_or(Vec::new(), |d| d.hosts.keys().map(Name::to_string).collect());
+    let shown = on.map(|h| h.name.as_str()).or(snapshot.local_host.as_ref().map(|h| h.as_str()));
     app.render(
         "jobs.html",
         context! {
-            ..base(&session, "jobs"),
+            ..base(session, "jobs"),
             ..context! {
-                jobs => v(&jobs),
+                jobs => v(&jobs), hosts, shown, problem, on => on.map(|h| h.name.as_str()),
+                local_host => snapshot.local_host.as_ref().map(|h| h.as_str()),
                 server => nonempty(&query.server), kind => nonempty(&query.kind), state => nonempty(&query.state),
                 kinds => ["overlay", "build", "fetch", "release", "create", "rerender", "start", "stop", "restart", "delete"],
                 states => ["queued", "running", "succeeded", "failed", "cancelled"],
@@ -191,6 +238,46 @@ pub async fn job(
         context! {
             ..base(&session, "jobs"),
             ..context! { job => v(&job), lines => v(&lines), last_seq, running, may_cancel, cancel_asked },
+        },
+    )
+}
+
+/// `/hosts/<host>/jobs/<id>`: a job of another host and its log, asked of it (and followed by
+/// `/hosts/<host>/jobs/<id>/log` while it runs); this host's name goes to `/jobs/<id>`.
+pub async fn host_job(
+    State(app): State<Arc<App>>,
+    Auth(session): Auth,
+    Path((host, id)): Path<(String, i64)>,
+) -> Response {
+    let host = match jobs_of(&app.current(), &host) {
+        JobsOf::On(host) => host,
+        JobsOf::Here => return axum::response::Redirect::to(&format!("/jobs/{id}")).into_response(),
+        JobsOf::Unknown => return app.unknown_host(&host),
+    };
+    let (user, asked) = (session.user.clone(), host.clone());
+    let found = app.blocking(move |app| visible_remote_job(app, &user, &asked, id, 0)).await;
+    let JobLog { job, lines } = match found {
+        Ok(Ok(Some(log))) => log,
+        Ok(Ok(None)) => return app.not_found(),
+        Ok(Err(problem)) => {
+            return app.render_status(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "error.html",
+                context! { ..base(&session, "jobs"), ..context! { title => format!("Host {} does not answer", host.name), message => problem } },
+            );
+        }
+        Err(e) => return app.interrupted("asking the host for the job", &e),
+    };
+    let last_seq = lines.last().map(|l| l.seq).unwrap_or(0);
+    let running = matches!(job.state.as_str(), "queued" | "running");
+    app.render(
+        "job.html",
+        context! {
+            ..base(&session, "jobs"),
+            ..context! {
+                job => v(&job), lines => v(&lines), last_seq, running, may_cancel => false, cancel_asked => false,
+                on => host.name.as_str(),
+            },
         },
     )
 }

@@ -23,6 +23,8 @@ pub struct Row<'a> {
     #[serde(flatten)]
     report: &'a ServerReport,
     owner: Option<&'a str>,
+    /// The host it runs on, when the revision declares hosts.
+    host: Option<&'a str>,
     blueprint: Option<&'a str>,
     desired_state: Option<&'static str>,
     /// `<address>:<port>`, what players give the console's `connect`.
@@ -37,6 +39,13 @@ pub struct Row<'a> {
     sparkline: Option<String>,
 }
 
+impl Row<'_> {
+    /// The game build the revision has the server run, as its host planned it.
+    pub fn desired_build(&self) -> Option<u64> {
+        self.report.desired_build
+    }
+}
+
 /// The servers `user` may see, as table rows; `host` is the address players connect to
 /// ([`connect_host`]).
 pub fn rows<'a>(snapshot: &'a Snapshot, user: &User, host: &str) -> Vec<Row<'a>> {
@@ -47,9 +56,13 @@ pub fn rows<'a>(snapshot: &'a Snapshot, user: &User, host: &str) -> Vec<Row<'a>>
 pub fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, host: &str) -> Option<Row<'a>> {
     let declared = snapshot.desired.as_ref().and_then(|d| d.servers.get(report.name.as_str()));
     let owner = declared.map(|s| &s.owner);
+    // Players reach a server of another host at the address the revision gives that host.
+    let elsewhere = snapshot.elsewhere(&report.name);
+    let host = elsewhere.as_ref().map_or(host, |h| h.address.as_str());
     access::may_see(user, owner).then(|| Row {
         report,
         owner: owner.map(Name::as_str),
+        host: snapshot.host_of(&report.name).map(Name::as_str),
         blueprint: declared.map(|s| s.blueprint.as_str()),
         desired_state: declared.map(|s| power_state(s.state)),
         address: report.port.map(|port| format!("{host}:{port}")),
@@ -60,7 +73,11 @@ pub fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, ho
             .get(report.name.as_str())
             .and_then(|i| i.resources.memory_bytes)
             .map(l4d2ctl::api::bytes_text),
-        sparkline: snapshot.history.as_ref().map(|history| sparkline(&report.name, history.get(report.name.as_str()))),
+        sparkline: match &elsewhere {
+            // The sampled history is kept by the host the server runs on.
+            Some(host) => Some(format!(r#"<span class="muted">kept on host {}</span>"#, host.name)),
+            None => snapshot.history.as_ref().map(|history| sparkline(&report.name, history.get(report.name.as_str()))),
+        },
     })
 }
 
@@ -114,7 +131,8 @@ pub fn rows_html(app: &App, snapshot: &Arc<Snapshot>, user: &User, host: &str) -
     app.rows.get_or_draw(snapshot, key, || {
         let rows = rows(snapshot, user, host);
         let blueprints = access::visible_blueprints(snapshot, user);
-        let context = context! { rows => v(&rows), blueprints, user => context! { admin => user.admin } };
+        let hosts = snapshot.declares_hosts();
+        let context = context! { rows => v(&rows), blueprints, hosts, user => context! { admin => user.admin } };
         app.render_fragment("server_rows.html", context).into()
     })
 }
@@ -137,7 +155,37 @@ pub fn dashboard_context(app: &App, session: &Session, headers: &HeaderMap) -> (
             head => snapshot.head.clone(),
             taken_at => snapshot.taken_at.clone(),
             looked => !snapshot.taken_at.is_empty(),
+            hosts => snapshot.declares_hosts().then(|| hosts(&snapshot)),
         }
     };
     (context, rows)
+}
+
+/// The declared hosts as the dashboard lists them: this one, and each other host's last look
+/// (when it answered, its revision; or why it did not, and when it last did).
+pub fn hosts(snapshot: &Snapshot) -> Vec<Value> {
+    let Some(desired) = &snapshot.desired else { return Vec::new() };
+    let short = |id: &Option<String>| id.as_deref().map(|id| id.get(..12).unwrap_or(id).to_owned());
+    desired
+        .hosts
+        .values()
+        .map(|host| {
+            let name = host.name.as_str();
+            if Some(&host.name) == snapshot.local_host.as_ref() {
+                return context! { name, address => host.address.as_str(), here => true, answered => true,
+                    head => short(&snapshot.head), taken_at => snapshot.taken_at.clone() };
+            }
+            match snapshot.hosts.get(&host.name).cloned().flatten() {
+                Some(look) => match &look.status {
+                    Ok(status) => context! { name, address => host.address.as_str(), answered => true,
+                        head => short(&status.head), taken_at => look.taken_at.clone(),
+                        problem => status.problem.clone().or(status.upstream_error.clone()),
+                        revision_error => status.revision_error.is_some() },
+                    Err(reason) => context! { name, address => host.address.as_str(), answered => false,
+                        problem => reason.clone(), taken_at => look.taken_at.clone(), answered_at => look.answered_at.clone() },
+                },
+                None => context! { name, address => host.address.as_str(), answered => false, problem => "not answered yet" },
+            }
+        })
+        .collect()
 }

@@ -44,6 +44,13 @@ pub fn metrics_text(snapshot: &Snapshot, counts: &Counts) -> String {
     for health in ["Running", "Starting", "Degraded", "Stopped", "Failed", "Unknown"] {
         let _ = writeln!(out, "left4me_servers_health{{health=\"{health}\"}} {}", by_health.get(health).unwrap_or(&0));
     }
+    if !snapshot.hosts.is_empty() {
+        out.push_str("# HELP left4me_host_up Whether another host answered its last look (over ssh).\n# TYPE left4me_host_up gauge\n");
+        for (host, look) in &snapshot.hosts {
+            let up = look.as_ref().is_some_and(|l| l.status.is_ok());
+            let _ = writeln!(out, "left4me_host_up{{host=\"{host}\"}} {}", u8::from(up));
+        }
+    }
     out.push_str("# HELP left4me_players Human players on a server (A2S).\n# TYPE left4me_players gauge\n");
     out.push_str("# HELP left4me_max_players Player slots of a server (A2S).\n# TYPE left4me_max_players gauge\n");
     for report in &snapshot.servers {

@@ -41,9 +41,15 @@ pub fn server_context(
     let row = snapshot.servers.iter().find(|r| r.name == name).and_then(|r| row(&snapshot, r, &session.user, &host));
     let instance = snapshot.instances.get(name);
     let server_cfg = snapshot.desired.as_ref().and_then(|d| rendered_cfg(d, name));
-    let desired_build = snapshot.plan.as_ref().and_then(|plan| plan.builds.get(name).copied());
+    // A server of another host: its state is that host's answer, its history is kept there.
+    let elsewhere = snapshot.elsewhere(name).map(|host| host.name);
+    let desired_build = snapshot
+        .plan
+        .as_ref()
+        .and_then(|plan| plan.builds.get(name).copied())
+        .or_else(|| row.as_ref().and_then(|r| r.desired_build()));
     let is_owner = declared.is_some_and(|s| access::is_owner(&session.user, &s.owner));
-    let charts = if history == RconHistory::Read { charts(app, name) } else { None };
+    let charts = if history == RconHistory::Read && elsewhere.is_none() { charts(app, name) } else { None };
     let rcon_history = if is_owner && history == RconHistory::Read {
         app.accounts.rcon_history(&session.user, name, 50).unwrap_or_default()
     } else {
@@ -58,6 +64,8 @@ pub fn server_context(
         ..base(session, "servers"),
         ..context! {
             name,
+            host => snapshot.host_of(name).map(Name::as_str),
+            elsewhere => elsewhere.as_ref().map(Name::as_str),
             row => v(&row),
             declared => declared.map(|s| context! {
                 owner => s.owner.as_str(), blueprint => s.blueprint.as_str(), port => s.port.number(),

@@ -12,6 +12,7 @@ mod connect;
 mod files;
 mod gamelog;
 mod history;
+mod hosts;
 mod http;
 mod retry;
 mod support;

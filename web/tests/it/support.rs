@@ -26,12 +26,25 @@ pub struct Setup {
     pub trusted_proxies: &'static str,
     /// `LEFT4ME_PUBLIC_ADDRESS`.
     pub public_address: Option<&'static str>,
+    /// `LEFT4ME_HOST`: this host's name, for a repo that declares hosts.
+    pub host: Option<&'static str>,
+    /// The state repo committed first (default: examples/state).
+    pub state: Option<PathBuf>,
+    /// The `ssh` the app asks other hosts with (`LEFT4ME_SSH`).
+    pub ssh: PathBuf,
 }
 
 impl Default for Setup {
     fn default() -> Setup {
         // No host here: the pages show the revision, and say the host cannot be looked at.
-        Setup { l4d2ctl: PathBuf::from("/nonexistent/l4d2ctl"), trusted_proxies: "", public_address: None }
+        Setup {
+            l4d2ctl: PathBuf::from("/nonexistent/l4d2ctl"),
+            trusted_proxies: "",
+            public_address: None,
+            host: None,
+            state: None,
+            ssh: PathBuf::from("/nonexistent/ssh"),
+        }
     }
 }
 
@@ -44,7 +57,8 @@ impl TestApp {
     pub fn start_with(setup: Setup) -> TestApp {
         let root = tempfile::tempdir().unwrap();
         let state = root.path().join("state");
-        left4me_sim::copy_dir(&left4me_sim::workspace().join("examples/state"), &state).unwrap();
+        let seed = setup.state.clone().unwrap_or_else(|| left4me_sim::workspace().join("examples/state"));
+        left4me_sim::copy_dir(&seed, &state).unwrap();
         git(&state, &["init", "--quiet", "--initial-branch=main"]);
         git(&state, &["config", "receive.denyCurrentBranch", "updateInstead"]);
         git(&state, &["add", "--all"]);
@@ -54,12 +68,19 @@ impl TestApp {
             state,
             branch: "main".into(),
             l4d2ctl: setup.l4d2ctl,
-            host: None,
+            host: setup.host.map(|h| h.parse().unwrap()),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let trusted_proxies = setup.trusted_proxies.parse().unwrap();
         let public_address = setup.public_address.map(|address| address.parse().unwrap());
-        let options = web::Options { config, secure_cookies: false, trusted_proxies, public_address };
+        let ssh = reconciler::remote::Ssh {
+            key: "/nonexistent/key".into(),
+            known_hosts: "/nonexistent/known_hosts".into(),
+            user: "left4me".into(),
+            control_dir: None,
+            program: setup.ssh,
+        };
+        let options = web::Options { config, secure_cookies: false, trusted_proxies, public_address, ssh };
         let app = App::start(options).unwrap();
         for (name, admin) in [("alice", false), ("bob", false), ("ada", true)] {
             app.accounts.create_user(name, None, PASSWORD, admin).unwrap();
