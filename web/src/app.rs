@@ -152,15 +152,6 @@ impl App {
         let _ = self.poke.lock().expect("no holder of the poke lock panics").send(());
     }
 
-    /// Asks every other declared host to fetch the state repo now (after a commit), in the
-    /// background: their agents follow at once rather than at their next interval.
-    pub fn nudge_hosts(&self) {
-        let snapshot = self.latest();
-        if let Some(desired) = &snapshot.desired {
-            crate::remote::nudge(&self.ssh, crate::remote::other_hosts(desired, self.config.host.as_ref()));
-        }
-    }
-
     /// Waits, at most a second, for a fresh look when the latest is stale: a page loaded after a
     /// quiet spell shows the host as it is, not as it was a minute ago.
     pub async fn freshen(&self) {

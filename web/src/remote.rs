@@ -143,24 +143,6 @@ pub fn follow_logs(ssh: &Ssh, host: &HostAt, server: &Name, backlog: u32) -> std
         .spawn()
 }
 
-/// Asks every host in `hosts` to fetch the state repo now, each on a thread of its own: a save
-/// never waits for it, and a host that cannot be reached fetches at its next interval anyway
-/// (said in the log).
-pub fn nudge(ssh: &Ssh, hosts: Vec<HostAt>) {
-    for host in hosts {
-        let ssh = ssh.clone();
-        let spawned = std::thread::Builder::new().name(format!("nudge-{}", host.name)).spawn(move || {
-            match ask(&ssh, &host, &Ask::Fetch, ASK_TIMEOUT) {
-                Ok(_) => tracing::debug!(host = %host.name, "asked to fetch"),
-                Err(e) => tracing::warn!("asking host {} to fetch the new commit: {}", host.name, e.of(&host.name)),
-            }
-        });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start asking hosts to fetch: {e}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

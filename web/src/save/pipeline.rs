@@ -131,7 +131,6 @@ pub async fn commit_change(app: &Arc<App>, session: &Session, proposal: Proposal
 async fn committed(app: &Arc<App>, session: &Session, revision: &Revision, back: &str) -> Response {
     tracing::info!(user = %session.user.name, revision = %revision.short(), "committed");
     app.poke();
-    app.nudge_hosts();
     let mut looks = app.snapshot.clone();
     let seen = looks.wait_for(|s| s.head.as_deref() == Some(revision.id()));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), seen).await;
