@@ -589,6 +589,15 @@ pub fn receive(host: &Host, name: &Name, say: &mut dyn FnMut(String)) -> Result<
         )));
     }
     let what = format!("the data of {name} from another host");
+    let upper = host.instance(name).upper();
+    if fs::read_dir(&upper).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(Error::Invalid(format!(
+            "{name} has data of its own here ({}): receiving would replace it; back it up (`l4d2ctl backup {name}`) \
+             and remove it first, or remove {}",
+            upper.display(),
+            path.display()
+        )));
+    }
     let contents = checked_whole(host, &mut opened, &what, &path)?;
     say(format!("{name}: {what} holds {} entries, {} bytes", contents.entries, contents.bytes));
     swap_in(host, name, opened, &what)?;

@@ -66,7 +66,13 @@ pub enum Cmd {
     /// Restart a running server (it runs its current render afterwards).
     Restart { name: String },
     /// Stop a server and remove its instance; a missing one is already deleted.
-    Delete { name: String },
+    Delete {
+        name: String,
+        /// The server moves to this host of the state repo's: its archive (or that it had no
+        /// data) is recorded as that host's to take (`left4me remote handover`).
+        #[arg(long, value_name = "HOST")]
+        moving_to: Option<String>,
+    },
     /// Show every instance, or one.
     Status { name: Option<String> },
     /// Print an instance's rendered spec and digest (instance.json).
@@ -323,7 +329,9 @@ mod tests {
             Command::Stop { name } => write(Cmd::Stop { names: vec![name.to_string()] }),
             Command::StopAll { names } => write(Cmd::Stop { names: names.iter().map(Name::to_string).collect() }),
             Command::Restart { name } => write(Cmd::Restart { name: name.to_string() }),
-            Command::Delete { name } => write(Cmd::Delete { name: name.to_string() }),
+            Command::Delete { name, moving_to } => {
+                write(Cmd::Delete { name: name.to_string(), moving_to: moving_to.as_ref().map(Name::to_string) })
+            }
             Command::Release { name } => write(Cmd::Release { name: name.to_string() }),
             Command::OverlayPut { name, digest: d } => {
                 write(Cmd::Overlay { command: OverlayCmd::Put { name: name.to_string(), digest: digest(&d) } })
@@ -387,7 +395,8 @@ mod tests {
             Command::Stop { name: name.clone() },
             Command::StopAll { names: vec![name.clone(), Name::new("coop-2").unwrap()] },
             Command::Restart { name: name.clone() },
-            Command::Delete { name: name.clone() },
+            Command::Delete { name: name.clone(), moving_to: None },
+            Command::Delete { name: name.clone(), moving_to: Some(Name::new("c").unwrap()) },
             Command::Release { name: name.clone() },
             Command::OverlayPut { name: name.clone(), digest: digest.clone() },
             Command::OverlayBuild { name: name.clone(), digest: digest.clone() },

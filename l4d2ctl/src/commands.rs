@@ -36,7 +36,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Option<Outcome>, Error> {
         Cmd::Start { names } => start(&by, &names, out).map(Some),
         Cmd::Restart { name } => restart(&by, &name, out).map(Some),
         Cmd::Stop { names } => stop(&by, &names, out).map(Some),
-        Cmd::Delete { name } => delete(&by, &name, out).map(Some),
+        Cmd::Delete { name, moving_to } => delete(&by, &name, moving_to.as_deref(), out).map(Some),
         Cmd::Status { name } => show_status(&host, name.as_deref(), json).map(|()| None),
         Cmd::Show { name } => show(&host, &name).map(|()| None),
         Cmd::Logs { name, lines, follow } => logs(&name, lines, follow).map(|()| None),
@@ -279,6 +279,17 @@ fn start(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> 
     let mut startable = Vec::new();
     for name in &names {
         match record::read(by.host, name) {
+            // A server that moved here starts on the data it brought, never without it.
+            Ok(Some(_)) if std::fs::symlink_metadata(backup::incoming(by.host, name)).is_ok() => {
+                answers.push(ServerStart {
+                    name: name.clone(),
+                    started: false,
+                    error: Some(format!(
+                        "its data from the host it moved from waits in {}; `l4d2ctl receive {name}` first",
+                        backup::incoming(by.host, name).display()
+                    )),
+                })
+            }
             Ok(Some(_)) => startable.push(name),
             Ok(None) => answers.push(ServerStart {
                 name: name.clone(),
@@ -379,8 +390,9 @@ fn stop(by: &Actor, names: &[String], out: &mut Out) -> Result<Outcome, Error> {
     Ok(Outcome::StoppedAll { servers })
 }
 
-fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
+fn delete(by: &Actor, name: &str, moving_to: Option<&str>, out: &mut Out) -> Result<Outcome, Error> {
     let name = parse_name(name)?;
+    let moving_to = moving_to.map(parse_name).transpose()?;
     require_root("delete")?;
     let _lock = by.lock()?;
     let _server = by.server_locks([&name])?;
@@ -400,6 +412,10 @@ fn delete(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
         }
         (true, None) => out.about(&name, format!("{name}: deleted")),
         (false, None) => out.about(&name, format!("{name}: already deleted")),
+    }
+    if let Some(to) = &moving_to {
+        let record = instance::record_move(by.host, &name, to, deleted.archive.as_deref())?;
+        out.about(&name, format!("{name}: moving to host {to}; recorded in {}", record.display()));
     }
     Ok(Outcome::Deleted { name, existed: deleted.existed, archive: deleted.archive, cleared_failed })
 }

@@ -341,6 +341,35 @@ pub fn delete(host: &Host, name: &Name) -> Result<Deleted, Error> {
     Ok(Deleted { existed, archive })
 }
 
+/// What a server's delete for a move to another host left, as `$ROOT/archive/<name>-<time>.json`:
+/// the host it moves to and its archive's file name (none: it had no data). The host it moves to
+/// takes exactly this archive (`left4me remote handover`), never one of an earlier life of a
+/// server of the same name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Moved {
+    pub moving_to: Name,
+    pub archive: Option<String>,
+    pub at: String,
+}
+
+/// Records that `name` was deleted to move to `to`, with its archive; returns the record's path.
+pub fn record_move(host: &Host, name: &Name, to: &Name, archive: Option<&Path>) -> Result<std::path::PathBuf, Error> {
+    let dir = host.root.join("archive");
+    let group = Owner::user(&host.user).map(Owner::root_with_group_of).unwrap_or_else(|_| Owner::root());
+    ensure_dir(&dir, 0o750, group)?;
+    let now = std::time::SystemTime::now();
+    let stamp = left4me_state::clock::rfc3339(now).replace([':', '-'], "");
+    let moved = Moved {
+        moving_to: to.clone(),
+        archive: archive.and_then(|a| a.file_name()).map(|f| f.to_string_lossy().into_owned()),
+        at: left4me_state::clock::rfc3339(now),
+    };
+    let path = dir.join(format!("{name}-{stamp}.json"));
+    let json = serde_json::to_vec(&moved).expect("a move record serializes");
+    crate::fsutil::write_atomic(&path, &json, 0o640, group)?;
+    Ok(path)
+}
+
 /// Archives the upper layer as `$ROOT/archive/<name>-<time>.tar`, unless it is empty.
 fn archive_upper(host: &Host, name: &Name) -> Result<Option<std::path::PathBuf>, Error> {
     let upper = host.instance(name).upper();

@@ -497,29 +497,16 @@ pub fn backups(server: &str, json: bool) -> anyhow::Result<ExitCode> {
 /// `left4me remote [--agent]`: one ask of another host, from `SSH_ORIGINAL_COMMAND`, answered on
 /// stdout; a refusal says why on stderr and exits 2, having done nothing.
 pub fn remote(agent: Option<&str>) -> anyhow::Result<ExitCode> {
-    use reconciler::remote::{AgentAsk, Ask, JobLog, MAX_LINES};
+    use reconciler::remote::{Ask, JobLog, MAX_LINES};
     let line = std::env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default();
     let config = Config::from_env(None)?;
-    let refuse = |refused: reconciler::remote::Refused| {
-        eprintln!("left4me remote: {refused}");
-        Ok(ExitCode::from(2))
-    };
     if let Some(agent) = agent {
         let agent = Name::new(agent).map_err(|e| anyhow::anyhow!("--agent {agent:?} is not a host's name: {e}"))?;
-        return match AgentAsk::parse(&line, &config.state) {
-            Ok(AgentAsk::UploadPack { repo }) => {
-                use std::os::unix::process::CommandExt;
-                // Read-only by what it is: upload-pack sends objects and never writes a ref.
-                let error = std::process::Command::new("git").arg("upload-pack").arg("--strict").arg(&repo).exec();
-                anyhow::bail!("cannot run git upload-pack: {error}")
-            }
-            Ok(AgentAsk::Handover { host, server }) => relay_handover(&config, &agent, &host, &server),
-            Err(refused) => refuse(refused),
-        };
+        return serve_agent(&config, &agent, &line);
     }
     let ask = match Ask::parse(&line) {
         Ok(ask) => ask,
-        Err(refused) => return refuse(refused),
+        Err(refused) => return Ok(refuse(&refused.0)),
     };
     if let Some(command) = reconciler::remote::l4d2ctl_command(&ask) {
         use std::os::unix::process::CommandExt;
@@ -544,17 +531,52 @@ pub fn remote(agent: Option<&str>) -> anyhow::Result<ExitCode> {
             reconciler::requests::ask(&config.root, reconciler::requests::What::Fetch, &asker)?;
             outln!("asked the agent to fetch the state repo now");
         }
-        Ask::Handover { server } => return hand_over(&config, &server),
+        Ask::Handover { server, to } => return hand_over(&config, &server, &to),
         Ask::Logs { .. } | Ask::Rcon { .. } | Ask::Backups { .. } => unreachable!("l4d2ctl answers these"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `handover <server>`: the newest archive of a server this host let go, on stdout (nothing when
-/// it had no data); exit 3 while it is still here.
-fn hand_over(config: &Config, server: &Name) -> anyhow::Result<ExitCode> {
+/// Says why an ask was refused, on stderr, for the other side: exit 2, nothing done.
+fn refuse(why: &str) -> ExitCode {
+    eprintln!("left4me remote: refused: {why}");
+    ExitCode::from(2)
+}
+
+/// `left4me remote --agent <host>` on the control host: the asks of that host's agent, while the
+/// branch's revision declares it.
+fn serve_agent(config: &Config, agent: &Name, line: &str) -> anyhow::Result<ExitCode> {
+    use reconciler::remote::AgentAsk;
+    let ask = match AgentAsk::parse(line, &config.state) {
+        Ok(ask) => ask,
+        Err(refused) => return Ok(refuse(&refused.0)),
+    };
+    let (revision, checked) = left4me_state::load_revision(&config.state, &config.branch)?;
+    let Ok(desired) = checked else {
+        return Ok(refuse(&format!("revision {} is invalid; nothing is served until it is fixed", revision.short())));
+    };
+    if !desired.hosts.contains_key(agent) {
+        return Ok(refuse(&format!(
+            "revision {} declares no host {agent}, whose key this is; declare hosts/{agent}.yaml first",
+            revision.short()
+        )));
+    }
+    match ask {
+        AgentAsk::UploadPack { repo } => {
+            use std::os::unix::process::CommandExt;
+            // Read-only by what it is: upload-pack sends objects and never writes a ref.
+            let error = std::process::Command::new("git").arg("upload-pack").arg("--strict").arg(&repo).exec();
+            anyhow::bail!("cannot run git upload-pack: {error}")
+        }
+        AgentAsk::Handover { host, server } => relay_handover(config, &desired, &revision, agent, &host, &server),
+    }
+}
+
+/// `handover <server> --to <host>`: the archive of a server this host let go to that host, on
+/// stdout (nothing when it had no data); exit 3 while it is still here.
+fn hand_over(config: &Config, server: &Name, to: &Name) -> anyhow::Result<ExitCode> {
     use reconciler::remote::LetGo;
-    match reconciler::remote::let_go(&config.root, server).map_err(anyhow::Error::msg)? {
+    match reconciler::remote::let_go(&config.root, server, to).map_err(anyhow::Error::msg)? {
         LetGo::StillHere => {
             eprintln!("left4me remote: {server} is still on this host; its move is not applied here yet");
             Ok(ExitCode::from(reconciler::handover::NOT_YET as u8))
@@ -569,29 +591,34 @@ fn hand_over(config: &Config, server: &Name) -> anyhow::Result<ExitCode> {
 }
 
 /// The agent of host `agent` asks, on the control host, for the data of `server` from `host`:
-/// only for a server the branch's revision places on the asking host. Answered here when `host`
-/// is this one; else asked of `host` with the control host's key, its answer (and exit code)
-/// passed through as they come.
-fn relay_handover(config: &Config, agent: &Name, host: &Name, server: &Name) -> anyhow::Result<ExitCode> {
+/// only for a server that, in the branch's revision and its history, moved from `host` to the
+/// asking host. Answered here when `host` is this one; else asked of `host` with the control
+/// host's key, its answer (and exit code) passed through as they come.
+fn relay_handover(
+    config: &Config,
+    desired: &left4me_state::DesiredState,
+    revision: &left4me_state::Revision,
+    agent: &Name,
+    host: &Name,
+    server: &Name,
+) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
-    let (revision, checked) = left4me_state::load_revision(&config.state, &config.branch)?;
-    let desired = checked.map_err(|_| anyhow::anyhow!("revision {} is invalid; nothing relayed", revision.short()))?;
-    if desired.servers.get(server).and_then(|s| s.host.as_ref()) != Some(agent) {
-        eprintln!(
-            "left4me remote: refused: revision {} does not place {server} on host {agent}, whose key this is",
+    let placed_here = desired.servers.get(server).and_then(|s| s.host.as_ref()) == Some(agent);
+    let from = reconciler::handover::moved_from(&config.state, revision, server, agent).map_err(anyhow::Error::msg)?;
+    if !placed_here || from.as_ref() != Some(host) {
+        return Ok(refuse(&format!(
+            "in revision {} {server} did not move from host {host} to host {agent}, whose key this is",
             revision.short()
-        );
-        return Ok(ExitCode::from(2));
+        )));
     }
     if config.host.as_ref() == Some(host) {
-        return hand_over(config, server);
+        return hand_over(config, server, agent);
     }
     let Some(declared) = desired.hosts.get(host) else {
-        eprintln!("left4me remote: host {host} is not declared in revision {}", revision.short());
-        return Ok(ExitCode::from(2));
+        return Ok(refuse(&format!("host {host} is not declared in revision {}", revision.short())));
     };
     let ssh = reconciler::remote::Ssh::from_env(reconciler::remote::WEB_KEY, None);
-    let ask = reconciler::remote::Ask::Handover { server: server.clone() };
+    let ask = reconciler::remote::Ask::Handover { server: server.clone(), to: agent.clone() };
     let error = ssh.command(declared.address.as_str(), &ask).exec();
     anyhow::bail!("cannot run ssh: {error}")
 }

@@ -38,6 +38,8 @@ impl Trigger {
 
 /// The longest wait between retries of a failing pass.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The least time between two fetches of the upstream that were asked for (`fetch`).
+const FETCH_ASKED_GAP: Duration = Duration::from_secs(2);
 /// The first retry of a failing pass.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -69,6 +71,7 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
         backoff: Backoff::default(),
         last_revision: None,
         next_fetch: Instant::now(),
+        last_fetch: Instant::now(),
         nudged: None,
     };
     // Alerts are delivered beside the passes, never by them: a receiver that hangs holds no pass.
@@ -168,6 +171,7 @@ struct Service<'a> {
     backoff: Backoff,
     last_revision: Option<String>,
     next_fetch: Instant,
+    last_fetch: Instant,
     /// The revision the other hosts were last told to fetch (the control host's, `nudge_hosts`).
     nudged: Option<String>,
 }
@@ -179,7 +183,8 @@ impl Service<'_> {
             && Instant::now() >= self.next_fetch
         {
             follow(self.config, &self.db, upstream);
-            self.next_fetch = Instant::now() + upstream.every;
+            self.last_fetch = Instant::now();
+            self.next_fetch = self.last_fetch + upstream.every;
         }
     }
 
@@ -212,8 +217,10 @@ impl Service<'_> {
     /// holds the pass lock for the second or so it takes.
     fn take_requests(&mut self) {
         for request in crate::requests::take(&self.config.root, false) {
+            // At most one fetch asked for every few seconds, whoever asks: an ask is a request
+            // file, which the game's user could write as fast as it likes.
             if request.what == crate::requests::What::Fetch {
-                self.next_fetch = Instant::now();
+                self.next_fetch = self.next_fetch.min(self.last_fetch + FETCH_ASKED_GAP);
             }
             crate::requests::act(self.config, &mut self.db, &request);
         }
@@ -290,7 +297,8 @@ impl Service<'_> {
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(upstream) = &self.upstream {
                         follow(self.config, &self.db, upstream);
-                        self.next_fetch = Instant::now() + upstream.every;
+                        self.last_fetch = Instant::now();
+                        self.next_fetch = self.last_fetch + upstream.every;
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {

@@ -131,6 +131,9 @@ pub fn plan_pass(
         Err(diagnostics) => return Ok(Err((revision, diagnostics.to_string()))),
     };
     let mut host = observed?;
+    if let Some(mismatch) = renamed(config, db, &host)? {
+        return Ok(Err((revision, mismatch)));
+    }
     let desired = crate::workshop::pinned(desired, &host.workshop);
     let previous = db.wishes()?;
     let confirmed = match confirm_prune {
@@ -152,6 +155,28 @@ pub fn plan_pass(
     crashloop::hold(&mut plan, &crashloop::holds(&crash_loops, now));
     Ok(Ok(Planned { revision, desired, host, plan, observations, crash_loops, retried }))
 }
+
+/// The host's name as its servers were made under (`host` in the database's meta, written by each
+/// pass), against `LEFT4ME_HOST` now: a machine whose name changed while it holds servers — a
+/// host.env copied from another host — would delete them all as moved away and start the other
+/// host's, so nothing is changed and this says why. A host with no servers may take any name.
+fn renamed(config: &Config, db: &Db, host: &HostView) -> Result<Option<String>, Error> {
+    let recorded = db.meta(RECORDED_HOST)?;
+    let now = config.host.as_ref().map(Name::to_string);
+    if recorded.is_none() || recorded == now || host.instances.is_empty() {
+        return Ok(None);
+    }
+    let was = recorded.unwrap_or_default();
+    let now = now.unwrap_or_else(|| "no name".to_owned());
+    Ok(Some(format!(
+        "hosts/: this host's servers were made as host {was}, and LEFT4ME_HOST now says {now}: nothing is changed. \
+         Set LEFT4ME_HOST={was} in /etc/left4me/host.env again; or, if this machine is to be {now}, delete its \
+         servers first (`l4d2ctl delete <name>`)"
+    )))
+}
+
+/// The meta key of the name this host's servers were made under.
+const RECORDED_HOST: &str = "host";
 
 /// Reads the revision and observes the host side by side: they are independent and both wait on
 /// other processes. (An invalid revision wastes one observation; it is rare.)
@@ -228,6 +253,7 @@ fn pass(
     };
     db.set_meta("last_attempted", Some(planned.revision.id()))?;
     db.set_meta("revision_error", None)?;
+    db.set_meta(RECORDED_HOST, config.host.as_ref().map(Name::as_str))?;
     let (read_tree, mut looks) = (cache.read_tree, planned.observations);
     // Steam is asked first, when that is due: the branch's build, the workshop's items.
     let game = check_game(config, db, &planned, trigger)?;
@@ -561,7 +587,8 @@ fn step_job(step: &Step) -> Job {
         Action::Start => (api::Command::Start { names: vec![name] }, None),
         Action::Stop => (api::Command::Stop { name }, None),
         Action::Restart => (api::Command::Restart { name }, None),
-        Action::Delete => (api::Command::Delete { name }, None),
+        Action::Delete => (api::Command::Delete { name, moving_to: None }, None),
+        Action::MoveAway { to } => (api::Command::Delete { name, moving_to: Some(to.clone()) }, None),
         Action::Receive => (api::Command::Receive { name }, None),
     };
     Job { kind: step.action.name(), target: step.server.clone(), command, input, reason: step.reason.clone() }

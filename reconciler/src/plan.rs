@@ -136,6 +136,11 @@ pub enum Action {
     Restart,
     /// Stop the server and remove its instance (its data archived first).
     Delete,
+    /// Delete it here because the revision places it on host `to`: its archive is recorded as
+    /// `to`'s to take (`handover.rs`).
+    MoveAway {
+        to: Name,
+    },
 }
 
 impl Action {
@@ -146,7 +151,7 @@ impl Action {
     pub fn phase(&self) -> u8 {
         match self {
             Action::Release => 0,
-            Action::Stop | Action::Delete => 1,
+            Action::Stop | Action::Delete | Action::MoveAway { .. } => 1,
             Action::Create { .. } | Action::Rerender { .. } | Action::Repair { .. } => 2,
             Action::Receive => 3,
             Action::Restart => 4,
@@ -165,6 +170,7 @@ impl Action {
             Action::Stop => "stop",
             Action::Restart => "restart",
             Action::Delete => "delete",
+            Action::MoveAway { .. } => "move-away",
         }
     }
 }
@@ -241,17 +247,17 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             }
             (None, Some(_)) => {
                 // A server placed on another host moves there: not a loss the prune guard holds.
-                let message = match inputs.desired.elsewhere.get(name) {
-                    Some(host) => format!("moves to host {host}, which takes its data from here"),
+                let (action, message) = match inputs.desired.elsewhere.get(name) {
+                    Some(host) => (
+                        Action::MoveAway { to: host.clone() },
+                        format!("moves to host {host}, which takes its data from here"),
+                    ),
                     None => {
                         deletions.push(name.clone());
-                        "removed from the revision".to_owned()
+                        (Action::Delete, "removed from the revision".to_owned())
                     }
                 };
-                (
-                    ServerSync { sync: Sync::OutOfSync, message: message.clone() },
-                    vec![step(name, Action::Delete, &message)],
-                )
+                (ServerSync { sync: Sync::OutOfSync, message: message.clone() }, vec![step(name, action, &message)])
             }
             (Some(_), Some(observed)) => {
                 let want = builds.wants.get(name).cloned().unwrap_or(Want::Unknown);
@@ -372,7 +378,10 @@ fn runs_old_build(observed: &InstanceStatus, build: Option<u64>) -> bool {
 /// deleted or moved by this plan (a held deletion, an override, a rollout that waits).
 fn block_taken_ports(inputs: &Inputs<'_>, steps: &mut Vec<Step>, servers: &mut BTreeMap<Name, ServerSync>) {
     let leaving = |name: &Name| {
-        steps.iter().any(|s| s.server == *name && matches!(s.action, Action::Stop | Action::Delete | Action::Restart))
+        steps.iter().any(|s| {
+            s.server == *name
+                && matches!(s.action, Action::Stop | Action::Delete | Action::MoveAway { .. } | Action::Restart)
+        })
     };
     let kept: BTreeMap<u16, &Name> = inputs
         .observed

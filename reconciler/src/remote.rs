@@ -53,9 +53,9 @@ pub enum Ask {
     Job { id: i64, after: i64 },
     /// Fetch the state repo's upstream now rather than at the next interval.
     Fetch,
-    /// The newest archive of a server this host let go (a tar on stdout; nothing when it had no
-    /// data), for the host it moved to; exit 3 while the server is still here.
-    Handover { server: Name },
+    /// The archive of a server this host let go to host `to` (a tar on stdout; nothing when it
+    /// had no data), for that host; exit 3 while the server is still here.
+    Handover { server: Name, to: Name },
 }
 
 /// What the control host's key may ask, as a refusal lists them.
@@ -102,7 +102,7 @@ impl Ask {
             Ask::Jobs { limit } => vec!["jobs".into(), "--limit".into(), limit.to_string()],
             Ask::Job { id, after } => vec!["job".into(), id.to_string(), "--after".into(), after.to_string()],
             Ask::Fetch => vec!["fetch".into()],
-            Ask::Handover { server } => vec!["handover".into(), server.to_string()],
+            Ask::Handover { server, to } => vec!["handover".into(), server.to_string(), "--to".into(), to.to_string()],
         };
         words
     }
@@ -129,7 +129,7 @@ impl Ask {
             ["jobs", "--limit", limit] => Ok(Ask::Jobs { limit: number::<u32>(limit)?.min(MAX_JOBS) }),
             ["job", id, "--after", after] => Ok(Ask::Job { id: number(id)?, after: number(after)? }),
             ["fetch"] => Ok(Ask::Fetch),
-            ["handover", server] => Ok(Ask::Handover { server: name(server)? }),
+            ["handover", server, "--to", to] => Ok(Ask::Handover { server: name(server)?, to: name(to)? }),
             [first, ..] => Err(Refused(format!("{first:?} is not something this key may ask; it may ask: {ASKS}"))),
             [] => Err(Refused(format!("no command; this key may ask: {ASKS}"))),
         }
@@ -138,7 +138,8 @@ impl Ask {
 
 impl AgentAsk {
     /// Reads one line as an agent's ask: git's `git-upload-pack '<path>'` for `repo`, this host's
-    /// state repo, and nothing else (no other repo, no push).
+    /// state repo (its work tree or its `.git`), and nothing else (no other repo, no push). The
+    /// repo it names is the git folder itself, for `git upload-pack --strict`.
     pub fn parse(line: &str, repo: &Path) -> Result<AgentAsk, Refused> {
         let words = split(line)?;
         match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
@@ -146,8 +147,10 @@ impl AgentAsk {
                 let asked = Path::new(path.trim_end_matches('/'));
                 let same =
                     |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
-                if same(asked, repo) {
-                    Ok(AgentAsk::UploadPack { repo: repo.to_path_buf() })
+                let git_dir = repo.join(".git");
+                let git_dir = if git_dir.is_dir() { git_dir } else { repo.to_path_buf() };
+                if same(asked, repo) || same(asked, &git_dir) {
+                    Ok(AgentAsk::UploadPack { repo: git_dir })
                 } else {
                     Err(Refused(format!("{path:?} is not the state repo; an agent may fetch {} only", repo.display())))
                 }
@@ -258,31 +261,60 @@ pub fn nudge(name: &Name, address: &str) {
     if !ssh.key.is_file() {
         return;
     }
-    let output = ssh.command(address, &Ask::Fetch).stdin(std::process::Stdio::null()).output();
-    match output {
-        Ok(output) if output.status.success() => tracing::info!(host = %name, "told to fetch the new revision"),
-        Ok(output) => tracing::warn!(
-            host = %name,
-            "could not tell it to fetch the new revision ({}); it fetches at its next interval",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
-        Err(e) => tracing::warn!(host = %name, "cannot run ssh to tell it to fetch: {e}"),
+    let mut command = ssh.command(address, &Ask::Fetch);
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return tracing::warn!(host = %name, "cannot run ssh to tell it to fetch: {e}"),
+    };
+    // A host that holds the connection open is let go of: it fetches at its next interval.
+    let deadline = Instant::now() + NUDGE_WITHIN;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    match status {
+        Some(status) if status.success() => tracing::info!(host = %name, "told to fetch the new revision"),
+        Some(status) => {
+            tracing::warn!(host = %name, "could not tell it to fetch ({status}); it fetches at its next interval")
+        }
+        None => {
+            tracing::warn!(host = %name, "no answer to a fetch asked within {NUDGE_WITHIN:?}; it fetches at its next interval")
+        }
     }
 }
+
+/// How long a host may take to take a fetch asked of it.
+const NUDGE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What this host holds of a server it let go, for `handover`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LetGo {
     /// The server is still on this host: its move is not applied here yet.
     StillHere,
-    /// Its newest archive (`$ROOT/archive/<name>-<time>.tar`).
+    /// The archive its move to the asking host recorded (`$ROOT/archive/<name>-<time>.tar`).
     Archive(PathBuf),
-    /// Gone, and no archive: it had no data of its own.
+    /// Gone, and nothing recorded for the asking host: it had no data, or never moved from here
+    /// to there.
     Nothing,
 }
 
-/// What this host holds of server `name`: still its own, its newest archive, or nothing.
-pub fn let_go(root: &Path, name: &Name) -> Result<LetGo, String> {
+/// What this host holds of server `name` for host `to`: still its own, or what its newest move
+/// to `to` recorded (`<name>-<time>.json` beside the archives, written by `l4d2ctl delete
+/// --moving-to`). An archive of an earlier life of a server of that name, or of a move elsewhere,
+/// is never handed over.
+pub fn let_go(root: &Path, name: &Name, to: &Name) -> Result<LetGo, String> {
     if l4d2ctl::Host::at(root).instance(name).dir.exists() {
         return Ok(LetGo::StillHere);
     }
@@ -292,16 +324,31 @@ pub fn let_go(root: &Path, name: &Name) -> Result<LetGo, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LetGo::Nothing),
         Err(e) => return Err(format!("{}: {e}", folder.display())),
     };
-    // `<name>-<stamp>.tar`, the stamp without `-`: the name is what lies before the last `-`.
-    let newest = entries
+    // `<name>-<stamp>.json`, the stamp without `-`: the name is what lies before the last `-`.
+    let mut records: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter_map(|entry| {
             let file = entry.file_name().into_string().ok()?;
-            let (server, stamp) = file.strip_suffix(".tar")?.rsplit_once('-')?;
+            let (server, stamp) = file.strip_suffix(".json")?.rsplit_once('-')?;
             (server == name.as_str() && !stamp.is_empty()).then(|| (stamp.to_owned(), entry.path()))
         })
-        .max();
-    Ok(newest.map_or(LetGo::Nothing, |(_, path)| LetGo::Archive(path)))
+        .collect();
+    records.sort();
+    for (_, path) in records.iter().rev() {
+        let Ok(text) = std::fs::read(path) else { continue };
+        let Ok(moved) = serde_json::from_slice::<l4d2ctl::instance::Moved>(&text) else { continue };
+        if &moved.moving_to != to {
+            continue;
+        }
+        return Ok(match moved.archive {
+            Some(file) if file.starts_with(&format!("{name}-")) && file.ends_with(".tar") && !file.contains('/') => {
+                LetGo::Archive(folder.join(file))
+            }
+            Some(file) => return Err(format!("{}: names {file:?}, no archive of {name}", path.display())),
+            None => LetGo::Nothing,
+        });
+    }
+    Ok(LetGo::Nothing)
 }
 
 /// The l4d2ctl command an ask runs, for those l4d2ctl answers.
@@ -336,6 +383,8 @@ pub struct Ssh {
     pub control_dir: Option<PathBuf>,
     /// The `ssh` to run (`LEFT4ME_SSH`, default `ssh` on the PATH).
     pub program: PathBuf,
+    /// The other side's port, when not 22 (an upstream's `ssh://…:port/` URL).
+    pub port: Option<u16>,
 }
 
 /// Where deploy/ puts the keys: the web app's (the control host's, owned by the web's user) and
@@ -343,6 +392,9 @@ pub struct Ssh {
 pub const WEB_KEY: &str = "/etc/left4me/ssh/web";
 pub const AGENT_KEY: &str = "/etc/left4me/ssh/agent";
 pub const KNOWN_HOSTS: &str = "/etc/left4me/ssh/known_hosts";
+/// Settings of the operator's for every connection (a port, a jump host), root's; none: ssh's
+/// defaults, never a user's own config.
+pub const CONFIG: &str = "/etc/left4me/ssh/config";
 /// Where the agent keeps its connection to the control host open (root's, on /run).
 pub const AGENT_CONTROL_DIR: &str = "/run/left4me";
 
@@ -353,22 +405,30 @@ const ALIVE_INTERVAL: u32 = 5;
 const CONTROL_PERSIST: u32 = 600;
 
 impl Ssh {
-    /// From the environment (host.env is both services' environment file), with `key` by default.
+    /// From the environment (host.env is both services' environment file), with `key` by default:
+    /// [`WEB_KEY`] (`LEFT4ME_SSH_KEY` says another) or [`AGENT_KEY`] (`LEFT4ME_AGENT_SSH_KEY`).
     pub fn from_env(key: &str, control_dir: Option<PathBuf>) -> Ssh {
         let get = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let setting = if key == AGENT_KEY { "LEFT4ME_AGENT_SSH_KEY" } else { "LEFT4ME_SSH_KEY" };
         Ssh {
-            key: get("LEFT4ME_SSH_KEY").map_or_else(|| PathBuf::from(key), PathBuf::from),
+            key: get(setting).map_or_else(|| PathBuf::from(key), PathBuf::from),
             known_hosts: get("LEFT4ME_SSH_KNOWN_HOSTS").map_or_else(|| PathBuf::from(KNOWN_HOSTS), PathBuf::from),
             user: get("LEFT4ME_SSH_USER").and_then(|u| u.into_string().ok()).unwrap_or_else(|| "left4me".into()),
             control_dir,
             program: get("LEFT4ME_SSH").map_or_else(|| PathBuf::from("ssh"), PathBuf::from),
+            port: None,
         }
     }
 
     /// The options every connection takes: this key only, no password or question ever asked, a
     /// host key that must be known, bounded waits, nothing forwarded.
     pub fn options(&self) -> Vec<String> {
+        // Only left4me's own settings (root's), never a user's `~/.ssh/config`: the web's home is
+        // `$ROOT`, which the web's user writes.
+        let config = Path::new(CONFIG);
         let mut options = vec![
+            "-F".to_owned(),
+            if config.is_file() { CONFIG.to_owned() } else { "/dev/null".to_owned() },
             "-i".to_owned(),
             self.key.display().to_string(),
             "-o".into(),
@@ -394,6 +454,9 @@ impl Ssh {
             "-o".into(),
             "LogLevel=ERROR".into(),
         ];
+        if let Some(port) = self.port {
+            options.extend(["-p".into(), port.to_string()]);
+        }
         if let Some(dir) = &self.control_dir {
             options.extend([
                 "-o".into(),
@@ -416,8 +479,10 @@ impl Ssh {
     /// `ssh … <user>@<address> <words>`, the words quoted into the one line the other side reads.
     pub fn command_words(&self, address: &str, words: &[String]) -> Command {
         let mut command = Command::new(&self.program);
-        // `--` ends the options before the destination; after it, every word is the command's.
-        command.args(self.options()).arg("--").arg(format!("{}@{address}", self.user));
+        // ssh takes an IPv6 address bare; `-n`: no ask reads the caller's stdin. `--` ends the
+        // options before the destination; after it, every word is the command's.
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        command.args(self.options()).arg("-n").arg("--").arg(format!("{}@{address}", self.user));
         command.arg(shlex::try_join(words.iter().map(String::as_str)).expect("the words hold no NUL"));
         command
     }
@@ -452,7 +517,7 @@ mod tests {
             Ask::Jobs { limit: 50 },
             Ask::Job { id: 12, after: 40 },
             Ask::Fetch,
-            Ask::Handover { server: Name::new("coop-2").unwrap() },
+            Ask::Handover { server: Name::new("coop-2").unwrap(), to: Name::new("c").unwrap() },
         ];
         for ask in asks {
             let line = shlex::try_join(ask.words().iter().map(String::as_str)).unwrap();
@@ -507,6 +572,43 @@ mod tests {
     }
 
     #[test]
+    fn a_host_hands_over_only_what_a_move_to_the_asker_recorded() {
+        let root = tempfile::tempdir().unwrap();
+        let (coop, c, d) = (Name::new("coop").unwrap(), Name::new("c").unwrap(), Name::new("d").unwrap());
+        let archive = root.path().join("archive");
+        std::fs::create_dir(&archive).unwrap();
+        assert_eq!(let_go(root.path(), &coop, &c), Ok(LetGo::Nothing), "never here");
+        // An earlier life of a server of the same name, deleted, and one of a longer name.
+        std::fs::write(archive.join("coop-20260101T000000Z.tar"), "alice's").unwrap();
+        std::fs::write(
+            archive.join("coop-1-20261202T000000Z.json"),
+            r#"{"moving_to":"c","archive":"coop-1-20261202T000000Z.tar","at":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(let_go(root.path(), &coop, &c), Ok(LetGo::Nothing), "no move of coop recorded");
+        // Its move to c, with no data of its own: nothing, never the old archive.
+        std::fs::write(archive.join("coop-20261201T000000Z.json"), r#"{"moving_to":"c","archive":null,"at":"x"}"#)
+            .unwrap();
+        assert_eq!(let_go(root.path(), &coop, &c), Ok(LetGo::Nothing));
+        std::fs::write(
+            archive.join("coop-20261202T000000Z.json"),
+            r#"{"moving_to":"c","archive":"coop-20261202T000000Z.tar","at":"x"}"#,
+        )
+        .unwrap();
+        let moved = archive.join("coop-20261202T000000Z.tar");
+        assert_eq!(let_go(root.path(), &coop, &c), Ok(LetGo::Archive(moved)), "the newest move to c");
+        assert_eq!(let_go(root.path(), &coop, &d), Ok(LetGo::Nothing), "nothing moved to d");
+        std::fs::write(
+            archive.join("coop-20261203T000000Z.json"),
+            r#"{"moving_to":"c","archive":"../../etc/shadow","at":"x"}"#,
+        )
+        .unwrap();
+        assert!(let_go(root.path(), &coop, &c).is_err(), "a record naming no archive of coop is refused");
+        std::fs::create_dir_all(root.path().join("instances/coop")).unwrap();
+        assert_eq!(let_go(root.path(), &coop, &c), Ok(LetGo::StillHere));
+    }
+
+    #[test]
     fn the_options_keep_connections_strict_and_shared() {
         let ssh = Ssh {
             key: "/etc/left4me/ssh/web".into(),
@@ -514,6 +616,7 @@ mod tests {
             user: "left4me".into(),
             control_dir: Some("/run/left4me-web".into()),
             program: "ssh".into(),
+            port: None,
         };
         let command = ssh.command("b.example.org", &Ask::Status);
         let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -521,6 +624,10 @@ mod tests {
             assert!(args.iter().any(|a| a == option), "{option} in {args:?}");
         }
         assert_eq!(&args[args.len() - 3..], ["--", "left4me@b.example.org", "status"]);
-        assert!(ssh.git_ssh_command().starts_with("ssh -i /etc/left4me/ssh/web "), "{}", ssh.git_ssh_command());
+        assert!(ssh.git_ssh_command().starts_with("ssh -F "), "{}", ssh.git_ssh_command());
+        assert!(!ssh.git_ssh_command().contains(" -n"), "git talks to upload-pack on ssh's stdin");
+        assert!(args.iter().any(|a| a == "-n"), "an ask reads no stdin");
+        let v6 = ssh.command("[2001:db8::7]", &Ask::Status);
+        assert!(v6.get_args().any(|a| a == "left4me@2001:db8::7"), "ssh takes an IPv6 address bare");
     }
 }

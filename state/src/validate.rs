@@ -733,6 +733,7 @@ impl<'t> Validator<'t> {
             }
             (None, true) => {
                 let known = placement.hosts.keys().map(Name::as_str).collect::<Vec<_>>().join(", ");
+                let known = if known.is_empty() { "hosts/, each refused above".to_owned() } else { known };
                 self.file_error(
                     file,
                     format!(

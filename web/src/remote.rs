@@ -158,6 +158,7 @@ mod tests {
             user: "left4me".into(),
             control_dir: None,
             program,
+            port: None,
         };
         (dir, ssh)
     }

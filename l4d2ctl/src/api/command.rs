@@ -59,8 +59,11 @@ pub enum Command {
     Restart {
         name: Name,
     },
+    /// `delete <name> [--moving-to <host>]`: with a host, the server moves there, and the
+    /// archive of its data (or that it had none) is recorded as that host's to take.
     Delete {
         name: Name,
+        moving_to: Option<Name>,
     },
     Release {
         name: Name,
@@ -194,7 +197,10 @@ impl Command {
                 argv
             }
             Command::Restart { name } => write(&["restart", name.as_str()]),
-            Command::Delete { name } => write(&["delete", name.as_str()]),
+            Command::Delete { name, moving_to: None } => write(&["delete", name.as_str()]),
+            Command::Delete { name, moving_to: Some(host) } => {
+                write(&["delete", name.as_str(), "--moving-to", host.as_str()])
+            }
             Command::Release { name } => write(&["release", name.as_str()]),
             Command::OverlayPut { name, digest } => {
                 write(&["overlay", "put", name.as_str(), "--digest", digest.as_str()])

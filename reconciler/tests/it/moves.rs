@@ -51,3 +51,77 @@ fn a_server_is_known_to_come_from_the_host_its_file_named_before_the_commit_that
     let placed = commit(&repo, dir.path(), &[("servers/z.yaml", server("z", "b", 27018, "z"))], "z placed on b");
     assert_eq!(moved_from(dir.path(), &placed, &Name::new("z").unwrap(), &b).unwrap(), None);
 }
+
+/// A host's agent fetches the control host's state repo as `git fetch` over SSH asks for it —
+/// through the forced command its key is authorised with — and nothing else: no push, no
+/// handover of a server that did not move to it, nothing for a host the revision does not declare.
+#[test]
+fn an_agents_key_fetches_the_state_repo_and_nothing_else() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let repo = Git::new(&state, "Test").isolated();
+    repo.run(&["init", "--quiet", "--initial-branch=main"]);
+    let host = |name: &str| {
+        format!(
+            "apiVersion: left4me/v1\nkind: Host\nmetadata: {{name: {name}}}\nspec: {{address: {name}.example.org}}\n"
+        )
+    };
+    let blueprint = "apiVersion: left4me/v1\nkind: Blueprint\nmetadata: {name: coop, owner: alice}\nspec: {}\n";
+    commit(
+        &repo,
+        &state,
+        &[
+            ("hosts/a.yaml", host("a")),
+            ("hosts/b.yaml", host("b")),
+            ("blueprints/coop.yaml", blueprint.to_owned()),
+            ("servers/x.yaml", server("x", "a", 27015, "x")),
+        ],
+        "hosts",
+    );
+    // What sshd runs for the agent's key: `command="left4me remote --agent <host>"`, the client's
+    // command line in SSH_ORIGINAL_COMMAND. git runs GIT_SSH_COMMAND [options] <host> <command>.
+    let ssh = root.path().join("ssh");
+    let left4me = env!("CARGO_BIN_EXE_left4me");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\nagent=${{AGENT:-b}}\nfor word; do line=$word; done\nexport SSH_ORIGINAL_COMMAND=\"$line\"\nexec env LEFT4ME_ROOT={} {left4me} remote --agent \"$agent\"\n",
+            root.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let clone = tempfile::tempdir().unwrap();
+    let git = |agent: &str, args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(clone.path())
+            .env("GIT_SSH_COMMAND", &ssh)
+            .env("AGENT", agent)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let url = format!("left4me@a:{}", state.display());
+    assert!(git("b", &["init", "--quiet"]).status.success());
+    let fetched = git("b", &["fetch", "--quiet", &url, "main"]);
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    let head = left4me_state::resolve(&state, "main").unwrap();
+    let got = git("b", &["rev-parse", "FETCH_HEAD"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), head.id(), "b has a's commit");
+
+    let stderr = |out: std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let pushed = git("b", &["push", "--quiet", &url, "FETCH_HEAD:refs/heads/evil"]);
+    assert!(!pushed.status.success());
+    assert!(stderr(pushed).contains("\"git-receive-pack\" is not something an agent's key may ask"));
+    let undeclared = git("z", &["fetch", "--quiet", &url, "main"]);
+    assert!(stderr(undeclared).contains("declares no host z"));
+    let sh = |agent: &str, line: &str| {
+        std::process::Command::new(&ssh).env("AGENT", agent).args(["a", line]).output().unwrap()
+    };
+    let relayed = sh("b", "handover a x");
+    assert_eq!(relayed.status.code(), Some(2));
+    assert!(stderr(relayed).contains("x did not move from host a to host b"), "x is on a, not moved to b");
+    assert!(stderr(sh("b", "status")).contains("is not something an agent's key may ask"));
+    assert!(!state.join(".git/refs/heads/evil").exists(), "nothing was written");
+}

@@ -79,6 +79,7 @@ impl TestApp {
             user: "left4me".into(),
             control_dir: None,
             program: setup.ssh,
+            port: None,
         };
         let options = web::Options { config, secure_cookies: false, trusted_proxies, public_address, ssh };
         let app = App::start(options).unwrap();
