@@ -320,6 +320,15 @@ fn a_fleet_converges_per_host_keys_ask_only_their_own_and_hosts_away_heal() {
 /// After `agent` and `control` ran twice for c: one line per key and known host, one setting of
 /// each kind in host.env, the web app masked and off.
 fn each_key_and_host_is_written_once(a: &Member, c: &Member) {
+    let files = ["", "/web", "/web.pub", "/agent", "/agent.pub", "/known_hosts", "/authorized_keys"]
+        .map(|f| format!("/etc/left4me/ssh{f}"));
+    let modes = c.host().run_ok("stat", &[&["-c", "%n %U:%G %a"][..], &files.each_ref().map(String::as_str)].concat());
+    let expected = "/etc/left4me/ssh root:left4me 750\n/etc/left4me/ssh/web left4me:left4me 600\n\
+                    /etc/left4me/ssh/web.pub left4me:left4me 644\n/etc/left4me/ssh/agent root:root 600\n\
+                    /etc/left4me/ssh/agent.pub root:root 644\n/etc/left4me/ssh/known_hosts root:left4me 640\n\
+                    /etc/left4me/ssh/authorized_keys root:root 644\n";
+    assert_eq!(modes, expected);
+    assert_eq!(c.host().run_ok("getent", &["passwd", "left4me"]).trim().rsplit(':').next(), Some("/bin/sh"));
     assert_eq!(
         lines_starting(
             a.host(),
