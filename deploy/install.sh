@@ -11,10 +11,13 @@
 #                     traffic is marked for low latency and kept off the ephemeral ports
 #   --no-game         set up everything but do not download the game (run `l4d2ctl install` later)
 #
-# It creates the user left4me (home /var/lib/left4me, no login), the folders of $ROOT, the
-# settings in /etc/left4me, copies the binaries to /usr/local/bin, and runs `l4d2ctl install`,
+# It creates the user left4me (home /var/lib/left4me, password locked), the folders of $ROOT, the
+# settings in /etc/left4me, the SSH keys other hosts of a fleet know this one by (/etc/left4me/ssh,
+# with sshd's drop-in for the user left4me; deploy/add-host.sh authorises them), copies the
+# binaries to /usr/local/bin, and runs `l4d2ctl install`,
 # which downloads the game and installs the units; then it enables the reconciler, the web
-# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env) and left4me live (the game's
+# app (which listens on 127.0.0.1:8080; see /etc/left4me/web.env; not on a host deploy/add-host.sh
+# made an agent, where it is masked) and left4me live (the game's
 # log stream, UDP 127.0.0.1:27500, LEFT4ME_LIVE_PORT in host.env). It tunes the host's network
 # for game traffic (deploy/README.md, "Host tuning"); deploy/uninstall.sh removes it all.
 set -euo pipefail
@@ -30,7 +33,7 @@ while [ $# -gt 0 ]; do
     --steamcmd) steamcmd="$2"; shift 2 ;;
     --ports) ports="$2"; shift 2 ;;
     --no-game) game=no; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -65,8 +68,13 @@ if [ -z "$steamcmd" ]; then
 fi
 
 step "user $user"
+# Its shell is /bin/sh, not nologin: sshd runs a key's forced command (`left4me remote`, see
+# deploy/add-host.sh) through the user's login shell, and nologin would refuse it. Its password
+# stays locked and every key it may log in with is root's to authorise, so nothing else gets in.
 if ! id "$user" >/dev/null 2>&1; then
-  useradd --system --home-dir "$root" --no-create-home --shell /usr/sbin/nologin --user-group "$user"
+  useradd --system --home-dir "$root" --no-create-home --shell /bin/sh --user-group "$user"
+elif [ "$(getent passwd "$user" | cut -d: -f7)" != /bin/sh ]; then
+  usermod --shell /bin/sh "$user"
 fi
 
 step "folders under $root"
@@ -120,6 +128,73 @@ ENV
   )
   chmod 0600 /etc/left4me/secrets.env.new
   mv /etc/left4me/secrets.env.new /etc/left4me/secrets.env
+fi
+
+step "SSH keys in /etc/left4me/ssh"
+# How the hosts of a fleet reach each other (deploy/README.md, "Add a host"): the control host's
+# web app with its key `web` (its user's alone), each host's agent with `agent` (root's), every
+# host checked against known_hosts. Which keys may log in as $user is root's to say:
+# authorized_keys is root's, so a game (which runs as $user) can never add one.
+ssh_dir=/etc/left4me/ssh
+install -d -m 0750 -o root -g "$user" "$ssh_dir"
+if command -v ssh-keygen >/dev/null; then
+  make_key() { # <path> <owner>: an ed25519 key, made once, then only its owner and mode are set
+    if [ ! -f "$1" ]; then
+      rm -f "$1.new" "$1.new.pub"
+      ssh-keygen -q -t ed25519 -N '' -C "left4me-$(basename "$1")@$(hostname)" -f "$1.new"
+      chown "$2:$2" "$1.new" "$1.new.pub"
+      mv -f "$1.new.pub" "$1.pub"
+      mv -f "$1.new" "$1"
+    fi
+    chown "$2:$2" "$1" "$1.pub"
+    chmod 0600 "$1"
+    chmod 0644 "$1.pub"
+  }
+  make_key "$ssh_dir/web" "$user"
+  make_key "$ssh_dir/agent" root
+else
+  echo "    no ssh-keygen (Debian's openssh-client): no keys made; this host joins no fleet until it is installed and install.sh runs again"
+fi
+[ -e "$ssh_dir/known_hosts" ] || install -m 0640 -o root -g "$user" /dev/null "$ssh_dir/known_hosts"
+[ -e "$ssh_dir/authorized_keys" ] || install -m 0644 -o root -g root /dev/null "$ssh_dir/authorized_keys"
+chown root:"$user" "$ssh_dir/known_hosts"
+chmod 0640 "$ssh_dir/known_hosts"
+chown root:root "$ssh_dir/authorized_keys"
+chmod 0644 "$ssh_dir/authorized_keys"
+if [ -d /etc/ssh/sshd_config.d ]; then
+  dropin=/etc/ssh/sshd_config.d/left4me.conf
+  cat > "$dropin.new" <<SSHD
+# Installed by left4me's install.sh, which rewrites it. The user $user logs in with the keys of
+# $ssh_dir/authorized_keys alone (root's file; each key's forced command is \`left4me remote\`),
+# never with a password, and gets no forwarding, tunnel or terminal.
+Match User $user
+	AuthorizedKeysFile $ssh_dir/authorized_keys
+	PasswordAuthentication no
+	KbdInteractiveAuthentication no
+	AllowTcpForwarding no
+	X11Forwarding no
+	PermitTTY no
+	AllowAgentForwarding no
+	PermitTunnel no
+SSHD
+  chmod 0644 "$dropin.new"
+  old=""
+  [ -f "$dropin" ] && old=$(cat "$dropin")
+  mv -f "$dropin.new" "$dropin"
+  # A drop-in sshd refuses would lock everyone out at its next start: checked, and taken back.
+  # (sshd -t needs its privilege separation folder, there while sshd runs.)
+  if command -v sshd >/dev/null && [ -d /run/sshd ] && ! sshd -t 2>/dev/null; then
+    if [ -n "$old" ]; then printf '%s\n' "$old" > "$dropin"; else rm -f "$dropin"; fi
+    echo "    sshd -t refuses the configuration with $dropin; it is left as it was: $(sshd -t 2>&1 | head -3)"
+  else
+    for unit in ssh.service sshd.service sim-sshd.service; do
+      if systemctl is-active --quiet "$unit" 2>/dev/null; then
+        systemctl try-reload-or-restart "$unit" || echo "    could not reload $unit: reload it by hand"
+      fi
+    done
+  fi
+else
+  echo "    no /etc/ssh/sshd_config.d: left4me's sshd settings are not installed (see deploy/README.md, \"Add a host\")"
 fi
 
 step "host tuning: /etc/sysctl.d/60-left4me.conf and left4me-dscp.service"
@@ -229,12 +304,19 @@ if [ "$game" = yes ]; then
   LEFT4ME_STEAMCMD="$steamcmd" /usr/local/bin/l4d2ctl install
   step "the reconciler, the web app and left4me live"
   # Restarted, not only started: an update runs the new binaries at once.
-  systemctl enable --quiet left4me-reconciler.service left4me-web.service left4me-live.socket left4me-live.service
+  services=(left4me-reconciler.service left4me-web.service left4me-live.service)
+  # An agent of a fleet runs no web app (deploy/add-host.sh masked it): only the control host's
+  # may commit, or this host's repo would part from its upstream.
+  if [ "$(systemctl is-enabled left4me-web.service 2>/dev/null || true)" = masked ]; then
+    services=(left4me-reconciler.service left4me-live.service)
+    echo "    left4me-web.service is masked (an agent of a fleet): left alone"
+  fi
+  systemctl enable --quiet "${services[@]}" left4me-live.socket
   # The log's socket first: systemd holds the port and hands it to left4me live, which must
   # not hold it meanwhile (a socket restarted under it could not bind).
   systemctl stop left4me-live.service
   systemctl restart left4me-live.socket
-  systemctl restart left4me-reconciler.service left4me-web.service left4me-live.service
+  systemctl restart "${services[@]}"
 fi
 step "done"
 if [ ! -e "$root/web.db" ]; then

@@ -297,8 +297,8 @@ impl Sandbox {
     /// Runs a real OpenSSH server inside: `/usr/sbin/sshd` as the enabled unit `sim-sshd.service`
     /// (so it is back after a reboot on the same disk), port 22 on every address, with the
     /// machine's `/etc/ssh/sshd_config` and, in `sshd_config.d/sim-sshd.conf`, a host key of the
-    /// sandbox's own and a second place for authorized keys ([`Sandbox::authorize_ssh_key`]).
-    /// Debian's own `ssh.service` stays off: a sandbox's first boot drops the machine's enabled
+    /// sandbox's own and a second place for authorized keys ([`Sandbox::authorize_ssh_key`]);
+    /// users other than root may log in. Debian's own `ssh.service` stays off: a sandbox's first boot drops the machine's enabled
     /// units.
     pub fn serve_ssh(&self) {
         self.own_host_key();
@@ -310,7 +310,17 @@ impl Sandbox {
         );
         self.write_file("/etc/ssh/sshd_config.d/sim-sshd.conf", &config);
         self.write_file("/etc/systemd/system/sim-sshd.service", SSHD_UNIT);
+        self.let_users_log_in();
         self.run_ok("systemctl", &["enable", "--now", "--quiet", "sim-sshd.service"]);
+    }
+
+    /// Users other than root may log in over ssh: `/run/nologin`, which systemd makes at each boot
+    /// and `systemd-user-sessions.service` removes once booted — a unit the sandbox masks — is
+    /// never made again (an empty `tmpfiles.d` file of the same name, on the disk, overrides
+    /// systemd's) and goes now. Else pam_nologin refuses every user but root.
+    fn let_users_log_in(&self) {
+        self.write_file("/etc/tmpfiles.d/systemd-nologin.conf", "# left4me-sim: no /run/nologin (see serve_ssh)\n");
+        self.run_ok("rm", &["-f", "/run/nologin"]);
     }
 
     /// The sandbox's ed25519 host key, generated once and kept on its disk. The machine's keys show

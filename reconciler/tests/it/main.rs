@@ -7,6 +7,7 @@ mod cancel;
 mod converge;
 mod db;
 mod faults;
+mod fleet;
 mod game;
 mod killed;
 mod limits;
