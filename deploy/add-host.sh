@@ -18,9 +18,10 @@
 #       run on the control host, with this host's agent key and host key (under ADDRESS, as
 #       hosts/NAME.yaml's spec.address gives it; default: this host's first address) filled in.
 #
-#   deploy/add-host.sh control --agent-key KEY --host-key LINE
-#       On the control host: lets the new host's agent fetch the state repo with KEY (forced
-#       command `left4me remote --agent`: git-upload-pack of the state repo, nothing else) and
+#   deploy/add-host.sh control --name NAME --agent-key KEY --host-key LINE
+#       On the control host: lets host NAME's agent fetch the state repo with KEY (forced command
+#       `left4me remote --agent NAME`: git-upload-pack of the state repo, and the data of a server
+#       that moved to NAME, nothing else) and
 #       trusts LINE as the new host's key, for the web app's ssh to it.
 set -euo pipefail
 
@@ -249,29 +250,30 @@ agent() {
 
   [ -n "$address" ] || address=$(own_address)
   step "done. On the control host, as root in a checkout of left4me:"
-  echo "  deploy/add-host.sh control --agent-key $(quote "$(cat "$ssh_dir/agent.pub")") --host-key $(quote "$address $(own_host_key)")"
+  echo "  deploy/add-host.sh control --name $(quote "$name") --agent-key $(quote "$(cat "$ssh_dir/agent.pub")") --host-key $(quote "$address $(own_host_key)")"
   echo "The address ($address) must be hosts/$name.yaml's spec.address: pass --address otherwise. Then check here: sudo left4me status"
 }
 
 control() {
-  local agent_key="" host_key=""
+  local name="" agent_key="" host_key=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --agent-key) agent_key=${2-}; shift 2 || usage "--agent-key needs a value" ;;
       --host-key) host_key=${2-}; shift 2 || usage "--host-key needs a value" ;;
-      --name) usage "control --name: use \`deploy/add-host.sh show --name NAME\` for what the new host needs" ;;
+      --name) name=${2-}; shift 2 || usage "--name needs a value" ;;
       *) usage "control: unknown option $1" ;;
     esac
   done
-  [ -n "$agent_key" ] && [ -n "$host_key" ] \
-    || usage "control needs --agent-key and --host-key (the new host's \`deploy/add-host.sh agent\` prints them)"
+  [ -n "$name" ] && [ -n "$agent_key" ] && [ -n "$host_key" ] \
+    || usage "control needs --name, --agent-key and --host-key (the new host's \`deploy/add-host.sh agent\` prints them)"
+  check_name "$name"
   check_key --agent-key "$agent_key"
   check_known_host --host-key "$host_key"
   [ "$(id -u)" -eq 0 ] || fail "run it as root (sudo deploy/add-host.sh control …)"
   need_installed
 
-  step "the agent may fetch the state repo (left4me remote --agent)"
-  authorize "$left4me remote --agent" "$agent_key"
+  step "host $name's agent may fetch the state repo (left4me remote --agent $name)"
+  authorize "$left4me remote --agent $name" "$agent_key"
   step "the web app knows ${host_key%% *} by its key"
   know_host "$host_key"
   if [ -z "$(env_value LEFT4ME_HOST)" ]; then

@@ -146,6 +146,10 @@ fn a_game_sees_only_its_own_tree_and_no_other_servers_files_or_secrets() {
     assert!(parts[3].contains("No such file"), "coop-2's processes are not coop-1's to see: {seen}");
     assert_eq!(parts[4].trim(), "end", "nothing of coop-2 reached: {seen}");
     assert!(!own.is_empty() && own != other);
+    // The web app's SSH key is its user's, the game's too: not in the game's sight.
+    assert!(host.ok("cat", &["/etc/left4me/ssh/web"]).contains("PRIVATE KEY"), "install.sh made the key");
+    let key = text(&host.as_game("coop-1", "cat /etc/left4me/ssh/web 2>&1; echo end").stdout);
+    assert!(!key.contains("PRIVATE KEY") && key.contains("Permission denied"), "{key}");
 }
 
 #[test]

@@ -145,6 +145,7 @@ fn web_status(from: &Member, to: &Member) -> serde_json::Value {
         user: "left4me".into(),
         control_dir: None,
         program: "ssh".into(),
+        port: None,
     };
     let command = ssh.command(&to.address.to_string(), &Ask::Status);
     let mut argv: Vec<String> = ["runuser", "-u", "left4me", "--", "ssh"].map(String::from).to_vec();
@@ -333,9 +334,18 @@ fn each_key_and_host_is_written_once(a: &Member, c: &Member) {
         lines_starting(
             a.host(),
             "/etc/left4me/ssh/authorized_keys",
-            "command=\"/usr/local/bin/left4me remote --agent\",restrict ssh-ed25519 "
+            "command=\"/usr/local/bin/left4me remote --agent "
         ),
         2
+    );
+    assert_eq!(
+        lines_starting(
+            a.host(),
+            "/etc/left4me/ssh/authorized_keys",
+            "command=\"/usr/local/bin/left4me remote --agent c\",restrict ssh-ed25519 "
+        ),
+        1,
+        "c's key is c's, named so"
     );
     assert_eq!(lines_starting(a.host(), KNOWN_HOSTS, "10.77."), 2);
     assert_eq!(
