@@ -2,7 +2,9 @@
 //! deploy/add-host.sh: a, the control host, holds the state repo; b and c follow it over SSH. A
 //! commit on a converges each server on its own host only; the keys each host holds can ask only
 //! what their forced command allows; a host powered off leaves the others going and heals when it
-//! is back; an agent that cannot reach the control host keeps its last good revision and says so.
+//! is back; an agent that cannot reach the control host keeps its last good revision and says so;
+//! a server stopped by hand on b stays so and shows Overridden in the control host's look at b; a
+//! server moved from b to c arrives on c with what it wrote on b.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -240,7 +242,7 @@ fn commit(control: &Member, dir: &Path, message: &str) -> String {
 const ALL: [&str; 4] = ["coop-a", "coop-b", "coop-c", "coop-c2"];
 
 #[test]
-fn a_fleet_converges_per_host_keys_ask_only_their_own_and_hosts_away_heal() {
+fn a_fleet_converges_per_host_keys_ask_only_their_own_hosts_away_heal_and_a_moved_server_keeps_its_data() {
     let network = Network::new().expect("a network");
     let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_left4me")).parent().unwrap().to_path_buf();
     // Booted from this thread: a sandbox's helper ends with the thread that started it.
@@ -316,6 +318,53 @@ fn a_fleet_converges_per_host_keys_ask_only_their_own_and_hosts_away_heal() {
     b.host().run_ok("ip", &["link", "set", "eth0", "up"]);
     b.expect_converged(&newest, &["coop-b"], &ALL);
     b.expect_within(30, "the upstream error is gone", |m| m.status()["upstream_error"].is_null());
+
+    overridden_on_b_and_shown_on_a(&a, &b, &c, state.path());
+    moved_from_b_to_c_with_its_data(&a, &b, &c, state.path());
+}
+
+/// coop-b stopped by hand on b: b's agent leaves it stopped through a commit that changes
+/// nothing of it, and the control host's look at b (the web's `status`) shows it Overridden;
+/// released, it runs again.
+fn overridden_on_b_and_shown_on_a(a: &Member, b: &Member, c: &Member, state: &Path) {
+    b.host().run_ok("l4d2ctl", &["stop", "coop-b"]);
+    let description = state.join("hosts/c.yaml");
+    std::fs::write(&description, std::fs::read_to_string(&description).unwrap().replace("Amsterdam", "AMS")).unwrap();
+    let head = commit(a, state, "c's description");
+    b.expect_converged(&head, &[], &ALL);
+    c.expect_converged(&head, &["coop-c", "coop-c2"], &ALL);
+    let seen = web_status(a, b);
+    let coop_b = &seen["servers"][0];
+    assert_eq!((coop_b["name"].as_str(), coop_b["sync"].as_str()), (Some("coop-b"), Some("Overridden")), "{seen:#}");
+    assert!(coop_b["sync_message"].as_str().unwrap().contains("by hand"), "{seen:#}");
+    assert!(!b.active("coop-b"), "the override holds");
+    b.host().run_ok("l4d2ctl", &["release", "coop-b"]);
+    b.host().run_ok("left4me", &["apply"]);
+    b.expect_converged(&head, &["coop-b"], &ALL);
+}
+
+/// coop-b, which wrote a file on b, is placed on c: b lets it go (its data archived, recorded as
+/// c's), c fetches that through a, receives it before the first start, and the game on c sees
+/// the file it wrote on b.
+fn moved_from_b_to_c_with_its_data(a: &Member, b: &Member, c: &Member, state: &Path) {
+    let tree = b.host().game_tree("coop-b");
+    let written = format!("{tree}/left4dead2/banned_user.cfg");
+    b.host().run_ok("sh", &["-c", &format!("echo 'banid 0 STEAM_1:0:7' > {written} && chown left4me: {written}")]);
+    let file = state.join("servers/coop-b.yaml");
+    let yaml =
+        std::fs::read_to_string(&file).unwrap().replace("host: b", "host: c").replace("port: 27016", "port: 27017");
+    std::fs::write(&file, yaml).unwrap();
+    let head = commit(a, state, "coop-b moves to c");
+    b.expect_converged(&head, &[], &ALL);
+    c.expect_converged(&head, &["coop-b", "coop-c", "coop-c2"], &ALL);
+    let moved = b.host().run_ok("sh", &["-c", "cat /var/lib/left4me/archive/coop-b-*.json"]);
+    assert!(moved.contains(r#""moving_to":"c""#), "b recorded the move: {moved}");
+    let tree = c.host().game_tree("coop-b");
+    let arrived = c.host().run_ok("cat", &[&format!("{tree}/left4dead2/banned_user.cfg")]);
+    assert_eq!(arrived, "banid 0 STEAM_1:0:7\n", "what coop-b wrote on b is on c");
+    assert!(!c.host().run("test", &["-e", "/var/lib/left4me/incoming/coop-b.tar"]).status.success(), "received");
+    let jobs = c.host().run_ok("left4me", &["jobs", "--json"]);
+    assert!(jobs.contains(r#""kind": "receive""#), "c received it as a job of its own: {jobs}");
 }
 
 /// After `agent` and `control` ran twice for c: one line per key and known host, one setting of
