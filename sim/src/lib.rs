@@ -6,6 +6,7 @@
 //! where [`Sandbox::serve_ssh`] runs a real OpenSSH server. [`Git`] is git with a fixed identity,
 //! for the tests' repositories.
 
+pub mod fleet;
 mod git;
 pub mod http;
 pub mod network;

@@ -9,93 +9,16 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
 
-use left4me_sim::{Network, Sandbox, workspace};
+use left4me_sim::fleet::{Member, STATE, add_host, commit, fleet_state, printed_command};
+use left4me_sim::{Sandbox, workspace};
 use reconciler::remote::{Ask, KNOWN_HOSTS, Ssh, WEB_KEY};
 
 use crate::support::text;
 
-/// How long a host may take to converge on a commit (fetched every 2 s, one pass, a start).
-const CONVERGE_SECONDS: u64 = 90;
-const STATE: &str = "/var/lib/left4me/state";
 const AGENT_KEY: &str = "/etc/left4me/ssh/agent";
 /// Where the tests keep keys of their own inside a host (on its disk: `/root` is the machine's).
 const SCRATCH: &str = "/var/lib/fleet-test";
-
-/// One host of the fleet: its sandbox (None while powered off), its disk and its address.
-struct Member {
-    name: &'static str,
-    number: u8,
-    address: Ipv4Addr,
-    disk: tempfile::TempDir,
-    sandbox: Option<Sandbox>,
-}
-
-impl Member {
-    fn boot(name: &'static str, number: u8, network: &Network) -> Member {
-        let disk = left4me_sim::disk(Path::new(env!("CARGO_TARGET_TMPDIR")), &format!("fleet-{name}-")).unwrap();
-        let sandbox = Sandbox::boot(disk.path(), &[]).expect("the sandbox boots");
-        let address = network.attach(&sandbox, number).expect("the host is attached");
-        Member { name, number, address, disk, sandbox: Some(sandbox) }
-    }
-
-    fn host(&self) -> &Sandbox {
-        self.sandbox.as_ref().unwrap_or_else(|| panic!("{} is powered off", self.name))
-    }
-
-    fn power_off(&mut self) {
-        self.sandbox.take().expect("running").power_off();
-    }
-
-    /// Boots again on the same disk and plugs the host in again, as after a power cut.
-    fn power_on(&mut self, network: &Network) {
-        let sandbox = Sandbox::boot(self.disk.path(), &[]).expect("the sandbox boots again");
-        assert_eq!(network.attach(&sandbox, self.number).unwrap(), self.address);
-        self.sandbox = Some(sandbox);
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.host().run_ok("left4me", &["status", "--json"])).unwrap()
-    }
-
-    fn active(&self, server: &str) -> bool {
-        let unit = format!("left4me-server@{server}.service");
-        text(&self.host().run("systemctl", &["is-active", &unit])).trim() == "active"
-    }
-
-    /// The state repo's `main` on this host.
-    fn head(&self) -> String {
-        self.host().run_ok("git", &["-C", STATE, "rev-parse", "main"]).trim().to_owned()
-    }
-
-    /// Polls `check` for up to `seconds`; panics with `what` and this host's reconciler journal.
-    fn expect_within(&self, seconds: u64, what: &str, mut check: impl FnMut(&Member) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        while Instant::now() < deadline {
-            if check(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        if !check(self) {
-            let journal = self.host().run("journalctl", &["-u", "left4me-reconciler", "--no-pager", "-n", "40"]);
-            panic!(
-                "{}: {what} within {seconds} s; status:\n{:#}\njournal:\n{}",
-                self.name,
-                self.status(),
-                text(&journal)
-            );
-        }
-    }
-
-    /// Waits until this host applied `head` and runs exactly `servers` of `all`.
-    fn expect_converged(&self, head: &str, servers: &[&str], all: &[&str]) {
-        self.expect_within(CONVERGE_SECONDS, &format!("applies {head} and runs {servers:?}"), |m| {
-            m.status()["last_applied"] == head && all.iter().all(|s| m.active(s) == servers.contains(s))
-        });
-    }
-}
 
 /// Runs `script` with `sh -c` inside `host`, `args` as its `$1`….
 fn sh(host: &Sandbox, script: &str, args: &[&str]) -> Output {
@@ -157,118 +80,28 @@ fn web_status(from: &Member, to: &Member) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status is JSON ({e}): {}", text(&out)))
 }
 
-/// The arguments of the `deploy/add-host.sh <mode> …` line a run printed.
-fn printed_command(out: &str, mode: &str) -> Vec<String> {
-    let prefix = format!("deploy/add-host.sh {mode} ");
-    let line = out
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no `{prefix}…` line printed:\n{out}"));
-    let words = shlex::split(line).unwrap_or_else(|| panic!("the printed line is no shell words: {line}"));
-    words[2..].to_vec()
-}
-
-fn add_host(host: &Sandbox, mode: &str, args: &[String]) -> String {
-    let script = workspace().join("deploy/add-host.sh");
-    let args: Vec<&str> = std::iter::once(mode).chain(args.iter().map(String::as_str)).collect();
-    host.run_ok(script.to_str().unwrap(), &args)
-}
-
-/// Sets b or c up as an agent of `control` as the README says: `show` on the control host, its
-/// line run on the new host (with install.sh's options). Returns the agent's arguments and those
-/// of the line it printed for the control host to run.
-fn join(control: &Member, member: &Member, bin_dir: &Path) -> (Vec<String>, Vec<String>) {
-    let shown = add_host(
-        control.host(),
-        "show",
-        &["--name".into(), member.name.into(), "--address".into(), control.address.to_string()],
-    );
-    let mut agent = printed_command(&shown, "agent");
-    let steamcmd = left4me_sim::built_binary("fake-steamcmd").unwrap();
-    agent.extend(
-        [
-            "--address",
-            &member.address.to_string(),
-            "--fetch-seconds",
-            "2",
-            "--bin-dir",
-            bin_dir.to_str().unwrap(),
-            "--steamcmd",
-            steamcmd.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    let joined = add_host(member.host(), "agent", &agent);
-    // As install_left4me does for every sandbox host: Steam's Web API on the loopback.
-    member.host().serve_steam_api();
-    member.host().run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
-    let control = printed_command(&joined, "control");
-    (agent, control)
-}
-
 /// Lines of `path` inside `host` that start with `prefix`.
 fn lines_starting(host: &Sandbox, path: &str, prefix: &str) -> usize {
     host.run_ok("cat", &[path]).lines().filter(|l| l.starts_with(prefix)).count()
-}
-
-/// examples/fleet with the hosts at their addresses on this network, without coop-c2.
-fn fleet_state(members: &[&Member]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    left4me_sim::copy_dir(&workspace().join("examples/fleet"), dir.path()).unwrap();
-    std::fs::remove_file(dir.path().join("servers/coop-c2.yaml")).unwrap();
-    std::fs::remove_file(dir.path().join("README.md")).unwrap();
-    for member in members {
-        let path = dir.path().join(format!("hosts/{}.yaml", member.name));
-        let yaml = std::fs::read_to_string(&path).unwrap();
-        let yaml: String = yaml
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with("address:") { format!("  address: {}", member.address) } else { l.into() }
-            })
-            .map(|l| l + "\n")
-            .collect();
-        std::fs::write(&path, yaml).unwrap();
-    }
-    dir
-}
-
-/// Commits `dir` on the control host; its new head.
-fn commit(control: &Member, dir: &Path, message: &str) -> String {
-    control.host().commit_state(dir, message).unwrap();
-    control.head()
 }
 
 const ALL: [&str; 4] = ["coop-a", "coop-b", "coop-c", "coop-c2"];
 
 #[test]
 fn a_fleet_converges_per_host_keys_ask_only_their_own_hosts_away_heal_and_a_moved_server_keeps_its_data() {
-    let network = Network::new().expect("a network");
     let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_left4me")).parent().unwrap().to_path_buf();
-    // Booted from this thread: a sandbox's helper ends with the thread that started it.
-    let (a, b, mut c) =
-        (Member::boot("a", 1, &network), Member::boot("b", 2, &network), Member::boot("c", 3, &network));
-    let names: Vec<(&str, Ipv4Addr)> = [&a, &b, &c].iter().map(|m| (m.name, m.address)).collect();
-    for member in [&a, &b, &c] {
-        member.host().set_hosts(&names);
-        member.host().serve_ssh();
-    }
-    // a: installed as a single host is, then told its name.
-    a.host().install_left4me(&bin_dir, true);
-    a.host().run_ok("sh", &["-c", "echo LEFT4ME_HOST=a >> /etc/left4me/host.env"]);
-    a.host().run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
-    // b and c join at once; a authorises them one after the other (one authorized_keys).
-    let joined = std::thread::scope(|s| {
-        let joins = [&b, &c].map(|m| s.spawn(|| join(&a, m, &bin_dir)));
-        joins.map(|j| j.join().unwrap())
-    });
-    for (_, control) in &joined {
-        add_host(a.host(), "control", control);
-    }
-    // Both modes again change nothing: one line per key and host, the web app still masked.
-    let (agent, control) = &joined[1];
-    assert_eq!(&printed_command(&add_host(c.host(), "agent", agent), "control"), control);
-    add_host(a.host(), "control", control);
+    let (network, members) =
+        left4me_sim::fleet::set_up(Path::new(env!("CARGO_TARGET_TMPDIR")), &bin_dir, &["a", "b", "c"]);
+    let [a, b, mut c]: [Member; 3] = members.try_into().ok().expect("three hosts");
+    // Both modes again, for c, change nothing: one line per key and host, the web app still masked.
+    let shown = add_host(a.host(), "show", &["--name".into(), "c".into(), "--address".into(), a.address.to_string()]);
+    let mut agent = printed_command(&shown, "agent");
+    let steamcmd = left4me_sim::built_binary("fake-steamcmd").unwrap();
+    let address = c.address.to_string();
+    let extra = ["--address", &address, "--fetch-seconds", "2", "--bin-dir", bin_dir.to_str().unwrap()];
+    agent.extend(extra.iter().map(|s| s.to_string()));
+    agent.extend(["--steamcmd".to_owned(), steamcmd.display().to_string()]);
+    add_host(a.host(), "control", &printed_command(&add_host(c.host(), "agent", &agent), "control"));
     each_key_and_host_is_written_once(&a, &c);
 
     // The control host's web app runs, with its folder for shared connections.
