@@ -10,6 +10,7 @@
 //!
 //! Needs root and release binaries of the whole workspace:
 //! `cargo build --release --workspace --bins && cargo bench -p left4me-reconciler --bench fleet`
+//! (`-- commit` or `-- look` runs one part).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -35,8 +36,15 @@ fn main() {
     let mut fleet = Fleet { state: state.path().to_path_buf(), hosts: [&a, &b, &c], servers: Vec::new() };
     fleet.commit("hosts");
 
-    commit_to_active(&mut fleet, &a, &b);
-    dashboard_looks(&mut fleet, &a, &b, &c);
+    // `-- commit` or `-- look` runs one part.
+    let asked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |part: &str| asked.is_empty() || asked.iter().any(|a| a == part);
+    if wanted("commit") {
+        commit_to_active(&mut fleet, &a, &b);
+    }
+    if wanted("look") {
+        dashboard_looks(&mut fleet, &a, &b, &c);
+    }
 }
 
 /// The state repo the bench commits: hosts a, b and c at their addresses, room for 64 servers
@@ -234,5 +242,10 @@ fn median(values: &mut [u64]) -> u64 {
 }
 
 fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

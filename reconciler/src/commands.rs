@@ -551,24 +551,32 @@ fn serve_agent(config: &Config, agent: &Name, line: &str) -> anyhow::Result<Exit
         Ok(ask) => ask,
         Err(refused) => return Ok(refuse(&refused.0)),
     };
-    let (revision, checked) = left4me_state::load_revision(&config.state, &config.branch)?;
-    let Ok(desired) = checked else {
-        return Ok(refuse(&format!("revision {} is invalid; nothing is served until it is fixed", revision.short())));
-    };
-    if !desired.hosts.contains_key(agent) {
-        return Ok(refuse(&format!(
-            "revision {} declares no host {agent}, whose key this is; declare hosts/{agent}.yaml first",
-            revision.short()
-        )));
-    }
     match ask {
         AgentAsk::UploadPack { repo } => {
             use std::os::unix::process::CommandExt;
+            // One look, not a validation: the agent validates what it fetches itself.
+            let spec = |ext: &str| format!("{}:hosts/{agent}.{ext}", config.branch);
+            let (yaml, yml) = (spec("yaml"), spec("yml"));
+            let found = left4me_state::cat_files(&config.state, &[&yaml, &yml], 1 << 20)?;
+            if found.iter().all(Option::is_none) {
+                return Ok(refuse(&format!(
+                    "the branch declares no host {agent}, whose key this is; declare hosts/{agent}.yaml first"
+                )));
+            }
             // Read-only by what it is: upload-pack sends objects and never writes a ref.
             let error = std::process::Command::new("git").arg("upload-pack").arg("--strict").arg(&repo).exec();
             anyhow::bail!("cannot run git upload-pack: {error}")
         }
-        AgentAsk::Handover { host, server } => relay_handover(config, &desired, &revision, agent, &host, &server),
+        AgentAsk::Handover { host, server } => {
+            let (revision, checked) = left4me_state::load_revision(&config.state, &config.branch)?;
+            let Ok(desired) = checked else {
+                return Ok(refuse(&format!(
+                    "revision {} is invalid; nothing is relayed until it is fixed",
+                    revision.short()
+                )));
+            };
+            relay_handover(config, &desired, &revision, agent, &host, &server)
+        }
     }
 }
 

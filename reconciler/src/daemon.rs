@@ -39,7 +39,7 @@ impl Trigger {
 /// The longest wait between retries of a failing pass.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The least time between two fetches of the upstream that were asked for (`fetch`).
-const FETCH_ASKED_GAP: Duration = Duration::from_secs(2);
+const FETCH_ASKED_GAP: Duration = Duration::from_secs(1);
 /// The first retry of a failing pass.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -71,8 +71,9 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
         backoff: Backoff::default(),
         last_revision: None,
         next_fetch: Instant::now(),
-        last_fetch: Instant::now(),
-        nudged: None,
+        fetch_asked: false,
+        last_asked: Instant::now().checked_sub(FETCH_ASKED_GAP).unwrap_or_else(Instant::now),
+        nudged: std::collections::BTreeSet::new(),
     };
     // Alerts are delivered beside the passes, never by them: a receiver that hangs holds no pass.
     let alerts = crate::alerts::spawn(crate::alerts::Delivery {
@@ -89,6 +90,9 @@ pub fn run(config: &Config, resync: Duration, upstream: Option<Upstream>) -> Res
             service.nudge_hosts();
         }
         let retry_at = service.pass(trigger).map(|wait| Instant::now() + wait);
+        if trigger == Trigger::Commit {
+            service.nudge_added();
+        }
         alerts.wake();
         trigger = service.next_trigger(&triggers, retry_at)?;
     }
@@ -171,45 +175,62 @@ struct Service<'a> {
     backoff: Backoff,
     last_revision: Option<String>,
     next_fetch: Instant,
-    last_fetch: Instant,
-    /// The revision the other hosts were last told to fetch (the control host's, `nudge_hosts`).
-    nudged: Option<String>,
+    /// A fetch was asked for and not taken yet; when the last one asked for was taken.
+    fetch_asked: bool,
+    last_asked: Instant,
+    /// The hosts told to fetch the newest commit (the control host's, `nudge_hosts`).
+    nudged: std::collections::BTreeSet<left4me_state::Name>,
 }
 
 impl Service<'_> {
+    /// When the upstream is next fetched: at its interval, or sooner when a fetch was asked for —
+    /// at most one asked for a second, whoever asks (an ask is a request file, which the game's
+    /// user could write as fast as it likes).
+    fn fetch_due(&self) -> Instant {
+        match self.fetch_asked {
+            true => self.next_fetch.min(self.last_asked + FETCH_ASKED_GAP),
+            false => self.next_fetch,
+        }
+    }
+
     /// Fetches the upstream when it is time to.
     fn follow_when_due(&mut self) {
         if let Some(upstream) = &self.upstream
-            && Instant::now() >= self.next_fetch
+            && Instant::now() >= self.fetch_due()
         {
             follow(self.config, &self.db, upstream);
-            self.last_fetch = Instant::now();
-            self.next_fetch = self.last_fetch + upstream.every;
+            self.next_fetch = Instant::now() + upstream.every;
+            if self.fetch_asked {
+                (self.fetch_asked, self.last_asked) = (false, Instant::now());
+            }
         }
     }
 
     /// On the control host (one that follows no upstream, of a revision that declares hosts):
-    /// tells every other host to fetch the branch's new revision now, before this host's own pass,
-    /// whoever made it (a web save, a push). Each ask runs on a thread of its own and is not
-    /// waited for; a host that does not answer fetches at its next interval.
+    /// tells every other host to fetch the branch's new revision now, whoever made it (a web save,
+    /// a push) — before this host's own pass, with the hosts the revision read last declares, and
+    /// after it any host the new revision adds (`nudge_added`). Each ask runs on a thread of its
+    /// own, bounded, never waited for; a host that does not answer fetches at its next interval.
     fn nudge_hosts(&mut self) {
         if self.upstream.is_some() {
             return;
         }
-        let Ok(revision) = left4me_state::resolve(&self.config.state, &self.config.branch) else { return };
-        if self.nudged.as_deref() == Some(revision.id()) {
-            return;
-        }
-        self.nudged = Some(revision.id().to_owned());
-        let Ok((_, Ok(desired))) = left4me_state::load_revision(&self.config.state, revision.id()) else { return };
-        let others: Vec<(left4me_state::Name, String)> = desired
-            .hosts
-            .values()
-            .filter(|host| Some(&host.name) != self.config.host.as_ref())
-            .map(|host| (host.name.clone(), host.address.as_str().to_owned()))
-            .collect();
+        let others = self.cache.other_hosts(self.config.host.as_ref());
+        self.nudged = others.iter().map(|(name, _)| name.clone()).collect();
         for (name, address) in others {
             std::thread::spawn(move || crate::remote::nudge(&name, &address));
+        }
+    }
+
+    /// After a pass: the hosts its revision declares that were not told to fetch before it.
+    fn nudge_added(&mut self) {
+        if self.upstream.is_some() {
+            return;
+        }
+        for (name, address) in self.cache.other_hosts(self.config.host.as_ref()) {
+            if self.nudged.insert(name.clone()) {
+                std::thread::spawn(move || crate::remote::nudge(&name, &address));
+            }
         }
     }
 
@@ -217,10 +238,8 @@ impl Service<'_> {
     /// holds the pass lock for the second or so it takes.
     fn take_requests(&mut self) {
         for request in crate::requests::take(&self.config.root, false) {
-            // At most one fetch asked for every few seconds, whoever asks: an ask is a request
-            // file, which the game's user could write as fast as it likes.
             if request.what == crate::requests::What::Fetch {
-                self.next_fetch = self.next_fetch.min(self.last_fetch + FETCH_ASKED_GAP);
+                self.fetch_asked = true;
             }
             crate::requests::act(self.config, &mut self.db, &request);
         }
@@ -286,7 +305,7 @@ impl Service<'_> {
         loop {
             let mut deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
             if self.upstream.is_some() {
-                deadline = deadline.min(self.next_fetch);
+                deadline = deadline.min(self.fetch_due());
             }
             match triggers.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(first) => return Ok(burst(first, triggers)),
@@ -294,13 +313,7 @@ impl Service<'_> {
                     return Ok(Trigger::Retry);
                 }
                 Err(RecvTimeoutError::Timeout) if next_resync <= Instant::now() => return Ok(Trigger::Drift),
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(upstream) = &self.upstream {
-                        follow(self.config, &self.db, upstream);
-                        self.last_fetch = Instant::now();
-                        self.next_fetch = self.last_fetch + upstream.every;
-                    }
-                }
+                Err(RecvTimeoutError::Timeout) => self.follow_when_due(),
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Error::Host("the watch on the state repo ended".into()));
                 }

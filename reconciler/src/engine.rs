@@ -60,6 +60,16 @@ pub struct RevisionCache {
     read_tree: bool,
 }
 
+impl RevisionCache {
+    /// The other hosts the last revision read declares, with their addresses (none: it declares
+    /// no hosts, or was invalid).
+    pub fn other_hosts(&self, here: Option<&Name>) -> Vec<(Name, String)> {
+        let Some((_, Ok(desired))) = &self.last else { return Vec::new() };
+        let others = desired.hosts.values().filter(|host| Some(&host.name) != here);
+        others.map(|host| (host.name.clone(), host.address.as_str().to_owned())).collect()
+    }
+}
+
 /// The committed revision of the state repo's branch, checked.
 pub fn load(config: &Config, cache: &mut RevisionCache) -> Result<(Revision, Checked), Error> {
     let revision = left4me_state::resolve(&config.state, &config.branch)?;
