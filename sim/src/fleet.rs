@@ -181,7 +181,8 @@ pub fn set_up(base: &Path, bin_dir: &Path, names: &[&'static str]) -> (Network, 
     control.host().install_left4me(bin_dir, true);
     let name = format!("echo LEFT4ME_HOST={} >> /etc/left4me/host.env", control.name);
     control.host().run_ok("sh", &["-c", &name]);
-    control.host().run_ok("systemctl", &["restart", "left4me-reconciler.service"]);
+    // Both read host.env when they start: the web app too needs the name to place the servers.
+    control.host().run_ok("systemctl", &["restart", "left4me-reconciler.service", "left4me-web.service"]);
     let joined = std::thread::scope(|s| {
         let joins: Vec<_> = agents.iter().map(|m| s.spawn(|| join(control, m, bin_dir))).collect();
         joins.into_iter().map(|j| j.join().unwrap()).collect::<Vec<_>>()

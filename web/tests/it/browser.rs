@@ -145,7 +145,7 @@ async fn wait_found(browser: &Client, css: &str) -> Result<(), String> {
 }
 
 /// What a failed browser command was doing.
-fn e(what: &str) -> impl Fn(fantoccini::error::CmdError) -> String {
+pub(crate) fn e(what: &str) -> impl Fn(fantoccini::error::CmdError) -> String {
     let what = what.to_owned();
     move |error| format!("{what}: {error}")
 }
@@ -296,7 +296,7 @@ async fn stop_it(browser: &Client, shots: &Path) -> Result<(), String> {
 }
 
 /// Waits until the element's text contains `expected`; returns the text.
-async fn wait_text(browser: &Client, css: &str, expected: &str) -> Result<String, String> {
+pub(crate) async fn wait_text(browser: &Client, css: &str, expected: &str) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -327,20 +327,20 @@ async fn wait_nonempty(browser: &Client, css: &str) -> Result<String, String> {
     Err(format!("{css} stayed empty"))
 }
 
-async fn shot(browser: &Client, folder: &Path, name: &str) -> Result<(), String> {
+pub(crate) async fn shot(browser: &Client, folder: &Path, name: &str) -> Result<(), String> {
     let png = browser.screenshot().await.map_err(|e| format!("screenshot {name}: {e}"))?;
     std::fs::write(folder.join(format!("{name}.png")), png).map_err(|e| format!("saving {name}.png: {e}"))
 }
 
 /// Debian's ChromeDriver on a free port, ended (by its PID) when dropped.
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     child: Child,
     port: u16,
     profile: tempfile::TempDir,
 }
 
 impl ChromeDriver {
-    fn start() -> ChromeDriver {
+    pub(crate) fn start() -> ChromeDriver {
         let port = left4me_sim::free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -356,7 +356,7 @@ impl ChromeDriver {
         driver
     }
 
-    async fn connect(&self) -> Result<Client, String> {
+    pub(crate) async fn connect(&self) -> Result<Client, String> {
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),

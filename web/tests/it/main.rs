@@ -10,6 +10,7 @@ mod blueprint_limits;
 mod browser;
 mod connect;
 mod files;
+mod fleet;
 mod gamelog;
 mod history;
 mod hosts;
