@@ -277,7 +277,7 @@ control() {
   step "the web app knows ${host_key%% *} by its key"
   know_host "$host_key"
   if [ -z "$(env_value LEFT4ME_HOST)" ]; then
-    echo "    note: $host_env names no LEFT4ME_HOST: set this host's name (hosts/<name>.yaml) and restart left4me-reconciler"
+    echo "    note: $host_env names no LEFT4ME_HOST: set this host's name (hosts/<name>.yaml) and restart left4me-reconciler and left4me-web"
   fi
   step "done. Check: sudo -u $user ssh -i $ssh_dir/web -o UserKnownHostsFile=$ssh_dir/known_hosts -o StrictHostKeyChecking=yes $user@${host_key%% *} status"
 }
