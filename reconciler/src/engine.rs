@@ -44,6 +44,11 @@ impl Config {
     pub fn db_path(&self) -> PathBuf {
         self.root.join("left4me.db")
     }
+
+    /// Where servers moving in arrive (`handover.rs`).
+    pub fn here(&self) -> crate::handover::Here<'_> {
+        crate::handover::Here { root: &self.root, state: &self.state, host: self.host.as_ref() }
+    }
 }
 
 /// An instance's rendered spec as the host has it (`l4d2ctl show`), for showing diffs.
@@ -80,23 +85,10 @@ pub fn load(config: &Config, cache: &mut RevisionCache) -> Result<(Revision, Che
         return Ok((revision, checked.clone()));
     }
     let tree = left4me_state::read_revision(&config.state, &revision, left4me_state::Limits::DEFAULT)?;
-    let checked = placed(left4me_state::validate(&tree), config.host.as_ref());
+    let checked = left4me_state::placed(left4me_state::validate(&tree), config.host.as_ref());
     cache.last = Some((revision.clone(), checked.clone()));
     cache.read_tree = true;
     Ok((revision, checked))
-}
-
-/// A checked revision as it concerns one host (`DesiredState::placed_on`). A revision whose
-/// hosts do not include this one reads as a problem of `hosts/`: like an invalid revision, it
-/// changes nothing here and says why.
-pub fn placed(checked: Checked, host: Option<&Name>) -> Checked {
-    checked.and_then(|desired| {
-        desired.placed_on(host).map_err(|mismatch| {
-            let mut problems = left4me_state::Diagnostics::default();
-            problems.push(left4me_state::Diagnostic::file("hosts/", mismatch.to_string()));
-            problems
-        })
-    })
 }
 
 /// Whether a plan whose `when-empty` rollout hangs on a server A2S shows empty asks its console
@@ -158,7 +150,7 @@ pub fn plan_pass(
     }
     let mut plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
     plan.schedules = crate::schedules::put(&desired, &host.schedules);
-    crate::handover::describe(config, &revision, &mut plan);
+    crate::handover::describe(config.here(), &revision, &mut plan);
     let now = SystemTime::now();
     let retried = crate::retries::asked(&config.root);
     let crash_loops = crashloop::update(&db.crash_loops()?, &desired, &host.instances, &retried, now);
@@ -279,7 +271,7 @@ fn pass(
     }
     // Servers moving in bring their data first (`handover.rs`); one whose data is not in hand
     // yet waits, and the pass is tried again soon.
-    let moving = crate::handover::prepare(config, &planned.revision, &planned.desired, &mut planned.plan);
+    let moving = crate::handover::prepare(config.here(), &planned.revision, &planned.desired, &mut planned.plan);
     let mut ran = run_plan(config, db, &planned, trigger)?;
     ran.failures.servers.extend(moving.into_iter().map(|target| {
         let what = planned.plan.servers.get(&target).map(|s| s.message.clone()).unwrap_or_default();

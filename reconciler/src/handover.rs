@@ -29,7 +29,6 @@ use nix::sys::stat::{Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::Deserialize;
 
-use crate::engine::Config;
 use crate::plan::{Action, Plan, ServerSync, Step, Sync};
 use crate::remote::{self, Ask, Ssh};
 
@@ -45,6 +44,15 @@ pub const NOT_YET: i32 = 3;
 /// tar's headers and padding): a host that trickles bytes or sends without end is cut off.
 const DEADLINE: Duration = Duration::from_secs(15 * 60);
 const TAR_OVERHEAD: u64 = 1 << 30;
+
+/// Where the servers move to: this host's `$ROOT`, state repo and name (`LEFT4ME_HOST`; a host
+/// with none takes no server from another).
+#[derive(Debug, Clone, Copy)]
+pub struct Here<'a> {
+    pub root: &'a Path,
+    pub state: &'a Path,
+    pub host: Option<&'a Name>,
+}
 
 /// What became of a server's data, for a server the plan creates here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +70,9 @@ pub enum Data {
 /// (its Sync says why; the pass is retried soon), and one whose data is in hand is received
 /// before it starts. Data left for a server the revision no longer creates here goes. Returns the
 /// servers still waiting.
-pub fn prepare(config: &Config, revision: &Revision, desired: &DesiredState, plan: &mut Plan) -> Vec<Name> {
-    let Some(here) = &config.host else { return Vec::new() };
-    let incoming = match Incoming::open(config) {
+pub fn prepare(at: Here<'_>, revision: &Revision, desired: &DesiredState, plan: &mut Plan) -> Vec<Name> {
+    let Some(here) = at.host else { return Vec::new() };
+    let incoming = match Incoming::open(at.root) {
         Ok(incoming) => incoming,
         Err(why) => {
             tracing::error!("servers moving in cannot be prepared: {why}");
@@ -77,7 +85,7 @@ pub fn prepare(config: &Config, revision: &Revision, desired: &DesiredState, pla
         let data = if incoming.holds(&name) {
             Data::InHand
         } else {
-            match moved_from(&config.state, revision, &name, here) {
+            match moved_from(at.state, revision, &name, here) {
                 Ok(Some(from)) if !desired.hosts.contains_key(&from) => {
                     tracing::warn!(
                         server = %name,
@@ -122,10 +130,10 @@ fn hold_creates(plan: &mut Plan, why: &str) -> Vec<Name> {
 
 /// Says in their Sync which servers of the plan move in from another host: the plan creates
 /// them here, and they bring their data (a look; nothing is fetched).
-pub fn describe(config: &Config, revision: &Revision, plan: &mut Plan) {
-    let Some(here) = &config.host else { return };
+pub fn describe(at: Here<'_>, revision: &Revision, plan: &mut Plan) {
+    let Some(here) = at.host else { return };
     for name in creates(plan) {
-        if let Ok(Some(from)) = moved_from(&config.state, revision, &name, here) {
+        if let Ok(Some(from)) = moved_from(at.state, revision, &name, here) {
             let message = format!("moving in from host {from}, with the data it wrote there");
             plan.servers.insert(name, ServerSync { sync: Sync::OutOfSync, message });
         }
@@ -159,8 +167,8 @@ struct Incoming {
 }
 
 impl Incoming {
-    fn open(config: &Config) -> Result<Incoming, String> {
-        let path = config.root.join(l4d2ctl::backup::INCOMING);
+    fn open(root: &Path) -> Result<Incoming, String> {
+        let path = root.join(l4d2ctl::backup::INCOMING);
         let dir = l4d2ctl::fsutil::open_dir(&path, 0o700, l4d2ctl::fsutil::Owner::root()).map_err(|e| e.to_string())?;
         let max = l4d2ctl::Host::from_env().map(|h| h.backup_max_bytes).unwrap_or(l4d2ctl::host::BACKUP_MAX_BYTES);
         Ok(Incoming { dir, path, limit: max.saturating_add(TAR_OVERHEAD) })

@@ -53,7 +53,7 @@ pub fn run(at: &Where, name: &Name) -> Result<Ran, Error> {
     let mut db = Db::open(&at.root.join("left4me.db"))?;
     settle(&db)?;
     let (revision, checked) = left4me_state::load_revision(at.state, at.branch)?;
-    let desired = match crate::engine::placed(checked, at.host) {
+    let desired = match left4me_state::placed(checked, at.host) {
         Ok(desired) => desired,
         Err(diagnostics) => return invalid(&db, name, &revision, diagnostics.len()),
     };

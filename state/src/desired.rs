@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::digest::{Digest, Hasher};
 use crate::model::{
     ArchiveSource, Argument, Branch, ConfigLine, GameBuild, HostAddress, Hostname, Interval, OverlayType, Port,
@@ -233,6 +234,19 @@ pub enum PlacementError {
          LEFT4ME_HOST out of /etc/left4me/host.env"
     )]
     NoHosts { host: Name },
+}
+
+/// A checked revision as it concerns one host ([`DesiredState::placed_on`]). A revision whose
+/// hosts do not include this one reads as a problem of `hosts/`: like an invalid revision, it
+/// changes nothing on the host and says why.
+pub fn placed(checked: Result<DesiredState, Diagnostics>, host: Option<&Name>) -> Result<DesiredState, Diagnostics> {
+    checked.and_then(|desired| {
+        desired.placed_on(host).map_err(|mismatch| {
+            let mut problems = Diagnostics::default();
+            problems.push(Diagnostic::file("hosts/", mismatch.to_string()));
+            problems
+        })
+    })
 }
 
 impl DesiredState {

@@ -34,7 +34,7 @@ use std::path::Path;
 
 pub use desired::{
     Blueprint, DesiredState, FileKind, Game, Host, Overlay, OverlayContent, OverlayFile, PlacementError, Server,
-    Settings,
+    Settings, placed,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use digest::{Digest, Hasher};

@@ -103,10 +103,16 @@ pub fn power_state(state: left4me_state::PowerState) -> &'static str {
 }
 
 /// The address players connect to: the host's public address (`LEFT4ME_PUBLIC_ADDRESS`), else
-/// the host name the browser reached the app at.
+/// the address the revision declares for this host (`hosts/<name>.yaml`), else the host name the
+/// browser reached the app at.
 pub fn connect_host(app: &App, headers: &HeaderMap) -> String {
-    match &app.public_address {
-        Some(address) => address.as_str().to_owned(),
+    if let Some(address) = &app.public_address {
+        return address.as_str().to_owned();
+    }
+    let snapshot = app.latest();
+    let declared = snapshot.local_host.as_ref().and_then(|here| snapshot.desired.as_ref()?.hosts.get(here));
+    match declared {
+        Some(host) => host.address.as_str().to_owned(),
         None => request_host(headers),
     }
 }

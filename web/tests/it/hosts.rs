@@ -253,6 +253,8 @@ fn the_dashboard_lists_every_hosts_servers_and_a_host_that_does_not_answer_costs
     assert!(coop2.contains("<td class=\"host\">b</td>") && coop2.contains("data-health=\"Running\""), "{coop2}");
     assert!(coop2.contains("c1m1_hotel") && coop2.contains("3/8"), "b's answer: {coop2}");
     assert!(coop2.contains(&format!("connect {B}:27100")), "players reach b at its address: {coop2}");
+    let own = ada.get("/servers/coop-1");
+    assert!(own.body.contains("connect 10.77.1.1:27015"), "and a's servers at hosts/a.yaml's: {}", own.body);
     assert!(coop2.contains("kept on host b"), "the history is b's: {coop2}");
     let versus = row(&page.body, "versus-1");
     assert!(versus.contains("<td class=\"host\">c</td>") && versus.contains("data-health=\"Unknown\""), "{versus}");
