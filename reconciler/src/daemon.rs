@@ -216,9 +216,9 @@ impl Service<'_> {
             return;
         }
         let others = self.cache.other_hosts(self.config.host.as_ref());
-        self.nudged = others.iter().map(|(name, _)| name.clone()).collect();
-        for (name, address) in others {
-            std::thread::spawn(move || crate::remote::nudge(&name, &address));
+        self.nudged = others.iter().map(|host| host.name.clone()).collect();
+        for host in others {
+            std::thread::spawn(move || crate::remote::nudge(&host));
         }
     }
 
@@ -227,9 +227,9 @@ impl Service<'_> {
         if self.upstream.is_some() {
             return;
         }
-        for (name, address) in self.cache.other_hosts(self.config.host.as_ref()) {
-            if self.nudged.insert(name.clone()) {
-                std::thread::spawn(move || crate::remote::nudge(&name, &address));
+        for host in self.cache.other_hosts(self.config.host.as_ref()) {
+            if self.nudged.insert(host.name.clone()) {
+                std::thread::spawn(move || crate::remote::nudge(&host));
             }
         }
     }

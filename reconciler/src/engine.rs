@@ -68,10 +68,9 @@ pub struct RevisionCache {
 impl RevisionCache {
     /// The other hosts the last revision read declares, with their addresses (none: it declares
     /// no hosts, or was invalid).
-    pub fn other_hosts(&self, here: Option<&Name>) -> Vec<(Name, String)> {
+    pub fn other_hosts(&self, here: Option<&Name>) -> Vec<crate::remote::HostAt> {
         let Some((_, Ok(desired))) = &self.last else { return Vec::new() };
-        let others = desired.hosts.values().filter(|host| Some(&host.name) != here);
-        others.map(|host| (host.name.clone(), host.address.as_str().to_owned())).collect()
+        crate::remote::other_hosts(desired, here)
     }
 }
 

@@ -238,19 +238,8 @@ impl Incoming {
             let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut text);
             text
         });
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) if started.elapsed() > DEADLINE => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!("no whole answer within {} minutes", DEADLINE.as_secs() / 60));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => break Err(e.to_string()),
-            }
-        };
+        let status = remote::wait_until(&mut child, Instant::now() + DEADLINE)
+            .ok_or_else(|| format!("no whole answer within {} minutes", DEADLINE.as_secs() / 60));
         let copied = copying.join().map_err(|_| "the copy panicked".to_owned())?;
         let said = said.join().unwrap_or_default().trim().to_owned();
         let status = status?;

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use l4d2ctl::api::{self, InstanceStatus};
-use left4me_state::Name;
+use left4me_state::{DesiredState, Name};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Event, Job, JobLine};
@@ -254,9 +254,10 @@ pub fn host_status(config: &Config) -> HostStatus {
     status
 }
 
-/// Asks the host at `address` to fetch the state repo now (`fetch`), with the control host's key
+/// Asks `host` to fetch the state repo now (`fetch`), with the control host's key
 /// over a shared connection; says in the log when it could not.
-pub fn nudge(name: &Name, address: &str) {
+pub fn nudge(host: &HostAt) {
+    let (name, address) = (&host.name, host.address.as_str());
     let ssh = Ssh::from_env(WEB_KEY, Some(AGENT_CONTROL_DIR.into()));
     if !ssh.key.is_file() {
         return;
@@ -272,19 +273,7 @@ pub fn nudge(name: &Name, address: &str) {
         Err(e) => return tracing::warn!(host = %name, "cannot run ssh to tell it to fetch: {e}"),
     };
     // A host that holds the connection open is let go of: it fetches at its next interval.
-    let deadline = Instant::now() + NUDGE_WITHIN;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    match status {
+    match wait_until(&mut child, Instant::now() + NUDGE_WITHIN) {
         Some(status) if status.success() => tracing::info!(host = %name, "told to fetch the new revision"),
         Some(status) => {
             tracing::warn!(host = %name, "could not tell it to fetch ({status}); it fetches at its next interval")
@@ -295,8 +284,43 @@ pub fn nudge(name: &Name, address: &str) {
     }
 }
 
+/// The exit of an `ssh` (or any child), or None when `deadline` came first: it is then killed and
+/// reaped. The child is waited for, not its pipes: a shared connection's master
+/// (`ControlPersist`) may keep a pipe open after ssh has exited.
+pub fn wait_until(child: &mut std::process::Child, deadline: Instant) -> Option<std::process::ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
 /// How long a host may take to take a fetch asked of it.
 const NUDGE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A declared host other than this one, and the address the revision gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAt {
+    pub name: Name,
+    pub address: String,
+}
+
+/// The host `name` as the revision declares it, when it is another host than `local`.
+pub fn other_host(desired: &DesiredState, local: Option<&Name>, name: &str) -> Option<HostAt> {
+    let host = desired.hosts.get(name)?;
+    (Some(&host.name) != local).then(|| HostAt { name: host.name.clone(), address: host.address.as_str().to_owned() })
+}
+
+/// Every declared host other than `local`.
+pub fn other_hosts(desired: &DesiredState, local: Option<&Name>) -> Vec<HostAt> {
+    desired.hosts.keys().filter_map(|name| other_host(desired, local, name.as_str())).collect()
+}
 
 /// What this host holds of a server it let go, for `handover`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,11 +4,11 @@
 //! checked names and numbers of an ask.
 
 use std::io::Read;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use left4me_state::{DesiredState, Name};
+use left4me_state::Name;
 use reconciler::remote::{Ask, Ssh};
 
 /// How long a look at another host (`status`) may take, and any other short ask (backups, jobs,
@@ -17,23 +17,7 @@ use reconciler::remote::{Ask, Ssh};
 pub const LOOK_TIMEOUT: Duration = Duration::from_secs(4);
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A declared host other than this one, and the address the revision gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostAt {
-    pub name: Name,
-    pub address: String,
-}
-
-/// The host `name` as the revision declares it, when it is another host than `local`.
-pub fn other_host(desired: &DesiredState, local: Option<&Name>, name: &str) -> Option<HostAt> {
-    let host = desired.hosts.get(name)?;
-    (Some(&host.name) != local).then(|| HostAt { name: host.name.clone(), address: host.address.as_str().to_owned() })
-}
-
-/// Every declared host other than `local`.
-pub fn other_hosts(desired: &DesiredState, local: Option<&Name>) -> Vec<HostAt> {
-    desired.hosts.keys().filter_map(|name| other_host(desired, local, name.as_str())).collect()
-}
+pub use reconciler::remote::{HostAt, other_host, other_hosts};
 
 /// Why an ask got no answer, worded for the page: "host c does not answer: <ssh's words>".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +60,7 @@ pub fn ask(ssh: &Ssh, host: &HostAt, ask: &Ask, limit: Duration) -> Result<Vec<u
         .map_err(|e| AskError::Unreachable(format!("cannot run {}: {e}", ssh.program.display())))?;
     let stdout = read_all(child.stdout.take());
     let stderr = read_all(child.stderr.take());
-    let status = match wait(&mut child, started + limit) {
+    let status = match reconciler::remote::wait_until(&mut child, started + limit) {
         Some(status) => status,
         None => return Err(AskError::TimedOut(limit)),
     };
@@ -114,21 +98,6 @@ fn read_all(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>>
         });
     }
     receive
-}
-
-/// The child's exit, or None when `deadline` came first (the child is then killed).
-fn wait(child: &mut Child, deadline: Instant) -> Option<std::process::ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
 }
 
 /// `logs <server> --lines <backlog> --follow` on `host`: the console's last lines, then each

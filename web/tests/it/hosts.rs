@@ -13,7 +13,7 @@ use reconciler::plan::Sync;
 use reconciler::remote::{HostStatus, JobLog};
 use reconciler::report::{Health, ServerReport};
 
-use crate::support::{Reply, Setup, TestApp, hidden_fields, unescape};
+use crate::support::{Reply, Setup, TestApp, hidden_fields, observing_l4d2ctl, unescape};
 
 const B: &str = "10.77.1.2";
 const C: &str = "10.77.1.3";
@@ -144,7 +144,6 @@ esac
 
 /// An `l4d2ctl` for host a: coop-1's unit is there, stopped.
 fn local_l4d2ctl(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let coop1 = InstanceStatus {
         name: Name::new("coop-1").unwrap(),
         unit: "left4me-server@coop-1.service".into(),
@@ -181,14 +180,7 @@ fn local_l4d2ctl(dir: &Path) -> PathBuf {
         schedules: Vec::new(),
     };
     std::fs::write(dir.join("observation.json"), serde_json::to_string(&observation).unwrap()).unwrap();
-    let script = dir.join("l4d2ctl");
-    let text = format!(
-        "#!/bin/sh\nif [ \"$1\" = observe ]; then exec cat '{}/observation.json'; fi\necho \"l4d2ctl: not here\" >&2\nexit 1\n",
-        dir.display()
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
+    observing_l4d2ctl(dir)
 }
 
 fn calls(dir: &Path) -> Vec<String> {

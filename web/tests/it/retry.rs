@@ -3,7 +3,6 @@
 //! file changed by hand) and the reconciler's own database, holding coop-1 in a crash loop.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use l4d2ctl::api::{InstanceStatus, Observation, Problem, Remedy, parse_digest};
@@ -12,23 +11,9 @@ use reconciler::crashloop::CrashLoop;
 use reconciler::db::Db;
 use reconciler::plan::Wish;
 
-use crate::support::{Setup, TestApp};
+use crate::support::{Setup, TestApp, observing_l4d2ctl};
 
 const UNIT_PROBLEM: &str = "changed by hand since l4d2ctl wrote it";
-
-/// An `l4d2ctl` that answers `observe` with what `observation.json` beside it holds.
-fn observing_l4d2ctl(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("l4d2ctl");
-    let answer = dir.join("observation.json");
-    let text = format!(
-        "#!/bin/sh\nif [ \"$1\" = observe ]; then exec cat '{}'; fi\necho \"l4d2ctl: no host here\" >&2\nexit 1\n",
-        answer.display()
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
 
 /// The host: coop-1 rendered as the revision wants it, its unit failed; a unit file changed.
 fn observation(digest: &str) -> Observation {

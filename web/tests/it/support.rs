@@ -402,3 +402,18 @@ impl HealthWatch {
         assert!(answered > 0, "/health was never answered during the attacks");
     }
 }
+
+/// An `l4d2ctl` that answers `observe` with `dir/observation.json` (written by the test) and
+/// fails everything else, as a host with nothing else to say would.
+pub fn observing_l4d2ctl(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("l4d2ctl");
+    let answer = dir.join("observation.json");
+    let text = format!(
+        "#!/bin/sh\nif [ \"$1\" = observe ]; then exec cat '{}'; fi\necho \"l4d2ctl: no host here\" >&2\nexit 1\n",
+        answer.display()
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
