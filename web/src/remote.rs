@@ -67,6 +67,9 @@ pub fn ask(ssh: &Ssh, host: &HostAt, ask: &Ask, limit: Duration) -> Result<Vec<u
     let grace = Duration::from_millis(200);
     let stdout = stdout.recv_timeout(limit.saturating_sub(started.elapsed()).max(grace)).unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr.recv_timeout(grace).unwrap_or_default()).trim().to_owned();
+    if stdout.len() as u64 > MAX_ANSWER {
+        return Err(AskError::Unexpected(format!("an answer of more than {} MiB", MAX_ANSWER >> 20)));
+    }
     match status.code() {
         Some(0) => Ok(stdout),
         Some(255) | None => {
@@ -87,13 +90,18 @@ pub fn ask_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&answer).map_err(|e| AskError::Unexpected(e.to_string()))
 }
 
-/// A pipe read to its end by a thread of its own.
+/// The most an answer may be: a host's status with its servers is tens of KiB, a job's log at
+/// most [`reconciler::remote::MAX_LINES`] lines. A host that sends more is cut off.
+pub const MAX_ANSWER: u64 = 16 << 20;
+
+/// A pipe read to its end, or to [`MAX_ANSWER`] and one byte (then closed, which ends the
+/// writer), by a thread of its own.
 fn read_all(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
     let (send, receive) = mpsc::channel();
-    if let Some(mut pipe) = pipe {
+    if let Some(pipe) = pipe {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
+            let _ = pipe.take(MAX_ANSWER + 1).read_to_end(&mut bytes);
             let _ = send.send(bytes);
         });
     }
@@ -159,6 +167,15 @@ mod tests {
         let (_dir, ssh) = fake("echo not json");
         let e = ask_json::<reconciler::remote::HostStatus>(&ssh, &host(), &Ask::Status, LOOK_TIMEOUT).unwrap_err();
         assert!(matches!(e, AskError::Unexpected(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_host_that_answers_without_end_is_cut_off_within_its_bound() {
+        let (_dir, ssh) = fake("yes '{\"servers\": []}'");
+        let started = Instant::now();
+        let e = ask(&ssh, &host(), &Ask::Status, LOOK_TIMEOUT).unwrap_err();
+        assert_eq!(e, AskError::Unexpected("an answer of more than 16 MiB".into()), "{e:?}");
+        assert!(started.elapsed() < LOOK_TIMEOUT, "cut off, not waited out: {:?}", started.elapsed());
     }
 
     #[test]
