@@ -215,11 +215,17 @@ impl Service<'_> {
         if self.upstream.is_some() {
             return;
         }
-        let others = self.cache.other_hosts(self.config.host.as_ref());
+        let others = self.other_hosts();
         self.nudged = others.iter().map(|host| host.name.clone()).collect();
         for host in others {
             std::thread::spawn(move || crate::remote::nudge(&host));
         }
+    }
+
+    /// The other hosts the last revision read declares (none: it declares no hosts, or was
+    /// invalid).
+    fn other_hosts(&self) -> Vec<crate::remote::HostAt> {
+        self.cache.desired().map(|d| crate::remote::other_hosts(d, self.config.host.as_ref())).unwrap_or_default()
     }
 
     /// After a pass: the hosts its revision declares that were not told to fetch before it.
@@ -227,7 +233,7 @@ impl Service<'_> {
         if self.upstream.is_some() {
             return;
         }
-        for host in self.cache.other_hosts(self.config.host.as_ref()) {
+        for host in self.other_hosts() {
             if self.nudged.insert(host.name.clone()) {
                 std::thread::spawn(move || crate::remote::nudge(&host));
             }

@@ -66,11 +66,12 @@ pub struct RevisionCache {
 }
 
 impl RevisionCache {
-    /// The other hosts the last revision read declares, with their addresses (none: it declares
-    /// no hosts, or was invalid).
-    pub fn other_hosts(&self, here: Option<&Name>) -> Vec<crate::remote::HostAt> {
-        let Some((_, Ok(desired))) = &self.last else { return Vec::new() };
-        crate::remote::other_hosts(desired, here)
+    /// What the last revision read desires of this host, when it was valid.
+    pub fn desired(&self) -> Option<&DesiredState> {
+        match &self.last {
+            Some((_, Ok(desired))) => Some(desired),
+            _ => None,
+        }
     }
 }
 
