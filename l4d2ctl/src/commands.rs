@@ -580,13 +580,40 @@ fn show(host: &Host, name: &str) -> Result<(), Error> {
 
 fn logs(name: &str, lines: u32, follow: bool) -> Result<(), Error> {
     let name = parse_name(name)?;
+    let unit = unit_name(&name);
+    if follow {
+        wait_for_first_entry(&unit);
+    }
     let mut command = Command::new("journalctl");
-    command.args(["--unit", &unit_name(&name), "--lines", &lines.to_string(), "--output", "cat", "--no-pager"]);
+    command.args(["--unit", &unit, "--lines", &lines.to_string(), "--output", "cat", "--no-pager"]);
     if follow {
         command.arg("--follow");
     }
     // journalctl's own output and exit code are the answer.
     Err(Error::Invalid(format!("cannot run journalctl: {}", command.exec())))
+}
+
+/// Returns once `unit` has an entry in the journal (or journalctl says why it cannot tell): a
+/// journalctl 252 (Debian 12's) that begins to follow a unit with no entries yet can miss every
+/// entry that comes after (systemd issue 25649), and a console opened on a server just made
+/// would stay empty. Looked at once a second for a minute, then every 5 s; the console's viewer
+/// leaving ends this process as it would end journalctl.
+fn wait_for_first_entry(unit: &str) {
+    let asked = std::time::Instant::now();
+    loop {
+        let look = Command::new("journalctl")
+            .args(["--unit", unit, "--lines", "1", "--quiet", "--output", "cat", "--no-pager"])
+            .stdin(std::process::Stdio::null())
+            .output();
+        // An entry, or a journal that cannot be read (no journalctl, no permission): the follow
+        // itself then shows what there is or says why.
+        match look {
+            Ok(look) if look.stdout.is_empty() && look.stderr.is_empty() && look.status.success() => {}
+            _ => return,
+        }
+        let pause = if asked.elapsed() < Duration::from_secs(60) { 1 } else { 5 };
+        std::thread::sleep(Duration::from_secs(pause));
+    }
 }
 
 fn release(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {

@@ -8,6 +8,22 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
     let host = Host::installed();
     host.put_example_overlays();
     let spec = host.example_spec("coop-1");
+    // Its console, followed as the web app follows it (its user, the journal's group) from
+    // before the server has written a line: the lines come once it runs.
+    let console = format!("{ROOT}/console-coop-1.log");
+    host.ok(
+        "systemd-run",
+        &[
+            "--unit=follow-coop-1",
+            "--property=User=left4me",
+            "--property=SupplementaryGroups=systemd-journal",
+            &format!("--property=StandardOutput=file:{console}"),
+            "l4d2ctl",
+            "logs",
+            "coop-1",
+            "--follow",
+        ],
+    );
 
     let out = host.l4d2ctl_ok(&["initialize", "coop-1", "-f", &spec]);
     assert!(out.starts_with("coop-1: initialized (sha256:"), "{out}");
@@ -44,6 +60,16 @@ fn install_initialize_start_status_logs_rcon_stop_delete() {
 
     let logs = host.l4d2ctl_ok(&["logs", "coop-1", "--lines", "200"]);
     assert!(logs.contains("Executing dedicated server config file server.cfg"), "{logs}");
+    let followed = host.wait_for(15, |h| {
+        let followed = std::fs::read_to_string(h.root_path(&console)).unwrap_or_default();
+        followed.contains("Executing dedicated server config file server.cfg").then_some(())
+    });
+    assert!(
+        followed.is_some(),
+        "the console followed from before its first line shows none: {:?}",
+        std::fs::read_to_string(host.root_path(&console))
+    );
+    host.ok("systemctl", &["stop", "follow-coop-1"]);
 
     // The tickrate overlay's own server.cfg was staged as server_tickrate.cfg and exec'd.
     let rate = host.l4d2ctl_ok(&["rcon", "coop-1", "sv_maxrate"]);

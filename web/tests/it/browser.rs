@@ -46,7 +46,18 @@ fn a_person_makes_a_server_in_the_browser_and_watches_it_run_then_stops_it() {
     if let Err(e) = outcome {
         let journal =
             sandbox.run("journalctl", &["-u", "left4me-web", "-u", "left4me-reconciler", "-n", "80", "--no-pager"]);
-        panic!("{e}\n\nthe services' journal:\n{}", String::from_utf8_lossy(&journal.stdout));
+        // What the console would have shown, and the followers the web app runs for it.
+        let game = sandbox.run("journalctl", &["-u", "left4me-server@coop-3.service", "-n", "10", "--no-pager"]);
+        let followers = sandbox.run("ps", &["-eo", "pid,user,lstart,args"]);
+        let followers = String::from_utf8_lossy(&followers.stdout);
+        let followers: Vec<_> =
+            followers.lines().filter(|l| l.contains("journalctl") || l.contains(" logs ")).collect();
+        panic!(
+            "{e}\n\nthe services' journal:\n{}\ncoop-3's journal:\n{}\nconsole followers:\n{}",
+            String::from_utf8_lossy(&journal.stdout),
+            String::from_utf8_lossy(&game.stdout),
+            followers.join("\n")
+        );
     }
     let log = sandbox.run_ok("runuser", &[&git[..], &["log", "-3", "--format=%an <%ae>: %s"]].concat());
     assert!(log.contains("alice <alice@example.org>: Stop coop-3"), "{log}");

@@ -123,8 +123,11 @@ fn dashboard_shows(
         if reply.status != 200 {
             return Err(format!("GET / answered {}: {}", reply.status, reply.body));
         }
+        // A first page after a quiet spell may still show the look from before the commit
+        // (the app waits a few seconds at most for a fresh one): the next one shows the hosts.
         if !reply.body.contains("<th>Host</th>") {
-            return Err(format!("the dashboard has no Host column:\n{}", reply.body));
+            last = format!("no Host column yet:\n{}", reply.body);
+            return Ok(None);
         }
         let rows: Result<Vec<Row>, String> = expected.iter().map(|(server, ..)| row(&reply.body, server)).collect();
         let rows = rows?;
