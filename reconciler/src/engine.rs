@@ -63,6 +63,8 @@ pub struct RevisionCache {
     last: Option<(Revision, Checked)>,
     /// Whether the last `load` had to read the tree (two more git processes).
     read_tree: bool,
+    /// Where the servers moving in came from, for the last revision planned.
+    origins: crate::handover::Origins,
 }
 
 impl RevisionCache {
@@ -150,7 +152,7 @@ pub fn plan_pass(
     }
     let mut plan = plan::plan(&host.inputs(&desired, &previous, confirmed));
     plan.schedules = crate::schedules::put(&desired, &host.schedules);
-    crate::handover::describe(config.here(), &revision, &mut plan);
+    crate::handover::describe(config.here(), &revision, &mut cache.origins, &mut plan);
     let now = SystemTime::now();
     let retried = crate::retries::asked(&config.root);
     let crash_loops = crashloop::update(&db.crash_loops()?, &desired, &host.instances, &retried, now);

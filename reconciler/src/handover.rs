@@ -15,7 +15,7 @@
 //! was on no host before (a repo of one host growing `hosts/`), brings nothing; so does one whose
 //! old host the revision no longer declares (a host that died: its servers start here empty).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -130,10 +130,10 @@ fn hold_creates(plan: &mut Plan, why: &str) -> Vec<Name> {
 
 /// Says in their Sync which servers of the plan move in from another host: the plan creates
 /// them here, and they bring their data (a look; nothing is fetched).
-pub fn describe(at: Here<'_>, revision: &Revision, plan: &mut Plan) {
+pub fn describe(at: Here<'_>, revision: &Revision, origins: &mut Origins, plan: &mut Plan) {
     let Some(here) = at.host else { return };
     for name in creates(plan) {
-        if let Ok(Some(from)) = moved_from(at.state, revision, &name, here) {
+        if let Ok(Some(from)) = origins.of(at.state, revision, &name, here) {
             let message = format!("moving in from host {from}, with the data it wrote there");
             plan.servers.insert(name, ServerSync { sync: Sync::OutOfSync, message });
         }
@@ -253,6 +253,31 @@ impl Incoming {
             _ if said.is_empty() => Err(format!("ssh ended {status}")),
             _ => Err(said),
         }
+    }
+}
+
+/// Where the servers moving in came from ([`moved_from`]), remembered for one revision: its
+/// history does not change, and the web's looks (every 2 s while watched) would otherwise run a
+/// `git log` and a `cat-file` for each such server every time.
+#[derive(Default)]
+pub struct Origins {
+    revision: Option<String>,
+    known: BTreeMap<Name, Option<Name>>,
+}
+
+impl Origins {
+    /// [`moved_from`], asked of git once per revision and server; a failure is not remembered.
+    pub fn of(&mut self, state: &Path, revision: &Revision, name: &Name, here: &Name) -> Result<Option<Name>, String> {
+        if self.revision.as_deref() != Some(revision.id()) {
+            self.revision = Some(revision.id().to_owned());
+            self.known.clear();
+        }
+        if let Some(from) = self.known.get(name) {
+            return Ok(from.clone());
+        }
+        let from = moved_from(state, revision, name, here)?;
+        self.known.insert(name.clone(), from.clone());
+        Ok(from)
     }
 }
 

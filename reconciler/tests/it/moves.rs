@@ -3,7 +3,7 @@
 
 use left4me_sim::Git;
 use left4me_state::Name;
-use reconciler::handover::moved_from;
+use reconciler::handover::{Origins, moved_from};
 
 fn server(name: &str, host: &str, port: u16, hostname: &str) -> String {
     format!(
@@ -39,6 +39,13 @@ fn a_server_is_known_to_come_from_the_host_its_file_named_before_the_commit_that
     commit(&repo, dir.path(), &[("servers/x.yaml", server("x", "b", 27015, "renamed"))], "x renamed");
     let moved = commit(&repo, dir.path(), &[("servers/x.yaml", server("x", "c", 27016, "renamed"))], "x to c");
     assert_eq!(moved_from(dir.path(), &moved, &x, &c).unwrap(), Some(b.clone()));
+    // The looks remember it for the revision: asked again, git is not (a repo gone still answers),
+    // and a new revision is asked of git again.
+    let mut origins = Origins::default();
+    assert_eq!(origins.of(dir.path(), &moved, &x, &c).unwrap(), Some(b.clone()));
+    let gone = dir.path().join("no-repo-here");
+    assert_eq!(origins.of(&gone, &moved, &x, &c).unwrap(), Some(b.clone()), "remembered for its revision");
+    assert!(origins.of(&gone, &first, &x, &c).is_err(), "another revision is asked of git");
     // Edits after the move do not hide it.
     let later = commit(&repo, dir.path(), &[("servers/x.yaml", server("x", "c", 27017, "again"))], "x edited");
     assert_eq!(moved_from(dir.path(), &later, &x, &c).unwrap(), Some(b.clone()));

@@ -65,8 +65,8 @@ pub fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, ho
         host: snapshot.host_of(&report.name).map(Name::as_str),
         blueprint: declared.map(|s| s.blueprint.as_str()),
         desired_state: declared.map(|s| power_state(s.state)),
-        address: report.port.map(|port| format!("{host}:{port}")),
-        connect: report.port.map(|port| format!("steam://connect/{host}:{port}")),
+        address: report.port.map(|port| endpoint(host, port)),
+        connect: report.port.map(|port| format!("steam://connect/{}", endpoint(host, port))),
         cpu: snapshot.cpu.get(report.name.as_str()).map(|cpu| format!("{cpu:.0}%")),
         memory: snapshot
             .instances
@@ -79,6 +79,12 @@ pub fn row<'a>(snapshot: &'a Snapshot, report: &'a ServerReport, user: &User, ho
             None => snapshot.history.as_ref().map(|history| sparkline(&report.name, history.get(report.name.as_str()))),
         },
     })
+}
+
+/// `host:port` as players give it to the console's `connect`; an IPv6 address in brackets, or
+/// its port would read as part of it.
+fn endpoint(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
 /// A server's players over the last day, as the dashboard's row draws them.
@@ -194,4 +200,17 @@ pub fn hosts(snapshot: &Snapshot) -> Vec<Value> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn an_ipv6_address_is_bracketed_once_and_the_others_are_left_as_they_are() {
+        assert_eq!(endpoint("2001:db8::7", 27015), "[2001:db8::7]:27015");
+        assert_eq!(endpoint("[::1]", 27015), "[::1]:27015", "a Host header's own brackets are kept");
+        assert_eq!(endpoint("203.0.113.5", 27016), "203.0.113.5:27016");
+        assert_eq!(endpoint("l4d2.example.org", 27017), "l4d2.example.org:27017");
+    }
 }
