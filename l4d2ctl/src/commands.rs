@@ -596,11 +596,15 @@ fn logs(name: &str, lines: u32, follow: bool) -> Result<(), Error> {
 /// Returns once `unit` has an entry in the journal (or journalctl says why it cannot tell): a
 /// journalctl 252 (Debian 12's) that begins to follow a unit with no entries yet can miss every
 /// entry that comes after (systemd issue 25649), and a console opened on a server just made
-/// would stay empty. Looked at once a second for a minute, then every 5 s; the console's viewer
-/// leaving ends this process as it would end journalctl.
+/// would stay empty. Looked at once a second for a minute, then every 5 s. A reader gone (its
+/// end of the output closed: the web's viewer left, or an ssh session of another host's web
+/// ended) ends the wait and this process, as journalctl would end writing to it.
 fn wait_for_first_entry(unit: &str) {
     let asked = std::time::Instant::now();
     loop {
+        if reader_gone() {
+            std::process::exit(0);
+        }
         let look = Command::new("journalctl")
             .args(["--unit", unit, "--lines", "1", "--quiet", "--output", "cat", "--no-pager"])
             .stdin(std::process::Stdio::null())
@@ -614,6 +618,15 @@ fn wait_for_first_entry(unit: &str) {
         let pause = if asked.elapsed() < Duration::from_secs(60) { 1 } else { 5 };
         std::thread::sleep(Duration::from_secs(pause));
     }
+}
+
+/// Whether standard output is a pipe or socket whose reader has closed it.
+fn reader_gone() -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&stdout), PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 fn release(by: &Actor, name: &str, out: &mut Out) -> Result<Outcome, Error> {
