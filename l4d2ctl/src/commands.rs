@@ -605,15 +605,10 @@ fn wait_for_first_entry(unit: &str) {
         if reader_gone() {
             std::process::exit(0);
         }
-        let look = Command::new("journalctl")
-            .args(["--unit", unit, "--lines", "1", "--quiet", "--output", "cat", "--no-pager"])
-            .stdin(std::process::Stdio::null())
-            .output();
         // An entry, or a journal that cannot be read (no journalctl, no permission): the follow
         // itself then shows what there is or says why.
-        match look {
-            Ok(look) if look.stdout.is_empty() && look.stderr.is_empty() && look.status.success() => {}
-            _ => return,
+        if systemd::has_journal_entry(unit) != Some(false) {
+            return;
         }
         let pause = if asked.elapsed() < Duration::from_secs(60) { 1 } else { 5 };
         std::thread::sleep(Duration::from_secs(pause));

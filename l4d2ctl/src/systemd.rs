@@ -73,6 +73,17 @@ pub fn reset_failed(unit: &str) -> Result<bool, Error> {
     systemctl(&["reset-failed", "--quiet", "--", unit]).map(|_| true)
 }
 
+/// Whether `unit` has an entry in the journal; None when journalctl cannot tell (not there, or
+/// the journal unreadable to this user: it said so on stderr).
+pub fn has_journal_entry(unit: &str) -> Option<bool> {
+    let output = Command::new("journalctl")
+        .args(["--unit", unit, "--lines", "1", "--quiet", "--output", "cat", "--no-pager"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    (output.status.success() && output.stderr.is_empty()).then_some(!output.stdout.is_empty())
+}
+
 /// Why a unit's start just failed, in the words of whoever failed: l4d2ctl's own error from its
 /// `ExecStart=` or `ExecStartPost=` (`l4d2ctl: cannot mount …`), else systemd's account of the
 /// step that failed — read from the journal since `since` (journald may take a moment to store

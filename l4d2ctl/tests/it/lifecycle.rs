@@ -395,3 +395,14 @@ fn brief_status(host: &Host, name: &str) -> serde_json::Value {
     let instances = observed["instances"].as_array().unwrap();
     instances.iter().find(|i| i["name"] == name).unwrap_or_else(|| panic!("{name} in {observed}")).clone()
 }
+
+/// A console of a server that has written nothing waits for its first line while someone reads
+/// it, and ends once its reader is gone, however long the server stays silent.
+#[test]
+fn a_silent_console_waits_while_it_is_read_and_ends_with_its_reader() {
+    let host = Host::installed();
+    let waits = host.run("timeout", &["3", "l4d2ctl", "logs", "silent-1", "--follow"]);
+    assert_eq!(waits.status.code(), Some(124), "it waited: {}", text(&waits.stderr));
+    let left = host.ok("bash", &["-c", "timeout 20 l4d2ctl logs silent-1 --follow | head -c0; echo ${PIPESTATUS[0]}"]);
+    assert_eq!(left.trim(), "0", "it ended with its reader, not at the timeout (124)");
+}
